@@ -1,0 +1,2 @@
+//! shardlog: a durable, shard-partitioned stream log.
+#![deny(unsafe_code)]
