@@ -1,2 +1,4 @@
 //! shardlog: a durable, shard-partitioned stream log.
 #![deny(unsafe_code)]
+
+pub mod storage;
