@@ -1,0 +1,27 @@
+//! Generates the gRPC stubs and the internal metadata messages from `proto/`, with the vendored
+//! `protoc` so the build needs no system protobuf compiler.
+
+use std::env;
+use std::error::Error;
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "proto/shardlog/v1/shardlog.proto",
+    "proto/shardlog/meta/v1/meta.proto",
+];
+
+fn main() -> Result<(), Box<dyn Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    // Edition 2021: `set_var` is safe here; the build script is single-threaded at this point.
+    env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        // Every `bytes` field becomes `bytes::Bytes`, so record data is shared, never copied.
+        .bytes(".")
+        .file_descriptor_set_path(out_dir.join("shardlog_descriptor.bin"))
+        .compile_protos(PROTOS, &["proto"])?;
+    Ok(())
+}
