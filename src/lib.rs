@@ -1,6 +1,5 @@
 //! shardlog: a durable, shard-partitioned stream log.
 #![deny(unsafe_code)]
 
-pub mod consumer;
 pub mod storage;
 pub mod proto;
