@@ -1,4 +1,26 @@
 //! Per-shard append-only log: segments, sparse indexes, group commit, recovery, retention.
 //! Knows nothing of gRPC, streams or consumers.
+//!
+//! | module      | job                                                                 |
+//! |-------------|---------------------------------------------------------------------|
+//! | `record`    | the on-disk batch frame: encode, decode, CRC                         |
+//! | `index`     | memory-mapped sparse sequence → position and time → sequence indexes |
+//! | `segment`   | one segment file and its indexes: write, read, scan, seal            |
+//! | `log`       | `ShardLog`: ordered segments, append, read, recover, retention       |
+//! | `commit`    | group commit: many waiting appends → one write + one sync            |
+//! | `io`        | the file-I/O seam and every durability syscall                       |
+//! | `faulty`    | a fault-injecting `Io` for tests: short writes, EIO, ENOSPC, power loss |
 
+pub mod commit;
+pub mod error;
+pub mod faulty;
+pub mod index;
 pub mod io;
+pub mod log;
+pub mod record;
+pub mod segment;
+
+pub use commit::{Committer, FsyncPolicy};
+pub use error::StorageError;
+pub use log::{AppendAck, LogConfig, LogStats, ReadBatch, ShardLog};
+pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};

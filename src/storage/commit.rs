@@ -1,0 +1,268 @@
+//! Group commit: appends to one shard queue up; a committer drains the queue, writes every
+//! waiting batch with one `write`, syncs per the fsync policy, then acknowledges them all.
+//!
+//! ```text
+//!  put A ─┐                        ┌─ spawn_blocking ──────────────────┐
+//!  put B ─┼─▶ bounded queue ─▶ task│ stamp A,B,C → write → fdatasync    │─▶ publish ─▶ ack A,B,C
+//!  put C ─┘   (full past deadline  └───────────────────────────────────┘
+//!              → Busy)
+//! ```
+//!
+//! The committer task owns each job once it is queued, so a caller that goes away (a cancelled
+//! gRPC request) cannot tear a write: the batch is written or refused as a whole regardless.
+//! File I/O and fsync run on tokio's blocking pool, never on an async worker thread.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::StorageError;
+use super::log::{AppendAck, ShardLog};
+use super::record::EncodedBatch;
+
+/// Default depth of a shard's append queue, in batches.
+pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
+/// Default time an append waits for room in a full queue before failing with `Busy`.
+pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bytes gathered into one round (one write, one sync).
+pub const DEFAULT_MAX_ROUND_BYTES: usize = 16 * 1024 * 1024;
+/// Default sync period of the `interval` policy.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// When appended bytes are made durable, and what an acknowledgement therefore promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Sync before acknowledging: an acknowledged record survives power loss. The default.
+    Always,
+    /// Acknowledge after the write; sync at most every period. A process crash loses nothing
+    /// acknowledged; a power loss may lose up to one period.
+    Interval(Duration),
+    /// Acknowledge after the write and leave syncing to the OS. A process crash loses nothing
+    /// acknowledged; a power loss may lose whatever the OS had not written back.
+    Never,
+}
+
+impl Default for FsyncPolicy {
+    fn default() -> Self {
+        FsyncPolicy::Always
+    }
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval(DEFAULT_SYNC_INTERVAL)),
+            "never" => Ok(FsyncPolicy::Never),
+            other => Err(format!(
+                "unknown fsync policy {other:?}: expected always, interval or never"
+            )),
+        }
+    }
+}
+
+/// Settings of a committer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitConfig {
+    pub policy: FsyncPolicy,
+    /// Batches that may wait in the queue (default 4096).
+    pub queue_depth: usize,
+    /// How long an append waits for room in a full queue (default 5 s).
+    pub enqueue_timeout: Duration,
+    /// Bytes gathered into one write (default 16 MiB).
+    pub max_round_bytes: usize,
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        CommitConfig {
+            policy: FsyncPolicy::Always,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
+            max_round_bytes: DEFAULT_MAX_ROUND_BYTES,
+        }
+    }
+}
+
+struct Job {
+    batch: EncodedBatch,
+    reply: oneshot::Sender<Result<AppendAck, StorageError>>,
+}
+
+/// The handle producers append through. Cheap to clone; the committer task stops (after a
+/// final sync) when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Job>,
+    log: Arc<ShardLog>,
+    enqueue_timeout: Duration,
+}
+
+impl Committer {
+    /// Starts the committer task of `log` on the current tokio runtime.
+    pub fn spawn(log: Arc<ShardLog>, config: CommitConfig) -> Committer {
+        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+        tokio::spawn(run(Arc::clone(&log), rx, config));
+        Committer {
+            tx,
+            log,
+            enqueue_timeout: config.enqueue_timeout,
+        }
+    }
+
+    /// Appends one batch and waits until it is acknowledged per the policy.
+    pub async fn append(&self, batch: EncodedBatch) -> Result<AppendAck, StorageError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job { batch, reply };
+        match self.tx.send_timeout(job, self.enqueue_timeout).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                return Err(StorageError::Busy {
+                    dir: self.log.dir().to_owned(),
+                })
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                return Err(StorageError::Closed {
+                    dir: self.log.dir().to_owned(),
+                })
+            }
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StorageError::Closed {
+                dir: self.log.dir().to_owned(),
+            })
+        })
+    }
+
+    /// The log this committer writes.
+    pub fn log(&self) -> &Arc<ShardLog> {
+        &self.log
+    }
+}
+
+async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConfig) {
+    let mut last_sync = Instant::now();
+    let mut dirty = false;
+    let mut jobs: Vec<Job> = Vec::new();
+    loop {
+        let first = match (config.policy, dirty) {
+            (FsyncPolicy::Interval(period), true) => {
+                let due = period.saturating_sub(last_sync.elapsed());
+                match tokio::time::timeout(due, rx.recv()).await {
+                    Ok(job) => job,
+                    Err(_elapsed) => {
+                        let l = Arc::clone(&log);
+                        match tokio::task::spawn_blocking(move || l.sync()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::error!(error = %e, "periodic sync failed"),
+                            Err(e) => tracing::error!(error = %e, "periodic sync task failed"),
+                        }
+                        last_sync = Instant::now();
+                        dirty = false;
+                        continue;
+                    }
+                }
+            }
+            _ => rx.recv().await,
+        };
+        let Some(first) = first else { break };
+        let mut bytes = first.batch.frame_len();
+        jobs.push(first);
+        while bytes < config.max_round_bytes {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.batch.frame_len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let sync = match config.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(period) => last_sync.elapsed() >= period,
+            FsyncPolicy::Never => false,
+        };
+        let mut batches: Vec<EncodedBatch> = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            batches.push(job.batch);
+            replies.push(job.reply);
+        }
+        let l = Arc::clone(&log);
+        let result = tokio::task::spawn_blocking(move || l.append(&mut batches, sync)).await;
+        if sync {
+            last_sync = Instant::now();
+            dirty = false;
+        } else {
+            dirty = true;
+        }
+        match result {
+            Ok(Ok(acks)) => {
+                for (reply, ack) in replies.into_iter().zip(acks) {
+                    let _ = reply.send(Ok(ack));
+                }
+            }
+            Ok(Err(e)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(clone_error(&e, &log)));
+                }
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "append task failed");
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::Poisoned {
+                        dir: log.dir().to_owned(),
+                        cause: format!("append task failed: {join}"),
+                    }));
+                }
+            }
+        }
+    }
+    let l = Arc::clone(&log);
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.close()).await {
+        tracing::error!(error = %e, "final sync failed");
+    }
+}
+
+/// Every waiter of a failed round gets the same error; `io::Error` is not `Clone`, so each
+/// gets a copy that keeps the kind, the verb, the file and the message.
+fn clone_error(e: &StorageError, log: &ShardLog) -> StorageError {
+    match e {
+        StorageError::Io { op, path, source } => StorageError::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StorageError::DiskFull { op, path, source } => StorageError::DiskFull {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StorageError::Corrupt {
+            segment,
+            position,
+            reason,
+        } => StorageError::Corrupt {
+            segment: segment.clone(),
+            position: *position,
+            reason: reason.clone(),
+        },
+        StorageError::Poisoned { dir, cause } => StorageError::Poisoned {
+            dir: dir.clone(),
+            cause: cause.clone(),
+        },
+        StorageError::Busy { dir } => StorageError::Busy { dir: dir.clone() },
+        StorageError::Encode(e) => StorageError::Encode(e.clone()),
+        StorageError::InvalidConfig { setting, reason } => StorageError::InvalidConfig {
+            setting,
+            reason: reason.clone(),
+        },
+        StorageError::Closed { .. } => StorageError::Closed {
+            dir: log.dir().to_owned(),
+        },
+    }
+}

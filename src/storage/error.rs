@@ -1,0 +1,74 @@
+//! The storage layer's error type: what failed, on which file, and why.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::record::{EncodeError, FrameError};
+
+/// Errors of the storage layer. A failed *request* (`DiskFull`, `Busy`, `Encode`) leaves the
+/// shard usable; a broken *shard* (`Poisoned`) refuses writes until it is reopened.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// An I/O call failed.
+    #[error("when {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The disk (or quota) is full. Nothing durable was touched; writes resume once there is
+    /// space.
+    #[error("when {op} {}: no space left on device", path.display())]
+    DiskFull {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A stored batch failed its checks: never served as data.
+    #[error("corrupt batch in {} at position {position}: {reason}", segment.display())]
+    Corrupt {
+        segment: PathBuf,
+        position: u64,
+        #[source]
+        reason: FrameError,
+    },
+    /// An earlier write or sync failed in a way that leaves the durable state unknown; the
+    /// shard refuses writes until it is reopened (retrying an fsync is unsafe: the kernel may
+    /// already have dropped the dirty pages it failed to write).
+    #[error("shard log {} refuses writes: {cause}", dir.display())]
+    Poisoned { dir: PathBuf, cause: String },
+    /// The shard's append queue stayed full past the enqueue deadline.
+    #[error("append queue of {} is full", dir.display())]
+    Busy { dir: PathBuf },
+    /// A record could not be framed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A setting is out of range.
+    #[error("invalid storage setting {setting}: {reason}")]
+    InvalidConfig {
+        setting: &'static str,
+        reason: String,
+    },
+    /// The shard log was closed (its stream was deleted or the server is stopping).
+    #[error("shard log {} is closed", dir.display())]
+    Closed { dir: PathBuf },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with the verb and the file, telling disk-full apart.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StorageError {
+        let path = path.into();
+        if matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) {
+            StorageError::DiskFull { op, path, source }
+        } else {
+            StorageError::Io { op, path, source }
+        }
+    }
+}

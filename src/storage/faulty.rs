@@ -1,0 +1,342 @@
+//! A fault-injecting [`Io`] for tests: short writes, `EIO` on sync, `ENOSPC`, and power loss.
+//!
+//! It wraps the real file system (under a test's temporary directory) and remembers, for every
+//! file written through it, how many bytes were synced and whether its directory entry was
+//! synced. [`FaultyIo::power_loss`] then does to the files what a power cut does: every file
+//! falls back to its synced length (optionally keeping a random, possibly damaged, part of the
+//! unsynced tail, as a disk that wrote some pages would), and a file whose creation was never
+//! made durable by a directory sync disappears. So a missing `sync` or `sync_dir` loses data
+//! in a test exactly as it would on a real machine.
+//!
+//! The model assumes what the log guarantees: data files are only appended to or cut back,
+//! never overwritten below their synced length.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::io::{Io, IoFile, RealIo};
+
+#[derive(Debug, Default, Clone)]
+struct Track {
+    synced_len: u64,
+    entry_synced: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: HashMap<PathBuf, Track>,
+    fail_syncs: bool,
+    space_left: Option<u64>,
+    short_write_once: Option<usize>,
+}
+
+/// How much of the unsynced tail of each file survives a [`FaultyIo::power_loss`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Only synced bytes survive.
+    UnsyncedGone,
+    /// A prefix of the unsynced bytes survives, its length drawn from the seed, and its last
+    /// byte flipped when the seed says so: a torn write.
+    Torn { seed: u64 },
+}
+
+/// The fault-injecting file system. Clones share state.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyIo {
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultyIo {
+    /// A fault-free file system until told otherwise.
+    pub fn new() -> FaultyIo {
+        FaultyIo::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes every sync fail with `EIO` (or succeed again).
+    pub fn fail_syncs(&self, fail: bool) {
+        self.state().fail_syncs = fail;
+    }
+
+    /// Limits the bytes files may still grow by (`None`: unlimited). A write past it writes
+    /// what fits and fails with `ENOSPC`.
+    pub fn set_space_left(&self, bytes: Option<u64>) {
+        self.state().space_left = bytes;
+    }
+
+    /// The next write stores only its first `keep` bytes and fails.
+    pub fn short_write_once(&self, keep: usize) {
+        self.state().short_write_once = Some(keep);
+    }
+
+    /// Simulates a power cut, then forgets all tracking: what is left is what a reboot finds.
+    /// Handles to files opened before it must not be used afterwards.
+    pub fn power_loss(&self, loss: Loss) {
+        let mut st = self.state();
+        let mut rng = match loss {
+            Loss::UnsyncedGone => 0,
+            Loss::Torn { seed } => seed | 1,
+        };
+        let mut paths: Vec<_> = st.files.keys().cloned().collect();
+        paths.sort();
+        for path in paths {
+            let track = st.files[&path].clone();
+            if !track.entry_synced {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let Ok(len) = std::fs::metadata(&path).map(|m| m.len()) else {
+                continue;
+            };
+            if len <= track.synced_len {
+                continue;
+            }
+            let keep = if rng == 0 {
+                0
+            } else {
+                rng = xorshift(rng);
+                rng % (len - track.synced_len + 1)
+            };
+            let new_len = track.synced_len + keep;
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                let _ = f.set_len(new_len);
+                if keep > 0 && rng % 3 == 0 {
+                    use std::os::unix::fs::FileExt;
+                    let mut b = [0u8; 1];
+                    let _ = f.read_at(&mut b, new_len - 1);
+                    b[0] ^= 0x5a;
+                    let _ = f.write_at(&b, new_len - 1);
+                }
+            }
+        }
+        st.files.clear();
+    }
+
+    fn track(&self, path: &Path) -> Tracked {
+        Tracked {
+            state: Arc::clone(&self.state),
+            path: path.to_owned(),
+        }
+    }
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn IoFile>,
+    tracked: Tracked,
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28)
+}
+
+impl IoFile for FaultyFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
+        let len = self.inner.len()?;
+        let synced = st.files.get(&self.tracked.path).map_or(0, |t| t.synced_len);
+        assert!(
+            offset >= synced,
+            "the power-loss model needs appends only: write at {offset} below synced length {synced}"
+        );
+        let mut keep = buf.len();
+        let mut err = None;
+        if let Some(k) = st.short_write_once.take() {
+            keep = keep.min(k);
+            err = Some(io::Error::other("injected short write"));
+        }
+        if let Some(space) = st.space_left {
+            let growth = (offset + keep as u64).saturating_sub(len);
+            if growth > space {
+                keep = keep.min((len + space).saturating_sub(offset) as usize);
+                err = Some(enospc());
+            }
+        }
+        if keep > 0 {
+            self.inner.write_all_at(&buf[..keep], offset)?;
+        }
+        if let Some(space) = st.space_left.as_mut() {
+            *space = space.saturating_sub((offset + keep as u64).saturating_sub(len));
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.fail_syncs {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.inner.sync()?;
+        let len = self.inner.len()?;
+        st.files
+            .entry(self.tracked.path.clone())
+            .or_insert_with(|| Track {
+                synced_len: 0,
+                entry_synced: true,
+            })
+            .synced_len = len;
+        Ok(())
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.inner.len()?;
+        self.inner.truncate(len)?;
+        if let Some(space) = st.space_left.as_mut() {
+            *space += old.saturating_sub(len);
+        }
+        if let Some(t) = st.files.get_mut(&self.tracked.path) {
+            // Cutting below the synced length is itself only durable after a sync; until then
+            // a power loss may bring the old bytes back, which recovery must handle anyway.
+            t.synced_len = t.synced_len.min(len);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl Io for FaultyIo {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
+        let existed = path.exists();
+        let inner = RealIo.open(path, create)?;
+        let mut st = self.state();
+        let len = inner.len()?;
+        st.files.entry(path.to_owned()).or_insert(Track {
+            // A file that was there before tracking began is taken as durable as it is.
+            synced_len: if existed { len } else { 0 },
+            entry_synced: existed,
+        });
+        drop(st);
+        Ok(Arc::new(FaultyFile {
+            inner,
+            tracked: self.track(path),
+        }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealIo.remove_file(path)?;
+        self.state().files.remove(path);
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealIo.rename(from, to)?;
+        let mut st = self.state();
+        let mut track = st.files.remove(from).unwrap_or_default();
+        // The new name is durable only after the directory is synced.
+        track.entry_synced = false;
+        st.files.insert(to.to_owned(), track);
+        Ok(())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        RealIo.create_dir_all(dir)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        RealIo.remove_dir_all(dir)?;
+        self.state().files.retain(|p, _| !p.starts_with(dir));
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state();
+        if st.fail_syncs {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        RealIo.sync_dir(dir)?;
+        for (path, track) in st.files.iter_mut() {
+            if path.parent() == Some(dir) {
+                track.entry_synced = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        RealIo.list_dir(dir)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_bytes_and_unsynced_entries_vanish_on_power_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        let fa = io.open(&a, true).unwrap();
+        fa.write_all_at(b"durable", 0).unwrap();
+        fa.sync().unwrap();
+        io.sync_dir(dir.path()).unwrap();
+        fa.write_all_at(b" and lost", 7).unwrap();
+        let fb = io.open(&b, true).unwrap();
+        fb.write_all_at(b"synced but never linked", 0).unwrap();
+        fb.sync().unwrap();
+        io.power_loss(Loss::UnsyncedGone);
+        assert_eq!(std::fs::read(&a).unwrap(), b"durable");
+        assert!(!b.exists());
+    }
+
+    #[test]
+    fn a_full_disk_writes_what_fits_and_says_enospc() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new();
+        let f = io.open(&dir.path().join("f"), true).unwrap();
+        io.set_space_left(Some(4));
+        let err = f.write_all_at(b"123456", 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(f.len().unwrap(), 4);
+        f.truncate(0).unwrap();
+        f.write_all_at(b"1234", 0).unwrap();
+    }
+
+    #[test]
+    fn failing_syncs_report_eio_and_leave_the_synced_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new();
+        let path = dir.path().join("f");
+        let f = io.open(&path, true).unwrap();
+        io.sync_dir(dir.path()).unwrap();
+        f.write_all_at(b"abc", 0).unwrap();
+        io.fail_syncs(true);
+        assert_eq!(f.sync().unwrap_err().raw_os_error(), Some(5));
+        io.power_loss(Loss::UnsyncedGone);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+}

@@ -1,0 +1,475 @@
+//! Sparse, memory-mapped indexes of one segment: sequence → file position (`.index`) and
+//! arrival time → sequence (`.timeindex`). The only module of the crate with `unsafe`.
+//!
+//! Both are tables of fixed-width little-endian entries, one added every
+//! `index_interval_bytes` of log written, at a batch boundary:
+//!
+//! | file         | entry                                         | width |
+//! |--------------|-----------------------------------------------|------:|
+//! | `.index`     | relative sequence u32, file position u32      |     8 |
+//! | `.timeindex` | timestamp ms u64, relative sequence u32       |    12 |
+//!
+//! The relative sequence of an entry is never 0 (the batch at position 0 needs no entry), so a
+//! zero relative sequence marks the end of the entries in a pre-sized file. An active segment's
+//! index files are pre-sized to their capacity and mapped read-write; sealing trims them to
+//! their entries and maps them read-only. Indexes are hints: they are not synced with the log,
+//! and recovery checks them against the log and rebuilds them when they disagree.
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+
+/// Width of a `.index` entry.
+pub const OFFSET_ENTRY_LEN: usize = 8;
+/// Width of a `.timeindex` entry.
+pub const TIME_ENTRY_LEN: usize = 12;
+
+#[derive(Debug)]
+enum Mapping {
+    /// No bytes mapped (a sealed, empty index: zero-length files cannot be mapped).
+    None,
+    Writable(MmapMut),
+    ReadOnly(Mmap),
+}
+
+impl Mapping {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mapping::None => &[],
+            Mapping::Writable(m) => m,
+            Mapping::ReadOnly(m) => m,
+        }
+    }
+}
+
+/// A table of fixed-width entries in a memory-mapped file.
+#[derive(Debug)]
+struct MappedTable<const W: usize> {
+    path: PathBuf,
+    file: File,
+    map: Mapping,
+    entries: usize,
+    capacity: usize,
+}
+
+impl<const W: usize> MappedTable<W> {
+    /// Opens (creating if needed) a writable table pre-sized to `capacity` entries. Existing
+    /// entries are kept up to the first one `valid(prev, entry)` rejects.
+    fn open_writable(
+        path: &Path,
+        capacity: usize,
+        valid: impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
+    ) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len() as usize;
+        let capacity = capacity.max(len / W).max(1);
+        if len != capacity * W {
+            // A trimmed file (the segment was sealed before a crash) grows back; the new
+            // bytes are zeros, which read as the end marker.
+            file.set_len((capacity * W) as u64)?;
+        }
+        // SAFETY: the file was just sized to `capacity * W` bytes and is owned by this table:
+        // shardlog never shrinks an index file while a mapping of it is alive (`seal` drops
+        // the mapping before trimming, and `Drop` unmaps before anything else touches the
+        // file). Another process truncating the data directory is outside what any mmap-based
+        // store can defend against.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        let mut table = MappedTable {
+            path: path.to_owned(),
+            file,
+            map: Mapping::Writable(map),
+            entries: 0,
+            capacity,
+        };
+        table.entries = table.count_valid(capacity, &valid);
+        Ok(table)
+    }
+
+    /// Opens a sealed table read-only: every whole entry up to the first invalid one counts.
+    fn open_sealed(
+        path: &Path,
+        valid: impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
+    ) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len() as usize;
+        let map = if len == 0 {
+            Mapping::None
+        } else {
+            // SAFETY: as in `open_writable`: this table owns the file and nothing in shardlog
+            // changes a sealed index while it is mapped.
+            Mapping::ReadOnly(unsafe { Mmap::map(&file)? })
+        };
+        let mut table = MappedTable {
+            path: path.to_owned(),
+            file,
+            map,
+            entries: 0,
+            capacity: len / W,
+        };
+        table.entries = table.count_valid(len / W, &valid);
+        Ok(table)
+    }
+
+    fn count_valid(
+        &self,
+        limit: usize,
+        valid: &impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
+    ) -> usize {
+        let mut prev: Option<[u8; W]> = None;
+        for i in 0..limit {
+            let e = self.raw(i);
+            if !valid(prev.as_ref(), &e) {
+                return i;
+            }
+            prev = Some(e);
+        }
+        limit
+    }
+
+    fn raw(&self, i: usize) -> [u8; W] {
+        let mut e = [0u8; W];
+        e.copy_from_slice(&self.map.bytes()[i * W..(i + 1) * W]);
+        e
+    }
+
+    fn push(&mut self, entry: [u8; W]) -> bool {
+        if self.entries >= self.capacity {
+            return false;
+        }
+        let at = self.entries * W;
+        match &mut self.map {
+            Mapping::Writable(m) => {
+                m[at..at + W].copy_from_slice(&entry);
+                self.entries += 1;
+                true
+            }
+            Mapping::None | Mapping::ReadOnly(_) => false,
+        }
+    }
+
+    /// Forgets entries from `keep` on, zeroing them so the end marker is where it should be.
+    fn truncate(&mut self, keep: usize) {
+        if keep >= self.entries {
+            return;
+        }
+        if let Mapping::Writable(m) = &mut self.map {
+            m[keep * W..self.entries * W].fill(0);
+        }
+        self.entries = keep;
+    }
+
+    /// Trims the file to its entries and maps it read-only.
+    fn seal(&mut self) -> io::Result<()> {
+        if let Mapping::Writable(m) = &self.map {
+            m.flush()?;
+        }
+        self.map = Mapping::None;
+        let len = self.entries * W;
+        self.file.set_len(len as u64)?;
+        self.capacity = self.entries;
+        if len > 0 {
+            // SAFETY: the file was trimmed above while no mapping was alive; from here on it is
+            // only read.
+            self.map = Mapping::ReadOnly(unsafe { Mmap::map(&self.file)? });
+        }
+        Ok(())
+    }
+
+    /// Index of the last entry whose key (extracted by `key`) is ≤ `target`.
+    fn floor(&self, target: u64, key: impl Fn(&[u8; W]) -> u64) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if key(&self.raw(mid)) <= target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// One `.index` entry: the batch starting at `relative_sequence` begins at `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_sequence: u32,
+    pub position: u32,
+}
+
+/// Sequence → position index of one segment.
+#[derive(Debug)]
+pub struct OffsetIndex(MappedTable<OFFSET_ENTRY_LEN>);
+
+fn offset_valid(prev: Option<&[u8; 8]>, e: &[u8; 8]) -> bool {
+    let (seq, pos) = (u32_at(e, 0), u32_at(e, 4));
+    seq > 0
+        && pos > 0
+        && prev.is_none_or(|p| seq > u32_at(p, 0) && pos > u32_at(p, 4))
+}
+
+impl OffsetIndex {
+    /// Opens or creates the index of an active segment with room for `capacity` entries.
+    pub fn open_active(path: &Path, capacity: usize) -> io::Result<Self> {
+        MappedTable::open_writable(path, capacity, offset_valid).map(OffsetIndex)
+    }
+
+    /// Opens the index of a sealed segment read-only.
+    pub fn open_sealed(path: &Path) -> io::Result<Self> {
+        MappedTable::open_sealed(path, offset_valid).map(OffsetIndex)
+    }
+
+    /// Adds an entry; false when the index is full or sealed (the index is sparse: a missing
+    /// entry only means a longer scan).
+    pub fn push(&mut self, e: OffsetEntry) -> bool {
+        let mut raw = [0u8; 8];
+        raw[..4].copy_from_slice(&e.relative_sequence.to_le_bytes());
+        raw[4..].copy_from_slice(&e.position.to_le_bytes());
+        self.0.push(raw)
+    }
+
+    /// The entry at `i`.
+    pub fn get(&self, i: usize) -> Option<OffsetEntry> {
+        (i < self.0.entries).then(|| {
+            let raw = self.0.raw(i);
+            OffsetEntry {
+                relative_sequence: u32_at(&raw, 0),
+                position: u32_at(&raw, 4),
+            }
+        })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.entries
+    }
+
+    /// True without entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.entries == 0
+    }
+
+    /// The last entry at or before `relative_sequence`.
+    pub fn lookup(&self, relative_sequence: u64) -> Option<OffsetEntry> {
+        self.0
+            .floor(relative_sequence, |e| u64::from(u32_at(e, 0)))
+            .and_then(|i| self.get(i))
+    }
+
+    /// Keeps the first `keep` entries.
+    pub fn truncate(&mut self, keep: usize) {
+        self.0.truncate(keep)
+    }
+
+    /// Trims the file to its entries and maps it read-only.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.0.seal()
+    }
+
+    /// The file behind the index.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+}
+
+/// One `.timeindex` entry: records from `relative_sequence` on arrived at or after `timestamp_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp_ms: u64,
+    pub relative_sequence: u32,
+}
+
+/// Time → sequence index of one segment.
+#[derive(Debug)]
+pub struct TimeIndex(MappedTable<TIME_ENTRY_LEN>);
+
+fn time_valid(prev: Option<&[u8; 12]>, e: &[u8; 12]) -> bool {
+    let (ts, seq) = (u64_at(e, 0), u32_at(e, 8));
+    seq > 0 && prev.is_none_or(|p| seq > u32_at(p, 8) && ts >= u64_at(p, 0))
+}
+
+impl TimeIndex {
+    /// Opens or creates the time index of an active segment.
+    pub fn open_active(path: &Path, capacity: usize) -> io::Result<Self> {
+        MappedTable::open_writable(path, capacity, time_valid).map(TimeIndex)
+    }
+
+    /// Opens the time index of a sealed segment read-only.
+    pub fn open_sealed(path: &Path) -> io::Result<Self> {
+        MappedTable::open_sealed(path, time_valid).map(TimeIndex)
+    }
+
+    /// Adds an entry; false when full or sealed.
+    pub fn push(&mut self, e: TimeEntry) -> bool {
+        let mut raw = [0u8; 12];
+        raw[..8].copy_from_slice(&e.timestamp_ms.to_le_bytes());
+        raw[8..].copy_from_slice(&e.relative_sequence.to_le_bytes());
+        self.0.push(raw)
+    }
+
+    /// The entry at `i`.
+    pub fn get(&self, i: usize) -> Option<TimeEntry> {
+        (i < self.0.entries).then(|| {
+            let raw = self.0.raw(i);
+            TimeEntry {
+                timestamp_ms: u64_at(&raw, 0),
+                relative_sequence: u32_at(&raw, 8),
+            }
+        })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.entries
+    }
+
+    /// True without entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.entries == 0
+    }
+
+    /// The last entry whose timestamp is strictly before `timestamp_ms`: records before it are
+    /// all older, so a search for the first record at or after `timestamp_ms` may start there.
+    pub fn last_before(&self, timestamp_ms: u64) -> Option<TimeEntry> {
+        if timestamp_ms == 0 {
+            return None;
+        }
+        self.0
+            .floor(timestamp_ms - 1, |e| u64_at(e, 0))
+            .and_then(|i| self.get(i))
+    }
+
+    /// Keeps the first `keep` entries.
+    pub fn truncate(&mut self, keep: usize) {
+        self.0.truncate(keep)
+    }
+
+    /// Trims the file to its entries and maps it read-only.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.0.seal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u32, pos: u32) -> OffsetEntry {
+        OffsetEntry {
+            relative_sequence: seq,
+            position: pos,
+        }
+    }
+
+    #[test]
+    fn lookup_finds_the_last_entry_at_or_before_the_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open_active(&dir.path().join("0.index"), 16).unwrap();
+        for (s, p) in [(10, 4096), (20, 8192), (30, 12288)] {
+            assert!(idx.push(entry(s, p)));
+        }
+        assert_eq!(idx.lookup(5), None);
+        assert_eq!(idx.lookup(10), Some(entry(10, 4096)));
+        assert_eq!(idx.lookup(29), Some(entry(20, 8192)));
+        assert_eq!(idx.lookup(1000), Some(entry(30, 12288)));
+    }
+
+    #[test]
+    fn a_reopened_active_index_keeps_its_entries_and_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        {
+            let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+            idx.push(entry(1, 100));
+            idx.push(entry(2, 200));
+        }
+        let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+        assert_eq!(idx.len(), 2);
+        assert!(idx.push(entry(3, 300)));
+        assert_eq!(idx.get(2), Some(entry(3, 300)));
+    }
+
+    #[test]
+    fn sealing_trims_the_file_to_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut idx = OffsetIndex::open_active(&path, 100).unwrap();
+        idx.push(entry(1, 100));
+        idx.seal().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        assert!(!idx.push(entry(2, 200)));
+        drop(idx);
+        let idx = OffsetIndex::open_sealed(&path).unwrap();
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx.lookup(7), Some(entry(1, 100)));
+    }
+
+    #[test]
+    fn entries_that_go_backwards_end_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut raw = Vec::new();
+        for (s, p) in [(5u32, 50u32), (9, 90), (7, 95), (12, 120)] {
+            raw.extend_from_slice(&s.to_le_bytes());
+            raw.extend_from_slice(&p.to_le_bytes());
+        }
+        std::fs::write(&path, &raw).unwrap();
+        let idx = OffsetIndex::open_sealed(&path).unwrap();
+        assert_eq!(idx.len(), 2);
+    }
+
+    #[test]
+    fn a_full_index_refuses_more_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open_active(&dir.path().join("0.index"), 1).unwrap();
+        assert!(idx.push(entry(1, 1)));
+        assert!(!idx.push(entry(2, 2)));
+    }
+
+    #[test]
+    fn truncation_zeroes_the_dropped_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        {
+            let mut idx = OffsetIndex::open_active(&path, 4).unwrap();
+            idx.push(entry(1, 10));
+            idx.push(entry(2, 20));
+            idx.truncate(1);
+        }
+        assert_eq!(OffsetIndex::open_active(&path, 4).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn time_lookup_finds_the_last_entry_strictly_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = TimeIndex::open_active(&dir.path().join("0.timeindex"), 8).unwrap();
+        for (ts, seq) in [(100, 1), (200, 5), (200, 9), (300, 12)] {
+            assert!(idx.push(TimeEntry {
+                timestamp_ms: ts,
+                relative_sequence: seq
+            }));
+        }
+        assert_eq!(idx.last_before(100), None);
+        assert_eq!(idx.last_before(200).unwrap().relative_sequence, 1);
+        assert_eq!(idx.last_before(250).unwrap().relative_sequence, 9);
+    }
+}

@@ -1,0 +1,599 @@
+//! `ShardLog`: one shard's ordered segments. Appends batches, reads from a sequence number or a
+//! time, recovers on open, applies retention.
+//!
+//! ```text
+//!   segments (by base sequence)      writer (one at a time: the shard's committer)
+//!   ┌──────┬──────┬──────────────┐   append(batches): stamp → one write → [sync] → publish
+//!   │ 0    │ 1200 │ 2600 active  │   publish: durable_next = next sequence, watchers woken
+//!   └──────┴──────┴──────────────┘
+//!     ▲ first_sequence        durable_next ▲ (readers never pass it)
+//! ```
+//!
+//! Invariant: `first_sequence <= durable_next <= written next sequence`; records below
+//! `durable_next` survive a crash under the fsync policy in force (with `always`, a power loss).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::error::StorageError;
+use super::io::Io;
+use super::record::{EncodedBatch, StoredRecord};
+use super::segment::{self, Segment};
+
+/// Default size at which a segment is sealed and a new one started.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest allowed segment size: positions in the index are 32-bit.
+pub const MAX_SEGMENT_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Default age at which a non-empty segment is sealed, so retention can delete it.
+pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+/// Default bytes of log between two sparse index entries.
+pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
+/// Default retention: sealed segments whose newest record is older are deleted.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Settings of one shard log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Bytes at which the active segment is sealed (default 256 MiB, at most 2 GiB). A round
+    /// of group commit is never split, so a segment may pass this by one round.
+    pub segment_max_bytes: u64,
+    /// Age at which a non-empty active segment is sealed (default 1 h).
+    pub segment_max_age: Duration,
+    /// Bytes of log between sparse index entries (default 4 KiB).
+    pub index_interval_bytes: u64,
+    /// Sealed segments whose newest record is older than this are deleted (default 24 h).
+    pub retention: Duration,
+    /// When set, the oldest sealed segments are deleted while the log is larger (bytes).
+    pub retention_bytes: Option<u64>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
+            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            retention: DEFAULT_RETENTION,
+            retention_bytes: None,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks every setting, naming the one out of range.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        let bad = |setting, reason: String| Err(StorageError::InvalidConfig { setting, reason });
+        if self.segment_max_bytes < 4096 || self.segment_max_bytes > MAX_SEGMENT_MAX_BYTES {
+            return bad(
+                "segment_max_bytes",
+                format!("{} is outside 4096..={MAX_SEGMENT_MAX_BYTES}", self.segment_max_bytes),
+            );
+        }
+        if self.index_interval_bytes == 0 {
+            return bad("index_interval_bytes", "must be at least 1".into());
+        }
+        if self.segment_max_age.is_zero() {
+            return bad("segment_max_age", "must be positive".into());
+        }
+        Ok(())
+    }
+
+    fn index_capacity(&self) -> usize {
+        // One entry per interval, plus slack for the round that may overshoot the size.
+        (self.segment_max_bytes / self.index_interval_bytes) as usize + 1024
+    }
+}
+
+/// What an append of one batch was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// Sequence number of the batch's first record; the others follow by one.
+    pub base_sequence: u64,
+    /// Records in the batch.
+    pub record_count: u32,
+    /// Arrival time stamped on the batch, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+/// Records read, and where to continue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadBatch {
+    pub records: Vec<StoredRecord>,
+    /// The sequence to read from next: one past the last record returned, or the (clamped)
+    /// start when nothing was returned.
+    pub next_sequence: u64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub first_sequence: u64,
+}
+
+/// Counters of one shard log, read without locks.
+#[derive(Debug, Default)]
+struct Counters {
+    bytes_appended: AtomicU64,
+    records_appended: AtomicU64,
+    batches_appended: AtomicU64,
+    writes: AtomicU64,
+    syncs: AtomicU64,
+    sync_nanos_total: AtomicU64,
+    sync_nanos_max: AtomicU64,
+}
+
+/// A snapshot of a shard log's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub bytes_appended: u64,
+    pub records_appended: u64,
+    pub batches_appended: u64,
+    /// `write` calls issued (group commit makes this smaller than `batches_appended`).
+    pub writes: u64,
+    pub syncs: u64,
+    pub sync_time_total: Duration,
+    pub sync_time_max: Duration,
+    pub segments: usize,
+    pub size_bytes: u64,
+    pub first_sequence: u64,
+    /// One past the last durable sequence.
+    pub next_sequence: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    active_opened: Instant,
+    /// Bytes of the active segment written so far.
+    write_pos: u64,
+    next_sequence: u64,
+    last_timestamp_ms: u64,
+    last_indexed_pos: u64,
+    buf: Vec<u8>,
+    poisoned: Option<String>,
+    closed: bool,
+}
+
+/// One shard's append-only log. Blocking: call it from a committer thread or `spawn_blocking`.
+#[derive(Debug)]
+pub struct ShardLog {
+    dir: PathBuf,
+    io: Arc<dyn Io>,
+    config: LogConfig,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    durable_next: watch::Sender<u64>,
+    durable_next_fast: AtomicU64,
+    last_timestamp_ms: AtomicU64,
+    first_sequence: AtomicU64,
+    counters: Counters,
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ShardLog {
+    /// Opens the log in `dir` (creating it), recovering every segment; see `Segment::open`.
+    pub fn open(
+        io: Arc<dyn Io>,
+        dir: &Path,
+        config: LogConfig,
+    ) -> Result<ShardLog, StorageError> {
+        config.validate()?;
+        io.create_dir_all(dir)
+            .map_err(|e| StorageError::io("create shard directory", dir, e))?;
+        let mut bases: Vec<u64> = io
+            .list_dir(dir)
+            .map_err(|e| StorageError::io("list shard directory", dir, e))?
+            .iter()
+            .filter_map(|n| n.to_str().and_then(segment::parse_log_name))
+            .collect();
+        bases.sort_unstable();
+        let capacity = config.index_capacity();
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, _cut) = Segment::open(
+                io.as_ref(),
+                dir,
+                base,
+                active,
+                capacity,
+                config.index_interval_bytes,
+            )?;
+            segments.push(Arc::new(seg));
+        }
+        for pair in segments.windows(2) {
+            if pair[0].next_sequence() != pair[1].base() {
+                tracing::error!(
+                    segment = %pair[0].path().display(),
+                    ends_at = pair[0].next_sequence(),
+                    next_base = pair[1].base(),
+                    "segments do not meet: the records between them are missing"
+                );
+            }
+        }
+        if segments.is_empty() {
+            let seg = Segment::create(io.as_ref(), dir, 0, capacity)?;
+            io.sync_dir(dir)
+                .map_err(|e| StorageError::io("sync shard directory", dir, e))?;
+            segments.push(Arc::new(seg));
+        }
+        let active = Arc::clone(segments.last().expect("at least one segment"));
+        let next = active.next_sequence();
+        let last_ts = active.max_timestamp_ms();
+        let first = segments[0].base();
+        let write_pos = active.len();
+        let writer = Writer {
+            active,
+            active_opened: Instant::now(),
+            write_pos,
+            next_sequence: next,
+            last_timestamp_ms: last_ts,
+            last_indexed_pos: 0,
+            buf: Vec::new(),
+            poisoned: None,
+            closed: false,
+        };
+        let (durable_next, _) = watch::channel(next);
+        Ok(ShardLog {
+            dir: dir.to_owned(),
+            io,
+            config,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(writer),
+            durable_next,
+            durable_next_fast: AtomicU64::new(next),
+            last_timestamp_ms: AtomicU64::new(last_ts),
+            first_sequence: AtomicU64::new(first),
+            counters: Counters::default(),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the writer leaves its state unknown: treat as poisoned below.
+        match self.writer.lock() {
+            Ok(w) => w,
+            Err(p) => {
+                let mut w = p.into_inner();
+                w.poisoned
+                    .get_or_insert_with(|| "a writer panicked".to_owned());
+                w
+            }
+        }
+    }
+
+    /// Appends `batches` in order with one `write`, syncing when `sync` is set, then makes them
+    /// readable. Returns one ack per batch. On a failed write the file is cut back and the call
+    /// fails as a whole (no sequence numbers are used); on a failed sync the log is poisoned.
+    pub fn append(
+        &self,
+        batches: &mut [EncodedBatch],
+        sync: bool,
+    ) -> Result<Vec<AppendAck>, StorageError> {
+        let mut w = self.writer();
+        if w.closed {
+            return Err(StorageError::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        if let Some(cause) = &w.poisoned {
+            return Err(StorageError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            });
+        }
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let round_bytes: u64 = batches.iter().map(|b| b.frame_len() as u64).sum();
+        if w.write_pos > 0
+            && (w.write_pos + round_bytes > self.config.segment_max_bytes
+                || w.active_opened.elapsed() >= self.config.segment_max_age)
+        {
+            self.roll(&mut w)?;
+        }
+        let now = now_ms();
+        let start_pos = w.write_pos;
+        let mut acks = Vec::with_capacity(batches.len());
+        let mut entries = Vec::new();
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let (mut seq, mut ts, mut last_indexed) =
+            (w.next_sequence, w.last_timestamp_ms.max(now), w.last_indexed_pos);
+        let mut records = 0u64;
+        for batch in batches.iter_mut() {
+            let pos = start_pos + buf.len() as u64;
+            if pos > 0 && pos - last_indexed >= self.config.index_interval_bytes {
+                entries.push((pos, seq, ts));
+                last_indexed = pos;
+            }
+            buf.extend_from_slice(batch.stamp(seq, ts));
+            acks.push(AppendAck {
+                base_sequence: seq,
+                record_count: batch.record_count(),
+                timestamp_ms: ts,
+            });
+            seq += u64::from(batch.record_count());
+            records += u64::from(batch.record_count());
+            ts = ts.max(now);
+        }
+        let active = Arc::clone(&w.active);
+        if let Err(e) = active.write_at(&buf, start_pos) {
+            let err = StorageError::io("write segment", active.path(), e);
+            // Cut the partial write so the next batch starts on a frame boundary; if even that
+            // fails, the file's tail is unknown and the shard must stop.
+            if let Err(te) = active.truncate(start_pos) {
+                w.poisoned = Some(format!("{err}; then cutting it back failed: {te}"));
+            }
+            w.buf = buf;
+            return Err(err);
+        }
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        let end_pos = start_pos + buf.len() as u64;
+        active.set_written(end_pos, seq, ts, &entries);
+        w.write_pos = end_pos;
+        w.next_sequence = seq;
+        w.last_timestamp_ms = ts;
+        w.last_indexed_pos = last_indexed;
+        self.counters
+            .bytes_appended
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.counters
+            .records_appended
+            .fetch_add(records, Ordering::Relaxed);
+        self.counters
+            .batches_appended
+            .fetch_add(batches.len() as u64, Ordering::Relaxed);
+        w.buf = buf;
+        if sync {
+            self.sync_locked(&mut w)?;
+        }
+        self.publish(seq, ts);
+        Ok(acks)
+    }
+
+    fn sync_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        let started = Instant::now();
+        if let Err(e) = w.active.sync() {
+            let err = StorageError::io("sync segment", w.active.path(), e);
+            w.poisoned = Some(err.to_string());
+            tracing::error!(shard = %self.dir.display(), error = %err, "sync failed; the shard refuses writes until reopened");
+            return Err(err);
+        }
+        let nanos = started.elapsed().as_nanos() as u64;
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .sync_nanos_total
+            .fetch_add(nanos, Ordering::Relaxed);
+        self.counters
+            .sync_nanos_max
+            .fetch_max(nanos, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes everything written durable and readable (for the `interval` policy's timer and
+    /// for shutdown).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if let Some(cause) = &w.poisoned {
+            return Err(StorageError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            });
+        }
+        self.sync_locked(&mut w)?;
+        let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
+        self.publish(next, ts);
+        Ok(())
+    }
+
+    fn publish(&self, next: u64, last_ts: u64) {
+        self.last_timestamp_ms.store(last_ts, Ordering::Release);
+        self.durable_next_fast.store(next, Ordering::Release);
+        self.durable_next.send_replace(next);
+    }
+
+    /// Seals the active segment (after syncing it) and starts a new one at the next sequence.
+    fn roll(&self, w: &mut Writer) -> Result<(), StorageError> {
+        let base = w.next_sequence;
+        let seg = Segment::create(self.io.as_ref(), &self.dir, base, self.config.index_capacity())?;
+        if let Err(e) = self.sync_locked(w) {
+            // The new file is empty and harmless; the shard is poisoned by the failed sync.
+            return Err(e);
+        }
+        self.io
+            .sync_dir(&self.dir)
+            .map_err(|e| StorageError::io("sync shard directory", &self.dir, e))?;
+        w.active.seal();
+        let seg = Arc::new(seg);
+        self.segments
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&seg));
+        w.active = seg;
+        w.active_opened = Instant::now();
+        w.write_pos = 0;
+        w.last_indexed_pos = 0;
+        Ok(())
+    }
+
+    /// Reads records from `from` on (clamped to the trim horizon) up to the durable mark,
+    /// at most `max_records` and about `max_bytes` (at least one record when there is one).
+    pub fn read(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, StorageError> {
+        let end = self.durable_next_fast.load(Ordering::Acquire);
+        let from = from.max(self.first_sequence.load(Ordering::Acquire));
+        let mut out = ReadBatch {
+            records: Vec::new(),
+            next_sequence: from,
+        };
+        if from >= end || max_records == 0 {
+            return Ok(out);
+        }
+        let segments: Vec<Arc<Segment>> = {
+            let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            let i = segs.partition_point(|s| s.base() <= from).saturating_sub(1);
+            segs[i..].to_vec()
+        };
+        let mut bytes = 0usize;
+        for seg in segments {
+            if seg.base() >= end || out.records.len() >= max_records || bytes >= max_bytes {
+                break;
+            }
+            let cursor = out.records.last().map_or(from, |r| r.sequence + 1);
+            seg.read_into(
+                cursor,
+                end,
+                max_records,
+                max_bytes,
+                &mut out.records,
+                &mut bytes,
+            )?;
+        }
+        if let Some(last) = out.records.last() {
+            out.next_sequence = last.sequence + 1;
+        }
+        Ok(out)
+    }
+
+    /// The first durable sequence whose arrival time is at or after `timestamp_ms`; the
+    /// durable end when every record is older.
+    pub fn seek_time(&self, timestamp_ms: u64) -> Result<u64, StorageError> {
+        let end = self.durable_next_fast.load(Ordering::Acquire);
+        let segments: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let i = segments.partition_point(|s| s.max_timestamp_ms() < timestamp_ms);
+        for seg in &segments[i..] {
+            if let Some(seq) = seg.seek_time(timestamp_ms, end)? {
+                return Ok(seq.max(self.first_sequence()));
+            }
+        }
+        Ok(end)
+    }
+
+    /// Deletes whole sealed segments older than the retention or past the size limit, oldest
+    /// first; the trim horizon moves to the first remaining record.
+    pub fn apply_retention(&self, now_ms: u64) -> Result<RetentionOutcome, StorageError> {
+        let cutoff = now_ms.saturating_sub(self.config.retention.as_millis() as u64);
+        let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        let mut total: u64 = segs.iter().map(|s| s.len()).sum();
+        let mut outcome = RetentionOutcome::default();
+        let mut drop_count = 0;
+        for seg in segs.iter() {
+            if !seg.is_sealed() {
+                break;
+            }
+            let too_old = seg.max_timestamp_ms() < cutoff;
+            let too_big = self.config.retention_bytes.is_some_and(|max| total > max);
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= seg.len();
+            outcome.bytes_deleted += seg.len();
+            drop_count += 1;
+        }
+        let dropped: Vec<Arc<Segment>> = segs.drain(..drop_count).collect();
+        let first = segs[0].base();
+        self.first_sequence.store(first, Ordering::Release);
+        drop(segs);
+        for seg in &dropped {
+            seg.remove_files(self.io.as_ref(), &self.dir)?;
+        }
+        if !dropped.is_empty() {
+            self.io
+                .sync_dir(&self.dir)
+                .map_err(|e| StorageError::io("sync shard directory", &self.dir, e))?;
+            tracing::info!(shard = %self.dir.display(), segments = dropped.len(), bytes = outcome.bytes_deleted, first_sequence = first, "retention deleted segments");
+        }
+        outcome.segments_deleted = dropped.len();
+        outcome.first_sequence = first;
+        Ok(outcome)
+    }
+
+    /// Syncs and refuses further appends.
+    pub fn close(&self) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if w.closed {
+            return Ok(());
+        }
+        w.closed = true;
+        if w.poisoned.is_none() {
+            self.sync_locked(&mut w)?;
+            let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
+            self.publish(next, ts);
+        }
+        Ok(())
+    }
+
+    /// The first readable sequence (the trim horizon).
+    pub fn first_sequence(&self) -> u64 {
+        self.first_sequence.load(Ordering::Acquire)
+    }
+
+    /// One past the last durable (readable) sequence.
+    pub fn next_sequence(&self) -> u64 {
+        self.durable_next_fast.load(Ordering::Acquire)
+    }
+
+    /// Arrival time of the newest durable record, ms since the epoch (0 when empty).
+    pub fn last_timestamp_ms(&self) -> u64 {
+        self.last_timestamp_ms.load(Ordering::Acquire)
+    }
+
+    /// A receiver that changes whenever the durable mark advances.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.durable_next.subscribe()
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn poisoned(&self) -> Option<String> {
+        self.writer().poisoned.clone()
+    }
+
+    /// The shard's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.counters;
+        let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        LogStats {
+            bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
+            records_appended: c.records_appended.load(Ordering::Relaxed),
+            batches_appended: c.batches_appended.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            sync_time_total: Duration::from_nanos(c.sync_nanos_total.load(Ordering::Relaxed)),
+            sync_time_max: Duration::from_nanos(c.sync_nanos_max.load(Ordering::Relaxed)),
+            segments: segs.len(),
+            size_bytes: segs.iter().map(|s| s.len()).sum(),
+            first_sequence: self.first_sequence(),
+            next_sequence: self.next_sequence(),
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! The on-disk batch frame: a header (base sequence, count, timestamps, length, CRCs), then the
+//! records. Encode and decode, nothing else.
+//!
+//! A frame, all integers little-endian:
+//!
+//! | offset | size | field                                                        |
+//! |-------:|-----:|--------------------------------------------------------------|
+//! |      0 |    4 | magic `SLG1`                                                 |
+//! |      4 |    1 | format version (1)                                           |
+//! |      5 |    3 | reserved, zero                                               |
+//! |      8 |    8 | base sequence number (first record's)                        |
+//! |     16 |    4 | record count (≥ 1)                                           |
+//! |     20 |    8 | first arrival timestamp, ms since the Unix epoch             |
+//! |     28 |    8 | last arrival timestamp, ms since the Unix epoch              |
+//! |     36 |    4 | payload length in bytes                                      |
+//! |     40 |    4 | payload CRC32 (crc32fast over the payload)                   |
+//! |     44 |    4 | header CRC32 over bytes 0..44, so it covers the payload CRC  |
+//! |     48 |    n | payload: `count` records                                     |
+//!
+//! Two CRCs instead of one let a reader trust a header whose payload is damaged: it can step over
+//! exactly that batch (its length and sequence range are intact) and keep serving the others.
+//!
+//! A record inside the payload:
+//!
+//! | size        | field                                                     |
+//! |------------:|-----------------------------------------------------------|
+//! |           1 | flags: bit 0 explicit hash key, bit 1 message group id, bit 2 deduplication id |
+//! |           2 | partition key length `k`                                  |
+//! |           4 | data length `d`                                           |
+//! |     0 or 16 | explicit hash key (u128)                                  |
+//! | 0 or 1 + g  | message group id length `g`, then its bytes               |
+//! | 0 or 1 + i  | deduplication id length `i`, then its bytes               |
+//! |           k | partition key (UTF-8)                                     |
+//! |           d | data                                                      |
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// First four bytes of every frame.
+pub const MAGIC: [u8; 4] = *b"SLG1";
+/// The frame format this code writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes of a frame header.
+pub const HEADER_LEN: usize = 48;
+/// Largest payload a frame may declare; checked before any allocation.
+pub const MAX_PAYLOAD_LEN: usize = 64 * 1024 * 1024;
+/// Largest partition key, in bytes.
+pub const MAX_PARTITION_KEY_LEN: usize = u16::MAX as usize;
+/// Largest message group id or deduplication id, in bytes.
+pub const MAX_ID_LEN: usize = u8::MAX as usize;
+
+const FLAG_HASH_KEY: u8 = 1;
+const FLAG_GROUP: u8 = 1 << 1;
+const FLAG_DEDUP: u8 = 1 << 2;
+const RECORD_FIXED_LEN: usize = 7;
+
+/// A record as a producer hands it in, borrowed for encoding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordRef<'a> {
+    pub partition_key: &'a str,
+    pub data: &'a [u8],
+    pub explicit_hash_key: Option<u128>,
+    pub message_group_id: Option<&'a str>,
+    pub deduplication_id: Option<&'a str>,
+}
+
+/// A record as stored, with the sequence number and arrival time the log gave it. The byte
+/// fields are slices of the buffer the batch was read into: no copy per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub sequence: u64,
+    pub timestamp_ms: u64,
+    pub partition_key: Bytes,
+    pub data: Bytes,
+    pub explicit_hash_key: Option<u128>,
+    pub message_group_id: Option<Bytes>,
+    pub deduplication_id: Option<Bytes>,
+}
+
+impl StoredRecord {
+    /// Bytes this record occupies in a frame payload.
+    pub fn encoded_len(&self) -> usize {
+        RECORD_FIXED_LEN
+            + self.explicit_hash_key.map_or(0, |_| 16)
+            + self.message_group_id.as_ref().map_or(0, |g| 1 + g.len())
+            + self.deduplication_id.as_ref().map_or(0, |d| 1 + d.len())
+            + self.partition_key.len()
+            + self.data.len()
+    }
+}
+
+/// Why a record could not be encoded.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum EncodeError {
+    #[error("{field} is {len} bytes, more than the {max} a frame can hold")]
+    FieldTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("batch payload would be {len} bytes, more than the {max} a frame can hold")]
+    BatchTooLarge { len: usize, max: usize },
+}
+
+/// Why bytes could not be decoded as a frame. `Torn` means the bytes end early (a write that
+/// did not finish); the others mean the bytes are there but wrong.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum FrameError {
+    #[error("frame is torn: {needed} bytes needed, {available} available")]
+    Torn { needed: usize, available: usize },
+    #[error("bad magic or version")]
+    BadMagic,
+    #[error("header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    HeaderCrc { stored: u32, computed: u32 },
+    #[error("payload CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    PayloadCrc { stored: u32, computed: u32 },
+    #[error("header declares {len} payload bytes, more than the {max} allowed")]
+    PayloadTooLarge { len: usize, max: usize },
+    #[error("payload does not hold the {count} records the header declares: {reason}")]
+    Malformed { count: u32, reason: &'static str },
+}
+
+/// A decoded, CRC-checked frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_sequence: u64,
+    pub record_count: u32,
+    pub first_timestamp_ms: u64,
+    pub last_timestamp_ms: u64,
+    pub payload_len: u32,
+    pub payload_crc: u32,
+}
+
+impl BatchHeader {
+    /// One past the last sequence number in the batch.
+    pub fn next_sequence(&self) -> u64 {
+        self.base_sequence + u64::from(self.record_count)
+    }
+
+    /// Bytes of the whole frame.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.payload_len as usize
+    }
+
+    /// Decodes and checks a header from the first [`HEADER_LEN`] bytes of `buf`.
+    pub fn decode(buf: &[u8]) -> Result<BatchHeader, FrameError> {
+        if buf.len() < HEADER_LEN {
+            return Err(FrameError::Torn {
+                needed: HEADER_LEN,
+                available: buf.len(),
+            });
+        }
+        if buf[0..4] != MAGIC || buf[4] != FORMAT_VERSION {
+            return Err(FrameError::BadMagic);
+        }
+        let stored = u32_at(buf, 44);
+        let computed = crc32fast::hash(&buf[..44]);
+        if stored != computed {
+            return Err(FrameError::HeaderCrc { stored, computed });
+        }
+        let header = BatchHeader {
+            base_sequence: u64_at(buf, 8),
+            record_count: u32_at(buf, 16),
+            first_timestamp_ms: u64_at(buf, 20),
+            last_timestamp_ms: u64_at(buf, 28),
+            payload_len: u32_at(buf, 36),
+            payload_crc: u32_at(buf, 40),
+        };
+        if header.payload_len as usize > MAX_PAYLOAD_LEN {
+            return Err(FrameError::PayloadTooLarge {
+                len: header.payload_len as usize,
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        if header.record_count == 0 {
+            return Err(FrameError::Malformed {
+                count: 0,
+                reason: "a batch holds at least one record",
+            });
+        }
+        Ok(header)
+    }
+
+    fn encode_into(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&MAGIC);
+        out[4] = FORMAT_VERSION;
+        out[5..8].fill(0);
+        out[8..16].copy_from_slice(&self.base_sequence.to_le_bytes());
+        out[16..20].copy_from_slice(&self.record_count.to_le_bytes());
+        out[20..28].copy_from_slice(&self.first_timestamp_ms.to_le_bytes());
+        out[28..36].copy_from_slice(&self.last_timestamp_ms.to_le_bytes());
+        out[36..40].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[40..44].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32fast::hash(&out[..44]);
+        out[44..48].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Accumulates records into one frame. The payload and its CRC are computed by the producer's
+/// task; the committer only stamps the header ([`EncodedBatch::stamp`]) once it knows the
+/// sequence numbers, so the shard's single writer does the least work.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    frame: Vec<u8>,
+    count: u32,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl BatchBuilder {
+    /// A builder whose buffer holds `payload_bytes` without growing.
+    pub fn with_capacity(payload_bytes: usize) -> Self {
+        let mut frame = Vec::with_capacity(HEADER_LEN + payload_bytes);
+        frame.resize(HEADER_LEN, 0);
+        BatchBuilder { frame, count: 0 }
+    }
+
+    /// Bytes `record` will take in the payload.
+    pub fn encoded_len(record: &RecordRef<'_>) -> usize {
+        RECORD_FIXED_LEN
+            + record.explicit_hash_key.map_or(0, |_| 16)
+            + record.message_group_id.map_or(0, |g| 1 + g.len())
+            + record.deduplication_id.map_or(0, |d| 1 + d.len())
+            + record.partition_key.len()
+            + record.data.len()
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, record: &RecordRef<'_>) -> Result<(), EncodeError> {
+        check_len("partition_key", record.partition_key.len(), MAX_PARTITION_KEY_LEN)?;
+        check_len("data", record.data.len(), MAX_PAYLOAD_LEN)?;
+        if let Some(g) = record.message_group_id {
+            check_len("message_group_id", g.len(), MAX_ID_LEN)?;
+        }
+        if let Some(d) = record.deduplication_id {
+            check_len("deduplication_id", d.len(), MAX_ID_LEN)?;
+        }
+        let payload_len = self.payload_len() + Self::encoded_len(record);
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(EncodeError::BatchTooLarge {
+                len: payload_len,
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        let mut flags = 0;
+        if record.explicit_hash_key.is_some() {
+            flags |= FLAG_HASH_KEY;
+        }
+        if record.message_group_id.is_some() {
+            flags |= FLAG_GROUP;
+        }
+        if record.deduplication_id.is_some() {
+            flags |= FLAG_DEDUP;
+        }
+        let f = &mut self.frame;
+        f.push(flags);
+        f.extend_from_slice(&(record.partition_key.len() as u16).to_le_bytes());
+        f.extend_from_slice(&(record.data.len() as u32).to_le_bytes());
+        if let Some(h) = record.explicit_hash_key {
+            f.extend_from_slice(&h.to_le_bytes());
+        }
+        for id in [record.message_group_id, record.deduplication_id]
+            .into_iter()
+            .flatten()
+        {
+            f.push(id.len() as u8);
+            f.extend_from_slice(id.as_bytes());
+        }
+        f.extend_from_slice(record.partition_key.as_bytes());
+        f.extend_from_slice(record.data);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// True when nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Payload bytes pushed so far.
+    pub fn payload_len(&self) -> usize {
+        self.frame.len() - HEADER_LEN
+    }
+
+    /// Seals the payload: computes its CRC. `None` when no record was pushed.
+    pub fn finish(self) -> Option<EncodedBatch> {
+        if self.count == 0 {
+            return None;
+        }
+        let payload_crc = crc32fast::hash(&self.frame[HEADER_LEN..]);
+        Some(EncodedBatch {
+            frame: self.frame,
+            count: self.count,
+            payload_crc,
+        })
+    }
+}
+
+fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), EncodeError> {
+    if len > max {
+        return Err(EncodeError::FieldTooLong { field, len, max });
+    }
+    Ok(())
+}
+
+/// A whole frame whose header still lacks its sequence number and timestamps.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    frame: Vec<u8>,
+    count: u32,
+    payload_crc: u32,
+}
+
+impl EncodedBatch {
+    /// Records in the batch.
+    pub fn record_count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of the whole frame, header included.
+    pub fn frame_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Writes the header for a batch starting at `base_sequence`, arrived at `timestamp_ms`,
+    /// and returns the frame's bytes, ready to be written.
+    pub fn stamp(&mut self, base_sequence: u64, timestamp_ms: u64) -> &[u8] {
+        let header = BatchHeader {
+            base_sequence,
+            record_count: self.count,
+            first_timestamp_ms: timestamp_ms,
+            last_timestamp_ms: timestamp_ms,
+            payload_len: (self.frame.len() - HEADER_LEN) as u32,
+            payload_crc: self.payload_crc,
+        };
+        header.encode_into(&mut self.frame[..HEADER_LEN]);
+        &self.frame
+    }
+}
+
+/// Checks a payload against its header's CRC.
+pub fn verify_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), FrameError> {
+    let computed = crc32fast::hash(payload);
+    if computed != header.payload_crc {
+        return Err(FrameError::PayloadCrc {
+            stored: header.payload_crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// What [`decode_records`] pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Records pushed.
+    pub pushed: usize,
+    /// Their encoded bytes.
+    pub bytes: usize,
+    /// True when a record was left out because it would have passed the byte budget.
+    pub budget_reached: bool,
+}
+
+/// Decodes the records of a CRC-checked payload. `payload` is shared, and the records' byte
+/// fields are slices of it. Records before `from_sequence` are skipped; at most `max_records`
+/// records and `max_bytes` bytes are pushed to `out` — but the first record always fits an
+/// empty `out`, so a reader makes progress past a record larger than its budget.
+pub fn decode_records(
+    header: &BatchHeader,
+    payload: &Bytes,
+    from_sequence: u64,
+    max_records: usize,
+    max_bytes: usize,
+    out: &mut Vec<StoredRecord>,
+) -> Result<Decoded, FrameError> {
+    let malformed = |reason| FrameError::Malformed {
+        count: header.record_count,
+        reason,
+    };
+    let buf = &payload[..];
+    let mut pos = 0usize;
+    let mut pushed = 0usize;
+    let mut bytes = 0usize;
+    for i in 0..u64::from(header.record_count) {
+        if pushed == max_records {
+            break;
+        }
+        let fixed = buf
+            .get(pos..pos + RECORD_FIXED_LEN)
+            .ok_or(malformed("record header past the payload end"))?;
+        let flags = fixed[0];
+        let key_len = u16::from_le_bytes([fixed[1], fixed[2]]) as usize;
+        let data_len = u32::from_le_bytes([fixed[3], fixed[4], fixed[5], fixed[6]]) as usize;
+        let start = pos;
+        pos += RECORD_FIXED_LEN;
+        let explicit_hash_key = if flags & FLAG_HASH_KEY != 0 {
+            let raw = buf
+                .get(pos..pos + 16)
+                .ok_or(malformed("hash key past the payload end"))?;
+            pos += 16;
+            let mut b = [0u8; 16];
+            b.copy_from_slice(raw);
+            Some(u128::from_le_bytes(b))
+        } else {
+            None
+        };
+        let mut ids = [None, None];
+        for (slot, flag) in ids.iter_mut().zip([FLAG_GROUP, FLAG_DEDUP]) {
+            if flags & flag != 0 {
+                let len = *buf.get(pos).ok_or(malformed("id past the payload end"))? as usize;
+                let range = pos + 1..pos + 1 + len;
+                if range.end > buf.len() {
+                    return Err(malformed("id past the payload end"));
+                }
+                *slot = Some(range);
+                pos += 1 + len;
+            }
+        }
+        let key = pos..pos + key_len;
+        let data = key.end..key.end + data_len;
+        if data.end > buf.len() {
+            return Err(malformed("record past the payload end"));
+        }
+        pos = data.end;
+        let sequence = header.base_sequence + i;
+        if sequence < from_sequence {
+            continue;
+        }
+        if bytes + (pos - start) > max_bytes && !out.is_empty() {
+            return Ok(Decoded {
+                pushed,
+                bytes,
+                budget_reached: true,
+            });
+        }
+        let [group, dedup] = ids;
+        out.push(StoredRecord {
+            sequence,
+            timestamp_ms: header.first_timestamp_ms,
+            partition_key: payload.slice(key),
+            data: payload.slice(data),
+            explicit_hash_key,
+            message_group_id: group.map(|r| payload.slice(r)),
+            deduplication_id: dedup.map(|r| payload.slice(r)),
+        });
+        pushed += 1;
+        bytes += pos - start;
+    }
+    if pushed < max_records && pos != buf.len() {
+        return Err(malformed("payload length does not match its records"));
+    }
+    Ok(Decoded {
+        pushed,
+        bytes,
+        budget_reached: false,
+    })
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame_of(records: &[RecordRef<'_>], base: u64, ts: u64) -> Vec<u8> {
+        let mut b = BatchBuilder::default();
+        for r in records {
+            b.push(r).unwrap();
+        }
+        let mut batch = b.finish().unwrap();
+        batch.stamp(base, ts).to_vec()
+    }
+
+    fn decode_all(frame: &[u8]) -> Result<Vec<StoredRecord>, FrameError> {
+        let header = BatchHeader::decode(frame)?;
+        let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..header.frame_len()]);
+        verify_payload(&header, &payload)?;
+        let mut out = Vec::new();
+        decode_records(&header, &payload, 0, usize::MAX, usize::MAX, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_record_with_every_field_round_trips() {
+        let frame = frame_of(
+            &[RecordRef {
+                partition_key: "user-7",
+                data: b"hello",
+                explicit_hash_key: Some(u128::MAX),
+                message_group_id: Some("g"),
+                deduplication_id: Some("d-1"),
+            }],
+            41,
+            1_700_000_000_000,
+        );
+        let records = decode_all(&frame).unwrap();
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.sequence, 41);
+        assert_eq!(r.timestamp_ms, 1_700_000_000_000);
+        assert_eq!(&r.partition_key[..], b"user-7");
+        assert_eq!(&r.data[..], b"hello");
+        assert_eq!(r.explicit_hash_key, Some(u128::MAX));
+        assert_eq!(r.message_group_id.as_deref(), Some(&b"g"[..]));
+        assert_eq!(r.deduplication_id.as_deref(), Some(&b"d-1"[..]));
+        assert_eq!(r.encoded_len(), frame.len() - HEADER_LEN);
+    }
+
+    #[test]
+    fn an_empty_builder_makes_no_batch() {
+        assert!(BatchBuilder::default().finish().is_none());
+    }
+
+    #[test]
+    fn oversized_ids_are_refused_with_the_field_named() {
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        let err = BatchBuilder::default()
+            .push(&RecordRef {
+                partition_key: "k",
+                deduplication_id: Some(&long),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            EncodeError::FieldTooLong {
+                field: "deduplication_id",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_short_buffer_is_torn_not_corrupt() {
+        let frame = frame_of(&[RecordRef::default()], 0, 0);
+        assert!(matches!(
+            BatchHeader::decode(&frame[..HEADER_LEN - 1]),
+            Err(FrameError::Torn { .. })
+        ));
+    }
+
+    #[test]
+    fn a_flipped_payload_byte_fails_the_payload_crc_but_keeps_the_header() {
+        let mut frame = frame_of(
+            &[RecordRef {
+                partition_key: "k",
+                data: b"payload",
+                ..Default::default()
+            }],
+            3,
+            9,
+        );
+        let last = frame.len() - 1;
+        frame[last] ^= 0x40;
+        let header = BatchHeader::decode(&frame).unwrap();
+        assert_eq!(header.base_sequence, 3);
+        assert!(matches!(
+            decode_all(&frame),
+            Err(FrameError::PayloadCrc { .. })
+        ));
+    }
+
+    #[test]
+    fn a_flipped_header_byte_fails_the_header_crc() {
+        let mut frame = frame_of(&[RecordRef::default()], 3, 9);
+        frame[17] ^= 1;
+        assert!(matches!(
+            BatchHeader::decode(&frame),
+            Err(FrameError::HeaderCrc { .. })
+        ));
+    }
+
+    #[test]
+    fn a_header_declaring_a_huge_payload_is_refused_before_allocating() {
+        let mut frame = frame_of(&[RecordRef::default()], 0, 0);
+        frame[36..40].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&frame[..44]);
+        frame[44..48].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            BatchHeader::decode(&frame),
+            Err(FrameError::PayloadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn decoding_skips_records_before_the_start_and_stops_at_the_limit() {
+        let recs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+        let refs: Vec<RecordRef<'_>> = recs
+            .iter()
+            .map(|d| RecordRef {
+                partition_key: "k",
+                data: d,
+                ..Default::default()
+            })
+            .collect();
+        let frame = frame_of(&refs, 10, 0);
+        let header = BatchHeader::decode(&frame).unwrap();
+        let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..]);
+        let mut out = Vec::new();
+        decode_records(&header, &payload, 12, 2, usize::MAX, &mut out).unwrap();
+        let seqs: Vec<u64> = out.iter().map(|r| r.sequence).collect();
+        assert_eq!(seqs, vec![12, 13]);
+        assert_eq!(&out[0].data[..], &[2, 2, 2]);
+    }
+
+    proptest! {
+        #[test]
+        fn random_batches_round_trip(
+            records in proptest::collection::vec(
+                (".{0,20}", proptest::collection::vec(any::<u8>(), 0..300),
+                 proptest::option::of(any::<u128>()),
+                 proptest::option::of("[a-z]{1,10}"),
+                 proptest::option::of("[a-z]{1,10}")),
+                1..20),
+            base in any::<u32>(),
+        ) {
+            let refs: Vec<RecordRef<'_>> = records.iter().map(|(k, d, h, g, i)| RecordRef {
+                partition_key: k, data: d, explicit_hash_key: *h,
+                message_group_id: g.as_deref(), deduplication_id: i.as_deref(),
+            }).collect();
+            let frame = frame_of(&refs, u64::from(base), 5);
+            let decoded = decode_all(&frame).unwrap();
+            prop_assert_eq!(decoded.len(), refs.len());
+            for (i, (r, d)) in refs.iter().zip(&decoded).enumerate() {
+                prop_assert_eq!(d.sequence, u64::from(base) + i as u64);
+                prop_assert_eq!(&d.partition_key[..], r.partition_key.as_bytes());
+                prop_assert_eq!(&d.data[..], r.data);
+                prop_assert_eq!(d.explicit_hash_key, r.explicit_hash_key);
+                prop_assert_eq!(d.message_group_id.as_deref(), r.message_group_id.map(str::as_bytes));
+                prop_assert_eq!(d.deduplication_id.as_deref(), r.deduplication_id.map(str::as_bytes));
+            }
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! One segment: the log file `<base-seq>.log` and its two sparse indexes. Reads batches at a
+//! position, scans for recovery, seals.
+//!
+//! ```text
+//!  position 0                                   readable_len        file end
+//!  │ batch │ batch │ batch │ ... │ batch │ batch │ (being written)    │
+//!  ▲ index entry every index_interval_bytes, at a batch boundary
+//! ```
+//!
+//! Invariant: bytes below `readable_len` are whole, written batches; a reader never reads past
+//! it, so it never sees a half-written frame. Which of those records may be *served* is decided
+//! by the log's durable mark, passed in as `end`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::StorageError;
+use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use super::io::{Io, IoFile};
+use super::record::{self, BatchHeader, FrameError, StoredRecord, HEADER_LEN};
+
+/// Digits of a segment file name: the 20 of `u64::MAX`.
+pub const NAME_DIGITS: usize = 20;
+/// Smallest read issued when scanning forward.
+const MIN_READ_CHUNK: usize = 64 * 1024;
+/// Largest read issued at once when scanning forward.
+const MAX_READ_CHUNK: usize = 8 * 1024 * 1024;
+
+/// File name of the segment starting at `base` with extension `ext`.
+pub fn file_name(base: u64, ext: &str) -> String {
+    format!("{base:0width$}.{ext}", width = NAME_DIGITS)
+}
+
+/// The base sequence of a segment log file name, if it is one.
+pub fn parse_log_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != NAME_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// What a scan of a segment's bytes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Position after the last whole, valid batch.
+    pub valid_len: u64,
+    /// One past the last sequence of that batch (the segment base when none).
+    pub next_sequence: u64,
+    /// Arrival time of the last batch (0 when none).
+    pub max_timestamp_ms: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub stopped_by: Option<FrameError>,
+}
+
+/// One segment of a shard's log.
+#[derive(Debug)]
+pub struct Segment {
+    base: u64,
+    path: PathBuf,
+    file: Arc<dyn IoFile>,
+    index: RwLock<OffsetIndex>,
+    time_index: RwLock<TimeIndex>,
+    readable_len: AtomicU64,
+    next_sequence: AtomicU64,
+    max_timestamp_ms: AtomicU64,
+    sealed: AtomicBool,
+}
+
+impl Segment {
+    /// Creates a new, empty segment starting at `base`; the caller syncs the directory.
+    pub fn create(
+        io: &dyn Io,
+        dir: &Path,
+        base: u64,
+        index_capacity: usize,
+    ) -> Result<Segment, StorageError> {
+        let path = dir.join(file_name(base, "log"));
+        let file = io
+            .open(&path, true)
+            .map_err(|e| StorageError::io("create segment", &path, e))?;
+        let index_path = dir.join(file_name(base, "index"));
+        let time_path = dir.join(file_name(base, "timeindex"));
+        // A new segment's indexes start empty even if stale files of that name exist.
+        let _ = std::fs::remove_file(&index_path);
+        let _ = std::fs::remove_file(&time_path);
+        let index = OffsetIndex::open_active(&index_path, index_capacity)
+            .map_err(|e| StorageError::io("create index", &index_path, e))?;
+        let time_index = TimeIndex::open_active(&time_path, index_capacity)
+            .map_err(|e| StorageError::io("create time index", &time_path, e))?;
+        Ok(Segment {
+            base,
+            path,
+            file,
+            index: RwLock::new(index),
+            time_index: RwLock::new(time_index),
+            readable_len: AtomicU64::new(0),
+            next_sequence: AtomicU64::new(base),
+            max_timestamp_ms: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens an existing segment and recovers it: checks the indexes against the log, rebuilds
+    /// them where they disagree, and for the last (active) segment truncates a torn or corrupt
+    /// tail to the last whole batch. Sealed segments are never truncated: damage there is
+    /// reported when read.
+    pub fn open(
+        io: &dyn Io,
+        dir: &Path,
+        base: u64,
+        active: bool,
+        index_capacity: usize,
+        index_interval: u64,
+    ) -> Result<(Segment, Option<u64>), StorageError> {
+        let path = dir.join(file_name(base, "log"));
+        let file = io
+            .open(&path, false)
+            .map_err(|e| StorageError::io("open segment", &path, e))?;
+        let file_len = file
+            .len()
+            .map_err(|e| StorageError::io("stat segment", &path, e))?;
+        let index_path = dir.join(file_name(base, "index"));
+        let time_path = dir.join(file_name(base, "timeindex"));
+        let index = OffsetIndex::open_active(&index_path, index_capacity)
+            .map_err(|e| StorageError::io("open index", &index_path, e))?;
+        let time_index = TimeIndex::open_active(&time_path, index_capacity)
+            .map_err(|e| StorageError::io("open time index", &time_path, e))?;
+        let seg = Segment {
+            base,
+            path,
+            file,
+            index: RwLock::new(index),
+            time_index: RwLock::new(time_index),
+            readable_len: AtomicU64::new(file_len),
+            next_sequence: AtomicU64::new(base),
+            max_timestamp_ms: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+        };
+        let truncated = seg.recover(active, file_len, index_interval)?;
+        if !active {
+            seg.seal_indexes();
+        }
+        Ok((seg, truncated))
+    }
+
+    /// Checks the indexes against the log from their last entry that points at a real batch,
+    /// scans forward from there re-adding entries, and for an active segment cuts the tail.
+    /// Returns the bytes cut, if any.
+    fn recover(
+        &self,
+        active: bool,
+        file_len: u64,
+        index_interval: u64,
+    ) -> Result<Option<u64>, StorageError> {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut time_index = self.time_index.write().unwrap_or_else(|p| p.into_inner());
+        // Walk back from the last entry to one that points at a whole batch with the sequence
+        // it claims: entries past a crash point may reference bytes that never reached disk.
+        let mut keep = index.len();
+        let mut start = (0u64, self.base);
+        while keep > 0 {
+            let e = index.get(keep - 1).expect("keep <= len");
+            let pos = u64::from(e.position);
+            let seq = self.base + u64::from(e.relative_sequence);
+            if pos < file_len && self.header_at(pos).is_ok_and(|h| h.base_sequence == seq) {
+                start = (pos, seq);
+                break;
+            }
+            keep -= 1;
+        }
+        index.truncate(keep);
+        let last_rel = keep
+            .checked_sub(1)
+            .and_then(|i| index.get(i))
+            .map_or(0, |e| e.relative_sequence);
+        let mut tkeep = time_index.len();
+        while tkeep > 0
+            && time_index
+                .get(tkeep - 1)
+                .is_some_and(|t| t.relative_sequence > last_rel)
+        {
+            tkeep -= 1;
+        }
+        time_index.truncate(tkeep);
+        let mut last_indexed = start.0;
+        let mut last_time = time_index
+            .len()
+            .checked_sub(1)
+            .and_then(|i| time_index.get(i))
+            .map_or(0, |t| t.timestamp_ms);
+        let end = self.scan(start.0, start.1, file_len, |pos, header| {
+            if pos > 0 && pos - last_indexed >= index_interval {
+                let rel = (header.base_sequence - self.base) as u32;
+                index.push(OffsetEntry {
+                    relative_sequence: rel,
+                    position: pos as u32,
+                });
+                if header.first_timestamp_ms >= last_time {
+                    time_index.push(TimeEntry {
+                        timestamp_ms: header.first_timestamp_ms,
+                        relative_sequence: rel,
+                    });
+                    last_time = header.first_timestamp_ms;
+                }
+                last_indexed = pos;
+            }
+        })?;
+        self.next_sequence
+            .store(end.next_sequence, Ordering::Release);
+        let max_ts = if end.max_timestamp_ms > 0 {
+            end.max_timestamp_ms
+        } else {
+            last_time
+        };
+        self.max_timestamp_ms.store(max_ts, Ordering::Release);
+        if end.valid_len == file_len {
+            return Ok(None);
+        }
+        if !active {
+            tracing::error!(
+                segment = %self.path.display(),
+                position = end.valid_len,
+                reason = ?end.stopped_by,
+                "sealed segment is damaged after this position; the batches there will be reported as corrupt"
+            );
+            return Ok(None);
+        }
+        let cut = file_len - end.valid_len;
+        self.file
+            .truncate(end.valid_len)
+            .and_then(|()| self.file.sync())
+            .map_err(|e| StorageError::io("truncate torn tail of", &self.path, e))?;
+        self.readable_len.store(end.valid_len, Ordering::Release);
+        tracing::warn!(
+            segment = %self.path.display(),
+            truncated_bytes = cut,
+            valid_len = end.valid_len,
+            reason = ?end.stopped_by,
+            "cut a torn or corrupt tail"
+        );
+        Ok(Some(cut))
+    }
+
+    /// Reads batch headers forward from `pos` (where the batch starting at `expected` is) to
+    /// `limit`, checking each payload's CRC, calling `on_batch` for each whole valid batch.
+    fn scan(
+        &self,
+        mut pos: u64,
+        mut expected: u64,
+        limit: u64,
+        mut on_batch: impl FnMut(u64, &BatchHeader),
+    ) -> Result<ScanEnd, StorageError> {
+        let mut max_ts = 0;
+        let mut buf = Bytes::new();
+        let mut buf_pos = pos;
+        let stopped_by = loop {
+            if pos >= limit {
+                break None;
+            }
+            let off = (pos - buf_pos) as usize;
+            let header = match BatchHeader::decode(buf.get(off..).unwrap_or(&[])) {
+                Ok(h) if (off + h.frame_len()) <= buf.len() => h,
+                Err(FrameError::Torn { .. }) | Ok(_) => {
+                    let want = (limit - pos).min(MAX_READ_CHUNK as u64) as usize;
+                    let need = match BatchHeader::decode(buf.get(off..).unwrap_or(&[])) {
+                        Ok(h) => h.frame_len(),
+                        Err(_) => HEADER_LEN,
+                    };
+                    if need as u64 > limit - pos {
+                        break Some(FrameError::Torn {
+                            needed: need,
+                            available: (limit - pos) as usize,
+                        });
+                    }
+                    buf = self.read_exact(pos, want.max(need))?;
+                    buf_pos = pos;
+                    if buf.len() < need {
+                        break Some(FrameError::Torn {
+                            needed: need,
+                            available: buf.len(),
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => break Some(e),
+            };
+            if header.base_sequence != expected {
+                break Some(FrameError::Malformed {
+                    count: header.record_count,
+                    reason: "batch does not continue the sequence",
+                });
+            }
+            let payload = &buf[off + HEADER_LEN..off + header.frame_len()];
+            if let Err(e) = record::verify_payload(&header, payload) {
+                break Some(e);
+            }
+            on_batch(pos, &header);
+            max_ts = max_ts.max(header.last_timestamp_ms);
+            expected = header.next_sequence();
+            pos += header.frame_len() as u64;
+        };
+        Ok(ScanEnd {
+            valid_len: pos,
+            next_sequence: expected,
+            max_timestamp_ms: max_ts,
+            stopped_by,
+        })
+    }
+
+    fn header_at(&self, pos: u64) -> Result<BatchHeader, FrameError> {
+        let mut raw = [0u8; HEADER_LEN];
+        match self.file.read_at(&mut raw, pos) {
+            Ok(n) => BatchHeader::decode(&raw[..n]),
+            Err(_) => Err(FrameError::Torn {
+                needed: HEADER_LEN,
+                available: 0,
+            }),
+        }
+    }
+
+    /// Reads `len` bytes at `pos` (fewer at the end of the file).
+    fn read_exact(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
+        let mut buf = BytesMut::zeroed(len);
+        let mut filled = 0;
+        while filled < len {
+            let n = self
+                .file
+                .read_at(&mut buf[filled..], pos + filled as u64)
+                .map_err(|e| StorageError::io("read segment", &self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        Ok(buf.freeze())
+    }
+
+    /// Appends records with sequence numbers in `[from, end)` to `out`, starting from the
+    /// batch holding `from`, until `max_records` records or `max_bytes` bytes are in `out`
+    /// (always at least one record when there is one). Every batch read is CRC-checked; a
+    /// damaged batch holding a wanted record is an error, one before `from` is stepped over.
+    pub fn read_into(
+        &self,
+        from: u64,
+        end: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<StoredRecord>,
+        out_bytes: &mut usize,
+    ) -> Result<(), StorageError> {
+        let readable = self.readable_len.load(Ordering::Acquire);
+        let mut pos = match self.index.read() {
+            Ok(idx) => idx
+                .lookup(from.saturating_sub(self.base))
+                .map_or(0, |e| u64::from(e.position)),
+            Err(_) => 0,
+        };
+        let mut buf = Bytes::new();
+        let mut buf_pos = pos;
+        while pos < readable && out.len() < max_records && *out_bytes < max_bytes {
+            let off = (pos - buf_pos) as usize;
+            let decoded = BatchHeader::decode(buf.get(off..).unwrap_or(&[]));
+            let header = match decoded {
+                Ok(h) if off + h.frame_len() <= buf.len() => h,
+                Ok(_) | Err(FrameError::Torn { .. }) => {
+                    let need = match decoded {
+                        Ok(h) => h.frame_len(),
+                        Err(_) => HEADER_LEN,
+                    };
+                    if need as u64 > readable - pos {
+                        return Err(self.corrupt(
+                            pos,
+                            FrameError::Torn {
+                                needed: need,
+                                available: (readable - pos) as usize,
+                            },
+                        ));
+                    }
+                    let budget = (max_bytes - *out_bytes).saturating_add(HEADER_LEN);
+                    let want = budget
+                        .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
+                        .max(need)
+                        .min((readable - pos) as usize);
+                    buf = self.read_exact(pos, want)?;
+                    buf_pos = pos;
+                    if buf.len() < need {
+                        return Err(self.corrupt(
+                            pos,
+                            FrameError::Torn {
+                                needed: need,
+                                available: buf.len(),
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    // The header itself is damaged, so its length cannot be trusted: find the
+                    // next intact header and tell whether `from` fell into the damaged span.
+                    match self.resync(pos + 1, readable)? {
+                        Some((next_pos, next)) if next.base_sequence <= from => {
+                            pos = next_pos;
+                            buf = Bytes::new();
+                            buf_pos = pos;
+                            continue;
+                        }
+                        _ => return Err(self.corrupt(pos, e)),
+                    }
+                }
+            };
+            if header.base_sequence >= end {
+                break;
+            }
+            let next_pos = pos + header.frame_len() as u64;
+            if header.next_sequence() <= from {
+                pos = next_pos;
+                continue;
+            }
+            let payload = buf.slice(off + HEADER_LEN..off + header.frame_len());
+            record::verify_payload(&header, &payload).map_err(|e| self.corrupt(pos, e))?;
+            let want = (max_records - out.len())
+                .min(usize::try_from(end - header.base_sequence.max(from)).unwrap_or(usize::MAX));
+            let budget = max_bytes - *out_bytes;
+            let decoded = record::decode_records(&header, &payload, from, want, budget, out)
+                .map_err(|e| self.corrupt(pos, e))?;
+            *out_bytes += decoded.bytes;
+            if decoded.budget_reached {
+                break;
+            }
+            pos = next_pos;
+        }
+        Ok(())
+    }
+
+    /// Finds the first intact header at or after `pos`, below `limit`.
+    fn resync(&self, mut pos: u64, limit: u64) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        while pos + HEADER_LEN as u64 <= limit {
+            let chunk = self.read_exact(pos, MIN_READ_CHUNK.min((limit - pos) as usize))?;
+            for i in 0..chunk.len().saturating_sub(HEADER_LEN - 1) {
+                if chunk[i..i + 4] == record::MAGIC {
+                    if let Ok(h) = BatchHeader::decode(&chunk[i..]) {
+                        return Ok(Some((pos + i as u64, h)));
+                    }
+                }
+            }
+            pos += (chunk.len() - (HEADER_LEN - 1)).max(1) as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first sequence at or after `timestamp_ms` in this segment, if any record here is
+    /// that recent.
+    pub fn seek_time(&self, timestamp_ms: u64, end: u64) -> Result<Option<u64>, StorageError> {
+        if self.max_timestamp_ms() < timestamp_ms {
+            return Ok(None);
+        }
+        let start = match self.time_index.read() {
+            Ok(t) => t
+                .last_before(timestamp_ms)
+                .map_or(self.base, |e| self.base + u64::from(e.relative_sequence)),
+            Err(_) => self.base,
+        };
+        let readable = self.readable_len.load(Ordering::Acquire);
+        let mut pos = match self.index.read() {
+            Ok(idx) => idx
+                .lookup(start - self.base)
+                .map_or(0, |e| u64::from(e.position)),
+            Err(_) => 0,
+        };
+        while pos < readable {
+            let header = self.header_at(pos).map_err(|e| self.corrupt(pos, e))?;
+            if header.base_sequence >= end {
+                return Ok(None);
+            }
+            if header.last_timestamp_ms >= timestamp_ms && header.next_sequence() > start {
+                return Ok(Some(header.base_sequence.max(start)));
+            }
+            pos += header.frame_len() as u64;
+        }
+        Ok(None)
+    }
+
+    fn corrupt(&self, position: u64, reason: FrameError) -> StorageError {
+        StorageError::Corrupt {
+            segment: self.path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    /// Writes `bytes` at `pos`; the caller then publishes with [`Segment::set_written`].
+    pub fn write_at(&self, bytes: &[u8], pos: u64) -> std::io::Result<()> {
+        self.file.write_all_at(bytes, pos)
+    }
+
+    /// Records that whole batches now end at `len`, the last one ending before `next_sequence`
+    /// and arriving at `timestamp_ms`, adding the given index entries.
+    pub fn set_written(
+        &self,
+        len: u64,
+        next_sequence: u64,
+        timestamp_ms: u64,
+        entries: &[(u64, u64, u64)],
+    ) {
+        if !entries.is_empty() {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut time = self.time_index.write().unwrap_or_else(|p| p.into_inner());
+            for &(pos, seq, ts) in entries {
+                let rel = (seq - self.base) as u32;
+                index.push(OffsetEntry {
+                    relative_sequence: rel,
+                    position: pos as u32,
+                });
+                time.push(TimeEntry {
+                    timestamp_ms: ts,
+                    relative_sequence: rel,
+                });
+            }
+        }
+        self.next_sequence.store(next_sequence, Ordering::Release);
+        self.max_timestamp_ms
+            .fetch_max(timestamp_ms, Ordering::AcqRel);
+        self.readable_len.store(len, Ordering::Release);
+    }
+
+    /// Cuts the file back to `len` after a failed write.
+    pub fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.file.truncate(len)
+    }
+
+    /// Makes the segment's bytes durable.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync()
+    }
+
+    /// Marks the segment sealed and trims its indexes; called after its last sync.
+    pub fn seal(&self) {
+        self.sealed.store(true, Ordering::Release);
+        self.seal_indexes();
+    }
+
+    fn seal_indexes(&self) {
+        self.sealed.store(true, Ordering::Release);
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut time = self.time_index.write().unwrap_or_else(|p| p.into_inner());
+        // An index that cannot be trimmed is still correct, only larger: it is a hint.
+        if let Err(e) = index.seal().and_then(|()| time.seal()) {
+            tracing::warn!(segment = %self.path.display(), error = %e, "could not trim index");
+        }
+    }
+
+    /// First sequence number of the segment.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// One past the last sequence written to the segment.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence.load(Ordering::Acquire)
+    }
+
+    /// Arrival time of the newest batch, ms since the epoch (0 when empty).
+    pub fn max_timestamp_ms(&self) -> u64 {
+        self.max_timestamp_ms.load(Ordering::Acquire)
+    }
+
+    /// Bytes of whole batches in the file.
+    pub fn len(&self) -> u64 {
+        self.readable_len.load(Ordering::Acquire)
+    }
+
+    /// True when the segment holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True once sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the segment's three files (the caller syncs the directory).
+    pub fn remove_files(&self, io: &dyn Io, dir: &Path) -> Result<(), StorageError> {
+        for ext in ["log", "index", "timeindex"] {
+            let path = dir.join(file_name(self.base, ext));
+            match io.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove", &path, e)),
+            }
+        }
+        Ok(())
+    }
+}
