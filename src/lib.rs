@@ -1,5 +1,6 @@
 //! shardlog: a durable, shard-partitioned stream log.
 #![deny(unsafe_code)]
 
+pub mod fifo;
 pub mod storage;
 pub mod proto;

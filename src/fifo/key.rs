@@ -1,0 +1,233 @@
+//! The fixed-size dedup key: a truncated SHA-256 over scope, group and id (or content digest).
+//!
+//! The window never stores ids themselves, only this 16-byte digest, so the memory per tracked id
+//! does not depend on how long the id is. The digest input is an unambiguous, domain-separated
+//! encoding (every variable part is length-prefixed):
+//!
+//! | bytes | content |
+//! | --- | --- |
+//! | 26 | `shardlog.fifo.dedup-key.v1`, separating these digests from any other SHA-256 use |
+//! | 1 | scope: `0` stream, `1` message group |
+//! | 1 + 8 + n | message-group scope only: `0` no group, or `1`, group length (u64 BE), group bytes |
+//! | 1 | source: `0` explicit deduplication id, `1` content digest |
+//! | 8 + n | length (u64 BE), then the id bytes or the 32-byte SHA-256 of the record data |
+//!
+//! Under stream scope the group is not part of the input, so the same id in two groups is one
+//! key; under message-group scope `(g1, "x")` and `(g2, "x")` are distinct keys. An explicit id
+//! and a content digest never share a key, even if their bytes happened to match.
+//!
+//! Truncating to 128 bits keeps the chance that two distinct ids collide negligible: with a
+//! million live ids in one window it is about n²/2¹²⁹ ≈ 10⁻²⁷.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+const DOMAIN: &[u8] = b"shardlog.fifo.dedup-key.v1";
+
+/// Bytes kept from the SHA-256 digest.
+pub const DEDUP_KEY_LEN: usize = 16;
+
+/// Within what a deduplication id must be unique (SQS `DeduplicationScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DedupScope {
+    /// The id is unique across the whole stream (SQS `queue`, SNS `Topic`).
+    #[default]
+    Stream,
+    /// The id only needs to be unique within its message group (SQS `messageGroup`).
+    MessageGroup,
+}
+
+/// The identity of a deduplicated record inside one stream's window.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DedupKey([u8; DEDUP_KEY_LEN]);
+
+impl DedupKey {
+    /// The key of an explicit deduplication id. `group` is ignored under [`DedupScope::Stream`].
+    pub fn for_id(scope: DedupScope, group: Option<&str>, id: &str) -> Self {
+        Self::derive(scope, group, Source::Id, id.as_bytes())
+    }
+
+    /// The key of a record deduplicated by content: the SHA-256 of `data`, keyed like an id.
+    pub fn for_content(scope: DedupScope, group: Option<&str>, data: &[u8]) -> Self {
+        let content = Sha256::digest(data);
+        Self::derive(scope, group, Source::Content, &content)
+    }
+
+    /// The raw digest bytes.
+    pub fn as_bytes(&self) -> &[u8; DEDUP_KEY_LEN] {
+        &self.0
+    }
+
+    fn derive(scope: DedupScope, group: Option<&str>, source: Source, value: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(DOMAIN);
+        match scope {
+            DedupScope::Stream => hasher.update([0u8]),
+            DedupScope::MessageGroup => {
+                hasher.update([1u8]);
+                match group {
+                    None => hasher.update([0u8]),
+                    Some(group) => {
+                        hasher.update([1u8]);
+                        update_prefixed(&mut hasher, group.as_bytes());
+                    }
+                }
+            }
+        }
+        hasher.update([source as u8]);
+        update_prefixed(&mut hasher, value);
+        let digest = hasher.finalize();
+        let mut key = [0u8; DEDUP_KEY_LEN];
+        key.copy_from_slice(&digest[..DEDUP_KEY_LEN]);
+        Self(key)
+    }
+}
+
+fn update_prefixed(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_be_bytes());
+    hasher.update(bytes);
+}
+
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Source {
+    Id = 0,
+    Content = 1,
+}
+
+impl fmt::Debug for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DedupKey(")?;
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A stream's deduplication settings: how a record's key is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DedupPolicy {
+    /// Within what ids must be unique.
+    pub scope: DedupScope,
+    /// When set, a record without a deduplication id is deduplicated by the SHA-256 of its data.
+    pub content_based_deduplication: bool,
+}
+
+impl DedupPolicy {
+    /// The key a record is deduplicated under, or `None` when it is not deduplicated at all (no
+    /// id and content-based deduplication off). An explicit id always wins over the content.
+    /// The caller validates `group` and `dedup_id` first.
+    pub fn key_for(
+        &self,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+        data: &[u8],
+    ) -> Option<DedupKey> {
+        match dedup_id {
+            Some(id) => Some(DedupKey::for_id(self.scope, group, id)),
+            None if self.content_based_deduplication => {
+                Some(DedupKey::for_content(self.scope, group, data))
+            }
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_sixteen_bytes_whatever_the_id_length() {
+        assert_eq!(std::mem::size_of::<DedupKey>(), DEDUP_KEY_LEN);
+        let short = DedupKey::for_id(DedupScope::Stream, None, "a");
+        let long = DedupKey::for_id(DedupScope::Stream, None, &"a".repeat(128));
+        assert_ne!(short, long);
+    }
+
+    #[test]
+    fn same_id_gives_same_key() {
+        let a = DedupKey::for_id(DedupScope::MessageGroup, Some("g"), "x");
+        let b = DedupKey::for_id(DedupScope::MessageGroup, Some("g"), "x");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn stream_scope_ignores_the_group() {
+        let g1 = DedupKey::for_id(DedupScope::Stream, Some("g1"), "x");
+        let g2 = DedupKey::for_id(DedupScope::Stream, Some("g2"), "x");
+        let none = DedupKey::for_id(DedupScope::Stream, None, "x");
+        assert_eq!(g1, g2);
+        assert_eq!(g1, none);
+    }
+
+    #[test]
+    fn group_scope_distinguishes_groups() {
+        let g1 = DedupKey::for_id(DedupScope::MessageGroup, Some("g1"), "x");
+        let g2 = DedupKey::for_id(DedupScope::MessageGroup, Some("g2"), "x");
+        let none = DedupKey::for_id(DedupScope::MessageGroup, None, "x");
+        assert_ne!(g1, g2);
+        assert_ne!(g1, none);
+        assert_ne!(g2, none);
+    }
+
+    #[test]
+    fn group_and_id_boundary_is_unambiguous() {
+        // Without length prefixes ("ab", "c") and ("a", "bc") would hash the same bytes.
+        let left = DedupKey::for_id(DedupScope::MessageGroup, Some("ab"), "c");
+        let right = DedupKey::for_id(DedupScope::MessageGroup, Some("a"), "bc");
+        assert_ne!(left, right);
+    }
+
+    #[test]
+    fn scopes_do_not_share_keys() {
+        let stream = DedupKey::for_id(DedupScope::Stream, None, "x");
+        let group = DedupKey::for_id(DedupScope::MessageGroup, None, "x");
+        assert_ne!(stream, group);
+    }
+
+    #[test]
+    fn content_key_differs_for_different_data() {
+        let a = DedupKey::for_content(DedupScope::Stream, None, b"hello");
+        let b = DedupKey::for_content(DedupScope::Stream, None, b"hellp");
+        let a_again = DedupKey::for_content(DedupScope::Stream, None, b"hello");
+        assert_ne!(a, b);
+        assert_eq!(a, a_again);
+    }
+
+    #[test]
+    fn content_key_never_equals_an_id_key_with_the_digest_bytes() {
+        let data = b"payload";
+        let digest = Sha256::digest(data);
+        let as_id = DedupKey::derive(DedupScope::Stream, None, Source::Id, &digest);
+        let as_content = DedupKey::for_content(DedupScope::Stream, None, data);
+        assert_ne!(as_id, as_content);
+    }
+
+    #[test]
+    fn content_key_in_group_scope_distinguishes_groups() {
+        let g1 = DedupKey::for_content(DedupScope::MessageGroup, Some("g1"), b"same");
+        let g2 = DedupKey::for_content(DedupScope::MessageGroup, Some("g2"), b"same");
+        assert_ne!(g1, g2);
+    }
+
+    #[test]
+    fn policy_prefers_the_explicit_id_and_skips_records_without_one() {
+        let content = DedupPolicy {
+            scope: DedupScope::Stream,
+            content_based_deduplication: true,
+        };
+        assert_eq!(
+            content.key_for(None, Some("id"), b"data"),
+            Some(DedupKey::for_id(DedupScope::Stream, None, "id"))
+        );
+        assert_eq!(
+            content.key_for(None, None, b"data"),
+            Some(DedupKey::for_content(DedupScope::Stream, None, b"data"))
+        );
+        let plain = DedupPolicy::default();
+        assert_eq!(plain.key_for(Some("g"), None, b"data"), None);
+    }
+}
