@@ -2,5 +2,6 @@
 #![deny(unsafe_code)]
 
 pub mod fifo;
+pub mod consumer;
 pub mod storage;
 pub mod proto;
