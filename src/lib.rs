@@ -5,3 +5,4 @@ pub mod fifo;
 pub mod consumer;
 pub mod storage;
 pub mod proto;
+pub mod stream;
