@@ -70,7 +70,10 @@ impl LogConfig {
         if self.segment_max_bytes < 4096 || self.segment_max_bytes > MAX_SEGMENT_MAX_BYTES {
             return bad(
                 "segment_max_bytes",
-                format!("{} is outside 4096..={MAX_SEGMENT_MAX_BYTES}", self.segment_max_bytes),
+                format!(
+                    "{} is outside 4096..={MAX_SEGMENT_MAX_BYTES}",
+                    self.segment_max_bytes
+                ),
             );
         }
         if self.index_interval_bytes == 0 {
@@ -184,11 +187,7 @@ pub fn now_ms() -> u64 {
 
 impl ShardLog {
     /// Opens the log in `dir` (creating it), recovering every segment; see `Segment::open`.
-    pub fn open(
-        io: Arc<dyn Io>,
-        dir: &Path,
-        config: LogConfig,
-    ) -> Result<ShardLog, StorageError> {
+    pub fn open(io: Arc<dyn Io>, dir: &Path, config: LogConfig) -> Result<ShardLog, StorageError> {
         config.validate()?;
         io.create_dir_all(dir)
             .map_err(|e| StorageError::io("create shard directory", dir, e))?;
@@ -281,6 +280,18 @@ impl ShardLog {
         batches: &mut [EncodedBatch],
         sync: bool,
     ) -> Result<Vec<AppendAck>, StorageError> {
+        self.append_at(batches, sync, now_ms())
+    }
+
+    /// [`ShardLog::append`] with the arrival time passed in (ms since the Unix epoch), so
+    /// retention and time seeks can be driven by a test's clock. The stamped time never goes
+    /// backwards: a `now_ms` older than the newest batch is raised to its time.
+    pub fn append_at(
+        &self,
+        batches: &mut [EncodedBatch],
+        sync: bool,
+        now_ms: u64,
+    ) -> Result<Vec<AppendAck>, StorageError> {
         let mut w = self.writer();
         if w.closed {
             return Err(StorageError::Closed {
@@ -303,14 +314,17 @@ impl ShardLog {
         {
             self.roll(&mut w)?;
         }
-        let now = now_ms();
+        let now = now_ms;
         let start_pos = w.write_pos;
         let mut acks = Vec::with_capacity(batches.len());
         let mut entries = Vec::new();
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
-        let (mut seq, mut ts, mut last_indexed) =
-            (w.next_sequence, w.last_timestamp_ms.max(now), w.last_indexed_pos);
+        let (mut seq, mut ts, mut last_indexed) = (
+            w.next_sequence,
+            w.last_timestamp_ms.max(now),
+            w.last_indexed_pos,
+        );
         let mut records = 0u64;
         for batch in batches.iter_mut() {
             let pos = start_pos + buf.len() as u64;
@@ -407,7 +421,12 @@ impl ShardLog {
     /// Seals the active segment (after syncing it) and starts a new one at the next sequence.
     fn roll(&self, w: &mut Writer) -> Result<(), StorageError> {
         let base = w.next_sequence;
-        let seg = Segment::create(self.io.as_ref(), &self.dir, base, self.config.index_capacity())?;
+        let seg = Segment::create(
+            self.io.as_ref(),
+            &self.dir,
+            base,
+            self.config.index_capacity(),
+        )?;
         if let Err(e) = self.sync_locked(w) {
             // The new file is empty and harmless; the shard is poisoned by the failed sync.
             return Err(e);
@@ -455,15 +474,26 @@ impl ShardLog {
             if seg.base() >= end || out.records.len() >= max_records || bytes >= max_bytes {
                 break;
             }
-            let cursor = out.records.last().map_or(from, |r| r.sequence + 1);
-            seg.read_into(
+            let cursor = match out.records.last() {
+                None => from,
+                Some(last) if last.sequence + 1 == seg.base() => last.sequence + 1,
+                // The previous segment stopped before its end (the byte budget was reached
+                // inside a batch): going on here would skip the records in between.
+                Some(_) => break,
+            };
+            match seg.read_into(
                 cursor,
                 end,
                 max_records,
                 max_bytes,
                 &mut out.records,
                 &mut bytes,
-            )?;
+            ) {
+                Ok(()) => {}
+                // Serve what precedes a damaged batch; the next read, starting at it, reports it.
+                Err(StorageError::Corrupt { .. }) if !out.records.is_empty() => break,
+                Err(e) => return Err(e),
+            }
         }
         if let Some(last) = out.records.last() {
             out.next_sequence = last.sequence + 1;

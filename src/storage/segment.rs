@@ -426,8 +426,15 @@ impl Segment {
             let want = (max_records - out.len())
                 .min(usize::try_from(end - header.base_sequence.max(from)).unwrap_or(usize::MAX));
             let budget = max_bytes - *out_bytes;
-            let decoded = record::decode_records(&header, &payload, from, want, budget, out)
-                .map_err(|e| self.corrupt(pos, e))?;
+            let kept = out.len();
+            let decoded = match record::decode_records(&header, &payload, from, want, budget, out) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    // No record of a batch that fails to decode is served, not even its first.
+                    out.truncate(kept);
+                    return Err(self.corrupt(pos, e));
+                }
+            };
             *out_bytes += decoded.bytes;
             if decoded.budget_reached {
                 break;
