@@ -1,0 +1,522 @@
+//! Consumer groups in the broker: one `GroupCoordinator` per (stream, group) for membership and
+//! leases, the metadata store for what must survive (the group, its checkpoints, the epoch
+//! floor), and a timer task that expires silent members on time.
+//!
+//! Every call that may hand out a new lease epoch persists the raised floor *before* its answer
+//! leaves, so epochs keep rising across a crash. A checkpoint is fenced and made durable while
+//! the group is locked, so no rebalance can slip between the ownership check and the write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Notify};
+
+use super::{Broker, BrokerError, StreamHandle};
+use crate::consumer::{GroupConfig, GroupCoordinator, Lease, MemberId};
+use crate::meta::{MetaCommand, MetaState};
+use crate::storage::log::now_ms;
+use crate::stream::{GroupName, ShardId, StreamName};
+
+type GroupKey = (String, String);
+
+/// One lease as a member sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub shard: ShardId,
+    pub epoch: u64,
+    pub checkpoint: Option<u64>,
+}
+
+/// What join and heartbeat return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAssignments {
+    pub leases: Vec<LeaseInfo>,
+    pub heartbeat_interval: Duration,
+    pub session_timeout: Duration,
+}
+
+/// A member as DescribeGroup shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberInfo {
+    pub member_id: String,
+    pub session_timeout: Duration,
+    pub shards: Vec<ShardId>,
+}
+
+/// One shard's progress in a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProgressInfo {
+    pub shard: ShardId,
+    pub owner: Option<String>,
+    pub epoch: u64,
+    pub checkpoint: Option<u64>,
+    /// The newest stored sequence number, `None` when the shard is empty.
+    pub latest_sequence: Option<u64>,
+    /// Stored records after the checkpoint (all stored records without one).
+    pub lag_records: u64,
+    pub millis_behind_latest: u64,
+}
+
+/// DescribeGroup's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub members: Vec<GroupMemberInfo>,
+    pub shards: Vec<ShardProgressInfo>,
+}
+
+pub(crate) struct Groups {
+    config: GroupConfig,
+    coordinators: Mutex<HashMap<GroupKey, GroupCoordinator>>,
+    /// Epoch floors persisted before this process started.
+    floors: std::sync::Mutex<HashMap<GroupKey, u64>>,
+    wake: Notify,
+}
+
+/// The persisted epoch floor of every group, read from the metadata on start.
+pub(crate) fn floors_from(state: &MetaState) -> HashMap<GroupKey, u64> {
+    state
+        .groups
+        .iter()
+        .map(|((s, g), rec)| {
+            (
+                (s.as_str().to_owned(), g.as_str().to_owned()),
+                rec.epoch_floor,
+            )
+        })
+        .collect()
+}
+
+impl Groups {
+    pub(crate) fn new(default_session_timeout: Duration, floors: HashMap<GroupKey, u64>) -> Self {
+        Groups {
+            config: GroupConfig {
+                default_session_timeout,
+                ..GroupConfig::default()
+            },
+            coordinators: Mutex::new(HashMap::new()),
+            floors: std::sync::Mutex::new(floors),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Forgets the live state of every group of a deleted stream.
+    pub(crate) fn remove_stream(&self, stream: &str) {
+        if let Ok(mut c) = self.coordinators.try_lock() {
+            c.retain(|(s, _), _| s != stream);
+        }
+        self.floors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(s, _), _| s != stream);
+        self.wake.notify_one();
+    }
+
+    /// Expires silent members when their sessions end, without waiting for a request.
+    pub(crate) fn spawn_expiry(&self, broker: Broker) {
+        tokio::spawn(async move {
+            let mut shutdown = broker.shutdown_signal();
+            loop {
+                let groups = &broker.inner.groups;
+                let deadline = {
+                    let c = groups.coordinators.lock().await;
+                    c.values().filter_map(GroupCoordinator::next_deadline).min()
+                };
+                let sleep = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = sleep => {}
+                    _ = groups.wake.notified() => continue,
+                    _ = shutdown.changed() => return,
+                }
+                let mut c = groups.coordinators.lock().await;
+                let now = Instant::now();
+                for ((stream, group), coordinator) in c.iter_mut() {
+                    let outcome = coordinator.expire(now);
+                    if !outcome.value.is_empty() {
+                        tracing::info!(stream, group, expired = ?outcome.value.iter().map(MemberId::as_str).collect::<Vec<_>>(), "members expired");
+                    }
+                    if let Some(floor) = outcome.persist_epoch_floor {
+                        if let Err(e) = broker.persist_floor(stream, group, floor).await {
+                            tracing::error!(stream, group, error = %e, "could not persist the epoch floor");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn open_shards(handle: &StreamHandle) -> Vec<u32> {
+    handle
+        .descriptor
+        .open_shards()
+        .map(|s| s.id.index())
+        .collect()
+}
+
+impl Broker {
+    async fn persist_floor(
+        &self,
+        stream: &str,
+        group: &str,
+        floor: u64,
+    ) -> Result<(), BrokerError> {
+        self.execute_meta(MetaCommand::RaiseEpochFloor {
+            stream: StreamName::new(stream)?,
+            group: GroupName::new(group)?,
+            epoch: floor,
+        })
+        .await
+    }
+
+    fn checkpoints(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Option<BTreeMap<ShardId, u64>> {
+        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+        meta.state()
+            .groups
+            .get(&(stream.clone(), group.clone()))
+            .map(|g| g.checkpoints.clone())
+    }
+
+    fn assignments(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        leases: &[Lease],
+        session_timeout: Duration,
+        heartbeat_interval: Duration,
+    ) -> MemberAssignments {
+        let checkpoints = self.checkpoints(stream, group).unwrap_or_default();
+        MemberAssignments {
+            leases: leases
+                .iter()
+                .map(|l| LeaseInfo {
+                    shard: ShardId(l.shard),
+                    epoch: l.epoch,
+                    checkpoint: checkpoints.get(&ShardId(l.shard)).copied(),
+                })
+                .collect(),
+            heartbeat_interval,
+            session_timeout,
+        }
+    }
+
+    fn group_names(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<(Arc<StreamHandle>, GroupName), BrokerError> {
+        let handle = self.stream(stream)?;
+        let group = GroupName::new(group)?;
+        Ok((handle, group))
+    }
+
+    /// Joins (or re-joins) `member_id` to the group, creating the group on first use, and
+    /// returns the member's leases after the rebalance this causes.
+    pub async fn join_group(
+        &self,
+        stream: &str,
+        group: &str,
+        member_id: &str,
+        session_timeout: Option<Duration>,
+    ) -> Result<MemberAssignments, BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let member = MemberId::new(member_id)?;
+        let stream = handle.descriptor.name.clone();
+        if self.checkpoints(&stream, &group).is_none() {
+            let created = self
+                .execute_meta(MetaCommand::CreateGroup {
+                    stream: stream.clone(),
+                    group: group.clone(),
+                    created_at_ms: now_ms(),
+                })
+                .await;
+            match created {
+                // A concurrent first join created it: fine.
+                Ok(()) | Err(BrokerError::Meta(crate::meta::MetaError::GroupExists { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let groups = &self.inner.groups;
+        let mut coordinators = groups.coordinators.lock().await;
+        let coordinator = match coordinators.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let floor = groups
+                    .floors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(0);
+                v.insert(GroupCoordinator::new(floor, groups.config.clone())?)
+            }
+        };
+        let now = Instant::now();
+        let set = coordinator.set_shards(&open_shards(&handle), now);
+        let outcome = coordinator.join(&member, session_timeout, now)?;
+        let floor = [set.persist_epoch_floor, outcome.persist_epoch_floor]
+            .into_iter()
+            .flatten()
+            .max();
+        let view = outcome.value;
+        if let Some(floor) = floor {
+            self.persist_floor(&key.0, &key.1, floor).await?;
+        }
+        drop(coordinators);
+        groups.wake.notify_one();
+        Ok(self.assignments(
+            &stream,
+            &group,
+            &view.leases,
+            view.session_timeout,
+            view.heartbeat_interval(),
+        ))
+    }
+
+    /// Keeps a member alive and returns its current leases.
+    pub async fn heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        member_id: &str,
+    ) -> Result<MemberAssignments, BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let member = MemberId::new(member_id)?;
+        let stream = handle.descriptor.name.clone();
+        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let mut coordinators = self.inner.groups.coordinators.lock().await;
+        let coordinator = coordinators.get_mut(&key).ok_or_else(|| {
+            BrokerError::Group(crate::consumer::GroupError::UnknownMember {
+                member: member.clone(),
+            })
+        })?;
+        let outcome = coordinator.heartbeat(&member, Instant::now())?;
+        if let Some(floor) = outcome.persist_epoch_floor {
+            self.persist_floor(&key.0, &key.1, floor).await?;
+        }
+        drop(coordinators);
+        let view = outcome.value;
+        Ok(self.assignments(
+            &stream,
+            &group,
+            &view.leases,
+            view.session_timeout,
+            view.heartbeat_interval(),
+        ))
+    }
+
+    /// Removes a member at once; its shards go to the others.
+    pub async fn leave_group(
+        &self,
+        stream: &str,
+        group: &str,
+        member_id: &str,
+    ) -> Result<(), BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let member = MemberId::new(member_id)?;
+        let key = (
+            handle.descriptor.name.as_str().to_owned(),
+            group.as_str().to_owned(),
+        );
+        let mut coordinators = self.inner.groups.coordinators.lock().await;
+        let coordinator = coordinators.get_mut(&key).ok_or_else(|| {
+            BrokerError::Group(crate::consumer::GroupError::UnknownMember {
+                member: member.clone(),
+            })
+        })?;
+        let outcome = coordinator.leave(&member, Instant::now())?;
+        if let Some(floor) = outcome.persist_epoch_floor {
+            self.persist_floor(&key.0, &key.1, floor).await?;
+        }
+        drop(coordinators);
+        self.inner.groups.wake.notify_one();
+        Ok(())
+    }
+
+    /// Records how far `shard` has been processed. Only the lease's current owner with its
+    /// current epoch may commit; the checkpoint is durable before this returns and never moves
+    /// backwards unless `reset` is set.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_checkpoint(
+        &self,
+        stream: &str,
+        group: &str,
+        member_id: &str,
+        shard_id: &str,
+        lease_epoch: u64,
+        sequence: u64,
+        reset: bool,
+    ) -> Result<(), BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let member = MemberId::new(member_id)?;
+        let stream = handle.descriptor.name.clone();
+        let shard: ShardId =
+            shard_id
+                .parse()
+                .map_err(|_parse_error| BrokerError::ShardNotFound {
+                    stream: stream.as_str().to_owned(),
+                    shard: shard_id.to_owned(),
+                })?;
+        let log = handle
+            .shard(shard)
+            .map(|s| Arc::clone(&s.log))
+            .ok_or_else(|| BrokerError::ShardNotFound {
+                stream: stream.as_str().to_owned(),
+                shard: shard_id.to_owned(),
+            })?;
+        let next = log.next_sequence();
+        if sequence >= next {
+            return Err(BrokerError::invalid(
+                "sequence_number",
+                format!("{sequence} is not a stored sequence number of {shard} (next is {next})"),
+            ));
+        }
+        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let coordinators = self.inner.groups.coordinators.lock().await;
+        let coordinator = coordinators.get(&key).ok_or_else(|| {
+            BrokerError::Group(crate::consumer::GroupError::UnknownMember {
+                member: member.clone(),
+            })
+        })?;
+        coordinator.check_owner(&member, shard.index(), lease_epoch, Instant::now())?;
+        let cmd = if reset {
+            MetaCommand::ResetCheckpoint {
+                stream,
+                group,
+                shard,
+                sequence: Some(sequence),
+            }
+        } else {
+            MetaCommand::CommitCheckpoint {
+                stream,
+                group,
+                shard,
+                sequence,
+            }
+        };
+        self.execute_meta(cmd).await?;
+        drop(coordinators);
+        Ok(())
+    }
+
+    /// Members, owners, checkpoints and lag of a group.
+    pub async fn describe_group(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<GroupDescription, BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let stream = handle.descriptor.name.clone();
+        let checkpoints =
+            self.checkpoints(&stream, &group)
+                .ok_or_else(|| BrokerError::GroupNotFound {
+                    stream: stream.as_str().to_owned(),
+                    group: group.as_str().to_owned(),
+                })?;
+        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let (members, ownership) = {
+            let mut coordinators = self.inner.groups.coordinators.lock().await;
+            match coordinators.get_mut(&key) {
+                Some(c) => {
+                    let outcome = c.expire(Instant::now());
+                    if let Some(floor) = outcome.persist_epoch_floor {
+                        self.persist_floor(&key.0, &key.1, floor).await?;
+                    }
+                    (c.members(), c.ownership())
+                }
+                None => (Vec::new(), Vec::new()),
+            }
+        };
+        let mut shards = Vec::new();
+        for shard in handle.descriptor.shards() {
+            let Some(sh) = handle.shard(shard.id) else {
+                continue;
+            };
+            let log = Arc::clone(&sh.log);
+            let own = ownership.iter().find(|o| o.shard == shard.id.index());
+            let checkpoint = checkpoints.get(&shard.id).copied();
+            let next = log.next_sequence();
+            let first = log.first_sequence();
+            let start = checkpoint.map_or(first, |c| (c + 1).max(first));
+            let lag_records = next.saturating_sub(start);
+            let millis_behind_latest = if lag_records == 0 {
+                0
+            } else {
+                let l = Arc::clone(&log);
+                let oldest = tokio::task::spawn_blocking(move || l.read(start, 1, 1))
+                    .await
+                    .map_err(|e| BrokerError::Internal(e.to_string()))??;
+                oldest.records.first().map_or(0, |r| {
+                    log.last_timestamp_ms().saturating_sub(r.timestamp_ms)
+                })
+            };
+            shards.push(ShardProgressInfo {
+                shard: shard.id,
+                owner: own.and_then(|o| o.owner.as_ref().map(|m| m.as_str().to_owned())),
+                epoch: own.map_or(0, |o| o.epoch),
+                checkpoint,
+                latest_sequence: next.checked_sub(1).filter(|_| next > first),
+                lag_records,
+                millis_behind_latest,
+            });
+        }
+        Ok(GroupDescription {
+            members: members
+                .into_iter()
+                .map(|m| GroupMemberInfo {
+                    member_id: m.member_id.as_str().to_owned(),
+                    session_timeout: m.session_timeout,
+                    shards: m.leases.iter().map(|l| ShardId(l.shard)).collect(),
+                })
+                .collect(),
+            shards,
+        })
+    }
+
+    /// Names of the stream's groups, sorted.
+    pub fn list_groups(&self, stream: &str) -> Result<Vec<String>, BrokerError> {
+        let handle = self.stream(stream)?;
+        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(meta
+            .state()
+            .groups
+            .keys()
+            .filter(|(s, _)| *s == handle.descriptor.name)
+            .map(|(_, g)| g.as_str().to_owned())
+            .collect())
+    }
+
+    /// Deletes a group: its checkpoints and its live membership.
+    pub async fn delete_group(&self, stream: &str, group: &str) -> Result<(), BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let stream = handle.descriptor.name.clone();
+        if self.checkpoints(&stream, &group).is_none() {
+            return Err(BrokerError::GroupNotFound {
+                stream: stream.as_str().to_owned(),
+                group: group.as_str().to_owned(),
+            });
+        }
+        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let mut coordinators = self.inner.groups.coordinators.lock().await;
+        self.execute_meta(MetaCommand::DeleteGroup { stream, group })
+            .await?;
+        coordinators.remove(&key);
+        self.inner
+            .groups
+            .floors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Shard iterators: opaque, tamper-evident, expiring tokens naming a position in a shard.
+//!
+//! A token is URL-safe base64 (no padding) of:
+//!
+//! | size | field                                                          |
+//! |-----:|----------------------------------------------------------------|
+//! |    1 | version (1)                                                    |
+//! |    8 | stream creation time, ms (a re-created stream's tokens are void) |
+//! |    4 | shard index                                                    |
+//! |    8 | next sequence number to read                                   |
+//! |    8 | issue time, ms since the Unix epoch                            |
+//! |    1 | stream name length `n`                                         |
+//! |    n | stream name                                                    |
+//! |   16 | HMAC-SHA256 of everything before, truncated                    |
+//!
+//! The key is random per data directory and kept in `<data-dir>/iterator.key`, so tokens stay
+//! valid across a restart but cannot be forged or edited by a client.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Default lifetime of an iterator, as in Kinesis.
+pub const DEFAULT_ITERATOR_TTL: Duration = Duration::from_secs(300);
+/// Bytes of the iterator key.
+pub const KEY_LEN: usize = 32;
+const VERSION: u8 = 1;
+const MAC_LEN: usize = 16;
+const FIXED_LEN: usize = 1 + 8 + 4 + 8 + 8 + 1;
+
+/// What a token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IteratorPosition {
+    pub stream: String,
+    pub stream_created_at_ms: u64,
+    pub shard: u32,
+    pub sequence: u64,
+    pub issued_at_ms: u64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IteratorError {
+    #[error("shard_iterator is malformed or was not issued by this server")]
+    Malformed,
+    #[error("shard_iterator expired {age_ms} ms after it was issued (lifetime {ttl_ms} ms)")]
+    Expired { age_ms: u64, ttl_ms: u64 },
+}
+
+/// Signs and checks tokens.
+#[derive(Clone)]
+pub struct IteratorCodec {
+    key: [u8; KEY_LEN],
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for IteratorCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IteratorCodec")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IteratorCodec {
+    /// A codec signing with `key`, whose tokens live `ttl`.
+    pub fn new(key: [u8; KEY_LEN], ttl: Duration) -> Self {
+        IteratorCodec { key, ttl }
+    }
+
+    fn mac(&self, body: &[u8]) -> [u8; MAC_LEN] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(body);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&full[..MAC_LEN]);
+        out
+    }
+
+    /// Encodes a position as a token.
+    pub fn encode(&self, p: &IteratorPosition) -> String {
+        let name = p.stream.as_bytes();
+        let mut body = Vec::with_capacity(FIXED_LEN + name.len() + MAC_LEN);
+        body.push(VERSION);
+        body.extend_from_slice(&p.stream_created_at_ms.to_le_bytes());
+        body.extend_from_slice(&p.shard.to_le_bytes());
+        body.extend_from_slice(&p.sequence.to_le_bytes());
+        body.extend_from_slice(&p.issued_at_ms.to_le_bytes());
+        body.push(name.len().min(255) as u8);
+        body.extend_from_slice(&name[..name.len().min(255)]);
+        let mac = self.mac(&body);
+        body.extend_from_slice(&mac);
+        URL_SAFE_NO_PAD.encode(body)
+    }
+
+    /// Decodes and checks a token at wall-clock time `now_ms`.
+    pub fn decode(&self, token: &str, now_ms: u64) -> Result<IteratorPosition, IteratorError> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_decode_error| IteratorError::Malformed)?;
+        if raw.len() < FIXED_LEN + MAC_LEN || raw[0] != VERSION {
+            return Err(IteratorError::Malformed);
+        }
+        let name_len = raw[FIXED_LEN - 1] as usize;
+        if raw.len() != FIXED_LEN + name_len + MAC_LEN {
+            return Err(IteratorError::Malformed);
+        }
+        let (body, mac) = raw.split_at(FIXED_LEN + name_len);
+        let mut verifier = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        verifier.update(body);
+        verifier
+            .verify_truncated_left(mac)
+            .map_err(|_mac_error| IteratorError::Malformed)?;
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&body[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut shard = [0u8; 4];
+        shard.copy_from_slice(&body[9..13]);
+        let stream = std::str::from_utf8(&body[FIXED_LEN..])
+            .map_err(|_utf8_error| IteratorError::Malformed)?
+            .to_owned();
+        let p = IteratorPosition {
+            stream,
+            stream_created_at_ms: u64_at(1),
+            shard: u32::from_le_bytes(shard),
+            sequence: u64_at(13),
+            issued_at_ms: u64_at(21),
+        };
+        let age_ms = now_ms.saturating_sub(p.issued_at_ms);
+        let ttl_ms = self.ttl.as_millis() as u64;
+        if age_ms > ttl_ms {
+            return Err(IteratorError::Expired { age_ms, ttl_ms });
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position() -> IteratorPosition {
+        IteratorPosition {
+            stream: "orders".into(),
+            stream_created_at_ms: 7,
+            shard: 3,
+            sequence: 42,
+            issued_at_ms: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn a_token_decodes_to_what_was_encoded() {
+        let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        let token = codec.encode(&position());
+        assert_eq!(codec.decode(&token, 1_000_500).unwrap(), position());
+    }
+
+    #[test]
+    fn an_edited_token_is_refused() {
+        let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        let mut raw = URL_SAFE_NO_PAD.decode(codec.encode(&position())).unwrap();
+        raw[14] ^= 1;
+        let forged = URL_SAFE_NO_PAD.encode(raw);
+        assert_eq!(
+            codec.decode(&forged, 1_000_000),
+            Err(IteratorError::Malformed)
+        );
+        assert_eq!(
+            codec.decode("not base64!", 0),
+            Err(IteratorError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_token_from_another_key_is_refused() {
+        let a = IteratorCodec::new([1; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        let b = IteratorCodec::new([2; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        assert_eq!(
+            b.decode(&a.encode(&position()), 1_000_000),
+            Err(IteratorError::Malformed)
+        );
+    }
+
+    #[test]
+    fn an_old_token_has_expired() {
+        let codec = IteratorCodec::new([9; KEY_LEN], Duration::from_secs(300));
+        let token = codec.encode(&position());
+        assert!(codec.decode(&token, 1_000_000 + 300_000).is_ok());
+        assert!(matches!(
+            codec.decode(&token, 1_000_000 + 300_001),
+            Err(IteratorError::Expired { .. })
+        ));
+    }
+}

@@ -1,0 +1,571 @@
+//! The one façade every adapter calls: stream administration, the put pipeline (route, dedup,
+//! fan out to committers, gather), iterators and reads, subscriptions, consumer groups.
+//!
+//! ```text
+//!  put ─▶ validate ─▶ route (MD5 / hash key / group) ─▶ dedup reserve ─▶ batch per shard
+//!        ─▶ committer of each shard (in parallel) ─▶ ack ─▶ dedup commit ─▶ response
+//!  get ─▶ iterator ─▶ ShardLog::read (blocking pool) ─▶ records + next iterator
+//! ```
+//!
+//! Durable state is either a shard log (`storage`) or the metadata store (`meta`); everything
+//! else here (dedup windows, group membership) is derived from them on start.
+
+mod error;
+mod groups;
+pub mod iterator;
+mod put;
+mod read;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub use error::BrokerError;
+pub use groups::{
+    GroupDescription, GroupMemberInfo, LeaseInfo, MemberAssignments, ShardProgressInfo,
+};
+pub use iterator::{IteratorCodec, IteratorPosition, DEFAULT_ITERATOR_TTL};
+pub use put::{PutEntry, PutOutcome, PutResult};
+pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
+
+use crate::fifo::{DedupKey, DedupPolicy, DedupScope as FifoScope, DedupWindow, DedupWindowConfig};
+use crate::meta::{MetaCommand, MetaStore};
+use crate::storage::commit::CommitConfig;
+use crate::storage::io::{write_file_atomically, Io};
+use crate::storage::log::now_ms;
+use crate::storage::{Committer, LogConfig, ShardLog};
+use crate::stream::{
+    DedupScope, ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings,
+};
+
+/// Default largest record data, in bytes (as Kinesis).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Default largest PutRecords request: record data plus partition keys, in bytes.
+pub const DEFAULT_MAX_PUT_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+/// Default most entries in one PutRecords.
+pub const DEFAULT_MAX_PUT_ENTRIES: usize = 500;
+/// Longest partition key, in characters.
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+/// Default most records one GetRecords returns (and the value of `limit` = 0).
+pub const DEFAULT_GET_RECORDS_LIMIT: u32 = 10_000;
+/// Default most bytes one GetRecords or subscription event carries.
+pub const DEFAULT_MAX_READ_BYTES: usize = 10 * 1024 * 1024;
+/// Default events a subscription may buffer ahead of a slow reader.
+pub const DEFAULT_SUBSCRIBE_BUFFER: usize = 4;
+/// Default time after which an idle subscription sends an empty event (a liveness signal).
+pub const DEFAULT_SUBSCRIBE_KEEPALIVE: Duration = Duration::from_secs(5);
+/// Default period of the retention pass.
+pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// File holding the iterator signing key.
+pub const ITERATOR_KEY_FILE: &str = "iterator.key";
+
+/// Settings of the broker. Every limit is here, with its default in a `DEFAULT_*` constant.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Root of all durable state (`meta/`, `streams/`, `iterator.key`).
+    pub data_dir: PathBuf,
+    /// Group commit and fsync policy of every shard.
+    pub commit: CommitConfig,
+    /// Segment size, age and index interval of every shard (retention comes from the stream).
+    pub log: LogConfig,
+    /// Shard count and dedup window caps for new streams.
+    pub stream_limits: StreamLimits,
+    pub max_record_bytes: usize,
+    pub max_put_request_bytes: usize,
+    pub max_put_entries: usize,
+    pub get_records_limit: u32,
+    pub max_read_bytes: usize,
+    pub iterator_ttl: Duration,
+    pub subscribe_buffer: usize,
+    pub subscribe_keepalive: Duration,
+    pub retention_check_interval: Duration,
+    /// Most ids a stream's dedup window holds.
+    pub max_dedup_ids: usize,
+    /// Session timeout of a group member that asks for none.
+    pub default_session_timeout: Duration,
+}
+
+impl BrokerConfig {
+    /// Defaults everywhere, data under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            commit: CommitConfig::default(),
+            log: LogConfig::default(),
+            stream_limits: StreamLimits::default(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_put_request_bytes: DEFAULT_MAX_PUT_REQUEST_BYTES,
+            max_put_entries: DEFAULT_MAX_PUT_ENTRIES,
+            get_records_limit: DEFAULT_GET_RECORDS_LIMIT,
+            max_read_bytes: DEFAULT_MAX_READ_BYTES,
+            iterator_ttl: DEFAULT_ITERATOR_TTL,
+            subscribe_buffer: DEFAULT_SUBSCRIBE_BUFFER,
+            subscribe_keepalive: DEFAULT_SUBSCRIBE_KEEPALIVE,
+            retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
+            max_dedup_ids: crate::fifo::DEFAULT_MAX_LIVE_IDS,
+            default_session_timeout: crate::consumer::DEFAULT_SESSION_TIMEOUT,
+        }
+    }
+}
+
+/// One open shard: its log and the committer that writes it.
+#[derive(Debug)]
+pub(crate) struct ShardHandle {
+    pub(crate) id: ShardId,
+    pub(crate) log: Arc<ShardLog>,
+    pub(crate) committer: Committer,
+}
+
+/// One open stream.
+pub(crate) struct StreamHandle {
+    pub(crate) descriptor: StreamDescriptor,
+    pub(crate) shards: Vec<ShardHandle>,
+    pub(crate) dedup: DedupWindow,
+    pub(crate) dedup_policy: DedupPolicy,
+    /// Flips to true when the stream is deleted; subscribers end on it.
+    pub(crate) deleted: watch::Sender<bool>,
+}
+
+impl StreamHandle {
+    pub(crate) fn shard(&self, id: ShardId) -> Option<&ShardHandle> {
+        self.shards.get(id.index() as usize).filter(|s| s.id == id)
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: BrokerConfig,
+    pub(crate) io: Arc<dyn Io>,
+    pub(crate) meta: Mutex<MetaStore>,
+    /// Serialises stream creation and deletion (each touches meta and the directory tree).
+    pub(crate) admin: tokio::sync::Mutex<()>,
+    pub(crate) streams: RwLock<HashMap<StreamName, Arc<StreamHandle>>>,
+    pub(crate) iterators: IteratorCodec,
+    pub(crate) groups: groups::Groups,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// The broker. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn streams_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("streams")
+}
+
+fn shard_dir(data_dir: &Path, stream: &StreamName, shard: ShardId) -> PathBuf {
+    streams_dir(data_dir)
+        .join(stream.as_str())
+        .join(shard.to_string())
+}
+
+fn fifo_scope(scope: DedupScope) -> FifoScope {
+    match scope {
+        DedupScope::Stream => FifoScope::Stream,
+        DedupScope::MessageGroup => FifoScope::MessageGroup,
+    }
+}
+
+/// How far back from the end of a shard the dedup window is rebuilt on open: the records put
+/// within the window (plus a margin for clock steps) are the only ones that can matter.
+const DEDUP_REBUILD_MARGIN: Duration = Duration::from_secs(5);
+/// Records read per step while rebuilding a dedup window.
+const DEDUP_REBUILD_CHUNK: usize = 10_000;
+
+impl Broker {
+    /// Opens (or initialises) the data directory: metadata, then every stream's shard logs
+    /// (recovering them), then each stream's dedup window from its logs' tails. Starts the
+    /// committers and the retention task on the current tokio runtime.
+    pub async fn open(config: BrokerConfig, io: Arc<dyn Io>) -> Result<Broker, BrokerError> {
+        let cfg = config.clone();
+        let io2 = Arc::clone(&io);
+        let (meta, key, opened) = tokio::task::spawn_blocking(move || open_blocking(&cfg, io2))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        let iterators = IteratorCodec::new(key, config.iterator_ttl);
+        let mut streams = HashMap::new();
+        let epoch_floors = groups::floors_from(meta.state());
+        for (descriptor, logs) in opened {
+            let handle = Self::make_handle(&config, descriptor, logs)?;
+            Self::rebuild_dedup(&handle, config.log.index_interval_bytes).await?;
+            streams.insert(handle.descriptor.name.clone(), Arc::new(handle));
+        }
+        let (shutdown, _) = watch::channel(false);
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                groups: groups::Groups::new(config.default_session_timeout, epoch_floors),
+                config,
+                io,
+                meta: Mutex::new(meta),
+                admin: tokio::sync::Mutex::new(()),
+                streams: RwLock::new(streams),
+                iterators,
+                shutdown,
+            }),
+        };
+        broker.spawn_retention();
+        broker.inner.groups.spawn_expiry(broker.clone());
+        Ok(broker)
+    }
+
+    fn make_handle(
+        config: &BrokerConfig,
+        descriptor: StreamDescriptor,
+        logs: Vec<(ShardId, Arc<ShardLog>)>,
+    ) -> Result<StreamHandle, BrokerError> {
+        let shards = logs
+            .into_iter()
+            .map(|(id, log)| ShardHandle {
+                id,
+                committer: Committer::spawn(Arc::clone(&log), config.commit),
+                log,
+            })
+            .collect();
+        let settings = descriptor.settings;
+        let dedup = DedupWindow::new(DedupWindowConfig {
+            window: settings.dedup_window,
+            max_live_ids: config.max_dedup_ids,
+        })?;
+        let (deleted, _) = watch::channel(false);
+        Ok(StreamHandle {
+            dedup_policy: DedupPolicy {
+                scope: fifo_scope(settings.dedup_scope),
+                content_based_deduplication: settings.content_based_deduplication,
+            },
+            descriptor,
+            shards,
+            dedup,
+            deleted,
+        })
+    }
+
+    /// Re-inserts the dedup ids of every record put within the window, read from the tail of
+    /// each shard: the log is the source of truth, the window is derived from it.
+    async fn rebuild_dedup(handle: &StreamHandle, _interval: u64) -> Result<(), BrokerError> {
+        let window = handle.descriptor.settings.dedup_window + DEDUP_REBUILD_MARGIN;
+        let now_wall = now_ms();
+        let now = Instant::now();
+        let since_ms = now_wall.saturating_sub(window.as_millis() as u64);
+        for shard in &handle.shards {
+            let log = Arc::clone(&shard.log);
+            let dedup = handle.dedup.clone();
+            let policy = handle.dedup_policy;
+            let shard_index = shard.id.index();
+            let dedup_window = handle.descriptor.settings.dedup_window;
+            tokio::task::spawn_blocking(move || -> Result<(), BrokerError> {
+                let mut from = log.seek_time(since_ms)?;
+                loop {
+                    let batch = log.read(from, DEDUP_REBUILD_CHUNK, usize::MAX)?;
+                    if batch.records.is_empty() {
+                        return Ok(());
+                    }
+                    for r in &batch.records {
+                        let group = r
+                            .message_group_id
+                            .as_ref()
+                            .and_then(|g| std::str::from_utf8(g).ok());
+                        let id = r
+                            .deduplication_id
+                            .as_ref()
+                            .and_then(|d| std::str::from_utf8(d).ok());
+                        let Some(key): Option<DedupKey> = policy.key_for(group, id, &r.data)
+                        else {
+                            continue;
+                        };
+                        // Age the id by its real arrival time, so it expires when it would have.
+                        let age = Duration::from_millis(now_wall.saturating_sub(r.timestamp_ms));
+                        if age >= dedup_window {
+                            continue;
+                        }
+                        let committed_at = now.checked_sub(age).unwrap_or(now);
+                        if let Err(e) =
+                            dedup.insert_committed(key, shard_index, r.sequence, committed_at)
+                        {
+                            tracing::error!(error = %e, "dedup window full while rebuilding; older ids are forgotten");
+                        }
+                    }
+                    from = batch.next_sequence;
+                }
+            })
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    fn spawn_retention(&self) {
+        let broker = self.clone();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let period = self.inner.config.retention_check_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let logs: Vec<Arc<ShardLog>> = broker
+                    .stream_handles()
+                    .iter()
+                    .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
+                    .collect();
+                let result = tokio::task::spawn_blocking(move || {
+                    let now = now_ms();
+                    for log in logs {
+                        if let Err(e) = log.apply_retention(now) {
+                            tracing::error!(shard = %log.dir().display(), error = %e, "retention failed");
+                        }
+                    }
+                })
+                .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "retention task failed");
+                }
+            }
+        });
+    }
+
+    pub(crate) fn stream_handles(&self) -> Vec<Arc<StreamHandle>> {
+        self.inner
+            .streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn stream(&self, name: &str) -> Result<Arc<StreamHandle>, BrokerError> {
+        let name = StreamName::new(name)?;
+        let streams = self.inner.streams.read().unwrap_or_else(|p| p.into_inner());
+        streams
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| BrokerError::StreamNotFound {
+                stream: name.into_string(),
+            })
+    }
+
+    pub(crate) fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Runs a metadata command on the blocking pool: validated, journaled and synced before it
+    /// returns.
+    pub(crate) async fn execute_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut meta = inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+            meta.execute(cmd)
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?
+        .map_err(BrokerError::from)
+    }
+
+    /// Creates a stream: its metadata (durable first), then its shard directories.
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        shard_count: u32,
+        settings: StreamSettings,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let name = StreamName::new(name)?;
+        let descriptor = StreamDescriptor::create(
+            name.clone(),
+            now_ms(),
+            settings,
+            shard_count,
+            &self.inner.config.stream_limits,
+        )?;
+        let _admin = self.inner.admin.lock().await;
+        if self.stream(name.as_str()).is_ok() {
+            return Err(BrokerError::StreamExists {
+                stream: name.into_string(),
+            });
+        }
+        let cfg = self.inner.config.clone();
+        let io = Arc::clone(&self.inner.io);
+        let d = descriptor.clone();
+        let logs = tokio::task::spawn_blocking(move || open_stream_logs(&cfg, &io, &d))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        self.execute_meta(MetaCommand::CreateStream(descriptor.clone()))
+            .await?;
+        let handle = Self::make_handle(&self.inner.config, descriptor.clone(), logs)?;
+        self.inner
+            .streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::new(handle));
+        tracing::info!(stream = %descriptor.name.as_str(), shards = shard_count, "stream created");
+        Ok(descriptor)
+    }
+
+    /// Deletes a stream: durable in metadata first, then its data and its groups. Readers and
+    /// subscribers get `NOT_FOUND` from then on.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), BrokerError> {
+        let _admin = self.inner.admin.lock().await;
+        let handle = self.stream(name)?;
+        let stream = handle.descriptor.name.clone();
+        self.execute_meta(MetaCommand::DeleteStream(stream.clone()))
+            .await?;
+        self.inner
+            .streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stream);
+        self.inner.groups.remove_stream(stream.as_str());
+        handle.deleted.send_replace(true);
+        let io = Arc::clone(&self.inner.io);
+        let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());
+        let logs: Vec<Arc<ShardLog>> = handle.shards.iter().map(|s| Arc::clone(&s.log)).collect();
+        tokio::task::spawn_blocking(move || {
+            for log in &logs {
+                let _ = log.close();
+            }
+            io.remove_dir_all(&dir)
+                .map_err(|e| crate::storage::StorageError::io("remove stream directory", &dir, e))
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        tracing::info!(stream = %stream.as_str(), "stream deleted");
+        Ok(())
+    }
+
+    /// The stream's description.
+    pub fn describe_stream(&self, name: &str) -> Result<StreamDescriptor, BrokerError> {
+        Ok(self.stream(name)?.descriptor.clone())
+    }
+
+    /// Names of all streams, sorted.
+    pub fn list_streams(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .stream_handles()
+            .iter()
+            .map(|s| s.descriptor.name.as_str().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Syncs and closes every shard; later writes fail. Idempotent.
+    pub async fn shutdown(&self) -> Result<(), BrokerError> {
+        self.inner.shutdown.send_replace(true);
+        let logs: Vec<Arc<ShardLog>> = self
+            .stream_handles()
+            .iter()
+            .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut first_error = None;
+            for log in logs {
+                if let Err(e) = log.close() {
+                    tracing::error!(shard = %log.dir().display(), error = %e, "final sync failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), |e| Err(BrokerError::from(e)))
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?
+    }
+
+    /// A receiver that turns true when shutdown starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+}
+
+type Opened = (
+    MetaStore,
+    [u8; iterator::KEY_LEN],
+    Vec<(StreamDescriptor, Vec<(ShardId, Arc<ShardLog>)>)>,
+);
+
+fn open_blocking(config: &BrokerConfig, io: Arc<dyn Io>) -> Result<Opened, BrokerError> {
+    let dir = &config.data_dir;
+    io.create_dir_all(dir)
+        .map_err(|e| crate::storage::StorageError::io("create data directory", dir, e))?;
+    let key = load_or_create_key(io.as_ref(), &dir.join(ITERATOR_KEY_FILE))?;
+    let meta = MetaStore::open(Arc::clone(&io), &dir.join("meta"))?;
+    let mut opened = Vec::new();
+    for descriptor in meta.state().streams.values() {
+        let logs = open_stream_logs(config, &io, descriptor)?;
+        opened.push((descriptor.clone(), logs));
+    }
+    remove_orphans(io.as_ref(), config, &meta);
+    Ok((meta, key, opened))
+}
+
+/// Stream directories without metadata are left-overs of a creation or deletion cut short by
+/// a crash: the metadata is the truth, so they go.
+fn remove_orphans(io: &dyn Io, config: &BrokerConfig, meta: &MetaStore) {
+    let dir = streams_dir(&config.data_dir);
+    let Ok(names) = io.list_dir(&dir) else { return };
+    for name in names {
+        let known = meta
+            .state()
+            .streams
+            .keys()
+            .any(|k| Path::new(k.as_str()) == name.as_path());
+        if !known {
+            let path = dir.join(&name);
+            tracing::warn!(dir = %path.display(), "removing data of a stream that has no metadata");
+            if let Err(e) = io.remove_dir_all(&path) {
+                tracing::error!(dir = %path.display(), error = %e, "could not remove orphan stream data");
+            }
+        }
+    }
+}
+
+fn open_stream_logs(
+    config: &BrokerConfig,
+    io: &Arc<dyn Io>,
+    descriptor: &StreamDescriptor,
+) -> Result<Vec<(ShardId, Arc<ShardLog>)>, BrokerError> {
+    let mut log_config = config.log.clone();
+    log_config.retention = descriptor.settings.retention;
+    descriptor
+        .shards()
+        .iter()
+        .map(|shard| {
+            let dir = shard_dir(&config.data_dir, &descriptor.name, shard.id);
+            let log = ShardLog::open(Arc::clone(io), &dir, log_config.clone())?;
+            Ok((shard.id, Arc::new(log)))
+        })
+        .collect()
+}
+
+fn load_or_create_key(io: &dyn Io, path: &Path) -> Result<[u8; iterator::KEY_LEN], BrokerError> {
+    let mut key = [0u8; iterator::KEY_LEN];
+    if io.exists(path) {
+        let file = io
+            .open(path, false)
+            .map_err(|e| crate::storage::StorageError::io("open iterator key", path, e))?;
+        let n = file
+            .read_at(&mut key, 0)
+            .map_err(|e| crate::storage::StorageError::io("read iterator key", path, e))?;
+        if n == key.len() {
+            return Ok(key);
+        }
+        tracing::warn!(file = %path.display(), "iterator key is short; making a new one (older iterators become invalid)");
+    }
+    getrandom::fill(&mut key).map_err(|e| BrokerError::Internal(format!("no randomness: {e}")))?;
+    write_file_atomically(io, path, &key)
+        .map_err(|e| crate::storage::StorageError::io("write iterator key", path, e))?;
+    Ok(key)
+}

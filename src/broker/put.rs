@@ -1,0 +1,308 @@
+//! The put pipeline: validate, route each entry to its shard, reserve dedup ids, build one
+//! batch per shard, hand the batches to the shards' committers in parallel, gather the acks
+//! back into request order.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Broker, BrokerError, StreamHandle};
+use crate::fifo::{self, BatchEntry, Committed};
+use crate::storage::{AppendAck, BatchBuilder, RecordRef, StorageError};
+use crate::stream::{HashKey, ShardId};
+
+/// One record to put, as the adapter received it (empty strings already mapped to `None`).
+#[derive(Debug, Clone, Default)]
+pub struct PutEntry {
+    pub partition_key: String,
+    pub data: Bytes,
+    pub explicit_hash_key: Option<String>,
+    pub message_group_id: Option<String>,
+    pub deduplication_id: Option<String>,
+}
+
+/// Where a put record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub shard: ShardId,
+    pub sequence: u64,
+    /// True when the record was a duplicate within the dedup window: nothing was stored and
+    /// `shard`/`sequence` name the first record.
+    pub duplicate: bool,
+}
+
+/// The result of one entry of a PutRecords: entries fail independently.
+pub type PutResult = Result<PutOutcome, BrokerError>;
+
+/// An entry after validation and routing.
+struct Routed<'a> {
+    entry: &'a PutEntry,
+    shard: ShardId,
+    hash_key: Option<u128>,
+}
+
+impl Broker {
+    /// Puts one record. Errors of the record itself are returned as the call's error.
+    pub async fn put_record(
+        &self,
+        stream: &str,
+        entry: PutEntry,
+    ) -> Result<PutOutcome, BrokerError> {
+        let mut results = self.put_records(stream, vec![entry]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(BrokerError::Internal("no result for the record".into())))
+    }
+
+    /// Puts records; returns one result per entry, in request order. The call fails as a whole
+    /// only for request-level problems (unknown stream, bad entry count or size, any entry
+    /// failing validation — so a rejected request stores nothing); storage failures fail the
+    /// entries of the shard concerned.
+    pub async fn put_records(
+        &self,
+        stream: &str,
+        entries: Vec<PutEntry>,
+    ) -> Result<Vec<PutResult>, BrokerError> {
+        let cfg = self.config();
+        if entries.is_empty() || entries.len() > cfg.max_put_entries {
+            return Err(BrokerError::invalid(
+                "records",
+                format!(
+                    "{} entries; a request holds 1 to {}",
+                    entries.len(),
+                    cfg.max_put_entries
+                ),
+            ));
+        }
+        let handle = self.stream(stream)?;
+        let mut total = 0usize;
+        let mut routed = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            total += entry.data.len() + entry.partition_key.len();
+            routed.push(self.route(&handle, entry)?);
+        }
+        if total > cfg.max_put_request_bytes {
+            return Err(BrokerError::invalid(
+                "records",
+                format!(
+                    "request holds {total} bytes of data and keys, more than {}",
+                    cfg.max_put_request_bytes
+                ),
+            ));
+        }
+
+        let keys: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                handle.dedup_policy.key_for(
+                    e.message_group_id.as_deref(),
+                    e.deduplication_id.as_deref(),
+                    &e.data,
+                )
+            })
+            .collect();
+        let dedup = if keys.iter().any(Option::is_some) {
+            Some(handle.dedup.reserve_batch(&keys, Instant::now).await)
+        } else {
+            None
+        };
+
+        // One batch per shard, records in request order; `members[shard]` maps batch position
+        // back to the entry.
+        let shard_count = handle.shards.len();
+        let mut builders: Vec<Option<BatchBuilder>> = (0..shard_count).map(|_| None).collect();
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); shard_count];
+        let mut results: Vec<Option<PutResult>> = (0..entries.len()).map(|_| None).collect();
+        for (i, r) in routed.iter().enumerate() {
+            if let Some(d) = &dedup {
+                match &d[i] {
+                    BatchEntry::Duplicate(first) => {
+                        results[i] = Some(Ok(duplicate_of(*first)));
+                        continue;
+                    }
+                    BatchEntry::Refused(e) => {
+                        results[i] = Some(Err(BrokerError::Fifo(e.clone())));
+                        continue;
+                    }
+                    BatchEntry::SameAs(_) => continue,
+                    BatchEntry::Fresh(_) | BatchEntry::NotDeduplicated => {}
+                }
+            }
+            let s = r.shard.index() as usize;
+            let builder = builders[s].get_or_insert_with(|| BatchBuilder::with_capacity(64 * 1024));
+            builder
+                .push(&RecordRef {
+                    partition_key: &r.entry.partition_key,
+                    data: &r.entry.data,
+                    explicit_hash_key: r.hash_key,
+                    message_group_id: r.entry.message_group_id.as_deref(),
+                    deduplication_id: r.entry.deduplication_id.as_deref(),
+                })
+                .map_err(StorageError::from)?;
+            members[s].push(i);
+        }
+
+        let mut tickets: Vec<Option<fifo::DedupTicket>> = match dedup {
+            Some(d) => d
+                .into_iter()
+                .map(|e| match e {
+                    BatchEntry::Fresh(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut appends = Vec::new();
+        for (s, builder) in builders.into_iter().enumerate() {
+            if let Some(batch) = builder.and_then(BatchBuilder::finish) {
+                let committer = handle.shards[s].committer.clone();
+                let shard = handle.shards[s].id;
+                // Each record's ticket travels with its batch: the spawned task, not this
+                // request, commits it once the append is acknowledged, so a cancelled request
+                // can neither tear the write nor release an id whose record is stored.
+                let shard_tickets: Vec<Option<fifo::DedupTicket>> = members[s]
+                    .iter()
+                    .map(|&i| tickets.get_mut(i).and_then(Option::take))
+                    .collect();
+                appends.push((
+                    s,
+                    tokio::spawn(async move {
+                        let ack = committer.append(batch).await;
+                        if let Ok(a) = &ack {
+                            let now = Instant::now();
+                            for (pos, t) in shard_tickets.into_iter().enumerate() {
+                                if let Some(t) = t {
+                                    t.commit(shard.index(), a.base_sequence + pos as u64, now);
+                                }
+                            }
+                        }
+                        ack
+                    }),
+                ));
+            }
+        }
+        let mut acks: Vec<Option<Result<AppendAck, StorageError>>> =
+            (0..shard_count).map(|_| None).collect();
+        for (s, task) in appends {
+            let ack = match task.await {
+                Ok(r) => r,
+                Err(e) => Err(StorageError::Poisoned {
+                    dir: handle.shards[s].log.dir().to_owned(),
+                    cause: format!("append task failed: {e}"),
+                }),
+            };
+            acks[s] = Some(ack);
+        }
+
+        for (s, idxs) in members.iter().enumerate() {
+            let Some(ack) = &acks[s] else { continue };
+            for (pos, &i) in idxs.iter().enumerate() {
+                results[i] = Some(match ack {
+                    Ok(a) => Ok(PutOutcome {
+                        shard: handle.shards[s].id,
+                        sequence: a.base_sequence + pos as u64,
+                        duplicate: false,
+                    }),
+                    Err(e) => Err(BrokerError::Storage(e.duplicate())),
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(results.len());
+        for i in 0..results.len() {
+            let r = match results[i].take() {
+                Some(r) => r,
+                None => match dedup_same_as(&keys, i) {
+                    Some(first) => match &out.get(first) {
+                        Some(Ok(PutOutcome {
+                            shard, sequence, ..
+                        })) => Ok(PutOutcome {
+                            shard: *shard,
+                            sequence: *sequence,
+                            duplicate: true,
+                        }),
+                        Some(Err(e)) => Err(BrokerError::Internal(format!(
+                            "the earlier entry {first} with the same deduplication id failed: {e}"
+                        ))),
+                        None => Err(BrokerError::Internal("entry has no result".into())),
+                    },
+                    None => Err(BrokerError::Internal("entry has no result".into())),
+                },
+            };
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Validates an entry and picks its shard: the message group id wins over the partition
+    /// key; an explicit hash key wins over both.
+    fn route<'a>(
+        &self,
+        handle: &StreamHandle,
+        entry: &'a PutEntry,
+    ) -> Result<Routed<'a>, BrokerError> {
+        let cfg = self.config();
+        if entry.data.len() > cfg.max_record_bytes {
+            return Err(BrokerError::invalid(
+                "data",
+                format!(
+                    "record data is {} bytes, more than {}",
+                    entry.data.len(),
+                    cfg.max_record_bytes
+                ),
+            ));
+        }
+        if let Some(g) = &entry.message_group_id {
+            fifo::validate_message_group_id(g)?;
+        }
+        if let Some(d) = &entry.deduplication_id {
+            fifo::validate_deduplication_id(d)?;
+        }
+        let key_chars = entry.partition_key.chars().count();
+        if entry.message_group_id.is_none() && key_chars == 0 {
+            return Err(BrokerError::invalid(
+                "partition_key",
+                "must not be empty (give a partition key or a message group id)",
+            ));
+        }
+        if key_chars > super::MAX_PARTITION_KEY_CHARS {
+            return Err(BrokerError::invalid(
+                "partition_key",
+                format!(
+                    "{key_chars} characters, more than {}",
+                    super::MAX_PARTITION_KEY_CHARS
+                ),
+            ));
+        }
+        let explicit = match &entry.explicit_hash_key {
+            Some(s) => Some(HashKey::parse(s, "explicit_hash_key")?),
+            None => None,
+        };
+        let key = match (&explicit, &entry.message_group_id) {
+            (Some(k), _) => *k,
+            (None, Some(group)) => HashKey::of_partition_key(group),
+            (None, None) => HashKey::of_partition_key(&entry.partition_key),
+        };
+        let shard = handle
+            .descriptor
+            .route(key)
+            .ok_or_else(|| BrokerError::Internal(format!("no open shard holds hash key {key}")))?;
+        Ok(Routed {
+            entry,
+            shard,
+            hash_key: explicit.map(HashKey::value),
+        })
+    }
+}
+
+fn duplicate_of(first: Committed) -> PutOutcome {
+    PutOutcome {
+        shard: ShardId(first.shard),
+        sequence: first.sequence,
+        duplicate: true,
+    }
+}
+
+fn dedup_same_as(keys: &[Option<crate::fifo::DedupKey>], i: usize) -> Option<usize> {
+    let key = keys.get(i)?.as_ref()?;
+    keys[..i].iter().position(|k| k.as_ref() == Some(key))
+}

@@ -1,0 +1,265 @@
+//! The read path: shard iterators, GetRecords, and SubscribeToShard's push loop.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::iterator::IteratorPosition;
+use super::{Broker, BrokerError, StreamHandle};
+use crate::storage::log::now_ms;
+use crate::storage::{ReadBatch, ShardLog, StoredRecord};
+use crate::stream::ShardId;
+
+/// Where an iterator or a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IteratorKind {
+    /// The oldest record still stored.
+    TrimHorizon,
+    /// Just after the newest record: only records put from now on.
+    Latest,
+    /// At this sequence number.
+    AtSequence(u64),
+    /// Just after this sequence number.
+    AfterSequence(u64),
+    /// At the first record that arrived at or after this time (ms since the epoch).
+    AtTimestamp(u64),
+}
+
+/// The starting position of a subscription.
+pub type StartPosition = IteratorKind;
+
+/// What GetRecords returns.
+#[derive(Debug, Clone)]
+pub struct GetRecordsOutput {
+    pub records: Vec<StoredRecord>,
+    pub next_shard_iterator: String,
+    /// How far the last record returned is behind the newest record of the shard, in ms (0
+    /// when the reader is at the end).
+    pub millis_behind_latest: u64,
+}
+
+/// One push of a subscription.
+#[derive(Debug, Clone)]
+pub struct SubscribeEvent {
+    pub records: Vec<StoredRecord>,
+    /// Where the subscription continues: resubscribe `AtSequence` this to resume.
+    pub continuation_sequence: u64,
+    pub millis_behind_latest: u64,
+}
+
+fn lag_ms(log: &ShardLog, batch: &ReadBatch) -> u64 {
+    if batch.next_sequence >= log.next_sequence() {
+        return 0;
+    }
+    match batch.records.last() {
+        Some(r) => log.last_timestamp_ms().saturating_sub(r.timestamp_ms),
+        None => 0,
+    }
+}
+
+impl Broker {
+    fn shard_log(
+        &self,
+        handle: &StreamHandle,
+        shard_id: &str,
+    ) -> Result<(ShardId, Arc<ShardLog>), BrokerError> {
+        let not_found = || BrokerError::ShardNotFound {
+            stream: handle.descriptor.name.as_str().to_owned(),
+            shard: shard_id.to_owned(),
+        };
+        let id: ShardId = shard_id.parse().map_err(|_parse_error| not_found())?;
+        let shard = handle.shard(id).ok_or_else(not_found)?;
+        Ok((id, Arc::clone(&shard.log)))
+    }
+
+    /// Resolves a starting position to a sequence number in the shard.
+    async fn resolve(
+        &self,
+        log: &Arc<ShardLog>,
+        kind: IteratorKind,
+        field: &'static str,
+    ) -> Result<u64, BrokerError> {
+        let next = log.next_sequence();
+        Ok(match kind {
+            IteratorKind::TrimHorizon => log.first_sequence(),
+            IteratorKind::Latest => next,
+            IteratorKind::AtSequence(seq) => {
+                if seq > next {
+                    return Err(BrokerError::invalid(
+                        field,
+                        format!("{seq} is past the end of the shard (next sequence {next})"),
+                    ));
+                }
+                seq
+            }
+            IteratorKind::AfterSequence(seq) => {
+                if seq >= next {
+                    return Err(BrokerError::invalid(
+                        field,
+                        format!("{seq} is not a stored sequence number (next sequence {next})"),
+                    ));
+                }
+                seq + 1
+            }
+            IteratorKind::AtTimestamp(ts) => {
+                let log = Arc::clone(log);
+                tokio::task::spawn_blocking(move || log.seek_time(ts))
+                    .await
+                    .map_err(|e| BrokerError::Internal(e.to_string()))??
+            }
+        })
+    }
+
+    /// Returns an iterator for reading `shard_id` of `stream` from the given position.
+    pub async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        kind: IteratorKind,
+    ) -> Result<String, BrokerError> {
+        let handle = self.stream(stream)?;
+        let (id, log) = self.shard_log(&handle, shard_id)?;
+        let sequence = self.resolve(&log, kind, "starting_sequence_number").await?;
+        Ok(self.inner.iterators.encode(&IteratorPosition {
+            stream: handle.descriptor.name.as_str().to_owned(),
+            stream_created_at_ms: handle.descriptor.created_at_ms,
+            shard: id.index(),
+            sequence,
+            issued_at_ms: now_ms(),
+        }))
+    }
+
+    /// Reads up to `limit` records (0 = the configured maximum) at the iterator's position.
+    pub async fn get_records(
+        &self,
+        shard_iterator: &str,
+        limit: u32,
+    ) -> Result<GetRecordsOutput, BrokerError> {
+        let max = self.config().get_records_limit;
+        let limit = match limit {
+            0 => max,
+            n if n <= max => n,
+            n => {
+                return Err(BrokerError::invalid(
+                    "limit",
+                    format!("{n} is outside [1, {max}]"),
+                ))
+            }
+        };
+        let pos = self.inner.iterators.decode(shard_iterator, now_ms())?;
+        let handle = self.stream(&pos.stream)?;
+        if handle.descriptor.created_at_ms != pos.stream_created_at_ms {
+            return Err(BrokerError::StreamNotFound { stream: pos.stream });
+        }
+        let log = handle
+            .shard(ShardId(pos.shard))
+            .map(|s| Arc::clone(&s.log))
+            .ok_or_else(|| BrokerError::ShardNotFound {
+                stream: pos.stream.clone(),
+                shard: ShardId(pos.shard).to_string(),
+            })?;
+        let max_bytes = self.config().max_read_bytes;
+        let l = Arc::clone(&log);
+        let batch =
+            tokio::task::spawn_blocking(move || l.read(pos.sequence, limit as usize, max_bytes))
+                .await
+                .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        let millis_behind_latest = lag_ms(&log, &batch);
+        let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
+            sequence: batch.next_sequence,
+            issued_at_ms: now_ms(),
+            ..pos
+        });
+        Ok(GetRecordsOutput {
+            records: batch.records,
+            next_shard_iterator,
+            millis_behind_latest,
+        })
+    }
+
+    /// Starts pushing the shard's records from `start`: first what is stored, then each record
+    /// as it becomes durable. The receiver is bounded, so a slow reader slows the push loop
+    /// instead of growing the server's memory; dropping it ends the loop.
+    pub async fn subscribe(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        start: StartPosition,
+    ) -> Result<mpsc::Receiver<Result<SubscribeEvent, BrokerError>>, BrokerError> {
+        let handle = self.stream(stream)?;
+        let (_, log) = self.shard_log(&handle, shard_id)?;
+        let mut position = self
+            .resolve(&log, start, "starting_position.sequence_number")
+            .await?;
+        let cfg = self.config();
+        let (tx, rx) = mpsc::channel(cfg.subscribe_buffer.max(1));
+        let (limit, max_bytes, keepalive) = (
+            cfg.get_records_limit as usize,
+            cfg.max_read_bytes,
+            cfg.subscribe_keepalive,
+        );
+        let mut durable = log.subscribe();
+        let mut deleted = handle.deleted.subscribe();
+        let mut shutdown = self.shutdown_signal();
+        let stream_name = handle.descriptor.name.as_str().to_owned();
+        drop(handle);
+        tokio::spawn(async move {
+            loop {
+                durable.borrow_and_update();
+                if *deleted.borrow() {
+                    let _ = tx
+                        .send(Err(BrokerError::StreamNotFound {
+                            stream: stream_name,
+                        }))
+                        .await;
+                    return;
+                }
+                let l = Arc::clone(&log);
+                let read =
+                    tokio::task::spawn_blocking(move || l.read(position, limit, max_bytes)).await;
+                let batch = match read {
+                    Ok(Ok(batch)) => batch,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(BrokerError::Internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if !batch.records.is_empty() {
+                    let millis_behind_latest = lag_ms(&log, &batch);
+                    position = batch.next_sequence;
+                    let event = SubscribeEvent {
+                        records: batch.records,
+                        continuation_sequence: position,
+                        millis_behind_latest,
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                position = batch.next_sequence;
+                tokio::select! {
+                    changed = durable.changed() => if changed.is_err() { return },
+                    _ = deleted.changed() => {}
+                    _ = shutdown.changed() => return,
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(keepalive) => {
+                        let event = SubscribeEvent {
+                            records: Vec::new(),
+                            continuation_sequence: position,
+                            millis_behind_latest: 0,
+                        };
+                        if tx.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,135 @@
+//! Domain ⇄ protobuf conversions of the gRPC adapters.
+
+use crate::broker::{IteratorKind, PutEntry};
+use crate::proto::v1 as pb;
+use crate::storage::StoredRecord;
+use crate::stream::{DedupScope, HashKey, ShardDescriptor, StreamDescriptor};
+
+/// An empty protobuf string means "not given".
+pub fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn text(b: &bytes::Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A stored record as sent to consumers.
+pub fn record(r: StoredRecord) -> pb::Record {
+    pb::Record {
+        sequence_number: r.sequence,
+        partition_key: text(&r.partition_key),
+        data: r.data,
+        approximate_arrival_timestamp_ms: r.timestamp_ms as i64,
+        explicit_hash_key: r
+            .explicit_hash_key
+            .map(|k| HashKey(k).to_string())
+            .unwrap_or_default(),
+        message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
+        deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
+    }
+}
+
+/// A shard as described to clients.
+pub fn shard(s: &ShardDescriptor) -> pb::Shard {
+    pb::Shard {
+        shard_id: s.id.to_string(),
+        parent_shard_id: s.parent.map(|p| p.to_string()),
+        adjacent_parent_shard_id: s.adjacent_parent.map(|p| p.to_string()),
+        starting_hash_key: s.range.start.to_string(),
+        ending_hash_key: s.range.end.to_string(),
+        starting_sequence_number: s.starting_sequence,
+        ending_sequence_number: s.ending_sequence,
+    }
+}
+
+/// A stream as described to clients.
+pub fn stream(d: &StreamDescriptor) -> pb::StreamDescription {
+    pb::StreamDescription {
+        stream_name: d.name.as_str().to_owned(),
+        status: pb::StreamStatus::Active as i32,
+        retention_period_hours: d.settings.retention_period_hours(),
+        created_at_ms: d.created_at_ms as i64,
+        shards: d.shards().iter().map(shard).collect(),
+        content_based_deduplication: d.settings.content_based_deduplication,
+        dedup_window_seconds: d.settings.dedup_window_seconds(),
+        dedup_scope: match d.settings.dedup_scope {
+            DedupScope::Stream => pb::DedupScope::Stream as i32,
+            DedupScope::MessageGroup => pb::DedupScope::MessageGroup as i32,
+        },
+    }
+}
+
+/// A put entry from its protobuf fields.
+pub fn put_entry(
+    partition_key: String,
+    data: bytes::Bytes,
+    explicit_hash_key: String,
+    message_group_id: String,
+    deduplication_id: String,
+) -> PutEntry {
+    PutEntry {
+        partition_key,
+        data,
+        explicit_hash_key: non_empty(explicit_hash_key),
+        message_group_id: non_empty(message_group_id),
+        deduplication_id: non_empty(deduplication_id),
+    }
+}
+
+/// Why a starting position could not be understood.
+#[derive(Debug)]
+pub struct PositionError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+/// An iterator type with its sequence number or timestamp.
+pub fn iterator_kind(
+    kind: i32,
+    sequence: Option<u64>,
+    timestamp_ms: Option<i64>,
+    prefix: &'static str,
+) -> Result<IteratorKind, PositionError> {
+    let (type_field, seq_field, ts_field) = match prefix {
+        "starting_position" => (
+            "starting_position.type",
+            "starting_position.sequence_number",
+            "starting_position.timestamp_ms",
+        ),
+        _ => (
+            "shard_iterator_type",
+            "starting_sequence_number",
+            "timestamp_ms",
+        ),
+    };
+    let need_seq = || {
+        sequence.ok_or(PositionError {
+            field: seq_field,
+            reason: "is required for this iterator type".into(),
+        })
+    };
+    match pb::ShardIteratorType::try_from(kind) {
+        Ok(pb::ShardIteratorType::TrimHorizon) => Ok(IteratorKind::TrimHorizon),
+        Ok(pb::ShardIteratorType::Latest) => Ok(IteratorKind::Latest),
+        Ok(pb::ShardIteratorType::AtSequenceNumber) => Ok(IteratorKind::AtSequence(need_seq()?)),
+        Ok(pb::ShardIteratorType::AfterSequenceNumber) => {
+            Ok(IteratorKind::AfterSequence(need_seq()?))
+        }
+        Ok(pb::ShardIteratorType::AtTimestamp) => match timestamp_ms {
+            Some(ts) if ts >= 0 => Ok(IteratorKind::AtTimestamp(ts as u64)),
+            Some(ts) => Err(PositionError {
+                field: ts_field,
+                reason: format!("{ts} is negative"),
+            }),
+            None => Err(PositionError {
+                field: ts_field,
+                reason: "is required for AT_TIMESTAMP".into(),
+            }),
+        },
+        Ok(pb::ShardIteratorType::Unspecified) | Err(_) => Err(PositionError {
+            field: type_field,
+            reason: format!("{kind} is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP"),
+        }),
+    }
+}

@@ -1,0 +1,93 @@
+//! The tonic gRPC services over the broker: `StreamLog`, `ConsumerGroups`, `grpc.health.v1`
+//! and server reflection. Thin adapters: check, convert, call the broker, map errors (in
+//! `status`, the one place that does).
+
+mod convert;
+mod groups;
+pub mod status;
+mod stream_log;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::broker::Broker;
+use crate::proto::v1::consumer_groups_server::ConsumerGroupsServer;
+use crate::proto::v1::stream_log_server::StreamLogServer;
+
+pub use groups::ConsumerGroupsService;
+pub use stream_log::StreamLogService;
+
+/// Largest gRPC message accepted or sent: a 5 MiB PutRecords or a 10 MiB GetRecords fits with
+/// room for protobuf framing.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// HTTP/2 flow-control windows: tonic's defaults throttle large messages.
+pub const STREAM_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// HTTP/2 connection window.
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
+/// Largest HTTP/2 frame.
+pub const MAX_FRAME_BYTES: u32 = 1024 * 1024 - 1;
+
+/// Why the server could not run.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service could not be built: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("when binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("final sync failed: {0}")]
+    Shutdown(#[from] crate::broker::BrokerError),
+}
+
+/// Serves the broker's gRPC services on `listener` until `shutdown` resolves, then stops
+/// accepting, finishes in-flight requests and syncs every shard.
+pub async fn serve(
+    broker: Broker,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<StreamLogServer<StreamLogService>>()
+        .await;
+    health_reporter
+        .set_serving::<ConsumerGroupsServer<ConsumerGroupsService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let stream_log = StreamLogServer::new(StreamLogService::new(broker.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let groups = ConsumerGroupsServer::new(ConsumerGroupsService::new(broker.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, "serving");
+    let result = tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(stream_log)
+        .add_service(groups)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    tracing::info!("stopped accepting; syncing shards");
+    let synced = broker.shutdown().await;
+    result?;
+    synced?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The `StreamLog` gRPC service: streams, shards, produce and consume.
+
+use std::pin::Pin;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, PositionError};
+use super::status::{entry_error_code, to_status};
+use crate::broker::{Broker, BrokerError};
+use crate::proto::v1 as pb;
+use crate::proto::v1::stream_log_server::StreamLog;
+use crate::stream::{DedupScope, StreamSettings};
+
+/// The `StreamLog` service.
+#[derive(Debug, Clone)]
+pub struct StreamLogService {
+    broker: Broker,
+}
+
+impl StreamLogService {
+    /// A service over `broker`.
+    pub fn new(broker: Broker) -> Self {
+        StreamLogService { broker }
+    }
+}
+
+fn invalid(p: PositionError) -> Status {
+    to_status(BrokerError::invalid(p.field, p.reason))
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeToShardEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl StreamLog for StreamLogService {
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name))]
+    async fn create_stream(
+        &self,
+        request: Request<pb::CreateStreamRequest>,
+    ) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        let r = request.into_inner();
+        let scope = match pb::DedupScope::try_from(r.dedup_scope) {
+            Ok(pb::DedupScope::Stream) => DedupScope::Stream,
+            Ok(pb::DedupScope::MessageGroup) => DedupScope::MessageGroup,
+            Err(_) => {
+                return Err(to_status(BrokerError::invalid(
+                    "dedup_scope",
+                    format!("{} is not STREAM or MESSAGE_GROUP", r.dedup_scope),
+                )))
+            }
+        };
+        let settings = StreamSettings::from_request(
+            r.retention_period_hours,
+            r.content_based_deduplication,
+            r.dedup_window_seconds,
+            scope,
+            &self.broker.config().stream_limits,
+        )
+        .map_err(|e| to_status(e.into()))?;
+        let d = self
+            .broker
+            .create_stream(&r.stream_name, r.shard_count, settings)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateStreamResponse {
+            stream: Some(convert::stream(&d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name))]
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        let r = request.into_inner();
+        self.broker
+            .delete_stream(&r.stream_name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteStreamResponse {}))
+    }
+
+    async fn describe_stream(
+        &self,
+        request: Request<pb::DescribeStreamRequest>,
+    ) -> Result<Response<pb::DescribeStreamResponse>, Status> {
+        let d = self
+            .broker
+            .describe_stream(&request.get_ref().stream_name)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DescribeStreamResponse {
+            stream: Some(convert::stream(&d)),
+        }))
+    }
+
+    async fn list_streams(
+        &self,
+        _request: Request<pb::ListStreamsRequest>,
+    ) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        Ok(Response::new(pb::ListStreamsResponse {
+            stream_names: self.broker.list_streams(),
+        }))
+    }
+
+    async fn list_shards(
+        &self,
+        request: Request<pb::ListShardsRequest>,
+    ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let d = self
+            .broker
+            .describe_stream(&request.get_ref().stream_name)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListShardsResponse {
+            shards: d.shards().iter().map(convert::shard).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name))]
+    async fn put_record(
+        &self,
+        request: Request<pb::PutRecordRequest>,
+    ) -> Result<Response<pb::PutRecordResponse>, Status> {
+        let r = request.into_inner();
+        let entry = convert::put_entry(
+            r.partition_key,
+            r.data,
+            r.explicit_hash_key,
+            r.message_group_id,
+            r.deduplication_id,
+        );
+        let out = self
+            .broker
+            .put_record(&r.stream_name, entry)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::PutRecordResponse {
+            shard_id: out.shard.to_string(),
+            sequence_number: out.sequence,
+            duplicate: out.duplicate,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name, records = request.get_ref().records.len()))]
+    async fn put_records(
+        &self,
+        request: Request<pb::PutRecordsRequest>,
+    ) -> Result<Response<pb::PutRecordsResponse>, Status> {
+        let r = request.into_inner();
+        let entries = r
+            .records
+            .into_iter()
+            .map(|e| {
+                convert::put_entry(
+                    e.partition_key,
+                    e.data,
+                    e.explicit_hash_key,
+                    e.message_group_id,
+                    e.deduplication_id,
+                )
+            })
+            .collect();
+        let results = self
+            .broker
+            .put_records(&r.stream_name, entries)
+            .await
+            .map_err(to_status)?;
+        let mut failed = 0;
+        let records = results
+            .into_iter()
+            .map(|res| match res {
+                Ok(o) => pb::PutRecordsResultEntry {
+                    shard_id: o.shard.to_string(),
+                    sequence_number: o.sequence,
+                    error_code: String::new(),
+                    error_message: String::new(),
+                    duplicate: o.duplicate,
+                },
+                Err(e) => {
+                    failed += 1;
+                    pb::PutRecordsResultEntry {
+                        error_code: entry_error_code(&e).to_owned(),
+                        error_message: e.to_string(),
+                        ..Default::default()
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::PutRecordsResponse {
+            failed_record_count: failed,
+            records,
+        }))
+    }
+
+    async fn get_shard_iterator(
+        &self,
+        request: Request<pb::GetShardIteratorRequest>,
+    ) -> Result<Response<pb::GetShardIteratorResponse>, Status> {
+        let r = request.into_inner();
+        let kind = convert::iterator_kind(
+            r.shard_iterator_type,
+            r.starting_sequence_number,
+            r.timestamp_ms,
+            "",
+        )
+        .map_err(invalid)?;
+        let shard_iterator = self
+            .broker
+            .get_shard_iterator(&r.stream_name, &r.shard_id, kind)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetShardIteratorResponse {
+            shard_iterator,
+        }))
+    }
+
+    async fn get_records(
+        &self,
+        request: Request<pb::GetRecordsRequest>,
+    ) -> Result<Response<pb::GetRecordsResponse>, Status> {
+        let r = request.into_inner();
+        let out = self
+            .broker
+            .get_records(&r.shard_iterator, r.limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetRecordsResponse {
+            records: out.records.into_iter().map(convert::record).collect(),
+            next_shard_iterator: out.next_shard_iterator,
+            millis_behind_latest: out.millis_behind_latest as i64,
+        }))
+    }
+
+    type SubscribeToShardStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name, shard = %request.get_ref().shard_id))]
+    async fn subscribe_to_shard(
+        &self,
+        request: Request<pb::SubscribeToShardRequest>,
+    ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
+        let r = request.into_inner();
+        let pos = r
+            .starting_position
+            .ok_or_else(|| to_status(BrokerError::invalid("starting_position", "is required")))?;
+        let kind = convert::iterator_kind(
+            pos.r#type,
+            pos.sequence_number,
+            pos.timestamp_ms,
+            "starting_position",
+        )
+        .map_err(invalid)?;
+        let rx = self
+            .broker
+            .subscribe(&r.stream_name, &r.shard_id, kind)
+            .await
+            .map_err(to_status)?;
+        let events = ReceiverStream::new(rx).map(|item| match item {
+            Ok(ev) => Ok(pb::SubscribeToShardEvent {
+                records: ev.records.into_iter().map(convert::record).collect(),
+                continuation_sequence_number: ev.continuation_sequence,
+                millis_behind_latest: ev.millis_behind_latest as i64,
+            }),
+            Err(e) => Err(to_status(e)),
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+}
