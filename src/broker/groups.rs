@@ -101,10 +101,11 @@ impl Groups {
     }
 
     /// Forgets the live state of every group of a deleted stream.
-    pub(crate) fn remove_stream(&self, stream: &str) {
-        if let Ok(mut c) = self.coordinators.try_lock() {
-            c.retain(|(s, _), _| s != stream);
-        }
+    pub(crate) async fn remove_stream(&self, stream: &str) {
+        self.coordinators
+            .lock()
+            .await
+            .retain(|(s, _), _| s != stream);
         self.floors
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -428,7 +428,7 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stream);
-        self.inner.groups.remove_stream(stream.as_str());
+        self.inner.groups.remove_stream(stream.as_str()).await;
         handle.deleted.send_replace(true);
         let io = Arc::clone(&self.inner.io);
         let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());
