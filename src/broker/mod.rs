@@ -462,9 +462,15 @@ impl Broker {
         names
     }
 
+    /// Tells long-running work (subscriptions, retention, member expiry) to stop, so a
+    /// graceful server stop does not wait on streams that never end.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
     /// Syncs and closes every shard; later writes fail. Idempotent.
     pub async fn shutdown(&self) -> Result<(), BrokerError> {
-        self.inner.shutdown.send_replace(true);
+        self.begin_shutdown();
         let logs: Vec<Arc<ShardLog>> = self
             .stream_handles()
             .iter()

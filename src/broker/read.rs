@@ -245,7 +245,10 @@ impl Broker {
                 tokio::select! {
                     changed = durable.changed() => if changed.is_err() { return },
                     _ = deleted.changed() => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => {
+                        let _ = tx.send(Err(BrokerError::ShuttingDown)).await;
+                        return;
+                    }
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(keepalive) => {
                         let event = SubscribeEvent {

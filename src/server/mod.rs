@@ -73,6 +73,12 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let local = listener.local_addr().ok();
+    let signal = broker.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending subscriptions, finishing in-flight requests");
+        signal.begin_shutdown();
+    };
     tracing::info!(addr = ?local, "serving");
     let result = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
