@@ -208,7 +208,7 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
             }
             Ok(Err(e)) => {
                 for reply in replies {
-                    let _ = reply.send(Err(clone_error(&e, &log)));
+                    let _ = reply.send(Err(e.duplicate()));
                 }
             }
             Err(join) => {
@@ -225,44 +225,5 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
     let l = Arc::clone(&log);
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.close()).await {
         tracing::error!(error = %e, "final sync failed");
-    }
-}
-
-/// Every waiter of a failed round gets the same error; `io::Error` is not `Clone`, so each
-/// gets a copy that keeps the kind, the verb, the file and the message.
-fn clone_error(e: &StorageError, log: &ShardLog) -> StorageError {
-    match e {
-        StorageError::Io { op, path, source } => StorageError::Io {
-            op,
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        StorageError::DiskFull { op, path, source } => StorageError::DiskFull {
-            op,
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        StorageError::Corrupt {
-            segment,
-            position,
-            reason,
-        } => StorageError::Corrupt {
-            segment: segment.clone(),
-            position: *position,
-            reason: reason.clone(),
-        },
-        StorageError::Poisoned { dir, cause } => StorageError::Poisoned {
-            dir: dir.clone(),
-            cause: cause.clone(),
-        },
-        StorageError::Busy { dir } => StorageError::Busy { dir: dir.clone() },
-        StorageError::Encode(e) => StorageError::Encode(e.clone()),
-        StorageError::InvalidConfig { setting, reason } => StorageError::InvalidConfig {
-            setting,
-            reason: reason.clone(),
-        },
-        StorageError::Closed { .. } => StorageError::Closed {
-            dir: log.dir().to_owned(),
-        },
     }
 }

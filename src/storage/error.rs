@@ -71,4 +71,41 @@ impl StorageError {
             StorageError::Io { op, path, source }
         }
     }
+
+    /// A copy for each waiter of a failed group-commit round (`io::Error` is not `Clone`): the
+    /// kind, the verb, the file and the message are kept.
+    pub fn duplicate(&self) -> StorageError {
+        match self {
+            StorageError::Io { op, path, source } => StorageError::Io {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StorageError::DiskFull { op, path, source } => StorageError::DiskFull {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StorageError::Corrupt {
+                segment,
+                position,
+                reason,
+            } => StorageError::Corrupt {
+                segment: segment.clone(),
+                position: *position,
+                reason: reason.clone(),
+            },
+            StorageError::Poisoned { dir, cause } => StorageError::Poisoned {
+                dir: dir.clone(),
+                cause: cause.clone(),
+            },
+            StorageError::Busy { dir } => StorageError::Busy { dir: dir.clone() },
+            StorageError::Encode(e) => StorageError::Encode(e.clone()),
+            StorageError::InvalidConfig { setting, reason } => StorageError::InvalidConfig {
+                setting,
+                reason: reason.clone(),
+            },
+            StorageError::Closed { dir } => StorageError::Closed { dir: dir.clone() },
+        }
+    }
 }
