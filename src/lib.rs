@@ -37,3 +37,4 @@ pub mod proto;
 pub mod server;
 pub mod storage;
 pub mod stream;
+pub mod meta;

@@ -1,0 +1,447 @@
+//! [`MetaState`]: the metadata as commands leave it, and the deterministic rules for applying a
+//! [`MetaCommand`] to it.
+
+use std::collections::BTreeMap;
+
+use super::{MetaCommand, MetaError};
+use crate::stream::{GroupName, ShardId, StreamDescriptor, StreamName};
+
+/// The durable state of one consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupRecord {
+    /// Wall-clock creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Per shard, the last sequence number the group has processed. A shard without an entry
+    /// has no checkpoint: the group starts it from its configured initial position.
+    pub checkpoints: BTreeMap<ShardId, u64>,
+    /// Every lease epoch handed out for this group is at most this; after a restart, epochs are
+    /// handed out above it, so they never go back and a fenced member stays fenced.
+    pub epoch_floor: u64,
+}
+
+/// All durable metadata.
+///
+/// Invariant: every key of `groups` names a stream in `streams`, and every checkpoint names a
+/// shard of that stream. [`MetaState::apply`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetaState {
+    /// Every stream, by name.
+    pub streams: BTreeMap<StreamName, StreamDescriptor>,
+    /// Every consumer group, by stream and group name.
+    pub groups: BTreeMap<(StreamName, GroupName), GroupRecord>,
+}
+
+impl MetaState {
+    /// The stream called `name`.
+    pub fn stream(&self, name: &str) -> Option<&StreamDescriptor> {
+        self.streams.get(name)
+    }
+
+    /// The group `group` of stream `stream`.
+    pub fn group(&self, stream: &StreamName, group: &GroupName) -> Option<&GroupRecord> {
+        self.groups.get(&(stream.clone(), group.clone()))
+    }
+
+    /// The groups of one stream, by name.
+    pub fn groups_of<'a>(
+        &'a self,
+        stream: &'a StreamName,
+    ) -> impl Iterator<Item = (&'a GroupName, &'a GroupRecord)> + 'a {
+        self.groups
+            .iter()
+            .filter(move |((s, _), _)| s == stream)
+            .map(|((_, g), record)| (g, record))
+    }
+
+    /// The group's checkpoint on a shard, if the group exists and has one.
+    pub fn checkpoint(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        shard: ShardId,
+    ) -> Option<u64> {
+        self.group(stream, group)?.checkpoints.get(&shard).copied()
+    }
+
+    /// Checks that `cmd` applies to this state, without changing anything.
+    pub fn validate(&self, cmd: &MetaCommand) -> Result<(), MetaError> {
+        match cmd {
+            MetaCommand::CreateStream(descriptor) => {
+                if self.streams.contains_key(&descriptor.name) {
+                    return Err(MetaError::StreamExists {
+                        stream: descriptor.name.clone(),
+                    });
+                }
+                Ok(())
+            }
+            MetaCommand::DeleteStream(stream) => self.existing_stream(stream).map(drop),
+            MetaCommand::CreateGroup { stream, group, .. } => {
+                self.existing_stream(stream)?;
+                if self.group(stream, group).is_some() {
+                    return Err(MetaError::GroupExists {
+                        stream: stream.clone(),
+                        group: group.clone(),
+                    });
+                }
+                Ok(())
+            }
+            MetaCommand::DeleteGroup { stream, group } => {
+                self.existing_group(stream, group).map(drop)
+            }
+            MetaCommand::CommitCheckpoint {
+                stream,
+                group,
+                shard,
+                sequence,
+            } => {
+                let record = self.existing_group(stream, group)?;
+                self.existing_shard(stream, *shard)?;
+                match record.checkpoints.get(shard) {
+                    Some(&current) if *sequence < current => Err(MetaError::CheckpointBackwards {
+                        stream: stream.clone(),
+                        group: group.clone(),
+                        shard: *shard,
+                        current,
+                        requested: *sequence,
+                    }),
+                    _ => Ok(()),
+                }
+            }
+            MetaCommand::ResetCheckpoint {
+                stream,
+                group,
+                shard,
+                ..
+            } => {
+                self.existing_group(stream, group)?;
+                self.existing_shard(stream, *shard)
+            }
+            MetaCommand::RaiseEpochFloor {
+                stream,
+                group,
+                epoch,
+            } => {
+                let record = self.existing_group(stream, group)?;
+                if *epoch < record.epoch_floor {
+                    return Err(MetaError::EpochFloorBackwards {
+                        stream: stream.clone(),
+                        group: group.clone(),
+                        floor: record.epoch_floor,
+                        requested: *epoch,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies `cmd`: validates it, then changes the state. A rejected command changes nothing.
+    pub fn apply(&mut self, cmd: &MetaCommand) -> Result<(), MetaError> {
+        self.validate(cmd)?;
+        match cmd {
+            MetaCommand::CreateStream(descriptor) => {
+                self.streams
+                    .insert(descriptor.name.clone(), descriptor.clone());
+            }
+            MetaCommand::DeleteStream(stream) => {
+                self.streams.remove(stream);
+                self.groups.retain(|(s, _), _| s != stream);
+            }
+            MetaCommand::CreateGroup {
+                stream,
+                group,
+                created_at_ms,
+            } => {
+                self.groups.insert(
+                    (stream.clone(), group.clone()),
+                    GroupRecord {
+                        created_at_ms: *created_at_ms,
+                        ..GroupRecord::default()
+                    },
+                );
+            }
+            MetaCommand::DeleteGroup { stream, group } => {
+                self.groups.remove(&(stream.clone(), group.clone()));
+            }
+            MetaCommand::CommitCheckpoint {
+                stream,
+                group,
+                shard,
+                sequence,
+            } => {
+                self.group_mut(stream, group)?
+                    .checkpoints
+                    .insert(*shard, *sequence);
+            }
+            MetaCommand::ResetCheckpoint {
+                stream,
+                group,
+                shard,
+                sequence,
+            } => {
+                let checkpoints = &mut self.group_mut(stream, group)?.checkpoints;
+                match sequence {
+                    Some(sequence) => checkpoints.insert(*shard, *sequence),
+                    None => checkpoints.remove(shard),
+                };
+            }
+            MetaCommand::RaiseEpochFloor {
+                stream,
+                group,
+                epoch,
+            } => {
+                self.group_mut(stream, group)?.epoch_floor = *epoch;
+            }
+        }
+        Ok(())
+    }
+
+    fn existing_stream(&self, stream: &StreamName) -> Result<&StreamDescriptor, MetaError> {
+        self.streams
+            .get(stream)
+            .ok_or_else(|| MetaError::StreamNotFound {
+                stream: stream.clone(),
+            })
+    }
+
+    fn existing_group(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<&GroupRecord, MetaError> {
+        self.existing_stream(stream)?;
+        self.group(stream, group)
+            .ok_or_else(|| MetaError::GroupNotFound {
+                stream: stream.clone(),
+                group: group.clone(),
+            })
+    }
+
+    fn existing_shard(&self, stream: &StreamName, shard: ShardId) -> Result<(), MetaError> {
+        match self.existing_stream(stream)?.shard(shard) {
+            Some(_) => Ok(()),
+            None => Err(MetaError::ShardNotFound {
+                stream: stream.clone(),
+                shard,
+            }),
+        }
+    }
+
+    /// The group, for a command that `validate` has accepted.
+    fn group_mut(
+        &mut self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<&mut GroupRecord, MetaError> {
+        self.groups
+            .get_mut(&(stream.clone(), group.clone()))
+            .ok_or_else(|| MetaError::GroupNotFound {
+                stream: stream.clone(),
+                group: group.clone(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{StreamLimits, StreamSettings};
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    fn group(s: &str) -> GroupName {
+        GroupName::new(s).unwrap()
+    }
+
+    fn create(stream: &str, shards: u32) -> MetaCommand {
+        MetaCommand::CreateStream(
+            StreamDescriptor::create(
+                name(stream),
+                1,
+                StreamSettings::default(),
+                shards,
+                &StreamLimits::default(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn create_group(stream: &str, g: &str) -> MetaCommand {
+        MetaCommand::CreateGroup {
+            stream: name(stream),
+            group: group(g),
+            created_at_ms: 7,
+        }
+    }
+
+    fn commit(sequence: u64) -> MetaCommand {
+        MetaCommand::CommitCheckpoint {
+            stream: name("s"),
+            group: group("g"),
+            shard: ShardId(1),
+            sequence,
+        }
+    }
+
+    fn state_with_group() -> MetaState {
+        let mut state = MetaState::default();
+        state.apply(&create("s", 2)).unwrap();
+        state.apply(&create_group("s", "g")).unwrap();
+        state
+    }
+
+    #[test]
+    fn creating_a_taken_stream_is_rejected() {
+        let mut state = MetaState::default();
+        state.apply(&create("s", 1)).unwrap();
+        let before = state.clone();
+        assert!(matches!(
+            state.apply(&create("s", 3)),
+            Err(MetaError::StreamExists { .. })
+        ));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn commands_on_missing_streams_groups_or_shards_are_rejected() {
+        let mut state = state_with_group();
+        assert!(matches!(
+            state.apply(&MetaCommand::DeleteStream(name("t"))),
+            Err(MetaError::StreamNotFound { .. })
+        ));
+        assert!(matches!(
+            state.apply(&create_group("t", "g")),
+            Err(MetaError::StreamNotFound { .. })
+        ));
+        assert!(matches!(
+            state.apply(&create_group("s", "g")),
+            Err(MetaError::GroupExists { .. })
+        ));
+        assert!(matches!(
+            state.apply(&MetaCommand::DeleteGroup {
+                stream: name("s"),
+                group: group("h")
+            }),
+            Err(MetaError::GroupNotFound { .. })
+        ));
+        assert!(matches!(
+            state.apply(&MetaCommand::CommitCheckpoint {
+                stream: name("s"),
+                group: group("g"),
+                shard: ShardId(2),
+                sequence: 1,
+            }),
+            Err(MetaError::ShardNotFound { .. })
+        ));
+        assert_eq!(state, state_with_group());
+    }
+
+    #[test]
+    fn checkpoint_never_moves_backwards_without_reset() {
+        let mut state = state_with_group();
+        state.apply(&commit(10)).unwrap();
+        state.apply(&commit(10)).unwrap();
+        let err = state.apply(&commit(9)).unwrap_err();
+        assert!(matches!(
+            err,
+            MetaError::CheckpointBackwards {
+                current: 10,
+                requested: 9,
+                ..
+            }
+        ));
+        assert!(err.is_rejection());
+        assert_eq!(
+            state.checkpoint(&name("s"), &group("g"), ShardId(1)),
+            Some(10)
+        );
+
+        state
+            .apply(&MetaCommand::ResetCheckpoint {
+                stream: name("s"),
+                group: group("g"),
+                shard: ShardId(1),
+                sequence: Some(3),
+            })
+            .unwrap();
+        assert_eq!(
+            state.checkpoint(&name("s"), &group("g"), ShardId(1)),
+            Some(3)
+        );
+        state.apply(&commit(4)).unwrap();
+        assert_eq!(
+            state.checkpoint(&name("s"), &group("g"), ShardId(1)),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn resetting_to_none_clears_the_checkpoint() {
+        let mut state = state_with_group();
+        state.apply(&commit(10)).unwrap();
+        state
+            .apply(&MetaCommand::ResetCheckpoint {
+                stream: name("s"),
+                group: group("g"),
+                shard: ShardId(1),
+                sequence: None,
+            })
+            .unwrap();
+        assert_eq!(state.checkpoint(&name("s"), &group("g"), ShardId(1)), None);
+        state.apply(&commit(0)).unwrap();
+    }
+
+    #[test]
+    fn epoch_floor_only_rises() {
+        let mut state = state_with_group();
+        let raise = |epoch| MetaCommand::RaiseEpochFloor {
+            stream: name("s"),
+            group: group("g"),
+            epoch,
+        };
+        state.apply(&raise(5)).unwrap();
+        state.apply(&raise(5)).unwrap();
+        assert!(matches!(
+            state.apply(&raise(4)),
+            Err(MetaError::EpochFloorBackwards {
+                floor: 5,
+                requested: 4,
+                ..
+            })
+        ));
+        assert_eq!(state.group(&name("s"), &group("g")).unwrap().epoch_floor, 5);
+    }
+
+    #[test]
+    fn deleting_a_stream_deletes_its_groups_only() {
+        let mut state = state_with_group();
+        state.apply(&create("t", 1)).unwrap();
+        state.apply(&create_group("t", "g")).unwrap();
+        state.apply(&create_group("s", "h")).unwrap();
+        state.apply(&MetaCommand::DeleteStream(name("s"))).unwrap();
+        assert!(state.stream("s").is_none());
+        assert_eq!(state.groups.len(), 1);
+        assert_eq!(state.groups_of(&name("s")).count(), 0);
+        assert_eq!(
+            state
+                .groups_of(&name("t"))
+                .map(|(g, _)| g.as_str())
+                .collect::<Vec<_>>(),
+            ["g"]
+        );
+        // A stream re-created under the old name starts without groups.
+        state.apply(&create("s", 1)).unwrap();
+        assert_eq!(state.groups_of(&name("s")).count(), 0);
+    }
+
+    #[test]
+    fn a_new_group_starts_without_checkpoints_at_epoch_zero() {
+        let state = state_with_group();
+        let record = state.group(&name("s"), &group("g")).unwrap();
+        assert_eq!(record.created_at_ms, 7);
+        assert!(record.checkpoints.is_empty());
+        assert_eq!(record.epoch_floor, 0);
+    }
+}
