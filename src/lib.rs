@@ -37,4 +37,3 @@ pub mod proto;
 pub mod server;
 pub mod storage;
 pub mod stream;
-pub mod meta;
