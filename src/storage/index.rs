@@ -91,6 +91,15 @@ impl<const W: usize> MappedTable<W> {
             capacity,
         };
         table.entries = table.count_valid(capacity, &valid);
+        // Past the valid entries a pre-sized table holds zeros, the end marker. A damaged
+        // file may hold anything there; left in place, it would be read as entries once new
+        // ones were written up to it.
+        if let Mapping::Writable(m) = &mut table.map {
+            let tail = &mut m[table.entries * W..];
+            if tail.iter().any(|&b| b != 0) {
+                tail.fill(0);
+            }
+        }
         Ok(table)
     }
 
@@ -222,9 +231,7 @@ pub struct OffsetIndex(MappedTable<OFFSET_ENTRY_LEN>);
 
 fn offset_valid(prev: Option<&[u8; 8]>, e: &[u8; 8]) -> bool {
     let (seq, pos) = (u32_at(e, 0), u32_at(e, 4));
-    seq > 0
-        && pos > 0
-        && prev.is_none_or(|p| seq > u32_at(p, 0) && pos > u32_at(p, 4))
+    seq > 0 && pos > 0 && prev.is_none_or(|p| seq > u32_at(p, 0) && pos > u32_at(p, 4))
 }
 
 impl OffsetIndex {
@@ -456,6 +463,27 @@ mod tests {
             idx.truncate(1);
         }
         assert_eq!(OffsetIndex::open_active(&path, 4).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bytes_after_the_valid_entries_of_an_active_index_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut raw = Vec::new();
+        // One valid entry, one that goes backwards (the end), then junk that would read as
+        // valid entries once the gap before it were filled.
+        for (s, p) in [(5u32, 50u32), (1, 1), (7, 70), (8, 80)] {
+            raw.extend_from_slice(&s.to_le_bytes());
+            raw.extend_from_slice(&p.to_le_bytes());
+        }
+        std::fs::write(&path, &raw).unwrap();
+        {
+            let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+            assert_eq!(idx.len(), 1);
+            assert!(idx.push(entry(6, 60)));
+        }
+        let idx = OffsetIndex::open_active(&path, 8).unwrap();
+        assert_eq!(idx.len(), 2, "junk past the entries was taken for entries");
     }
 
     #[test]

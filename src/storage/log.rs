@@ -230,16 +230,23 @@ impl ShardLog {
         }
         let active = Arc::clone(segments.last().expect("at least one segment"));
         let next = active.next_sequence();
-        let last_ts = active.max_timestamp_ms();
+        // The active segment may be empty (a crash right after a roll): the newest arrival
+        // time is then in an older segment, and new batches must not be stamped before it.
+        let last_ts = segments
+            .iter()
+            .map(|s| s.max_timestamp_ms())
+            .max()
+            .unwrap_or(0);
         let first = segments[0].base();
         let write_pos = active.len();
+        let last_indexed_pos = active.last_index_position();
         let writer = Writer {
             active,
             active_opened: Instant::now(),
             write_pos,
             next_sequence: next,
             last_timestamp_ms: last_ts,
-            last_indexed_pos: 0,
+            last_indexed_pos,
             buf: Vec::new(),
             poisoned: None,
             closed: false,
@@ -510,7 +517,9 @@ impl ShardLog {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let i = segments.partition_point(|s| s.max_timestamp_ms() < timestamp_ms);
+        // An empty segment (only ever the last) has no time: it must not count as older, or
+        // the predicate would not be partitioned and the search could skip segments.
+        let i = segments.partition_point(|s| !s.is_empty() && s.max_timestamp_ms() < timestamp_ms);
         for seg in &segments[i..] {
             if let Some(seq) = seg.seek_time(timestamp_ms, end)? {
                 return Ok(seq.max(self.first_sequence()));

@@ -161,52 +161,82 @@ impl Segment {
         // Walk back from the last entry to one that points at a whole batch with the sequence
         // it claims: entries past a crash point may reference bytes that never reached disk.
         let mut keep = index.len();
-        let mut start = (0u64, self.base);
+        let mut offset_start = (0u64, self.base);
         while keep > 0 {
             let e = index.get(keep - 1).expect("keep <= len");
             let pos = u64::from(e.position);
             let seq = self.base + u64::from(e.relative_sequence);
             if pos < file_len && self.header_at(pos).is_ok_and(|h| h.base_sequence == seq) {
-                start = (pos, seq);
+                offset_start = (pos, seq);
                 break;
             }
             keep -= 1;
         }
         index.truncate(keep);
-        let last_rel = keep
-            .checked_sub(1)
-            .and_then(|i| index.get(i))
-            .map_or(0, |e| e.relative_sequence);
+        // Every time entry is written beside an offset entry of the same batch. Walk back to
+        // one whose batch, found through that offset entry, has the time the entry claims: a
+        // time entry is trusted to say that every record before it is older, so one that lies
+        // would make a time seek skip records.
         let mut tkeep = time_index.len();
-        while tkeep > 0
-            && time_index
-                .get(tkeep - 1)
-                .is_some_and(|t| t.relative_sequence > last_rel)
-        {
+        let mut time_start = (0u64, self.base);
+        while tkeep > 0 {
+            let t = time_index.get(tkeep - 1).expect("tkeep <= len");
+            let at = index
+                .lookup(u64::from(t.relative_sequence))
+                .filter(|e| e.relative_sequence == t.relative_sequence)
+                .map(|e| u64::from(e.position));
+            let seq = self.base + u64::from(t.relative_sequence);
+            if let Some(pos) = at.filter(|&pos| {
+                self.header_at(pos)
+                    .is_ok_and(|h| h.base_sequence == seq && h.first_timestamp_ms == t.timestamp_ms)
+            }) {
+                time_start = (pos, seq);
+                break;
+            }
             tkeep -= 1;
         }
         time_index.truncate(tkeep);
-        let mut last_indexed = start.0;
-        let mut last_time = time_index
-            .len()
+        let (mut last_time_rel, mut last_time) = tkeep
             .checked_sub(1)
             .and_then(|i| time_index.get(i))
-            .map_or(0, |t| t.timestamp_ms);
+            .map_or((0, 0), |t| (t.relative_sequence, t.timestamp_ms));
+        // Scan from the older of the two last trusted entries, so the index that lost more
+        // entries is rebuilt too. Below `offset_start` the offset entries are already there:
+        // time entries go beside them; past it, both get an entry every `index_interval`.
+        let start = if time_start.0 < offset_start.0 {
+            time_start
+        } else {
+            offset_start
+        };
+        let mut last_indexed = start.0;
         let end = self.scan(start.0, start.1, file_len, |pos, header| {
-            if pos > 0 && pos - last_indexed >= index_interval {
-                let rel = (header.base_sequence - self.base) as u32;
+            let rel = (header.base_sequence - self.base) as u32;
+            let has_entry = if pos <= offset_start.0 {
+                rel > 0
+                    && index
+                        .lookup(u64::from(rel))
+                        .is_some_and(|e| e.relative_sequence == rel)
+            } else if pos > 0 && pos - last_indexed >= index_interval {
                 index.push(OffsetEntry {
                     relative_sequence: rel,
                     position: pos as u32,
+                })
+            } else {
+                false
+            };
+            if !has_entry {
+                return;
+            }
+            last_indexed = pos;
+            if rel > last_time_rel && header.first_timestamp_ms >= last_time {
+                let pushed = time_index.push(TimeEntry {
+                    timestamp_ms: header.first_timestamp_ms,
+                    relative_sequence: rel,
                 });
-                if header.first_timestamp_ms >= last_time {
-                    time_index.push(TimeEntry {
-                        timestamp_ms: header.first_timestamp_ms,
-                        relative_sequence: rel,
-                    });
+                if pushed {
+                    last_time_rel = rel;
                     last_time = header.first_timestamp_ms;
                 }
-                last_indexed = pos;
             }
         })?;
         self.next_sequence
@@ -519,14 +549,17 @@ impl Segment {
             let mut time = self.time_index.write().unwrap_or_else(|p| p.into_inner());
             for &(pos, seq, ts) in entries {
                 let rel = (seq - self.base) as u32;
-                index.push(OffsetEntry {
+                // A time entry always sits beside an offset entry: recovery checks it that way.
+                let indexed = index.push(OffsetEntry {
                     relative_sequence: rel,
                     position: pos as u32,
                 });
-                time.push(TimeEntry {
-                    timestamp_ms: ts,
-                    relative_sequence: rel,
-                });
+                if indexed {
+                    time.push(TimeEntry {
+                        timestamp_ms: ts,
+                        relative_sequence: rel,
+                    });
+                }
             }
         }
         self.next_sequence.store(next_sequence, Ordering::Release);
@@ -559,6 +592,17 @@ impl Segment {
         if let Err(e) = index.seal().and_then(|()| time.seal()) {
             tracing::warn!(segment = %self.path.display(), error = %e, "could not trim index");
         }
+    }
+
+    /// Position of the batch the last offset-index entry points at (0 without entries): the
+    /// writer of a reopened segment spaces its next entry from there.
+    pub fn last_index_position(&self) -> u64 {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        index
+            .len()
+            .checked_sub(1)
+            .and_then(|i| index.get(i))
+            .map_or(0, |e| u64::from(e.position))
     }
 
     /// First sequence number of the segment.
