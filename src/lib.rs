@@ -30,6 +30,8 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod broker;
+pub mod client;
+pub mod config;
 pub mod consumer;
 pub mod fifo;
 pub mod meta;

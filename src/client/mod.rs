@@ -1,0 +1,652 @@
+//! A typed Rust client for shardlog's gRPC API: one connection, plain Rust arguments, one error type.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), shardlog::client::ClientError> {
+//! use shardlog::client::{Client, Position};
+//!
+//! let client = Client::connect("http://127.0.0.1:50051").await?;
+//! client.create_stream("orders", 4).await?;
+//! let put = client.put_record("orders", "customer-7", "hello").await?;
+//! let iterator = client
+//!     .get_shard_iterator("orders", &put.shard_id, Position::AtSequence(put.sequence_number))
+//!     .await?;
+//! let read = client.get_records(&iterator, 100).await?;
+//! assert_eq!(read.records[0].data, "hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Both services share one HTTP/2 connection (a `tonic` [`Channel`]); [`Client`] is cheap to
+//! clone and every clone multiplexes over that connection. [`GroupConsumer`] builds the usual
+//! consumer-group loop (join, heartbeat, read, checkpoint, follow rebalances) on top of it.
+
+mod consumer;
+
+use std::fmt;
+use std::num::ParseIntError;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+use crate::proto::v1::consumer_groups_client::ConsumerGroupsClient;
+use crate::proto::v1::stream_log_client::StreamLogClient;
+use crate::proto::v1::{
+    CommitCheckpointRequest, CreateStreamRequest, DeleteGroupRequest, DeleteStreamRequest,
+    DescribeGroupRequest, DescribeGroupResponse, DescribeStreamRequest, GetRecordsRequest,
+    GetRecordsResponse, GetShardIteratorRequest, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, ListShardsRequest,
+    ListStreamsRequest, PutRecordRequest, PutRecordResponse, PutRecordsRequest,
+    PutRecordsRequestEntry, PutRecordsResponse, Shard, ShardIteratorType, StartingPosition,
+    StreamDescription, SubscribeToShardEvent, SubscribeToShardRequest,
+};
+
+pub use consumer::{
+    random_member_id, Batch, ConsumerConfig, ConsumerError, GroupConsumer, HandlerError,
+    DEFAULT_IDLE_WAIT, DEFAULT_POLL_LIMIT, MIN_HEARTBEAT_INTERVAL,
+};
+
+/// Default HTTP/2 flow-control window of one request stream, in bytes. The HTTP/2 default
+/// (64 KiB) caps a single 10 MiB `GetRecords` answer at one window per round trip.
+pub const DEFAULT_STREAM_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// Default HTTP/2 flow-control window of the whole connection, in bytes.
+pub const DEFAULT_CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// Default largest message the client sends or accepts, in bytes: room for a full `PutRecords`
+/// batch (500 × 1 MiB records) and a 10 MiB `GetRecords` answer, well past tonic's 4 MiB default.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Default time allowed to open the TCP connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the connection is set up. Every field has a `DEFAULT_*` constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// HTTP/2 window of one request stream, in bytes (default 16 MiB).
+    pub stream_window_bytes: u32,
+    /// HTTP/2 window of the connection, in bytes (default 16 MiB).
+    pub connection_window_bytes: u32,
+    /// Largest message sent or accepted, in bytes (default 64 MiB).
+    pub max_message_bytes: usize,
+    /// Time allowed to open the connection (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            connection_window_bytes: DEFAULT_CONNECTION_WINDOW_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server address is not a valid URI.
+    #[error("invalid server address {url:?}")]
+    InvalidAddress {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The connection could not be opened.
+    #[error("cannot connect to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The server (or the transport) answered the call with a non-OK status.
+    #[error("{rpc} failed: {code:?}: {message}", code = .source.code(), message = .source.message())]
+    Rpc {
+        /// The method called, e.g. `PutRecords`.
+        rpc: &'static str,
+        #[source]
+        source: Status,
+    },
+}
+
+impl ClientError {
+    /// The gRPC status code, when the server (or the transport) answered a call.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
+
+    /// The full status, when the server (or the transport) answered a call.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            ClientError::Rpc { source, .. } => Some(source),
+            ClientError::InvalidAddress { .. } | ClientError::Connect { .. } => None,
+        }
+    }
+}
+
+/// Wraps a failed call's status with the method's name.
+fn failed(rpc: &'static str) -> impl FnOnce(Status) -> ClientError {
+    move |source| ClientError::Rpc { rpc, source }
+}
+
+/// Where in a shard a read or a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The oldest record still retained.
+    TrimHorizon,
+    /// Just after the newest record: only records appended later.
+    Latest,
+    /// The record with this sequence number (or the next one after it).
+    AtSequence(u64),
+    /// The record right after this sequence number: where a checkpoint resumes.
+    AfterSequence(u64),
+    /// The first record that arrived at or after this time.
+    AtTimestamp(SystemTime),
+}
+
+impl Position {
+    fn iterator_type(self) -> ShardIteratorType {
+        match self {
+            Position::TrimHorizon => ShardIteratorType::TrimHorizon,
+            Position::Latest => ShardIteratorType::Latest,
+            Position::AtSequence(_) => ShardIteratorType::AtSequenceNumber,
+            Position::AfterSequence(_) => ShardIteratorType::AfterSequenceNumber,
+            Position::AtTimestamp(_) => ShardIteratorType::AtTimestamp,
+        }
+    }
+
+    fn sequence_number(self) -> Option<u64> {
+        match self {
+            Position::AtSequence(seq) | Position::AfterSequence(seq) => Some(seq),
+            Position::TrimHorizon | Position::Latest | Position::AtTimestamp(_) => None,
+        }
+    }
+
+    /// The wire form of a timestamp: ms since the Unix epoch. A time before the epoch means
+    /// "from the oldest record", which 0 already does.
+    fn timestamp_ms(self) -> Option<i64> {
+        match self {
+            Position::AtTimestamp(time) => Some(
+                time.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            Position::TrimHorizon
+            | Position::Latest
+            | Position::AtSequence(_)
+            | Position::AfterSequence(_) => None,
+        }
+    }
+
+    /// The position as a `SubscribeToShard` starting position.
+    pub fn to_starting_position(self) -> StartingPosition {
+        StartingPosition {
+            r#type: self.iterator_type() as i32,
+            sequence_number: self.sequence_number(),
+            timestamp_ms: self.timestamp_ms(),
+        }
+    }
+}
+
+/// A position string that is none of `trim-horizon`, `latest`, `at:SEQ`, `after:SEQ`, `time:MS`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid position {input:?}: expected trim-horizon, latest, at:SEQ, after:SEQ or time:MS")]
+pub struct ParsePositionError {
+    input: String,
+    #[source]
+    source: Option<ParseIntError>,
+}
+
+impl FromStr for Position {
+    type Err = ParsePositionError;
+
+    /// Parses the command-line form: `trim-horizon`, `latest`, `at:SEQ`, `after:SEQ`, or
+    /// `time:MS` (ms since the Unix epoch).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let error = |source| ParsePositionError {
+            input: s.to_owned(),
+            source,
+        };
+        match s {
+            "trim-horizon" => return Ok(Position::TrimHorizon),
+            "latest" => return Ok(Position::Latest),
+            _ => {}
+        }
+        let (kind, number) = s.split_once(':').ok_or_else(|| error(None))?;
+        let number: u64 = number.parse().map_err(|e| error(Some(e)))?;
+        match kind {
+            "at" => Ok(Position::AtSequence(number)),
+            "after" => Ok(Position::AfterSequence(number)),
+            "time" => Ok(Position::AtTimestamp(
+                UNIX_EPOCH + Duration::from_millis(number),
+            )),
+            _ => Err(error(None)),
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    /// The command-line form, the inverse of [`FromStr`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::TrimHorizon => f.write_str("trim-horizon"),
+            Position::Latest => f.write_str("latest"),
+            Position::AtSequence(seq) => write!(f, "at:{seq}"),
+            Position::AfterSequence(seq) => write!(f, "after:{seq}"),
+            Position::AtTimestamp(_) => write!(f, "time:{}", self.timestamp_ms().unwrap_or(0)),
+        }
+    }
+}
+
+/// Who a group call is made for: a member of a consumer group on a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The stream the group reads.
+    pub stream: String,
+    /// The group's name.
+    pub group: String,
+    /// The member's id, stable across its reconnects.
+    pub member_id: String,
+}
+
+impl Membership {
+    pub fn new(
+        stream: impl Into<String>,
+        group: impl Into<String>,
+        member_id: impl Into<String>,
+    ) -> Self {
+        Membership {
+            stream: stream.into(),
+            group: group.into(),
+            member_id: member_id.into(),
+        }
+    }
+}
+
+/// A connection to a shardlog server, with one typed method per RPC. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    streams: StreamLogClient<Channel>,
+    groups: ConsumerGroupsClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `url` (e.g. `http://127.0.0.1:50051`) with the default [`ClientOptions`].
+    pub async fn connect(url: impl Into<String>) -> Result<Client, ClientError> {
+        Client::connect_with(url, ClientOptions::default()).await
+    }
+
+    /// Connects to `url` with explicit options.
+    pub async fn connect_with(
+        url: impl Into<String>,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let url = url.into();
+        let endpoint = match Endpoint::from_shared(url.clone()) {
+            Ok(endpoint) => endpoint,
+            Err(source) => return Err(ClientError::InvalidAddress { url, source }),
+        };
+        let channel = endpoint
+            .connect_timeout(options.connect_timeout)
+            .tcp_nodelay(true)
+            .initial_stream_window_size(options.stream_window_bytes)
+            .initial_connection_window_size(options.connection_window_bytes)
+            .connect()
+            .await;
+        match channel {
+            Ok(channel) => Ok(Client::from_channel(channel, options)),
+            Err(source) => Err(ClientError::Connect { url, source }),
+        }
+    }
+
+    /// Wraps an existing channel; only `options.max_message_bytes` applies (the rest configures
+    /// the channel itself).
+    pub fn from_channel(channel: Channel, options: ClientOptions) -> Client {
+        let limit = options.max_message_bytes;
+        Client {
+            streams: StreamLogClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            groups: ConsumerGroupsClient::new(channel)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        }
+    }
+
+    // A tonic client takes `&mut self` per call; cloning it is a cheap handle copy onto the
+    // shared channel, which lets every method take `&self` and run concurrently.
+    fn streams(&self) -> StreamLogClient<Channel> {
+        self.streams.clone()
+    }
+
+    fn groups(&self) -> ConsumerGroupsClient<Channel> {
+        self.groups.clone()
+    }
+
+    // ----- streams -----------------------------------------------------------------------------
+
+    /// Creates a stream of `shard_count` shards with the server's default settings.
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        shard_count: u32,
+    ) -> Result<StreamDescription, ClientError> {
+        self.create_stream_with(CreateStreamRequest {
+            stream_name: name.to_owned(),
+            shard_count,
+            ..CreateStreamRequest::default()
+        })
+        .await
+    }
+
+    /// Creates a stream with every setting of the request (retention, dedup window and scope,
+    /// content-based deduplication).
+    pub async fn create_stream_with(
+        &self,
+        request: CreateStreamRequest,
+    ) -> Result<StreamDescription, ClientError> {
+        let response = self
+            .streams()
+            .create_stream(request)
+            .await
+            .map_err(failed("CreateStream"))?;
+        description(response.into_inner().stream, "CreateStream")
+    }
+
+    /// Deletes a stream, its records and its groups.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), ClientError> {
+        self.streams()
+            .delete_stream(DeleteStreamRequest {
+                stream_name: name.to_owned(),
+            })
+            .await
+            .map_err(failed("DeleteStream"))?;
+        Ok(())
+    }
+
+    /// A stream's settings, status and shards.
+    pub async fn describe_stream(&self, name: &str) -> Result<StreamDescription, ClientError> {
+        let response = self
+            .streams()
+            .describe_stream(DescribeStreamRequest {
+                stream_name: name.to_owned(),
+            })
+            .await
+            .map_err(failed("DescribeStream"))?;
+        description(response.into_inner().stream, "DescribeStream")
+    }
+
+    /// Every stream's name, sorted.
+    pub async fn list_streams(&self) -> Result<Vec<String>, ClientError> {
+        let response = self
+            .streams()
+            .list_streams(ListStreamsRequest {})
+            .await
+            .map_err(failed("ListStreams"))?;
+        Ok(response.into_inner().stream_names)
+    }
+
+    /// Every shard of a stream, open and closed.
+    pub async fn list_shards(&self, stream: &str) -> Result<Vec<Shard>, ClientError> {
+        let response = self
+            .streams()
+            .list_shards(ListShardsRequest {
+                stream_name: stream.to_owned(),
+            })
+            .await
+            .map_err(failed("ListShards"))?;
+        Ok(response.into_inner().shards)
+    }
+
+    // ----- records -----------------------------------------------------------------------------
+
+    /// Appends one record routed by its partition key; returns once it is durable.
+    pub async fn put_record(
+        &self,
+        stream: &str,
+        partition_key: &str,
+        data: impl Into<Bytes>,
+    ) -> Result<PutRecordResponse, ClientError> {
+        self.put_record_with(PutRecordRequest {
+            stream_name: stream.to_owned(),
+            partition_key: partition_key.to_owned(),
+            data: data.into(),
+            ..PutRecordRequest::default()
+        })
+        .await
+    }
+
+    /// Appends one record with every option of the request (explicit hash key, message group,
+    /// deduplication id).
+    pub async fn put_record_with(
+        &self,
+        request: PutRecordRequest,
+    ) -> Result<PutRecordResponse, ClientError> {
+        let response = self
+            .streams()
+            .put_record(request)
+            .await
+            .map_err(failed("PutRecord"))?;
+        Ok(response.into_inner())
+    }
+
+    /// Appends many records in one request. Entries succeed or fail on their own: check
+    /// `failed_record_count` and each result's `error_code`.
+    pub async fn put_records(
+        &self,
+        stream: &str,
+        entries: Vec<PutRecordsRequestEntry>,
+    ) -> Result<PutRecordsResponse, ClientError> {
+        let response = self
+            .streams()
+            .put_records(PutRecordsRequest {
+                stream_name: stream.to_owned(),
+                records: entries,
+            })
+            .await
+            .map_err(failed("PutRecords"))?;
+        Ok(response.into_inner())
+    }
+
+    /// An iterator at `position` in one shard, for [`Client::get_records`].
+    pub async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        position: Position,
+    ) -> Result<String, ClientError> {
+        let response = self
+            .streams()
+            .get_shard_iterator(GetShardIteratorRequest {
+                stream_name: stream.to_owned(),
+                shard_id: shard_id.to_owned(),
+                shard_iterator_type: position.iterator_type() as i32,
+                starting_sequence_number: position.sequence_number(),
+                timestamp_ms: position.timestamp_ms(),
+            })
+            .await
+            .map_err(failed("GetShardIterator"))?;
+        Ok(response.into_inner().shard_iterator)
+    }
+
+    /// Up to `limit` records at an iterator (0: the server's default), and the iterator to
+    /// continue from (empty once a closed shard is read to its end).
+    pub async fn get_records(
+        &self,
+        shard_iterator: &str,
+        limit: u32,
+    ) -> Result<GetRecordsResponse, ClientError> {
+        let response = self
+            .streams()
+            .get_records(GetRecordsRequest {
+                shard_iterator: shard_iterator.to_owned(),
+                limit,
+            })
+            .await
+            .map_err(failed("GetRecords"))?;
+        Ok(response.into_inner())
+    }
+
+    /// Subscribes to a shard from `position`: the server pushes batches as records become
+    /// durable. Read with `stream.message().await`; a batch's `continuation_sequence_number` is
+    /// where to resume (`Position::AfterSequence`) after a reconnect.
+    pub async fn subscribe_to_shard(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        position: Position,
+    ) -> Result<Streaming<SubscribeToShardEvent>, ClientError> {
+        let response = self
+            .streams()
+            .subscribe_to_shard(SubscribeToShardRequest {
+                stream_name: stream.to_owned(),
+                shard_id: shard_id.to_owned(),
+                starting_position: Some(position.to_starting_position()),
+            })
+            .await
+            .map_err(failed("SubscribeToShard"))?;
+        Ok(response.into_inner())
+    }
+
+    // ----- consumer groups ---------------------------------------------------------------------
+
+    /// Joins a group (creating it on first join) and returns the member's leases and timing.
+    /// `session_timeout` of `None` takes the server's default.
+    pub async fn join_group(
+        &self,
+        member: &Membership,
+        session_timeout: Option<Duration>,
+    ) -> Result<JoinGroupResponse, ClientError> {
+        let session_timeout_ms =
+            session_timeout.map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
+        let response = self
+            .groups()
+            .join_group(JoinGroupRequest {
+                stream_name: member.stream.clone(),
+                group_name: member.group.clone(),
+                member_id: member.member_id.clone(),
+                session_timeout_ms,
+            })
+            .await
+            .map_err(failed("JoinGroup"))?;
+        Ok(response.into_inner())
+    }
+
+    /// Keeps the membership alive; returns the member's current leases. `NOT_FOUND` means the
+    /// session expired: join again.
+    pub async fn heartbeat(&self, member: &Membership) -> Result<HeartbeatResponse, ClientError> {
+        let response = self
+            .groups()
+            .heartbeat(HeartbeatRequest {
+                stream_name: member.stream.clone(),
+                group_name: member.group.clone(),
+                member_id: member.member_id.clone(),
+            })
+            .await
+            .map_err(failed("Heartbeat"))?;
+        Ok(response.into_inner())
+    }
+
+    /// Leaves the group at once; the member's shards go to the others.
+    pub async fn leave_group(&self, member: &Membership) -> Result<(), ClientError> {
+        self.groups()
+            .leave_group(LeaveGroupRequest {
+                stream_name: member.stream.clone(),
+                group_name: member.group.clone(),
+                member_id: member.member_id.clone(),
+            })
+            .await
+            .map_err(failed("LeaveGroup"))?;
+        Ok(())
+    }
+
+    /// Durably records that `shard_id` has been processed up to `sequence_number`, under the
+    /// lease `lease_epoch`. `FAILED_PRECONDITION` means the lease was lost.
+    pub async fn commit_checkpoint(
+        &self,
+        member: &Membership,
+        shard_id: &str,
+        lease_epoch: u64,
+        sequence_number: u64,
+    ) -> Result<(), ClientError> {
+        self.commit_checkpoint_with(CommitCheckpointRequest {
+            stream_name: member.stream.clone(),
+            group_name: member.group.clone(),
+            member_id: member.member_id.clone(),
+            shard_id: shard_id.to_owned(),
+            lease_epoch,
+            sequence_number,
+            reset: false,
+        })
+        .await
+    }
+
+    /// Commits a checkpoint with every option of the request (`reset` moves it backwards).
+    pub async fn commit_checkpoint_with(
+        &self,
+        request: CommitCheckpointRequest,
+    ) -> Result<(), ClientError> {
+        self.groups()
+            .commit_checkpoint(request)
+            .await
+            .map_err(failed("CommitCheckpoint"))?;
+        Ok(())
+    }
+
+    /// A group's members and, per shard, owner, epoch, checkpoint and lag.
+    pub async fn describe_group(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<DescribeGroupResponse, ClientError> {
+        let response = self
+            .groups()
+            .describe_group(DescribeGroupRequest {
+                stream_name: stream.to_owned(),
+                group_name: group.to_owned(),
+            })
+            .await
+            .map_err(failed("DescribeGroup"))?;
+        Ok(response.into_inner())
+    }
+
+    /// The names of a stream's groups, sorted.
+    pub async fn list_groups(&self, stream: &str) -> Result<Vec<String>, ClientError> {
+        let response = self
+            .groups()
+            .list_groups(ListGroupsRequest {
+                stream_name: stream.to_owned(),
+            })
+            .await
+            .map_err(failed("ListGroups"))?;
+        Ok(response.into_inner().group_names)
+    }
+
+    /// Deletes a group, its checkpoints and its leases.
+    pub async fn delete_group(&self, stream: &str, group: &str) -> Result<(), ClientError> {
+        self.groups()
+            .delete_group(DeleteGroupRequest {
+                stream_name: stream.to_owned(),
+                group_name: group.to_owned(),
+            })
+            .await
+            .map_err(failed("DeleteGroup"))?;
+        Ok(())
+    }
+}
+
+/// The contract says a successful stream call carries the description; a server that leaves it
+/// out broke the contract, reported as the `INTERNAL` status it amounts to.
+fn description(
+    stream: Option<StreamDescription>,
+    rpc: &'static str,
+) -> Result<StreamDescription, ClientError> {
+    stream.ok_or_else(|| {
+        failed(rpc)(Status::internal(
+            "the response carries no stream description",
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests;
