@@ -107,3 +107,484 @@ impl TestServer {
         &self.data_dir
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// StreamLog helpers: thin wrappers over the generated client, so tests read as what they check.
+// ---------------------------------------------------------------------------------------------
+
+/// The generated `StreamLog` client over a plain channel.
+pub type Streams = StreamLogClient<Channel>;
+
+/// How long a test waits for an event (a pushed batch, a server accepting connections) before
+/// it fails instead of hanging.
+pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Creates a stream with `shard_count` shards and default settings; returns its description.
+pub async fn make_stream(
+    c: &mut Streams,
+    name: &str,
+    shard_count: u32,
+) -> shardlog::proto::v1::StreamDescription {
+    c.create_stream(shardlog::proto::v1::CreateStreamRequest {
+        stream_name: name.into(),
+        shard_count,
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|s| panic!("create stream {name}: {s}"))
+    .into_inner()
+    .stream
+    .expect("a created stream is described")
+}
+
+/// Puts one record routed by `partition_key`.
+pub async fn put(
+    c: &mut Streams,
+    stream: &str,
+    partition_key: &str,
+    data: impl Into<bytes::Bytes>,
+) -> shardlog::proto::v1::PutRecordResponse {
+    c.put_record(shardlog::proto::v1::PutRecordRequest {
+        stream_name: stream.into(),
+        partition_key: partition_key.into(),
+        data: data.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|s| panic!("put to {stream}: {s}"))
+    .into_inner()
+}
+
+/// The shards of a stream, as ListShards returns them.
+pub async fn list_shards(c: &mut Streams, stream: &str) -> Vec<shardlog::proto::v1::Shard> {
+    c.list_shards(shardlog::proto::v1::ListShardsRequest {
+        stream_name: stream.into(),
+    })
+    .await
+    .unwrap_or_else(|s| panic!("list shards of {stream}: {s}"))
+    .into_inner()
+    .shards
+}
+
+/// An iterator of the given type; `sequence` and `timestamp_ms` are passed as given.
+pub async fn iterator(
+    c: &mut Streams,
+    stream: &str,
+    shard_id: &str,
+    kind: shardlog::proto::v1::ShardIteratorType,
+    sequence: Option<u64>,
+    timestamp_ms: Option<i64>,
+) -> String {
+    c.get_shard_iterator(shardlog::proto::v1::GetShardIteratorRequest {
+        stream_name: stream.into(),
+        shard_id: shard_id.into(),
+        shard_iterator_type: kind as i32,
+        starting_sequence_number: sequence,
+        timestamp_ms,
+    })
+    .await
+    .unwrap_or_else(|s| panic!("iterator for {stream}/{shard_id}: {s}"))
+    .into_inner()
+    .shard_iterator
+}
+
+/// One GetRecords call.
+pub async fn get_records(
+    c: &mut Streams,
+    shard_iterator: &str,
+    limit: u32,
+) -> shardlog::proto::v1::GetRecordsResponse {
+    c.get_records(shardlog::proto::v1::GetRecordsRequest {
+        shard_iterator: shard_iterator.into(),
+        limit,
+    })
+    .await
+    .unwrap_or_else(|s| panic!("get records: {s}"))
+    .into_inner()
+}
+
+/// Reads from `shard_iterator` until the reader is caught up (an empty answer), following the
+/// next iterators. Bounded: a reader that never catches up fails the test.
+pub async fn read_to_end(
+    c: &mut Streams,
+    shard_iterator: &str,
+) -> Vec<shardlog::proto::v1::Record> {
+    let mut out = Vec::new();
+    let mut it = shard_iterator.to_owned();
+    for _ in 0..10_000 {
+        let got = get_records(c, &it, 0).await;
+        if got.records.is_empty() {
+            return out;
+        }
+        out.extend(got.records);
+        it = got.next_shard_iterator;
+    }
+    panic!("a shard read did not catch up after 10000 calls");
+}
+
+/// Every record of a shard, from the trim horizon.
+pub async fn read_from_start(
+    c: &mut Streams,
+    stream: &str,
+    shard_id: &str,
+) -> Vec<shardlog::proto::v1::Record> {
+    let it = iterator(
+        c,
+        stream,
+        shard_id,
+        shardlog::proto::v1::ShardIteratorType::TrimHorizon,
+        None,
+        None,
+    )
+    .await;
+    read_to_end(c, &it).await
+}
+
+/// The MD5 of a partition key read as a big-endian u128: the hash key Kinesis routes it by.
+pub fn md5_hash_key(partition_key: &str) -> u128 {
+    use md5::{Digest, Md5};
+    let digest: [u8; 16] = Md5::digest(partition_key.as_bytes()).into();
+    u128::from_be_bytes(digest)
+}
+
+/// A shard's inclusive hash key range, parsed from its decimal strings.
+pub fn hash_range(shard: &shardlog::proto::v1::Shard) -> (u128, u128) {
+    let start = shard
+        .starting_hash_key
+        .parse()
+        .expect("decimal starting hash key");
+    let end = shard
+        .ending_hash_key
+        .parse()
+        .expect("decimal ending hash key");
+    (start, end)
+}
+
+/// The id of the one shard whose range holds `key`.
+pub fn shard_holding(shards: &[shardlog::proto::v1::Shard], key: u128) -> String {
+    let holding: Vec<&shardlog::proto::v1::Shard> = shards
+        .iter()
+        .filter(|s| {
+            let (start, end) = hash_range(s);
+            start <= key && key <= end
+        })
+        .collect();
+    assert_eq!(holding.len(), 1, "exactly one shard holds hash key {key}");
+    holding[0].shard_id.clone()
+}
+
+/// Asserts that a call failed with `code` and a message naming `field`.
+#[track_caller]
+pub fn assert_rejected<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    field: &str,
+) {
+    match result {
+        Ok(v) => panic!("expected {code:?} naming {field:?}, got success: {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "status {s:?}");
+            assert!(
+                s.message().contains(field),
+                "message {:?} does not name {field:?}",
+                s.message()
+            );
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as the server stamps records.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// Waits until the wall clock has moved past `ms`: for tests whose subject is time (arrival
+/// stamps, iterator expiry), where the event waited for is the clock itself. Bounded.
+pub async fn wait_until_clock_passes(ms: i64) {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while now_ms() <= ms {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the wall clock did not pass {ms}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// The next event of a subscription, waited for at most [`EVENT_TIMEOUT`].
+pub async fn next_event(
+    s: &mut tonic::Streaming<shardlog::proto::v1::SubscribeToShardEvent>,
+) -> Result<Option<shardlog::proto::v1::SubscribeToShardEvent>, tonic::Status> {
+    tokio::time::timeout(EVENT_TIMEOUT, s.message())
+        .await
+        .expect("a subscription event within the timeout")
+}
+
+/// Subscribes to a shard from the given position.
+pub async fn subscribe(
+    c: &mut Streams,
+    stream: &str,
+    shard_id: &str,
+    kind: shardlog::proto::v1::ShardIteratorType,
+    sequence_number: Option<u64>,
+) -> Result<tonic::Streaming<shardlog::proto::v1::SubscribeToShardEvent>, tonic::Status> {
+    c.subscribe_to_shard(shardlog::proto::v1::SubscribeToShardRequest {
+        stream_name: stream.into(),
+        shard_id: shard_id.into(),
+        starting_position: Some(shardlog::proto::v1::StartingPosition {
+            r#type: kind as i32,
+            sequence_number,
+            timestamp_ms: None,
+        }),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// Receives events until `count` records have arrived (keep-alives are skipped); fails if the
+/// subscription ends or stalls first.
+pub async fn receive_records(
+    s: &mut tonic::Streaming<shardlog::proto::v1::SubscribeToShardEvent>,
+    count: usize,
+) -> Vec<shardlog::proto::v1::Record> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        match next_event(s).await {
+            Ok(Some(ev)) => out.extend(ev.records),
+            Ok(None) => panic!("subscription ended after {} of {count} records", out.len()),
+            Err(e) => panic!(
+                "subscription failed after {} of {count} records: {e}",
+                out.len()
+            ),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded waiting, reading back, and a server running as a separate process.
+// ---------------------------------------------------------------------------------------------
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shardlog::proto::v1 as pb;
+
+/// A bounded polling loop for waits where time itself is the subject (session expiry, window
+/// expiry): check the observable state, then `tick()`; `tick()` returns false once the deadline
+/// has passed, so every wait ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    until: Instant,
+    every: Duration,
+}
+
+impl Deadline {
+    /// A deadline `within` from now, polled every 10 ms.
+    pub fn after(within: Duration) -> Deadline {
+        Deadline {
+            until: Instant::now() + within,
+            every: Duration::from_millis(10),
+        }
+    }
+
+    /// Waits one polling step. False once the deadline has passed.
+    pub async fn tick(&self) -> bool {
+        if Instant::now() >= self.until {
+            return false;
+        }
+        tokio::time::sleep(self.every).await;
+        true
+    }
+}
+
+/// Creates a stream with `shard_count` shards and default settings.
+pub async fn create_stream(c: &mut StreamLogClient<Channel>, name: &str, shard_count: u32) {
+    c.create_stream(pb::CreateStreamRequest {
+        stream_name: name.into(),
+        shard_count,
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+}
+
+/// Every record of one shard, from the trim horizon to the end, read with GetRecords.
+pub async fn read_shard(
+    c: &mut StreamLogClient<Channel>,
+    stream: &str,
+    shard_id: &str,
+) -> Vec<pb::Record> {
+    let mut iterator = c
+        .get_shard_iterator(pb::GetShardIteratorRequest {
+            stream_name: stream.into(),
+            shard_id: shard_id.into(),
+            shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("shard iterator")
+        .into_inner()
+        .shard_iterator;
+    let mut out = Vec::new();
+    loop {
+        let got = c
+            .get_records(pb::GetRecordsRequest {
+                shard_iterator: iterator,
+                limit: 0,
+            })
+            .await
+            .expect("get records")
+            .into_inner();
+        let done = got.records.is_empty() && got.millis_behind_latest == 0;
+        out.extend(got.records);
+        if done || got.next_shard_iterator.is_empty() {
+            return out;
+        }
+        iterator = got.next_shard_iterator;
+    }
+}
+
+/// Every record of every shard of a stream, as `(shard_id, record)` in shard order.
+pub async fn read_stream(
+    c: &mut StreamLogClient<Channel>,
+    stream: &str,
+) -> Vec<(String, pb::Record)> {
+    let shards = c
+        .list_shards(pb::ListShardsRequest {
+            stream_name: stream.into(),
+        })
+        .await
+        .expect("list shards")
+        .into_inner()
+        .shards;
+    let mut out = Vec::new();
+    for shard in shards {
+        for r in read_shard(c, stream, &shard.shard_id).await {
+            out.push((shard.shard_id.clone(), r));
+        }
+    }
+    out
+}
+
+/// How long a server process may take to start accepting requests (recovery included).
+pub const CHILD_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `shardlog` binary serving a data directory as a separate process, so a test can kill it
+/// with SIGKILL (`kill -9`): no destructor, no final sync, only what was durable survives.
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ChildServer {
+    /// Starts `shardlog serve --data-dir DIR --listen 127.0.0.1:PORT --fsync always` on a free
+    /// port and waits (bounded) until it answers a request. Its output goes to `log`.
+    pub async fn spawn(data_dir: &Path, log: &Path) -> ChildServer {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+            probe.local_addr().expect("probe addr").port()
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open child log");
+        let err = out.try_clone().expect("clone child log");
+        let child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--fsync")
+            .arg("always")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn the shardlog binary");
+        let mut server = ChildServer {
+            addr,
+            data_dir: data_dir.to_owned(),
+            child,
+            log: log.to_owned(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Deadline::after(CHILD_START_TIMEOUT);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the server process exited with {status} before serving; its output:\n{}",
+                    self.output()
+                );
+            }
+            if let Ok(channel) = Channel::from_shared(self.url())
+                .expect("url")
+                .connect()
+                .await
+            {
+                let mut c = StreamLogClient::new(channel);
+                if c.list_streams(pb::ListStreamsRequest {}).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                deadline.tick().await,
+                "the server process did not serve within {CHILD_START_TIMEOUT:?}; its output:\n{}",
+                self.output()
+            );
+        }
+    }
+
+    /// What the process wrote so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// A `StreamLog` client.
+    pub async fn streams(&self) -> StreamLogClient<Channel> {
+        StreamLogClient::new(self.channel().await)
+    }
+
+    /// A `ConsumerGroups` client.
+    pub async fn groups(&self) -> ConsumerGroupsClient<Channel> {
+        ConsumerGroupsClient::new(self.channel().await)
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL the server process");
+        self.child.wait().expect("reap the server process");
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // A test that failed midway must not leave a server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
