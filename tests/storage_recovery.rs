@@ -383,3 +383,42 @@ fn arrival_times_stay_ordered_after_a_reopen_finds_an_empty_last_segment() {
     }
     assert_eq!(log.seek_time(newest + 1).unwrap(), ack.base_sequence + 1);
 }
+
+#[test]
+fn a_damaged_batch_early_in_the_active_segment_is_cut_with_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<Rec>> = (0..12)
+        .map(|i| tagged_batch(&format!("b{i}"), 2, 60))
+        .collect();
+    let placed = build(dir.path(), &batches);
+    assert!(placed.iter().all(|p| p.segment == 0));
+    // Damage the third batch: the index has entries well past it, pointing at intact batches,
+    // as after a power loss that kept later pages of an unsynced tail but not earlier ones.
+    let victim = &placed[2];
+    let path = segment_file(dir.path(), 0, "log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(victim.position + victim.frame_len - 1) as usize] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let index_len = std::fs::read(segment_file(dir.path(), 0, "index"))
+        .unwrap()
+        .chunks(8)
+        .take_while(|e| e.iter().any(|&b| b != 0))
+        .count();
+    assert!(index_len > 3, "the index points past the damaged batch");
+
+    let log = open_real(dir.path(), small_config());
+    assert_eq!(log.next_sequence(), victim.base);
+    assert_records(&read_all(&log).unwrap(), &all_records(&placed[..2]), 0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), victim.position);
+    // Appends go on from the cut, and the index no longer points into what was cut.
+    let mut expected = all_records(&placed[..2]);
+    for i in 0..10 {
+        let batch = tagged_batch(&format!("new{i}"), 2, 60);
+        log.append(&mut [encode(&batch)], false).unwrap();
+        expected.extend(batch);
+    }
+    for (i, r) in expected.iter().enumerate() {
+        let got = log.read(i as u64, 1, usize::MAX).unwrap();
+        assert_records(&got.records, std::slice::from_ref(r), i as u64);
+    }
+}

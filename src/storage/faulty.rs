@@ -37,8 +37,9 @@ struct State {
 pub enum Loss {
     /// Only synced bytes survive.
     UnsyncedGone,
-    /// A prefix of the unsynced bytes survives, its length drawn from the seed, and its last
-    /// byte flipped when the seed says so: a torn write.
+    /// A prefix of the unsynced bytes survives, its length drawn from the seed, and one byte
+    /// of that surviving unsynced part (anywhere in it, as a disk that wrote its sectors out
+    /// of order leaves them) is flipped when the seed says so: a torn write.
     Torn { seed: u64 },
 }
 
@@ -107,10 +108,12 @@ impl FaultyIo {
                 let _ = f.set_len(new_len);
                 if keep > 0 && rng % 3 == 0 {
                     use std::os::unix::fs::FileExt;
+                    rng = xorshift(rng);
+                    let at = track.synced_len + rng % keep;
                     let mut b = [0u8; 1];
-                    let _ = f.read_at(&mut b, new_len - 1);
+                    let _ = f.read_at(&mut b, at);
                     b[0] ^= 0x5a;
-                    let _ = f.write_at(&b, new_len - 1);
+                    let _ = f.write_at(&b, at);
                 }
             }
         }

@@ -438,9 +438,14 @@ impl ShardLog {
             // The new file is empty and harmless; the shard is poisoned by the failed sync.
             return Err(e);
         }
-        self.io
-            .sync_dir(&self.dir)
-            .map_err(|e| StorageError::io("sync shard directory", &self.dir, e))?;
+        if let Err(e) = self.io.sync_dir(&self.dir) {
+            // Whether the new segment's name is durable is unknown, and retrying an fsync is
+            // as unsafe for a directory as for a file: the shard stops like on a failed sync.
+            let err = StorageError::io("sync shard directory", &self.dir, e);
+            w.poisoned = Some(err.to_string());
+            tracing::error!(shard = %self.dir.display(), error = %err, "directory sync failed; the shard refuses writes until reopened");
+            return Err(err);
+        }
         w.active.seal();
         let seg = Arc::new(seg);
         self.segments

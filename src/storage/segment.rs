@@ -203,7 +203,13 @@ impl Segment {
         // Scan from the older of the two last trusted entries, so the index that lost more
         // entries is rebuilt too. Below `offset_start` the offset entries are already there:
         // time entries go beside them; past it, both get an entry every `index_interval`.
-        let start = if time_start.0 < offset_start.0 {
+        // The active segment is scanned whole: its tail was perhaps never synced, and a power
+        // loss can keep later pages while losing or garbling earlier ones (and keep index
+        // entries, which are never synced, pointing past them), so no batch of it is trusted
+        // unchecked. Sealed segments were synced whole before they were sealed.
+        let start = if active {
+            (0, self.base)
+        } else if time_start.0 < offset_start.0 {
             time_start
         } else {
             offset_start
@@ -239,6 +245,28 @@ impl Segment {
                 }
             }
         })?;
+        if active && end.valid_len < file_len {
+            // The tail is cut below: entries that point into it go too.
+            let mut keep = index.len();
+            while keep > 0
+                && index
+                    .get(keep - 1)
+                    .is_some_and(|e| u64::from(e.position) >= end.valid_len)
+            {
+                keep -= 1;
+            }
+            index.truncate(keep);
+            let next_rel = end.next_sequence - self.base;
+            let mut tkeep = time_index.len();
+            while tkeep > 0
+                && time_index
+                    .get(tkeep - 1)
+                    .is_some_and(|t| u64::from(t.relative_sequence) >= next_rel)
+            {
+                tkeep -= 1;
+            }
+            time_index.truncate(tkeep);
+        }
         self.next_sequence
             .store(end.next_sequence, Ordering::Release);
         let max_ts = if end.max_timestamp_ms > 0 {
