@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify};
 
 use super::{Broker, BrokerError, StreamHandle};
-use crate::consumer::{GroupConfig, GroupCoordinator, Lease, MemberId};
+use crate::consumer::{GroupConfig, GroupCoordinator, GroupError, Lease, MemberId};
 use crate::meta::{MetaCommand, MetaState};
 use crate::storage::log::now_ms;
 use crate::stream::{GroupName, ShardId, StreamName};
@@ -97,6 +97,25 @@ impl Groups {
             coordinators: Mutex::new(HashMap::new()),
             floors: std::sync::Mutex::new(floors),
             wake: Notify::new(),
+        }
+    }
+
+    /// The coordinator's own rule for a requested session timeout (`None` or zero: the
+    /// default), checked up front so a join that will be refused changes nothing durable.
+    fn check_session_timeout(&self, requested: Option<Duration>) -> Result<(), GroupError> {
+        let (min, max) = (
+            self.config.min_session_timeout,
+            self.config.max_session_timeout,
+        );
+        match requested {
+            Some(t) if !t.is_zero() && (t < min || t > max) => {
+                Err(GroupError::SessionTimeoutOutOfRange {
+                    requested: t,
+                    min,
+                    max,
+                })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -231,6 +250,8 @@ impl Broker {
     ) -> Result<MemberAssignments, BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
         let member = MemberId::new(member_id)?;
+        // Refused before the group is made durable: a rejected first join must not create it.
+        self.inner.groups.check_session_timeout(session_timeout)?;
         let stream = handle.descriptor.name.clone();
         if self.checkpoints(&stream, &group).is_none() {
             let created = self
