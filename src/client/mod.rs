@@ -488,8 +488,8 @@ impl Client {
     }
 
     /// Subscribes to a shard from `position`: the server pushes batches as records become
-    /// durable. Read with `stream.message().await`; a batch's `continuation_sequence_number` is
-    /// where to resume (`Position::AfterSequence`) after a reconnect.
+    /// durable. Read with `stream.message().await`; after a reconnect, resume with
+    /// `Position::AfterSequence` of the last record received.
     pub async fn subscribe_to_shard(
         &self,
         stream: &str,
