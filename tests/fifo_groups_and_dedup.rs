@@ -717,3 +717,144 @@ async fn duplicates_across_streams_do_not_meet() {
     assert_eq!(read_stream(&mut c, "right").await.len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_group_stays_in_one_shard_whatever_explicit_hash_key_its_records_carry() {
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    let d = create(&mut c, "pinned", 4, false, 0, pb::DedupScope::Stream).await;
+    let home = shard_of(&d, "pinned-group");
+    for (i, shard) in d.shards.iter().enumerate() {
+        let out = c
+            .put_record(pb::PutRecordRequest {
+                stream_name: "pinned".into(),
+                partition_key: "k".into(),
+                data: Bytes::from(format!("m{i}")),
+                explicit_hash_key: shard.starting_hash_key.clone(),
+                message_group_id: "pinned-group".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            out.shard_id, home,
+            "a hash key of {} must not split the group",
+            shard.shard_id
+        );
+    }
+    let back = read_shard(&mut c, "pinned", &home).await;
+    assert_eq!(back.len(), d.shards.len());
+    for (r, shard) in back.iter().zip(&d.shards) {
+        assert_eq!(
+            r.explicit_hash_key, shard.starting_hash_key,
+            "kept as given"
+        );
+    }
+    // Without a group the explicit hash key still picks the shard.
+    let last = d.shards.last().unwrap();
+    let out = c
+        .put_record(pb::PutRecordRequest {
+            stream_name: "pinned".into(),
+            partition_key: "k".into(),
+            data: Bytes::from_static(b"plain"),
+            explicit_hash_key: last.starting_hash_key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(out.shard_id, last.shard_id);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_dedup_window_throttles_new_ids_and_still_answers_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = shardlog::broker::BrokerConfig::new(dir.path());
+    config.max_dedup_ids = 3;
+    let server = TestServer::start_with(config).await;
+    let mut c = server.streams().await;
+    create(&mut c, "full", 2, false, 0, pb::DedupScope::Stream).await;
+    let mut first = BTreeMap::new();
+    for id in ["a", "b", "c"] {
+        let out = put_one(&mut c, put("full", id, id, "", id)).await;
+        first.insert(id, out.sequence_number);
+    }
+    let err = c
+        .put_record(put("full", "d", "d", "", "d"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let known = put_one(&mut c, put("full", "a", "a", "", "a")).await;
+    assert!(known.duplicate);
+    assert_eq!(known.sequence_number, first["a"]);
+
+    let res = c
+        .put_records(pb::PutRecordsRequest {
+            stream_name: "full".into(),
+            records: vec![
+                entry("b", "b", "", "b"),
+                entry("e", "e", "", "e"),
+                entry("e", "e", "", "e"),
+                entry("plain", "no id", "", ""),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let r = &res.records;
+    assert!(r[0].duplicate && r[0].error_code.is_empty());
+    assert_eq!(r[0].sequence_number, first["b"]);
+    for (i, e) in r[1..3].iter().enumerate() {
+        assert_eq!(
+            e.error_code,
+            "ProvisionedThroughputExceededException",
+            "entry {}: a repeat of a throttled id is throttled too: {e:?}",
+            i + 1
+        );
+        assert!(e.shard_id.is_empty());
+    }
+    assert!(
+        r[3].error_code.is_empty() && !r[3].duplicate,
+        "ids are not needed to put"
+    );
+    assert_eq!(res.failed_record_count, 2);
+    assert_eq!(read_stream(&mut c, "full").await.len(), 4);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_recreated_stream_does_not_remember_the_old_streams_ids() {
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    create(&mut c, "again", 1, true, 0, pb::DedupScope::Stream).await;
+    put_one(&mut c, put("again", "k", "same data", "", "id")).await;
+    put_one(&mut c, put("again", "k", "same data", "", "")).await;
+    c.delete_stream(pb::DeleteStreamRequest {
+        stream_name: "again".into(),
+    })
+    .await
+    .unwrap();
+    create(&mut c, "again", 1, true, 0, pb::DedupScope::Stream).await;
+    let by_id = put_one(&mut c, put("again", "k", "same data", "", "id")).await;
+    let by_content = put_one(&mut c, put("again", "k", "same data", "", "")).await;
+    assert!(!by_id.duplicate && !by_content.duplicate);
+    assert_eq!(read_stream(&mut c, "again").await.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn content_based_dedup_under_message_group_scope_keeps_groups_apart() {
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    create(&mut c, "cg", 2, true, 0, pb::DedupScope::MessageGroup).await;
+    let a = put_one(&mut c, put("cg", "", "same", "g1", "")).await;
+    let b = put_one(&mut c, put("cg", "", "same", "g2", "")).await;
+    let a2 = put_one(&mut c, put("cg", "", "same", "g1", "")).await;
+    assert!(!a.duplicate && !b.duplicate);
+    assert!(a2.duplicate);
+    assert_eq!(a2.sequence_number, a.sequence_number);
+    assert_eq!(read_stream(&mut c, "cg").await.len(), 2);
+    server.stop().await;
+}

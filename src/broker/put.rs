@@ -220,9 +220,7 @@ impl Broker {
                             sequence: *sequence,
                             duplicate: true,
                         }),
-                        Some(Err(e)) => Err(BrokerError::Internal(format!(
-                            "the earlier entry {first} with the same deduplication id failed: {e}"
-                        ))),
+                        Some(Err(e)) => Err(repeat_failure(first, e)),
                         None => Err(BrokerError::Internal("entry has no result".into())),
                     },
                     None => Err(BrokerError::Internal("entry has no result".into())),
@@ -233,8 +231,9 @@ impl Broker {
         Ok(out)
     }
 
-    /// Validates an entry and picks its shard: the message group id wins over the partition
-    /// key; an explicit hash key wins over both.
+    /// Validates an entry and picks its shard: the message group id wins over both the
+    /// partition key and an explicit hash key (every record of a group must land in one shard,
+    /// or the group's order is lost); an explicit hash key wins over the partition key.
     fn route<'a>(
         &self,
         handle: &StreamHandle,
@@ -277,9 +276,9 @@ impl Broker {
             Some(s) => Some(HashKey::parse(s, "explicit_hash_key")?),
             None => None,
         };
-        let key = match (&explicit, &entry.message_group_id) {
-            (Some(k), _) => *k,
-            (None, Some(group)) => HashKey::of_partition_key(group),
+        let key = match (&entry.message_group_id, &explicit) {
+            (Some(group), _) => HashKey::of_partition_key(group),
+            (None, Some(k)) => *k,
             (None, None) => HashKey::of_partition_key(&entry.partition_key),
         };
         let shard = handle
@@ -299,6 +298,19 @@ fn duplicate_of(first: Committed) -> PutOutcome {
         shard: ShardId(first.shard),
         sequence: first.sequence,
         duplicate: true,
+    }
+}
+
+/// The failure of an entry that repeats an earlier entry's dedup key: the earlier entry's own
+/// failure, so both report the same code (a throttled id stays a throttle, not an internal
+/// error, for every repeat).
+fn repeat_failure(first: usize, e: &BrokerError) -> BrokerError {
+    match e {
+        BrokerError::Fifo(f) => BrokerError::Fifo(f.clone()),
+        BrokerError::Storage(s) => BrokerError::Storage(s.duplicate()),
+        other => BrokerError::Internal(format!(
+            "the earlier entry {first} with the same deduplication id failed: {other}"
+        )),
     }
 }
 
