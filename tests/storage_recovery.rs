@@ -422,3 +422,23 @@ fn a_damaged_batch_early_in_the_active_segment_is_cut_with_everything_after_it()
         assert_records(&got.records, std::slice::from_ref(r), i as u64);
     }
 }
+
+#[test]
+fn junk_after_the_last_batch_of_a_sealed_segment_does_not_stop_reads_into_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<Rec>> = (0..40)
+        .map(|i| tagged_batch(&format!("b{i}"), 2, 60))
+        .collect();
+    let placed = build(dir.path(), &batches);
+    let path = segment_file(dir.path(), 0, "log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"junk that a sealed segment holds after its last batch");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let log = open_real(dir.path(), small_config());
+    let last_of_first = placed.iter().filter(|p| p.segment == 0).last().unwrap();
+    let got = log.read(last_of_first.base, 1_000, 1 << 20).unwrap();
+    let all = all_records(&placed);
+    let from = last_of_first.base as usize;
+    assert_records(&got.records, &all[from..], last_of_first.base);
+}

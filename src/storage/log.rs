@@ -482,10 +482,13 @@ impl ShardLog {
             segs[i..].to_vec()
         };
         let mut bytes = 0usize;
-        for seg in segments {
+        for (i, seg) in segments.iter().enumerate() {
             if seg.base() >= end || out.records.len() >= max_records || bytes >= max_bytes {
                 break;
             }
+            // A segment's records end where the next segment's begin: whatever a sealed
+            // segment holds past that (damage after its last batch) is never read.
+            let seg_end = segments.get(i + 1).map_or(end, |next| next.base().min(end));
             let cursor = match out.records.last() {
                 None => from,
                 Some(last) if last.sequence + 1 == seg.base() => last.sequence + 1,
@@ -495,7 +498,7 @@ impl ShardLog {
             };
             match seg.read_into(
                 cursor,
-                end,
+                seg_end,
                 max_records,
                 max_bytes,
                 &mut out.records,

@@ -494,7 +494,8 @@ impl Segment {
                 }
             };
             *out_bytes += decoded.bytes;
-            if decoded.budget_reached {
+            if decoded.budget_reached || header.next_sequence() >= end {
+                // Past `end` nothing is wanted: bytes there are not even looked at.
                 break;
             }
             pos = next_pos;
