@@ -1,4 +1,5 @@
-//! Tests of the client's pure parts: positions and errors.
+//! Tests of the client: positions and errors, then every call and the `GroupConsumer` against a
+//! real server on 127.0.0.1:0.
 
 use super::*;
 
