@@ -208,8 +208,8 @@ impl Broker {
             }
         }
         let mut out = Vec::with_capacity(results.len());
-        for i in 0..results.len() {
-            let r = match results[i].take() {
+        for (i, result) in results.iter_mut().enumerate() {
+            let r = match result.take() {
                 Some(r) => r,
                 None => match dedup_same_as(&keys, i) {
                     Some(first) => match &out.get(first) {
