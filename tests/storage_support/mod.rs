@@ -84,6 +84,19 @@ pub fn small_config() -> LogConfig {
     }
 }
 
+/// A temporary directory in memory (`/dev/shm`) where there is one: for tests that reopen a
+/// log hundreds of times, where every recovery's fsync would otherwise dominate. What is
+/// tested there is the recovery logic on bytes the test places; durability is modelled.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().expect("create a temporary directory")
+}
+
 /// Opens the log in `dir` on the real file system.
 pub fn open_real(dir: &Path, config: LogConfig) -> ShardLog {
     ShardLog::open(RealIo::shared(), dir, config).expect("open shard log")
