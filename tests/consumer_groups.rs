@@ -947,3 +947,108 @@ async fn bad_names_and_timeouts_are_invalid_arguments_naming_the_field() {
     );
     server.stop().await;
 }
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn millis_behind_latest_is_the_arrival_distance_from_the_checkpointed_record_to_the_newest() {
+    let server = TestServer::start().await;
+    let mut s = server.streams().await;
+    let mut g = server.groups().await;
+    let shards = stream_with_records(&mut s, "behind", 1, &[]).await;
+    let shard = &shards[0];
+    // Three records whose arrival times differ: time itself is the subject, so wait for the
+    // clock to move past each one before the next put.
+    let mut arrivals = Vec::new();
+    for i in 0..3 {
+        s.put_record(pb::PutRecordRequest {
+            stream_name: "behind".into(),
+            partition_key: "k".into(),
+            data: Bytes::from(format!("r{i}")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let records = common::read_shard(&mut s, "behind", shard).await;
+        let ts = records[i].approximate_arrival_timestamp_ms;
+        arrivals.push(ts);
+        let deadline = Deadline::after(Duration::from_secs(5));
+        while wall_ms() <= ts + 20 {
+            assert!(deadline.tick().await, "the clock did not move");
+        }
+    }
+    let epoch = join(&mut g, "behind", "g", "a", 0).await.assignments[0].lease_epoch;
+    let p = progress(&mut g, "behind", "g").await;
+    assert_eq!(
+        p[shard].millis_behind_latest,
+        arrivals[2] - arrivals[0],
+        "no checkpoint"
+    );
+    for k in 0..3u64 {
+        commit(&mut g, "behind", "g", "a", shard, epoch, k, false)
+            .await
+            .unwrap();
+        let p = progress(&mut g, "behind", "g").await;
+        assert_eq!(
+            p[shard].millis_behind_latest,
+            arrivals[2] - arrivals[k as usize],
+            "checkpoint at {k}"
+        );
+        assert_eq!(p[shard].lag_records, 2 - k);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn members_joining_a_new_group_at_once_create_it_once_and_share_the_shards() {
+    let server = TestServer::start().await;
+    let mut s = server.streams().await;
+    let shards = stream_with_records(&mut s, "rush", 6, &[]).await;
+    let mut joins = Vec::new();
+    for m in 0..6 {
+        let mut g = server.groups().await;
+        joins.push(tokio::spawn(async move {
+            join(&mut g, "rush", "g", &format!("m{m}"), 0).await;
+        }));
+    }
+    for j in joins {
+        j.await.unwrap();
+    }
+    let mut g = server.groups().await;
+    assert_eq!(list_groups(&mut g, "rush").await.unwrap(), ["g"]);
+    let mut owned = Vec::new();
+    for m in 0..6 {
+        owned.push(leases(&mut g, "rush", "g", &format!("m{m}")).await);
+    }
+    let refs: Vec<&BTreeMap<String, pb::ShardLease>> = owned.iter().collect();
+    assert_eq!(partition(&shards, &refs), [1; 6]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_member_may_join_again_and_gets_fresh_leases() {
+    let server = TestServer::start().await;
+    let mut s = server.streams().await;
+    let mut g = server.groups().await;
+    let shards = stream_with_records(&mut s, "back", 4, &[]).await;
+    join(&mut g, "back", "g", "gone", 1000).await;
+    join(&mut g, "back", "g", "stays", 1000).await;
+    let old = leases(&mut g, "back", "g", "gone").await;
+    let deadline = Deadline::after(Duration::from_secs(6));
+    while leases(&mut g, "back", "g", "stays").await.len() < 4 {
+        assert!(deadline.tick().await, "the silent member kept its shards");
+    }
+    assert_code(heartbeat(&mut g, "back", "g", "gone").await, Code::NotFound);
+    join(&mut g, "back", "g", "gone", 1000).await;
+    let again = leases(&mut g, "back", "g", "gone").await;
+    let stays = leases(&mut g, "back", "g", "stays").await;
+    assert_eq!(partition(&shards, &[&again, &stays]), [2, 2]);
+    let highest_before = old.values().map(|l| l.lease_epoch).max().unwrap();
+    assert!(again.values().all(|l| l.lease_epoch > highest_before));
+    server.stop().await;
+}

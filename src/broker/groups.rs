@@ -55,6 +55,8 @@ pub struct ShardProgressInfo {
     pub latest_sequence: Option<u64>,
     /// Stored records after the checkpoint (all stored records without one).
     pub lag_records: u64,
+    /// Arrival-time distance from the checkpointed record (the oldest retained one without a
+    /// checkpoint) to the newest, in ms; 0 when nothing lags.
     pub millis_behind_latest: u64,
 }
 
@@ -474,8 +476,12 @@ impl Broker {
             let millis_behind_latest = if lag_records == 0 {
                 0
             } else {
+                // From the checkpointed record (the last one processed) to the newest, as the
+                // contract defines it; without a checkpoint, or once retention dropped the
+                // checkpointed record, from the oldest record still retained.
+                let from = checkpoint.filter(|&c| c >= first).unwrap_or(first);
                 let l = Arc::clone(&log);
-                let oldest = tokio::task::spawn_blocking(move || l.read(start, 1, 1))
+                let oldest = tokio::task::spawn_blocking(move || l.read(from, 1, 1))
                     .await
                     .map_err(|e| BrokerError::Internal(e.to_string()))??;
                 oldest.records.first().map_or(0, |r| {
