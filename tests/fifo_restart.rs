@@ -402,3 +402,63 @@ async fn puts_cut_off_by_a_kill_are_stored_at_most_once_when_retried() {
     );
     server.kill_9();
 }
+
+#[tokio::test]
+async fn a_window_of_many_ids_spread_over_many_segments_is_rebuilt_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = shardlog::broker::BrokerConfig::new(dir.path());
+        // Small segments and a sparse index: the tail to rebuild spans many files.
+        config.log.segment_max_bytes = 64 * 1024;
+        config.log.index_interval_bytes = 8 * 1024;
+        config
+    };
+    let server = TestServer::start_with(config()).await;
+    let mut c = server.streams().await;
+    create(&mut c, "many", 2, false, 0, pb::DedupScope::Stream).await;
+    const REQUESTS: usize = 50;
+    const PER_REQUEST: usize = 500;
+    let mut places: Vec<(String, Place)> = Vec::new();
+    for r in 0..REQUESTS {
+        let ids: Vec<String> = (0..PER_REQUEST).map(|i| format!("id-{r}-{i}")).collect();
+        let res = c
+            .put_records(pb::PutRecordsRequest {
+                stream_name: "many".into(),
+                records: ids.iter().map(|id| entry(id, id, "", id)).collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(res.failed_record_count, 0);
+        for (id, e) in ids.into_iter().zip(res.records) {
+            assert!(!e.duplicate);
+            places.push((id, (e.shard_id, e.sequence_number)));
+        }
+    }
+    server.stop().await;
+
+    let server = TestServer::start_with(config()).await;
+    let mut c = server.streams().await;
+    for chunk in places.chunks(PER_REQUEST) {
+        let res = c
+            .put_records(pb::PutRecordsRequest {
+                stream_name: "many".into(),
+                records: chunk
+                    .iter()
+                    .map(|(id, _)| entry("another-key", "again", "", id))
+                    .collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for ((id, place), e) in chunk.iter().zip(res.records) {
+            assert!(e.duplicate, "{id} is remembered");
+            assert_eq!(&(e.shard_id, e.sequence_number), place, "{id}");
+        }
+    }
+    assert_eq!(
+        read_stream(&mut c, "many").await.len(),
+        REQUESTS * PER_REQUEST
+    );
+    server.stop().await;
+}
