@@ -443,7 +443,7 @@ fn junk_after_the_last_batch_of_a_sealed_segment_does_not_stop_reads_into_the_ne
     std::fs::write(&path, &bytes).unwrap();
 
     let log = open_real(dir.path(), small_config());
-    let last_of_first = placed.iter().filter(|p| p.segment == 0).last().unwrap();
+    let last_of_first = placed.iter().rfind(|p| p.segment == 0).unwrap();
     let got = log.read(last_of_first.base, 1_000, 1 << 20).unwrap();
     let all = all_records(&placed);
     let from = last_of_first.base as usize;

@@ -106,7 +106,7 @@ fn reopening_an_active_segment_cuts_a_torn_tail_and_says_how_much() {
     };
     let path = segment_file(dir.path(), 0, "log");
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes.extend_from_slice(&bytes[..30].to_vec());
+    bytes.extend_from_within(..30);
     std::fs::write(&path, &bytes).unwrap();
     let (seg, cut) = Segment::open(&RealIo, dir.path(), 0, true, CAPACITY, INTERVAL).unwrap();
     assert_eq!(cut, Some(30));

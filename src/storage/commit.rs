@@ -32,9 +32,10 @@ pub const DEFAULT_MAX_ROUND_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// When appended bytes are made durable, and what an acknowledgement therefore promises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
     /// Sync before acknowledging: an acknowledged record survives power loss. The default.
+    #[default]
     Always,
     /// Acknowledge after the write; sync at most every period. A process crash loses nothing
     /// acknowledged; a power loss may lose up to one period.
@@ -42,12 +43,6 @@ pub enum FsyncPolicy {
     /// Acknowledge after the write and leave syncing to the OS. A process crash loses nothing
     /// acknowledged; a power loss may lose whatever the OS had not written back.
     Never,
-}
-
-impl Default for FsyncPolicy {
-    fn default() -> Self {
-        FsyncPolicy::Always
-    }
 }
 
 impl FromStr for FsyncPolicy {

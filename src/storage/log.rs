@@ -434,10 +434,8 @@ impl ShardLog {
             base,
             self.config.index_capacity(),
         )?;
-        if let Err(e) = self.sync_locked(w) {
-            // The new file is empty and harmless; the shard is poisoned by the failed sync.
-            return Err(e);
-        }
+        // On failure the new file is empty and harmless; the failed sync poisoned the shard.
+        self.sync_locked(w)?;
         if let Err(e) = self.io.sync_dir(&self.dir) {
             // Whether the new segment's name is durable is unknown, and retrying an fsync is
             // as unsafe for a directory as for a file: the shard stops like on a failed sync.
