@@ -42,7 +42,10 @@ pub struct GetRecordsOutput {
 #[derive(Debug, Clone)]
 pub struct SubscribeEvent {
     pub records: Vec<StoredRecord>,
-    /// Where the subscription continues: resubscribe `AtSequence` this to resume.
+    /// The last sequence number the subscription has covered: resubscribe `AfterSequence` this
+    /// to resume without gaps, as the contract says. Before the subscription has covered any
+    /// record of the shard (it started at sequence 0 and nothing was put) there is no such
+    /// number and this is 0.
     pub continuation_sequence: u64,
     pub millis_behind_latest: u64,
 }
@@ -233,7 +236,8 @@ impl Broker {
                     position = batch.next_sequence;
                     let event = SubscribeEvent {
                         records: batch.records,
-                        continuation_sequence: position,
+                        // The batch is not empty, so `position` (its last sequence + 1) is >= 1.
+                        continuation_sequence: position - 1,
                         millis_behind_latest,
                     };
                     if tx.send(Ok(event)).await.is_err() {
@@ -253,7 +257,7 @@ impl Broker {
                     _ = tokio::time::sleep(keepalive) => {
                         let event = SubscribeEvent {
                             records: Vec::new(),
-                            continuation_sequence: position,
+                            continuation_sequence: position.saturating_sub(1),
                             millis_behind_latest: 0,
                         };
                         if tx.send(Ok(event)).await.is_err() {
