@@ -345,21 +345,33 @@ pub async fn subscribe(
 }
 
 /// Receives events until `count` records have arrived (keep-alives are skipped); fails if the
-/// subscription ends or stalls first.
+/// subscription ends, or if the records have not all arrived within [`EVENT_TIMEOUT`] (keep-alives
+/// do not extend it).
 pub async fn receive_records(
     s: &mut tonic::Streaming<shardlog::proto::v1::SubscribeToShardEvent>,
     count: usize,
 ) -> Vec<shardlog::proto::v1::Record> {
     let mut out = Vec::new();
-    while out.len() < count {
-        match next_event(s).await {
-            Ok(Some(ev)) => out.extend(ev.records),
-            Ok(None) => panic!("subscription ended after {} of {count} records", out.len()),
-            Err(e) => panic!(
-                "subscription failed after {} of {count} records: {e}",
-                out.len()
-            ),
+    let receiving = async {
+        while out.len() < count {
+            match s.message().await {
+                Ok(Some(ev)) => out.extend(ev.records),
+                Ok(None) => panic!("subscription ended after {} of {count} records", out.len()),
+                Err(e) => panic!(
+                    "subscription failed after {} of {count} records: {e}",
+                    out.len()
+                ),
+            }
         }
+    };
+    if tokio::time::timeout(EVENT_TIMEOUT, receiving)
+        .await
+        .is_err()
+    {
+        panic!(
+            "only {} of {count} records arrived within {EVENT_TIMEOUT:?}",
+            out.len()
+        );
     }
     out
 }
