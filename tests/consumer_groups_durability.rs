@@ -287,3 +287,93 @@ async fn checkpoints_survive_a_kill_9_of_the_server_process_and_epochs_rise_past
     );
     server.kill_9();
 }
+
+#[tokio::test]
+async fn no_lease_epoch_is_shown_before_the_floor_covering_it_is_durable() {
+    use shardlog::storage::faulty::{FaultyIo, Loss};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let start = || {
+        TestServer::start_with_io(
+            shardlog::broker::BrokerConfig::new(dir.path()),
+            Arc::new(io.clone()),
+        )
+    };
+    let server = start().await;
+    let (mut s, mut g) = (server.streams().await, server.groups().await);
+    s.create_stream(pb::CreateStreamRequest {
+        stream_name: STREAM.into(),
+        shard_count: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut seen: u64 = join(&mut g, "a")
+        .await
+        .iter()
+        .map(|l| l.lease_epoch)
+        .max()
+        .unwrap();
+    server.stop().await;
+
+    // The next life cannot make its metadata durable.
+    let server = start().await;
+    let mut g = server.groups().await;
+    io.fail_syncs(true);
+    for member in ["a", "b", "c"] {
+        let joined = g
+            .join_group(pb::JoinGroupRequest {
+                stream_name: STREAM.into(),
+                group_name: GROUP.into(),
+                member_id: member.into(),
+                session_timeout_ms: 0,
+            })
+            .await;
+        if let Ok(r) = joined {
+            seen = seen.max(
+                r.into_inner()
+                    .assignments
+                    .iter()
+                    .map(|l| l.lease_epoch)
+                    .max()
+                    .unwrap_or(0),
+            );
+        }
+        for m in ["a", "b", "c"] {
+            if let Ok(leases) = heartbeat(&mut g, m).await {
+                seen = seen.max(leases.iter().map(|l| l.lease_epoch).max().unwrap_or(0));
+            }
+        }
+        let described = g
+            .describe_group(pb::DescribeGroupRequest {
+                stream_name: STREAM.into(),
+                group_name: GROUP.into(),
+            })
+            .await;
+        if let Ok(d) = described {
+            seen = seen.max(
+                d.into_inner()
+                    .shards
+                    .iter()
+                    .map(|p| p.lease_epoch)
+                    .max()
+                    .unwrap_or(0),
+            );
+        }
+    }
+    io.fail_syncs(false);
+    server.stop().await;
+    // A power cut takes whatever was not synced.
+    io.power_loss(Loss::UnsyncedGone);
+
+    let server = start().await;
+    let mut g = server.groups().await;
+    let leases = join(&mut g, "d").await;
+    assert!(
+        leases.iter().all(|l| l.lease_epoch > seen),
+        "an epoch shown before the power cut ({seen}) is handed out again: {leases:?}"
+    );
+    server.stop().await;
+}

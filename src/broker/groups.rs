@@ -6,7 +6,7 @@
 //! leaves, so epochs keep rising across a crash. A checkpoint is fenced and made durable while
 //! the group is locked, so no rebalance can slip between the ownership check and the write.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,9 @@ pub(crate) struct Groups {
     coordinators: Mutex<HashMap<GroupKey, GroupCoordinator>>,
     /// Epoch floors persisted before this process started.
     floors: std::sync::Mutex<HashMap<GroupKey, u64>>,
+    /// Groups whose last floor write failed: their coordinator may hold epochs above the
+    /// durable floor, so no answer may show an epoch until its reserved floor is durable.
+    unpersisted: std::sync::Mutex<HashSet<GroupKey>>,
     wake: Notify,
 }
 
@@ -98,6 +101,7 @@ impl Groups {
             },
             coordinators: Mutex::new(HashMap::new()),
             floors: std::sync::Mutex::new(floors),
+            unpersisted: std::sync::Mutex::new(HashSet::new()),
             wake: Notify::new(),
         }
     }
@@ -131,6 +135,10 @@ impl Groups {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(s, _), _| s != stream);
+        self.unpersisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(s, _)| s != stream);
         self.wake.notify_one();
     }
 
@@ -162,10 +170,10 @@ impl Groups {
                     if !outcome.value.is_empty() {
                         tracing::info!(stream, group, expired = ?outcome.value.iter().map(MemberId::as_str).collect::<Vec<_>>(), "members expired");
                     }
-                    if let Some(floor) = outcome.persist_epoch_floor {
-                        if let Err(e) = broker.persist_floor(stream, group, floor).await {
-                            tracing::error!(stream, group, error = %e, "could not persist the epoch floor");
-                        }
+                    let key = (stream.clone(), group.clone());
+                    let floor = outcome.persist_epoch_floor;
+                    if let Err(e) = broker.persist_before_answer(&key, coordinator, floor).await {
+                        tracing::error!(stream, group, error = %e, "could not persist the epoch floor");
                     }
                 }
             }
@@ -182,6 +190,39 @@ fn open_shards(handle: &StreamHandle) -> Vec<u32> {
 }
 
 impl Broker {
+    /// Makes the group's epoch floor durable before an answer that may show epochs leaves:
+    /// the floor this call raised, or — once a floor write has failed — the coordinator's whole
+    /// reserved floor, as the coordinator requires. Until that succeeds every such answer
+    /// fails, so no client sees an epoch that a restart could hand out again.
+    async fn persist_before_answer(
+        &self,
+        key: &GroupKey,
+        coordinator: &GroupCoordinator,
+        raised: Option<u64>,
+    ) -> Result<(), BrokerError> {
+        let unpersisted = &self.inner.groups.unpersisted;
+        let pending = unpersisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key);
+        let floor = if pending {
+            Some(coordinator.reserved_epoch_floor())
+        } else {
+            raised
+        };
+        let Some(floor) = floor else {
+            return Ok(());
+        };
+        let result = self.persist_floor(&key.0, &key.1, floor).await;
+        let mut unpersisted = unpersisted.lock().unwrap_or_else(|p| p.into_inner());
+        if result.is_ok() {
+            unpersisted.remove(key);
+        } else {
+            unpersisted.insert(key.clone());
+        }
+        result
+    }
+
     async fn persist_floor(
         &self,
         stream: &str,
@@ -293,9 +334,7 @@ impl Broker {
             .flatten()
             .max();
         let view = outcome.value;
-        if let Some(floor) = floor {
-            self.persist_floor(&key.0, &key.1, floor).await?;
-        }
+        self.persist_before_answer(&key, coordinator, floor).await?;
         drop(coordinators);
         groups.wake.notify_one();
         Ok(self.assignments(
@@ -325,9 +364,8 @@ impl Broker {
             })
         })?;
         let outcome = coordinator.heartbeat(&member, Instant::now())?;
-        if let Some(floor) = outcome.persist_epoch_floor {
-            self.persist_floor(&key.0, &key.1, floor).await?;
-        }
+        self.persist_before_answer(&key, coordinator, outcome.persist_epoch_floor)
+            .await?;
         drop(coordinators);
         let view = outcome.value;
         Ok(self.assignments(
@@ -359,9 +397,8 @@ impl Broker {
             })
         })?;
         let outcome = coordinator.leave(&member, Instant::now())?;
-        if let Some(floor) = outcome.persist_epoch_floor {
-            self.persist_floor(&key.0, &key.1, floor).await?;
-        }
+        self.persist_before_answer(&key, coordinator, outcome.persist_epoch_floor)
+            .await?;
         drop(coordinators);
         self.inner.groups.wake.notify_one();
         Ok(())
@@ -453,9 +490,8 @@ impl Broker {
             match coordinators.get_mut(&key) {
                 Some(c) => {
                     let outcome = c.expire(Instant::now());
-                    if let Some(floor) = outcome.persist_epoch_floor {
-                        self.persist_floor(&key.0, &key.1, floor).await?;
-                    }
+                    self.persist_before_answer(&key, c, outcome.persist_epoch_floor)
+                        .await?;
                     (c.members(), c.ownership())
                 }
                 None => (Vec::new(), Vec::new()),
@@ -542,6 +578,12 @@ impl Broker {
         self.inner
             .groups
             .floors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        self.inner
+            .groups
+            .unpersisted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);

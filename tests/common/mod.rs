@@ -600,3 +600,34 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
     }
 }
+
+impl TestServer {
+    /// Starts a server with the given settings over the given file system seam (for example a
+    /// `FaultyIo` that fails syncs or loses power).
+    pub async fn start_with_io(
+        config: BrokerConfig,
+        io: std::sync::Arc<dyn shardlog::storage::io::Io>,
+    ) -> TestServer {
+        let data_dir = config.data_dir.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let broker = Broker::open(config, io).await.expect("open broker");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            shardlog::server::serve(broker, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server ran");
+        });
+        TestServer {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+            _tmp: None,
+        }
+    }
+}
