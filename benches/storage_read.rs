@@ -1,0 +1,86 @@
+//! What reading a shard sequentially costs when its segments are in the page cache: the whole
+//! log, 1 KiB records written in batches of 500, read front to back with `ShardLog::read` at
+//! two byte budgets per call (1 MiB and 10 MiB, at most 10,000 records, as GetRecords takes).
+//! Throughput is record payload bytes per second.
+//!
+//! Run: `cargo bench --bench storage_read` (`-- --quick` for a short run). The log is written
+//! under `$SHARDLOG_BENCH_DIR` when set, else the system's temporary directory.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shardlog::storage::io::RealIo;
+use shardlog::storage::{BatchBuilder, LogConfig, RecordRef, ShardLog};
+
+/// Bytes of data per record.
+const RECORD_BYTES: usize = 1024;
+/// Records per appended batch.
+const BATCH: usize = 500;
+/// Records in the log: 512 MiB of payload, two default-sized segments and a bit.
+const RECORDS: usize = 512 * 1024;
+/// Most records one read returns.
+const MAX_RECORDS: usize = 10_000;
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("SHARDLOG_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir).expect("temporary directory in SHARDLOG_BENCH_DIR"),
+        None => tempfile::tempdir().expect("temporary directory"),
+    }
+}
+
+fn fill(log: &ShardLog) {
+    let data = vec![0x5au8; RECORD_BYTES];
+    for n in 0..RECORDS / BATCH {
+        let mut builder = BatchBuilder::with_capacity(BATCH * (RECORD_BYTES + 32));
+        for i in 0..BATCH {
+            let key = format!("key-{n}-{i}");
+            builder
+                .push(&RecordRef {
+                    partition_key: &key,
+                    data: &data,
+                    ..RecordRef::default()
+                })
+                .expect("a bench record fits a frame");
+        }
+        let batch = builder.finish().expect("at least one record");
+        log.append(&mut [batch], false).expect("append");
+    }
+}
+
+/// Reads every record once, `max_bytes` per call; returns the records read.
+fn read_all(log: &ShardLog, max_bytes: usize) -> usize {
+    let mut next = log.first_sequence();
+    let mut count = 0;
+    loop {
+        let batch = log.read(next, MAX_RECORDS, max_bytes).expect("read");
+        if batch.records.is_empty() {
+            return count;
+        }
+        count += batch.records.len();
+        next = batch.next_sequence;
+    }
+}
+
+fn read_sequential(c: &mut Criterion) {
+    let dir = bench_dir();
+    let log = ShardLog::open(RealIo::shared(), dir.path(), LogConfig::default()).expect("open log");
+    fill(&log);
+    // Every page was just written, so it is in the page cache; one pass warms the rest.
+    assert_eq!(read_all(&log, 1 << 20), RECORDS);
+
+    let mut group = c.benchmark_group("read_sequential");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Bytes((RECORDS * RECORD_BYTES) as u64));
+    for (name, max_bytes) in [("budget_1MiB", 1usize << 20), ("budget_10MiB", 10 << 20)] {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| assert_eq!(read_all(&log, max_bytes), RECORDS))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, read_sequential);
+criterion_main!(benches);
