@@ -29,6 +29,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;

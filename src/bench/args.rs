@@ -1,0 +1,550 @@
+//! The `shardlog bench` command line, and its validation into a [`Plan`] the workloads run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::BenchError;
+use crate::broker::{
+    DEFAULT_MAX_PUT_ENTRIES, DEFAULT_MAX_PUT_REQUEST_BYTES, DEFAULT_MAX_RECORD_BYTES,
+};
+use crate::storage::FsyncPolicy;
+
+/// Server driven when neither `--server` nor `--embedded` is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// Stream the bench writes and reads when `--stream` is not given.
+pub const DEFAULT_STREAM: &str = "bench";
+/// Default shards of the stream the bench creates.
+pub const DEFAULT_SHARDS: u32 = 4;
+/// Default concurrent producers, each on its own connection.
+pub const DEFAULT_PRODUCERS: usize = 2;
+/// Default concurrent consumers, each on its own connection, sharing the shards.
+pub const DEFAULT_CONSUMERS: usize = 1;
+/// Default bytes of data per record.
+pub const DEFAULT_RECORD_BYTES: usize = 1024;
+/// Default records per PutRecords request.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// Default length of a run.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Longest run accepted: the bench must always stop by itself.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default distinct partition keys (or message groups).
+pub const DEFAULT_KEY_SPACE: u64 = 1024;
+/// Most distinct keys: they are built once up front and cycled through.
+pub const MAX_KEY_SPACE: u64 = 1_000_000;
+/// Records a consume run stores first when `--records` is not given.
+pub const DEFAULT_CONSUME_RECORDS: u64 = 100_000;
+/// Bytes at the head of every e2e record: its send time in nanoseconds since the run's epoch.
+pub const TIMESTAMP_BYTES: usize = 8;
+
+/// What the bench does to the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// PutRecords as fast as allowed (or at --rate): ack latency and throughput.
+    Produce,
+    /// Store --records records (unless already there), then read them all back: catch-up reads.
+    Consume,
+    /// Producers and subscribers at once: put-to-receive latency.
+    E2e,
+}
+
+impl Workload {
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Produce => "produce",
+            Workload::Consume => "consume",
+            Workload::E2e => "e2e",
+        }
+    }
+}
+
+/// How a consume run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsumeMode {
+    /// GetShardIterator at TRIM_HORIZON, then GetRecords until the shard's end.
+    GetRecords,
+    /// SubscribeToShard from TRIM_HORIZON until the shard's last record arrives.
+    Subscribe,
+}
+
+impl ConsumeMode {
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsumeMode::GetRecords => "get-records",
+            ConsumeMode::Subscribe => "subscribe",
+        }
+    }
+}
+
+/// Load generator: drives a shardlog server over gRPC and reports throughput and latency.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// URL of a running server to drive [default: http://127.0.0.1:50051]
+    #[arg(long = "server", value_name = "URL", conflicts_with = "embedded")]
+    pub server: Option<String>,
+    /// Start a server in this process on a temporary directory, removed at the end
+    #[arg(long)]
+    pub embedded: bool,
+    /// Where the embedded server's temporary directory is made [default: the system's temp dir]
+    #[arg(long, value_name = "DIR", requires = "embedded")]
+    pub data_dir: Option<PathBuf>,
+    /// Fsync policy of the embedded server: always, interval or never [default: always]
+    #[arg(long, value_name = "POLICY", value_parser = parse_fsync, requires = "embedded")]
+    pub fsync: Option<FsyncPolicy>,
+    /// What to measure
+    #[arg(long, value_enum, default_value_t = Workload::Produce)]
+    pub workload: Workload,
+    /// How the consume workload reads
+    #[arg(long, value_enum, default_value_t = ConsumeMode::GetRecords)]
+    pub consume_mode: ConsumeMode,
+    /// Stream to use; created with --shards shards when it does not exist
+    #[arg(long, default_value = DEFAULT_STREAM, value_name = "NAME")]
+    pub stream: String,
+    /// Shards of the stream when the bench creates it
+    #[arg(long, default_value_t = DEFAULT_SHARDS, value_name = "N")]
+    pub shards: u32,
+    /// Concurrent producers, each on its own connection
+    #[arg(long, default_value_t = DEFAULT_PRODUCERS, value_name = "N")]
+    pub producers: usize,
+    /// Concurrent consumers, each on its own connection; the shards are divided between them
+    #[arg(long, default_value_t = DEFAULT_CONSUMERS, value_name = "N")]
+    pub consumers: usize,
+    /// Bytes of data per record
+    #[arg(long, default_value_t = DEFAULT_RECORD_BYTES, value_name = "BYTES")]
+    pub record_size: usize,
+    /// Records per PutRecords request
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, value_name = "N")]
+    pub batch_size: usize,
+    /// Longest time the measured phase runs: 30, 30s, 500ms, 2m
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
+    pub duration: Duration,
+    /// Records to put (produce, e2e) or to have stored before reading (consume)
+    #[arg(long, value_name = "N")]
+    pub records: Option<u64>,
+    /// Open loop: records per second in total, sent on a fixed schedule; latency counts from
+    /// each batch's intended send time
+    #[arg(long, value_name = "RECORDS_PER_SEC")]
+    pub rate: Option<u64>,
+    /// Distinct partition keys (or message groups with --message-groups), used in turn
+    #[arg(long, default_value_t = DEFAULT_KEY_SPACE, value_name = "N")]
+    pub key_space: u64,
+    /// Send the keys as FIFO message group ids instead of plain partition keys
+    #[arg(long)]
+    pub message_groups: bool,
+    /// Give every record a unique deduplication id
+    #[arg(long)]
+    pub dedup: bool,
+    /// Print the result as one JSON object on standard output
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for BenchArgs {
+    /// The command's defaults with `--embedded`: what `shardlog bench --embedded` runs.
+    fn default() -> Self {
+        BenchArgs {
+            server: None,
+            embedded: true,
+            data_dir: None,
+            fsync: None,
+            workload: Workload::Produce,
+            consume_mode: ConsumeMode::GetRecords,
+            stream: DEFAULT_STREAM.to_owned(),
+            shards: DEFAULT_SHARDS,
+            producers: DEFAULT_PRODUCERS,
+            consumers: DEFAULT_CONSUMERS,
+            record_size: DEFAULT_RECORD_BYTES,
+            batch_size: DEFAULT_BATCH_SIZE,
+            duration: DEFAULT_DURATION,
+            records: None,
+            rate: None,
+            key_space: DEFAULT_KEY_SPACE,
+            message_groups: false,
+            dedup: false,
+            json: false,
+        }
+    }
+}
+
+fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    s.parse()
+}
+
+/// Parses a duration: a number of seconds (`30`, `0.5`) or a number with a unit (`500ms`,
+/// `30s`, `2m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Where the bench's server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A server already running at this URL.
+    Remote(String),
+    /// A server started in this process for the run.
+    Embedded {
+        /// Parent of the temporary data directory.
+        parent: PathBuf,
+        fsync: FsyncPolicy,
+    },
+}
+
+/// A validated run: every setting checked, defaults resolved.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Target,
+    pub workload: Workload,
+    pub consume_mode: ConsumeMode,
+    pub stream: String,
+    pub shards: u32,
+    pub producers: usize,
+    pub consumers: usize,
+    pub record_size: usize,
+    pub batch_size: usize,
+    pub duration: Duration,
+    /// Records to put (produce, e2e: `None` = until the duration ends) or to store first
+    /// (consume: always set).
+    pub records: Option<u64>,
+    pub rate: Option<u64>,
+    pub key_space: u64,
+    pub message_groups: bool,
+    pub dedup: bool,
+    pub json: bool,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> BenchError {
+    BenchError::InvalidArgument {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+impl Plan {
+    /// Checks every setting against the others and against the server's default limits (a
+    /// batch the server would reject whole measures nothing).
+    pub fn from_args(args: &BenchArgs) -> Result<Plan, BenchError> {
+        let target = match (&args.server, args.embedded) {
+            (Some(_), true) => return Err(invalid("server", "give either --server or --embedded")),
+            (Some(url), false) => Target::Remote(url.clone()),
+            (None, false) => Target::Remote(DEFAULT_SERVER.to_owned()),
+            (None, true) => Target::Embedded {
+                parent: args.data_dir.clone().unwrap_or_else(std::env::temp_dir),
+                fsync: args.fsync.unwrap_or_default(),
+            },
+        };
+        if matches!(target, Target::Remote(_)) && args.fsync.is_some() {
+            return Err(invalid("fsync", "applies only to --embedded"));
+        }
+        if args.stream.is_empty() {
+            return Err(invalid("stream", "must not be empty"));
+        }
+        if args.shards == 0 {
+            return Err(invalid("shards", "must be at least 1"));
+        }
+        let produces = matches!(args.workload, Workload::Produce | Workload::E2e);
+        let consumes = matches!(args.workload, Workload::Consume | Workload::E2e);
+        if args.producers == 0 {
+            return Err(invalid("producers", "must be at least 1"));
+        }
+        if consumes {
+            if args.consumers == 0 {
+                return Err(invalid("consumers", "must be at least 1"));
+            }
+            if args.consumers > args.shards as usize {
+                return Err(invalid(
+                    "consumers",
+                    format!(
+                        "{} consumers for {} shards: each shard is read by one consumer",
+                        args.consumers, args.shards
+                    ),
+                ));
+            }
+        }
+        let min_record = if args.workload == Workload::E2e {
+            TIMESTAMP_BYTES
+        } else {
+            1
+        };
+        if args.record_size < min_record || args.record_size > DEFAULT_MAX_RECORD_BYTES {
+            return Err(invalid(
+                "record-size",
+                format!(
+                    "{} is outside [{min_record}, {DEFAULT_MAX_RECORD_BYTES}]{}",
+                    args.record_size,
+                    if min_record > 1 {
+                        " (an e2e record carries its 8-byte send time)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        if args.batch_size == 0 || args.batch_size > DEFAULT_MAX_PUT_ENTRIES {
+            return Err(invalid(
+                "batch-size",
+                format!(
+                    "{} is outside [1, {DEFAULT_MAX_PUT_ENTRIES}]",
+                    args.batch_size
+                ),
+            ));
+        }
+        if args.key_space == 0 || args.key_space > MAX_KEY_SPACE {
+            return Err(invalid(
+                "key-space",
+                format!("{} is outside [1, {MAX_KEY_SPACE}]", args.key_space),
+            ));
+        }
+        let key_bytes = key_name(args.key_space - 1).len();
+        // The server counts a request's data and partition keys against its size limit.
+        let request_bytes = args.batch_size * (args.record_size + key_bytes);
+        if request_bytes > DEFAULT_MAX_PUT_REQUEST_BYTES {
+            return Err(invalid(
+                "batch-size",
+                format!(
+                    "{} records of {} bytes make {request_bytes} bytes per request, past the \
+                     server's default limit of {DEFAULT_MAX_PUT_REQUEST_BYTES}",
+                    args.batch_size, args.record_size
+                ),
+            ));
+        }
+        if args.duration.is_zero() || args.duration > MAX_DURATION {
+            return Err(invalid(
+                "duration",
+                format!(
+                    "{:?} is outside (0, {} h]",
+                    args.duration,
+                    MAX_DURATION.as_secs() / 3600
+                ),
+            ));
+        }
+        if args.records == Some(0) {
+            return Err(invalid("records", "must be at least 1"));
+        }
+        match args.rate {
+            Some(0) => return Err(invalid("rate", "must be at least 1 record per second")),
+            Some(_) if !produces => {
+                return Err(invalid("rate", "applies to the produce and e2e workloads"))
+            }
+            _ => {}
+        }
+        let records = match args.workload {
+            Workload::Consume => Some(args.records.unwrap_or(DEFAULT_CONSUME_RECORDS)),
+            Workload::Produce | Workload::E2e => args.records,
+        };
+        Ok(Plan {
+            target,
+            workload: args.workload,
+            consume_mode: args.consume_mode,
+            stream: args.stream.clone(),
+            shards: args.shards,
+            producers: args.producers,
+            consumers: args.consumers,
+            record_size: args.record_size,
+            batch_size: args.batch_size,
+            duration: args.duration,
+            records,
+            rate: args.rate,
+            key_space: args.key_space,
+            message_groups: args.message_groups,
+            dedup: args.dedup,
+            json: args.json,
+        })
+    }
+
+    /// The fsync policy in force, when the bench runs the server.
+    pub fn fsync(&self) -> Option<FsyncPolicy> {
+        match &self.target {
+            Target::Embedded { fsync, .. } => Some(*fsync),
+            Target::Remote(_) => None,
+        }
+    }
+}
+
+/// The `n`-th partition key (or message group id).
+pub fn key_name(n: u64) -> String {
+    format!("k{n}")
+}
+
+/// The command-line name of a fsync policy.
+pub fn fsync_name(policy: FsyncPolicy) -> &'static str {
+    match policy {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Interval(_) => "interval",
+        FsyncPolicy::Never => "never",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parse(line: &[&str]) -> Result<BenchArgs, clap::Error> {
+        let mut argv = vec!["bench"];
+        argv.extend_from_slice(line);
+        Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    fn plan(line: &[&str]) -> Result<Plan, BenchError> {
+        Plan::from_args(&parse(line).expect("the line parses"))
+    }
+
+    fn rejected_setting(line: &[&str]) -> &'static str {
+        match plan(line) {
+            Err(BenchError::InvalidArgument { setting, .. }) => setting,
+            other => panic!("expected an invalid argument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_drive_the_default_server_with_a_produce_run() {
+        let plan = plan(&[]).expect("defaults are valid");
+        assert_eq!(plan.target, Target::Remote(DEFAULT_SERVER.to_owned()));
+        assert_eq!(plan.workload, Workload::Produce);
+        assert_eq!(plan.duration, DEFAULT_DURATION);
+        assert_eq!(plan.records, None);
+        assert_eq!(plan.fsync(), None);
+    }
+
+    #[test]
+    fn embedded_takes_the_fsync_policy_and_defaults_to_always() {
+        let never = plan(&["--embedded", "--fsync", "never"]).expect("valid");
+        assert_eq!(never.fsync(), Some(FsyncPolicy::Never));
+        let default = plan(&["--embedded"]).expect("valid");
+        assert_eq!(default.fsync(), Some(FsyncPolicy::Always));
+    }
+
+    #[test]
+    fn fsync_without_embedded_is_refused_by_the_parser() {
+        assert!(parse(&["--fsync", "never"]).is_err());
+        assert!(parse(&["--embedded", "--fsync", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn server_and_embedded_together_are_refused() {
+        assert!(parse(&["--embedded", "--server", "http://127.0.0.1:1"]).is_err());
+        let args = BenchArgs {
+            server: Some("http://127.0.0.1:1".into()),
+            ..BenchArgs::default()
+        };
+        assert!(matches!(
+            Plan::from_args(&args),
+            Err(BenchError::InvalidArgument {
+                setting: "server",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn out_of_range_settings_name_the_flag() {
+        assert_eq!(rejected_setting(&["--shards", "0"]), "shards");
+        assert_eq!(rejected_setting(&["--producers", "0"]), "producers");
+        assert_eq!(rejected_setting(&["--record-size", "0"]), "record-size");
+        assert_eq!(
+            rejected_setting(&["--record-size", "2000000"]),
+            "record-size"
+        );
+        assert_eq!(rejected_setting(&["--batch-size", "0"]), "batch-size");
+        assert_eq!(rejected_setting(&["--batch-size", "501"]), "batch-size");
+        assert_eq!(rejected_setting(&["--duration", "0"]), "duration");
+        assert_eq!(rejected_setting(&["--duration", "25h"]), "duration");
+        assert_eq!(rejected_setting(&["--records", "0"]), "records");
+        assert_eq!(rejected_setting(&["--rate", "0"]), "rate");
+        assert_eq!(rejected_setting(&["--key-space", "0"]), "key-space");
+        assert_eq!(rejected_setting(&["--key-space", "1000001"]), "key-space");
+    }
+
+    #[test]
+    fn a_batch_past_the_request_size_limit_is_refused() {
+        // 500 records of 16 KiB are 8 MiB, past the 5 MiB request limit.
+        assert_eq!(
+            rejected_setting(&["--record-size", "16384", "--batch-size", "500"]),
+            "batch-size"
+        );
+        assert!(plan(&["--record-size", "8192", "--batch-size", "500"]).is_ok());
+    }
+
+    #[test]
+    fn e2e_records_must_hold_the_send_time() {
+        assert_eq!(
+            rejected_setting(&["--workload", "e2e", "--record-size", "7"]),
+            "record-size"
+        );
+        assert!(plan(&["--workload", "e2e", "--record-size", "8"]).is_ok());
+        assert!(plan(&["--workload", "produce", "--record-size", "1"]).is_ok());
+    }
+
+    #[test]
+    fn readers_may_not_outnumber_shards() {
+        assert_eq!(
+            rejected_setting(&["--workload", "consume", "--shards", "2", "--consumers", "3"]),
+            "consumers"
+        );
+        assert_eq!(
+            rejected_setting(&["--workload", "e2e", "--consumers", "0"]),
+            "consumers"
+        );
+        // A produce run has no readers to count.
+        assert!(plan(&["--shards", "2", "--consumers", "3"]).is_ok());
+    }
+
+    #[test]
+    fn rate_is_refused_for_a_consume_run() {
+        assert_eq!(
+            rejected_setting(&["--workload", "consume", "--rate", "1000"]),
+            "rate"
+        );
+        assert!(plan(&["--workload", "e2e", "--rate", "1000"]).is_ok());
+    }
+
+    #[test]
+    fn a_consume_run_always_has_a_record_count() {
+        let default = plan(&["--workload", "consume"]).expect("valid");
+        assert_eq!(default.records, Some(DEFAULT_CONSUME_RECORDS));
+        let given = plan(&["--workload", "consume", "--records", "7"]).expect("valid");
+        assert_eq!(given.records, Some(7));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+}

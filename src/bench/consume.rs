@@ -1,0 +1,232 @@
+//! Catch-up readers: how far each shard reaches (probed through a throwaway consumer group),
+//! then every shard read from TRIM_HORIZON to that end, by GetRecords polling or by
+//! SubscribeToShard. Each consumer has its own connection and reads its share of the shards,
+//! one task per shard.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use super::args::ConsumeMode;
+use super::stats::Meter;
+use super::{BenchError, DEFAULT_RPC_TIMEOUT};
+use crate::client::{Client, ClientError, Membership, Position};
+use crate::proto::v1::Record;
+
+/// Failed calls in a row after which a reader gives its shard up.
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;
+
+/// How far a shard reaches when the read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardEnd {
+    pub shard_id: String,
+    /// The shard's newest sequence number; `None` while it holds no record.
+    pub last: Option<u64>,
+    /// Records the shard retains.
+    pub records: u64,
+}
+
+/// The newest sequence number and record count of every shard of `stream`.
+///
+/// The contract has no call that says how far a shard reaches; a consumer group's description
+/// does (`latest_sequence_number`, and `lag_records` counts every retained record while the
+/// group has no checkpoint). The probe joins a group of its own, reads its description, and
+/// deletes it again.
+pub async fn probe_ends(
+    client: &Client,
+    stream: &str,
+    run_id: &str,
+) -> Result<Vec<ShardEnd>, BenchError> {
+    let member = Membership::new(stream, format!("bench-probe-{run_id}"), "probe");
+    let step = |step: &'static str| move |source| BenchError::Client { step, source };
+    client
+        .join_group(&member, None)
+        .await
+        .map_err(step("joining the probe group"))?;
+    let described = client
+        .describe_group(stream, &member.group)
+        .await
+        .map_err(step("describing the probe group"));
+    // Clean up whatever the description said; a probe group left behind is harmless but
+    // untidy, so failing to delete it only warns.
+    if let Err(error) = client.delete_group(stream, &member.group).await {
+        tracing::warn!(%error, group = %member.group, "cannot delete the bench's probe group");
+    }
+    Ok(described?
+        .shards
+        .into_iter()
+        .map(|shard| ShardEnd {
+            shard_id: shard.shard_id,
+            last: shard.latest_sequence_number,
+            records: shard.lag_records,
+        })
+        .collect())
+}
+
+/// Reads every shard up to its end (or until `deadline`), consumer `c` of `C` taking shards
+/// `c`, `c + C`, …; returns how long the reads took.
+pub async fn read_all(
+    clients: Vec<Client>,
+    stream: &str,
+    ends: Vec<ShardEnd>,
+    mode: ConsumeMode,
+    deadline: Instant,
+    meter: Arc<Meter>,
+) -> Duration {
+    let start = Instant::now();
+    let stream: Arc<str> = Arc::from(stream);
+    let mut readers = JoinSet::new();
+    for (i, end) in ends.into_iter().enumerate() {
+        let Some(last) = end.last else { continue };
+        let client = clients[i % clients.len().max(1)].clone();
+        let shard = ShardRead {
+            client,
+            stream: Arc::clone(&stream),
+            shard_id: end.shard_id,
+            last,
+            deadline,
+            meter: Arc::clone(&meter),
+        };
+        match mode {
+            ConsumeMode::GetRecords => {
+                readers.spawn(poll_shard(shard));
+            }
+            ConsumeMode::Subscribe => {
+                readers.spawn(subscribe_shard(shard));
+            }
+        }
+    }
+    while let Some(joined) = readers.join_next().await {
+        if let Err(error) = joined {
+            meter.add_rpc_error(|| format!("a reader task failed: {error}"));
+        }
+    }
+    start.elapsed()
+}
+
+fn data_bytes(records: &[Record]) -> u64 {
+    records.iter().map(|r| r.data.len() as u64).sum()
+}
+
+fn count_error(meter: &Meter, outcome: Result<ClientError, &'static str>) {
+    match outcome {
+        Ok(error) => meter.add_rpc_error(|| error.to_string()),
+        Err(rpc) => {
+            meter.add_rpc_error(|| format!("{rpc} timed out after {DEFAULT_RPC_TIMEOUT:?}"))
+        }
+    }
+}
+
+/// One shard's catch-up read.
+struct ShardRead {
+    client: Client,
+    stream: Arc<str>,
+    shard_id: String,
+    /// The read is complete once this sequence number has been read.
+    last: u64,
+    deadline: Instant,
+    meter: Arc<Meter>,
+}
+
+async fn poll_shard(shard: ShardRead) {
+    let ShardRead {
+        client,
+        stream,
+        shard_id,
+        last,
+        deadline,
+        meter,
+    } = shard;
+    let mut iterator = match tokio::time::timeout(
+        DEFAULT_RPC_TIMEOUT,
+        client.get_shard_iterator(&stream, &shard_id, Position::TrimHorizon),
+    )
+    .await
+    {
+        Ok(Ok(iterator)) => iterator,
+        Ok(Err(error)) => return count_error(&meter, Ok(error)),
+        Err(_) => return count_error(&meter, Err("GetShardIterator")),
+    };
+    let mut failures = 0;
+    while Instant::now() < deadline && failures < MAX_CONSECUTIVE_ERRORS {
+        let asked = Instant::now();
+        // 0: the server's own limit, the largest read it allows.
+        match tokio::time::timeout(DEFAULT_RPC_TIMEOUT, client.get_records(&iterator, 0)).await {
+            Ok(Ok(response)) => {
+                failures = 0;
+                meter.record_latency(asked.elapsed());
+                let records = &response.records;
+                meter.add_records(records.len() as u64, data_bytes(records));
+                let reached = records.last().is_some_and(|r| r.sequence_number >= last);
+                let at_end = records.is_empty() && response.millis_behind_latest == 0;
+                if reached || at_end || response.next_shard_iterator.is_empty() {
+                    return;
+                }
+                iterator = response.next_shard_iterator;
+            }
+            Ok(Err(error)) => {
+                failures += 1;
+                count_error(&meter, Ok(error));
+            }
+            Err(_) => {
+                failures += 1;
+                count_error(&meter, Err("GetRecords"));
+            }
+        }
+    }
+}
+
+async fn subscribe_shard(shard: ShardRead) {
+    let ShardRead {
+        client,
+        stream,
+        shard_id,
+        last,
+        deadline,
+        meter,
+    } = shard;
+    let mut waiting_since = Instant::now();
+    let mut events = match tokio::time::timeout(
+        DEFAULT_RPC_TIMEOUT,
+        client.subscribe_to_shard(&stream, &shard_id, Position::TrimHorizon),
+    )
+    .await
+    {
+        Ok(Ok(events)) => events,
+        Ok(Err(error)) => return count_error(&meter, Ok(error)),
+        Err(_) => return count_error(&meter, Err("SubscribeToShard")),
+    };
+    loop {
+        match tokio::time::timeout_at(deadline.into(), events.message()).await {
+            Err(_deadline) => return,
+            Ok(Ok(Some(event))) => {
+                let records = &event.records;
+                if records.is_empty() {
+                    // A keep-alive: nothing was read.
+                    continue;
+                }
+                meter.record_latency(waiting_since.elapsed());
+                waiting_since = Instant::now();
+                meter.add_records(records.len() as u64, data_bytes(records));
+                if records.last().is_some_and(|r| r.sequence_number >= last) {
+                    return;
+                }
+            }
+            Ok(Ok(None)) => {
+                return meter.add_rpc_error(|| {
+                    format!("the subscription to {shard_id} ended before its last record")
+                })
+            }
+            Ok(Err(status)) => {
+                return meter.add_rpc_error(|| {
+                    ClientError::Rpc {
+                        rpc: "SubscribeToShard",
+                        source: status,
+                    }
+                    .to_string()
+                })
+            }
+        }
+    }
+}

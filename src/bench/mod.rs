@@ -1,0 +1,435 @@
+//! `shardlog bench`: a load generator that drives a shardlog server over real gRPC and reports
+//! throughput, ack latency and put-to-receive latency from HDR histograms.
+//!
+//! ```text
+//!  args ─▶ Plan ─▶ server: --server URL, or --embedded (127.0.0.1:0, temp dir, removed after)
+//!                    │
+//!   produce ─────────┼─▶ P producers ── PutRecords ──▶ ack latency, records/s, MB/s
+//!   consume ─────────┼─▶ fill (unless stored) ─▶ probe shard ends ─▶ C readers catch up
+//!                    │      GetRecords polling or SubscribeToShard ──▶ read records/s
+//!   e2e ─────────────┴─▶ subscribers at LATEST, then P producers stamping each record with
+//!                          its send time ──▶ ack latency and put→receive latency
+//!  progress line every second (stderr) ─▶ summary table, or one JSON object (stdout)
+//! ```
+//!
+//! Every phase is bounded by `--duration` and/or `--records` and every call by
+//! [`DEFAULT_RPC_TIMEOUT`], so a run always stops by itself. Failed entries and failed calls
+//! are counted, not fatal; a run in which nothing succeeded fails with the first error.
+
+pub mod args;
+mod consume;
+mod e2e;
+pub mod embedded;
+mod produce;
+mod progress;
+pub mod report;
+pub mod schedule;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+pub use args::{BenchArgs, ConsumeMode, Plan, Target, Workload, TIMESTAMP_BYTES};
+pub use report::{BenchReport, FillReport, Json, RssReport};
+
+use crate::broker::BrokerError;
+use crate::client::{Client, ClientError};
+use crate::server::ServerError;
+use embedded::{EmbeddedServer, EmbeddedSettings};
+use produce::{AckedTail, Budget, ProducePhase, RecordShape};
+use progress::Progress;
+use stats::Meter;
+
+/// Longest any one call may take before it counts as failed.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long e2e subscribers may take, after the producers are done, to receive the last
+/// acknowledged records.
+pub const DEFAULT_E2E_DRAIN: Duration = Duration::from_secs(10);
+/// Longest the store phase before a consume run may take.
+pub const MAX_FILL_TIME: Duration = Duration::from_secs(30 * 60);
+
+/// Why a bench run could not be made or measured nothing.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    #[error("invalid --{setting}: {reason}")]
+    InvalidArgument {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("when {step}")]
+    Client {
+        step: &'static str,
+        #[source]
+        source: ClientError,
+    },
+    #[error("when {step}: no answer after {after:?}")]
+    Timeout { step: &'static str, after: Duration },
+    #[error("when trying to {action} the embedded data directory {}", dir.display())]
+    DataDir {
+        action: &'static str,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("when binding the embedded server to {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("when opening the embedded server's broker")]
+    OpenBroker(#[source] BrokerError),
+    #[error("the embedded server failed")]
+    Server(#[source] ServerError),
+    #[error("the embedded server's task failed: {0}")]
+    ServerTask(String),
+    /// Not one record went through: the errors are the result.
+    #[error("{phase}: nothing succeeded ({errors} errors); the first: {first}")]
+    NothingWorked {
+        phase: &'static str,
+        errors: u64,
+        first: String,
+    },
+}
+
+/// Runs the bench the arguments describe and prints its result: the summary table, or with
+/// `--json` one JSON object, on standard output (progress goes to standard error).
+pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
+    let report = execute(&args).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// Runs the bench the arguments describe and returns what it measured.
+pub async fn execute(args: &BenchArgs) -> Result<BenchReport, BenchError> {
+    let plan = Plan::from_args(args)?;
+    let rss_before = embedded::process_rss();
+    let run_id = run_id();
+    let (server, url) = match &plan.target {
+        Target::Remote(url) => (None, url.clone()),
+        Target::Embedded { parent, fsync } => {
+            let settings = EmbeddedSettings {
+                fsync: *fsync,
+                // A dedup run's ids all stay in the window: room for every one of them.
+                max_dedup_ids: if plan.dedup {
+                    usize::try_from(plan.records.unwrap_or(0)).unwrap_or(usize::MAX)
+                } else {
+                    0
+                },
+            };
+            let server = EmbeddedServer::start(parent, settings).await?;
+            let url = server.url();
+            (Some(server), url)
+        }
+    };
+    let measured = measure(&plan, &url, &run_id).await;
+    let rss_after = embedded::process_rss();
+    let stopped = match server {
+        Some(server) => server.stop().await,
+        None => Ok(()),
+    };
+    let measured = measured?;
+    stopped?;
+    let rss = match (&plan.target, rss_before, rss_after) {
+        (Target::Embedded { .. }, Some((before, _)), Some((after, peak))) => Some(RssReport {
+            before_bytes: before,
+            after_bytes: after,
+            peak_bytes: peak,
+        }),
+        _ => None,
+    };
+    let report = measured.into_report(&plan, rss);
+    if report.records == 0 && report.errors() > 0 {
+        return Err(BenchError::NothingWorked {
+            phase: plan.workload.name(),
+            errors: report.errors(),
+            first: report.first_error.unwrap_or_default(),
+        });
+    }
+    Ok(report)
+}
+
+/// A random id naming this run's dedup ids and probe group, so runs against one server never
+/// collide.
+fn run_id() -> String {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => format!("{:016x}", u64::from_le_bytes(bytes)),
+        // Without an entropy source, the process id and the clock still tell runs apart.
+        Err(_) => format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ),
+    }
+}
+
+/// What the measured phase counted.
+struct Measured {
+    meter: Arc<Meter>,
+    elapsed: Duration,
+    e2e_missing: u64,
+    fill: Option<FillReport>,
+}
+
+impl Measured {
+    fn into_report(self, plan: &Plan, rss: Option<RssReport>) -> BenchReport {
+        let counts = self.meter.counts();
+        BenchReport {
+            workload: plan.workload.name(),
+            consume_mode: (plan.workload == Workload::Consume).then(|| plan.consume_mode.name()),
+            server: match &plan.target {
+                Target::Remote(url) => url.clone(),
+                Target::Embedded { .. } => "embedded".to_owned(),
+            },
+            fsync: plan.fsync().map(args::fsync_name),
+            stream: plan.stream.clone(),
+            shards: plan.shards,
+            producers: plan.producers,
+            consumers: plan.consumers,
+            record_size: plan.record_size,
+            batch_size: plan.batch_size,
+            rate: plan.rate,
+            key_space: plan.key_space,
+            dedup: plan.dedup,
+            message_groups: plan.message_groups,
+            records: counts.records,
+            bytes: counts.bytes,
+            elapsed: self.elapsed,
+            failed_entries: counts.failed_entries,
+            rpc_errors: counts.rpc_errors,
+            e2e_missing: self.e2e_missing,
+            first_error: self.meter.first_error(),
+            latency: self.meter.latency(),
+            e2e_latency: self.meter.e2e_latency(),
+            fill: self.fill,
+            rss,
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, BenchError> {
+    Client::connect(url.to_owned())
+        .await
+        .map_err(|source| BenchError::Client {
+            step: "connecting to the server",
+            source,
+        })
+}
+
+/// One connection per producer or consumer.
+async fn connections(url: &str, n: usize) -> Result<Vec<Client>, BenchError> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(connect(url).await?);
+    }
+    Ok(clients)
+}
+
+/// Creates the stream, or takes it as it is when it exists; returns its open shards' ids.
+async fn ensure_stream(client: &Client, plan: &Plan) -> Result<Vec<String>, BenchError> {
+    match client.create_stream(&plan.stream, plan.shards).await {
+        Ok(description) => return Ok(description.shards.into_iter().map(|s| s.shard_id).collect()),
+        Err(error) if error.code() == Some(tonic::Code::AlreadyExists) => {}
+        Err(source) => {
+            return Err(BenchError::Client {
+                step: "creating the stream",
+                source,
+            })
+        }
+    }
+    let shards = client
+        .list_shards(&plan.stream)
+        .await
+        .map_err(|source| BenchError::Client {
+            step: "listing the stream's shards",
+            source,
+        })?;
+    Ok(shards
+        .into_iter()
+        .filter(|s| s.ending_sequence_number.is_none())
+        .map(|s| s.shard_id)
+        .collect())
+}
+
+fn record_shape(plan: &Plan, run_id: &str, stamp_epoch: Option<Instant>) -> RecordShape {
+    RecordShape {
+        stream: plan.stream.clone(),
+        record_size: plan.record_size,
+        batch_size: plan.batch_size,
+        keys: (0..plan.key_space).map(args::key_name).collect(),
+        message_groups: plan.message_groups,
+        dedup_prefix: plan.dedup.then(|| run_id.to_owned()),
+        stamp_epoch,
+    }
+}
+
+async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
+    let admin = connect(url).await?;
+    let shard_ids = ensure_stream(&admin, plan).await?;
+    match plan.workload {
+        Workload::Produce => measure_produce(plan, url, run_id).await,
+        Workload::Consume => measure_consume(plan, url, run_id, &admin).await,
+        Workload::E2e => measure_e2e(plan, url, run_id, &shard_ids).await,
+    }
+}
+
+async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
+    let clients = connections(url, plan.producers).await?;
+    let meter = Arc::new(Meter::default());
+    let start = Instant::now();
+    let phase = Arc::new(ProducePhase {
+        shape: record_shape(plan, run_id, None),
+        budget: Budget::new(plan.records),
+        rate: plan.rate,
+        producers: plan.producers,
+        start,
+        deadline: start + plan.duration,
+        meter: Arc::clone(&meter),
+        acked: None,
+    });
+    let progress = Progress::start("produce", Arc::clone(&meter), start);
+    let elapsed = produce::run_producers(phase, clients).await;
+    drop(progress);
+    Ok(Measured {
+        meter,
+        elapsed,
+        e2e_missing: 0,
+        fill: None,
+    })
+}
+
+async fn measure_consume(
+    plan: &Plan,
+    url: &str,
+    run_id: &str,
+    admin: &Client,
+) -> Result<Measured, BenchError> {
+    let wanted = plan.records.unwrap_or(args::DEFAULT_CONSUME_RECORDS);
+    let mut ends = consume::probe_ends(admin, &plan.stream, run_id).await?;
+    let stored: u64 = ends.iter().map(|e| e.records).sum();
+    let fill = if stored < wanted {
+        let report = fill(plan, url, run_id, wanted - stored).await?;
+        ends = consume::probe_ends(admin, &plan.stream, run_id).await?;
+        report
+    } else {
+        FillReport {
+            records: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+        }
+    };
+    let clients = connections(url, plan.consumers).await?;
+    let meter = Arc::new(Meter::default());
+    let start = Instant::now();
+    let progress = Progress::start("consume", Arc::clone(&meter), start);
+    let elapsed = consume::read_all(
+        clients,
+        &plan.stream,
+        ends,
+        plan.consume_mode,
+        start + plan.duration,
+        Arc::clone(&meter),
+    )
+    .await;
+    drop(progress);
+    Ok(Measured {
+        meter,
+        elapsed,
+        e2e_missing: 0,
+        fill: Some(fill),
+    })
+}
+
+/// Stores `records` records with closed-loop producers, as fast as the server takes them.
+async fn fill(
+    plan: &Plan,
+    url: &str,
+    run_id: &str,
+    records: u64,
+) -> Result<FillReport, BenchError> {
+    let clients = connections(url, plan.producers).await?;
+    let meter = Arc::new(Meter::default());
+    let start = Instant::now();
+    let phase = Arc::new(ProducePhase {
+        shape: record_shape(plan, run_id, None),
+        budget: Budget::new(Some(records)),
+        rate: None,
+        producers: plan.producers,
+        start,
+        deadline: start + MAX_FILL_TIME,
+        meter: Arc::clone(&meter),
+        acked: None,
+    });
+    let progress = Progress::start("fill", Arc::clone(&meter), start);
+    let elapsed = produce::run_producers(phase, clients).await;
+    drop(progress);
+    let counts = meter.counts();
+    if counts.records == 0 {
+        return Err(BenchError::NothingWorked {
+            phase: "fill",
+            errors: counts.errors(),
+            first: meter.first_error().unwrap_or_default(),
+        });
+    }
+    Ok(FillReport {
+        records: counts.records,
+        bytes: counts.bytes,
+        elapsed,
+    })
+}
+
+async fn measure_e2e(
+    plan: &Plan,
+    url: &str,
+    run_id: &str,
+    shard_ids: &[String],
+) -> Result<Measured, BenchError> {
+    let producers = connections(url, plan.producers).await?;
+    let consumers = connections(url, plan.consumers).await?;
+    let meter = Arc::new(Meter::default());
+    let acked = Arc::new(AckedTail::default());
+    // The process-local epoch of the send times the records carry.
+    let epoch = Instant::now();
+    let subscribers = e2e::Subscribers::open(
+        &consumers,
+        &plan.stream,
+        shard_ids,
+        epoch,
+        Arc::clone(&meter),
+        Arc::clone(&acked),
+    )
+    .await?;
+    let start = Instant::now();
+    let phase = Arc::new(ProducePhase {
+        shape: record_shape(plan, run_id, Some(epoch)),
+        budget: Budget::new(plan.records),
+        rate: plan.rate,
+        producers: plan.producers,
+        start,
+        deadline: start + plan.duration,
+        meter: Arc::clone(&meter),
+        acked: Some(acked),
+    });
+    let progress = Progress::start("e2e", Arc::clone(&meter), start);
+    let elapsed = produce::run_producers(phase, producers).await;
+    subscribers.finish(DEFAULT_E2E_DRAIN).await;
+    drop(progress);
+    let counts = meter.counts();
+    Ok(Measured {
+        e2e_missing: counts.records.saturating_sub(counts.received),
+        meter,
+        elapsed,
+        fill: None,
+    })
+}

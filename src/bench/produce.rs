@@ -1,0 +1,373 @@
+//! Producers: PutRecords in a closed loop (next batch after the last ack) or an open loop
+//! (batches due on a fixed timetable, latency from the intended send time), each producer on
+//! its own connection; used by the produce and e2e workloads and to fill a stream for a
+//! consume run.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::schedule::OpenLoopSchedule;
+use super::stats::Meter;
+use super::DEFAULT_RPC_TIMEOUT;
+use crate::client::{Client, ClientError};
+use crate::proto::v1::{PutRecordsRequestEntry, PutRecordsResponse};
+
+/// Most PutRecords one open-loop producer keeps in flight; past it the producer waits, falls
+/// behind its timetable, and the delay shows in the latency of every late batch.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// How records are made: shared by every producer of a run.
+#[derive(Debug, Clone)]
+pub struct RecordShape {
+    pub stream: String,
+    /// Bytes of data per record (at least [`TIMESTAMP_BYTES`](super::TIMESTAMP_BYTES) with
+    /// `stamp_epoch`).
+    pub record_size: usize,
+    pub batch_size: usize,
+    /// The distinct partition keys, used in turn.
+    pub keys: Arc<[String]>,
+    /// Send each key as the message group id as well.
+    pub message_groups: bool,
+    /// Give each record a unique deduplication id, prefixed with this run's id.
+    pub dedup_prefix: Option<String>,
+    /// e2e: the first 8 bytes of each record's data carry its send time, in nanoseconds since
+    /// this instant (little-endian).
+    pub stamp_epoch: Option<Instant>,
+}
+
+/// What one producer has used so far: where it is in the key cycle and the dedup ids.
+#[derive(Debug)]
+struct Cursor {
+    producer: usize,
+    next_key: usize,
+    next_id: u64,
+}
+
+impl RecordShape {
+    /// The data of a record sent at `sent`: a fixed filler, preceded by the send time in e2e.
+    fn data(&self, sent: Instant) -> Bytes {
+        let mut data = BytesMut::with_capacity(self.record_size);
+        if let Some(epoch) = self.stamp_epoch {
+            data.put_u64_le(nanos_since(epoch, sent));
+        }
+        data.resize(self.record_size, b'x');
+        data.freeze()
+    }
+
+    /// The next `n` entries of a producer. Every record of a batch carries the same data (one
+    /// shared buffer): the send time is the batch's.
+    fn entries(&self, cursor: &mut Cursor, n: u64, sent: Instant) -> Vec<PutRecordsRequestEntry> {
+        let data = self.data(sent);
+        (0..n)
+            .map(|_| {
+                let key = &self.keys[cursor.next_key % self.keys.len()];
+                cursor.next_key = cursor.next_key.wrapping_add(1);
+                let deduplication_id = match &self.dedup_prefix {
+                    Some(prefix) => {
+                        cursor.next_id += 1;
+                        format!("{prefix}-{}-{}", cursor.producer, cursor.next_id)
+                    }
+                    None => String::new(),
+                };
+                PutRecordsRequestEntry {
+                    partition_key: key.clone(),
+                    data: data.clone(),
+                    explicit_hash_key: String::new(),
+                    message_group_id: if self.message_groups {
+                        key.clone()
+                    } else {
+                        String::new()
+                    },
+                    deduplication_id,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Nanoseconds from `epoch` to `at` (0 when `at` is earlier).
+pub fn nanos_since(epoch: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Records still to be put, shared by the producers; `None` = no limit.
+#[derive(Debug)]
+pub struct Budget(Option<AtomicU64>);
+
+impl Budget {
+    pub fn new(records: Option<u64>) -> Budget {
+        Budget(records.map(AtomicU64::new))
+    }
+
+    /// Takes up to `want` records; 0 once the budget is spent.
+    pub fn claim(&self, want: u64) -> u64 {
+        match &self.0 {
+            None => want,
+            Some(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                    (l > 0).then(|| l.saturating_sub(want))
+                })
+                .map_or(0, |before| before.min(want)),
+        }
+    }
+}
+
+/// The highest acknowledged sequence number of each shard: where e2e subscribers may stop.
+#[derive(Debug, Default)]
+pub struct AckedTail(Mutex<HashMap<String, u64>>);
+
+impl AckedTail {
+    fn note(&self, response: &PutRecordsResponse) {
+        let mut tail = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for entry in response.records.iter().filter(|e| e.error_code.is_empty()) {
+            let seq = tail.entry(entry.shard_id.clone()).or_insert(0);
+            *seq = (*seq).max(entry.sequence_number);
+        }
+    }
+
+    /// The highest acknowledged sequence number of `shard_id`, if any record went there.
+    pub fn get(&self, shard_id: &str) -> Option<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(shard_id)
+            .copied()
+    }
+}
+
+/// One produce phase: shared by its producers.
+#[derive(Debug)]
+pub struct ProducePhase {
+    pub shape: RecordShape,
+    pub budget: Budget,
+    /// Open loop at this many records per second in total; closed loop when `None`.
+    pub rate: Option<u64>,
+    pub producers: usize,
+    pub start: Instant,
+    /// No batch is sent (or due) at or after this instant.
+    pub deadline: Instant,
+    pub meter: Arc<Meter>,
+    /// e2e: where each shard's acknowledged records end.
+    pub acked: Option<Arc<AckedTail>>,
+}
+
+type PutOutcome = Result<Result<PutRecordsResponse, ClientError>, tokio::time::error::Elapsed>;
+
+impl ProducePhase {
+    fn account(&self, outcome: PutOutcome, latency: Duration, sent: u64) {
+        match outcome {
+            Ok(Ok(response)) => {
+                self.meter.record_latency(latency);
+                let failed = response
+                    .records
+                    .iter()
+                    .filter(|e| !e.error_code.is_empty())
+                    .count() as u64;
+                // An answer with fewer results than entries leaves the rest unaccounted for:
+                // count them as failed too.
+                let missing = sent.saturating_sub(response.records.len() as u64);
+                let ok = sent.saturating_sub(failed + missing);
+                self.meter
+                    .add_records(ok, ok * self.shape.record_size as u64);
+                self.meter.add_failed_entries(failed + missing, || {
+                    response
+                        .records
+                        .iter()
+                        .find(|e| !e.error_code.is_empty())
+                        .map_or_else(
+                            || format!("PutRecords answered {missing} results too few"),
+                            |e| format!("{}: {}", e.error_code, e.error_message),
+                        )
+                });
+                if let Some(acked) = &self.acked {
+                    acked.note(&response);
+                }
+            }
+            Ok(Err(error)) => self.meter.add_rpc_error(|| error.to_string()),
+            Err(_elapsed) => self
+                .meter
+                .add_rpc_error(|| format!("PutRecords timed out after {DEFAULT_RPC_TIMEOUT:?}")),
+        }
+    }
+
+    async fn put(&self, client: &Client, entries: Vec<PutRecordsRequestEntry>) -> PutOutcome {
+        tokio::time::timeout(
+            DEFAULT_RPC_TIMEOUT,
+            client.put_records(&self.shape.stream, entries),
+        )
+        .await
+    }
+}
+
+/// Runs one producer per client until the deadline or the budget ends the phase, then waits
+/// for the calls in flight; returns how long the phase took.
+pub async fn run_producers(phase: Arc<ProducePhase>, clients: Vec<Client>) -> Duration {
+    let mut producers = JoinSet::new();
+    for (index, client) in clients.into_iter().enumerate() {
+        let phase = Arc::clone(&phase);
+        let cursor = Cursor {
+            producer: index,
+            next_key: index,
+            next_id: 0,
+        };
+        match phase.rate {
+            Some(rate) => {
+                let schedule =
+                    OpenLoopSchedule::new(rate, phase.shape.batch_size, phase.producers, index);
+                producers.spawn(open_loop(phase, client, cursor, schedule));
+            }
+            None => {
+                producers.spawn(closed_loop(phase, client, cursor));
+            }
+        }
+    }
+    while let Some(joined) = producers.join_next().await {
+        if let Err(error) = joined {
+            phase
+                .meter
+                .add_rpc_error(|| format!("a producer task failed: {error}"));
+        }
+    }
+    phase.start.elapsed()
+}
+
+async fn closed_loop(phase: Arc<ProducePhase>, client: Client, mut cursor: Cursor) {
+    let batch = phase.shape.batch_size as u64;
+    while Instant::now() < phase.deadline {
+        let n = phase.budget.claim(batch);
+        if n == 0 {
+            break;
+        }
+        let sent = Instant::now();
+        let entries = phase.shape.entries(&mut cursor, n, sent);
+        let outcome = phase.put(&client, entries).await;
+        phase.account(outcome, sent.elapsed(), n);
+    }
+}
+
+async fn open_loop(
+    phase: Arc<ProducePhase>,
+    client: Client,
+    mut cursor: Cursor,
+    schedule: OpenLoopSchedule,
+) {
+    let batch = phase.shape.batch_size as u64;
+    let permits = Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT));
+    let mut in_flight = JoinSet::new();
+    for k in 0.. {
+        let due = phase.start + schedule.due(k);
+        if due >= phase.deadline {
+            break;
+        }
+        let n = phase.budget.claim(batch);
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        // The semaphore is never closed, so acquiring only waits.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let entries = phase.shape.entries(&mut cursor, n, due);
+        let (phase, client) = (Arc::clone(&phase), client.clone());
+        in_flight.spawn(async move {
+            let outcome = phase.put(&client, entries).await;
+            // From the intended send time: a batch the producer could only send late counts
+            // its wait.
+            phase.account(outcome, due.elapsed(), n);
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(stamp: bool, dedup: bool, groups: bool) -> RecordShape {
+        RecordShape {
+            stream: "s".into(),
+            record_size: 16,
+            batch_size: 3,
+            keys: vec!["k0".to_owned(), "k1".to_owned()].into(),
+            message_groups: groups,
+            dedup_prefix: dedup.then(|| "run".to_owned()),
+            stamp_epoch: stamp.then(Instant::now),
+        }
+    }
+
+    fn cursor() -> Cursor {
+        Cursor {
+            producer: 1,
+            next_key: 1,
+            next_id: 0,
+        }
+    }
+
+    #[test]
+    fn a_limited_budget_hands_out_exactly_its_records() {
+        let budget = Budget::new(Some(7));
+        assert_eq!(budget.claim(3), 3);
+        assert_eq!(budget.claim(3), 3);
+        assert_eq!(budget.claim(3), 1);
+        assert_eq!(budget.claim(3), 0);
+    }
+
+    #[test]
+    fn an_unlimited_budget_never_runs_out() {
+        let budget = Budget::new(None);
+        assert_eq!(budget.claim(500), 500);
+        assert_eq!(budget.claim(500), 500);
+    }
+
+    #[test]
+    fn entries_cycle_through_the_keys_from_the_producers_offset() {
+        let shape = shape(false, false, false);
+        let entries = shape.entries(&mut cursor(), 3, Instant::now());
+        let keys: Vec<_> = entries.iter().map(|e| e.partition_key.as_str()).collect();
+        assert_eq!(keys, ["k1", "k0", "k1"]);
+        assert!(entries.iter().all(|e| e.data.len() == 16));
+        assert!(entries
+            .iter()
+            .all(|e| e.message_group_id.is_empty() && e.deduplication_id.is_empty()));
+    }
+
+    #[test]
+    fn dedup_ids_are_unique_and_groups_follow_the_key() {
+        let shape = shape(false, true, true);
+        let mut cursor = cursor();
+        let mut entries = shape.entries(&mut cursor, 3, Instant::now());
+        entries.extend(shape.entries(&mut cursor, 3, Instant::now()));
+        let mut ids: Vec<_> = entries.iter().map(|e| e.deduplication_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 6);
+        assert!(ids.iter().all(|id| id.starts_with("run-1-")));
+        assert!(entries
+            .iter()
+            .all(|e| e.message_group_id == e.partition_key));
+    }
+
+    #[test]
+    fn e2e_data_starts_with_the_send_time_since_the_epoch() {
+        let shape = shape(true, false, false);
+        let epoch = shape.stamp_epoch.expect("stamped shape");
+        let sent = epoch + Duration::from_millis(1500);
+        let entries = shape.entries(&mut cursor(), 1, sent);
+        let data = &entries[0].data;
+        assert_eq!(data.len(), 16);
+        let stamp = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+        assert_eq!(stamp, 1_500_000_000);
+    }
+}

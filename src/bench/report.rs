@@ -1,0 +1,489 @@
+//! A run's result and its two renderings: the summary table for people, one JSON object for
+//! machines.
+//!
+//! JSON fields (times in milliseconds, rates per second, MB = 10^6 bytes of record data):
+//!
+//! ```text
+//! { "workload", "consume_mode", "server", "fsync", "stream", "shards", "producers",
+//!   "consumers", "record_size", "batch_size", "rate", "key_space", "dedup", "message_groups",
+//!   "records", "bytes", "elapsed_secs", "records_per_sec", "mb_per_sec",
+//!   "errors", "failed_entries", "rpc_errors", "e2e_missing", "first_error",
+//!   "latency_ms":     { "count", "p50", "p90", "p99", "p999", "max" },
+//!   "e2e_latency_ms": { "count", "p50", "p90", "p99", "p999", "max" },
+//!   "fill":  { "records", "records_per_sec", "mb_per_sec" } | null,
+//!   "rss_mb": { "before", "after", "peak" } | null }
+//! ```
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use super::stats::LatencySummary;
+
+/// Bytes in the MB of every `MB/s` figure (the unit `dd` reports in).
+pub const BYTES_PER_MB: f64 = 1_000_000.0;
+
+/// The store phase that came before a consume run's reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FillReport {
+    /// Records stored by the bench (0 when the stream held enough already).
+    pub records: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Resident memory of the bench process (which, with `--embedded`, includes the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RssReport {
+    /// Before the server started.
+    pub before_bytes: u64,
+    /// At the end, before the server stopped.
+    pub after_bytes: u64,
+    /// The most the process held at any time (VmHWM).
+    pub peak_bytes: u64,
+}
+
+/// What one run measured, and how it was set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchReport {
+    pub workload: &'static str,
+    /// `get-records` or `subscribe` for a consume run.
+    pub consume_mode: Option<&'static str>,
+    /// `embedded` or the server's URL.
+    pub server: String,
+    /// The embedded server's fsync policy.
+    pub fsync: Option<&'static str>,
+    pub stream: String,
+    pub shards: u32,
+    pub producers: usize,
+    pub consumers: usize,
+    pub record_size: usize,
+    pub batch_size: usize,
+    pub rate: Option<u64>,
+    pub key_space: u64,
+    pub dedup: bool,
+    pub message_groups: bool,
+    /// Records acknowledged (produce, e2e) or read (consume).
+    pub records: u64,
+    /// Their data bytes.
+    pub bytes: u64,
+    /// Length of the measured phase.
+    pub elapsed: Duration,
+    pub failed_entries: u64,
+    pub rpc_errors: u64,
+    /// Acknowledged e2e records no subscriber received before the run's end.
+    pub e2e_missing: u64,
+    pub first_error: Option<String>,
+    /// Ack latency per PutRecords; read latency per GetRecords call or subscription event.
+    pub latency: LatencySummary,
+    /// Put-to-receive latency per e2e record.
+    pub e2e_latency: LatencySummary,
+    pub fill: Option<FillReport>,
+    pub rss: Option<RssReport>,
+}
+
+fn per_sec(count: f64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        count / secs
+    } else {
+        0.0
+    }
+}
+
+impl FillReport {
+    pub fn records_per_sec(&self) -> f64 {
+        per_sec(self.records as f64, self.elapsed)
+    }
+
+    pub fn mb_per_sec(&self) -> f64 {
+        per_sec(self.bytes as f64 / BYTES_PER_MB, self.elapsed)
+    }
+}
+
+impl BenchReport {
+    pub fn records_per_sec(&self) -> f64 {
+        per_sec(self.records as f64, self.elapsed)
+    }
+
+    pub fn mb_per_sec(&self) -> f64 {
+        per_sec(self.bytes as f64 / BYTES_PER_MB, self.elapsed)
+    }
+
+    /// Every failure: failed entries, failed calls, e2e records never received.
+    pub fn errors(&self) -> u64 {
+        self.failed_entries + self.rpc_errors + self.e2e_missing
+    }
+
+    /// The one JSON object `--json` prints.
+    pub fn to_json(&self) -> Json {
+        let optional_str = |s: Option<&str>| s.map_or(Json::Null, Json::str);
+        Json::Object(vec![
+            ("workload", Json::str(self.workload)),
+            ("consume_mode", optional_str(self.consume_mode)),
+            ("server", Json::str(&self.server)),
+            ("fsync", optional_str(self.fsync)),
+            ("stream", Json::str(&self.stream)),
+            ("shards", Json::Int(u64::from(self.shards))),
+            ("producers", Json::Int(self.producers as u64)),
+            ("consumers", Json::Int(self.consumers as u64)),
+            ("record_size", Json::Int(self.record_size as u64)),
+            ("batch_size", Json::Int(self.batch_size as u64)),
+            ("rate", self.rate.map_or(Json::Null, Json::Int)),
+            ("key_space", Json::Int(self.key_space)),
+            ("dedup", Json::Bool(self.dedup)),
+            ("message_groups", Json::Bool(self.message_groups)),
+            ("records", Json::Int(self.records)),
+            ("bytes", Json::Int(self.bytes)),
+            ("elapsed_secs", Json::Float(self.elapsed.as_secs_f64())),
+            ("records_per_sec", Json::Float(self.records_per_sec())),
+            ("mb_per_sec", Json::Float(self.mb_per_sec())),
+            ("errors", Json::Int(self.errors())),
+            ("failed_entries", Json::Int(self.failed_entries)),
+            ("rpc_errors", Json::Int(self.rpc_errors)),
+            ("e2e_missing", Json::Int(self.e2e_missing)),
+            ("first_error", optional_str(self.first_error.as_deref())),
+            ("latency_ms", latency_json(&self.latency)),
+            ("e2e_latency_ms", latency_json(&self.e2e_latency)),
+            (
+                "fill",
+                self.fill.map_or(Json::Null, |f| {
+                    Json::Object(vec![
+                        ("records", Json::Int(f.records)),
+                        ("records_per_sec", Json::Float(f.records_per_sec())),
+                        ("mb_per_sec", Json::Float(f.mb_per_sec())),
+                    ])
+                }),
+            ),
+            (
+                "rss_mb",
+                self.rss.map_or(Json::Null, |r| {
+                    Json::Object(vec![
+                        ("before", Json::Float(r.before_bytes as f64 / BYTES_PER_MB)),
+                        ("after", Json::Float(r.after_bytes as f64 / BYTES_PER_MB)),
+                        ("peak", Json::Float(r.peak_bytes as f64 / BYTES_PER_MB)),
+                    ])
+                }),
+            ),
+        ])
+    }
+
+    /// The summary table printed at the end of a run.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; the results of `writeln!` are ignored for that reason.
+        let mut setup = format!("{} workload", self.workload);
+        if let Some(mode) = self.consume_mode {
+            let _ = write!(setup, " ({mode})");
+        }
+        let _ = write!(setup, " on {}", self.server);
+        if let Some(fsync) = self.fsync {
+            let _ = write!(setup, " (fsync {fsync})");
+        }
+        let _ = writeln!(out, "{setup}");
+        let _ = writeln!(
+            out,
+            "  stream {} · {} shards · {} producers · {} consumers · {} B records · batches of {}{}{}{}",
+            self.stream,
+            self.shards,
+            self.producers,
+            self.consumers,
+            self.record_size,
+            self.batch_size,
+            self.rate
+                .map(|r| format!(" · open loop at {} records/s", group_digits(r)))
+                .unwrap_or_default(),
+            if self.dedup { " · dedup ids" } else { "" },
+            if self.message_groups {
+                " · message groups"
+            } else {
+                ""
+            },
+        );
+        let _ = writeln!(out);
+        if let Some(fill) = &self.fill {
+            let _ = writeln!(
+                out,
+                "  {:<18}{} records stored first ({} records/s, {:.1} MB/s)",
+                "fill",
+                group_digits(fill.records),
+                group_digits(fill.records_per_sec().round() as u64),
+                fill.mb_per_sec(),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:<18}{} in {:.2} s",
+            "records",
+            group_digits(self.records),
+            self.elapsed.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<18}{} records/s · {:.1} MB/s",
+            "throughput",
+            group_digits(self.records_per_sec().round() as u64),
+            self.mb_per_sec()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<18}{} (failed entries {}, failed calls {}, e2e records never received {})",
+            "errors",
+            group_digits(self.errors()),
+            self.failed_entries,
+            self.rpc_errors,
+            self.e2e_missing
+        );
+        if let Some(first) = &self.first_error {
+            let _ = writeln!(out, "  {:<18}{first}", "first error");
+        }
+        if let Some(rss) = &self.rss {
+            let _ = writeln!(
+                out,
+                "  {:<18}{:.1} MB before · {:.1} MB after · {:.1} MB peak (server and bench)",
+                "rss",
+                rss.before_bytes as f64 / BYTES_PER_MB,
+                rss.after_bytes as f64 / BYTES_PER_MB,
+                rss.peak_bytes as f64 / BYTES_PER_MB,
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<26}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+        );
+        let label = match (self.workload, self.consume_mode) {
+            ("consume", Some("subscribe")) => "wait per event",
+            ("consume", _) => "per GetRecords call",
+            _ => "ack per PutRecords",
+        };
+        let _ = writeln!(out, "{}", latency_row(label, &self.latency));
+        if self.workload == "e2e" {
+            let _ = writeln!(
+                out,
+                "{}",
+                latency_row("put → receive per record", &self.e2e_latency)
+            );
+        }
+        out
+    }
+}
+
+fn latency_row(label: &str, s: &LatencySummary) -> String {
+    format!(
+        "  {:<26}{:>10}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}",
+        label,
+        s.count,
+        millis(s.p50),
+        millis(s.p90),
+        millis(s.p99),
+        millis(s.p999),
+        millis(s.max)
+    )
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `latency_ms`/`e2e_latency_ms`: percentiles in milliseconds, with the sample count.
+pub fn latency_json(s: &LatencySummary) -> Json {
+    Json::Object(vec![
+        ("count", Json::Int(s.count)),
+        ("p50", Json::Float(millis(s.p50))),
+        ("p90", Json::Float(millis(s.p90))),
+        ("p99", Json::Float(millis(s.p99))),
+        ("p999", Json::Float(millis(s.p999))),
+        ("max", Json::Float(millis(s.max))),
+    ])
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The little JSON the report needs; `Display` writes it compactly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Int(u64),
+    /// Written with three decimals; a non-finite value is written as `null`.
+    Float(f64),
+    Str(String),
+    /// Keys in the order given.
+    Object(Vec<(&'static str, Json)>),
+}
+
+impl Json {
+    pub fn str(s: &str) -> Json {
+        Json::Str(s.to_owned())
+    }
+}
+
+fn write_json_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('"')
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Json::Null => f.write_str("null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Int(n) => write!(f, "{n}"),
+            Json::Float(x) if x.is_finite() => write!(f, "{x:.3}"),
+            Json::Float(_) => f.write_str("null"),
+            Json::Str(s) => write_json_string(f, s),
+            Json::Object(fields) => {
+                f.write_char('{')?;
+                for (i, (key, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    write_json_string(f, key)?;
+                    write!(f, ":{value}")?;
+                }
+                f.write_char('}')
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> LatencySummary {
+        LatencySummary {
+            count: 7,
+            p50: Duration::from_micros(1_500),
+            p90: Duration::from_micros(2_000),
+            p99: Duration::from_micros(4_250),
+            p999: Duration::from_millis(10),
+            max: Duration::from_millis(12),
+        }
+    }
+
+    fn report() -> BenchReport {
+        BenchReport {
+            workload: "produce",
+            consume_mode: None,
+            server: "embedded".into(),
+            fsync: Some("always"),
+            stream: "bench".into(),
+            shards: 4,
+            producers: 2,
+            consumers: 1,
+            record_size: 1024,
+            batch_size: 500,
+            rate: None,
+            key_space: 1024,
+            dedup: false,
+            message_groups: false,
+            records: 1_000_000,
+            bytes: 1_024_000_000,
+            elapsed: Duration::from_secs(2),
+            failed_entries: 2,
+            rpc_errors: 1,
+            e2e_missing: 0,
+            first_error: Some("InternalFailure: \"disk\"".into()),
+            latency: summary(),
+            e2e_latency: LatencySummary::default(),
+            fill: None,
+            rss: None,
+        }
+    }
+
+    #[test]
+    fn latency_json_holds_every_percentile_in_milliseconds() {
+        assert_eq!(
+            latency_json(&summary()).to_string(),
+            r#"{"count":7,"p50":1.500,"p90":2.000,"p99":4.250,"p999":10.000,"max":12.000}"#
+        );
+    }
+
+    #[test]
+    fn report_json_carries_the_rates_errors_and_both_latencies() {
+        let json = report().to_json().to_string();
+        for expected in [
+            r#""records":1000000,"#,
+            r#""records_per_sec":500000.000,"#,
+            r#""mb_per_sec":512.000,"#,
+            r#""errors":3,"#,
+            r#""latency_ms":{"count":7,"p50":1.500,"#,
+            r#""e2e_latency_ms":{"count":0,"p50":0.000,"p90":0.000,"p99":0.000,"p999":0.000,"max":0.000}"#,
+            r#""first_error":"InternalFailure: \"disk\"""#,
+            r#""fill":null"#,
+            r#""rate":null"#,
+        ] {
+            assert!(json.contains(expected), "{expected} not in {json}");
+        }
+        assert!(json.starts_with('{') && json.ends_with('}'));
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(
+            Json::str("a\"b\\c\nd\u{1}").to_string(),
+            r#""a\"b\\c\nd\u0001""#
+        );
+    }
+
+    #[test]
+    fn non_finite_floats_become_null() {
+        assert_eq!(Json::Float(f64::NAN).to_string(), "null");
+        assert_eq!(Json::Float(f64::INFINITY).to_string(), "null");
+    }
+
+    #[test]
+    fn a_zero_length_run_has_zero_rates_not_infinite_ones() {
+        let r = BenchReport {
+            elapsed: Duration::ZERO,
+            ..report()
+        };
+        assert_eq!(r.records_per_sec(), 0.0);
+        assert_eq!(r.mb_per_sec(), 0.0);
+    }
+
+    #[test]
+    fn digits_are_grouped_by_thousands() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(group_digits(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn the_table_shows_throughput_errors_and_percentiles() {
+        let table = report().to_table();
+        assert!(table.contains("500,000 records/s · 512.0 MB/s"), "{table}");
+        assert!(
+            table.contains("failed entries 2, failed calls 1"),
+            "{table}"
+        );
+        assert!(table.contains("ack per PutRecords"), "{table}");
+        assert!(table.contains("4.250"), "{table}");
+        assert!(!table.contains("put → receive"), "{table}");
+    }
+}

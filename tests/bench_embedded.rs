@@ -1,0 +1,83 @@
+//! `shardlog bench --embedded`: a tiny produce run and a tiny e2e run against a server started
+//! in process, checked through the JSON the command prints.
+
+use std::time::Duration;
+
+use shardlog::bench::{execute, BenchArgs, Workload};
+
+/// The number at `path` (keys separated by `.`) of a JSON object without arrays, such as the
+/// bench prints; `None` when the key is missing or not a number.
+fn number_at(json: &str, path: &str) -> Option<f64> {
+    let mut rest = json;
+    for key in path.split('.') {
+        let at = rest.find(&format!("\"{key}\":"))?;
+        rest = &rest[at + key.len() + 3..];
+    }
+    let end = rest
+        .find(|c: char| c == ',' || c == '}')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn tiny(workload: Workload) -> BenchArgs {
+    BenchArgs {
+        embedded: true,
+        workload,
+        shards: 2,
+        producers: 2,
+        consumers: 2,
+        record_size: 64,
+        batch_size: 50,
+        records: Some(2_000),
+        duration: Duration::from_secs(1),
+        json: true,
+        ..BenchArgs::default()
+    }
+}
+
+fn assert_latency_object(json: &str, name: &str) {
+    for field in ["p50", "p90", "p99", "p999", "max"] {
+        let value = number_at(json, &format!("{name}.{field}"))
+            .unwrap_or_else(|| panic!("{name}.{field} missing in {json}"));
+        assert!(value >= 0.0, "{name}.{field} = {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_embedded_produce_run_reports_records_and_no_errors() {
+    let report = execute(&tiny(Workload::Produce)).await.expect("bench ran");
+    let json = report.to_json().to_string();
+    let records = number_at(&json, "records").expect("records");
+    assert!(records > 0.0, "{json}");
+    assert!(records <= 2_000.0, "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    assert!(number_at(&json, "records_per_sec").expect("records_per_sec") > 0.0);
+    assert!(number_at(&json, "mb_per_sec").expect("mb_per_sec") > 0.0);
+    assert_latency_object(&json, "latency_ms");
+    assert_latency_object(&json, "e2e_latency_ms");
+    assert!(number_at(&json, "latency_ms.count").expect("count") > 0.0);
+    assert!(
+        number_at(&json, "rss_mb.peak").expect("rss") > 0.0,
+        "{json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_embedded_e2e_run_receives_every_acknowledged_record() {
+    let report = execute(&tiny(Workload::E2e)).await.expect("bench ran");
+    let json = report.to_json().to_string();
+    let records = number_at(&json, "records").expect("records");
+    assert!(records > 0.0, "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    assert_latency_object(&json, "e2e_latency_ms");
+    // Every acknowledged record was received and timed.
+    assert_eq!(
+        number_at(&json, "e2e_latency_ms.count"),
+        Some(records),
+        "{json}"
+    );
+    assert!(
+        number_at(&json, "e2e_latency_ms.max").expect("max") > 0.0,
+        "{json}"
+    );
+}
