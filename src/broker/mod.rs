@@ -57,6 +57,9 @@ pub const DEFAULT_MAX_READ_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_SUBSCRIBE_BUFFER: usize = 4;
 /// Default time after which an idle subscription sends an empty event (a liveness signal).
 pub const DEFAULT_SUBSCRIBE_KEEPALIVE: Duration = Duration::from_secs(5);
+/// Default time a graceful stop waits for in-flight requests and open subscriptions before it
+/// stops without them (a subscriber that stopped reading would otherwise hold it forever).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default period of the retention pass.
 pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// File holding the iterator signing key.
@@ -82,6 +85,8 @@ pub struct BrokerConfig {
     pub subscribe_buffer: usize,
     pub subscribe_keepalive: Duration,
     pub retention_check_interval: Duration,
+    /// How long a graceful stop waits for in-flight requests and subscriptions to finish.
+    pub shutdown_grace: Duration,
     /// Most ids a stream's dedup window holds.
     pub max_dedup_ids: usize,
     /// Session timeout of a group member that asks for none.
@@ -105,6 +110,7 @@ impl BrokerConfig {
             subscribe_buffer: DEFAULT_SUBSCRIBE_BUFFER,
             subscribe_keepalive: DEFAULT_SUBSCRIBE_KEEPALIVE,
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_dedup_ids: crate::fifo::DEFAULT_MAX_LIVE_IDS,
             default_session_timeout: crate::consumer::DEFAULT_SESSION_TIMEOUT,
         }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::iterator::IteratorPosition;
 use super::{Broker, BrokerError, StreamHandle};
@@ -210,11 +210,14 @@ impl Broker {
             loop {
                 durable.borrow_and_update();
                 if *deleted.borrow() {
-                    let _ = tx
-                        .send(Err(BrokerError::StreamNotFound {
-                            stream: stream_name,
-                        }))
-                        .await;
+                    let gone = Err(BrokerError::StreamNotFound {
+                        stream: stream_name,
+                    });
+                    push(&tx, gone, &mut shutdown).await;
+                    return;
+                }
+                if *shutdown.borrow() {
+                    let _ = tx.try_send(Err(BrokerError::ShuttingDown));
                     return;
                 }
                 let l = Arc::clone(&log);
@@ -223,11 +226,12 @@ impl Broker {
                 let batch = match read {
                     Ok(Ok(batch)) => batch,
                     Ok(Err(e)) => {
-                        let _ = tx.send(Err(e.into())).await;
+                        push(&tx, Err(e.into()), &mut shutdown).await;
                         return;
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(BrokerError::Internal(e.to_string()))).await;
+                        let failed = Err(BrokerError::Internal(e.to_string()));
+                        push(&tx, failed, &mut shutdown).await;
                         return;
                     }
                 };
@@ -240,7 +244,7 @@ impl Broker {
                         continuation_sequence: position - 1,
                         millis_behind_latest,
                     };
-                    if tx.send(Ok(event)).await.is_err() {
+                    if !push(&tx, Ok(event), &mut shutdown).await {
                         return;
                     }
                     continue;
@@ -250,7 +254,7 @@ impl Broker {
                     changed = durable.changed() => if changed.is_err() { return },
                     _ = deleted.changed() => {}
                     _ = shutdown.changed() => {
-                        let _ = tx.send(Err(BrokerError::ShuttingDown)).await;
+                        let _ = tx.try_send(Err(BrokerError::ShuttingDown));
                         return;
                     }
                     _ = tx.closed() => return,
@@ -260,7 +264,7 @@ impl Broker {
                             continuation_sequence: position.saturating_sub(1),
                             millis_behind_latest: 0,
                         };
-                        if tx.send(Ok(event)).await.is_err() {
+                        if !push(&tx, Ok(event), &mut shutdown).await {
                             return;
                         }
                     }
@@ -268,5 +272,23 @@ impl Broker {
             }
         });
         Ok(rx)
+    }
+}
+
+/// Hands `item` to a subscriber unless the server starts stopping first. False when the push
+/// loop must end: the subscriber is gone, or shutdown began while its buffer was full (a
+/// subscriber that stopped reading must not hold up a graceful stop). On shutdown the
+/// subscriber is told `ShuttingDown` if its buffer has room.
+async fn push(
+    tx: &mpsc::Sender<Result<SubscribeEvent, BrokerError>>,
+    item: Result<SubscribeEvent, BrokerError>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(item) => sent.is_ok(),
+        _ = shutdown.wait_for(|stopping| *stopping) => {
+            let _ = tx.try_send(Err(BrokerError::ShuttingDown));
+            false
+        }
     }
 }

@@ -74,13 +74,15 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let local = listener.local_addr().ok();
     let signal = broker.clone();
+    let (stopping, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: ending subscriptions, finishing in-flight requests");
         signal.begin_shutdown();
+        let _ = stopping.send(());
     };
     tracing::info!(addr = ?local, "serving");
-    let result = tonic::transport::Server::builder()
+    let serving = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -89,8 +91,25 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(stream_log)
         .add_service(groups)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    // tonic's graceful stop waits for every connection to finish its streams, and a response
+    // to a client that stopped reading never finishes (HTTP/2 flow control holds it): past
+    // the grace, stop without them.
+    let grace = broker.config().shutdown_grace;
+    let grace_over = async move {
+        if stopping_rx.await.is_err() {
+            // The signal never fired: the server ended on its own.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = serving => result,
+        () = grace_over => {
+            tracing::warn!(?grace, "requests still in flight after the shutdown grace; stopping without them");
+            Ok(())
+        }
+    };
     tracing::info!("stopped accepting; syncing shards");
     let synced = broker.shutdown().await;
     result?;
