@@ -353,3 +353,58 @@ async fn an_iterator_may_be_used_again_and_reads_the_same_records() {
     assert_eq!(once.records, twice.records);
     assert_eq!(datas(&once.records), named(1..3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_following_a_shard_during_concurrent_writes_see_every_record_once_in_order() {
+    const PRODUCERS: usize = 4;
+    const PER_PRODUCER: usize = 60;
+    const TOTAL: usize = PRODUCERS * PER_PRODUCER;
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    make_stream(&mut c, "s", 1).await;
+    let start = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let mut sub = common::subscribe(&mut c, "s", SHARD, It::TrimHorizon, None)
+        .await
+        .unwrap();
+    let mut poller = server.streams().await;
+    let polling = tokio::spawn(async move {
+        let mut it = start;
+        let mut seen: Vec<pb::Record> = Vec::new();
+        let deadline = tokio::time::Instant::now() + common::EVENT_TIMEOUT;
+        while seen.len() < TOTAL {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {TOTAL} read",
+                seen.len()
+            );
+            let got = get_records(&mut poller, &it, 7).await;
+            seen.extend(got.records);
+            it = got.next_shard_iterator;
+        }
+        seen
+    });
+    let subscribing = tokio::spawn(async move { common::receive_records(&mut sub, TOTAL).await });
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let mut c = server.streams().await;
+        producers.push(tokio::spawn(async move {
+            for i in 0..PER_PRODUCER {
+                put(&mut c, "s", &format!("p{p}"), format!("{p}:{i}")).await;
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    let polled = polling.await.unwrap();
+    let pushed = subscribing.await.unwrap();
+    let stored = common::read_from_start(&mut c, "s", SHARD).await;
+    assert_eq!(stored.len(), TOTAL);
+    for (name, seen) in [("GetRecords", &polled), ("SubscribeToShard", &pushed)] {
+        assert_eq!(seen.len(), TOTAL, "{name}");
+        for (i, r) in seen.iter().enumerate() {
+            assert_eq!(r.sequence_number, i as u64, "{name}: no gap, no repeat");
+        }
+        assert_eq!(seen, &stored, "{name}: the same records as stored");
+    }
+}

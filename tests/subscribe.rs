@@ -260,3 +260,31 @@ async fn subscriptions_to_different_shards_each_get_only_their_shard_s_records()
         assert_eq!(&datas(&receive_records(sub, want.len()).await), want);
     }
 }
+
+#[tokio::test]
+async fn a_catching_up_subscription_reports_how_far_behind_the_newest_record_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(tmp.path());
+    // One record per event, so the first event is behind the second.
+    config.get_records_limit = 1;
+    let server = TestServer::start_with(config).await;
+    let mut c = server.streams().await;
+    make_stream(&mut c, "s", 1).await;
+    put(&mut c, "s", "k", "r0").await;
+    let first = common::read_from_start(&mut c, "s", SHARD).await;
+    common::wait_until_clock_passes(first[0].approximate_arrival_timestamp_ms + 20).await;
+    put(&mut c, "s", "k", "r1").await;
+    let all = common::read_from_start(&mut c, "s", SHARD).await;
+    let gap = all[1].approximate_arrival_timestamp_ms - all[0].approximate_arrival_timestamp_ms;
+    assert!(gap >= 20);
+
+    let mut sub = subscribe(&mut c, "s", SHARD, It::TrimHorizon, None)
+        .await
+        .unwrap();
+    let ev = next_event(&mut sub).await.unwrap().expect("an event");
+    assert_eq!(datas(&ev.records), named(0..1));
+    assert_eq!(ev.millis_behind_latest, gap);
+    let ev = next_event(&mut sub).await.unwrap().expect("an event");
+    assert_eq!(datas(&ev.records), named(1..2));
+    assert_eq!(ev.millis_behind_latest, 0);
+}
