@@ -42,6 +42,9 @@ enum Command {
     Serve(Settings),
     #[command(flatten)]
     Client(ClientCommand),
+    /// Load generator: drive a server (--server URL, or --embedded in this process) with a
+    /// produce, consume or e2e workload and report throughput and latency percentiles.
+    Bench(shardlog::bench::BenchArgs),
 }
 
 /// The commands that talk to a running server.
@@ -232,6 +235,10 @@ async fn main() -> ExitCode {
         Command::Client(command) => {
             init_client_logging();
             run_client(command).await
+        }
+        Command::Bench(args) => {
+            init_client_logging();
+            shardlog::bench::run(args).await.map_err(Into::into)
         }
     };
     match outcome {

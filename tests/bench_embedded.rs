@@ -13,9 +13,7 @@ fn number_at(json: &str, path: &str) -> Option<f64> {
         let at = rest.find(&format!("\"{key}\":"))?;
         rest = &rest[at + key.len() + 3..];
     }
-    let end = rest
-        .find(|c: char| c == ',' || c == '}')
-        .unwrap_or(rest.len());
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
