@@ -312,3 +312,41 @@ fn eio_when_sealing_a_segment_poisons_the_shard() {
         .unwrap_err();
     assert!(matches!(err, StorageError::Poisoned { .. }), "{err:?}");
 }
+
+#[test]
+fn a_round_of_large_batches_that_fills_the_disk_midway_is_cut_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let log = open_with(
+        Arc::new(io.clone()) as Arc<dyn Io>,
+        dir.path(),
+        shardlog::storage::LogConfig::default(),
+    );
+    let first = tagged_batch("first", 1, 10);
+    log.append(&mut [encode(&first)], true).unwrap();
+    let len_before = active_segment_len(dir.path());
+    // Three batches of 100 KiB are written one call each; the second does not fit.
+    let big: Vec<Vec<Rec>> = (0..3)
+        .map(|i| tagged_batch(&format!("big{i}"), 1, 100 * 1024))
+        .collect();
+    io.set_space_left(Some(150 * 1024));
+    let mut encoded: Vec<_> = big.iter().map(|b| encode(b)).collect();
+    let err = log.append(&mut encoded, true).unwrap_err();
+    assert!(matches!(err, StorageError::DiskFull { .. }), "{err:?}");
+    assert_eq!(active_segment_len(dir.path()), len_before);
+    io.set_space_left(None);
+    let mut encoded: Vec<_> = big.iter().map(|b| encode(b)).collect();
+    let acks = log.append(&mut encoded, true).unwrap();
+    assert_eq!(acks[0].base_sequence, 1);
+    assert_eq!(
+        log.stats().writes,
+        1 + 3,
+        "large batches are written one call each"
+    );
+    let mut expected = first;
+    expected.extend(big.into_iter().flatten());
+    drop(log);
+    io.power_loss(Loss::UnsyncedGone);
+    let log = open_faulty(&io, dir.path());
+    assert_records(&read_all(&log).unwrap(), &expected, 0);
+}

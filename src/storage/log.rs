@@ -32,6 +32,9 @@ pub const MAX_SEGMENT_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 /// Default bytes of log between two sparse index entries.
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
+/// Batches of at least this many bytes are written from their own buffers instead of being
+/// copied into the round's buffer first.
+pub const DIRECT_WRITE_MIN_BATCH: usize = 64 * 1024;
 /// Default retention: sealed segments whose newest record is older are deleted.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -325,6 +328,11 @@ impl ShardLog {
         let start_pos = w.write_pos;
         let mut acks = Vec::with_capacity(batches.len());
         let mut entries = Vec::new();
+        // Small batches are copied into one buffer and written with one call; batches of
+        // `DIRECT_WRITE_MIN_BATCH` bytes and more are written from their own buffers, since
+        // copying them would cost more than the extra calls.
+        let coalesce = batches.len() > 1
+            && round_bytes / (batches.len() as u64) < DIRECT_WRITE_MIN_BATCH as u64;
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         let (mut seq, mut ts, mut last_indexed) = (
@@ -333,13 +341,18 @@ impl ShardLog {
             w.last_indexed_pos,
         );
         let mut records = 0u64;
+        let mut round_len = 0u64;
         for batch in batches.iter_mut() {
-            let pos = start_pos + buf.len() as u64;
+            let pos = start_pos + round_len;
             if pos > 0 && pos - last_indexed >= self.config.index_interval_bytes {
                 entries.push((pos, seq, ts));
                 last_indexed = pos;
             }
-            buf.extend_from_slice(batch.stamp(seq, ts));
+            let frame = batch.stamp(seq, ts);
+            if coalesce {
+                buf.extend_from_slice(frame);
+            }
+            round_len += frame.len() as u64;
             acks.push(AppendAck {
                 base_sequence: seq,
                 record_count: batch.record_count(),
@@ -349,19 +362,33 @@ impl ShardLog {
             records += u64::from(batch.record_count());
             ts = ts.max(now);
         }
+        debug_assert_eq!(round_len, round_bytes);
         let active = Arc::clone(&w.active);
-        if let Err(e) = active.write_at(&buf, start_pos) {
-            let err = StorageError::io("write segment", active.path(), e);
-            // Cut the partial write so the next batch starts on a frame boundary; if even that
-            // fails, the file's tail is unknown and the shard must stop.
-            if let Err(te) = active.truncate(start_pos) {
-                w.poisoned = Some(format!("{err}; then cutting it back failed: {te}"));
+        let written = if coalesce {
+            active.write_at(&buf, start_pos).map(|()| 1)
+        } else {
+            let mut pos = start_pos;
+            batches.iter().try_fold(0u64, |calls, batch| {
+                active.write_at(batch.frame(), pos)?;
+                pos += batch.frame_len() as u64;
+                Ok(calls + 1)
+            })
+        };
+        w.buf = buf;
+        let calls = match written {
+            Ok(calls) => calls,
+            Err(e) => {
+                let err = StorageError::io("write segment", active.path(), e);
+                // Cut the partial write so the next batch starts on a frame boundary; if even
+                // that fails, the file's tail is unknown and the shard must stop.
+                if let Err(te) = active.truncate(start_pos) {
+                    w.poisoned = Some(format!("{err}; then cutting it back failed: {te}"));
+                }
+                return Err(err);
             }
-            w.buf = buf;
-            return Err(err);
-        }
-        self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        let end_pos = start_pos + buf.len() as u64;
+        };
+        self.counters.writes.fetch_add(calls, Ordering::Relaxed);
+        let end_pos = start_pos + round_len;
         active.set_written(end_pos, seq, ts, &entries);
         w.write_pos = end_pos;
         w.next_sequence = seq;
@@ -369,14 +396,13 @@ impl ShardLog {
         w.last_indexed_pos = last_indexed;
         self.counters
             .bytes_appended
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            .fetch_add(round_len, Ordering::Relaxed);
         self.counters
             .records_appended
             .fetch_add(records, Ordering::Relaxed);
         self.counters
             .batches_appended
             .fetch_add(batches.len() as u64, Ordering::Relaxed);
-        w.buf = buf;
         if sync {
             self.sync_locked(&mut w)?;
         }

@@ -231,7 +231,11 @@ impl BatchBuilder {
 
     /// Appends one record.
     pub fn push(&mut self, record: &RecordRef<'_>) -> Result<(), EncodeError> {
-        check_len("partition_key", record.partition_key.len(), MAX_PARTITION_KEY_LEN)?;
+        check_len(
+            "partition_key",
+            record.partition_key.len(),
+            MAX_PARTITION_KEY_LEN,
+        )?;
         check_len("data", record.data.len(), MAX_PAYLOAD_LEN)?;
         if let Some(g) = record.message_group_id {
             check_len("message_group_id", g.len(), MAX_ID_LEN)?;
@@ -329,6 +333,12 @@ impl EncodedBatch {
     /// Bytes of the whole frame, header included.
     pub fn frame_len(&self) -> usize {
         self.frame.len()
+    }
+
+    /// The frame's bytes as last stamped (the header is zero before the first
+    /// [`EncodedBatch::stamp`]).
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
     }
 
     /// Writes the header for a batch starting at `base_sequence`, arrived at `timestamp_ms`,
