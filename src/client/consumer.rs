@@ -306,10 +306,9 @@ where
             Ok((task, _)) => *task,
             Err(e) => e.id(),
         };
-        let (shard_id, epoch) = self
-            .task_leases
-            .remove(&task)
-            .unwrap_or_else(|| (String::new(), 0));
+        // Every spawned task is recorded in `task_leases` (see `reconcile`), so the lookup
+        // finds it; the empty fallback only keeps a broken invariant from panicking here.
+        let (shard_id, epoch) = self.task_leases.remove(&task).unwrap_or_default();
         if self
             .running
             .get(&shard_id)
