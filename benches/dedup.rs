@@ -1,15 +1,17 @@
 //! What deduplication costs on the put path: `Broker::put_records` of 100 records of 1 KiB, in
 //! process on a temporary directory with fsync off, once with a unique deduplication id on every
 //! record and once without ids. The ratio of the two throughputs is the price of dedup (key
-//! derivation, reserve under the window's lock, commit after the ack, window growth).
+//! derivation, reserve under the window's lock, commit after the ack, expiry of old ids).
 //!
-//! Run: `cargo bench --bench dedup`.
+//! Run: `cargo bench --bench dedup`. After criterion's two benchmarks it prints a paired
+//! comparison (the two kinds of batch interleaved, medians compared), which a machine whose
+//! load drifts during the run skews far less than two benchmarks run one after the other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use shardlog::broker::{Broker, BrokerConfig, PutEntry};
 use shardlog::storage::io::RealIo;
 use shardlog::storage::FsyncPolicy;
@@ -21,8 +23,11 @@ const BATCH: usize = 100;
 const RECORD_BYTES: usize = 1024;
 /// Shards of the benchmarked stream.
 const SHARDS: u32 = 4;
-/// Ids the window may hold: far above what one run puts, so no put is ever throttled.
-const MAX_DEDUP_IDS: usize = 50_000_000;
+/// The deduplicated stream's window. Short, so that at benchmark rates ids expire as fast as
+/// they arrive and the window stays at a steady size of a few hundred thousand ids — what the
+/// default 300 s window holds at about 1,000 deduplicated records per second. A window that only
+/// grew during the run would measure an ever larger table instead (and hit the id cap).
+const DEDUP_WINDOW: Duration = Duration::from_secs(1);
 
 fn entries(data: &Bytes, next_id: Option<&AtomicU64>) -> Vec<PutEntry> {
     (0..BATCH)
@@ -35,46 +40,119 @@ fn entries(data: &Bytes, next_id: Option<&AtomicU64>) -> Vec<PutEntry> {
         .collect()
 }
 
-fn put_records(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = BrokerConfig::new(dir.path());
-    config.commit.policy = FsyncPolicy::Never;
-    config.max_dedup_ids = MAX_DEDUP_IDS;
-    let broker = rt
-        .block_on(Broker::open(config, RealIo::shared()))
-        .expect("open broker");
-    for stream in ["plain", "deduplicated"] {
-        rt.block_on(broker.create_stream(stream, SHARDS, StreamSettings::default()))
-            .expect("create stream");
-    }
-    let data = Bytes::from(vec![0x5a; RECORD_BYTES]);
-    let next_id = AtomicU64::new(0);
+/// A broker on a temporary directory with one plain and one deduplicated stream.
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    broker: Broker,
+    data: Bytes,
+    next_id: AtomicU64,
+    _dir: tempfile::TempDir,
+}
 
+impl Setup {
+    fn new() -> Setup {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = BrokerConfig::new(dir.path());
+        config.commit.policy = FsyncPolicy::Never;
+        let broker = rt
+            .block_on(Broker::open(config, RealIo::shared()))
+            .expect("open broker");
+        let deduplicated = StreamSettings {
+            dedup_window: DEDUP_WINDOW,
+            ..StreamSettings::default()
+        };
+        for (stream, settings) in [
+            ("plain", StreamSettings::default()),
+            ("deduplicated", deduplicated),
+        ] {
+            rt.block_on(broker.create_stream(stream, SHARDS, settings))
+                .expect("create stream");
+        }
+        Setup {
+            rt,
+            broker,
+            data: Bytes::from(vec![0x5a; RECORD_BYTES]),
+            next_id: AtomicU64::new(0),
+            _dir: dir,
+        }
+    }
+
+    /// One PutRecords of `BATCH` records, with unique dedup ids or without.
+    fn put(&self, with_ids: bool) {
+        let (stream, ids) = if with_ids {
+            ("deduplicated", Some(&self.next_id))
+        } else {
+            ("plain", None)
+        };
+        let results = self
+            .rt
+            .block_on(self.broker.put_records(stream, entries(&self.data, ids)))
+            .expect("put records");
+        // A throttled or failed entry would make the comparison meaningless.
+        assert!(results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|o| !o.duplicate)));
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.rt.block_on(self.broker.shutdown()).expect("shutdown");
+    }
+}
+
+fn put_records(c: &mut Criterion) {
+    let setup = Setup::new();
     let mut group = c.benchmark_group("put_records_100_x_1KiB");
     group.throughput(Throughput::Elements(BATCH as u64));
-    for (name, stream, ids) in [
-        ("without_dedup_ids", "plain", None),
-        ("with_unique_dedup_ids", "deduplicated", Some(&next_id)),
+    for (name, with_ids) in [
+        ("without_dedup_ids", false),
+        ("with_unique_dedup_ids", true),
     ] {
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| {
-                let results = rt
-                    .block_on(broker.put_records(stream, entries(&data, ids)))
-                    .expect("put records");
-                // A throttled or failed entry would make the comparison meaningless.
-                assert!(results
-                    .iter()
-                    .all(|r| r.as_ref().is_ok_and(|o| !o.duplicate)));
-                results
-            })
+            b.iter(|| setup.put(with_ids))
         });
     }
     group.finish();
-    rt.block_on(broker.shutdown()).expect("shutdown");
+}
+
+/// Rounds of the paired comparison.
+const PAIRED_ROUNDS: usize = 2000;
+
+/// The same comparison with the two kinds of batch interleaved, so a machine whose load
+/// drifts during the run slows both alike; prints the median batch time of each and their
+/// ratio (criterion measures one benchmark after the other).
+fn paired_ratio() {
+    let setup = Setup::new();
+    let mut plain = Vec::with_capacity(PAIRED_ROUNDS);
+    let mut dedup = Vec::with_capacity(PAIRED_ROUNDS);
+    for round in 0..PAIRED_ROUNDS {
+        // Alternate which goes first, so neither always follows the other.
+        for with_ids in [round % 2 == 0, round % 2 == 1] {
+            let start = Instant::now();
+            setup.put(with_ids);
+            let took = start.elapsed();
+            if with_ids {
+                dedup.push(took);
+            } else {
+                plain.push(took);
+            }
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (p, d) = (median(&mut plain), median(&mut dedup));
+    println!(
+        "paired, {PAIRED_ROUNDS} batches each: median {p:?} without ids, {d:?} with unique ids; \
+         dedup costs {:+.1}% per batch",
+        (d.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
+    );
 }
 
 criterion_group! {
@@ -85,4 +163,9 @@ criterion_group! {
         .measurement_time(Duration::from_secs(4));
     targets = put_records
 }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    paired_ratio();
+    Criterion::default().configure_from_args().final_summary();
+}
