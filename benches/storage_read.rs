@@ -16,8 +16,8 @@ use shardlog::storage::{BatchBuilder, LogConfig, RecordRef, ShardLog};
 const RECORD_BYTES: usize = 1024;
 /// Records per appended batch.
 const BATCH: usize = 500;
-/// Records in the log: 512 MiB of payload, two default-sized segments and a bit.
-const RECORDS: usize = 512 * 1024;
+/// Records in the log: 500 MiB of payload in 1,024 batches, two default-sized segments.
+const RECORDS: usize = 1024 * BATCH;
 /// Most records one read returns.
 const MAX_RECORDS: usize = 10_000;
 

@@ -105,9 +105,9 @@ impl Segment {
     }
 
     /// Opens an existing segment and recovers it: checks the indexes against the log, rebuilds
-    /// them where they disagree, and for the last (active) segment truncates a torn or corrupt
-    /// tail to the last whole batch. Sealed segments are never truncated: damage there is
-    /// reported when read.
+    /// them where they disagree, and for the last (active) segment checks every batch and
+    /// truncates at the first torn or corrupt one. Sealed segments are never truncated: damage
+    /// there is reported when read.
     pub fn open(
         io: &dyn Io,
         dir: &Path,
@@ -147,9 +147,10 @@ impl Segment {
         Ok((seg, truncated))
     }
 
-    /// Checks the indexes against the log from their last entry that points at a real batch,
-    /// scans forward from there re-adding entries, and for an active segment cuts the tail.
-    /// Returns the bytes cut, if any.
+    /// Keeps the index entries that point at real batches (walking back from the last), scans
+    /// forward re-adding the missing ones — from the older of the last trusted offset and time
+    /// entries in a sealed segment, from the start in the active one — and for the active
+    /// segment cuts everything from the first bad batch on. Returns the bytes cut, if any.
     fn recover(
         &self,
         active: bool,
