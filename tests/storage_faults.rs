@@ -286,7 +286,8 @@ fn eio_when_sealing_a_segment_poisons_the_shard() {
     log.append(&mut [encode(&tagged_batch("acked", 2, 100))], true)
         .unwrap();
     io.fail_syncs(true);
-    // Unsynced appends need no sync until the segment is full and sealed: that one fails.
+    // Unsynced appends need no sync until the segment is full and sealed: sealing makes the
+    // recovery point durable, and that sync fails.
     let mut err = None;
     for i in 0..100 {
         match log.append(
@@ -301,12 +302,8 @@ fn eio_when_sealing_a_segment_poisons_the_shard() {
         }
     }
     let err = err.expect("sealing a 4 KiB segment needs a sync within 100 appends");
+    assert_eq!(segment_bases(dir.path()).len(), 1, "no segment was started");
     assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
-    assert_eq!(
-        segment_bases(dir.path()).len(),
-        2,
-        "the new segment was created before the seal failed"
-    );
     let err = log
         .append(&mut [encode(&tagged_batch("refused", 1, 4))], false)
         .unwrap_err();
@@ -349,4 +346,92 @@ fn a_round_of_large_batches_that_fills_the_disk_midway_is_cut_back_whole() {
     io.power_loss(Loss::UnsyncedGone);
     let log = open_faulty(&io, dir.path());
     assert_records(&read_all(&log).unwrap(), &expected, 0);
+}
+
+fn recovery_point_exists(dir: &Path) -> bool {
+    dir.join(shardlog::storage::log::RECOVERY_POINT_FILE)
+        .exists()
+}
+
+#[test]
+fn sealing_under_unsynced_appends_leaves_the_sync_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_real(dir.path(), small_config());
+    let mut expected = Vec::new();
+    for i in 0..60 {
+        let batch = tagged_batch(&format!("b{i}"), 2, 60);
+        log.append(&mut [encode(&batch)], false).unwrap();
+        expected.extend(batch);
+    }
+    assert!(segment_bases(dir.path()).len() > 2);
+    assert_eq!(log.stats().syncs, 0, "no segment was synced when sealed");
+    assert!(recovery_point_exists(dir.path()));
+    log.sync().unwrap();
+    assert!(
+        !recovery_point_exists(dir.path()),
+        "the sync covered the sealed segments"
+    );
+    log.append(&mut [encode(&tagged_batch("more", 1, 5))], false)
+        .unwrap();
+    log.close().unwrap();
+    assert!(!recovery_point_exists(dir.path()));
+    drop(log);
+    let log = open_real(dir.path(), small_config());
+    expected.extend(tagged_batch("more", 1, 5));
+    assert_records(&read_all(&log).unwrap(), &expected, 0);
+}
+
+#[test]
+fn a_crash_without_power_loss_after_unsynced_seals_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    {
+        let log = open_real(dir.path(), small_config());
+        for i in 0..60 {
+            let batch = tagged_batch(&format!("b{i}"), 2, 60);
+            log.append(&mut [encode(&batch)], false).unwrap();
+            expected.extend(batch);
+        }
+        // Dropped without close: the process died, the page cache kept everything.
+    }
+    assert!(recovery_point_exists(dir.path()));
+    let segments = segment_bases(dir.path());
+    let log = open_real(dir.path(), small_config());
+    assert_eq!(segment_bases(dir.path()), segments);
+    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert!(
+        !recovery_point_exists(dir.path()),
+        "recovery synced what it checked"
+    );
+}
+
+#[test]
+fn a_segment_sealed_without_a_sync_that_lost_its_tail_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let log = open_faulty(&io, dir.path());
+    let acked = tagged_batch("acked", 2, 60);
+    log.append(&mut [encode(&acked)], true).unwrap();
+    for i in 0..60 {
+        log.append(&mut [encode(&tagged_batch(&format!("b{i}"), 2, 60))], false)
+            .unwrap();
+    }
+    assert!(segment_bases(dir.path()).len() > 2);
+    drop(log);
+    io.power_loss(Loss::UnsyncedGone);
+    // The later segments' names were synced when they were started, their bytes never were.
+    assert!(segment_bases(dir.path()).len() > 2);
+
+    let log = open_faulty(&io, dir.path());
+    assert_records(&read_all(&log).unwrap(), &acked, 0);
+    assert_eq!(
+        segment_bases(dir.path()),
+        vec![0],
+        "the segments after the hole are gone"
+    );
+    assert!(!recovery_point_exists(dir.path()));
+    let ack = log
+        .append(&mut [encode(&tagged_batch("after", 1, 5))], true)
+        .unwrap()[0];
+    assert_eq!(ack.base_sequence, 2);
 }

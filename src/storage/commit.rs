@@ -40,8 +40,9 @@ pub enum FsyncPolicy {
     /// Acknowledge after the write; sync at most every period. A process crash loses nothing
     /// acknowledged; a power loss may lose up to one period.
     Interval(Duration),
-    /// Acknowledge after the write and leave syncing to the OS. A process crash loses nothing
-    /// acknowledged; a power loss may lose whatever the OS had not written back.
+    /// Acknowledge after the write and leave syncing to the OS (sealed segments included). A
+    /// process crash loses nothing acknowledged; a power loss may lose whatever the OS had not
+    /// written back, and recovery then ends the log at the first batch lost.
     Never,
 }
 

@@ -11,6 +11,10 @@
 //!
 //! Invariant: `first_sequence <= durable_next <= written next sequence`; records below
 //! `durable_next` survive a crash under the fsync policy in force (with `always`, a power loss).
+//!
+//! A segment sealed by an unsynced append is not synced then (that would stall the append for
+//! a whole segment's writeback); the `recovery-point` file names it until the next sync, and
+//! recovery checks every segment from there on whole, ending the log at the first bad batch.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::error::StorageError;
-use super::io::Io;
+use super::io::{write_file_atomically, Io};
 use super::record::{EncodedBatch, StoredRecord};
 use super::segment::{self, Segment};
 
@@ -35,6 +39,10 @@ pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
 /// Batches of at least this many bytes are written from their own buffers instead of being
 /// copied into the round's buffer first.
 pub const DIRECT_WRITE_MIN_BATCH: usize = 64 * 1024;
+/// File in a shard's directory naming (by base sequence) the first segment that was sealed
+/// without a sync: recovery checks it and every later segment whole. Absent when every sealed
+/// segment is synced.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Default retention: sealed segments whose newest record is older are deleted.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -162,6 +170,9 @@ struct Writer {
     last_timestamp_ms: u64,
     last_indexed_pos: u64,
     buf: Vec<u8>,
+    /// Segments sealed without a sync, oldest first; the next sync syncs them before the
+    /// active one. Non-empty exactly while the recovery-point file exists.
+    unsynced_sealed: Vec<Arc<Segment>>,
     poisoned: Option<String>,
     closed: bool,
 }
@@ -202,18 +213,58 @@ impl ShardLog {
             .collect();
         bases.sort_unstable();
         let capacity = config.index_capacity();
+        let recovery_point = read_recovery_point(io.as_ref(), dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
-            let active = i + 1 == bases.len();
-            let (seg, _cut) = Segment::open(
+            let last = i + 1 == bases.len();
+            // A segment sealed without a sync is checked whole, like the active one: a crash
+            // may have cut or garbled its tail.
+            let unsynced = recovery_point.is_some_and(|rp| base >= rp);
+            let (seg, cut) = Segment::open(
                 io.as_ref(),
                 dir,
                 base,
-                active,
+                last || unsynced,
                 capacity,
                 config.index_interval_bytes,
             )?;
+            let next_base = bases.get(i + 1).copied();
+            if unsynced && !last && (cut.is_some() || next_base != Some(seg.next_sequence())) {
+                // Records after a hole cannot be numbered on: the log ends at its last whole
+                // batch, and the segments after it go.
+                for &later in &bases[i + 1..] {
+                    for ext in ["log", "index", "timeindex"] {
+                        let path = dir.join(segment::file_name(later, ext));
+                        match io.remove_file(&path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(StorageError::io("remove", &path, e)),
+                        }
+                    }
+                }
+                tracing::warn!(
+                    segment = %seg.path().display(),
+                    ends_at = seg.next_sequence(),
+                    removed_segments = bases.len() - i - 1,
+                    "a segment sealed without a sync lost its tail in a crash; the log now ends there"
+                );
+                segments.push(Arc::new(seg));
+                break;
+            }
+            if unsynced && !last {
+                seg.seal();
+            }
             segments.push(Arc::new(seg));
+        }
+        if let Some(rp) = recovery_point {
+            // What survived is made durable before the mark that says to check it goes.
+            for seg in segments.iter().filter(|s| s.base() >= rp) {
+                seg.sync()
+                    .map_err(|e| StorageError::io("sync segment", seg.path(), e))?;
+            }
+            clear_recovery_point(io.as_ref(), dir).map_err(|e| {
+                StorageError::io("remove recovery point", dir.join(RECOVERY_POINT_FILE), e)
+            })?;
         }
         for pair in segments.windows(2) {
             if pair[0].next_sequence() != pair[1].base() {
@@ -251,6 +302,7 @@ impl ShardLog {
             last_timestamp_ms: last_ts,
             last_indexed_pos,
             buf: Vec::new(),
+            unsynced_sealed: Vec::new(),
             poisoned: None,
             closed: false,
         };
@@ -322,7 +374,7 @@ impl ShardLog {
             && (w.write_pos + round_bytes > self.config.segment_max_bytes
                 || w.active_opened.elapsed() >= self.config.segment_max_age)
         {
-            self.roll(&mut w)?;
+            self.roll(&mut w, sync)?;
         }
         let now = now_ms;
         let start_pos = w.write_pos;
@@ -410,13 +462,31 @@ impl ShardLog {
         Ok(acks)
     }
 
+    /// Records why the shard stops taking writes, and returns the error.
+    fn poison(&self, w: &mut Writer, err: StorageError) -> StorageError {
+        w.poisoned = Some(err.to_string());
+        tracing::error!(shard = %self.dir.display(), error = %err, "durable state unknown; the shard refuses writes until reopened");
+        err
+    }
+
+    /// Syncs the segments sealed without a sync, then the active one, then clears the recovery
+    /// point: a sync promises every record written before it.
     fn sync_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
         let started = Instant::now();
-        if let Err(e) = w.active.sync() {
-            let err = StorageError::io("sync segment", w.active.path(), e);
-            w.poisoned = Some(err.to_string());
-            tracing::error!(shard = %self.dir.display(), error = %err, "sync failed; the shard refuses writes until reopened");
-            return Err(err);
+        let pending = std::mem::take(&mut w.unsynced_sealed);
+        let failed = pending
+            .iter()
+            .chain(std::iter::once(&w.active))
+            .find_map(|seg| seg.sync().err().map(|e| (seg.path().to_owned(), e)));
+        if let Some((path, e)) = failed {
+            w.unsynced_sealed = pending;
+            return Err(self.poison(w, StorageError::io("sync segment", path, e)));
+        }
+        if !pending.is_empty() {
+            if let Err(e) = clear_recovery_point(self.io.as_ref(), &self.dir) {
+                let path = self.dir.join(RECOVERY_POINT_FILE);
+                return Err(self.poison(w, StorageError::io("remove recovery point", path, e)));
+            }
         }
         let nanos = started.elapsed().as_nanos() as u64;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -451,26 +521,40 @@ impl ShardLog {
         self.durable_next.send_replace(next);
     }
 
-    /// Seals the active segment (after syncing it) and starts a new one at the next sequence.
-    fn roll(&self, w: &mut Writer) -> Result<(), StorageError> {
+    /// Seals the active segment and starts a new one at the next sequence. With `sync_old`
+    /// (the round being appended is synced anyway) the old segment is synced first. Without
+    /// it the old segment is left to the OS like the rest of an unsynced append — syncing a
+    /// whole segment would stall every `never` append for as long as the disk takes — and the
+    /// recovery point is made durable first, so recovery checks it whole.
+    fn roll(&self, w: &mut Writer, sync_old: bool) -> Result<(), StorageError> {
         let base = w.next_sequence;
+        if !sync_old && w.unsynced_sealed.is_empty() {
+            // Before the next segment can durably exist, recovery must know this one may hold
+            // bytes that never reached the disk.
+            if let Err(e) = write_recovery_point(self.io.as_ref(), &self.dir, w.active.base()) {
+                let path = self.dir.join(RECOVERY_POINT_FILE);
+                return Err(self.poison(w, StorageError::io("write recovery point", path, e)));
+            }
+        }
         let seg = Segment::create(
             self.io.as_ref(),
             &self.dir,
             base,
             self.config.index_capacity(),
         )?;
-        // On failure the new file is empty and harmless; the failed sync poisoned the shard.
-        self.sync_locked(w)?;
+        if sync_old {
+            // On failure the new file is empty and harmless; the failed sync poisoned the shard.
+            self.sync_locked(w)?;
+        }
         if let Err(e) = self.io.sync_dir(&self.dir) {
             // Whether the new segment's name is durable is unknown, and retrying an fsync is
             // as unsafe for a directory as for a file: the shard stops like on a failed sync.
-            let err = StorageError::io("sync shard directory", &self.dir, e);
-            w.poisoned = Some(err.to_string());
-            tracing::error!(shard = %self.dir.display(), error = %err, "directory sync failed; the shard refuses writes until reopened");
-            return Err(err);
+            return Err(self.poison(w, StorageError::io("sync shard directory", &self.dir, e)));
         }
         w.active.seal();
+        if !sync_old {
+            w.unsynced_sealed.push(Arc::clone(&w.active));
+        }
         let seg = Arc::new(seg);
         self.segments
             .write()
@@ -667,4 +751,45 @@ impl ShardLog {
             next_sequence: self.next_sequence(),
         }
     }
+}
+
+/// Makes `base` the recovery point of `dir`, durably: 8 bytes little-endian, then their CRC32.
+fn write_recovery_point(io: &dyn Io, dir: &Path, base: u64) -> std::io::Result<()> {
+    let mut bytes = base.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32fast::hash(&base.to_le_bytes()).to_le_bytes());
+    write_file_atomically(io, &dir.join(RECOVERY_POINT_FILE), &bytes)
+}
+
+/// The recovery point of `dir`: `None` when there is none; 0 (check every segment) when the
+/// file cannot be trusted.
+fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<Option<u64>, StorageError> {
+    let path = dir.join(RECOVERY_POINT_FILE);
+    if !io.exists(&path) {
+        return Ok(None);
+    }
+    let file = io
+        .open(&path, false)
+        .map_err(|e| StorageError::io("open recovery point", &path, e))?;
+    let mut raw = [0u8; 12];
+    let n = file
+        .read_at(&mut raw, 0)
+        .map_err(|e| StorageError::io("read recovery point", &path, e))?;
+    let (base, crc) = raw.split_at(8);
+    if n == raw.len() && crc32fast::hash(base).to_le_bytes() == crc {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(base);
+        return Ok(Some(u64::from_le_bytes(b)));
+    }
+    tracing::warn!(path = %path.display(), "unreadable recovery point: checking every segment");
+    Ok(Some(0))
+}
+
+/// Removes the recovery point of `dir`, durably.
+fn clear_recovery_point(io: &dyn Io, dir: &Path) -> std::io::Result<()> {
+    match io.remove_file(&dir.join(RECOVERY_POINT_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    io.sync_dir(dir)
 }
