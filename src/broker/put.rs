@@ -115,7 +115,7 @@ impl Broker {
         let mut results: Vec<Option<PutResult>> = (0..entries.len()).map(|_| None).collect();
         for (i, r) in routed.iter().enumerate() {
             if let Some(d) = &dedup {
-                match &d[i] {
+                match &d.entries[i] {
                     BatchEntry::Duplicate(first) => {
                         results[i] = Some(Ok(duplicate_of(*first)));
                         continue;
@@ -125,7 +125,7 @@ impl Broker {
                         continue;
                     }
                     BatchEntry::SameAs(_) => continue,
-                    BatchEntry::Fresh(_) | BatchEntry::NotDeduplicated => {}
+                    BatchEntry::Fresh | BatchEntry::NotDeduplicated => {}
                 }
             }
             let s = r.shard.index() as usize;
@@ -142,39 +142,27 @@ impl Broker {
             members[s].push(i);
         }
 
-        let mut tickets: Vec<Option<fifo::DedupTicket>> = match dedup {
-            Some(d) => d
-                .into_iter()
-                .map(|e| match e {
-                    BatchEntry::Fresh(t) => Some(t),
-                    _ => None,
-                })
-                .collect(),
-            None => Vec::new(),
+        let (dedup_entries, mut ticket) = match dedup {
+            Some(d) => (d.entries, Some(d.ticket)),
+            None => (Vec::new(), None),
         };
         let mut appends = Vec::new();
         for (s, builder) in builders.into_iter().enumerate() {
             if let Some(batch) = builder.and_then(BatchBuilder::finish) {
                 let committer = handle.shards[s].committer.clone();
                 let shard = handle.shards[s].id;
-                // Each record's ticket travels with its batch: the spawned task, not this
-                // request, commits it once the append is acknowledged, so a cancelled request
-                // can neither tear the write nor release an id whose record is stored.
-                let shard_tickets: Vec<Option<fifo::DedupTicket>> = members[s]
-                    .iter()
-                    .map(|&i| tickets.get_mut(i).and_then(Option::take))
-                    .collect();
+                // The ids of the batch's records travel with it, in one ticket numbered by
+                // position in the batch: the spawned task, not this request, commits it once
+                // the append is acknowledged (or drops it, releasing the ids, if the append
+                // failed), so a cancelled request can neither tear the write nor release an id
+                // whose record is stored.
+                let shard_ticket = ticket.as_mut().map(|t| t.split_off(&members[s]));
                 appends.push((
                     s,
                     tokio::spawn(async move {
                         let ack = committer.append(batch).await;
-                        if let Ok(a) = &ack {
-                            let now = Instant::now();
-                            for (pos, t) in shard_tickets.into_iter().enumerate() {
-                                if let Some(t) = t {
-                                    t.commit(shard.index(), a.base_sequence + pos as u64, now);
-                                }
-                            }
+                        if let (Ok(a), Some(t)) = (&ack, shard_ticket) {
+                            t.commit(shard.index(), a.base_sequence, Instant::now());
                         }
                         ack
                     }),
@@ -211,8 +199,8 @@ impl Broker {
         for (i, result) in results.iter_mut().enumerate() {
             let r = match result.take() {
                 Some(r) => r,
-                None => match dedup_same_as(&keys, i) {
-                    Some(first) => match &out.get(first) {
+                None => match dedup_entries.get(i) {
+                    Some(&BatchEntry::SameAs(first)) => match &out.get(first) {
                         Some(Ok(PutOutcome {
                             shard, sequence, ..
                         })) => Ok(PutOutcome {
@@ -223,7 +211,7 @@ impl Broker {
                         Some(Err(e)) => Err(repeat_failure(first, e)),
                         None => Err(BrokerError::Internal("entry has no result".into())),
                     },
-                    None => Err(BrokerError::Internal("entry has no result".into())),
+                    _ => Err(BrokerError::Internal("entry has no result".into())),
                 },
             };
             out.push(r);
@@ -312,9 +300,4 @@ fn repeat_failure(first: usize, e: &BrokerError) -> BrokerError {
             "the earlier entry {first} with the same deduplication id failed: {other}"
         )),
     }
-}
-
-fn dedup_same_as(keys: &[Option<crate::fifo::DedupKey>], i: usize) -> Option<usize> {
-    let key = keys.get(i)?.as_ref()?;
-    keys[..i].iter().position(|k| k.as_ref() == Some(key))
 }

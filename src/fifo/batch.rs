@@ -1,22 +1,21 @@
-//! Reserving all the dedup keys of one PutRecords request: repeats inside the request, and an
-//! acquisition order that keeps crossed requests from waiting on each other forever.
+//! Reserving all the dedup keys of one PutRecords request: repeats inside the request, one lock
+//! acquisition for the whole batch, and an acquisition order that keeps crossed requests from
+//! waiting on each other forever.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::error::FifoError;
 use super::key::DedupKey;
-use super::ticket::DedupTicket;
-use super::window::{Committed, DedupWindow, Reserved};
+use super::ticket::{DedupTicket, Waiter};
+use super::window::{Attempt, Committed, DedupWindow};
 
 /// What one entry of a batch gets from [`DedupWindow::reserve_batch`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum BatchEntry {
     /// The entry has no dedup key: store it as usual.
     NotDeduplicated,
-    /// Store the record, then commit the ticket.
-    Fresh(DedupTicket),
+    /// The batch's ticket holds the entry's id: store the record, then commit the ticket.
+    Fresh,
     /// Answer with the first record, store nothing.
     Duplicate(Committed),
     /// An earlier entry of the same batch (this index) has the same key: store nothing and
@@ -27,45 +26,87 @@ pub enum BatchEntry {
     Refused(FifoError),
 }
 
+/// The answer of [`DedupWindow::reserve_batch`].
+#[derive(Debug)]
+pub struct ReservedBatch {
+    /// One per entry, in entry order.
+    pub entries: Vec<BatchEntry>,
+    /// Holds the id of every [`BatchEntry::Fresh`] entry, at that entry's index. Split it per
+    /// shard with [`DedupTicket::split_off`], and commit each part once its batch is stored.
+    pub ticket: DedupTicket,
+}
+
 impl DedupWindow {
     /// Reserves every key of one request's entries (`None`: the entry is not deduplicated) and
-    /// returns one [`BatchEntry`] per entry, in entry order.
+    /// returns one [`BatchEntry`] per entry, in entry order, and the ticket of the fresh ones.
     ///
     /// A key repeated inside the batch is reserved once and the later entries point at the first
     /// ([`BatchEntry::SameAs`]); waiting on its own ticket would never end. Distinct keys are
-    /// reserved in ascending key order, so two requests that share keys cannot each hold a
-    /// ticket the other waits for: the one waiting holds only smaller keys than the one it waits
+    /// reserved in ascending key order, as many as possible under one lock acquisition: when a
+    /// key is in flight in another request, the batch keeps the smaller keys it already holds,
+    /// waits for that one, and goes on from it. So two requests that share keys cannot each hold
+    /// a key the other waits for: the one waiting holds only smaller keys than the one it waits
     /// on, and every chain of waits ends at a request that holds all its keys.
+    ///
+    /// Dropping the future while it waits releases every id reserved so far.
     pub async fn reserve_batch(
         &self,
         keys: &[Option<DedupKey>],
         clock: impl Fn() -> Instant,
-    ) -> Vec<BatchEntry> {
-        let mut first_index: HashMap<DedupKey, usize> = HashMap::with_capacity(keys.len());
-        let mut entries: Vec<BatchEntry> = Vec::with_capacity(keys.len());
-        for (index, key) in keys.iter().enumerate() {
-            entries.push(match key {
-                None => BatchEntry::NotDeduplicated,
-                Some(key) => match first_index.entry(*key) {
-                    Entry::Occupied(first) => BatchEntry::SameAs(*first.get()),
-                    Entry::Vacant(slot) => {
-                        slot.insert(index);
-                        // Placeholder, replaced below once the key is reserved.
-                        BatchEntry::NotDeduplicated
-                    }
-                },
-            });
-        }
-        let mut order: Vec<(DedupKey, usize)> = first_index.into_iter().collect();
+    ) -> ReservedBatch {
+        let mut entries = vec![BatchEntry::NotDeduplicated; keys.len()];
+        // Ascending by key, and entries of one key by index: the first entry of a key leads.
+        let mut order: Vec<(DedupKey, usize)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(index, key)| key.map(|key| (key, index)))
+            .collect();
         order.sort_unstable();
-        for (key, index) in order {
-            entries[index] = match self.reserve_or_wait(key, &clock).await {
-                Ok(Reserved::Fresh(ticket)) => BatchEntry::Fresh(ticket),
-                Ok(Reserved::Duplicate(committed)) => BatchEntry::Duplicate(committed),
-                Err(error) => BatchEntry::Refused(error),
+        let mut leader: Option<(DedupKey, usize)> = None;
+        order.retain(|&(key, index)| match leader {
+            Some((leading, first)) if leading == key => {
+                entries[index] = BatchEntry::SameAs(first);
+                false
+            }
+            _ => {
+                leader = Some((key, index));
+                true
+            }
+        });
+
+        let max_live_ids = self.config().max_live_ids;
+        // Created before the first reservation, so that a cancelled call releases what it holds.
+        let mut ticket = self.new_ticket(order.len());
+        let mut next = 0;
+        while next < order.len() {
+            let now = clock();
+            let blocked = {
+                let mut state = self.lock_evicting(now, order.len() - next);
+                loop {
+                    let Some(&(key, index)) = order.get(next) else {
+                        break None;
+                    };
+                    entries[index] =
+                        match state.try_reserve(key, ticket.number(), now, max_live_ids) {
+                            Attempt::Fresh => {
+                                ticket.hold(key, index);
+                                BatchEntry::Fresh
+                            }
+                            Attempt::Duplicate(committed) => BatchEntry::Duplicate(committed),
+                            Attempt::Refused(error) => BatchEntry::Refused(error),
+                            // Not taken: this key is tried again once its holder lets go.
+                            Attempt::InFlight(gate) => break Some(Waiter::new(gate)),
+                        };
+                    next += 1;
+                }
             };
+            if let Some(waiter) = blocked {
+                waiter.wait().await;
+            }
         }
-        entries
+        // Held in key order; splitting per shard walks them in entry order.
+        ticket.sort_by_position();
+        ReservedBatch { entries, ticket }
     }
 }
 
@@ -82,7 +123,10 @@ mod tests {
         let window = window();
         let t0 = Instant::now();
         fresh(window.reserve(key("old"), t0)).commit(0, 1, t0);
-        let entries = window
+        let ReservedBatch {
+            entries,
+            ticket: _ticket,
+        } = window
             .reserve_batch(
                 &[
                     Some(key("a")),
@@ -94,7 +138,7 @@ mod tests {
                 || t0,
             )
             .await;
-        assert!(matches!(entries[0], BatchEntry::Fresh(_)));
+        assert!(matches!(entries[0], BatchEntry::Fresh));
         assert!(matches!(entries[1], BatchEntry::NotDeduplicated));
         assert!(matches!(entries[2], BatchEntry::SameAs(0)));
         assert!(matches!(
@@ -104,7 +148,7 @@ mod tests {
                 sequence: 1
             })
         ));
-        assert!(matches!(entries[4], BatchEntry::Fresh(_)));
+        assert!(matches!(entries[4], BatchEntry::Fresh));
         assert_eq!(window.len(), 3);
     }
 
@@ -125,8 +169,8 @@ mod tests {
         assert_eq!(window.len(), 1);
         drop(fresh(window.reserve(high, t0)));
         other.commit(0, 12, t0);
-        let entries = batch.await;
-        assert!(matches!(entries[0], BatchEntry::Fresh(_)));
+        let entries = batch.await.entries;
+        assert!(matches!(entries[0], BatchEntry::Fresh));
         assert!(matches!(
             entries[1],
             BatchEntry::Duplicate(Committed {
@@ -143,15 +187,17 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let entries =
+        let reserved =
             runtime.block_on(window.reserve_batch(&[Some(key("a")), Some(key("b"))], || t0));
-        let refused = entries
+        let refused = reserved
+            .entries
             .iter()
             .filter(|e| matches!(e, BatchEntry::Refused(FifoError::WindowFull { .. })))
             .count();
-        let fresh = entries
+        let fresh = reserved
+            .entries
             .iter()
-            .filter(|e| matches!(e, BatchEntry::Fresh(_)))
+            .filter(|e| matches!(e, BatchEntry::Fresh))
             .count();
         assert_eq!((refused, fresh), (1, 1));
     }

@@ -45,6 +45,7 @@
 
 mod batch;
 mod error;
+mod hasher;
 mod id;
 mod key;
 mod ticket;
@@ -53,7 +54,7 @@ mod window;
 #[cfg(test)]
 mod test_support;
 
-pub use batch::BatchEntry;
+pub use batch::{BatchEntry, ReservedBatch};
 pub use error::{FifoError, IdField};
 pub use id::{
     validate_deduplication_id, validate_message_group_id, DeduplicationId, MessageGroupId,

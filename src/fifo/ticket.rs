@@ -1,102 +1,210 @@
-//! The two handles a reservation hands out: the ticket of the request that stores the record,
-//! and the waiter of a request that must wait for it.
+//! The two handles a reservation hands out: the ticket of the request that stores the records,
+//! and the waiter of a request that must wait for one of them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::key::DedupKey;
-use super::window::{Committed, Shared};
+use super::window::{open_all, Shared};
 
-/// The right, and the duty, to store the record of a fresh id.
+/// The right, and the duty, to store the records of fresh ids: one ticket holds every id one
+/// request reserved, so committing or releasing them takes the window's lock once.
 ///
-/// Commit it with the record's shard and sequence once the record is durable; drop it if storing
-/// failed or the request was abandoned, and the next waiting request takes the id over. The
+/// Commit it with the records' shard and sequence numbers once they are durable; drop it if
+/// storing failed or the request was abandoned, and the next waiting request takes each id over.
+/// A request whose records go to several shards splits the ticket, one part per shard
+/// ([`split_off`](Self::split_off)), so that each part commits or fails with its own append. A
 /// ticket must live with whatever owns the append's outcome: dropping it while the append may
-/// still succeed lets a retry store the record twice.
-#[must_use = "dropping a ticket releases the id; commit it once the record is stored"]
+/// still succeed lets a retry store a record twice.
+#[must_use = "dropping a ticket releases its ids; commit it once the records are stored"]
 pub struct DedupTicket {
     shared: Arc<Shared>,
-    key: DedupKey,
-    ticket: u64,
-    committed: bool,
-    /// Closed when the ticket goes away, which wakes every [`Waiter`] of the id.
-    _done: watch::Sender<()>,
+    /// The number the slots of the held ids carry.
+    number: u64,
+    /// The held ids, ascending by position.
+    held: Vec<Held>,
+}
+
+/// One id a ticket holds, and where its record sits: the entry index given to
+/// [`reserve_batch`](super::DedupWindow::reserve_batch), or, after
+/// [`split_off`](DedupTicket::split_off), the record's position in its shard's batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub(super) key: DedupKey,
+    pub(super) position: usize,
 }
 
 impl DedupTicket {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        key: DedupKey,
-        ticket: u64,
-        done: watch::Sender<()>,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, number: u64, capacity: usize) -> Self {
         Self {
             shared,
-            key,
-            ticket,
-            committed: false,
-            _done: done,
+            number,
+            held: Vec::with_capacity(capacity),
         }
     }
 
-    /// The reserved key.
-    pub fn key(&self) -> DedupKey {
-        self.key
+    pub(super) fn number(&self) -> u64 {
+        self.number
     }
 
-    /// Marks the id committed at (`shard`, `sequence`) until `now + window` and wakes the
-    /// waiters, who then see a duplicate.
-    pub fn commit(mut self, shard: u32, sequence: u64, now: Instant) {
+    /// Adds an id the window has just marked as held by this ticket, at `position`. Called in
+    /// ascending position order, or followed by [`sort_by_position`](Self::sort_by_position).
+    pub(super) fn hold(&mut self, key: DedupKey, position: usize) {
+        self.held.push(Held { key, position });
+    }
+
+    pub(super) fn sort_by_position(&mut self) {
+        self.held.sort_unstable_by_key(|id| id.position);
+    }
+
+    /// The reserved keys, by position.
+    pub fn keys(&self) -> impl Iterator<Item = DedupKey> + '_ {
+        self.held.iter().map(|id| id.key)
+    }
+
+    /// How many ids the ticket holds.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// True when the ticket holds no id (committing or dropping it does nothing).
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Moves the ids at `positions` (entry indices given to `reserve_batch`: the entries one
+    /// shard's batch stores, in the order it stores them) into a new ticket, where each id's
+    /// position becomes its index in `positions` — the offset of its record from the batch's
+    /// first sequence number. Positions this ticket holds no id for (entries without a key,
+    /// duplicates) are skipped.
+    pub fn split_off(&mut self, positions: &[usize]) -> DedupTicket {
+        // (old position, new position), walked in step with `held`, which is sorted by position.
+        let mut wanted: Vec<(usize, usize)> = positions
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new))
+            .collect();
+        let in_order = wanted.is_sorted();
+        if !in_order {
+            wanted.sort_unstable();
+        }
+        let mut taken = Vec::with_capacity(wanted.len().min(self.held.len()));
+        let mut wanted = wanted.into_iter().peekable();
+        self.held.retain(|id| {
+            while wanted.next_if(|&(old, _)| old < id.position).is_some() {}
+            match wanted.next_if(|&(old, _)| old == id.position) {
+                Some((_, new)) => {
+                    taken.push(Held {
+                        key: id.key,
+                        position: new,
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        let mut part = DedupTicket {
+            shared: Arc::clone(&self.shared),
+            number: self.number,
+            held: taken,
+        };
+        if !in_order {
+            part.sort_by_position();
+        }
+        part
+    }
+
+    /// Marks each held id committed at (`shard`, `first_sequence + position`) until
+    /// `now + window`, and wakes its waiters, who then see a duplicate. For a ticket from
+    /// [`reserve`](super::DedupWindow::reserve), the one id's position is 0, so
+    /// `first_sequence` is its sequence number.
+    pub fn commit(mut self, shard: u32, first_sequence: u64, now: Instant) {
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return;
+        }
         let expires_at = now + self.shared.config.window;
-        let mut state = self.shared.lock();
-        state.evict_expired(now);
-        if state.holds(self.key, self.ticket) {
-            state.commit_slot(self.key, Committed { shard, sequence }, expires_at);
-        }
-        // Otherwise the slot was replaced by a record found in the log, which came first.
-        drop(state);
-        self.committed = true;
+        let mut gates = Vec::new();
+        self.shared.lock_evicting(now, held.len()).commit_held(
+            self.number,
+            &held,
+            shard,
+            first_sequence,
+            expires_at,
+            &mut gates,
+        );
+        open_all(gates);
     }
 }
 
 impl Drop for DedupTicket {
     fn drop(&mut self) {
-        if self.committed {
+        if self.held.is_empty() {
             return;
         }
-        self.shared.lock().release(self.key, self.ticket);
-        // `_done` drops after this body, outside the lock, and wakes the waiters.
+        let mut gates = Vec::new();
+        self.shared
+            .lock()
+            .release_held(self.number, &self.held, &mut gates);
+        open_all(gates);
     }
 }
 
 impl fmt::Debug for DedupTicket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupTicket")
-            .field("key", &self.key)
-            .field("ticket", &self.ticket)
+            .field("number", &self.number)
+            .field("held", &self.held)
             .finish()
+    }
+}
+
+/// The wake-up of the requests waiting on one id in flight: created by the first of them,
+/// opened once, when the id is committed, released or replaced by a record found in the log.
+#[derive(Default)]
+pub(super) struct Gate {
+    open: AtomicBool,
+    notify: Notify,
+}
+
+impl Gate {
+    /// Opens the gate for good and wakes everyone waiting on it.
+    pub(super) fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        loop {
+            // A `Notified` receives `notify_waiters` from its creation on, so an `open` between
+            // the check below and the `await` still wakes it.
+            let notified = self.notify.notified();
+            if self.open.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
 /// A handle on an id another request holds; resolves when that request commits or gives up.
 pub struct Waiter {
-    done: watch::Receiver<()>,
+    gate: Arc<Gate>,
 }
 
 impl Waiter {
-    pub(super) fn new(done: watch::Receiver<()>) -> Self {
-        Self { done }
+    pub(super) fn new(gate: Arc<Gate>) -> Self {
+        Self { gate }
     }
 
     /// Waits until the holding ticket is committed or dropped. Returns at once if that already
     /// happened. Reserve again afterwards: the id is then a duplicate, or free to take over.
-    pub async fn wait(mut self) {
-        // Nothing is ever sent: the ticket's sender closing is the only event, so `changed`
-        // ends with the "closed" error, which here means "resolved".
-        let _closed = self.done.changed().await;
+    pub async fn wait(self) {
+        self.gate.wait().await;
     }
 }
 
@@ -112,7 +220,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::super::test_support::*;
-    use super::super::window::Reserved;
+    use super::super::window::{Committed, Reserved};
     use super::*;
 
     #[test]

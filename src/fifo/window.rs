@@ -10,20 +10,23 @@
 //! ```
 //!
 //! A second `reserve` of an in-flight id gets a [`Waiter`] instead of a ticket, so exactly one
-//! request stores the record and every other one answers with its sequence number.
+//! request stores the record and every other one answers with its sequence number. The wake-up
+//! `Gate` of an id is created only when someone first waits on it, and opened when the id
+//! leaves the in-flight state; an id nobody waits on costs no allocation.
 //!
 //! Time is always a parameter (`now: Instant`) so that tests move it by hand.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::mem;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use super::error::FifoError;
+use super::hasher::KeyHashState;
 use super::key::DedupKey;
-use super::ticket::{DedupTicket, Waiter};
+use super::ticket::{DedupTicket, Gate, Held, Waiter};
 
 /// How long a committed id keeps making puts duplicates (SQS's fixed interval).
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
@@ -34,6 +37,16 @@ pub const MAX_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// 3,300 deduplicated puts per second sustained over the default window, and at most about
 /// 176 MB (typically 88 MB) of window memory; see the module documentation of `fifo`.
 pub const DEFAULT_MAX_LIVE_IDS: usize = 1_000_000;
+
+/// Expired ids a call evicts at most, at the least: with [`EVICTIONS_PER_ID`] per id the call
+/// reserves or commits on top, eviction keeps pace with arrivals (every id is queued once per
+/// commit), while the first call after a quiet spell does not empty a whole window under the
+/// lock that every put of the stream waits on. Only the timing of eviction depends on it, never
+/// an answer: an expired id is treated as absent whether or not it was evicted yet, and a call
+/// at the cap evicts everything expired before it refuses an id.
+const MIN_EVICTIONS_PER_CALL: usize = 64;
+/// See [`MIN_EVICTIONS_PER_CALL`].
+const EVICTIONS_PER_ID: usize = 2;
 
 /// The settings of one stream's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +117,7 @@ pub enum Reserved {
 /// One stream's deduplication window. Cloning shares the same window.
 ///
 /// Internally a `std::sync::Mutex` guards a map and a queue; it is never held across an
-/// `.await`, and every operation under it is O(1) amortised.
+/// `.await`, and every operation under it is O(1) amortised per id.
 #[derive(Clone)]
 pub struct DedupWindow {
     shared: Arc<Shared>,
@@ -113,31 +126,36 @@ pub struct DedupWindow {
 /// What the window and its tickets share.
 pub(super) struct Shared {
     pub(super) config: DedupWindowConfig,
+    /// Numbers tickets: an id's slot names the ticket that holds it, so a ticket whose id was
+    /// taken from it (by a record found in the log) leaves the new owner alone.
+    next_ticket: AtomicU64,
     state: Mutex<State>,
 }
 
 /// The tracked ids.
 ///
 /// Invariants: every `Slot::Committed` has at least one `QueueEntry` with the same key and
-/// `not_before >= expires_at`; `queue` is sorted by `not_before`.
+/// `not_before >= expires_at`; `queue` is sorted by `not_before`; every `Slot::InFlight` is in
+/// the `held` list of exactly one live ticket with the slot's ticket number.
 ///
 /// An id whose expiry has passed but whose queue entry waits behind a later one (commit times
-/// out of order) is treated as absent and may be reserved again; its old queue entry then stays
-/// behind as a stale one, removed when it reaches the front. New ids are refused once either
-/// `slots` or `queue` holds `max_live_ids` entries, so `slots` never exceeds the cap and `queue`
-/// never exceeds it by more than the tickets in flight: memory stays bounded by the cap.
+/// out of order), or that no call has evicted yet, is treated as absent and may be reserved
+/// again; its old queue entry then stays behind as a stale one, removed when it reaches the
+/// front. New ids are refused once either `slots` or `queue` holds `max_live_ids` entries (after
+/// evicting everything expired), so `slots` never exceeds the cap and `queue` never exceeds it
+/// by more than the ids in flight: memory stays bounded by the cap.
 pub(super) struct State {
-    slots: HashMap<DedupKey, Slot>,
+    slots: HashMap<DedupKey, Slot, KeyHashState>,
     queue: VecDeque<QueueEntry>,
-    next_ticket: u64,
 }
 
 /// What the window knows about one id.
 enum Slot {
-    /// A request holds the id. `done` closes when its ticket is committed or dropped.
+    /// The ticket numbered `ticket` holds the id. `gate` exists once someone waits on the id,
+    /// and is opened when the id leaves this state.
     InFlight {
         ticket: u64,
-        done: watch::Receiver<()>,
+        gate: Option<Arc<Gate>>,
     },
     /// The id's first record, a duplicate while `now < expires_at`.
     Committed {
@@ -153,6 +171,18 @@ struct QueueEntry {
     not_before: Instant,
 }
 
+/// What one reservation attempt found, under the lock.
+pub(super) enum Attempt {
+    /// The id is now held by the ticket that asked.
+    Fresh,
+    /// The id was committed within the window.
+    Duplicate(Committed),
+    /// Another ticket holds the id; the gate opens when it lets go.
+    InFlight(Arc<Gate>),
+    /// The id is new and the window is at its cap.
+    Refused(FifoError),
+}
+
 impl DedupWindow {
     /// An empty window with `config`, after checking it.
     pub fn new(config: DedupWindowConfig) -> Result<Self, FifoError> {
@@ -160,10 +190,10 @@ impl DedupWindow {
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
+                next_ticket: AtomicU64::new(0),
                 state: Mutex::new(State {
-                    slots: HashMap::new(),
+                    slots: HashMap::with_hasher(KeyHashState::random()),
                     queue: VecDeque::new(),
-                    next_ticket: 0,
                 }),
             }),
         })
@@ -179,8 +209,8 @@ impl DedupWindow {
         self.shared.config
     }
 
-    /// Ids tracked right now, committed and in flight. Expired ids count until the next call
-    /// that evicts them.
+    /// Ids tracked right now, committed and in flight. Expired ids count until a call evicts
+    /// them.
     pub fn len(&self) -> usize {
         self.shared.lock().slots.len()
     }
@@ -196,47 +226,22 @@ impl DedupWindow {
     /// Fails with [`FifoError::WindowFull`] only when the id is new and the window is at its cap;
     /// duplicates and in-flight ids are answered even then.
     pub fn reserve(&self, key: DedupKey, now: Instant) -> Result<Reservation, FifoError> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
-        state.evict_expired(now);
-        match state.slots.get(&key) {
-            Some(Slot::Committed {
-                committed,
-                expires_at,
-            }) if now < *expires_at => return Ok(Reservation::Duplicate(*committed)),
-            Some(Slot::InFlight { done, .. }) => {
-                return Ok(Reservation::InFlight(Waiter::new(done.clone())))
-            }
-            // Absent, or committed but expired and not yet evicted: reserve it afresh.
-            Some(Slot::Committed { .. }) | None => {}
-        }
-        let replaces_expired = state.slots.contains_key(&key);
-        let max_live_ids = shared.config.max_live_ids;
-        let live_ids = state.slots.len();
-        // The queue is capped too: it can hold stale entries of replaced ids (see `State`).
-        if (!replaces_expired && live_ids >= max_live_ids) || state.queue.len() >= max_live_ids {
-            return Err(FifoError::WindowFull {
-                live_ids,
-                max_live_ids,
-            });
-        }
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        let (sender, receiver) = watch::channel(());
-        state.slots.insert(
+        let mut ticket = self.new_ticket(1);
+        let attempt = self.lock_evicting(now, 1).try_reserve(
             key,
-            Slot::InFlight {
-                ticket,
-                done: receiver,
-            },
+            ticket.number(),
+            now,
+            self.shared.config.max_live_ids,
         );
-        drop(state);
-        Ok(Reservation::Fresh(DedupTicket::new(
-            Arc::clone(shared),
-            key,
-            ticket,
-            sender,
-        )))
+        match attempt {
+            Attempt::Fresh => {
+                ticket.hold(key, 0);
+                Ok(Reservation::Fresh(ticket))
+            }
+            Attempt::Duplicate(committed) => Ok(Reservation::Duplicate(committed)),
+            Attempt::InFlight(gate) => Ok(Reservation::InFlight(Waiter::new(gate))),
+            Attempt::Refused(error) => Err(error),
+        }
     }
 
     /// [`reserve`](Self::reserve), waiting out ids in flight: returns a ticket or the committed
@@ -274,46 +279,75 @@ impl DedupWindow {
         committed_at: Instant,
     ) -> Result<(), FifoError> {
         let window = self.shared.config.window;
+        let max_live_ids = self.shared.config.max_live_ids;
         let expires_at = committed_at + window;
         let committed = Committed { shard, sequence };
-        let mut state = self.shared.lock();
-        // Anything expired at `committed_at` is expired now too: evicting there is safe.
-        state.evict_expired(committed_at);
-        let keep_new = match state.slots.get(&key) {
-            None => {
-                let max_live_ids = self.shared.config.max_live_ids;
-                let live_ids = state.slots.len();
-                if live_ids >= max_live_ids || state.queue.len() >= max_live_ids {
-                    return Err(FifoError::WindowFull {
-                        live_ids,
-                        max_live_ids,
-                    });
-                }
-                true
-            }
-            // The log is the truth: the record is stored; the ticket's later commit or drop finds
-            // its slot gone and leaves this one alone.
-            Some(Slot::InFlight { .. }) => true,
-            Some(Slot::Committed {
-                expires_at: old, ..
-            }) => {
-                let old = *old;
-                if expires_at >= old + window {
-                    // The old record had expired before the new one was stored.
+        let mut gates = Vec::new();
+        {
+            // Anything expired at `committed_at` is expired now too: evicting there is safe.
+            let mut state = self.lock_evicting(committed_at, 1);
+            state.make_room(committed_at, max_live_ids);
+            let keep_new = match state.slots.get(&key) {
+                None => {
+                    let live_ids = state.slots.len();
+                    if live_ids >= max_live_ids || state.queue.len() >= max_live_ids {
+                        return Err(FifoError::WindowFull {
+                            live_ids,
+                            max_live_ids,
+                        });
+                    }
                     true
-                } else if expires_at + window <= old {
-                    // The new record had expired before the old one was stored.
-                    false
-                } else {
-                    // Windows overlap: the earlier record is the first, the later a duplicate.
-                    expires_at < old
                 }
+                // The log is the truth: the record is stored; the ticket's later commit or drop
+                // finds its slot gone and leaves this one alone. Its waiters wake (below) and see
+                // this record.
+                Some(Slot::InFlight { .. }) => true,
+                Some(Slot::Committed {
+                    expires_at: old, ..
+                }) => {
+                    let old = *old;
+                    if expires_at >= old + window {
+                        // The old record had expired before the new one was stored.
+                        true
+                    } else if expires_at + window <= old {
+                        // The new record had expired before the old one was stored.
+                        false
+                    } else {
+                        // Windows overlap: the earlier record is the first, the later a
+                        // duplicate.
+                        expires_at < old
+                    }
+                }
+            };
+            if keep_new {
+                if let Some(Slot::InFlight {
+                    gate: Some(gate), ..
+                }) = state.slots.insert(
+                    key,
+                    Slot::Committed {
+                        committed,
+                        expires_at,
+                    },
+                ) {
+                    gates.push(gate);
+                }
+                state.enqueue(key, expires_at);
             }
-        };
-        if keep_new {
-            state.commit_slot(key, committed, expires_at);
         }
+        open_all(gates);
         Ok(())
+    }
+
+    /// A ticket with a fresh number and no ids yet, with room for `ids` of them.
+    pub(super) fn new_ticket(&self, ids: usize) -> DedupTicket {
+        let number = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
+        DedupTicket::new(Arc::clone(&self.shared), number, ids)
+    }
+
+    /// Locks the state for a call that is about to handle `ids` ids, after evicting its share of
+    /// expired ones.
+    pub(super) fn lock_evicting(&self, now: Instant, ids: usize) -> MutexGuard<'_, State> {
+        self.shared.lock_evicting(now, ids)
     }
 }
 
@@ -332,15 +366,27 @@ impl Shared {
         // which leaves both structures valid; the state stays usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// [`lock`](Self::lock), then evicts the share of expired ids of a call handling `ids` ids.
+    pub(super) fn lock_evicting(&self, now: Instant, ids: usize) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        let budget = MIN_EVICTIONS_PER_CALL.max(ids.saturating_mul(EVICTIONS_PER_ID));
+        state.evict_expired(now, budget);
+        state
+    }
 }
 
 impl State {
-    /// Pops queue entries whose time has come and drops their ids if still expired committed
-    /// (a stale entry of an id that was reserved again finds an in-flight or newer slot).
-    pub(super) fn evict_expired(&mut self, now: Instant) {
-        while let Some(front) = self.queue.front() {
+    /// Pops up to `budget` queue entries whose time has come and drops their ids if still
+    /// expired committed (a stale entry of an id that was reserved again finds an in-flight or
+    /// newer slot).
+    fn evict_expired(&mut self, now: Instant, budget: usize) {
+        for _ in 0..budget {
+            let Some(front) = self.queue.front() else {
+                return;
+            };
             if front.not_before > now {
-                break;
+                return;
             }
             let key = front.key;
             self.queue.pop_front();
@@ -352,26 +398,116 @@ impl State {
         }
     }
 
-    /// True while `ticket` is the request holding `key`.
-    pub(super) fn holds(&self, key: DedupKey, ticket: u64) -> bool {
-        matches!(self.slots.get(&key), Some(Slot::InFlight { ticket: held, .. }) if *held == ticket)
-    }
-
-    /// Forgets `key` if `ticket` still holds it (its request failed or was abandoned).
-    pub(super) fn release(&mut self, key: DedupKey, ticket: u64) {
-        if self.holds(key, ticket) {
-            self.slots.remove(&key);
+    /// At the cap, evicts every expired id, so that only live ids can make a new one refused.
+    fn make_room(&mut self, now: Instant, max_live_ids: usize) {
+        if self.slots.len() >= max_live_ids || self.queue.len() >= max_live_ids {
+            self.evict_expired(now, usize::MAX);
         }
     }
 
-    pub(super) fn commit_slot(&mut self, key: DedupKey, committed: Committed, expires_at: Instant) {
-        self.slots.insert(
-            key,
-            Slot::Committed {
+    /// Checks `key` and, if it is absent or expired, hands it to the ticket numbered `ticket`:
+    /// the one atomic step of a reservation. The caller records a `Fresh` key in that ticket
+    /// before it lets go of the lock.
+    pub(super) fn try_reserve(
+        &mut self,
+        key: DedupKey,
+        ticket: u64,
+        now: Instant,
+        max_live_ids: usize,
+    ) -> Attempt {
+        self.make_room(now, max_live_ids);
+        let live_ids = self.slots.len();
+        let queue_full = self.queue.len() >= max_live_ids;
+        let refused = || {
+            Attempt::Refused(FifoError::WindowFull {
+                live_ids,
+                max_live_ids,
+            })
+        };
+        let in_flight = Slot::InFlight { ticket, gate: None };
+        match self.slots.get_mut(&key) {
+            Some(Slot::Committed {
                 committed,
                 expires_at,
-            },
-        );
+            }) if now < *expires_at => Attempt::Duplicate(*committed),
+            Some(Slot::InFlight { gate, .. }) => {
+                Attempt::InFlight(Arc::clone(gate.get_or_insert_with(Default::default)))
+            }
+            // Committed but expired, not evicted yet: taken afresh in place. The map does not
+            // grow, but the id is queued again while its old entry still waits in the queue.
+            Some(_) if queue_full => refused(),
+            Some(slot) => {
+                *slot = in_flight;
+                Attempt::Fresh
+            }
+            None if live_ids >= max_live_ids || queue_full => refused(),
+            None => {
+                self.slots.insert(key, in_flight);
+                Attempt::Fresh
+            }
+        }
+    }
+
+    /// Commits the ids of `held` still held by the ticket numbered `ticket`, each at
+    /// `first_sequence + position` in `shard`, until `expires_at`; collects the gates to open.
+    pub(super) fn commit_held(
+        &mut self,
+        ticket: u64,
+        held: &[Held],
+        shard: u32,
+        first_sequence: u64,
+        expires_at: Instant,
+        gates: &mut Vec<Arc<Gate>>,
+    ) {
+        for id in held {
+            let Some(slot) = self.slots.get_mut(&id.key) else {
+                continue;
+            };
+            if !matches!(slot, Slot::InFlight { ticket: holder, .. } if *holder == ticket) {
+                // Replaced by a record found in the log, which came first.
+                continue;
+            }
+            let committed = Committed {
+                shard,
+                sequence: first_sequence + id.position as u64,
+            };
+            let held_slot = mem::replace(
+                slot,
+                Slot::Committed {
+                    committed,
+                    expires_at,
+                },
+            );
+            if let Slot::InFlight {
+                gate: Some(gate), ..
+            } = held_slot
+            {
+                gates.push(gate);
+            }
+            self.enqueue(id.key, expires_at);
+        }
+    }
+
+    /// Forgets the ids of `held` still held by the ticket numbered `ticket` (its request failed
+    /// or was abandoned); collects the gates to open.
+    pub(super) fn release_held(&mut self, ticket: u64, held: &[Held], gates: &mut Vec<Arc<Gate>>) {
+        for id in held {
+            if matches!(
+                self.slots.get(&id.key),
+                Some(Slot::InFlight { ticket: holder, .. }) if *holder == ticket
+            ) {
+                if let Some(Slot::InFlight {
+                    gate: Some(gate), ..
+                }) = self.slots.remove(&id.key)
+                {
+                    gates.push(gate);
+                }
+            }
+        }
+    }
+
+    /// Queues a committed id for eviction at `expires_at` (or its predecessor's time, if later).
+    fn enqueue(&mut self, key: DedupKey, expires_at: Instant) {
         let not_before = match self.queue.back() {
             Some(back) => back.not_before.max(expires_at),
             None => expires_at,
@@ -381,6 +517,14 @@ impl State {
             "queue entry must not expire before its id"
         );
         self.queue.push_back(QueueEntry { key, not_before });
+    }
+}
+
+/// Opens the gates collected under the lock, after it is released: the woken requests go
+/// straight for that lock.
+pub(super) fn open_all(gates: Vec<Arc<Gate>>) {
+    for gate in gates {
+        gate.open();
     }
 }
 
