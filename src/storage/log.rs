@@ -171,7 +171,8 @@ struct Writer {
     last_indexed_pos: u64,
     buf: Vec<u8>,
     /// Segments sealed without a sync, oldest first; the next sync syncs them before the
-    /// active one. Non-empty exactly while the recovery-point file exists.
+    /// active one. While it is non-empty the recovery-point file exists (it may outlive it
+    /// when retention deleted them all; recovery then only checks more than it must).
     unsynced_sealed: Vec<Arc<Segment>>,
     poisoned: Option<String>,
     closed: bool,
@@ -669,6 +670,11 @@ impl ShardLog {
         let first = segs[0].base();
         self.first_sequence.store(first, Ordering::Release);
         drop(segs);
+        if !dropped.is_empty() {
+            // A deleted segment still waiting for its sync is not synced any more: holding it
+            // would keep the file, and its pages, until a sync that may never come.
+            self.writer().unsynced_sealed.retain(|s| s.base() >= first);
+        }
         for seg in &dropped {
             seg.remove_files(self.io.as_ref(), &self.dir)?;
         }
