@@ -252,3 +252,89 @@ fn appends_through_a_log_of_its_own_share_nothing_with_another_shard() {
     assert_eq!(lb.next_sequence(), 0);
     assert_eq!(la.next_sequence(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ack_survives_a_power_loss_even_when_syncs_start_failing_midway() {
+    const TASKS: usize = 16;
+    const PER_TASK: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    // Small segments: rounds seal segments while earlier rounds are still syncing.
+    let log = open_with(
+        Arc::new(io.clone()) as Arc<dyn Io>,
+        dir.path(),
+        small_config(),
+    );
+    let committer = spawn(log, FsyncPolicy::Always);
+    let log = Arc::clone(committer.log());
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let committer = committer.clone();
+            let io = io.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for n in 0..PER_TASK {
+                    match committer.append(encode(&task_batch(task, n))).await {
+                        Ok(ack) => acked.push((task, n, ack)),
+                        Err(e) => {
+                            assert!(
+                                matches!(
+                                    e,
+                                    StorageError::Io { .. } | StorageError::Poisoned { .. }
+                                ),
+                                "{e:?}"
+                            );
+                            break;
+                        }
+                    }
+                    if task == 0 && n == 10 {
+                        io.fail_syncs(true);
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(
+        acked.len() > 10,
+        "some appends were acknowledged before the failures"
+    );
+    assert!(log.poisoned().is_some());
+    // The committer ends (and lets go of the log) once every handle is gone.
+    drop(committer);
+    tokio::time::timeout(EVENT_DEADLINE, async {
+        while Arc::strong_count(&log) > 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the committer stopped");
+    drop(log);
+
+    io.fail_syncs(false);
+    io.power_loss(shardlog::storage::faulty::Loss::UnsyncedGone);
+    let log = open_with(
+        Arc::new(io.clone()) as Arc<dyn Io>,
+        dir.path(),
+        small_config(),
+    );
+    let recovered = read_all(&log).unwrap();
+    for (task, n, ack) in &acked {
+        let expected = task_batch(*task, *n);
+        let end = ack.base_sequence as usize + expected.len();
+        assert!(
+            end <= recovered.len(),
+            "acknowledged batch {}..{end} lost",
+            ack.base_sequence
+        );
+        assert_records(
+            &recovered[ack.base_sequence as usize..end],
+            &expected,
+            ack.base_sequence,
+        );
+    }
+}

@@ -8,6 +8,16 @@
 //!              → Busy)
 //! ```
 //!
+//! Under `always` the sync of a round runs behind the write of the next one (at most one sync
+//! in flight; rounds are written in queue order, and a round is published and acknowledged
+//! only after a sync that started after its write):
+//!
+//! ```text
+//!  round 1: write ─ fdatasync ─ publish, ack
+//!  round 2:         write ───── fdatasync ─ publish, ack
+//!  round 3:                     write ───── fdatasync ─ ...
+//! ```
+//!
 //! The committer task owns each job once it is queued, so a caller that goes away (a cancelled
 //! gRPC request) cannot tear a write: the batch is written or refused as a whole regardless.
 //! File I/O and fsync run on tokio's blocking pool, never on an async worker thread.
@@ -16,10 +26,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::StorageError;
-use super::log::{AppendAck, ShardLog};
+use super::log::{now_ms, AppendAck, ShardLog};
 use super::record::EncodedBatch;
 
 /// Default depth of a shard's append queue, in batches.
@@ -144,6 +154,10 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
     let mut last_sync = Instant::now();
     let mut dirty = false;
     let mut jobs: Vec<Job> = Vec::new();
+    // Under `always`, a round's sync runs in its own task while the next round is gathered
+    // and written: one sync at most runs behind the writer, so the disk syncs one round while
+    // the next is copied into the page cache.
+    let sync_slot = Arc::new(Semaphore::new(1));
     loop {
         let first = match (config.policy, dirty) {
             (FsyncPolicy::Interval(period), true) => {
@@ -183,17 +197,45 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
                 Err(_) => break,
             }
         }
-        let sync = match config.policy {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Interval(period) => last_sync.elapsed() >= period,
-            FsyncPolicy::Never => false,
-        };
         let mut batches: Vec<EncodedBatch> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs.drain(..) {
             batches.push(job.batch);
             replies.push(job.reply);
         }
+        if config.policy == FsyncPolicy::Always {
+            let l = Arc::clone(&log);
+            let written =
+                tokio::task::spawn_blocking(move || l.write_unsynced(&mut batches, now_ms())).await;
+            let acks = match written {
+                Ok(Ok(acks)) => acks,
+                failed => {
+                    answer(&log, replies, failed);
+                    continue;
+                }
+            };
+            let end = acks
+                .last()
+                .map_or(0, |a| a.base_sequence + u64::from(a.record_count));
+            // Waits for the previous round's sync: this round was written meanwhile.
+            let permit = Arc::clone(&sync_slot)
+                .acquire_owned()
+                .await
+                .expect("the sync slot is never closed");
+            let l = Arc::clone(&log);
+            tokio::spawn(async move {
+                let syncing = Arc::clone(&l);
+                let synced = tokio::task::spawn_blocking(move || syncing.sync_through(end)).await;
+                answer(&l, replies, synced.map(|r| r.map(|()| acks)));
+                drop(permit);
+            });
+            continue;
+        }
+        let sync = match config.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(period) => last_sync.elapsed() >= period,
+            FsyncPolicy::Never => false,
+        };
         let l = Arc::clone(&log);
         let result = tokio::task::spawn_blocking(move || l.append(&mut batches, sync)).await;
         if sync {
@@ -202,30 +244,41 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
         } else {
             dirty = true;
         }
-        match result {
-            Ok(Ok(acks)) => {
-                for (reply, ack) in replies.into_iter().zip(acks) {
-                    let _ = reply.send(Ok(ack));
-                }
-            }
-            Ok(Err(e)) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.duplicate()));
-                }
-            }
-            Err(join) => {
-                tracing::error!(error = %join, "append task failed");
-                for reply in replies {
-                    let _ = reply.send(Err(StorageError::Poisoned {
-                        dir: log.dir().to_owned(),
-                        cause: format!("append task failed: {join}"),
-                    }));
-                }
-            }
-        }
+        answer(&log, replies, result);
     }
+    // The last round's sync finishes (and acknowledges) before the log closes.
+    let _last = sync_slot.acquire().await;
     let l = Arc::clone(&log);
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.close()).await {
         tracing::error!(error = %e, "final sync failed");
+    }
+}
+
+/// Sends each waiter of a round its ack, or the round's error.
+fn answer(
+    log: &ShardLog,
+    replies: Vec<oneshot::Sender<Result<AppendAck, StorageError>>>,
+    result: Result<Result<Vec<AppendAck>, StorageError>, tokio::task::JoinError>,
+) {
+    match result {
+        Ok(Ok(acks)) => {
+            for (reply, ack) in replies.into_iter().zip(acks) {
+                let _ = reply.send(Ok(ack));
+            }
+        }
+        Ok(Err(e)) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.duplicate()));
+            }
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "append task failed");
+            for reply in replies {
+                let _ = reply.send(Err(StorageError::Poisoned {
+                    dir: log.dir().to_owned(),
+                    cause: format!("append task failed: {join}"),
+                }));
+            }
+        }
     }
 }

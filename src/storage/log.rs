@@ -186,6 +186,10 @@ pub struct ShardLog {
     config: LogConfig,
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
+    /// Held by [`ShardLog::sync_through`] for its whole sync (the writer's lock is only ever
+    /// taken inside it, never the other way round): syncs take turns, so one never publishes
+    /// past a failure of an earlier one.
+    sync_turn: Mutex<()>,
     durable_next: watch::Sender<u64>,
     durable_next_fast: AtomicU64,
     last_timestamp_ms: AtomicU64,
@@ -314,6 +318,7 @@ impl ShardLog {
             config,
             segments: RwLock::new(segments),
             writer: Mutex::new(writer),
+            sync_turn: Mutex::new(()),
             durable_next,
             durable_next_fast: AtomicU64::new(next),
             last_timestamp_ms: AtomicU64::new(last_ts),
@@ -356,6 +361,101 @@ impl ShardLog {
         now_ms: u64,
     ) -> Result<Vec<AppendAck>, StorageError> {
         let mut w = self.writer();
+        let acks = self.write_locked(&mut w, batches, sync, now_ms)?;
+        if acks.is_empty() {
+            return Ok(acks);
+        }
+        if sync {
+            self.sync_locked(&mut w)?;
+        }
+        let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
+        self.publish(next, ts);
+        Ok(acks)
+    }
+
+    /// Writes `batches` as [`ShardLog::append`] does, but neither syncs nor publishes them:
+    /// readers do not see them until [`ShardLog::sync_through`] made them durable, and the
+    /// caller acknowledges nothing before that. The group committer writes its next round
+    /// with this while the previous round's sync is still running; rounds keep the order in
+    /// which they were written.
+    pub fn write_unsynced(
+        &self,
+        batches: &mut [EncodedBatch],
+        now_ms: u64,
+    ) -> Result<Vec<AppendAck>, StorageError> {
+        let mut w = self.writer();
+        // Sealing syncs the old segment: these batches are to be synced anyway.
+        self.write_locked(&mut w, batches, true, now_ms)
+    }
+
+    /// Makes every record below `end` durable and readable: syncs what is written (outside the
+    /// writer's lock, so the next round can be written meanwhile), then publishes it. Syncs
+    /// take turns; one that finds `end` already published by another returns at once.
+    pub fn sync_through(&self, end: u64) -> Result<(), StorageError> {
+        let _turn = self.sync_turn.lock().unwrap_or_else(|p| p.into_inner());
+        if self.durable_next_fast.load(Ordering::Acquire) >= end {
+            return Ok(());
+        }
+        let (pending, active, next, ts) = {
+            let w = self.writer();
+            if let Some(cause) = &w.poisoned {
+                return Err(StorageError::Poisoned {
+                    dir: self.dir.clone(),
+                    cause: cause.clone(),
+                });
+            }
+            (
+                w.unsynced_sealed.clone(),
+                Arc::clone(&w.active),
+                w.next_sequence,
+                w.last_timestamp_ms,
+            )
+        };
+        debug_assert!(next >= end, "sync_through past what was written");
+        let started = Instant::now();
+        let failed = pending
+            .iter()
+            .chain(std::iter::once(&active))
+            .find_map(|seg| seg.sync().err().map(|e| (seg.path().to_owned(), e)));
+        let mut w = self.writer();
+        if let Some((path, e)) = failed {
+            return Err(self.poison(&mut w, StorageError::io("sync segment", path, e)));
+        }
+        // A sync that failed meanwhile (sealing a segment) may have reported the loss of pages
+        // this one then found clean: nothing is promised after it.
+        if let Some(cause) = &w.poisoned {
+            return Err(StorageError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            });
+        }
+        if !pending.is_empty() {
+            w.unsynced_sealed
+                .retain(|s| !pending.iter().any(|p| Arc::ptr_eq(p, s)));
+            if w.unsynced_sealed.is_empty() {
+                if let Err(e) = clear_recovery_point(self.io.as_ref(), &self.dir) {
+                    let path = self.dir.join(RECOVERY_POINT_FILE);
+                    return Err(
+                        self.poison(&mut w, StorageError::io("remove recovery point", path, e))
+                    );
+                }
+            }
+        }
+        self.count_sync(started);
+        self.publish(next, ts);
+        Ok(())
+    }
+
+    /// Stamps and writes `batches` (sealing the active segment first when it is full, syncing
+    /// it when `sync_old`), and makes them readable below `readable_len` — but neither syncs
+    /// nor publishes them. Returns no ack for no batch.
+    fn write_locked(
+        &self,
+        w: &mut Writer,
+        batches: &mut [EncodedBatch],
+        sync_old: bool,
+        now_ms: u64,
+    ) -> Result<Vec<AppendAck>, StorageError> {
         if w.closed {
             return Err(StorageError::Closed {
                 dir: self.dir.clone(),
@@ -375,7 +475,7 @@ impl ShardLog {
             && (w.write_pos + round_bytes > self.config.segment_max_bytes
                 || w.active_opened.elapsed() >= self.config.segment_max_age)
         {
-            self.roll(&mut w, sync)?;
+            self.roll(w, sync_old)?;
         }
         let now = now_ms;
         let start_pos = w.write_pos;
@@ -456,10 +556,6 @@ impl ShardLog {
         self.counters
             .batches_appended
             .fetch_add(batches.len() as u64, Ordering::Relaxed);
-        if sync {
-            self.sync_locked(&mut w)?;
-        }
-        self.publish(seq, ts);
         Ok(acks)
     }
 
@@ -489,6 +585,11 @@ impl ShardLog {
                 return Err(self.poison(w, StorageError::io("remove recovery point", path, e)));
             }
         }
+        self.count_sync(started);
+        Ok(())
+    }
+
+    fn count_sync(&self, started: Instant) {
         let nanos = started.elapsed().as_nanos() as u64;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -497,7 +598,6 @@ impl ShardLog {
         self.counters
             .sync_nanos_max
             .fetch_max(nanos, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Makes everything written durable and readable (for the `interval` policy's timer and
@@ -516,7 +616,13 @@ impl ShardLog {
         Ok(())
     }
 
+    /// Moves the durable mark to `next`. Called with the writer's lock held, so the check
+    /// and the store cannot interleave with another publish; the mark never goes back (a sync
+    /// that started before an unsynced append published more would otherwise lower it).
     fn publish(&self, next: u64, last_ts: u64) {
+        if next < self.durable_next_fast.load(Ordering::Acquire) {
+            return;
+        }
         self.last_timestamp_ms.store(last_ts, Ordering::Release);
         self.durable_next_fast.store(next, Ordering::Release);
         self.durable_next.send_replace(next);
