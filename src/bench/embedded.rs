@@ -26,8 +26,11 @@ pub struct EmbeddedServer {
     addr: SocketAddr,
     dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), ServerError>>>,
+    task: Option<ServerTask>,
 }
+
+/// The task serving gRPC; it ends with the server's outcome.
+type ServerTask = JoinHandle<Result<(), ServerError>>;
 
 /// Settings of an embedded server beyond the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,18 +106,10 @@ impl EmbeddedServer {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     async fn serve(
         dir: &Path,
         settings: EmbeddedSettings,
-    ) -> Result<
-        (
-            SocketAddr,
-            oneshot::Sender<()>,
-            JoinHandle<Result<(), ServerError>>,
-        ),
-        BenchError,
-    > {
+    ) -> Result<(SocketAddr, oneshot::Sender<()>, ServerTask), BenchError> {
         let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let listener = TcpListener::bind(bind)
             .await
