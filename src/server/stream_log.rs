@@ -166,11 +166,20 @@ impl StreamLog for StreamLogService {
             .await
             .map_err(to_status)?;
         let mut failed = 0;
+        // Formatting a shard id is not free and a request names few shards: once per shard.
+        let mut shard_names: Vec<(crate::stream::ShardId, String)> = Vec::new();
         let records = results
             .into_iter()
             .map(|res| match res {
                 Ok(o) => pb::PutRecordsResultEntry {
-                    shard_id: o.shard.to_string(),
+                    shard_id: match shard_names.iter().find(|(id, _)| *id == o.shard) {
+                        Some((_, name)) => name.clone(),
+                        None => {
+                            let name = o.shard.to_string();
+                            shard_names.push((o.shard, name.clone()));
+                            name
+                        }
+                    },
                     sequence_number: o.sequence,
                     error_code: String::new(),
                     error_message: String::new(),
