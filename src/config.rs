@@ -129,6 +129,9 @@ pub struct Settings {
     /// Events a subscription buffers ahead of a slow reader [default: 4]
     #[arg(long, env = "SHARDLOG_SUBSCRIBE_BUFFER", value_name = "N")]
     pub subscribe_buffer: Option<usize>,
+    /// Most bytes of records one subscription event carries [default: 1048576]
+    #[arg(long, env = "SHARDLOG_SUBSCRIBE_EVENT_BYTES", value_name = "BYTES")]
+    pub subscribe_event_bytes: Option<usize>,
     /// Longest deduplication window a stream may ask for, in seconds [default: 3600]
     #[arg(long, env = "SHARDLOG_MAX_DEDUP_WINDOW_SECS", value_name = "SECS")]
     pub max_dedup_window_secs: Option<u64>,
@@ -185,6 +188,8 @@ pub struct Config {
     pub iterator_ttl: Duration,
     /// Events a subscription buffers ahead of a slow reader. Default 4.
     pub subscribe_buffer: usize,
+    /// Most bytes of records one subscription event carries. Default 1 MiB.
+    pub subscribe_event_bytes: usize,
     /// Longest deduplication window a stream may ask for (`max_dedup_window_secs`). Default 1 h.
     pub max_dedup_window: Duration,
     /// Most deduplication ids one stream's window holds. Default 1,000,000.
@@ -213,6 +218,7 @@ impl Default for Config {
             max_read_bytes: broker::DEFAULT_MAX_READ_BYTES,
             iterator_ttl: broker::DEFAULT_ITERATOR_TTL,
             subscribe_buffer: broker::DEFAULT_SUBSCRIBE_BUFFER,
+            subscribe_event_bytes: broker::DEFAULT_SUBSCRIBE_EVENT_BYTES,
             max_dedup_window: DEFAULT_MAX_DEDUP_WINDOW,
             max_dedup_ids: DEFAULT_MAX_LIVE_IDS,
             default_session_timeout: DEFAULT_SESSION_TIMEOUT,
@@ -268,6 +274,8 @@ impl Config {
                 .map_or(d.iterator_ttl, secs),
             subscribe_buffer: (upper.subscribe_buffer.or(lower.subscribe_buffer))
                 .unwrap_or(d.subscribe_buffer),
+            subscribe_event_bytes: (upper.subscribe_event_bytes.or(lower.subscribe_event_bytes))
+                .unwrap_or(d.subscribe_event_bytes),
             max_dedup_window: (upper.max_dedup_window_secs.or(lower.max_dedup_window_secs))
                 .map_or(d.max_dedup_window, secs),
             max_dedup_ids: (upper.max_dedup_ids.or(lower.max_dedup_ids)).unwrap_or(d.max_dedup_ids),
@@ -339,6 +347,11 @@ impl Config {
         check(!self.iterator_ttl.is_zero(), "iterator_ttl_secs", positive)?;
         check(self.subscribe_buffer >= 1, "subscribe_buffer", positive)?;
         check(
+            self.subscribe_event_bytes >= 1 && self.subscribe_event_bytes < MAX_MESSAGE_BYTES,
+            "subscribe_event_bytes",
+            || format!("must be between 1 and the gRPC message limit of {MAX_MESSAGE_BYTES} bytes"),
+        )?;
+        check(
             !self.max_dedup_window.is_zero() && self.max_dedup_window <= MAX_DEDUP_WINDOW,
             "max_dedup_window_secs",
             || format!("must be between 1 and {}", MAX_DEDUP_WINDOW.as_secs()),
@@ -387,6 +400,7 @@ impl Config {
             max_read_bytes: self.max_read_bytes,
             iterator_ttl: self.iterator_ttl,
             subscribe_buffer: self.subscribe_buffer,
+            subscribe_event_bytes: self.subscribe_event_bytes,
             max_dedup_ids: self.max_dedup_ids,
             default_session_timeout: self.default_session_timeout,
             ..BrokerConfig::new(&self.data_dir)
@@ -639,6 +653,7 @@ mod tests {
             ("max_read_bytes", d.max_read_bytes.to_string()),
             ("iterator_ttl_secs", d.iterator_ttl.as_secs().to_string()),
             ("subscribe_buffer", d.subscribe_buffer.to_string()),
+            ("subscribe_event_bytes", d.subscribe_event_bytes.to_string()),
             (
                 "max_dedup_window_secs",
                 d.max_dedup_window.as_secs().to_string(),

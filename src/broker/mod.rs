@@ -53,6 +53,9 @@ pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 pub const DEFAULT_GET_RECORDS_LIMIT: u32 = 10_000;
 /// Default most bytes one GetRecords or subscription event carries.
 pub const DEFAULT_MAX_READ_BYTES: usize = 10 * 1024 * 1024;
+/// Default most bytes of records one subscription event carries. Smaller than a GetRecords
+/// answer: a subscription pushes continuously, and its buffered events are server memory.
+pub const DEFAULT_SUBSCRIBE_EVENT_BYTES: usize = 1024 * 1024;
 /// Default events a subscription may buffer ahead of a slow reader.
 pub const DEFAULT_SUBSCRIBE_BUFFER: usize = 4;
 /// Default time after which an idle subscription sends an empty event (a liveness signal).
@@ -83,6 +86,8 @@ pub struct BrokerConfig {
     pub max_read_bytes: usize,
     pub iterator_ttl: Duration,
     pub subscribe_buffer: usize,
+    /// Most bytes of records in one subscription event (at least one record is always sent).
+    pub subscribe_event_bytes: usize,
     pub subscribe_keepalive: Duration,
     pub retention_check_interval: Duration,
     /// How long a graceful stop waits for in-flight requests and subscriptions to finish.
@@ -108,6 +113,7 @@ impl BrokerConfig {
             max_read_bytes: DEFAULT_MAX_READ_BYTES,
             iterator_ttl: DEFAULT_ITERATOR_TTL,
             subscribe_buffer: DEFAULT_SUBSCRIBE_BUFFER,
+            subscribe_event_bytes: DEFAULT_SUBSCRIBE_EVENT_BYTES,
             subscribe_keepalive: DEFAULT_SUBSCRIBE_KEEPALIVE,
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -198,7 +198,7 @@ impl Broker {
         let (tx, rx) = mpsc::channel(cfg.subscribe_buffer.max(1));
         let (limit, max_bytes, keepalive) = (
             cfg.get_records_limit as usize,
-            cfg.max_read_bytes,
+            cfg.subscribe_event_bytes,
             cfg.subscribe_keepalive,
         );
         let mut durable = log.subscribe();
