@@ -149,5 +149,41 @@ fn append(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, append);
+/// The log alone, without the committer: one thread copies a batch (as a producer would
+/// encode it) and appends it with fsync never. Set against the committer's numbers, this
+/// separates what the log costs from what handing each round to another thread costs.
+fn append_direct(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_direct_fsync_never");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for records in BATCH_SIZES {
+        let template = batch_of(records);
+        group.throughput(Throughput::Bytes((records * RECORD_BYTES) as u64));
+        let dir = bench_dir();
+        let config = LogConfig {
+            retention_bytes: Some(KEEP_BYTES),
+            ..LogConfig::default()
+        };
+        let log = ShardLog::open(RealIo::shared(), dir.path(), config).expect("open log");
+        group.bench_function(
+            BenchmarkId::new("appenders_1", format!("batch_{records}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    log.apply_retention(now_ms()).expect("retention");
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        log.append(&mut [template.clone()], false)
+                            .expect("bench append");
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append, append_direct);
 criterion_main!(benches);
