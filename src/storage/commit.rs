@@ -38,6 +38,9 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
 pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default bytes gathered into one round (one write, one sync).
 pub const DEFAULT_MAX_ROUND_BYTES: usize = 16 * 1024 * 1024;
+/// Under `always`, rounds of at least this many bytes are written while the previous round
+/// syncs; smaller ones wait for that sync and gather the producers it acknowledges.
+pub const PIPELINE_MIN_ROUND_BYTES: usize = 256 * 1024;
 /// Default sync period of the `interval` policy.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -188,14 +191,20 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
         }
         let mut bytes = first.batch.frame_len();
         jobs.push(first);
-        while bytes < config.max_round_bytes {
-            match rx.try_recv() {
-                Ok(job) => {
-                    bytes += job.batch.frame_len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut jobs, &mut bytes, config.max_round_bytes);
+        let mut sync_turn = None;
+        if config.policy == FsyncPolicy::Always && bytes < PIPELINE_MIN_ROUND_BYTES {
+            // A small round gains nothing from being written during the previous round's
+            // sync, and would leave behind the producers that sync is about to acknowledge:
+            // it waits for that sync and takes them along.
+            sync_turn = Some(
+                Arc::clone(&sync_slot)
+                    .acquire_owned()
+                    .await
+                    .expect("the sync slot is never closed"),
+            );
+            tokio::task::yield_now().await;
+            drain(&mut rx, &mut jobs, &mut bytes, config.max_round_bytes);
         }
         let mut batches: Vec<EncodedBatch> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
@@ -218,10 +227,13 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
                 .last()
                 .map_or(0, |a| a.base_sequence + u64::from(a.record_count));
             // Waits for the previous round's sync: this round was written meanwhile.
-            let permit = Arc::clone(&sync_slot)
-                .acquire_owned()
-                .await
-                .expect("the sync slot is never closed");
+            let permit = match sync_turn {
+                Some(permit) => permit,
+                None => Arc::clone(&sync_slot)
+                    .acquire_owned()
+                    .await
+                    .expect("the sync slot is never closed"),
+            };
             let l = Arc::clone(&log);
             tokio::spawn(async move {
                 let syncing = Arc::clone(&l);
@@ -251,6 +263,19 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
     let l = Arc::clone(&log);
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.close()).await {
         tracing::error!(error = %e, "final sync failed");
+    }
+}
+
+/// Moves queued jobs into the round until it holds `max_bytes` or the queue is empty.
+fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, bytes: &mut usize, max_bytes: usize) {
+    while *bytes < max_bytes {
+        match rx.try_recv() {
+            Ok(job) => {
+                *bytes += job.batch.frame_len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
     }
 }
 
