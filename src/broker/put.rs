@@ -113,6 +113,11 @@ impl Broker {
         let mut builders: Vec<Option<BatchBuilder>> = (0..shard_count).map(|_| None).collect();
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); shard_count];
         let mut results: Vec<Option<PutResult>> = (0..entries.len()).map(|_| None).collect();
+        // Where each stored deduplicated entry sits: (shard, position in its batch).
+        let mut placement: Vec<Option<(usize, usize)>> = match &dedup {
+            Some(_) => vec![None; entries.len()],
+            None => Vec::new(),
+        };
         for (i, r) in routed.iter().enumerate() {
             if let Some(d) = &dedup {
                 match &d.entries[i] {
@@ -139,12 +144,23 @@ impl Broker {
                     deduplication_id: r.entry.deduplication_id.as_deref(),
                 })
                 .map_err(StorageError::from)?;
+            if let Some(place) = placement.get_mut(i) {
+                *place = Some((s, members[s].len()));
+            }
             members[s].push(i);
         }
 
-        let (dedup_entries, mut ticket) = match dedup {
-            Some(d) => (d.entries, Some(d.ticket)),
-            None => (Vec::new(), None),
+        // One ticket per shard, numbered by position in that shard's batch.
+        let (dedup_entries, mut shard_tickets) = match dedup {
+            Some(d) => (
+                d.entries,
+                d.ticket
+                    .split(shard_count, |i| placement.get(i).copied().flatten())
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
         };
         let mut appends = Vec::new();
         for (s, builder) in builders.into_iter().enumerate() {
@@ -152,28 +168,37 @@ impl Broker {
                 let committer = handle.shards[s].committer.clone();
                 let shard = handle.shards[s].id;
                 // The ids of the batch's records travel with it, in one ticket numbered by
-                // position in the batch: the spawned task, not this request, commits it once
-                // the append is acknowledged (or drops it, releasing the ids, if the append
-                // failed), so a cancelled request can neither tear the write nor release an id
-                // whose record is stored.
-                let shard_ticket = ticket.as_mut().map(|t| t.split_off(&members[s]));
+                // position in the batch. The spawned task, not this request, owns the append's
+                // outcome: if the append fails the ticket drops there, releasing the ids; once
+                // it is acknowledged the task turns it into a stored ticket, which can only end
+                // committed — by this request below, all shards under one lock, or by being
+                // dropped if this request was cancelled meanwhile. So a cancelled request can
+                // neither tear the write nor release an id whose record is stored.
+                let shard_ticket = shard_tickets.get_mut(s).and_then(Option::take);
                 appends.push((
                     s,
                     tokio::spawn(async move {
                         let ack = committer.append(batch).await;
-                        if let (Ok(a), Some(t)) = (&ack, shard_ticket) {
-                            t.commit(shard.index(), a.base_sequence, Instant::now());
-                        }
-                        ack
+                        let stored = match (&ack, shard_ticket) {
+                            (Ok(a), Some(t)) => {
+                                Some(t.stored(shard.index(), a.base_sequence, Instant::now()))
+                            }
+                            _ => None,
+                        };
+                        (ack, stored)
                     }),
                 ));
             }
         }
         let mut acks: Vec<Option<Result<AppendAck, StorageError>>> =
             (0..shard_count).map(|_| None).collect();
+        let mut stored = Vec::new();
         for (s, task) in appends {
             let ack = match task.await {
-                Ok(r) => r,
+                Ok((r, ids)) => {
+                    stored.extend(ids);
+                    r
+                }
                 Err(e) => Err(StorageError::Poisoned {
                     dir: handle.shards[s].log.dir().to_owned(),
                     cause: format!("append task failed: {e}"),
@@ -181,6 +206,7 @@ impl Broker {
             };
             acks[s] = Some(ack);
         }
+        fifo::StoredTicket::commit_all(stored);
 
         for (s, idxs) in members.iter().enumerate() {
             let Some(ack) = &acks[s] else { continue };

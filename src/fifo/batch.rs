@@ -2,11 +2,14 @@
 //! acquisition for the whole batch, and an acquisition order that keeps crossed requests from
 //! waiting on each other forever.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::FifoError;
+use super::hasher::KeyHashState;
 use super::key::DedupKey;
-use super::ticket::{DedupTicket, Waiter};
+use super::ticket::{DedupTicket, Gate, Waiter};
 use super::window::{Attempt, Committed, DedupWindow};
 
 /// What one entry of a batch gets from [`DedupWindow::reserve_batch`].
@@ -32,7 +35,7 @@ pub struct ReservedBatch {
     /// One per entry, in entry order.
     pub entries: Vec<BatchEntry>,
     /// Holds the id of every [`BatchEntry::Fresh`] entry, at that entry's index. Split it per
-    /// shard with [`DedupTicket::split_off`], and commit each part once its batch is stored.
+    /// shard with [`DedupTicket::split`], and commit each part once its batch is stored.
     pub ticket: DedupTicket,
 }
 
@@ -40,13 +43,18 @@ impl DedupWindow {
     /// Reserves every key of one request's entries (`None`: the entry is not deduplicated) and
     /// returns one [`BatchEntry`] per entry, in entry order, and the ticket of the fresh ones.
     ///
-    /// A key repeated inside the batch is reserved once and the later entries point at the first
-    /// ([`BatchEntry::SameAs`]); waiting on its own ticket would never end. Distinct keys are
-    /// reserved in ascending key order, as many as possible under one lock acquisition: when a
-    /// key is in flight in another request, the batch keeps the smaller keys it already holds,
-    /// waits for that one, and goes on from it. So two requests that share keys cannot each hold
-    /// a key the other waits for: the one waiting holds only smaller keys than the one it waits
-    /// on, and every chain of waits ends at a request that holds all its keys.
+    /// All keys are tried under one lock acquisition. A key repeated inside the batch is
+    /// reserved once and the later entries point at the first ([`BatchEntry::SameAs`]); waiting
+    /// on its own ticket would never end. (A repeat of a duplicate or refused key gets the same
+    /// answer as the first directly.)
+    ///
+    /// When keys are in flight in other requests, the batch must not wait while holding a
+    /// larger key than the one it waits on: it gives back, in the same critical section (so no
+    /// other request saw them), the keys it just took that are larger than the smallest key in
+    /// flight, waits for that one, and then tries the rest again. So a waiting request holds
+    /// only keys smaller than the one it waits on, and every chain of waits ends at a request
+    /// that holds all its keys: crossed requests cannot deadlock. It is the order argument of
+    /// reserving keys one by one in ascending order, without sorting when nothing is in flight.
     ///
     /// Dropping the future while it waits releases every id reserved so far.
     pub async fn reserve_batch(
@@ -55,37 +63,27 @@ impl DedupWindow {
         clock: impl Fn() -> Instant,
     ) -> ReservedBatch {
         let mut entries = vec![BatchEntry::NotDeduplicated; keys.len()];
-        // Ascending by key, and entries of one key by index: the first entry of a key leads.
-        let mut order: Vec<(DedupKey, usize)> = keys
-            .iter()
-            .enumerate()
-            .filter_map(|(index, key)| key.map(|key| (key, index)))
-            .collect();
-        order.sort_unstable();
-        let mut leader: Option<(DedupKey, usize)> = None;
-        order.retain(|&(key, index)| match leader {
-            Some((leading, first)) if leading == key => {
-                entries[index] = BatchEntry::SameAs(first);
-                false
-            }
-            _ => {
-                leader = Some((key, index));
-                true
-            }
-        });
-
+        // Entries still to try, in entry order: the first entry of a key comes before its
+        // repeats, so the repeats find it held.
+        let mut pending: Vec<(DedupKey, usize)> = Vec::with_capacity(keys.len());
+        pending.extend(
+            keys.iter()
+                .enumerate()
+                .filter_map(|(index, key)| key.map(|key| (key, index))),
+        );
+        let mut repeats: Vec<usize> = Vec::new();
         let max_live_ids = self.config().max_live_ids;
         // Created before the first reservation, so that a cancelled call releases what it holds.
-        let mut ticket = self.new_ticket(order.len());
-        let mut next = 0;
-        while next < order.len() {
+        let mut ticket = self.new_ticket(pending.len());
+        while !pending.is_empty() {
             let now = clock();
-            let blocked = {
-                let mut state = self.lock_evicting(now, order.len() - next);
-                loop {
-                    let Some(&(key, index)) = order.get(next) else {
-                        break None;
-                    };
+            let waiter = {
+                let mut state = self.lock_evicting(now, pending.len());
+                let taken_before = ticket.len();
+                // In flight elsewhere, with the gate of the smallest such key.
+                let mut in_flight: Vec<(DedupKey, usize)> = Vec::new();
+                let mut lowest: Option<(DedupKey, Arc<Gate>)> = None;
+                for &(key, index) in &pending {
                     entries[index] =
                         match state.try_reserve(key, ticket.number(), now, max_live_ids) {
                             Attempt::Fresh => {
@@ -94,19 +92,64 @@ impl DedupWindow {
                             }
                             Attempt::Duplicate(committed) => BatchEntry::Duplicate(committed),
                             Attempt::Refused(error) => BatchEntry::Refused(error),
-                            // Not taken: this key is tried again once its holder lets go.
-                            Attempt::InFlight(gate) => break Some(Waiter::new(gate)),
+                            Attempt::Held => {
+                                repeats.push(index);
+                                BatchEntry::NotDeduplicated
+                            }
+                            Attempt::InFlight(gate) => {
+                                in_flight.push((key, index));
+                                if lowest.as_ref().is_none_or(|(low, _)| key < *low) {
+                                    lowest = Some((key, gate));
+                                }
+                                BatchEntry::NotDeduplicated
+                            }
                         };
-                    next += 1;
+                }
+                match lowest {
+                    None => {
+                        pending.clear();
+                        None
+                    }
+                    Some((lowest, gate)) => {
+                        ticket.give_back_above(&mut state, lowest, taken_before, |key, index| {
+                            in_flight.push((key, index));
+                        });
+                        in_flight.sort_unstable_by_key(|&(_, index)| index);
+                        pending = in_flight;
+                        Some(Waiter::new(gate))
+                    }
                 }
             };
-            if let Some(waiter) = blocked {
+            if let Some(waiter) = waiter {
                 waiter.wait().await;
             }
         }
-        // Held in key order; splitting per shard walks them in entry order.
+        if !repeats.is_empty() {
+            point_repeats_at_their_first(keys, &repeats, &mut entries);
+        }
+        // Ids given back and taken again sit after the others.
         ticket.sort_by_position();
         ReservedBatch { entries, ticket }
+    }
+}
+
+/// Marks each entry of `repeats` as [`BatchEntry::SameAs`] the first entry with its key.
+fn point_repeats_at_their_first(
+    keys: &[Option<DedupKey>],
+    repeats: &[usize],
+    entries: &mut [BatchEntry],
+) {
+    let mut first: HashMap<DedupKey, usize, KeyHashState> =
+        HashMap::with_capacity_and_hasher(keys.len(), KeyHashState::random());
+    for (index, key) in keys.iter().enumerate() {
+        if let Some(key) = key {
+            first.entry(*key).or_insert(index);
+        }
+    }
+    for &index in repeats {
+        if let Some(&leader) = keys[index].as_ref().and_then(|key| first.get(key)) {
+            entries[index] = BatchEntry::SameAs(leader);
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 //! Truncating to 128 bits keeps the chance that two distinct ids collide negligible: with a
 //! million live ids in one window it is about n²/2¹²⁹ ≈ 10⁻²⁷.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -40,8 +41,23 @@ pub enum DedupScope {
 }
 
 /// The identity of a deduplicated record inside one stream's window.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// Keys are ordered as their bytes are (lexicographically), compared as one big-endian `u128`:
+/// a batch sorts its keys before reserving them.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct DedupKey([u8; DEDUP_KEY_LEN]);
+
+impl Ord for DedupKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        u128::from_be_bytes(self.0).cmp(&u128::from_be_bytes(other.0))
+    }
+}
+
+impl PartialOrd for DedupKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// A key hashes as its first eight bytes, one `u64`: they are digest bytes, already uniform, so
 /// feeding the hasher all sixteen (and the array's length) buys nothing. Equal keys have equal
@@ -150,6 +166,19 @@ impl DedupPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_ordered_as_their_bytes() {
+        let mut keys: Vec<DedupKey> = (0..200)
+            .map(|i| DedupKey::for_id(DedupScope::Stream, None, &i.to_string()))
+            .collect();
+        keys.sort_unstable();
+        assert!(keys.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        let low = DedupKey([0; DEDUP_KEY_LEN]);
+        let mut high = [0; DEDUP_KEY_LEN];
+        high[DEDUP_KEY_LEN - 1] = 1;
+        assert!(low < DedupKey(high));
+    }
 
     #[test]
     fn key_is_sixteen_bytes_whatever_the_id_length() {

@@ -61,7 +61,7 @@ pub use id::{
     MAX_ID_LEN,
 };
 pub use key::{DedupKey, DedupPolicy, DedupScope, DEDUP_KEY_LEN};
-pub use ticket::{DedupTicket, Waiter};
+pub use ticket::{DedupTicket, StoredTicket, Waiter};
 pub use window::{
     Committed, DedupWindow, DedupWindowConfig, Reservation, Reserved, DEFAULT_DEDUP_WINDOW,
     DEFAULT_MAX_LIVE_IDS, MAX_DEDUP_WINDOW,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::key::DedupKey;
-use super::window::{open_all, Shared};
+use super::window::{open_all, Shared, State};
 
 /// The right, and the duty, to store the records of fresh ids: one ticket holds every id one
 /// request reserved, so committing or releasing them takes the window's lock once.
@@ -17,7 +17,7 @@ use super::window::{open_all, Shared};
 /// Commit it with the records' shard and sequence numbers once they are durable; drop it if
 /// storing failed or the request was abandoned, and the next waiting request takes each id over.
 /// A request whose records go to several shards splits the ticket, one part per shard
-/// ([`split_off`](Self::split_off)), so that each part commits or fails with its own append. A
+/// ([`split`](Self::split)), so that each part commits or fails with its own append. A
 /// ticket must live with whatever owns the append's outcome: dropping it while the append may
 /// still succeed lets a retry store a record twice.
 #[must_use = "dropping a ticket releases its ids; commit it once the records are stored"]
@@ -31,7 +31,7 @@ pub struct DedupTicket {
 
 /// One id a ticket holds, and where its record sits: the entry index given to
 /// [`reserve_batch`](super::DedupWindow::reserve_batch), or, after
-/// [`split_off`](DedupTicket::split_off), the record's position in its shard's batch.
+/// [`split`](DedupTicket::split), the record's position in its shard's batch.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Held {
     pub(super) key: DedupKey,
@@ -61,6 +61,34 @@ impl DedupTicket {
         self.held.sort_unstable_by_key(|id| id.position);
     }
 
+    /// Gives back, in the critical section that took them, the ids held from index `since` of
+    /// the held list on whose key is above `lowest`, and reports each to `back`: the window
+    /// forgets them as if they had never been taken (no other request can have seen them).
+    pub(super) fn give_back_above(
+        &mut self,
+        state: &mut State,
+        lowest: DedupKey,
+        since: usize,
+        mut back: impl FnMut(DedupKey, usize),
+    ) {
+        let mut given_back = Vec::new();
+        let mut index = 0;
+        self.held.retain(|id| {
+            let keep = index < since || id.key < lowest;
+            index += 1;
+            if !keep {
+                given_back.push(*id);
+            }
+            keep
+        });
+        let mut gates = Vec::new();
+        state.release_held(self.number, &given_back, &mut gates);
+        debug_assert!(gates.is_empty(), "nobody can wait on an id taken just now");
+        for id in given_back {
+            back(id.key, id.position);
+        }
+    }
+
     /// The reserved keys, by position.
     pub fn keys(&self) -> impl Iterator<Item = DedupKey> + '_ {
         self.held.iter().map(|id| id.key)
@@ -76,68 +104,153 @@ impl DedupTicket {
         self.held.is_empty()
     }
 
-    /// Moves the ids at `positions` (entry indices given to `reserve_batch`: the entries one
-    /// shard's batch stores, in the order it stores them) into a new ticket, where each id's
-    /// position becomes its index in `positions` — the offset of its record from the batch's
-    /// first sequence number. Positions this ticket holds no id for (entries without a key,
-    /// duplicates) are skipped.
-    pub fn split_off(&mut self, positions: &[usize]) -> DedupTicket {
-        // (old position, new position), walked in step with `held`, which is sorted by position.
-        let mut wanted: Vec<(usize, usize)> = positions
-            .iter()
-            .enumerate()
-            .map(|(new, &old)| (old, new))
-            .collect();
-        let in_order = wanted.is_sorted();
-        if !in_order {
-            wanted.sort_unstable();
-        }
-        let mut taken = Vec::with_capacity(wanted.len().min(self.held.len()));
-        let mut wanted = wanted.into_iter().peekable();
-        self.held.retain(|id| {
-            while wanted.next_if(|&(old, _)| old < id.position).is_some() {}
-            match wanted.next_if(|&(old, _)| old == id.position) {
-                Some((_, new)) => {
-                    taken.push(Held {
-                        key: id.key,
-                        position: new,
-                    });
-                    false
+    /// Splits the ticket into `parts` tickets, one per batch the request's records are stored
+    /// in (one per shard). `place(position)` names, for the id at that position (the entry
+    /// index given to `reserve_batch`), the part it goes to and its new position there — the
+    /// offset of its record from that batch's first sequence number — or `None` when its record
+    /// is not stored; such ids are released.
+    pub fn split(
+        mut self,
+        parts: usize,
+        place: impl Fn(usize) -> Option<(usize, usize)>,
+    ) -> Vec<DedupTicket> {
+        let mut sizes = vec![0usize; parts];
+        for id in &self.held {
+            if let Some((part, _)) = place(id.position) {
+                if let Some(size) = sizes.get_mut(part) {
+                    *size += 1;
                 }
-                None => true,
             }
-        });
-        let mut part = DedupTicket {
-            shared: Arc::clone(&self.shared),
-            number: self.number,
-            held: taken,
-        };
-        if !in_order {
-            part.sort_by_position();
         }
-        part
+        let mut split: Vec<DedupTicket> = sizes
+            .iter()
+            .map(|&size| DedupTicket::new(Arc::clone(&self.shared), self.number, size))
+            .collect();
+        // Ids without a (valid) place stay here, and are released when `self` drops below.
+        self.held.retain(|id| match place(id.position) {
+            Some((part, position)) if part < parts => {
+                split[part].hold(id.key, position);
+                false
+            }
+            _ => true,
+        });
+        for part in &mut split {
+            if !part.held.is_sorted_by_key(|id| id.position) {
+                part.sort_by_position();
+            }
+        }
+        split
     }
 
     /// Marks each held id committed at (`shard`, `first_sequence + position`) until
     /// `now + window`, and wakes its waiters, who then see a duplicate. For a ticket from
     /// [`reserve`](super::DedupWindow::reserve), the one id's position is 0, so
     /// `first_sequence` is its sequence number.
-    pub fn commit(mut self, shard: u32, first_sequence: u64, now: Instant) {
-        let held = std::mem::take(&mut self.held);
-        if held.is_empty() {
-            return;
-        }
-        let expires_at = now + self.shared.config.window;
-        let mut gates = Vec::new();
-        self.shared.lock_evicting(now, held.len()).commit_held(
-            self.number,
-            &held,
+    pub fn commit(self, shard: u32, first_sequence: u64, now: Instant) {
+        self.stored(shard, first_sequence, now).commit();
+    }
+
+    /// Records that the held ids' records are stored at (`shard`, `first_sequence +
+    /// position`) as of `now`, without taking the window's lock yet. From here on the ids can
+    /// only end committed: the returned [`StoredTicket`] commits them when it is committed or
+    /// dropped, so that several of them can be committed under one lock acquisition
+    /// ([`StoredTicket::commit_all`]) by whoever gathers them, and still none is lost if that
+    /// gatherer goes away.
+    pub fn stored(mut self, shard: u32, first_sequence: u64, now: Instant) -> StoredTicket {
+        StoredTicket {
+            shared: Arc::clone(&self.shared),
+            number: self.number,
+            held: std::mem::take(&mut self.held),
             shard,
             first_sequence,
-            expires_at,
-            &mut gates,
-        );
+            stored_at: now,
+        }
+    }
+}
+
+/// Ids whose records are stored, waiting to be marked committed: see [`DedupTicket::stored`].
+/// Dropping it commits them.
+#[must_use = "a stored ticket commits when dropped; commit it (or several at once) explicitly"]
+pub struct StoredTicket {
+    shared: Arc<Shared>,
+    number: u64,
+    /// Ascending by position.
+    held: Vec<Held>,
+    shard: u32,
+    first_sequence: u64,
+    stored_at: Instant,
+}
+
+impl StoredTicket {
+    /// Commits the ids now (see [`DedupTicket::commit`]).
+    pub fn commit(self) {
+        Self::commit_all([self]);
+    }
+
+    /// Commits the ids of every ticket, under one lock acquisition per window (one, when they
+    /// come from one request), and then wakes their waiters.
+    pub fn commit_all(tickets: impl IntoIterator<Item = StoredTicket>) {
+        let mut tickets: Vec<StoredTicket> = tickets
+            .into_iter()
+            .filter(|ticket| !ticket.held.is_empty())
+            .collect();
+        let mut gates = Vec::new();
+        while let Some(first) = tickets.first() {
+            let shared = Arc::clone(&first.shared);
+            let (mut ids, mut latest) = (0, first.stored_at);
+            for ticket in tickets.iter().filter(|t| Arc::ptr_eq(&t.shared, &shared)) {
+                ids += ticket.held.len();
+                latest = latest.max(ticket.stored_at);
+            }
+            // Every ticket was stored at or before `latest`, and the clock only moves on:
+            // whatever has expired at `latest` has expired now.
+            let mut state = shared.lock_evicting(latest, ids);
+            tickets.retain_mut(|ticket| {
+                if !Arc::ptr_eq(&ticket.shared, &shared) {
+                    return true;
+                }
+                let held = std::mem::take(&mut ticket.held);
+                state.commit_held(
+                    ticket.number,
+                    &held,
+                    ticket.shard,
+                    ticket.first_sequence,
+                    ticket.stored_at + shared.config.window,
+                    &mut gates,
+                );
+                false
+            });
+        }
         open_all(gates);
+    }
+}
+
+impl Drop for StoredTicket {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        // The records exist: releasing the ids would let a retry store them again.
+        let held = std::mem::take(&mut self.held);
+        Self::commit_all([StoredTicket {
+            shared: Arc::clone(&self.shared),
+            number: self.number,
+            held,
+            shard: self.shard,
+            first_sequence: self.first_sequence,
+            stored_at: self.stored_at,
+        }]);
+    }
+}
+
+impl fmt::Debug for StoredTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredTicket")
+            .field("number", &self.number)
+            .field("held", &self.held)
+            .field("shard", &self.shard)
+            .field("first_sequence", &self.first_sequence)
+            .finish()
     }
 }
 

@@ -16,6 +16,7 @@
 //!
 //! Time is always a parameter (`now: Instant`) so that tests move it by hand.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::mem;
@@ -47,6 +48,8 @@ pub const DEFAULT_MAX_LIVE_IDS: usize = 1_000_000;
 const MIN_EVICTIONS_PER_CALL: usize = 64;
 /// See [`MIN_EVICTIONS_PER_CALL`].
 const EVICTIONS_PER_ID: usize = 2;
+/// Expired ids looked up together before they are removed (see `State::evict_expired`).
+const EVICTION_CHUNK: usize = 16;
 
 /// The settings of one stream's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +167,34 @@ enum Slot {
     },
 }
 
+impl Slot {
+    /// True for a committed id whose window has passed: it counts as absent.
+    fn expired(&self, now: Instant) -> bool {
+        matches!(self, Slot::Committed { expires_at, .. } if now >= *expires_at)
+    }
+
+    /// The attempt of the ticket numbered `ticket` on a known id: a duplicate while committed
+    /// within the window, a wait while in flight, and taken afresh once expired. The map
+    /// does not grow for the last, but the id is queued again while its old entry still waits
+    /// in the queue, so the caller checks the queue's cap first.
+    fn try_take(&mut self, ticket: u64, now: Instant) -> Attempt {
+        match self {
+            Slot::Committed {
+                committed,
+                expires_at,
+            } if now < *expires_at => Attempt::Duplicate(*committed),
+            Slot::InFlight { ticket: holder, .. } if *holder == ticket => Attempt::Held,
+            Slot::InFlight { gate, .. } => {
+                Attempt::InFlight(Arc::clone(gate.get_or_insert_with(Default::default)))
+            }
+            Slot::Committed { .. } => {
+                *self = Slot::InFlight { ticket, gate: None };
+                Attempt::Fresh
+            }
+        }
+    }
+}
+
 /// A committed id in commit order. `not_before` is the id's expiry raised to its predecessor's,
 /// so the queue stays sorted even when commit times arrive slightly out of order.
 struct QueueEntry {
@@ -179,6 +210,8 @@ pub(super) enum Attempt {
     Duplicate(Committed),
     /// Another ticket holds the id; the gate opens when it lets go.
     InFlight(Arc<Gate>),
+    /// The ticket that asked already holds the id (a repeat inside one batch).
+    Held,
     /// The id is new and the window is at its cap.
     Refused(FifoError),
 }
@@ -241,6 +274,8 @@ impl DedupWindow {
             Attempt::Duplicate(committed) => Ok(Reservation::Duplicate(committed)),
             Attempt::InFlight(gate) => Ok(Reservation::InFlight(Waiter::new(gate))),
             Attempt::Refused(error) => Err(error),
+            // Numbered just now: no slot can name this ticket yet.
+            Attempt::Held => unreachable!("a new ticket already holds an id"),
         }
     }
 
@@ -381,20 +416,37 @@ impl State {
     /// expired committed (a stale entry of an id that was reserved again finds an in-flight or
     /// newer slot).
     fn evict_expired(&mut self, now: Instant, budget: usize) {
-        for _ in 0..budget {
-            let Some(front) = self.queue.front() else {
-                return;
-            };
-            if front.not_before > now {
+        let mut left = budget;
+        while left > 0 {
+            // The queue is sorted by `not_before`: the due entries are a prefix.
+            let due = self
+                .queue
+                .iter()
+                .take(left.min(EVICTION_CHUNK))
+                .take_while(|entry| entry.not_before <= now)
+                .count();
+            if due == 0 {
                 return;
             }
-            let key = front.key;
-            self.queue.pop_front();
-            if let Some(Slot::Committed { expires_at, .. }) = self.slots.get(&key) {
-                if *expires_at <= now {
-                    self.slots.remove(&key);
+            // Every key of the chunk is looked up before any is removed: independent lookups,
+            // whose cache misses (old ids are long out of the cache) the processor overlaps
+            // instead of waiting for one after the other. Removing a key changes no other
+            // key's state, so the answers hold for the whole chunk.
+            let mut expired = [false; EVICTION_CHUNK];
+            for (flag, entry) in expired.iter_mut().zip(&self.queue).take(due) {
+                *flag = self
+                    .slots
+                    .get(&entry.key)
+                    .is_some_and(|slot| slot.expired(now));
+            }
+            for &flag in &expired[..due] {
+                if let Some(entry) = self.queue.pop_front() {
+                    if flag {
+                        self.slots.remove(&entry.key);
+                    }
                 }
             }
+            left -= due;
         }
     }
 
@@ -418,33 +470,30 @@ impl State {
         self.make_room(now, max_live_ids);
         let live_ids = self.slots.len();
         let queue_full = self.queue.len() >= max_live_ids;
-        let refused = || {
-            Attempt::Refused(FifoError::WindowFull {
+        if live_ids < max_live_ids && !queue_full {
+            // Room for a new id: one lookup finds the key or the place to put it.
+            return match self.slots.entry(key) {
+                Entry::Occupied(mut slot) => slot.get_mut().try_take(ticket, now),
+                Entry::Vacant(slot) => {
+                    slot.insert(Slot::InFlight { ticket, gate: None });
+                    Attempt::Fresh
+                }
+            };
+        }
+        // At the cap only known ids are answered; `entry` could grow the table for a new one.
+        match self.slots.get_mut(&key) {
+            Some(slot) if !queue_full => slot.try_take(ticket, now),
+            Some(slot @ Slot::Committed { .. }) if slot.expired(now) => {
+                Attempt::Refused(FifoError::WindowFull {
+                    live_ids,
+                    max_live_ids,
+                })
+            }
+            Some(slot) => slot.try_take(ticket, now),
+            None => Attempt::Refused(FifoError::WindowFull {
                 live_ids,
                 max_live_ids,
-            })
-        };
-        let in_flight = Slot::InFlight { ticket, gate: None };
-        match self.slots.get_mut(&key) {
-            Some(Slot::Committed {
-                committed,
-                expires_at,
-            }) if now < *expires_at => Attempt::Duplicate(*committed),
-            Some(Slot::InFlight { gate, .. }) => {
-                Attempt::InFlight(Arc::clone(gate.get_or_insert_with(Default::default)))
-            }
-            // Committed but expired, not evicted yet: taken afresh in place. The map does not
-            // grow, but the id is queued again while its old entry still waits in the queue.
-            Some(_) if queue_full => refused(),
-            Some(slot) => {
-                *slot = in_flight;
-                Attempt::Fresh
-            }
-            None if live_ids >= max_live_ids || queue_full => refused(),
-            None => {
-                self.slots.insert(key, in_flight);
-                Attempt::Fresh
-            }
+            }),
         }
     }
 
