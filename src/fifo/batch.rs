@@ -86,8 +86,8 @@ impl DedupWindow {
                 for &(key, index) in &pending {
                     entries[index] =
                         match state.try_reserve(key, ticket.number(), now, max_live_ids) {
-                            Attempt::Fresh => {
-                                ticket.hold(key, index);
+                            Attempt::Fresh(at) => {
+                                ticket.hold(key, index, at);
                                 BatchEntry::Fresh
                             }
                             Attempt::Duplicate(committed) => BatchEntry::Duplicate(committed),
@@ -156,6 +156,7 @@ fn point_repeats_at_their_first(
 #[cfg(test)]
 mod tests {
     use std::pin::pin;
+    use std::task::Poll;
     use std::time::Instant;
 
     use super::super::test_support::*;
@@ -243,5 +244,204 @@ mod tests {
             .filter(|e| matches!(e, BatchEntry::Fresh))
             .count();
         assert_eq!((refused, fresh), (1, 1));
+    }
+
+    fn ordered(a: &str, b: &str) -> (DedupKey, DedupKey) {
+        let (x, y) = (key(a), key(b));
+        (x.min(y), x.max(y))
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn split_ticket_commits_each_shard_at_its_own_positions() {
+        let window = window();
+        let t0 = Instant::now();
+        let keys: Vec<Option<DedupKey>> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| Some(key(id)))
+            .collect();
+        let reserved = block_on(window.reserve_batch(&keys, || t0));
+        assert_eq!(reserved.ticket.len(), 5);
+        // Entries 0, 2, 4 go to shard 7 at positions 0, 1, 2; entries 1, 3 to shard 9 at 0, 1.
+        let parts = reserved.ticket.split(2, |i| Some((i % 2, i / 2)));
+        assert_eq!(
+            parts.iter().map(DedupTicket::len).collect::<Vec<_>>(),
+            [3, 2]
+        );
+        let mut parts = parts.into_iter();
+        let (even, odd) = (parts.next().unwrap(), parts.next().unwrap());
+        even.commit(7, 100, t0);
+        odd.commit(9, 200, t0);
+        let expected = [(7, 100), (9, 200), (7, 101), (9, 201), (7, 102)];
+        for (id, (shard, sequence)) in ["a", "b", "c", "d", "e"].iter().zip(expected) {
+            assert_eq!(
+                duplicate(window.reserve(key(id), t0)),
+                Committed { shard, sequence },
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_without_a_place_are_released_by_the_split() {
+        let window = window();
+        let t0 = Instant::now();
+        let reserved = block_on(window.reserve_batch(&[Some(key("a")), Some(key("b"))], || t0));
+        let parts = reserved.ticket.split(1, |i| (i == 0).then_some((0, 0)));
+        assert_eq!(window.len(), 1);
+        drop(fresh(window.reserve(key("b"), t0)));
+        assert_eq!(parts[0].keys().collect::<Vec<_>>(), [key("a")]);
+    }
+
+    #[tokio::test]
+    async fn failed_shard_releases_only_its_ids_and_a_waiter_takes_them_over() {
+        let window = window();
+        let t0 = Instant::now();
+        let keys = [Some(key("a")), Some(key("b"))];
+        let reserved = window.reserve_batch(&keys, || t0).await;
+        let mut parts = reserved.ticket.split(2, |i| Some((i, 0))).into_iter();
+        let (stored, failed) = (parts.next().unwrap(), parts.next().unwrap());
+        let waiter = in_flight(window.reserve(key("b"), t0));
+        let mut wait = pin!(waiter.wait());
+        assert!(poll_once(wait.as_mut()).is_pending());
+        drop(failed);
+        wait.await;
+        stored.commit(0, 5, t0);
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 5);
+        fresh(window.reserve(key("b"), t0)).commit(1, 6, t0);
+        assert_eq!(duplicate(window.reserve(key("b"), t0)).sequence, 6);
+    }
+
+    #[test]
+    fn cancelled_batch_releases_the_keys_it_held_while_waiting() {
+        let window = window();
+        let t0 = Instant::now();
+        let (low, high) = ordered("p", "q");
+        // Another request holds the higher key: the batch takes the lower one and waits.
+        let other = fresh(window.reserve(high, t0));
+        let keys = [Some(low), Some(high)];
+        {
+            let mut batch = pin!(window.reserve_batch(&keys, || t0));
+            assert!(poll_once(batch.as_mut()).is_pending());
+            assert_eq!(window.len(), 2);
+            in_flight(window.reserve(low, t0));
+        }
+        // The batch future is gone: the lower key is free again, the other request unaffected.
+        assert_eq!(window.len(), 1);
+        drop(fresh(window.reserve(low, t0)));
+        other.commit(0, 1, t0);
+    }
+
+    #[tokio::test]
+    async fn repeat_of_a_key_given_back_follows_its_first_entry() {
+        let window = window();
+        let t0 = Instant::now();
+        let (low, high) = ordered("m", "n");
+        let other = fresh(window.reserve(low, t0));
+        // High is taken, then repeated, then given back because low is in flight elsewhere.
+        let keys = [Some(high), Some(high), Some(low)];
+        let mut batch = pin!(window.reserve_batch(&keys, || t0));
+        assert!(poll_once(batch.as_mut()).is_pending());
+        assert_eq!(window.len(), 1);
+        other.commit(0, 3, t0);
+        let reserved = batch.await;
+        assert!(matches!(reserved.entries[0], BatchEntry::Fresh));
+        assert!(matches!(reserved.entries[1], BatchEntry::SameAs(0)));
+        assert!(matches!(
+            reserved.entries[2],
+            BatchEntry::Duplicate(Committed {
+                shard: 0,
+                sequence: 3
+            })
+        ));
+        assert_eq!(reserved.ticket.keys().collect::<Vec<_>>(), [high]);
+    }
+
+    /// The deadlock the ordering rule prevents: were a waiting batch to keep a larger key, a
+    /// second batch taking the smaller key once it is free would wait on the first forever,
+    /// and the first on it.
+    #[tokio::test]
+    async fn crossed_batches_cannot_deadlock_through_a_third_request() {
+        let window = window();
+        let t0 = Instant::now();
+        let (low, high) = ordered("u", "v");
+        let third = fresh(window.reserve(low, t0));
+        let keys = [Some(high), Some(low)];
+        let mut first = pin!(window.reserve_batch(&keys, || t0));
+        assert!(poll_once(first.as_mut()).is_pending());
+        drop(third);
+        // The second batch runs before the first is woken: both keys must be free for it.
+        let mut second = pin!(window.reserve_batch(&keys, || t0));
+        let Poll::Ready(second) = poll_once(second.as_mut()) else {
+            panic!("the second batch waits on a key the waiting first batch holds");
+        };
+        assert!(second
+            .entries
+            .iter()
+            .all(|entry| matches!(entry, BatchEntry::Fresh)));
+        assert!(poll_once(first.as_mut()).is_pending());
+        second
+            .ticket
+            .split(1, |i| Some((0, i)))
+            .into_iter()
+            .for_each(|part| part.commit(0, 40, t0));
+        let first = first.await;
+        assert!(matches!(
+            first.entries[..],
+            [BatchEntry::Duplicate(_), BatchEntry::Duplicate(_)]
+        ));
+    }
+
+    /// Requests that share keys, each listing them in its own order, all finish (a deadlock
+    /// would hang the test), and every key is stored exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn crossed_batches_all_finish_and_store_each_key_once() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+
+        const REQUESTS: u64 = 64;
+        const KEYS: u64 = 12;
+        let window = window();
+        let stored = Arc::new(AtomicU64::new(0));
+        let mut requests = Vec::new();
+        for request in 0..REQUESTS {
+            let (window, stored) = (window.clone(), stored.clone());
+            requests.push(tokio::spawn(async move {
+                // A different rotation and direction of the same keys per request.
+                let mut keys: Vec<Option<DedupKey>> = (0..KEYS)
+                    .map(|i| Some(key(&((i + request) % KEYS).to_string())))
+                    .collect();
+                if request % 2 == 1 {
+                    keys.reverse();
+                }
+                let reserved = window.reserve_batch(&keys, Instant::now).await;
+                // Hold the ids for a while, so that other requests find them in flight.
+                for _ in 0..request % 5 {
+                    tokio::task::yield_now().await;
+                }
+                let fresh = reserved.ticket.len() as u64;
+                let first = stored.fetch_add(fresh, Ordering::SeqCst);
+                let parts = reserved.ticket.split(1, |i| Some((0, i)));
+                for part in parts {
+                    part.commit(0, first, Instant::now());
+                }
+                fresh
+            }));
+        }
+        let mut fresh = 0;
+        for request in requests {
+            fresh += tokio::time::timeout(std::time::Duration::from_secs(30), request)
+                .await
+                .expect("a batch is stuck")
+                .unwrap();
+        }
+        assert_eq!(fresh, KEYS);
+        assert_eq!(window.len(), KEYS as usize);
     }
 }

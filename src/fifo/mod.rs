@@ -10,38 +10,44 @@
 //! for it, then ask again — and take the id over if that request failed):
 //!
 //! ```text
-//!  PutRecords entries ──key_for──▶ keys ──reserve_batch──▶ Fresh(ticket) ──append──▶ ticket.commit
-//!                                                      ├─▶ Duplicate(first) ──────▶ duplicate=true
+//!  PutRecords entries ──key_for──▶ keys ──reserve_batch──▶ Fresh: held by the request's ticket
+//!     (one lock for the whole batch)                   ├─▶ Duplicate(first) ──▶ duplicate=true
 //!                                                      └─▶ SameAs(i): answer like entry i
+//!  ticket ──split per shard──▶ append ──ack──▶ stored ──StoredTicket::commit_all──▶ committed
+//!                                    └─failed──▶ dropped: ids released, a waiter takes over
 //!  start: log tail (id stored with each record) ──insert_committed──▶ window
 //! ```
 //!
 //! # Memory per tracked id
 //!
-//! The window stores a 16-byte key, never the id, so the cost per id is fixed. On 64-bit Linux:
+//! The window stores a 16-byte key, never the id, so the cost per id is fixed. Each id has a
+//! record in the window's log (records in reservation order) and an entry in its index (key to
+//! log index). On 64-bit Linux:
 //!
 //! | part | bytes |
 //! | --- | --- |
 //! | key (`DedupKey`, truncated SHA-256) | 16 |
-//! | slot (`Committed` = shard u32 + sequence u64, padded to 16; expiry `Instant`, 16) | 32 |
-//! | hash-map entry: key + slot | 48 |
-//! | hash-map control byte | 1 |
-//! | hash map at its 7/8 maximum load: 49 × 8/7 | 56 |
-//! | expiry-queue entry: key + `Instant` | 32 |
-//! | **total, tables full** | **88** |
-//! | **total, just after both tables doubled** (map 7/16 full: 112; queue half full: 64) | **176** |
+//! | log record: key + state (`Committed` = shard u32 + sequence u64, padded to 16; expiry `Instant`, 16) | 48 |
+//! | index entry: key + log index (u64) | 24 |
+//! | index control byte | 1 |
+//! | index at its 7/8 maximum load: 25 × 8/7 | 29 |
+//! | **total, tables full** | **77** |
+//! | **total, just after both tables doubled** (index 7/16 full: 57; log half full: 96) | **153** |
 //!
-//! So [`DEFAULT_MAX_LIVE_IDS`] (one million) ids cost 88–176 MB for one stream at the cap, and a
+//! So [`DEFAULT_MAX_LIVE_IDS`] (one million) ids cost 77–153 MB for one stream at the cap (the
+//! log, whose length the cap also bounds, holds records that have not left yet too), and a
 //! stream putting 1,000 deduplicated records per second holds 300,000 ids over the default
-//! window: 26–53 MB. An id in flight additionally owns a small `watch` channel allocation until
-//! its ticket is committed or dropped; those are bounded by the requests in flight. The test
+//! window: 23–46 MB. An id in flight additionally takes 32 bytes in its request's ticket, and,
+//! only while another request waits on it, a shared wake-up gate of under 64 bytes; those are
+//! bounded by the requests in flight. The test
 //! `memory_per_live_id_stays_within_the_documented_bound` checks these sizes with
 //! `std::mem::size_of`.
 //!
-//! Memory is bounded in time and count: committed ids are evicted, oldest first, by any call
-//! made after they expire (amortised O(1)), and a new id past the cap fails with
-//! [`FifoError::WindowFull`] (`RESOURCE_EXHAUSTED` at the edge) while known ids are still
-//! answered.
+//! Memory is bounded in time and count: records leave the log from its front once expired
+//! (amortised O(1), a bounded number per call; a record not yet expired holds the ones behind
+//! it back until it expires), and a new id past the cap fails with [`FifoError::WindowFull`]
+//! (`RESOURCE_EXHAUSTED` at the edge) — after evicting all that can go — while known ids are
+//! still answered.
 
 mod batch;
 mod error;

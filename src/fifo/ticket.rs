@@ -36,6 +36,9 @@ pub struct DedupTicket {
 pub(super) struct Held {
     pub(super) key: DedupKey,
     pub(super) position: usize,
+    /// The log index of the id's record when it was reserved (eviction may move a record that
+    /// stays in flight for long; the window then finds it through its index).
+    pub(super) at: u64,
 }
 
 impl DedupTicket {
@@ -53,8 +56,8 @@ impl DedupTicket {
 
     /// Adds an id the window has just marked as held by this ticket, at `position`. Called in
     /// ascending position order, or followed by [`sort_by_position`](Self::sort_by_position).
-    pub(super) fn hold(&mut self, key: DedupKey, position: usize) {
-        self.held.push(Held { key, position });
+    pub(super) fn hold(&mut self, key: DedupKey, position: usize, at: u64) {
+        self.held.push(Held { key, position, at });
     }
 
     pub(super) fn sort_by_position(&mut self) {
@@ -129,7 +132,7 @@ impl DedupTicket {
         // Ids without a (valid) place stay here, and are released when `self` drops below.
         self.held.retain(|id| match place(id.position) {
             Some((part, position)) if part < parts => {
-                split[part].hold(id.key, position);
+                split[part].hold(id.key, position, id.at);
                 false
             }
             _ => true,
@@ -474,5 +477,65 @@ mod tests {
         ticket.commit(1, 4, t0);
         waiter.wait().await;
         assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 3);
+    }
+
+    #[tokio::test]
+    async fn stored_ticket_dropped_unread_still_commits_and_wakes_waiters() {
+        let window = window();
+        let t0 = Instant::now();
+        let ticket = fresh(window.reserve(key("a"), t0));
+        let waiter = in_flight(window.reserve(key("a"), t0));
+        // The append succeeded, but whoever was to commit the ids went away.
+        drop(ticket.stored(3, 30, t0));
+        waiter.wait().await;
+        assert_eq!(
+            duplicate(window.reserve(key("a"), t0)),
+            Committed {
+                shard: 3,
+                sequence: 30
+            }
+        );
+    }
+
+    #[test]
+    fn stored_tickets_of_two_windows_commit_together() {
+        let (one, other) = (window(), window());
+        let t0 = Instant::now();
+        let stored = [
+            fresh(one.reserve(key("a"), t0)).stored(0, 1, t0),
+            fresh(other.reserve(key("a"), t0)).stored(1, 2, t0),
+            fresh(one.reserve(key("b"), t0)).stored(0, 3, t0),
+        ];
+        StoredTicket::commit_all(stored);
+        assert_eq!(duplicate(one.reserve(key("a"), t0)).sequence, 1);
+        assert_eq!(duplicate(one.reserve(key("b"), t0)).sequence, 3);
+        assert_eq!(duplicate(other.reserve(key("a"), t0)).sequence, 2);
+    }
+
+    #[tokio::test]
+    async fn record_found_in_the_log_wakes_the_waiters_of_an_id_in_flight() {
+        let window = window();
+        let t0 = Instant::now();
+        let _ticket = fresh(window.reserve(key("a"), t0));
+        let waiter = in_flight(window.reserve(key("a"), t0));
+        let mut wait = pin!(waiter.wait());
+        assert!(poll_once(wait.as_mut()).is_pending());
+        window.insert_committed(key("a"), 2, 7, t0).unwrap();
+        wait.await;
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 7);
+    }
+
+    #[test]
+    fn only_an_id_someone_waits_on_gets_a_gate() {
+        let window = window();
+        let t0 = Instant::now();
+        let ticket = fresh(window.reserve(key("a"), t0));
+        let first = in_flight(window.reserve(key("a"), t0));
+        let second = in_flight(window.reserve(key("a"), t0));
+        // Both waiters share the one gate the first of them created.
+        assert!(Arc::ptr_eq(&first.gate, &second.gate));
+        assert_eq!(Arc::strong_count(&first.gate), 3);
+        ticket.commit(0, 1, t0);
+        assert_eq!(Arc::strong_count(&first.gate), 2);
     }
 }

@@ -1,5 +1,5 @@
 //! One stream's deduplication window: reserve-or-resolve in one step, waiting on ids in flight,
-//! expiry in commit order, and a hard cap on tracked ids.
+//! expiry in reservation order, and a hard cap on tracked ids.
 //!
 //! Every id is in one of three states, changed only under the window's mutex:
 //!
@@ -13,6 +13,18 @@
 //! request stores the record and every other one answers with its sequence number. The wake-up
 //! `Gate` of an id is created only when someone first waits on it, and opened when the id
 //! leaves the in-flight state; an id nobody waits on costs no allocation.
+//!
+//! The state of each id lives in a record of the window's log, which holds records in the order
+//! their ids were reserved; an index maps each tracked key to its record:
+//!
+//! ```text
+//!   index: key ──▶ log index          log: [start] [start+1] ... [start+len-1]
+//!                                           oldest ──── evicted from here     newest ◀── reserve
+//! ```
+//!
+//! A ticket remembers where its ids' records are, so committing them writes records a request
+//! reserved together — neighbours in the log — and never searches the index; eviction reads the
+//! log from its front and only touches the index to drop the key.
 //!
 //! Time is always a parameter (`now: Instant`) so that tests move it by hand.
 
@@ -36,19 +48,20 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 pub const MAX_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Ids (committed and in flight) one stream's window tracks before refusing new ones: about
 /// 3,300 deduplicated puts per second sustained over the default window, and at most about
-/// 176 MB (typically 88 MB) of window memory; see the module documentation of `fifo`.
+/// 153 MB (typically 77 MB) of window memory; see the module documentation of `fifo`.
 pub const DEFAULT_MAX_LIVE_IDS: usize = 1_000_000;
 
-/// Expired ids a call evicts at most, at the least: with [`EVICTIONS_PER_ID`] per id the call
-/// reserves or commits on top, eviction keeps pace with arrivals (every id is queued once per
-/// commit), while the first call after a quiet spell does not empty a whole window under the
-/// lock that every put of the stream waits on. Only the timing of eviction depends on it, never
-/// an answer: an expired id is treated as absent whether or not it was evicted yet, and a call
-/// at the cap evicts everything expired before it refuses an id.
+/// Log records a call evicts at most, at the least: with [`EVICTIONS_PER_ID`] per id the call
+/// reserves or commits on top, eviction keeps pace with arrivals (every id adds one record),
+/// while the first call after a quiet spell does not empty a whole window under the lock that
+/// every put of the stream waits on. Only the timing of eviction depends on it, never an
+/// answer: an expired id is treated as absent whether or not it was evicted yet, and a call at
+/// the cap evicts everything it can before it refuses an id.
 const MIN_EVICTIONS_PER_CALL: usize = 64;
 /// See [`MIN_EVICTIONS_PER_CALL`].
 const EVICTIONS_PER_ID: usize = 2;
-/// Expired ids looked up together before they are removed (see `State::evict_expired`).
+/// Expired records whose keys are looked up together before they are removed (see
+/// `State::evict_expired`).
 const EVICTION_CHUNK: usize = 16;
 
 /// The settings of one stream's window.
@@ -119,7 +132,7 @@ pub enum Reserved {
 
 /// One stream's deduplication window. Cloning shares the same window.
 ///
-/// Internally a `std::sync::Mutex` guards a map and a queue; it is never held across an
+/// Internally a `std::sync::Mutex` guards an index and a log; it is never held across an
 /// `.await`, and every operation under it is O(1) amortised per id.
 #[derive(Clone)]
 pub struct DedupWindow {
@@ -129,7 +142,7 @@ pub struct DedupWindow {
 /// What the window and its tickets share.
 pub(super) struct Shared {
     pub(super) config: DedupWindowConfig,
-    /// Numbers tickets: an id's slot names the ticket that holds it, so a ticket whose id was
+    /// Numbers tickets: a record names the ticket that holds its id, so a ticket whose id was
     /// taken from it (by a record found in the log) leaves the new owner alone.
     next_ticket: AtomicU64,
     state: Mutex<State>,
@@ -137,23 +150,37 @@ pub(super) struct Shared {
 
 /// The tracked ids.
 ///
-/// Invariants: every `Slot::Committed` has at least one `QueueEntry` with the same key and
-/// `not_before >= expires_at`; `queue` is sorted by `not_before`; every `Slot::InFlight` is in
-/// the `held` list of exactly one live ticket with the slot's ticket number.
+/// Invariants: the index maps every tracked key to the log index of a record with that key
+/// that is in flight or committed, and no other record is in flight or committed (the rest are
+/// gone); every in-flight record is held by exactly one live ticket with the record's ticket
+/// number; the log never holds more than `max_live_ids` records.
 ///
-/// An id whose expiry has passed but whose queue entry waits behind a later one (commit times
-/// out of order), or that no call has evicted yet, is treated as absent and may be reserved
-/// again; its old queue entry then stays behind as a stale one, removed when it reaches the
-/// front. New ids are refused once either `slots` or `queue` holds `max_live_ids` entries (after
-/// evicting everything expired), so `slots` never exceeds the cap and `queue` never exceeds it
-/// by more than the ids in flight: memory stays bounded by the cap.
+/// Records leave the log from its front only. A committed record leaves once it has expired,
+/// a gone one at once; one that has not expired yet holds the records behind it back, and an
+/// in-flight one at the front moves to the back when something behind it can go. An expired id
+/// is treated as absent whether or not its record has left, and may be reserved again: its old
+/// record is then gone, and a new one appended. New ids are refused once the index or the log
+/// holds `max_live_ids` entries, after evicting all it can: memory stays bounded by the cap.
 pub(super) struct State {
-    slots: HashMap<DedupKey, Slot, KeyHashState>,
-    queue: VecDeque<QueueEntry>,
+    /// Where each tracked key's record is, as a log index.
+    index: HashMap<DedupKey, u64, KeyHashState>,
+    log: Log,
 }
 
-/// What the window knows about one id.
-enum Slot {
+/// Records in reservation order: `records[i]` has the log index `start + i`. Log indexes are
+/// never reused.
+struct Log {
+    records: VecDeque<Record>,
+    start: u64,
+}
+
+/// What the window knows about one reservation of an id.
+struct Record {
+    key: DedupKey,
+    state: RecordState,
+}
+
+enum RecordState {
     /// The ticket numbered `ticket` holds the id. `gate` exists once someone waits on the id,
     /// and is opened when the id leaves this state.
     InFlight {
@@ -165,47 +192,15 @@ enum Slot {
         committed: Committed,
         expires_at: Instant,
     },
-}
-
-impl Slot {
-    /// True for a committed id whose window has passed: it counts as absent.
-    fn expired(&self, now: Instant) -> bool {
-        matches!(self, Slot::Committed { expires_at, .. } if now >= *expires_at)
-    }
-
-    /// The attempt of the ticket numbered `ticket` on a known id: a duplicate while committed
-    /// within the window, a wait while in flight, and taken afresh once expired. The map
-    /// does not grow for the last, but the id is queued again while its old entry still waits
-    /// in the queue, so the caller checks the queue's cap first.
-    fn try_take(&mut self, ticket: u64, now: Instant) -> Attempt {
-        match self {
-            Slot::Committed {
-                committed,
-                expires_at,
-            } if now < *expires_at => Attempt::Duplicate(*committed),
-            Slot::InFlight { ticket: holder, .. } if *holder == ticket => Attempt::Held,
-            Slot::InFlight { gate, .. } => {
-                Attempt::InFlight(Arc::clone(gate.get_or_insert_with(Default::default)))
-            }
-            Slot::Committed { .. } => {
-                *self = Slot::InFlight { ticket, gate: None };
-                Attempt::Fresh
-            }
-        }
-    }
-}
-
-/// A committed id in commit order. `not_before` is the id's expiry raised to its predecessor's,
-/// so the queue stays sorted even when commit times arrive slightly out of order.
-struct QueueEntry {
-    key: DedupKey,
-    not_before: Instant,
+    /// Released, given back, or replaced by a later reservation of its id: nothing refers to
+    /// it any more, and it leaves when it reaches the front.
+    Gone,
 }
 
 /// What one reservation attempt found, under the lock.
 pub(super) enum Attempt {
-    /// The id is now held by the ticket that asked.
-    Fresh,
+    /// The id is now held by the ticket that asked; its record is at this log index.
+    Fresh(u64),
     /// The id was committed within the window.
     Duplicate(Committed),
     /// Another ticket holds the id; the gate opens when it lets go.
@@ -225,8 +220,11 @@ impl DedupWindow {
                 config,
                 next_ticket: AtomicU64::new(0),
                 state: Mutex::new(State {
-                    slots: HashMap::with_hasher(KeyHashState::random()),
-                    queue: VecDeque::new(),
+                    index: HashMap::with_hasher(KeyHashState::random()),
+                    log: Log {
+                        records: VecDeque::new(),
+                        start: 0,
+                    },
                 }),
             }),
         })
@@ -245,7 +243,7 @@ impl DedupWindow {
     /// Ids tracked right now, committed and in flight. Expired ids count until a call evicts
     /// them.
     pub fn len(&self) -> usize {
-        self.shared.lock().slots.len()
+        self.shared.lock().index.len()
     }
 
     /// True when no id is tracked.
@@ -267,14 +265,14 @@ impl DedupWindow {
             self.shared.config.max_live_ids,
         );
         match attempt {
-            Attempt::Fresh => {
-                ticket.hold(key, 0);
+            Attempt::Fresh(at) => {
+                ticket.hold(key, 0, at);
                 Ok(Reservation::Fresh(ticket))
             }
             Attempt::Duplicate(committed) => Ok(Reservation::Duplicate(committed)),
             Attempt::InFlight(gate) => Ok(Reservation::InFlight(Waiter::new(gate))),
             Attempt::Refused(error) => Err(error),
-            // Numbered just now: no slot can name this ticket yet.
+            // Numbered just now: no record can name this ticket yet.
             Attempt::Held => unreachable!("a new ticket already holds an id"),
         }
     }
@@ -316,57 +314,62 @@ impl DedupWindow {
         let window = self.shared.config.window;
         let max_live_ids = self.shared.config.max_live_ids;
         let expires_at = committed_at + window;
-        let committed = Committed { shard, sequence };
+        let found = RecordState::Committed {
+            committed: Committed { shard, sequence },
+            expires_at,
+        };
         let mut gates = Vec::new();
         {
             // Anything expired at `committed_at` is expired now too: evicting there is safe.
             let mut state = self.lock_evicting(committed_at, 1);
             state.make_room(committed_at, max_live_ids);
-            let keep_new = match state.slots.get(&key) {
+            let State { index, log } = &mut *state;
+            match index.get(&key).and_then(|&at| Some((at, log.get_mut(at)?))) {
                 None => {
-                    let live_ids = state.slots.len();
-                    if live_ids >= max_live_ids || state.queue.len() >= max_live_ids {
+                    let live_ids = index.len();
+                    if live_ids >= max_live_ids || log.len() >= max_live_ids {
                         return Err(FifoError::WindowFull {
                             live_ids,
                             max_live_ids,
                         });
                     }
-                    true
+                    let at = log.push(key, found);
+                    index.insert(key, at);
                 }
-                // The log is the truth: the record is stored; the ticket's later commit or drop
-                // finds its slot gone and leaves this one alone. Its waiters wake (below) and see
-                // this record.
-                Some(Slot::InFlight { .. }) => true,
-                Some(Slot::Committed {
-                    expires_at: old, ..
-                }) => {
-                    let old = *old;
-                    if expires_at >= old + window {
-                        // The old record had expired before the new one was stored.
-                        true
-                    } else if expires_at + window <= old {
-                        // The new record had expired before the old one was stored.
-                        false
-                    } else {
-                        // Windows overlap: the earlier record is the first, the later a
-                        // duplicate.
-                        expires_at < old
+                Some((_, record)) => {
+                    let keep_new = match &record.state {
+                        // The log is the truth: the record is stored; the ticket's later commit
+                        // or drop finds its record taken and leaves it alone. Its waiters wake
+                        // (below) and see this record.
+                        RecordState::InFlight { .. } | RecordState::Gone => true,
+                        RecordState::Committed {
+                            expires_at: old, ..
+                        } => {
+                            let old = *old;
+                            if expires_at >= old + window {
+                                // The old record had expired before the new one was stored.
+                                true
+                            } else if expires_at + window <= old {
+                                // The new record had expired before the old one was stored.
+                                false
+                            } else {
+                                // Windows overlap: the earlier record is the first, the later a
+                                // duplicate.
+                                expires_at < old
+                            }
+                        }
+                    };
+                    // Replaced in place: the log does not grow, and the record leaves when its
+                    // place in the log reaches the front and it has expired.
+                    if keep_new {
+                        if let RecordState::InFlight {
+                            gate: Some(gate), ..
+                        } = mem::replace(&mut record.state, found)
+                        {
+                            gates.push(gate);
+                        }
                     }
                 }
-            };
-            if keep_new {
-                if let Some(Slot::InFlight {
-                    gate: Some(gate), ..
-                }) = state.slots.insert(
-                    key,
-                    Slot::Committed {
-                        committed,
-                        expires_at,
-                    },
-                ) {
-                    gates.push(gate);
-                }
-                state.enqueue(key, expires_at);
             }
         }
         open_all(gates);
@@ -397,7 +400,7 @@ impl fmt::Debug for DedupWindow {
 
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic under the lock can only come from an allocation inside a map or queue call,
+        // A panic under the lock can only come from an allocation inside an index or log call,
         // which leaves both structures valid; the state stays usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -411,48 +414,156 @@ impl Shared {
     }
 }
 
+impl Log {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn get_mut(&mut self, at: u64) -> Option<&mut Record> {
+        let offset = usize::try_from(at.checked_sub(self.start)?).ok()?;
+        self.records.get_mut(offset)
+    }
+
+    /// Appends a record; returns its log index.
+    fn push(&mut self, key: DedupKey, state: RecordState) -> u64 {
+        let at = self.start + self.records.len() as u64;
+        self.records.push_back(Record { key, state });
+        at
+    }
+
+    fn pop_front(&mut self) -> Option<Record> {
+        let record = self.records.pop_front()?;
+        self.start += 1;
+        Some(record)
+    }
+
+    /// The record at `at` if it is in flight for the ticket numbered `ticket` and has `key`.
+    fn held_mut(&mut self, at: u64, key: DedupKey, ticket: u64) -> Option<&mut Record> {
+        self.get_mut(at).filter(|record| {
+            record.key == key
+                && matches!(record.state, RecordState::InFlight { ticket: holder, .. } if holder == ticket)
+        })
+    }
+}
+
+impl RecordState {
+    /// Whether the record can leave the log at `now`; `None` for one in flight.
+    fn may_leave(&self, now: Instant) -> Option<bool> {
+        match self {
+            RecordState::Gone => Some(true),
+            RecordState::Committed { expires_at, .. } => Some(*expires_at <= now),
+            RecordState::InFlight { .. } => None,
+        }
+    }
+
+    /// The attempt of the ticket numbered `ticket` on an id with this record: a duplicate while
+    /// committed within the window, a wait while in flight; `None` once expired (or gone): the
+    /// id may be taken afresh.
+    fn attempt(&mut self, ticket: u64, now: Instant) -> Option<Attempt> {
+        match self {
+            RecordState::Committed {
+                committed,
+                expires_at,
+            } if now < *expires_at => Some(Attempt::Duplicate(*committed)),
+            RecordState::InFlight { ticket: holder, .. } if *holder == ticket => {
+                Some(Attempt::Held)
+            }
+            RecordState::InFlight { gate, .. } => Some(Attempt::InFlight(Arc::clone(
+                gate.get_or_insert_with(Default::default),
+            ))),
+            RecordState::Committed { .. } | RecordState::Gone => None,
+        }
+    }
+}
+
 impl State {
-    /// Pops up to `budget` queue entries whose time has come and drops their ids if still
-    /// expired committed (a stale entry of an id that was reserved again finds an in-flight or
-    /// newer slot).
+    /// Removes up to `budget` records from the front of the log that can leave (expired or
+    /// gone), and their keys from the index; moves in-flight records at the front out of the way
+    /// when something behind them can leave.
     fn evict_expired(&mut self, now: Instant, budget: usize) {
         let mut left = budget;
         while left > 0 {
-            // The queue is sorted by `not_before`: the due entries are a prefix.
-            let due = self
-                .queue
+            // The records that can leave now, from the front: up to a chunk.
+            let ready = self
+                .log
+                .records
                 .iter()
                 .take(left.min(EVICTION_CHUNK))
-                .take_while(|entry| entry.not_before <= now)
+                .take_while(|record| record.state.may_leave(now) == Some(true))
                 .count();
-            if due == 0 {
-                return;
+            if ready == 0 {
+                match self.relocate_in_flight_front(now, left) {
+                    0 => return,
+                    moved => {
+                        left = left.saturating_sub(moved);
+                        continue;
+                    }
+                }
             }
             // Every key of the chunk is looked up before any is removed: independent lookups,
             // whose cache misses (old ids are long out of the cache) the processor overlaps
             // instead of waiting for one after the other. Removing a key changes no other
-            // key's state, so the answers hold for the whole chunk.
-            let mut expired = [false; EVICTION_CHUNK];
-            for (flag, entry) in expired.iter_mut().zip(&self.queue).take(due) {
-                *flag = self
-                    .slots
-                    .get(&entry.key)
-                    .is_some_and(|slot| slot.expired(now));
+            // key's entry, so the answers hold for the whole chunk.
+            let mut indexed = [false; EVICTION_CHUNK];
+            let first = self.log.start;
+            for (offset, (flag, record)) in indexed.iter_mut().zip(&self.log.records).enumerate() {
+                if offset == ready {
+                    break;
+                }
+                *flag = matches!(record.state, RecordState::Committed { .. })
+                    && self.index.get(&record.key) == Some(&(first + offset as u64));
             }
-            for &flag in &expired[..due] {
-                if let Some(entry) = self.queue.pop_front() {
+            for &flag in &indexed[..ready] {
+                if let Some(record) = self.log.pop_front() {
                     if flag {
-                        self.slots.remove(&entry.key);
+                        self.index.remove(&record.key);
                     }
                 }
             }
-            left -= due;
+            left -= ready;
         }
     }
 
-    /// At the cap, evicts every expired id, so that only live ids can make a new one refused.
+    /// When the front of the log is a run of in-flight records (their requests are still
+    /// storing) followed, within `budget` records, by one that can leave, moves that run to the
+    /// back of the log, so that eviction goes on; returns how many records it moved. A moved
+    /// id's ticket finds it again through the index.
+    fn relocate_in_flight_front(&mut self, now: Instant, budget: usize) -> usize {
+        let run = self
+            .log
+            .records
+            .iter()
+            .take(budget)
+            .take_while(|record| matches!(record.state, RecordState::InFlight { .. }))
+            .count();
+        let behind = self
+            .log
+            .records
+            .get(run)
+            .and_then(|record| record.state.may_leave(now));
+        if run == 0 || behind != Some(true) {
+            return 0;
+        }
+        for _ in 0..run {
+            let Some(record) = self.log.pop_front() else {
+                break;
+            };
+            let from = self.log.start - 1;
+            let key = record.key;
+            let to = self.log.push(key, record.state);
+            if let Some(at) = self.index.get_mut(&key) {
+                if *at == from {
+                    *at = to;
+                }
+            }
+        }
+        run
+    }
+
+    /// At the cap, evicts everything that can go, so that only live ids can make a new one
+    /// refused.
     fn make_room(&mut self, now: Instant, max_live_ids: usize) {
-        if self.slots.len() >= max_live_ids || self.queue.len() >= max_live_ids {
+        if self.index.len() >= max_live_ids || self.log.len() >= max_live_ids {
             self.evict_expired(now, usize::MAX);
         }
     }
@@ -468,33 +579,55 @@ impl State {
         max_live_ids: usize,
     ) -> Attempt {
         self.make_room(now, max_live_ids);
-        let live_ids = self.slots.len();
-        let queue_full = self.queue.len() >= max_live_ids;
-        if live_ids < max_live_ids && !queue_full {
-            // Room for a new id: one lookup finds the key or the place to put it.
-            return match self.slots.entry(key) {
-                Entry::Occupied(mut slot) => slot.get_mut().try_take(ticket, now),
-                Entry::Vacant(slot) => {
-                    slot.insert(Slot::InFlight { ticket, gate: None });
-                    Attempt::Fresh
+        let live_ids = self.index.len();
+        let room = live_ids < max_live_ids && self.log.len() < max_live_ids;
+        let in_flight = RecordState::InFlight { ticket, gate: None };
+        let State { index, log } = self;
+        if room {
+            // One lookup finds the key or the place to put it.
+            return match index.entry(key) {
+                Entry::Occupied(mut entry) => {
+                    let old = *entry.get();
+                    if let Some(attempt) =
+                        log.get_mut(old).and_then(|r| r.state.attempt(ticket, now))
+                    {
+                        return attempt;
+                    }
+                    // Expired: the old record is gone, the new one appended.
+                    if let Some(record) = log.get_mut(old) {
+                        record.state = RecordState::Gone;
+                    }
+                    let at = log.push(key, in_flight);
+                    *entry.get_mut() = at;
+                    Attempt::Fresh(at)
+                }
+                Entry::Vacant(entry) => {
+                    let at = log.push(key, in_flight);
+                    entry.insert(at);
+                    Attempt::Fresh(at)
                 }
             };
         }
-        // At the cap only known ids are answered; `entry` could grow the table for a new one.
-        match self.slots.get_mut(&key) {
-            Some(slot) if !queue_full => slot.try_take(ticket, now),
-            Some(slot @ Slot::Committed { .. }) if slot.expired(now) => {
-                Attempt::Refused(FifoError::WindowFull {
-                    live_ids,
-                    max_live_ids,
-                })
-            }
-            Some(slot) => slot.try_take(ticket, now),
-            None => Attempt::Refused(FifoError::WindowFull {
+        // At the cap only known, live ids are answered (`entry` could grow the index).
+        index
+            .get(&key)
+            .and_then(|&at| log.get_mut(at))
+            .and_then(|record| record.state.attempt(ticket, now))
+            .unwrap_or(Attempt::Refused(FifoError::WindowFull {
                 live_ids,
                 max_live_ids,
-            }),
-        }
+            }))
+    }
+
+    /// Finds the record of `id` if the ticket numbered `ticket` still holds it: where the ticket
+    /// left it, or (if eviction moved it) where the index says it is.
+    fn held_record(&mut self, id: &Held, ticket: u64) -> Option<&mut Record> {
+        let at = if self.log.held_mut(id.at, id.key, ticket).is_some() {
+            id.at
+        } else {
+            *self.index.get(&id.key)?
+        };
+        self.log.held_mut(at, id.key, ticket)
     }
 
     /// Commits the ids of `held` still held by the ticket numbered `ticket`, each at
@@ -509,31 +642,27 @@ impl State {
         gates: &mut Vec<Arc<Gate>>,
     ) {
         for id in held {
-            let Some(slot) = self.slots.get_mut(&id.key) else {
+            // Not held any more: replaced by a record found in the log, which came first.
+            let Some(record) = self.held_record(id, ticket) else {
                 continue;
             };
-            if !matches!(slot, Slot::InFlight { ticket: holder, .. } if *holder == ticket) {
-                // Replaced by a record found in the log, which came first.
-                continue;
-            }
             let committed = Committed {
                 shard,
                 sequence: first_sequence + id.position as u64,
             };
-            let held_slot = mem::replace(
-                slot,
-                Slot::Committed {
+            let was = mem::replace(
+                &mut record.state,
+                RecordState::Committed {
                     committed,
                     expires_at,
                 },
             );
-            if let Slot::InFlight {
+            if let RecordState::InFlight {
                 gate: Some(gate), ..
-            } = held_slot
+            } = was
             {
                 gates.push(gate);
             }
-            self.enqueue(id.key, expires_at);
         }
     }
 
@@ -541,31 +670,17 @@ impl State {
     /// or was abandoned); collects the gates to open.
     pub(super) fn release_held(&mut self, ticket: u64, held: &[Held], gates: &mut Vec<Arc<Gate>>) {
         for id in held {
-            if matches!(
-                self.slots.get(&id.key),
-                Some(Slot::InFlight { ticket: holder, .. }) if *holder == ticket
-            ) {
-                if let Some(Slot::InFlight {
-                    gate: Some(gate), ..
-                }) = self.slots.remove(&id.key)
-                {
-                    gates.push(gate);
-                }
+            let Some(record) = self.held_record(id, ticket) else {
+                continue;
+            };
+            if let RecordState::InFlight {
+                gate: Some(gate), ..
+            } = mem::replace(&mut record.state, RecordState::Gone)
+            {
+                gates.push(gate);
             }
+            self.index.remove(&id.key);
         }
-    }
-
-    /// Queues a committed id for eviction at `expires_at` (or its predecessor's time, if later).
-    fn enqueue(&mut self, key: DedupKey, expires_at: Instant) {
-        let not_before = match self.queue.back() {
-            Some(back) => back.not_before.max(expires_at),
-            None => expires_at,
-        };
-        debug_assert!(
-            not_before >= expires_at,
-            "queue entry must not expire before its id"
-        );
-        self.queue.push_back(QueueEntry { key, not_before });
     }
 }
 
@@ -839,36 +954,104 @@ mod tests {
         assert_eq!(window().window(), WINDOW);
     }
 
+    #[test]
+    fn id_in_flight_at_the_front_does_not_hold_expired_ids_back() {
+        let window = window();
+        let t0 = Instant::now();
+        let slow = fresh(window.reserve(key("slow"), t0));
+        for (i, id) in ["a", "b"].iter().enumerate() {
+            fresh(window.reserve(key(id), t0)).commit(0, i as u64, t0);
+        }
+        let later = t0 + WINDOW;
+        drop(fresh(window.reserve(key("probe"), later)));
+        // "a" and "b" are gone although "slow", reserved before them, is still in flight.
+        assert_eq!(window.len(), 1);
+        in_flight(window.reserve(key("slow"), later));
+        // Its record moved in the log; the ticket still finds it.
+        slow.commit(4, 9, later);
+        assert_eq!(
+            duplicate(window.reserve(key("slow"), later)),
+            Committed {
+                shard: 4,
+                sequence: 9
+            }
+        );
+    }
+
+    #[test]
+    fn one_call_evicts_a_bounded_share_and_later_calls_the_rest() {
+        let window = window();
+        let t0 = Instant::now();
+        let ids = 3 * MIN_EVICTIONS_PER_CALL;
+        for i in 0..ids {
+            fresh(window.reserve(key(&i.to_string()), t0)).commit(0, i as u64, t0);
+        }
+        let later = t0 + WINDOW;
+        let probe = fresh(window.reserve(key("probe"), later));
+        assert_eq!(window.len(), ids - MIN_EVICTIONS_PER_CALL + 1);
+        // An expired id not evicted yet is absent all the same.
+        let last = key(&(ids - 1).to_string());
+        fresh(window.reserve(last, later)).commit(1, 99, later);
+        assert_eq!(duplicate(window.reserve(last, later)).sequence, 99);
+        // The calls since evicted the rest: "probe" and "last" remain.
+        assert_eq!(window.len(), 2);
+        drop(probe);
+    }
+
+    #[tokio::test]
+    async fn window_at_its_cap_evicts_past_a_long_run_of_ids_in_flight() {
+        let in_flight_ids = MIN_EVICTIONS_PER_CALL + 10;
+        let committed_ids = MIN_EVICTIONS_PER_CALL;
+        let window = window_with_cap(in_flight_ids + committed_ids);
+        let t0 = Instant::now();
+        let keys: Vec<Option<DedupKey>> = (0..in_flight_ids)
+            .map(|i| Some(key(&format!("slow-{i}"))))
+            .collect();
+        let slow = window.reserve_batch(&keys, || t0).await;
+        for i in 0..committed_ids {
+            fresh(window.reserve(key(&i.to_string()), t0)).commit(0, i as u64, t0);
+        }
+        assert!(matches!(
+            window.reserve(key("new"), t0),
+            Err(FifoError::WindowFull { .. })
+        ));
+        // The expired ids sit behind more ids in flight than a call looks past; at the cap the
+        // call looks past all of them.
+        let _new = fresh(window.reserve(key("new"), t0 + WINDOW));
+        assert_eq!(window.len(), in_flight_ids + 1);
+        drop(slow);
+        assert_eq!(window.len(), 1);
+    }
+
     /// The arithmetic of the module documentation of `fifo`, checked against the real sizes.
     #[test]
     fn memory_per_live_id_stays_within_the_documented_bound() {
         use std::mem::size_of;
         assert_eq!(size_of::<DedupKey>(), 16);
-        assert!(
-            size_of::<Slot>() <= 32,
-            "Slot is {} bytes",
-            size_of::<Slot>()
-        );
-        let map_entry = size_of::<(DedupKey, Slot)>();
-        assert!(map_entry <= 48, "map entry is {map_entry} bytes");
-        let queue_entry = size_of::<QueueEntry>();
-        assert!(queue_entry <= 32, "queue entry is {queue_entry} bytes");
+        let index_entry = size_of::<(DedupKey, u64)>();
+        assert_eq!(index_entry, 24, "index entry is {index_entry} bytes");
+        let record = size_of::<Record>();
+        assert!(record <= 48, "log record is {record} bytes");
         // hashbrown: one control byte per bucket, at most 7/8 of the buckets full, and the bucket
         // count doubles on growth, so a table holds between 7/16 and 7/8 of its buckets.
-        let map_best = (map_entry + 1) * 8 / 7;
-        let map_worst = (map_entry + 1) * 16 / 7;
+        let index_best = (index_entry + 1) * 8 / 7;
+        let index_worst = (index_entry + 1) * 16 / 7;
         // VecDeque: capacity doubles, so between half and all of it is used.
-        let (queue_best, queue_worst) = (queue_entry, 2 * queue_entry);
-        assert!(map_best + queue_best <= 88, "{}", map_best + queue_best);
+        let (log_best, log_worst) = (record, 2 * record);
+        assert!(index_best + log_best <= 77, "{}", index_best + log_best);
         assert!(
-            map_worst + queue_worst <= 176,
+            index_worst + log_worst <= 153,
             "{}",
-            map_worst + queue_worst
+            index_worst + log_worst
         );
-        let worst_at_default_cap = DEFAULT_MAX_LIVE_IDS * (map_worst + queue_worst);
+        let worst_at_default_cap = DEFAULT_MAX_LIVE_IDS * (index_worst + log_worst);
         assert!(
-            worst_at_default_cap <= 176_000_000,
+            worst_at_default_cap <= 153_000_000,
             "{worst_at_default_cap}"
         );
+        // What an id costs while in flight, on top: its place in the ticket, and the gate of an
+        // id someone waits on.
+        assert!(size_of::<Held>() <= 32, "{}", size_of::<Held>());
+        assert!(size_of::<Gate>() <= 64, "{}", size_of::<Gate>());
     }
 }
