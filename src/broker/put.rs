@@ -190,6 +190,11 @@ impl Broker {
                 ));
             }
         }
+        if !dedup_entries.is_empty() {
+            // While the records are being stored: the window's upkeep, off the next
+            // reservation's way.
+            handle.dedup.settle(Instant::now());
+        }
         let mut acks: Vec<Option<Result<AppendAck, StorageError>>> =
             (0..shard_count).map(|_| None).collect();
         let mut stored = Vec::new();

@@ -79,6 +79,7 @@ impl DedupWindow {
             let now = clock();
             let waiter = {
                 let mut state = self.lock_evicting(now, pending.len());
+                state.look_ahead(pending.iter().map(|&(key, _)| key));
                 let taken_before = ticket.len();
                 // In flight elsewhere, with the gate of the smallest such key.
                 let mut in_flight: Vec<(DedupKey, usize)> = Vec::new();

@@ -71,6 +71,9 @@ impl Hash for DedupKey {
 }
 
 impl DedupKey {
+    /// A key no id has (in practice): what fills unused slots.
+    pub(super) const PLACEHOLDER: DedupKey = DedupKey([0; DEDUP_KEY_LEN]);
+
     /// The key of an explicit deduplication id. `group` is ignored under [`DedupScope::Stream`].
     pub fn for_id(scope: DedupScope, group: Option<&str>, id: &str) -> Self {
         Self::derive(scope, group, Source::Id, id.as_bytes())

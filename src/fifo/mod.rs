@@ -37,9 +37,11 @@
 //! So [`DEFAULT_MAX_LIVE_IDS`] (one million) ids cost 77–153 MB for one stream at the cap (the
 //! log, whose length the cap also bounds, holds records that have not left yet too), and a
 //! stream putting 1,000 deduplicated records per second holds 300,000 ids over the default
-//! window: 23–46 MB. An id in flight additionally takes 32 bytes in its request's ticket, and,
-//! only while another request waits on it, a shared wake-up gate of under 64 bytes; those are
-//! bounded by the requests in flight. The test
+//! window: 23–46 MB. On top of that, per window: the index's table of recently reserved keys (at
+//! most 4,096 of them, about 200 KB once grown), and log capacity grown ahead of need by at most
+//! four batches (never past what the cap lets the log hold). An id in flight additionally takes
+//! 32 bytes in its request's ticket and, only while another request waits on it, a shared
+//! wake-up gate of under 64 bytes; those are bounded by the requests in flight. The test
 //! `memory_per_live_id_stays_within_the_documented_bound` checks these sizes with
 //! `std::mem::size_of`.
 //!

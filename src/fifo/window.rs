@@ -26,9 +26,14 @@
 //! reserved together — neighbours in the log — and never searches the index; eviction reads the
 //! log from its front and only touches the index to drop the key.
 //!
+//! The index keeps the keys reserved lately in a small table of their own, which stays in the
+//! cache, and moves them into its main table in [`DedupWindow::settle`] — upkeep the put path
+//! does while its records are being stored, together with eviction and mapping the log's next
+//! pages. A reservation then only looks its keys up in the main table (all of a batch's at once,
+//! so that the cache misses overlap) and writes to cached memory.
+//!
 //! Time is always a parameter (`now: Instant`) so that tests move it by hand.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::mem;
@@ -63,6 +68,12 @@ const EVICTIONS_PER_ID: usize = 2;
 /// Expired records whose keys are looked up together before they are removed (see
 /// `State::evict_expired`).
 const EVICTION_CHUNK: usize = 16;
+/// How many times the ids of the last settle's batch [`DedupWindow::settle`] makes room for in
+/// the log ahead of time (see `Log::map_ahead`).
+const MAP_AHEAD_BATCHES: usize = 4;
+/// Keys reserved since the last settle that the window holds in its small table before it
+/// moves them to the main one by itself (see `Index`): about 100 KB, which stays in the cache.
+const MAX_RECENT_IDS: usize = 4096;
 
 /// The settings of one stream's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,8 +174,19 @@ pub(super) struct Shared {
 /// holds `max_live_ids` entries, after evicting all it can: memory stays bounded by the cap.
 pub(super) struct State {
     /// Where each tracked key's record is, as a log index.
-    index: HashMap<DedupKey, u64, KeyHashState>,
+    index: Index,
     log: Log,
+}
+
+/// Key to log index, in two tables: `recent` takes the keys reserved since the last
+/// [`settle`](Index::settle), and is small enough to stay in the cache, so a reservation
+/// writes there; `main` holds the rest. A key is in at most one of them. Moving keys from
+/// `recent` to `main` — a write to a random place of a large table, per key — is work a caller
+/// can do while it waits for something else (see [`DedupWindow::settle`]); it happens anyway
+/// once `recent` holds [`MAX_RECENT_IDS`].
+struct Index {
+    main: HashMap<DedupKey, u64, KeyHashState>,
+    recent: HashMap<DedupKey, u64, KeyHashState>,
 }
 
 /// Records in reservation order: `records[i]` has the log index `start + i`. Log indexes are
@@ -172,6 +194,12 @@ pub(super) struct State {
 struct Log {
     records: VecDeque<Record>,
     start: u64,
+    /// Memory of `records` known to be mapped: the slots of log indexes up to `mapped_until`
+    /// in the buffer of capacity `mapped_capacity`, counted from `mapped_from` (see
+    /// [`Log::map_ahead`]).
+    mapped_from: u64,
+    mapped_until: u64,
+    mapped_capacity: usize,
 }
 
 /// What the window knows about one reservation of an id.
@@ -220,10 +248,13 @@ impl DedupWindow {
                 config,
                 next_ticket: AtomicU64::new(0),
                 state: Mutex::new(State {
-                    index: HashMap::with_hasher(KeyHashState::random()),
+                    index: Index::new(),
                     log: Log {
                         records: VecDeque::new(),
                         start: 0,
+                        mapped_from: 0,
+                        mapped_until: 0,
+                        mapped_capacity: 0,
                     },
                 }),
             }),
@@ -324,7 +355,7 @@ impl DedupWindow {
             let mut state = self.lock_evicting(committed_at, 1);
             state.make_room(committed_at, max_live_ids);
             let State { index, log } = &mut *state;
-            match index.get(&key).and_then(|&at| Some((at, log.get_mut(at)?))) {
+            match index.get(&key).and_then(|at| Some((at, log.get_mut(at)?))) {
                 None => {
                     let live_ids = index.len();
                     if live_ids >= max_live_ids || log.len() >= max_live_ids {
@@ -334,7 +365,7 @@ impl DedupWindow {
                         });
                     }
                     let at = log.push(key, found);
-                    index.insert(key, at);
+                    index.insert_new(key, at);
                 }
                 Some((_, record)) => {
                     let keep_new = match &record.state {
@@ -376,6 +407,28 @@ impl DedupWindow {
         Ok(())
     }
 
+    /// Does the window's upkeep now: moves the keys reserved since the last call into the main
+    /// table and evicts the ids expired at `now`. Every answer stays the same whether or not
+    /// this is called — the window does the same work within later calls otherwise — but a
+    /// caller that is about to wait anyway (the put path, while its records are stored) takes
+    /// that work off the next reservation's way.
+    pub fn settle(&self, now: Instant) {
+        let mut state = self.shared.lock();
+        let moved = state.index.recent.len();
+        state.index.settle();
+        let ids = moved.max(MIN_EVICTIONS_PER_CALL);
+        state.evict_expired(now, ids.saturating_mul(EVICTIONS_PER_ID));
+        // Never past what the cap lets the log hold anyway.
+        let room = self
+            .shared
+            .config
+            .max_live_ids
+            .saturating_sub(state.log.len());
+        state
+            .log
+            .map_ahead(ids.saturating_mul(MAP_AHEAD_BATCHES).min(room));
+    }
+
     /// A ticket with a fresh number and no ids yet, with room for `ids` of them.
     pub(super) fn new_ticket(&self, ids: usize) -> DedupTicket {
         let number = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -414,6 +467,64 @@ impl Shared {
     }
 }
 
+impl Index {
+    fn new() -> Self {
+        let seeded = KeyHashState::random();
+        Self {
+            main: HashMap::with_hasher(seeded),
+            recent: HashMap::with_hasher(seeded),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.main.len() + self.recent.len()
+    }
+
+    /// The log index of `key`'s record.
+    fn get(&self, key: &DedupKey) -> Option<u64> {
+        self.recent.get(key).or_else(|| self.main.get(key)).copied()
+    }
+
+    fn get_mut(&mut self, key: &DedupKey) -> Option<&mut u64> {
+        match self.recent.get_mut(key) {
+            Some(at) => Some(at),
+            None => self.main.get_mut(key),
+        }
+    }
+
+    /// Looks each of `keys` up in the main table, all before any is changed, and makes room in
+    /// the recent table for the ones it lacks. The lookups do not depend on each other, so the
+    /// processor overlaps their cache misses (the main table is mostly out of the cache when a
+    /// batch comes) instead of taking them one after the other; the reservations that follow
+    /// find those lines cached.
+    fn look_ahead(&mut self, keys: impl Iterator<Item = DedupKey>) {
+        let new = keys.filter(|key| !self.main.contains_key(key)).count();
+        self.recent.reserve(new);
+    }
+
+    /// Adds a key the index does not hold.
+    fn insert_new(&mut self, key: DedupKey, at: u64) {
+        if self.recent.len() >= MAX_RECENT_IDS {
+            self.settle();
+        }
+        self.recent.insert(key, at);
+    }
+
+    /// Forgets `key` if it maps to `at`.
+    fn remove_at(&mut self, key: &DedupKey, at: u64) {
+        if self.recent.get(key) == Some(&at) {
+            self.recent.remove(key);
+        } else if self.main.get(key) == Some(&at) {
+            self.main.remove(key);
+        }
+    }
+
+    /// Moves every recent key into the main table.
+    fn settle(&mut self) {
+        self.main.extend(self.recent.drain());
+    }
+}
+
 impl Log {
     fn len(&self) -> usize {
         self.records.len()
@@ -429,6 +540,39 @@ impl Log {
         let at = self.start + self.records.len() as u64;
         self.records.push_back(Record { key, state });
         at
+    }
+
+    /// Makes sure the memory of the next `ahead` records is mapped, by writing placeholder
+    /// records there and removing them again: the first write to a fresh page of memory costs a
+    /// page fault, better taken here (in `settle`, while the caller waits anyway) than by the
+    /// reservations that append those records. It only writes while the buffer has slots it has
+    /// not written yet: a buffer the log has gone round once is mapped whole.
+    fn map_ahead(&mut self, ahead: usize) {
+        let end = self.start + self.records.len() as u64;
+        if self.records.capacity() != self.mapped_capacity {
+            // A new buffer: only what was copied into it is known to be mapped.
+            self.mapped_from = self.start;
+            self.mapped_until = end;
+            self.mapped_capacity = self.records.capacity();
+        }
+        let whole = self.mapped_until - self.mapped_from >= self.mapped_capacity as u64;
+        if whole || end + ahead as u64 / 2 <= self.mapped_until {
+            return;
+        }
+        let len = self.records.len();
+        for _ in 0..ahead {
+            self.records.push_back(Record {
+                key: DedupKey::PLACEHOLDER,
+                state: RecordState::Gone,
+            });
+        }
+        self.records.truncate(len);
+        if self.records.capacity() != self.mapped_capacity {
+            // Writing ahead grew the buffer: its slots up to here are mapped now.
+            self.mapped_from = self.start;
+            self.mapped_capacity = self.records.capacity();
+        }
+        self.mapped_until = end + ahead as u64;
     }
 
     fn pop_front(&mut self) -> Option<Record> {
@@ -511,12 +655,12 @@ impl State {
                     break;
                 }
                 *flag = matches!(record.state, RecordState::Committed { .. })
-                    && self.index.get(&record.key) == Some(&(first + offset as u64));
+                    && self.index.get(&record.key) == Some(first + offset as u64);
             }
-            for &flag in &indexed[..ready] {
+            for (offset, &flag) in indexed[..ready].iter().enumerate() {
                 if let Some(record) = self.log.pop_front() {
                     if flag {
-                        self.index.remove(&record.key);
+                        self.index.remove_at(&record.key, first + offset as u64);
                     }
                 }
             }
@@ -568,6 +712,11 @@ impl State {
         }
     }
 
+    /// Prepares the reservation of `keys` (see `Index::look_ahead`).
+    pub(super) fn look_ahead(&mut self, keys: impl Iterator<Item = DedupKey>) {
+        self.index.look_ahead(keys);
+    }
+
     /// Checks `key` and, if it is absent or expired, hands it to the ticket numbered `ticket`:
     /// the one atomic step of a reservation. The caller records a `Fresh` key in that ticket
     /// before it lets go of the lock.
@@ -581,53 +730,46 @@ impl State {
         self.make_room(now, max_live_ids);
         let live_ids = self.index.len();
         let room = live_ids < max_live_ids && self.log.len() < max_live_ids;
-        let in_flight = RecordState::InFlight { ticket, gate: None };
         let State { index, log } = self;
-        if room {
-            // One lookup finds the key or the place to put it.
-            return match index.entry(key) {
-                Entry::Occupied(mut entry) => {
-                    let old = *entry.get();
-                    if let Some(attempt) =
-                        log.get_mut(old).and_then(|r| r.state.attempt(ticket, now))
-                    {
-                        return attempt;
-                    }
-                    // Expired: the old record is gone, the new one appended.
-                    if let Some(record) = log.get_mut(old) {
-                        record.state = RecordState::Gone;
-                    }
-                    let at = log.push(key, in_flight);
-                    *entry.get_mut() = at;
-                    Attempt::Fresh(at)
-                }
-                Entry::Vacant(entry) => {
-                    let at = log.push(key, in_flight);
-                    entry.insert(at);
-                    Attempt::Fresh(at)
-                }
-            };
+        let Some(at) = index.get_mut(&key) else {
+            if !room {
+                return Attempt::Refused(FifoError::WindowFull {
+                    live_ids,
+                    max_live_ids,
+                });
+            }
+            let at = log.push(key, RecordState::InFlight { ticket, gate: None });
+            index.insert_new(key, at);
+            return Attempt::Fresh(at);
+        };
+        let old = *at;
+        if let Some(attempt) = log.get_mut(old).and_then(|r| r.state.attempt(ticket, now)) {
+            return attempt;
         }
-        // At the cap only known, live ids are answered (`entry` could grow the index).
-        index
-            .get(&key)
-            .and_then(|&at| log.get_mut(at))
-            .and_then(|record| record.state.attempt(ticket, now))
-            .unwrap_or(Attempt::Refused(FifoError::WindowFull {
+        // Expired: at the cap it stays so (taking it afresh appends a record); below it, the old
+        // record is gone and the new one appended, in the index entry just found.
+        if !room {
+            return Attempt::Refused(FifoError::WindowFull {
                 live_ids,
                 max_live_ids,
-            }))
+            });
+        }
+        if let Some(record) = log.get_mut(old) {
+            record.state = RecordState::Gone;
+        }
+        *at = log.push(key, RecordState::InFlight { ticket, gate: None });
+        Attempt::Fresh(*at)
     }
 
     /// Finds the record of `id` if the ticket numbered `ticket` still holds it: where the ticket
     /// left it, or (if eviction moved it) where the index says it is.
-    fn held_record(&mut self, id: &Held, ticket: u64) -> Option<&mut Record> {
+    fn held_record(&mut self, id: &Held, ticket: u64) -> Option<(u64, &mut Record)> {
         let at = if self.log.held_mut(id.at, id.key, ticket).is_some() {
             id.at
         } else {
-            *self.index.get(&id.key)?
+            self.index.get(&id.key)?
         };
-        self.log.held_mut(at, id.key, ticket)
+        Some((at, self.log.held_mut(at, id.key, ticket)?))
     }
 
     /// Commits the ids of `held` still held by the ticket numbered `ticket`, each at
@@ -643,7 +785,7 @@ impl State {
     ) {
         for id in held {
             // Not held any more: replaced by a record found in the log, which came first.
-            let Some(record) = self.held_record(id, ticket) else {
+            let Some((_, record)) = self.held_record(id, ticket) else {
                 continue;
             };
             let committed = Committed {
@@ -670,7 +812,7 @@ impl State {
     /// or was abandoned); collects the gates to open.
     pub(super) fn release_held(&mut self, ticket: u64, held: &[Held], gates: &mut Vec<Arc<Gate>>) {
         for id in held {
-            let Some(record) = self.held_record(id, ticket) else {
+            let Some((at, record)) = self.held_record(id, ticket) else {
                 continue;
             };
             if let RecordState::InFlight {
@@ -679,7 +821,7 @@ impl State {
             {
                 gates.push(gate);
             }
-            self.index.remove(&id.key);
+            self.index.remove_at(&id.key, at);
         }
     }
 }
@@ -1021,6 +1163,60 @@ mod tests {
         assert_eq!(window.len(), in_flight_ids + 1);
         drop(slow);
         assert_eq!(window.len(), 1);
+    }
+
+    #[test]
+    fn settling_changes_no_answer() {
+        let window = window();
+        let t0 = Instant::now();
+        fresh(window.reserve(key("committed"), t0)).commit(0, 1, t0);
+        let held = fresh(window.reserve(key("held"), t0));
+        let released = fresh(window.reserve(key("released"), t0));
+        window.settle(t0);
+        assert_eq!(window.shared.lock().index.recent.len(), 0);
+        assert_eq!(duplicate(window.reserve(key("committed"), t0)).sequence, 1);
+        in_flight(window.reserve(key("held"), t0));
+        drop(released);
+        drop(fresh(window.reserve(key("released"), t0)));
+        held.commit(0, 2, t0);
+        assert_eq!(duplicate(window.reserve(key("held"), t0)).sequence, 2);
+        // Expiry works the same for keys in either table.
+        let later = t0 + WINDOW;
+        fresh(window.reserve(key("committed"), later)).commit(0, 3, later);
+        window.settle(later);
+        assert_eq!(
+            duplicate(window.reserve(key("committed"), later)).sequence,
+            3
+        );
+        assert_eq!(window.len(), 1);
+    }
+
+    #[test]
+    fn recent_keys_move_to_the_main_table_by_themselves_past_the_limit() {
+        let window = window();
+        let t0 = Instant::now();
+        for i in 0..=MAX_RECENT_IDS {
+            fresh(window.reserve(key(&i.to_string()), t0)).commit(0, i as u64, t0);
+        }
+        assert!(window.shared.lock().index.recent.len() <= MAX_RECENT_IDS);
+        assert_eq!(window.len(), MAX_RECENT_IDS + 1);
+        assert_eq!(duplicate(window.reserve(key("0"), t0)).sequence, 0);
+    }
+
+    #[test]
+    fn log_is_mapped_ahead_no_further_than_the_cap_allows() {
+        let window = window_with_cap(10);
+        let t0 = Instant::now();
+        fresh(window.reserve(key("a"), t0)).commit(0, 1, t0);
+        window.settle(t0);
+        let state = window.shared.lock();
+        assert_eq!(state.log.len(), 1);
+        assert!(
+            state.log.records.capacity() <= 2 * 10,
+            "{}",
+            state.log.records.capacity()
+        );
+        assert!(state.log.mapped_until >= 10);
     }
 
     /// The arithmetic of the module documentation of `fifo`, checked against the real sizes.
