@@ -23,7 +23,7 @@ use super::window::{open_all, Shared, State};
 #[must_use = "dropping a ticket releases its ids; commit it once the records are stored"]
 pub struct DedupTicket {
     shared: Arc<Shared>,
-    /// The number the slots of the held ids carry.
+    /// The number the records of the held ids carry.
     number: u64,
     /// The held ids, ascending by position.
     held: Vec<Held>,
@@ -64,9 +64,9 @@ impl DedupTicket {
         self.held.sort_unstable_by_key(|id| id.position);
     }
 
-    /// Gives back, in the critical section that took them, the ids held from index `since` of
-    /// the held list on whose key is above `lowest`, and reports each to `back`: the window
-    /// forgets them as if they had never been taken (no other request can have seen them).
+    /// Gives back the ids added to the held list from its index `since` on whose key is above
+    /// `lowest`, and reports each to `back`. Called in the critical section that took them, so
+    /// the window forgets them as if they had never been taken: no other request saw them.
     pub(super) fn give_back_above(
         &mut self,
         state: &mut State,
@@ -110,8 +110,8 @@ impl DedupTicket {
     /// Splits the ticket into `parts` tickets, one per batch the request's records are stored
     /// in (one per shard). `place(position)` names, for the id at that position (the entry
     /// index given to `reserve_batch`), the part it goes to and its new position there — the
-    /// offset of its record from that batch's first sequence number — or `None` when its record
-    /// is not stored; such ids are released.
+    /// offset of its record from that batch's first sequence number, distinct within a part —
+    /// or `None` when its record is not stored; such ids are released.
     pub fn split(
         mut self,
         parts: usize,
@@ -168,6 +168,28 @@ impl DedupTicket {
             first_sequence,
             stored_at: now,
         }
+    }
+}
+
+impl Drop for DedupTicket {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut gates = Vec::new();
+        self.shared
+            .lock()
+            .release_held(self.number, &self.held, &mut gates);
+        open_all(gates);
+    }
+}
+
+impl fmt::Debug for DedupTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DedupTicket")
+            .field("number", &self.number)
+            .field("held", &self.held)
+            .finish()
     }
 }
 
@@ -253,28 +275,6 @@ impl fmt::Debug for StoredTicket {
             .field("held", &self.held)
             .field("shard", &self.shard)
             .field("first_sequence", &self.first_sequence)
-            .finish()
-    }
-}
-
-impl Drop for DedupTicket {
-    fn drop(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let mut gates = Vec::new();
-        self.shared
-            .lock()
-            .release_held(self.number, &self.held, &mut gates);
-        open_all(gates);
-    }
-}
-
-impl fmt::Debug for DedupTicket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DedupTicket")
-            .field("number", &self.number)
-            .field("held", &self.held)
             .finish()
     }
 }

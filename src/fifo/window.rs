@@ -499,7 +499,8 @@ impl Index {
     /// find those lines cached.
     fn look_ahead(&mut self, keys: impl Iterator<Item = DedupKey>) {
         let new = keys.filter(|key| !self.main.contains_key(key)).count();
-        self.recent.reserve(new);
+        self.recent
+            .reserve(new.min(MAX_RECENT_IDS.saturating_sub(self.recent.len())));
     }
 
     /// Adds a key the index does not hold.
