@@ -129,6 +129,9 @@ pub struct Settings {
     /// Events a subscription buffers ahead of a slow reader [default: 4]
     #[arg(long, env = "SHARDLOG_SUBSCRIBE_BUFFER", value_name = "N")]
     pub subscribe_buffer: Option<usize>,
+    /// Most unanswered requests of one PutRecordsStream call [default: 8]
+    #[arg(long, env = "SHARDLOG_PUT_STREAM_WINDOW", value_name = "N")]
+    pub put_stream_window: Option<usize>,
     /// Most bytes of records one subscription event carries [default: 1048576]
     #[arg(long, env = "SHARDLOG_SUBSCRIBE_EVENT_BYTES", value_name = "BYTES")]
     pub subscribe_event_bytes: Option<usize>,
@@ -188,6 +191,8 @@ pub struct Config {
     pub iterator_ttl: Duration,
     /// Events a subscription buffers ahead of a slow reader. Default 4.
     pub subscribe_buffer: usize,
+    /// Most unanswered requests of one PutRecordsStream call. Default 8.
+    pub put_stream_window: usize,
     /// Most bytes of records one subscription event carries. Default 1 MiB.
     pub subscribe_event_bytes: usize,
     /// Longest deduplication window a stream may ask for (`max_dedup_window_secs`). Default 1 h.
@@ -218,6 +223,7 @@ impl Default for Config {
             max_read_bytes: broker::DEFAULT_MAX_READ_BYTES,
             iterator_ttl: broker::DEFAULT_ITERATOR_TTL,
             subscribe_buffer: broker::DEFAULT_SUBSCRIBE_BUFFER,
+            put_stream_window: broker::DEFAULT_PUT_STREAM_WINDOW,
             subscribe_event_bytes: broker::DEFAULT_SUBSCRIBE_EVENT_BYTES,
             max_dedup_window: DEFAULT_MAX_DEDUP_WINDOW,
             max_dedup_ids: DEFAULT_MAX_LIVE_IDS,
@@ -274,6 +280,8 @@ impl Config {
                 .map_or(d.iterator_ttl, secs),
             subscribe_buffer: (upper.subscribe_buffer.or(lower.subscribe_buffer))
                 .unwrap_or(d.subscribe_buffer),
+            put_stream_window: (upper.put_stream_window.or(lower.put_stream_window))
+                .unwrap_or(d.put_stream_window),
             subscribe_event_bytes: (upper.subscribe_event_bytes.or(lower.subscribe_event_bytes))
                 .unwrap_or(d.subscribe_event_bytes),
             max_dedup_window: (upper.max_dedup_window_secs.or(lower.max_dedup_window_secs))
@@ -346,6 +354,7 @@ impl Config {
         )?;
         check(!self.iterator_ttl.is_zero(), "iterator_ttl_secs", positive)?;
         check(self.subscribe_buffer >= 1, "subscribe_buffer", positive)?;
+        check(self.put_stream_window >= 1, "put_stream_window", positive)?;
         check(
             self.subscribe_event_bytes >= 1 && self.subscribe_event_bytes < MAX_MESSAGE_BYTES,
             "subscribe_event_bytes",
@@ -400,6 +409,7 @@ impl Config {
             max_read_bytes: self.max_read_bytes,
             iterator_ttl: self.iterator_ttl,
             subscribe_buffer: self.subscribe_buffer,
+            put_stream_window: self.put_stream_window,
             subscribe_event_bytes: self.subscribe_event_bytes,
             max_dedup_ids: self.max_dedup_ids,
             default_session_timeout: self.default_session_timeout,
@@ -480,6 +490,7 @@ mod tests {
         assert_eq!(ours.max_read_bytes, theirs.max_read_bytes);
         assert_eq!(ours.iterator_ttl, theirs.iterator_ttl);
         assert_eq!(ours.subscribe_buffer, theirs.subscribe_buffer);
+        assert_eq!(ours.put_stream_window, theirs.put_stream_window);
         assert_eq!(ours.max_dedup_ids, theirs.max_dedup_ids);
         assert_eq!(ours.default_session_timeout, theirs.default_session_timeout);
     }
@@ -604,6 +615,7 @@ mod tests {
             ("max_read_bytes", |c| c.max_read_bytes = MAX_MESSAGE_BYTES),
             ("iterator_ttl_secs", |c| c.iterator_ttl = Duration::ZERO),
             ("subscribe_buffer", |c| c.subscribe_buffer = 0),
+            ("put_stream_window", |c| c.put_stream_window = 0),
             ("max_dedup_window_secs", |c| {
                 c.max_dedup_window = Duration::ZERO
             }),
@@ -653,6 +665,7 @@ mod tests {
             ("max_read_bytes", d.max_read_bytes.to_string()),
             ("iterator_ttl_secs", d.iterator_ttl.as_secs().to_string()),
             ("subscribe_buffer", d.subscribe_buffer.to_string()),
+            ("put_stream_window", d.put_stream_window.to_string()),
             ("subscribe_event_bytes", d.subscribe_event_bytes.to_string()),
             (
                 "max_dedup_window_secs",

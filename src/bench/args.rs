@@ -25,6 +25,9 @@ pub const DEFAULT_CONSUMERS: usize = 1;
 pub const DEFAULT_RECORD_BYTES: usize = 1024;
 /// Default records per PutRecords request.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// Default batches a streaming producer keeps unanswered: enough to keep the server's put
+/// pipeline busy while one answer travels back.
+pub const DEFAULT_IN_FLIGHT: usize = 4;
 /// Default length of a run.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Longest run accepted: the bench must always stop by itself.
@@ -79,6 +82,25 @@ impl ConsumeMode {
     }
 }
 
+/// How producers put their batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PutApi {
+    /// One PutRecordsStream call per producer, with up to --in-flight batches unanswered.
+    Stream,
+    /// One PutRecords call per batch (closed loop: the next after the last one's answer).
+    Unary,
+}
+
+impl PutApi {
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            PutApi::Stream => "stream",
+            PutApi::Unary => "unary",
+        }
+    }
+}
+
 /// Load generator: drives a shardlog server over gRPC and reports throughput and latency.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -100,6 +122,12 @@ pub struct BenchArgs {
     /// How the consume workload reads
     #[arg(long, value_enum, default_value_t = ConsumeMode::GetRecords)]
     pub consume_mode: ConsumeMode,
+    /// How producers put their batches
+    #[arg(long, value_enum, default_value_t = PutApi::Stream)]
+    pub put_api: PutApi,
+    /// With --put-api stream: batches each producer keeps unanswered
+    #[arg(long, default_value_t = DEFAULT_IN_FLIGHT, value_name = "N")]
+    pub in_flight: usize,
     /// Stream to use; created with --shards shards when it does not exist
     #[arg(long, default_value = DEFAULT_STREAM, value_name = "NAME")]
     pub stream: String,
@@ -152,6 +180,8 @@ impl Default for BenchArgs {
             fsync: None,
             workload: Workload::Produce,
             consume_mode: ConsumeMode::GetRecords,
+            put_api: PutApi::Stream,
+            in_flight: DEFAULT_IN_FLIGHT,
             stream: DEFAULT_STREAM.to_owned(),
             shards: DEFAULT_SHARDS,
             producers: DEFAULT_PRODUCERS,
@@ -217,6 +247,9 @@ pub struct Plan {
     pub target: Target,
     pub workload: Workload,
     pub consume_mode: ConsumeMode,
+    pub put_api: PutApi,
+    /// Batches a streaming producer keeps unanswered.
+    pub in_flight: usize,
     pub stream: String,
     pub shards: u32,
     pub producers: usize,
@@ -339,6 +372,9 @@ impl Plan {
                 ),
             ));
         }
+        if args.in_flight == 0 {
+            return Err(invalid("in_flight", "must be at least 1"));
+        }
         if args.records == Some(0) {
             return Err(invalid("records", "must be at least 1"));
         }
@@ -357,6 +393,8 @@ impl Plan {
             target,
             workload: args.workload,
             consume_mode: args.consume_mode,
+            put_api: args.put_api,
+            in_flight: args.in_flight,
             stream: args.stream.clone(),
             shards: args.shards,
             producers: args.producers,

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-pub use args::{BenchArgs, ConsumeMode, Plan, Target, Workload, TIMESTAMP_BYTES};
+pub use args::{BenchArgs, ConsumeMode, Plan, PutApi, Target, Workload, TIMESTAMP_BYTES};
 pub use report::{BenchReport, FillReport, Json, RssReport};
 
 use crate::broker::BrokerError;
@@ -188,6 +188,8 @@ impl Measured {
         BenchReport {
             workload: plan.workload.name(),
             consume_mode: (plan.workload == Workload::Consume).then(|| plan.consume_mode.name()),
+            put_api: plan.put_api.name(),
+            in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
             server: match &plan.target {
                 Target::Remote(url) => url.clone(),
                 Target::Embedded { .. } => "embedded".to_owned(),
@@ -293,6 +295,7 @@ async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measure
         budget: Budget::new(plan.records),
         rate: plan.rate,
         producers: plan.producers,
+        in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
         start,
         deadline: start + plan.duration,
         meter: Arc::clone(&meter),
@@ -366,6 +369,7 @@ async fn fill(
         budget: Budget::new(Some(records)),
         rate: None,
         producers: plan.producers,
+        in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
         start,
         deadline: start + MAX_FILL_TIME,
         meter: Arc::clone(&meter),
@@ -416,6 +420,7 @@ async fn measure_e2e(
         budget: Budget::new(plan.records),
         rate: plan.rate,
         producers: plan.producers,
+        in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
         start,
         deadline: start + plan.duration,
         meter: Arc::clone(&meter),

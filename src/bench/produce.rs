@@ -152,6 +152,9 @@ pub struct ProducePhase {
     /// Open loop at this many records per second in total; closed loop when `None`.
     pub rate: Option<u64>,
     pub producers: usize,
+    /// Put over one PutRecordsStream call per producer with this many batches unanswered;
+    /// one PutRecords call per batch when `None`.
+    pub in_flight: Option<usize>,
     pub start: Instant,
     /// No batch is sent (or due) at or after this instant.
     pub deadline: Instant,
@@ -219,13 +222,17 @@ pub async fn run_producers(phase: Arc<ProducePhase>, clients: Vec<Client>) -> Du
             next_key: index,
             next_id: 0,
         };
-        match phase.rate {
-            Some(rate) => {
-                let schedule =
-                    OpenLoopSchedule::new(rate, phase.shape.batch_size, phase.producers, index);
+        let schedule = phase.rate.map(|rate| {
+            OpenLoopSchedule::new(rate, phase.shape.batch_size, phase.producers, index)
+        });
+        match (phase.in_flight, schedule) {
+            (Some(in_flight), schedule) => {
+                producers.spawn(streaming(phase, client, cursor, schedule, in_flight));
+            }
+            (None, Some(schedule)) => {
                 producers.spawn(open_loop(phase, client, cursor, schedule));
             }
-            None => {
+            (None, None) => {
                 producers.spawn(closed_loop(phase, client, cursor));
             }
         }
@@ -251,6 +258,109 @@ async fn closed_loop(phase: Arc<ProducePhase>, client: Client, mut cursor: Curso
         let entries = phase.shape.entries(&mut cursor, n, sent);
         let outcome = phase.put(&client, entries).await;
         phase.account(outcome, sent.elapsed(), n);
+    }
+}
+
+/// A producer on one PutRecordsStream call: batches go out on the schedule (open loop) or as
+/// soon as fewer than `in_flight` are unanswered (closed loop); a second task reads the
+/// answers, which come in send order, and times each from its batch's send (or due) time.
+async fn streaming(
+    phase: Arc<ProducePhase>,
+    client: Client,
+    mut cursor: Cursor,
+    schedule: Option<OpenLoopSchedule>,
+    in_flight: usize,
+) {
+    let opened = tokio::time::timeout(
+        DEFAULT_RPC_TIMEOUT,
+        client.put_records_stream(&phase.shape.stream, in_flight),
+    )
+    .await;
+    let (sender, mut answers) = match opened {
+        Ok(Ok(call)) => call,
+        Ok(Err(error)) => return phase.meter.add_rpc_error(|| error.to_string()),
+        Err(_elapsed) => {
+            return phase.meter.add_rpc_error(|| {
+                format!("PutRecordsStream did not open within {DEFAULT_RPC_TIMEOUT:?}")
+            })
+        }
+    };
+    // Send times of the unanswered batches, in send order; in the closed loop a permit per
+    // unanswered batch, given back by the reader.
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, u64)>();
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let reader = {
+        let (phase, permits) = (Arc::clone(&phase), Arc::clone(&permits));
+        tokio::spawn(async move {
+            while let Some((sent, n)) = sent_rx.recv().await {
+                let outcome = tokio::time::timeout(DEFAULT_RPC_TIMEOUT, answers.next()).await;
+                let outcome = match outcome {
+                    Ok(Some(answer)) => Ok(answer),
+                    Ok(None) => Ok(Err(ClientError::CallEnded {
+                        rpc: "PutRecordsStream",
+                    })),
+                    Err(elapsed) => Err(elapsed),
+                };
+                let broken = !matches!(outcome, Ok(Ok(_)));
+                phase.account(outcome, sent.elapsed(), n);
+                permits.add_permits(1);
+                if broken {
+                    // The call is over or stuck: the batches still unanswered are lost too.
+                    sent_rx.close();
+                    while sent_rx.recv().await.is_some() {
+                        phase
+                            .meter
+                            .add_rpc_error(|| "PutRecordsStream ended before answering".to_owned());
+                    }
+                    return;
+                }
+            }
+        })
+    };
+    let batch = phase.shape.batch_size as u64;
+    for k in 0.. {
+        let due = match &schedule {
+            Some(schedule) => {
+                let due = phase.start + schedule.due(k);
+                if due >= phase.deadline {
+                    break;
+                }
+                due
+            }
+            None => {
+                // The semaphore is never closed, so acquiring only waits.
+                match permits.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break,
+                }
+                Instant::now()
+            }
+        };
+        if Instant::now() >= phase.deadline {
+            break;
+        }
+        let n = phase.budget.claim(batch);
+        if n == 0 {
+            break;
+        }
+        if schedule.is_some() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let entries = phase.shape.entries(&mut cursor, n, due);
+        if sent_tx.send((due, n)).is_err() {
+            // The reader saw the call end.
+            break;
+        }
+        if sender.send(entries).await.is_err() {
+            break;
+        }
+    }
+    // No more batches: the call ends once the last is answered.
+    drop((sender, sent_tx));
+    if let Err(error) = reader.await {
+        phase
+            .meter
+            .add_rpc_error(|| format!("a PutRecordsStream reader failed: {error}"));
     }
 }
 

@@ -4,7 +4,7 @@
 //! JSON fields (times in milliseconds, rates per second, MB = 10^6 bytes of record data):
 //!
 //! ```text
-//! { "workload", "consume_mode", "server", "fsync", "stream", "shards", "producers",
+//! { "workload", "consume_mode", "put_api", "in_flight", "server", "fsync", "stream", "shards", "producers",
 //!   "consumers", "record_size", "batch_size", "rate", "key_space", "dedup", "message_groups",
 //!   "records", "bytes", "elapsed_secs", "records_per_sec", "mb_per_sec",
 //!   "errors", "failed_entries", "rpc_errors", "e2e_missing", "first_error",
@@ -48,6 +48,10 @@ pub struct BenchReport {
     pub workload: &'static str,
     /// `get-records` or `subscribe` for a consume run.
     pub consume_mode: Option<&'static str>,
+    /// `stream` or `unary`: how producers put.
+    pub put_api: &'static str,
+    /// Batches a streaming producer keeps unanswered.
+    pub in_flight: Option<usize>,
     /// `embedded` or the server's URL.
     pub server: String,
     /// The embedded server's fsync policy.
@@ -120,6 +124,11 @@ impl BenchReport {
         Json::Object(vec![
             ("workload", Json::str(self.workload)),
             ("consume_mode", optional_str(self.consume_mode)),
+            ("put_api", Json::str(self.put_api)),
+            (
+                "in_flight",
+                self.in_flight.map_or(Json::Null, |n| Json::Int(n as u64)),
+            ),
             ("server", Json::str(&self.server)),
             ("fsync", optional_str(self.fsync)),
             ("stream", Json::str(&self.stream)),
@@ -182,13 +191,17 @@ impl BenchReport {
         let _ = writeln!(out, "{setup}");
         let _ = writeln!(
             out,
-            "  stream {} · {} shards · {} producers · {} consumers · {} B records · batches of {}{}{}{}",
+            "  stream {} · {} shards · {} producers · {} consumers · {} B records · batches of {} · {}{}{}{}",
             self.stream,
             self.shards,
             self.producers,
             self.consumers,
             self.record_size,
             self.batch_size,
+            match self.in_flight {
+                Some(n) => format!("{} puts, {n} in flight", self.put_api),
+                None => format!("{} puts", self.put_api),
+            },
             self.rate
                 .map(|r| format!(" · open loop at {} records/s", group_digits(r)))
                 .unwrap_or_default(),
@@ -389,6 +402,8 @@ mod tests {
         BenchReport {
             workload: "produce",
             consume_mode: None,
+            put_api: "stream",
+            in_flight: Some(4),
             server: "embedded".into(),
             fsync: Some("always"),
             stream: "bench".into(),

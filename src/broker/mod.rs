@@ -28,7 +28,7 @@ pub use groups::{
     GroupDescription, GroupMemberInfo, LeaseInfo, MemberAssignments, ShardProgressInfo,
 };
 pub use iterator::{IteratorCodec, IteratorPosition, DEFAULT_ITERATOR_TTL};
-pub use put::{PutEntry, PutOutcome, PutResult};
+pub use put::{PendingPut, PutEntry, PutOutcome, PutResult};
 pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
 
 use crate::fifo::{DedupKey, DedupPolicy, DedupScope as FifoScope, DedupWindow, DedupWindowConfig};
@@ -58,6 +58,9 @@ pub const DEFAULT_MAX_READ_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_SUBSCRIBE_EVENT_BYTES: usize = 1024 * 1024;
 /// Default events a subscription may buffer ahead of a slow reader.
 pub const DEFAULT_SUBSCRIBE_BUFFER: usize = 4;
+/// Default most requests of one PutRecordsStream call the server works on at once; past it,
+/// it reads no more of the call until the oldest is answered.
+pub const DEFAULT_PUT_STREAM_WINDOW: usize = 8;
 /// Default time after which an idle subscription sends an empty event (a liveness signal).
 pub const DEFAULT_SUBSCRIBE_KEEPALIVE: Duration = Duration::from_secs(5);
 /// Default time a graceful stop waits for in-flight requests and open subscriptions before it
@@ -89,6 +92,8 @@ pub struct BrokerConfig {
     /// Most bytes of records in one subscription event (at least one record is always sent).
     pub subscribe_event_bytes: usize,
     pub subscribe_keepalive: Duration,
+    /// Most unanswered requests of one PutRecordsStream call.
+    pub put_stream_window: usize,
     pub retention_check_interval: Duration,
     /// How long a graceful stop waits for in-flight requests and subscriptions to finish.
     pub shutdown_grace: Duration,
@@ -115,6 +120,7 @@ impl BrokerConfig {
             subscribe_buffer: DEFAULT_SUBSCRIBE_BUFFER,
             subscribe_event_bytes: DEFAULT_SUBSCRIBE_EVENT_BYTES,
             subscribe_keepalive: DEFAULT_SUBSCRIBE_KEEPALIVE,
+            put_stream_window: DEFAULT_PUT_STREAM_WINDOW,
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_dedup_ids: crate::fifo::DEFAULT_MAX_LIVE_IDS,

@@ -2,9 +2,11 @@
 //! batch per shard, hand the batches to the shards' committers in parallel, gather the acks
 //! back into request order.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 
 use super::{Broker, BrokerError, StreamHandle};
 use crate::fifo::{self, BatchEntry, Committed};
@@ -41,6 +43,19 @@ struct Routed<'a> {
     hash_key: Option<u128>,
 }
 
+impl Routed<'_> {
+    /// The record as it is stored.
+    fn record(&self) -> RecordRef<'_> {
+        RecordRef {
+            partition_key: &self.entry.partition_key,
+            data: &self.entry.data,
+            explicit_hash_key: self.hash_key,
+            message_group_id: self.entry.message_group_id.as_deref(),
+            deduplication_id: self.entry.deduplication_id.as_deref(),
+        }
+    }
+}
+
 impl Broker {
     /// Puts one record. Errors of the record itself are returned as the call's error.
     pub async fn put_record(
@@ -63,6 +78,18 @@ impl Broker {
         stream: &str,
         entries: Vec<PutEntry>,
     ) -> Result<Vec<PutResult>, BrokerError> {
+        Ok(self.begin_put(stream, entries).await?.finish().await)
+    }
+
+    /// The first half of [`Broker::put_records`]: validates, routes, reserves dedup ids and
+    /// queues one batch per shard at the shards' committers, then returns without waiting for
+    /// the appends. Puts begun one after another are appended in that order in every shard
+    /// they share, so a caller may keep several in flight and still keep its order.
+    pub async fn begin_put(
+        &self,
+        stream: &str,
+        entries: Vec<PutEntry>,
+    ) -> Result<PendingPut, BrokerError> {
         let cfg = self.config();
         if entries.is_empty() || entries.len() > cfg.max_put_entries {
             return Err(BrokerError::invalid(
@@ -108,16 +135,12 @@ impl Broker {
         };
 
         // One batch per shard, records in request order; `members[shard]` maps batch position
-        // back to the entry.
+        // back to the entry. Each batch is sized for its records up front, so building it
+        // never reallocates.
         let shard_count = handle.shards.len();
-        let mut builders: Vec<Option<BatchBuilder>> = (0..shard_count).map(|_| None).collect();
+        let mut frame_bytes = vec![0usize; shard_count];
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); shard_count];
         let mut results: Vec<Option<PutResult>> = (0..entries.len()).map(|_| None).collect();
-        // Where each stored deduplicated entry sits: (shard, position in its batch).
-        let mut placement: Vec<Option<(usize, usize)>> = match &dedup {
-            Some(_) => vec![None; entries.len()],
-            None => Vec::new(),
-        };
         for (i, r) in routed.iter().enumerate() {
             if let Some(d) = &dedup {
                 match &d.entries[i] {
@@ -134,20 +157,30 @@ impl Broker {
                 }
             }
             let s = r.shard.index() as usize;
-            let builder = builders[s].get_or_insert_with(|| BatchBuilder::with_capacity(64 * 1024));
-            builder
-                .push(&RecordRef {
-                    partition_key: &r.entry.partition_key,
-                    data: &r.entry.data,
-                    explicit_hash_key: r.hash_key,
-                    message_group_id: r.entry.message_group_id.as_deref(),
-                    deduplication_id: r.entry.deduplication_id.as_deref(),
-                })
-                .map_err(StorageError::from)?;
-            if let Some(place) = placement.get_mut(i) {
-                *place = Some((s, members[s].len()));
-            }
+            frame_bytes[s] += BatchBuilder::encoded_len(&r.record());
             members[s].push(i);
+        }
+        let mut builders: Vec<Option<BatchBuilder>> = frame_bytes
+            .iter()
+            .map(|&bytes| (bytes > 0).then(|| BatchBuilder::with_capacity(bytes)))
+            .collect();
+        // Where each stored deduplicated entry sits: (shard, position in its batch).
+        let mut placement: Vec<Option<(usize, usize)>> = match &dedup {
+            Some(_) => vec![None; entries.len()],
+            None => Vec::new(),
+        };
+        for (s, idxs) in members.iter().enumerate() {
+            let Some(builder) = builders[s].as_mut() else {
+                continue;
+            };
+            for (pos, &i) in idxs.iter().enumerate() {
+                builder
+                    .push(&routed[i].record())
+                    .map_err(StorageError::from)?;
+                if let Some(place) = placement.get_mut(i) {
+                    *place = Some((s, pos));
+                }
+            }
         }
 
         // One ticket per shard, numbered by position in that shard's batch.
@@ -165,20 +198,25 @@ impl Broker {
         let mut appends = Vec::new();
         for (s, builder) in builders.into_iter().enumerate() {
             if let Some(batch) = builder.and_then(BatchBuilder::finish) {
-                let committer = handle.shards[s].committer.clone();
                 let shard = handle.shards[s].id;
                 // The ids of the batch's records travel with it, in one ticket numbered by
-                // position in the batch. The spawned task, not this request, owns the append's
-                // outcome: if the append fails the ticket drops there, releasing the ids; once
-                // it is acknowledged the task turns it into a stored ticket, which can only end
-                // committed — by this request below, all shards under one lock, or by being
-                // dropped if this request was cancelled meanwhile. So a cancelled request can
-                // neither tear the write nor release an id whose record is stored.
+                // position in the batch. Once queued, the batch belongs to the committer and
+                // the spawned task, not this request, owns the append's outcome: if the append
+                // fails the ticket drops there, releasing the ids; once it is acknowledged the
+                // task turns it into a stored ticket, which can only end committed — by
+                // `finish`, all shards under one lock, or by being dropped if the request was
+                // cancelled meanwhile. So a cancelled request can neither tear the write nor
+                // release an id whose record is stored. Nothing is awaited between queueing
+                // and spawning, so the task always exists for a queued batch.
                 let shard_ticket = shard_tickets.get_mut(s).and_then(Option::take);
+                let queued = handle.shards[s].committer.submit(batch).await;
                 appends.push((
                     s,
                     tokio::spawn(async move {
-                        let ack = committer.append(batch).await;
+                        let ack = match queued {
+                            Ok(pending) => pending.acked().await,
+                            Err(e) => Err(e),
+                        };
                         let stored = match (&ack, shard_ticket) {
                             (Ok(a), Some(t)) => {
                                 Some(t.stored(shard.index(), a.base_sequence, Instant::now()))
@@ -190,64 +228,13 @@ impl Broker {
                 ));
             }
         }
-        if !dedup_entries.is_empty() {
-            // While the records are being stored: the window's upkeep, off the next
-            // reservation's way.
-            handle.dedup.settle(Instant::now());
-        }
-        let mut acks: Vec<Option<Result<AppendAck, StorageError>>> =
-            (0..shard_count).map(|_| None).collect();
-        let mut stored = Vec::new();
-        for (s, task) in appends {
-            let ack = match task.await {
-                Ok((r, ids)) => {
-                    stored.extend(ids);
-                    r
-                }
-                Err(e) => Err(StorageError::Poisoned {
-                    dir: handle.shards[s].log.dir().to_owned(),
-                    cause: format!("append task failed: {e}"),
-                }),
-            };
-            acks[s] = Some(ack);
-        }
-        fifo::StoredTicket::commit_all(stored);
-
-        for (s, idxs) in members.iter().enumerate() {
-            let Some(ack) = &acks[s] else { continue };
-            for (pos, &i) in idxs.iter().enumerate() {
-                results[i] = Some(match ack {
-                    Ok(a) => Ok(PutOutcome {
-                        shard: handle.shards[s].id,
-                        sequence: a.base_sequence + pos as u64,
-                        duplicate: false,
-                    }),
-                    Err(e) => Err(BrokerError::Storage(e.duplicate())),
-                });
-            }
-        }
-        let mut out = Vec::with_capacity(results.len());
-        for (i, result) in results.iter_mut().enumerate() {
-            let r = match result.take() {
-                Some(r) => r,
-                None => match dedup_entries.get(i) {
-                    Some(&BatchEntry::SameAs(first)) => match &out.get(first) {
-                        Some(Ok(PutOutcome {
-                            shard, sequence, ..
-                        })) => Ok(PutOutcome {
-                            shard: *shard,
-                            sequence: *sequence,
-                            duplicate: true,
-                        }),
-                        Some(Err(e)) => Err(repeat_failure(first, e)),
-                        None => Err(BrokerError::Internal("entry has no result".into())),
-                    },
-                    _ => Err(BrokerError::Internal("entry has no result".into())),
-                },
-            };
-            out.push(r);
-        }
-        Ok(out)
+        Ok(PendingPut {
+            handle,
+            members,
+            results,
+            dedup_entries,
+            appends,
+        })
     }
 
     /// Validates an entry and picks its shard: the message group id wins over both the
@@ -309,6 +296,103 @@ impl Broker {
             shard,
             hash_key: explicit.map(HashKey::value),
         })
+    }
+}
+
+/// A put whose batches are queued at their shards' committers (see [`Broker::begin_put`]).
+/// Dropping it does not undo anything: the queued batches are appended regardless.
+pub struct PendingPut {
+    handle: Arc<StreamHandle>,
+    /// `members[shard]`: the request positions of the entries in that shard's batch.
+    members: Vec<Vec<usize>>,
+    /// Entries answered without an append (duplicates, refused ids).
+    results: Vec<Option<PutResult>>,
+    dedup_entries: Vec<BatchEntry>,
+    appends: Vec<(usize, JoinHandle<AppendOutcome>)>,
+}
+
+impl std::fmt::Debug for PendingPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingPut")
+            .field("stream", &self.handle.descriptor.name)
+            .field("entries", &self.results.len())
+            .field("appends", &self.appends.len())
+            .finish()
+    }
+}
+
+/// What the task owning one shard's append hands back.
+type AppendOutcome = (Result<AppendAck, StorageError>, Option<fifo::StoredTicket>);
+
+impl PendingPut {
+    /// Waits for every shard's append and answers each entry, in request order.
+    pub async fn finish(self) -> Vec<PutResult> {
+        let PendingPut {
+            handle,
+            members,
+            mut results,
+            dedup_entries,
+            appends,
+        } = self;
+        if !dedup_entries.is_empty() {
+            // While the records are being stored: the window's upkeep, off the next
+            // reservation's way.
+            handle.dedup.settle(Instant::now());
+        }
+        let shard_count = handle.shards.len();
+        let mut acks: Vec<Option<Result<AppendAck, StorageError>>> =
+            (0..shard_count).map(|_| None).collect();
+        let mut stored = Vec::new();
+        for (s, task) in appends {
+            let ack = match task.await {
+                Ok((r, ids)) => {
+                    stored.extend(ids);
+                    r
+                }
+                Err(e) => Err(StorageError::Poisoned {
+                    dir: handle.shards[s].log.dir().to_owned(),
+                    cause: format!("append task failed: {e}"),
+                }),
+            };
+            acks[s] = Some(ack);
+        }
+        fifo::StoredTicket::commit_all(stored);
+
+        for (s, idxs) in members.iter().enumerate() {
+            let Some(ack) = &acks[s] else { continue };
+            for (pos, &i) in idxs.iter().enumerate() {
+                results[i] = Some(match ack {
+                    Ok(a) => Ok(PutOutcome {
+                        shard: handle.shards[s].id,
+                        sequence: a.base_sequence + pos as u64,
+                        duplicate: false,
+                    }),
+                    Err(e) => Err(BrokerError::Storage(e.duplicate())),
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(results.len());
+        for (i, result) in results.iter_mut().enumerate() {
+            let r = match result.take() {
+                Some(r) => r,
+                None => match dedup_entries.get(i) {
+                    Some(&BatchEntry::SameAs(first)) => match &out.get(first) {
+                        Some(Ok(PutOutcome {
+                            shard, sequence, ..
+                        })) => Ok(PutOutcome {
+                            shard: *shard,
+                            sequence: *sequence,
+                            duplicate: true,
+                        }),
+                        Some(Err(e)) => Err(repeat_failure(first, e)),
+                        None => Err(BrokerError::Internal("entry has no result".into())),
+                    },
+                    _ => Err(BrokerError::Internal("entry has no result".into())),
+                },
+            };
+            out.push(r);
+        }
+        out
     }
 }
 

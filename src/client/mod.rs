@@ -21,6 +21,7 @@
 //! consumer-group loop (join, heartbeat, read, checkpoint, follow rebalances) on top of it.
 
 mod consumer;
+mod put_stream;
 
 use std::fmt;
 use std::num::ParseIntError;
@@ -42,6 +43,8 @@ use crate::proto::v1::{
     PutRecordsRequestEntry, PutRecordsResponse, Shard, ShardIteratorType, StartingPosition,
     StreamDescription, SubscribeToShardEvent, SubscribeToShardRequest,
 };
+
+pub use put_stream::{PutStreamAnswers, PutStreamSender};
 
 pub use consumer::{
     random_member_id, Batch, ConsumerConfig, ConsumerError, GroupConsumer, HandlerError,
@@ -108,6 +111,13 @@ pub enum ClientError {
         #[source]
         source: Status,
     },
+    /// A request was sent on a streaming call that has already ended; the call's answers say
+    /// why.
+    #[error("the {rpc} call has ended")]
+    CallEnded {
+        /// The method called, e.g. `PutRecordsStream`.
+        rpc: &'static str,
+    },
 }
 
 impl ClientError {
@@ -120,7 +130,9 @@ impl ClientError {
     pub fn status(&self) -> Option<&Status> {
         match self {
             ClientError::Rpc { source, .. } => Some(source),
-            ClientError::InvalidAddress { .. } | ClientError::Connect { .. } => None,
+            ClientError::InvalidAddress { .. }
+            | ClientError::Connect { .. }
+            | ClientError::CallEnded { .. } => None,
         }
     }
 }

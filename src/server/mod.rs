@@ -4,6 +4,7 @@
 
 mod convert;
 mod groups;
+mod put;
 pub mod status;
 mod stream_log;
 

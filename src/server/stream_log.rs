@@ -4,10 +4,11 @@ use std::pin::Pin;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, PositionError};
-use super::status::{entry_error_code, to_status};
+use super::put;
+use super::status::to_status;
 use crate::broker::{Broker, BrokerError};
 use crate::proto::v1 as pb;
 use crate::proto::v1::stream_log_server::StreamLog;
@@ -30,6 +31,8 @@ fn invalid(p: PositionError) -> Status {
     to_status(BrokerError::invalid(p.field, p.reason))
 }
 
+type PutAnswerStream =
+    Pin<Box<dyn Stream<Item = Result<pb::PutRecordsStreamResponse, Status>> + Send>>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeToShardEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -147,58 +150,24 @@ impl StreamLog for StreamLogService {
         request: Request<pb::PutRecordsRequest>,
     ) -> Result<Response<pb::PutRecordsResponse>, Status> {
         let r = request.into_inner();
-        let entries = r
-            .records
-            .into_iter()
-            .map(|e| {
-                convert::put_entry(
-                    e.partition_key,
-                    e.data,
-                    e.explicit_hash_key,
-                    e.message_group_id,
-                    e.deduplication_id,
-                )
-            })
-            .collect();
         let results = self
             .broker
-            .put_records(&r.stream_name, entries)
+            .put_records(&r.stream_name, put::entries(r.records))
             .await
             .map_err(to_status)?;
-        let mut failed = 0;
-        // Formatting a shard id is not free and a request names few shards: once per shard.
-        let mut shard_names: Vec<(crate::stream::ShardId, String)> = Vec::new();
-        let records = results
-            .into_iter()
-            .map(|res| match res {
-                Ok(o) => pb::PutRecordsResultEntry {
-                    shard_id: match shard_names.iter().find(|(id, _)| *id == o.shard) {
-                        Some((_, name)) => name.clone(),
-                        None => {
-                            let name = o.shard.to_string();
-                            shard_names.push((o.shard, name.clone()));
-                            name
-                        }
-                    },
-                    sequence_number: o.sequence,
-                    error_code: String::new(),
-                    error_message: String::new(),
-                    duplicate: o.duplicate,
-                },
-                Err(e) => {
-                    failed += 1;
-                    pb::PutRecordsResultEntry {
-                        error_code: entry_error_code(&e).to_owned(),
-                        error_message: e.to_string(),
-                        ..Default::default()
-                    }
-                }
-            })
-            .collect();
-        Ok(Response::new(pb::PutRecordsResponse {
-            failed_record_count: failed,
-            records,
-        }))
+        Ok(Response::new(put::response(results)))
+    }
+
+    type PutRecordsStreamStream = PutAnswerStream;
+
+    async fn put_records_stream(
+        &self,
+        request: Request<Streaming<pb::PutRecordsRequest>>,
+    ) -> Result<Response<Self::PutRecordsStreamStream>, Status> {
+        Ok(Response::new(Box::pin(put::serve_stream(
+            self.broker.clone(),
+            request.into_inner(),
+        ))))
     }
 
     async fn get_shard_iterator(

@@ -102,6 +102,24 @@ struct Job {
     reply: oneshot::Sender<Result<AppendAck, StorageError>>,
 }
 
+/// A batch the committer has queued: resolves to its acknowledgement.
+#[derive(Debug)]
+pub struct PendingAppend {
+    rx: oneshot::Receiver<Result<AppendAck, StorageError>>,
+    log: Arc<ShardLog>,
+}
+
+impl PendingAppend {
+    /// Waits until the batch is acknowledged per the policy, or has failed.
+    pub async fn acked(self) -> Result<AppendAck, StorageError> {
+        self.rx.await.unwrap_or_else(|_| {
+            Err(StorageError::Closed {
+                dir: self.log.dir().to_owned(),
+            })
+        })
+    }
+}
+
 /// The handle producers append through. Cheap to clone; the committer task stops (after a
 /// final sync) when every handle is dropped.
 #[derive(Debug, Clone)]
@@ -125,26 +143,28 @@ impl Committer {
 
     /// Appends one batch and waits until it is acknowledged per the policy.
     pub async fn append(&self, batch: EncodedBatch) -> Result<AppendAck, StorageError> {
+        self.submit(batch).await?.acked().await
+    }
+
+    /// Queues one batch behind those queued before it and returns once it is queued: from
+    /// then on the committer owns it, so it is appended (in queue order) even if the caller
+    /// goes away. A caller that queues its batches one after another has them appended in
+    /// that order. Waits at most the enqueue timeout for room in the queue.
+    pub async fn submit(&self, batch: EncodedBatch) -> Result<PendingAppend, StorageError> {
         let (reply, rx) = oneshot::channel();
         let job = Job { batch, reply };
         match self.tx.send_timeout(job, self.enqueue_timeout).await {
-            Ok(()) => {}
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                return Err(StorageError::Busy {
-                    dir: self.log.dir().to_owned(),
-                })
-            }
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                return Err(StorageError::Closed {
-                    dir: self.log.dir().to_owned(),
-                })
-            }
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(StorageError::Closed {
+            Ok(()) => Ok(PendingAppend {
+                rx,
+                log: Arc::clone(&self.log),
+            }),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(StorageError::Busy {
                 dir: self.log.dir().to_owned(),
-            })
-        })
+            }),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(StorageError::Closed {
+                dir: self.log.dir().to_owned(),
+            }),
+        }
     }
 
     /// The log this committer writes.

@@ -20,7 +20,7 @@ pub mod log;
 pub mod record;
 pub mod segment;
 
-pub use commit::{Committer, FsyncPolicy};
+pub use commit::{Committer, FsyncPolicy, PendingAppend};
 pub use error::StorageError;
 pub use log::{AppendAck, LogConfig, LogStats, ReadBatch, ShardLog};
 pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};

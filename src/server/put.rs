@@ -1,0 +1,173 @@
+//! The produce adapters: PutRecords entries in, per-entry results out, and the loop that
+//! serves a PutRecordsStream call.
+//!
+//! ```text
+//!  requests ─► begin_put (one at a time, in order: routes, reserves ids, queues batches)
+//!                 │
+//!                 ▼  at most `put_stream_window` unanswered
+//!              in flight: [finish, finish, …]  (each waits for its appends)
+//!                 │  oldest first
+//!                 ▼
+//!  answers ◄─ PutRecordsStreamResponse { request_index, result | error }
+//! ```
+//!
+//! Beginning each put before reading the next request is what keeps a call's order: the
+//! batches of request *n* are queued at every shard's committer before those of *n + 1*, and
+//! a committer appends in queue order. Waiting for the appends is what overlaps.
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use super::convert;
+use super::status::{entry_error_code, to_status};
+use crate::broker::{Broker, BrokerError, PutEntry, PutResult};
+use crate::proto::v1 as pb;
+use crate::stream::ShardId;
+
+/// The broker's entries for a request's records.
+pub fn entries(records: Vec<pb::PutRecordsRequestEntry>) -> Vec<PutEntry> {
+    records
+        .into_iter()
+        .map(|e| {
+            convert::put_entry(
+                e.partition_key,
+                e.data,
+                e.explicit_hash_key,
+                e.message_group_id,
+                e.deduplication_id,
+            )
+        })
+        .collect()
+}
+
+/// The answer to a PutRecords whose entries ended as `results`.
+pub fn response(results: Vec<PutResult>) -> pb::PutRecordsResponse {
+    let mut failed = 0;
+    // Formatting a shard id is not free and a request names few shards: once per shard.
+    let mut shard_names: Vec<(ShardId, String)> = Vec::new();
+    let records = results
+        .into_iter()
+        .map(|res| match res {
+            Ok(o) => pb::PutRecordsResultEntry {
+                shard_id: match shard_names.iter().find(|(id, _)| *id == o.shard) {
+                    Some((_, name)) => name.clone(),
+                    None => {
+                        let name = o.shard.to_string();
+                        shard_names.push((o.shard, name.clone()));
+                        name
+                    }
+                },
+                sequence_number: o.sequence,
+                error_code: String::new(),
+                error_message: String::new(),
+                duplicate: o.duplicate,
+            },
+            Err(e) => {
+                failed += 1;
+                pb::PutRecordsResultEntry {
+                    error_code: entry_error_code(&e).to_owned(),
+                    error_message: e.to_string(),
+                    ..Default::default()
+                }
+            }
+        })
+        .collect();
+    pb::PutRecordsResponse {
+        failed_record_count: failed,
+        records,
+    }
+}
+
+type Answer = Result<pb::PutRecordsStreamResponse, Status>;
+/// A begun put of a call, by its request index: the task that finishes it.
+type InFlight = (u64, JoinHandle<Result<Vec<PutResult>, BrokerError>>);
+
+/// Serves one PutRecordsStream call: reads its requests, begins each put in order, keeps at
+/// most the broker's `put_stream_window` unanswered, and answers them in request order. The
+/// call ends once the client has closed its side and everything is answered, when the client
+/// goes away (puts already begun still complete: their batches are queued), or with
+/// UNAVAILABLE once the server starts stopping (after answering what was begun).
+pub fn serve_stream(
+    broker: Broker,
+    mut inbound: Streaming<pb::PutRecordsRequest>,
+) -> ReceiverStream<Answer> {
+    let window = broker.config().put_stream_window.max(1);
+    let (tx, rx) = mpsc::channel(window);
+    tokio::spawn(async move {
+        let mut shutdown = broker.shutdown_signal();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(window);
+        let mut next_index = 0u64;
+        let mut reading = true;
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                biased;
+                joined = async {
+                    match in_flight.front_mut() {
+                        Some((_, task)) => task.await,
+                        None => std::future::pending().await,
+                    }
+                }, if !in_flight.is_empty() => {
+                    let Some((request_index, _)) = in_flight.pop_front() else { break };
+                    let outcome = match joined {
+                        Ok(Ok(results)) => pb::put_records_stream_response::Outcome::Result(
+                            response(results),
+                        ),
+                        Ok(Err(e)) => rejected(e),
+                        Err(e) => rejected(BrokerError::Internal(format!(
+                            "put task failed: {e}"
+                        ))),
+                    };
+                    let answer = pb::PutRecordsStreamResponse {
+                        request_index,
+                        outcome: Some(outcome),
+                    };
+                    if tx.send(Ok(answer)).await.is_err() {
+                        return;
+                    }
+                }
+                // A closed signal (the broker is gone) stops the call as well.
+                _ = async { shutdown.wait_for(|stopping| *stopping).await.is_ok() }, if reading => {
+                    reading = false;
+                    stopping = true;
+                }
+                message = inbound.message(), if reading && in_flight.len() < window => {
+                    match message {
+                        Ok(Some(request)) => {
+                            let begun = broker
+                                .begin_put(&request.stream_name, entries(request.records))
+                                .await;
+                            let task = match begun {
+                                Ok(pending) => tokio::spawn(async move { Ok(pending.finish().await) }),
+                                Err(e) => tokio::spawn(async move { Err(e) }),
+                            };
+                            in_flight.push_back((next_index, task));
+                            next_index += 1;
+                        }
+                        Ok(None) => reading = false,
+                        // The client's side broke: nobody is left to answer.
+                        Err(_) => return,
+                    }
+                }
+                else => break,
+            }
+        }
+        if stopping {
+            let _ = tx.send(Err(to_status(BrokerError::ShuttingDown))).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The answer to a request rejected as a whole: the status PutRecords would have ended with.
+fn rejected(e: BrokerError) -> pb::put_records_stream_response::Outcome {
+    let status = to_status(e);
+    pb::put_records_stream_response::Outcome::Error(pb::RequestError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    })
+}
