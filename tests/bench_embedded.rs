@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shardlog::bench::{execute, BenchArgs, Workload};
+use shardlog::bench::{execute, BenchArgs, PutApi, Workload};
 
 /// The number at `path` (keys separated by `.`) of a JSON object without arrays, such as the
 /// bench prints; `None` when the key is missing or not a number.
@@ -78,4 +78,36 @@ async fn a_tiny_embedded_e2e_run_receives_every_acknowledged_record() {
         number_at(&json, "e2e_latency_ms.max").expect("max") > 0.0,
         "{json}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_and_streaming_producers_both_store_every_record_of_the_budget() {
+    for put_api in [PutApi::Unary, PutApi::Stream] {
+        let args = BenchArgs {
+            put_api,
+            // Past the server's window: the call must still answer every batch.
+            in_flight: 12,
+            duration: Duration::from_secs(30),
+            ..tiny(Workload::Produce)
+        };
+        let json = execute(&args).await.expect("bench ran").to_json().to_string();
+        assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+        assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+        assert_eq!(
+            number_at(&json, "latency_ms.count"),
+            Some(40.0),
+            "one ack per batch of 50: {json}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_subscribers_stay_open_and_receive_nothing_during_a_run() {
+    let args = BenchArgs {
+        idle_subscribers: 10,
+        ..tiny(Workload::Produce)
+    };
+    let json = execute(&args).await.expect("bench ran").to_json().to_string();
+    assert_eq!(number_at(&json, "idle_subscribers"), Some(10.0), "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
 }

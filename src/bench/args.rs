@@ -165,6 +165,13 @@ pub struct BenchArgs {
     /// Give every record a unique deduplication id
     #[arg(long)]
     pub dedup: bool,
+    /// Subscriptions held open on an idle stream (`<stream>-idle`) during the whole run
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub idle_subscribers: usize,
+    /// Embedded server: bytes of log each shard keeps; older sealed segments are deleted
+    /// (checked every second), so that long runs fit on the disk [default: no limit]
+    #[arg(long, value_name = "BYTES", requires = "embedded")]
+    pub shard_retention_bytes: Option<u64>,
     /// Print the result as one JSON object on standard output
     #[arg(long)]
     pub json: bool,
@@ -194,6 +201,8 @@ impl Default for BenchArgs {
             key_space: DEFAULT_KEY_SPACE,
             message_groups: false,
             dedup: false,
+            idle_subscribers: 0,
+            shard_retention_bytes: None,
             json: false,
         }
     }
@@ -264,6 +273,8 @@ pub struct Plan {
     pub key_space: u64,
     pub message_groups: bool,
     pub dedup: bool,
+    pub idle_subscribers: usize,
+    pub shard_retention_bytes: Option<u64>,
     pub json: bool,
 }
 
@@ -407,6 +418,8 @@ impl Plan {
             key_space: args.key_space,
             message_groups: args.message_groups,
             dedup: args.dedup,
+            idle_subscribers: args.idle_subscribers,
+            shard_retention_bytes: args.shard_retention_bytes,
             json: args.json,
         })
     }

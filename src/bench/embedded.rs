@@ -39,7 +39,12 @@ pub struct EmbeddedSettings {
     /// Most ids a stream's dedup window holds: a `--dedup` run raises it to its record count,
     /// so the window measures its cost instead of throttling the run.
     pub max_dedup_ids: usize,
+    /// Bytes of log each shard keeps, with retention checked every second.
+    pub shard_retention_bytes: Option<u64>,
 }
+
+/// How often the embedded server applies retention when a run limits the bytes per shard.
+pub const RETENTION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn unique_dir(parent: &Path) -> PathBuf {
     let nanos = SystemTime::now()
@@ -120,6 +125,10 @@ impl EmbeddedServer {
         let mut config = BrokerConfig::new(dir);
         config.commit.policy = settings.fsync;
         config.max_dedup_ids = config.max_dedup_ids.max(settings.max_dedup_ids);
+        if let Some(bytes) = settings.shard_retention_bytes {
+            config.log.retention_bytes = Some(bytes);
+            config.retention_check_interval = RETENTION_CHECK_INTERVAL;
+        }
         let broker = Broker::open(config, RealIo::shared())
             .await
             .map_err(BenchError::OpenBroker)?;

@@ -20,6 +20,7 @@ pub mod args;
 mod consume;
 mod e2e;
 pub mod embedded;
+mod idle;
 mod produce;
 mod progress;
 pub mod report;
@@ -124,6 +125,7 @@ pub async fn execute(args: &BenchArgs) -> Result<BenchReport, BenchError> {
                 } else {
                     0
                 },
+                shard_retention_bytes: plan.shard_retention_bytes,
             };
             let server = EmbeddedServer::start(parent, settings).await?;
             let url = server.url();
@@ -189,6 +191,7 @@ impl Measured {
             workload: plan.workload.name(),
             consume_mode: (plan.workload == Workload::Consume).then(|| plan.consume_mode.name()),
             put_api: plan.put_api.name(),
+            idle_subscribers: plan.idle_subscribers,
             in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
             server: match &plan.target {
                 Target::Remote(url) => url.clone(),
@@ -279,11 +282,23 @@ fn record_shape(plan: &Plan, run_id: &str, stamp_epoch: Option<Instant>) -> Reco
 async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
     let admin = connect(url).await?;
     let shard_ids = ensure_stream(&admin, plan).await?;
-    match plan.workload {
+    let idle = match plan.idle_subscribers {
+        0 => None,
+        n => {
+            Some(idle::IdleSubscribers::open(url, &idle::idle_stream_name(&plan.stream), n).await?)
+        }
+    };
+    let measured = match plan.workload {
         Workload::Produce => measure_produce(plan, url, run_id).await,
         Workload::Consume => measure_consume(plan, url, run_id, &admin).await,
         Workload::E2e => measure_e2e(plan, url, run_id, &shard_ids).await,
+    }?;
+    if let Some(idle) = idle {
+        for problem in idle.close().await {
+            measured.meter.add_rpc_error(|| problem.clone());
+        }
     }
+    Ok(measured)
 }
 
 async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {

@@ -4,7 +4,7 @@
 //! JSON fields (times in milliseconds, rates per second, MB = 10^6 bytes of record data):
 //!
 //! ```text
-//! { "workload", "consume_mode", "put_api", "in_flight", "server", "fsync", "stream", "shards", "producers",
+//! { "workload", "consume_mode", "put_api", "in_flight", "idle_subscribers", "server", "fsync", "stream", "shards", "producers",
 //!   "consumers", "record_size", "batch_size", "rate", "key_space", "dedup", "message_groups",
 //!   "records", "bytes", "elapsed_secs", "records_per_sec", "mb_per_sec",
 //!   "errors", "failed_entries", "rpc_errors", "e2e_missing", "first_error",
@@ -52,6 +52,8 @@ pub struct BenchReport {
     pub put_api: &'static str,
     /// Batches a streaming producer keeps unanswered.
     pub in_flight: Option<usize>,
+    /// Subscriptions held open on an idle stream during the run.
+    pub idle_subscribers: usize,
     /// `embedded` or the server's URL.
     pub server: String,
     /// The embedded server's fsync policy.
@@ -129,6 +131,7 @@ impl BenchReport {
                 "in_flight",
                 self.in_flight.map_or(Json::Null, |n| Json::Int(n as u64)),
             ),
+            ("idle_subscribers", Json::Int(self.idle_subscribers as u64)),
             ("server", Json::str(&self.server)),
             ("fsync", optional_str(self.fsync)),
             ("stream", Json::str(&self.stream)),
@@ -212,6 +215,13 @@ impl BenchReport {
                 ""
             },
         );
+        if self.idle_subscribers > 0 {
+            let _ = writeln!(
+                out,
+                "  {} idle subscriptions held open during the run",
+                self.idle_subscribers
+            );
+        }
         let _ = writeln!(out);
         if let Some(fill) = &self.fill {
             let _ = writeln!(
@@ -404,6 +414,7 @@ mod tests {
             consume_mode: None,
             put_api: "stream",
             in_flight: Some(4),
+            idle_subscribers: 0,
             server: "embedded".into(),
             fsync: Some("always"),
             stream: "bench".into(),
