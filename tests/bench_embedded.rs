@@ -90,7 +90,11 @@ async fn unary_and_streaming_producers_both_store_every_record_of_the_budget() {
             duration: Duration::from_secs(30),
             ..tiny(Workload::Produce)
         };
-        let json = execute(&args).await.expect("bench ran").to_json().to_string();
+        let json = execute(&args)
+            .await
+            .expect("bench ran")
+            .to_json()
+            .to_string();
         assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
         assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
         assert_eq!(
@@ -107,7 +111,11 @@ async fn idle_subscribers_stay_open_and_receive_nothing_during_a_run() {
         idle_subscribers: 10,
         ..tiny(Workload::Produce)
     };
-    let json = execute(&args).await.expect("bench ran").to_json().to_string();
+    let json = execute(&args)
+        .await
+        .expect("bench ran")
+        .to_json()
+        .to_string();
     assert_eq!(number_at(&json, "idle_subscribers"), Some(10.0), "{json}");
     assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
 }
