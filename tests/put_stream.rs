@@ -77,9 +77,10 @@ async fn batches_sent_without_waiting_are_answered_and_stored_in_send_order() {
         };
         assert_eq!(result.failed_record_count, 0);
         assert_eq!(result.records.len(), PER_BATCH);
-        for (i, r) in result.records.into_iter().enumerate() {
+        for (i, r) in result.records.iter().enumerate() {
+            let shard_id = result.shard_id(r).expect("a stored entry names its shard");
             acked
-                .entry(r.shard_id)
+                .entry(shard_id.to_owned())
                 .or_default()
                 .push((r.sequence_number, format!("{b}/{i}")));
         }

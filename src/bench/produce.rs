@@ -16,7 +16,7 @@ use super::schedule::OpenLoopSchedule;
 use super::stats::Meter;
 use super::DEFAULT_RPC_TIMEOUT;
 use crate::client::{Client, ClientError};
-use crate::proto::v1::{PutRecordsRequestEntry, PutRecordsResponse};
+use crate::proto::v1::{PutRecordsRequestEntry, PutRecordsResponse, PutRecordsStreamResult};
 
 /// Most PutRecords one open-loop producer keeps in flight; past it the producer waits, falls
 /// behind its timetable, and the delay shows in the latency of every late batch.
@@ -123,15 +123,17 @@ impl Budget {
 pub struct AckedTail(Mutex<HashMap<String, u64>>);
 
 impl AckedTail {
-    fn note(&self, response: &PutRecordsResponse) {
+    fn note(&self, answer: &impl PutAnswer) {
         let mut tail = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for entry in response.records.iter().filter(|e| e.error_code.is_empty()) {
-            let seq = tail.entry(entry.shard_id.clone()).or_insert(0);
-            *seq = (*seq).max(entry.sequence_number);
-        }
+        answer.for_each_stored(|shard_id, sequence| match tail.get_mut(shard_id) {
+            Some(seq) => *seq = (*seq).max(sequence),
+            None => {
+                tail.insert(shard_id.to_owned(), sequence);
+            }
+        });
     }
 
     /// The highest acknowledged sequence number of `shard_id`, if any record went there.
@@ -141,6 +143,58 @@ impl AckedTail {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(shard_id)
             .copied()
+    }
+}
+
+/// What the bench reads from the answer to a batch, whichever call gave it.
+trait PutAnswer {
+    /// Entries the answer has a result for.
+    fn answered(&self) -> u64;
+    /// How many entries failed, and the first failure.
+    fn failures(&self) -> (u64, Option<String>);
+    /// Calls `f` with the shard id and sequence number of every stored entry.
+    fn for_each_stored(&self, f: impl FnMut(&str, u64));
+}
+
+impl PutAnswer for PutRecordsResponse {
+    fn answered(&self) -> u64 {
+        self.records.len() as u64
+    }
+
+    fn failures(&self) -> (u64, Option<String>) {
+        let mut failed = self.records.iter().filter(|e| !e.error_code.is_empty());
+        let first = failed
+            .next()
+            .map(|e| format!("{}: {}", e.error_code, e.error_message));
+        (first.iter().count() as u64 + failed.count() as u64, first)
+    }
+
+    fn for_each_stored(&self, mut f: impl FnMut(&str, u64)) {
+        for e in self.records.iter().filter(|e| e.error_code.is_empty()) {
+            f(&e.shard_id, e.sequence_number);
+        }
+    }
+}
+
+impl PutAnswer for PutRecordsStreamResult {
+    fn answered(&self) -> u64 {
+        self.records.len() as u64
+    }
+
+    fn failures(&self) -> (u64, Option<String>) {
+        let mut failed = self.records.iter().filter(|e| !e.error_code.is_empty());
+        let first = failed
+            .next()
+            .map(|e| format!("{}: {}", e.error_code, e.error_message));
+        (first.iter().count() as u64 + failed.count() as u64, first)
+    }
+
+    fn for_each_stored(&self, mut f: impl FnMut(&str, u64)) {
+        for e in &self.records {
+            if let Some(shard_id) = self.shard_id(e) {
+                f(shard_id, e.sequence_number);
+            }
+        }
     }
 }
 
@@ -163,36 +217,27 @@ pub struct ProducePhase {
     pub acked: Option<Arc<AckedTail>>,
 }
 
-type PutOutcome = Result<Result<PutRecordsResponse, ClientError>, tokio::time::error::Elapsed>;
+/// A batch's answer, its call's failure, or no answer in time.
+type PutOutcome<A = PutRecordsResponse> =
+    Result<Result<A, ClientError>, tokio::time::error::Elapsed>;
 
 impl ProducePhase {
-    fn account(&self, outcome: PutOutcome, latency: Duration, sent: u64) {
+    fn account<A: PutAnswer>(&self, outcome: PutOutcome<A>, latency: Duration, sent: u64) {
         match outcome {
-            Ok(Ok(response)) => {
+            Ok(Ok(answer)) => {
                 self.meter.record_latency(latency);
-                let failed = response
-                    .records
-                    .iter()
-                    .filter(|e| !e.error_code.is_empty())
-                    .count() as u64;
+                let (failed, first) = answer.failures();
                 // An answer with fewer results than entries leaves the rest unaccounted for:
                 // count them as failed too.
-                let missing = sent.saturating_sub(response.records.len() as u64);
+                let missing = sent.saturating_sub(answer.answered());
                 let ok = sent.saturating_sub(failed + missing);
                 self.meter
                     .add_records(ok, ok * self.shape.record_size as u64);
                 self.meter.add_failed_entries(failed + missing, || {
-                    response
-                        .records
-                        .iter()
-                        .find(|e| !e.error_code.is_empty())
-                        .map_or_else(
-                            || format!("PutRecords answered {missing} results too few"),
-                            |e| format!("{}: {}", e.error_code, e.error_message),
-                        )
+                    first.unwrap_or_else(|| format!("the answer has {missing} results too few"))
                 });
                 if let Some(acked) = &self.acked {
-                    acked.note(&response);
+                    acked.note(&answer);
                 }
             }
             Ok(Err(error)) => self.meter.add_rpc_error(|| error.to_string()),

@@ -31,7 +31,8 @@ use tonic::{Code, Status, Streaming};
 use super::{failed, Client, ClientError};
 use crate::proto::v1::put_records_stream_response::Outcome;
 use crate::proto::v1::{
-    PutRecordsRequest, PutRecordsRequestEntry, PutRecordsResponse, PutRecordsStreamResponse,
+    PutRecordsRequest, PutRecordsRequestEntry, PutRecordsResponse, PutRecordsResultEntry,
+    PutRecordsStreamEntry, PutRecordsStreamResponse, PutRecordsStreamResult,
 };
 
 const RPC: &str = "PutRecordsStream";
@@ -59,6 +60,35 @@ impl PutStreamSender {
     }
 }
 
+impl PutRecordsStreamResult {
+    /// The shard `entry` (one of this result's) went to; `None` when it failed.
+    pub fn shard_id(&self, entry: &PutRecordsStreamEntry) -> Option<&str> {
+        if !entry.error_code.is_empty() {
+            return None;
+        }
+        self.shard_ids.get(entry.shard as usize).map(String::as_str)
+    }
+
+    /// The same result in PutRecords' form, one shard id string per entry.
+    pub fn into_response(self) -> PutRecordsResponse {
+        let records = self
+            .records
+            .iter()
+            .map(|e| PutRecordsResultEntry {
+                shard_id: self.shard_id(e).unwrap_or_default().to_owned(),
+                sequence_number: e.sequence_number,
+                error_code: e.error_code.clone(),
+                error_message: e.error_message.clone(),
+                duplicate: e.duplicate,
+            })
+            .collect();
+        PutRecordsResponse {
+            failed_record_count: self.failed_record_count,
+            records,
+        }
+    }
+}
+
 /// The answers of one PutRecordsStream call: the n-th answer is for the n-th batch sent.
 #[derive(Debug)]
 pub struct PutStreamAnswers {
@@ -71,7 +101,7 @@ impl PutStreamAnswers {
     /// a whole (nothing of it stored; the call goes on). `None` once the call is over. When the
     /// call itself fails (e.g. UNAVAILABLE as the server stops), that error is the last item:
     /// batches sent but not answered by then may or may not be stored.
-    pub async fn next(&mut self) -> Option<Result<PutRecordsResponse, ClientError>> {
+    pub async fn next(&mut self) -> Option<Result<PutRecordsStreamResult, ClientError>> {
         if self.ended {
             return None;
         }

@@ -82,6 +82,48 @@ pub fn response(results: Vec<PutResult>) -> pb::PutRecordsResponse {
     }
 }
 
+/// The compact answer to an accepted PutRecordsStream request: each shard id is formatted
+/// and sent once, entries refer to it by position.
+pub fn stream_result(results: Vec<PutResult>) -> pb::PutRecordsStreamResult {
+    let mut failed = 0;
+    let mut shards: Vec<ShardId> = Vec::new();
+    let records = results
+        .into_iter()
+        .map(|res| match res {
+            Ok(o) => {
+                let shard = match shards.iter().position(|&id| id == o.shard) {
+                    Some(at) => at,
+                    None => {
+                        shards.push(o.shard);
+                        shards.len() - 1
+                    }
+                };
+                pb::PutRecordsStreamEntry {
+                    // A request names at most `max_put_entries` shards.
+                    shard: u32::try_from(shard).unwrap_or(u32::MAX),
+                    sequence_number: o.sequence,
+                    error_code: String::new(),
+                    error_message: String::new(),
+                    duplicate: o.duplicate,
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                pb::PutRecordsStreamEntry {
+                    error_code: entry_error_code(&e).to_owned(),
+                    error_message: e.to_string(),
+                    ..Default::default()
+                }
+            }
+        })
+        .collect();
+    pb::PutRecordsStreamResult {
+        failed_record_count: failed,
+        shard_ids: shards.iter().map(ShardId::to_string).collect(),
+        records,
+    }
+}
+
 type Answer = Result<pb::PutRecordsStreamResponse, Status>;
 /// A begun put of a call, by its request index: the task that finishes it.
 type InFlight = (u64, JoinHandle<Result<Vec<PutResult>, BrokerError>>);
@@ -115,7 +157,7 @@ pub fn serve_stream(
                     let Some((request_index, _)) = in_flight.pop_front() else { break };
                     let outcome = match joined {
                         Ok(Ok(results)) => pb::put_records_stream_response::Outcome::Result(
-                            response(results),
+                            stream_result(results),
                         ),
                         Ok(Err(e)) => rejected(e),
                         Err(e) => rejected(BrokerError::Internal(format!(
@@ -170,4 +212,64 @@ fn rejected(e: BrokerError) -> pb::put_records_stream_response::Outcome {
         code: status.code() as i32,
         message: status.message().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::PutOutcome;
+
+    fn stored(shard: u32, sequence: u64) -> PutResult {
+        Ok(PutOutcome {
+            shard: ShardId(shard),
+            sequence,
+            duplicate: false,
+        })
+    }
+
+    #[test]
+    fn a_stream_result_names_each_shard_once_and_keeps_entry_order() {
+        let results = vec![
+            stored(3, 10),
+            stored(1, 4),
+            Err(BrokerError::invalid("data", "too big")),
+            stored(3, 11),
+        ];
+        let compact = stream_result(results);
+        assert_eq!(compact.failed_record_count, 1);
+        assert_eq!(
+            compact.shard_ids,
+            [ShardId(3).to_string(), ShardId(1).to_string()]
+        );
+        let named: Vec<_> = compact
+            .records
+            .iter()
+            .map(|e| (compact.shard_id(e).map(str::to_owned), e.sequence_number))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (Some(ShardId(3).to_string()), 10),
+                (Some(ShardId(1).to_string()), 4),
+                (None, 0),
+                (Some(ShardId(3).to_string()), 11),
+            ]
+        );
+        assert!(!compact.records[2].error_code.is_empty());
+    }
+
+    #[test]
+    fn a_stream_result_says_the_same_as_the_put_records_answer() {
+        let results = || {
+            vec![
+                stored(0, 1),
+                Err(BrokerError::invalid("data", "too big")),
+                stored(2, 7),
+            ]
+        };
+        assert_eq!(
+            stream_result(results()).into_response(),
+            response(results())
+        );
+    }
 }
