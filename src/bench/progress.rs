@@ -1,5 +1,5 @@
 //! The live progress line: once a second on standard error, the last second's records/s, MB/s
-//! and p99 latency of a running phase.
+//! and p99 latency of a running phase, and the process's resident memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,18 +37,21 @@ impl Progress {
                 let now = Instant::now();
                 let counts = meter.counts();
                 let (latency, e2e) = meter.take_intervals();
-                eprintln!(
-                    "{}",
-                    line(
-                        label,
-                        now - start,
-                        now - then,
-                        &before,
-                        &counts,
-                        &latency,
-                        &e2e
-                    )
+                let mut text = line(
+                    label,
+                    now - start,
+                    now - then,
+                    &before,
+                    &counts,
+                    &latency,
+                    &e2e,
                 );
+                // The whole process's resident memory: with --embedded, the server's too, so
+                // the lines show whether it stays flat over a long run.
+                if let Some((rss, _peak)) = super::embedded::process_rss() {
+                    text.push_str(&format!("   rss {:.0} MB", rss as f64 / BYTES_PER_MB));
+                }
+                eprintln!("{text}");
                 before = counts;
                 then = now;
             }
