@@ -6,6 +6,7 @@ mod convert;
 mod groups;
 pub mod status;
 mod stream_log;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::error::StorageError;
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::io::{Io, IoFile};
+use super::read_buffer::ReadBufferPool;
 use super::record::{self, BatchHeader, FrameError, StoredRecord, HEADER_LEN};
 
 /// Digits of a segment file name: the 20 of `u64::MAX`.
@@ -382,21 +383,22 @@ impl Segment {
     }
 
     /// Reads `len` bytes at `pos` (fewer at the end of the file).
+    /// The buffer comes from the shared pool: no fresh zeroed allocation per read.
     fn read_exact(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
-        let mut buf = BytesMut::zeroed(len);
+        let mut buf = ReadBufferPool::shared().take(len);
+        let dst = buf.as_mut_slice();
         let mut filled = 0;
         while filled < len {
             let n = self
                 .file
-                .read_at(&mut buf[filled..], pos + filled as u64)
+                .read_at(&mut dst[filled..], pos + filled as u64)
                 .map_err(|e| StorageError::io("read segment", &self.path, e))?;
             if n == 0 {
                 break;
             }
             filled += n;
         }
-        buf.truncate(filled);
-        Ok(buf.freeze())
+        Ok(buf.freeze(filled))
     }
 
     /// Appends records with sequence numbers in `[from, end)` to `out`, starting from the

@@ -1,0 +1,443 @@
+//! The two read answers of the contract, `GetRecordsResponse` and `SubscribeToShardEvent`, as
+//! hand-written protobuf messages that encode stored records straight from the read buffers.
+//!
+//! The generated messages would need every record turned into a `pb::Record` first: a `String`
+//! allocated and validated per partition key, a decimal string per explicit hash key, and a
+//! second walk to encode it. Here the server hands over the records as read
+//! ([`OutgoingRecords`]) and encoding writes the wire format from them. Decoding, which only
+//! clients do, fills `records` exactly as the generated code would, so the messages look the
+//! same to every caller; `build.rs` maps the contract's two messages to these types and
+//! re-exports them from `proto::v1`.
+//!
+//! A `Record` on the wire, as `shardlog.proto` defines it (fields at their default value are
+//! left out, as protobuf 3 does):
+//!
+//! | tag | type   | field                              | from the stored record           |
+//! |----:|--------|------------------------------------|----------------------------------|
+//! |   1 | uint64 | sequence_number                    | `sequence`                       |
+//! |   2 | string | partition_key                      | `partition_key`                  |
+//! |   3 | bytes  | data                               | `data`                           |
+//! |   4 | int64  | approximate_arrival_timestamp_ms   | `timestamp_ms`                   |
+//! |   5 | string | explicit_hash_key (decimal)        | `explicit_hash_key`              |
+//! |   6 | string | message_group_id                   | `message_group_id`               |
+//! |   7 | string | deduplication_id                   | `deduplication_id`               |
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::{DecodeError, Message};
+
+use crate::proto::v1 as pb;
+use crate::storage::StoredRecord;
+
+const RECORDS_TAG: u32 = 1;
+/// Longest decimal form of a `u128`.
+const MAX_HASH_KEY_DIGITS: usize = 39;
+
+/// Stored records on their way to a client, their text fields checked to be UTF-8 once.
+///
+/// Keys and ids are stored from Rust strings, so they are UTF-8 unless the file was damaged in
+/// a way its CRC did not catch; such a field is sent with its bad bytes replaced, as
+/// `String::from_utf8_lossy` does, rather than making the client reject the whole answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutgoingRecords(Vec<StoredRecord>);
+
+impl From<Vec<StoredRecord>> for OutgoingRecords {
+    fn from(mut records: Vec<StoredRecord>) -> Self {
+        for r in &mut records {
+            utf8_or_lossy(&mut r.partition_key);
+            if let Some(g) = &mut r.message_group_id {
+                utf8_or_lossy(g);
+            }
+            if let Some(d) = &mut r.deduplication_id {
+                utf8_or_lossy(d);
+            }
+        }
+        OutgoingRecords(records)
+    }
+}
+
+impl OutgoingRecords {
+    /// The records, in the order they are sent.
+    pub fn as_slice(&self) -> &[StoredRecord] {
+        &self.0
+    }
+
+    /// True when there is no record to send.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|r| {
+                let len = record_len(r);
+                encoding::key_len(RECORDS_TAG) + encoded_len_varint(len as u64) + len
+            })
+            .sum()
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        for r in &self.0 {
+            encode_key(RECORDS_TAG, WireType::LengthDelimited, buf);
+            encode_varint(record_len(r) as u64, buf);
+            encode_record(r, buf);
+        }
+    }
+}
+
+fn utf8_or_lossy(b: &mut Bytes) {
+    if std::str::from_utf8(b).is_err() {
+        *b = Bytes::from(String::from_utf8_lossy(b).into_owned());
+    }
+}
+
+/// The decimal digits of `k`, right-aligned in the returned buffer, and where they start.
+fn decimal(mut k: u128) -> ([u8; MAX_HASH_KEY_DIGITS], usize) {
+    let mut out = [0u8; MAX_HASH_KEY_DIGITS];
+    let mut at = MAX_HASH_KEY_DIGITS;
+    loop {
+        at -= 1;
+        out[at] = b'0' + (k % 10) as u8;
+        k /= 10;
+        if k == 0 {
+            return (out, at);
+        }
+    }
+}
+
+fn decimal_len(k: u128) -> usize {
+    MAX_HASH_KEY_DIGITS - decimal(k).1
+}
+
+fn varint_field_len(tag: u32, v: u64) -> usize {
+    if v == 0 {
+        0
+    } else {
+        encoding::key_len(tag) + encoded_len_varint(v)
+    }
+}
+
+fn bytes_field_len(tag: u32, b: &[u8]) -> usize {
+    if b.is_empty() {
+        0
+    } else {
+        encoding::key_len(tag) + encoded_len_varint(b.len() as u64) + b.len()
+    }
+}
+
+/// Bytes of a stored record's `Record` message, without its key and length.
+fn record_len(r: &StoredRecord) -> usize {
+    varint_field_len(1, r.sequence)
+        + bytes_field_len(2, &r.partition_key)
+        + bytes_field_len(3, &r.data)
+        + varint_field_len(4, r.timestamp_ms as i64 as u64)
+        + r.explicit_hash_key.map_or(0, |k| {
+            let n = decimal_len(k);
+            encoding::key_len(5) + encoded_len_varint(n as u64) + n
+        })
+        + r.message_group_id
+            .as_ref()
+            .map_or(0, |g| bytes_field_len(6, g))
+        + r.deduplication_id
+            .as_ref()
+            .map_or(0, |d| bytes_field_len(7, d))
+}
+
+fn put_varint_field(tag: u32, v: u64, buf: &mut impl BufMut) {
+    if v != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(v, buf);
+    }
+}
+
+fn put_bytes_field(tag: u32, b: &[u8], buf: &mut impl BufMut) {
+    if !b.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(b.len() as u64, buf);
+        buf.put_slice(b);
+    }
+}
+
+/// Writes the fields of a stored record's `Record` message, in tag order as prost does.
+fn encode_record(r: &StoredRecord, buf: &mut impl BufMut) {
+    put_varint_field(1, r.sequence, buf);
+    put_bytes_field(2, &r.partition_key, buf);
+    put_bytes_field(3, &r.data, buf);
+    put_varint_field(4, r.timestamp_ms as i64 as u64, buf);
+    if let Some(k) = r.explicit_hash_key {
+        let (digits, at) = decimal(k);
+        put_bytes_field(5, &digits[at..], buf);
+    }
+    if let Some(g) = &r.message_group_id {
+        put_bytes_field(6, g, buf);
+    }
+    if let Some(d) = &r.deduplication_id {
+        put_bytes_field(7, d, buf);
+    }
+}
+
+/// Records read, and where to continue (`shardlog.v1.GetRecordsResponse`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetRecordsResponse {
+    /// The records, in sequence order; may be empty even when more follow. A decoded answer
+    /// holds every record here.
+    pub records: Vec<pb::Record>,
+    /// Token to continue from; empty once a closed shard has been read to its end.
+    pub next_shard_iterator: String,
+    /// How far the read position is behind the shard's newest record, in milliseconds; 0 when
+    /// caught up.
+    pub millis_behind_latest: i64,
+    /// Records a server sends as read from storage, on the wire after those of `records` (as
+    /// more `records` entries). Decoding never fills it.
+    pub outgoing: OutgoingRecords,
+}
+
+impl Message for GetRecordsResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
+        self.outgoing.encode(buf);
+        if !self.next_shard_iterator.is_empty() {
+            encoding::string::encode(2, &self.next_shard_iterator, buf);
+        }
+        if self.millis_behind_latest != 0 {
+            encoding::int64::encode(3, &self.millis_behind_latest, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: encoding::DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => encoding::message::merge_repeated(wire_type, &mut self.records, buf, ctx),
+            2 => encoding::string::merge(wire_type, &mut self.next_shard_iterator, buf, ctx),
+            3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
+            + self.outgoing.encoded_len()
+            + if self.next_shard_iterator.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(2, &self.next_shard_iterator)
+            }
+            + if self.millis_behind_latest == 0 {
+                0
+            } else {
+                encoding::int64::encoded_len(3, &self.millis_behind_latest)
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = GetRecordsResponse::default();
+    }
+}
+
+/// A batch of records pushed to a subscriber (`shardlog.v1.SubscribeToShardEvent`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscribeToShardEvent {
+    /// The records, in sequence order; may be empty (a keep-alive that still reports lag). A
+    /// decoded event holds every record here.
+    pub records: Vec<pb::Record>,
+    /// Resume after this sequence number (AFTER_SEQUENCE_NUMBER) to continue without gaps.
+    pub continuation_sequence_number: u64,
+    /// How far the subscription is behind the shard's newest record, in milliseconds.
+    pub millis_behind_latest: i64,
+    /// Records a server sends as read from storage, on the wire after those of `records` (as
+    /// more `records` entries). Decoding never fills it.
+    pub outgoing: OutgoingRecords,
+}
+
+impl Message for SubscribeToShardEvent {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
+        self.outgoing.encode(buf);
+        if self.continuation_sequence_number != 0 {
+            encoding::uint64::encode(2, &self.continuation_sequence_number, buf);
+        }
+        if self.millis_behind_latest != 0 {
+            encoding::int64::encode(3, &self.millis_behind_latest, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: encoding::DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => encoding::message::merge_repeated(wire_type, &mut self.records, buf, ctx),
+            2 => {
+                encoding::uint64::merge(wire_type, &mut self.continuation_sequence_number, buf, ctx)
+            }
+            3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
+            + self.outgoing.encoded_len()
+            + if self.continuation_sequence_number == 0 {
+                0
+            } else {
+                encoding::uint64::encoded_len(2, &self.continuation_sequence_number)
+            }
+            + if self.millis_behind_latest == 0 {
+                0
+            } else {
+                encoding::int64::encoded_len(3, &self.millis_behind_latest)
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = SubscribeToShardEvent::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::convert;
+
+    fn stored(sequence: u64) -> StoredRecord {
+        StoredRecord {
+            sequence,
+            timestamp_ms: 1_700_000_000_123,
+            partition_key: Bytes::from_static("clé-ü".as_bytes()),
+            data: Bytes::from(vec![sequence as u8; 300]),
+            explicit_hash_key: None,
+            message_group_id: None,
+            deduplication_id: None,
+        }
+    }
+
+    fn varied() -> Vec<StoredRecord> {
+        let mut all = vec![
+            stored(0),
+            stored(1),
+            StoredRecord {
+                explicit_hash_key: Some(u128::MAX),
+                message_group_id: Some(Bytes::from_static(b"group-7")),
+                deduplication_id: Some(Bytes::from_static(b"dedup-42")),
+                ..stored(2)
+            },
+            StoredRecord {
+                explicit_hash_key: Some(0),
+                message_group_id: Some(Bytes::new()),
+                deduplication_id: Some(Bytes::new()),
+                data: Bytes::new(),
+                timestamp_ms: 0,
+                ..stored(300)
+            },
+            StoredRecord {
+                partition_key: Bytes::from_static(b"bad\xff\xfekey"),
+                message_group_id: Some(Bytes::from_static(b"\xc3")),
+                ..stored(u64::MAX)
+            },
+        ];
+        all.push(StoredRecord {
+            explicit_hash_key: Some(12_345_678_901_234_567_890),
+            ..stored(1 << 40)
+        });
+        all
+    }
+
+    /// What the generated code sends today for the same records.
+    fn generated_answer(records: &[StoredRecord]) -> Vec<pb::Record> {
+        records.iter().cloned().map(convert::record).collect()
+    }
+
+    #[test]
+    fn outgoing_records_decode_as_the_records_the_conversion_makes() {
+        let records = varied();
+        let answer = GetRecordsResponse {
+            records: Vec::new(),
+            next_shard_iterator: "next".into(),
+            millis_behind_latest: 17,
+            outgoing: records.clone().into(),
+        };
+        let bytes = answer.encode_to_vec();
+        assert_eq!(bytes.len(), answer.encoded_len());
+        let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.records, generated_answer(&records));
+        assert_eq!(decoded.next_shard_iterator, "next");
+        assert_eq!(decoded.millis_behind_latest, 17);
+        assert!(decoded.outgoing.is_empty());
+    }
+
+    #[test]
+    fn a_stored_record_encodes_to_the_bytes_of_its_converted_record() {
+        for r in varied() {
+            let mut ours = Vec::new();
+            let expected = convert::record(OutgoingRecords::from(vec![r.clone()]).0[0].clone());
+            encode_record(&OutgoingRecords::from(vec![r]).0[0], &mut ours);
+            assert_eq!(ours, expected.encode_to_vec());
+        }
+    }
+
+    #[test]
+    fn an_event_round_trips_with_records_of_both_kinds() {
+        let records = varied();
+        let event = SubscribeToShardEvent {
+            records: generated_answer(&records[..2]),
+            continuation_sequence_number: u64::MAX,
+            millis_behind_latest: -1,
+            outgoing: records[2..].to_vec().into(),
+        };
+        let bytes = event.encode_to_vec();
+        assert_eq!(bytes.len(), event.encoded_len());
+        let decoded = SubscribeToShardEvent::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.records, generated_answer(&records));
+        assert_eq!(decoded.continuation_sequence_number, u64::MAX);
+        assert_eq!(decoded.millis_behind_latest, -1);
+    }
+
+    #[test]
+    fn an_empty_event_is_empty_on_the_wire() {
+        assert!(SubscribeToShardEvent::default().encode_to_vec().is_empty());
+        assert!(GetRecordsResponse::default().encode_to_vec().is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_when_decoding() {
+        let mut bytes = Vec::new();
+        encoding::string::encode(9, &"later".to_owned(), &mut bytes);
+        encoding::int64::encode(3, &5, &mut bytes);
+        let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.millis_behind_latest, 5);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_as_the_lossy_conversion_does() {
+        let r = StoredRecord {
+            partition_key: Bytes::from_static(b"a\xffb"),
+            ..stored(5)
+        };
+        let out = OutgoingRecords::from(vec![r]);
+        assert_eq!(
+            &out.as_slice()[0].partition_key[..],
+            "a\u{fffd}b".as_bytes()
+        );
+    }
+
+    #[test]
+    fn hash_keys_are_written_in_decimal() {
+        for k in [0u128, 9, 10, 1 << 64, u128::MAX] {
+            let (digits, at) = decimal(k);
+            assert_eq!(
+                std::str::from_utf8(&digits[at..]),
+                Ok(k.to_string().as_str())
+            );
+        }
+    }
+}
