@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Every `bytes` field becomes `bytes::Bytes`, so record data is shared, never copied.
         .bytes(".")
         .file_descriptor_set_path(out_dir.join("shardlog_descriptor.bin"))
+        // Sizes each message's buffer before encoding it; see `src/server/codec.rs`.
+        .codec_path("crate::server::codec::PresizedCodec")
         // The two read answers are written by hand so that stored records are encoded as
         // read, without a `pb::Record` per record; see `src/server/wire.rs`.
         .extern_path(

@@ -2,6 +2,7 @@
 //! and server reflection. Thin adapters: check, convert, call the broker, map errors (in
 //! `status`, the one place that does).
 
+pub mod codec;
 mod convert;
 mod groups;
 pub mod status;

@@ -13,13 +13,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 
 use super::error::StorageError;
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::io::{Io, IoFile};
+use super::mapped::SealedMap;
 use super::read_buffer::ReadBufferPool;
 use super::record::{self, BatchHeader, FrameError, StoredRecord, HEADER_LEN};
 
@@ -69,6 +70,9 @@ pub struct Segment {
     next_sequence: AtomicU64,
     max_timestamp_ms: AtomicU64,
     sealed: AtomicBool,
+    /// The file mapped read-only, made on the first read after sealing (`None` inside when
+    /// it could not be made: reads then copy the bytes out).
+    mapped: OnceLock<Option<Arc<SealedMap>>>,
 }
 
 impl Segment {
@@ -102,6 +106,7 @@ impl Segment {
             next_sequence: AtomicU64::new(base),
             max_timestamp_ms: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            mapped: OnceLock::new(),
         })
     }
 
@@ -140,6 +145,7 @@ impl Segment {
             next_sequence: AtomicU64::new(base),
             max_timestamp_ms: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            mapped: OnceLock::new(),
         };
         let truncated = seg.recover(active, file_len, index_interval)?;
         if !active {
@@ -401,6 +407,38 @@ impl Segment {
         Ok(buf.freeze(filled))
     }
 
+    /// Bytes `[pos, pos + len)` of the segment (fewer at its end): a slice of the mapping of
+    /// a sealed segment, read into a pooled buffer otherwise.
+    fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
+        if let (Some(map), Ok(start)) = (self.sealed_map(), usize::try_from(pos)) {
+            let end = start.saturating_add(len).min(map.len());
+            if let Some(bytes) = map.slice(start..end.max(start)) {
+                return Ok(bytes);
+            }
+        }
+        self.read_exact(pos, len)
+    }
+
+    /// The mapping of the sealed segment's whole batches, made on first use.
+    fn sealed_map(&self) -> Option<&Arc<SealedMap>> {
+        if !self.is_sealed() {
+            return None;
+        }
+        self.mapped
+            .get_or_init(|| {
+                // Sealed: no batch is added any more, so this length is final.
+                let len = self.readable_len.load(Ordering::Acquire);
+                match SealedMap::open(&self.path, len) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        tracing::warn!(segment = %self.path.display(), error = %e, "could not map a sealed segment; reading it with copies");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
     /// Appends records with sequence numbers in `[from, end)` to `out`, starting from the
     /// batch holding `from`, until `max_records` records or `max_bytes` bytes are in `out`
     /// (always at least one record when there is one). Every batch read is CRC-checked; a
@@ -447,7 +485,7 @@ impl Segment {
                         .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
                         .max(need)
                         .min((readable - pos) as usize);
-                    buf = self.read_exact(pos, want)?;
+                    buf = self.read_chunk(pos, want)?;
                     buf_pos = pos;
                     if buf.len() < need {
                         return Err(self.corrupt(
