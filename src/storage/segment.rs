@@ -705,6 +705,11 @@ impl Segment {
         self.sealed.load(Ordering::Acquire)
     }
 
+    /// True once reads of this sealed segment go through its read-only mapping.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.mapped.get(), Some(Some(_)))
+    }
+
     /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
