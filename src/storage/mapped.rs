@@ -30,7 +30,7 @@ use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 
 /// Smallest span whose pages are released when its last slice is dropped: below that the
 /// system call costs more than the memory it gives back is worth.
-pub const MIN_RELEASED_BYTES: usize = 1024 * 1024;
+pub const MIN_RELEASED_BYTES: usize = 64 * 1024;
 
 /// A read-only mapping of the first `len` bytes of a sealed segment file.
 #[derive(Debug)]
