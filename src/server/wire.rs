@@ -4,10 +4,11 @@
 //! The generated messages would need every record turned into a `pb::Record` first: a `String`
 //! allocated and validated per partition key, a decimal string per explicit hash key, and a
 //! second walk to encode it. Here the server hands over the records as read
-//! ([`OutgoingRecords`]) and encoding writes the wire format from them. Decoding, which only
-//! clients do, fills `records` exactly as the generated code would, so the messages look the
-//! same to every caller; `build.rs` maps the contract's two messages to these types and
-//! re-exports them from `proto::v1`.
+//! ([`OutgoingRecords`]) and encoding writes the wire format from them (keys and ids are
+//! known to be UTF-8: storage checks them as it decodes). Decoding, which only clients do,
+//! fills `records` exactly as the generated code would, so the messages look the same to
+//! every caller; `build.rs` maps the contract's two messages to these types and re-exports
+//! them from `proto::v1`.
 //!
 //! A `Record` on the wire, as `shardlog.proto` defines it (fields at their default value are
 //! left out, as protobuf 3 does):
@@ -22,7 +23,7 @@
 //! |   6 | string | message_group_id                   | `message_group_id`               |
 //! |   7 | string | deduplication_id                   | `deduplication_id`               |
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut};
 use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::{DecodeError, Message};
 
@@ -33,25 +34,29 @@ const RECORDS_TAG: u32 = 1;
 /// Longest decimal form of a `u128`.
 const MAX_HASH_KEY_DIGITS: usize = 39;
 
-/// Stored records on their way to a client, their text fields checked to be UTF-8 once.
+/// Stored records on their way to a client.
 ///
-/// Keys and ids are stored from Rust strings, so they are UTF-8 unless the file was damaged in
-/// a way its CRC did not catch; such a field is sent with its bad bytes replaced, as
-/// `String::from_utf8_lossy` does, rather than making the client reject the whole answer.
+/// Their partition keys and ids are sent as the `string`s of the contract without being
+/// checked again: storage decodes only records whose keys and ids are UTF-8 (they are
+/// written from Rust strings, and a batch where one is not is reported as corrupt), so
+/// records from a read always qualify. Records built by hand must hold UTF-8 there too, or
+/// the receiving client rejects the whole message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutgoingRecords(Vec<StoredRecord>);
 
 impl From<Vec<StoredRecord>> for OutgoingRecords {
-    fn from(mut records: Vec<StoredRecord>) -> Self {
-        for r in &mut records {
-            utf8_or_lossy(&mut r.partition_key);
-            if let Some(g) = &mut r.message_group_id {
-                utf8_or_lossy(g);
-            }
-            if let Some(d) = &mut r.deduplication_id {
-                utf8_or_lossy(d);
-            }
-        }
+    fn from(records: Vec<StoredRecord>) -> Self {
+        debug_assert!(
+            records.iter().all(|r| [
+                Some(&r.partition_key),
+                r.message_group_id.as_ref(),
+                r.deduplication_id.as_ref()
+            ]
+            .into_iter()
+            .flatten()
+            .all(|t| std::str::from_utf8(t).is_ok())),
+            "text fields of outgoing records must be UTF-8"
+        );
         OutgoingRecords(records)
     }
 }
@@ -83,12 +88,6 @@ impl OutgoingRecords {
             encode_varint(record_len(r) as u64, buf);
             encode_record(r, buf);
         }
-    }
-}
-
-fn utf8_or_lossy(b: &mut Bytes) {
-    if std::str::from_utf8(b).is_err() {
-        *b = Bytes::from(String::from_utf8_lossy(b).into_owned());
     }
 }
 
@@ -308,6 +307,7 @@ impl Message for SubscribeToShardEvent {
 mod tests {
     use super::*;
     use crate::server::convert;
+    use bytes::Bytes;
 
     fn stored(sequence: u64) -> StoredRecord {
         StoredRecord {
@@ -340,8 +340,8 @@ mod tests {
                 ..stored(300)
             },
             StoredRecord {
-                partition_key: Bytes::from_static(b"bad\xff\xfekey"),
-                message_group_id: Some(Bytes::from_static(b"\xc3")),
+                partition_key: Bytes::from_static("キー".as_bytes()),
+                message_group_id: Some(Bytes::from_static("é".as_bytes())),
                 ..stored(u64::MAX)
             },
         ];
@@ -379,8 +379,8 @@ mod tests {
     fn a_stored_record_encodes_to_the_bytes_of_its_converted_record() {
         for r in varied() {
             let mut ours = Vec::new();
-            let expected = convert::record(OutgoingRecords::from(vec![r.clone()]).0[0].clone());
-            encode_record(&OutgoingRecords::from(vec![r]).0[0], &mut ours);
+            encode_record(&r, &mut ours);
+            let expected = convert::record(r);
             assert_eq!(ours, expected.encode_to_vec());
         }
     }
@@ -415,19 +415,6 @@ mod tests {
         encoding::int64::encode(3, &5, &mut bytes);
         let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
         assert_eq!(decoded.millis_behind_latest, 5);
-    }
-
-    #[test]
-    fn invalid_utf8_is_replaced_as_the_lossy_conversion_does() {
-        let r = StoredRecord {
-            partition_key: Bytes::from_static(b"a\xffb"),
-            ..stored(5)
-        };
-        let out = OutgoingRecords::from(vec![r]);
-        assert_eq!(
-            &out.as_slice()[0].partition_key[..],
-            "a\u{fffd}b".as_bytes()
-        );
     }
 
     #[test]
