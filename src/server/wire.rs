@@ -176,6 +176,92 @@ fn encode_record(r: &StoredRecord, buf: &mut impl BufMut) {
     }
 }
 
+/// Decodes one `records` entry and appends it to `records`: from the buffer's bytes in place
+/// when the entry is in one contiguous chunk (tonic's receive buffer always is) and has the
+/// usual shape, through prost's generated decoder otherwise, which then also names whatever
+/// is wrong with it. Both give the same record.
+fn merge_record(
+    wire_type: WireType,
+    records: &mut Vec<pb::Record>,
+    buf: &mut impl Buf,
+    ctx: encoding::DecodeContext,
+) -> Result<(), DecodeError> {
+    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+    let len = encoding::decode_varint(buf)?;
+    let parsed = match usize::try_from(len) {
+        Ok(len) if len <= buf.chunk().len() => parse_record(&buf.chunk()[..len]).map(|p| (len, p)),
+        _ => None,
+    };
+    let Some((len, (mut record, data))) = parsed else {
+        // Put the length back in front for prost's own length-delimited decoding.
+        let mut prefix = Vec::with_capacity(10);
+        encode_varint(len, &mut prefix);
+        let mut whole = (&prefix[..]).chain(buf);
+        encoding::message::merge_repeated(WireType::LengthDelimited, records, &mut whole, ctx)?;
+        return Ok(());
+    };
+    match data {
+        Some((at, n)) => {
+            buf.advance(at);
+            // A slice of the receive buffer, as prost's decoder makes it: no copy.
+            record.data = buf.copy_to_bytes(n);
+            buf.advance(len - at - n);
+        }
+        None => buf.advance(len),
+    }
+    records.push(record);
+    Ok(())
+}
+
+/// The fields of an encoded `Record`, except `data`, whose position and length are returned
+/// instead. `None` when the bytes hold anything but the fields of the contract with their
+/// wire types, valid varints and UTF-8 strings.
+fn parse_record(b: &[u8]) -> Option<(pb::Record, Option<(usize, usize)>)> {
+    let mut record = pb::Record::default();
+    let mut data = None;
+    let mut i = 0;
+    while i < b.len() {
+        let key = read_varint(b, &mut i)?;
+        match (key >> 3, key & 7) {
+            (1, 0) => record.sequence_number = read_varint(b, &mut i)?,
+            (4, 0) => record.approximate_arrival_timestamp_ms = read_varint(b, &mut i)? as i64,
+            (tag @ (2 | 3 | 5 | 6 | 7), 2) => {
+                let n = usize::try_from(read_varint(b, &mut i)?).ok()?;
+                let field = b.get(i..i.checked_add(n)?)?;
+                let text = || std::str::from_utf8(field).ok().map(str::to_owned);
+                match tag {
+                    2 => record.partition_key = text()?,
+                    3 => data = Some((i, n)),
+                    5 => record.explicit_hash_key = text()?,
+                    6 => record.message_group_id = text()?,
+                    _ => record.deduplication_id = text()?,
+                }
+                i += n;
+            }
+            _ => return None,
+        }
+    }
+    Some((record, data))
+}
+
+/// Reads a varint at `b[*i..]` as protobuf encodes it (at most ten bytes, the tenth holding
+/// one bit).
+fn read_varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in 0..10 {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        if shift == 9 && byte > 1 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << (7 * shift);
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 /// Records read, and where to continue (`shardlog.v1.GetRecordsResponse`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GetRecordsResponse {
@@ -212,7 +298,7 @@ impl Message for GetRecordsResponse {
         ctx: encoding::DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            1 => encoding::message::merge_repeated(wire_type, &mut self.records, buf, ctx),
+            1 => merge_record(wire_type, &mut self.records, buf, ctx),
             2 => encoding::string::merge(wire_type, &mut self.next_shard_iterator, buf, ctx),
             3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
@@ -274,7 +360,7 @@ impl Message for SubscribeToShardEvent {
         ctx: encoding::DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            1 => encoding::message::merge_repeated(wire_type, &mut self.records, buf, ctx),
+            1 => merge_record(wire_type, &mut self.records, buf, ctx),
             2 => {
                 encoding::uint64::merge(wire_type, &mut self.continuation_sequence_number, buf, ctx)
             }
@@ -415,6 +501,81 @@ mod tests {
         encoding::int64::encode(3, &5, &mut bytes);
         let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
         assert_eq!(decoded.millis_behind_latest, 5);
+    }
+
+    /// `records` as the repeated field 1 of a message, by prost's generated encoder.
+    fn encoded_records(records: &[pb::Record]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encoding::message::encode_repeated(RECORDS_TAG, records, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn records_decode_the_same_in_place_and_through_a_split_buffer() {
+        let records = generated_answer(&varied());
+        let bytes = encoded_records(&records);
+        let whole = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        assert_eq!(whole.records, records);
+        for cut in [1, 7, bytes.len() / 2, bytes.len() - 1] {
+            let (a, b) = bytes.split_at(cut);
+            let split = SubscribeToShardEvent::decode(a.chain(b)).expect("decodes");
+            assert_eq!(split.records, records, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_record_of_an_unusual_shape_decodes_as_prost_decodes_it() {
+        let record = generated_answer(&varied()).remove(2);
+        let mut body = record.encode_to_vec();
+        // A field this version does not know, then `data` and `sequence_number` again: the
+        // unknown field is skipped, the last value of a field wins.
+        encoding::string::encode(9, &"future".to_owned(), &mut body);
+        encoding::bytes::encode(3, &bytes::Bytes::from_static(b"again"), &mut body);
+        encoding::uint64::encode(1, &77, &mut body);
+        let mut bytes = Vec::new();
+        encoding::bytes::encode(RECORDS_TAG, &body, &mut bytes);
+        let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        let expected = pb::Record::decode(&body[..]).expect("prost decodes it");
+        assert_eq!(expected.sequence_number, 77);
+        assert_eq!(&expected.data[..], b"again");
+        assert_eq!(decoded.records, vec![expected]);
+    }
+
+    #[test]
+    fn a_record_that_is_not_valid_is_refused_as_prost_refuses_it() {
+        let mut bad_text = Vec::new();
+        encoding::bytes::encode(2, &b"\xff\xfe".to_vec(), &mut bad_text);
+        let mut bad_varint = Vec::new();
+        bad_varint.push(1 << 3);
+        bad_varint.extend_from_slice(&[0xff; 10]);
+        let mut past_end = Vec::new();
+        encoding::bytes::encode(3, &vec![1u8; 8], &mut past_end);
+        past_end.truncate(past_end.len() - 3);
+        for body in [bad_text, bad_varint, past_end] {
+            let mut bytes = Vec::new();
+            encoding::bytes::encode(RECORDS_TAG, &body, &mut bytes);
+            assert!(pb::Record::decode(&body[..]).is_err());
+            assert!(GetRecordsResponse::decode(&bytes[..]).is_err());
+        }
+        // An entry longer than the message.
+        let mut bytes = Vec::new();
+        encode_key(RECORDS_TAG, WireType::LengthDelimited, &mut bytes);
+        encode_varint(100, &mut bytes);
+        bytes.extend_from_slice(&[0; 10]);
+        assert!(GetRecordsResponse::decode(&bytes[..]).is_err());
+    }
+
+    #[test]
+    fn varints_are_read_as_protobuf_writes_them() {
+        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut b = Vec::new();
+            encode_varint(v, &mut b);
+            let mut i = 0;
+            assert_eq!(read_varint(&b, &mut i), Some(v));
+            assert_eq!(i, b.len());
+        }
+        let mut i = 0;
+        assert_eq!(read_varint(&[0x80, 0x80], &mut i), None, "unterminated");
     }
 
     #[test]
