@@ -63,9 +63,10 @@ impl<T: Message> Encoder for PresizedEncoder<T> {
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
-        // A `BytesMut` grows as needed, so encoding cannot run out of room.
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("encoding a message failed: {e}")))
+        // The room is reserved, and a `BytesMut` would grow anyway: `Message::encode` would
+        // only compute the length a second time to check it.
+        item.encode_raw(buf);
+        Ok(())
     }
 
     fn buffer_settings(&self) -> BufferSettings {
