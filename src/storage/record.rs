@@ -65,7 +65,8 @@ pub struct RecordRef<'a> {
 }
 
 /// A record as stored, with the sequence number and arrival time the log gave it. The byte
-/// fields are slices of the buffer the batch was read into: no copy per record.
+/// fields are slices of the bytes the batch was read from (a pooled read buffer, or the
+/// mapping of a sealed segment): no copy per record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     pub sequence: u64,
@@ -381,10 +382,11 @@ pub struct Decoded {
 }
 
 /// Decodes the records of a CRC-checked payload. `payload` is shared, and the records' byte
-/// fields are slices of it; the partition keys and ids of the records pushed are checked to be
-/// UTF-8, as they were written (a batch where one is not is `Malformed`). Records before `from_sequence` are skipped; at most `max_records`
+/// fields are slices of it. Records before `from_sequence` are skipped; at most `max_records`
 /// records and `max_bytes` bytes are pushed to `out` — but the first record always fits an
-/// empty `out`, so a reader makes progress past a record larger than its budget.
+/// empty `out`, so a reader makes progress past a record larger than its budget. The
+/// partition keys and ids of the records pushed are checked to be UTF-8, as they were
+/// written: a batch where one is not is `Malformed`, never served.
 pub fn decode_records(
     header: &BatchHeader,
     payload: &Bytes,

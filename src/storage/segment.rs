@@ -388,8 +388,8 @@ impl Segment {
         }
     }
 
-    /// Reads `len` bytes at `pos` (fewer at the end of the file).
-    /// The buffer comes from the shared pool: no fresh zeroed allocation per read.
+    /// Reads `len` bytes at `pos` (fewer at the end of the file) into a buffer of the shared
+    /// pool: no fresh zeroed allocation per read.
     fn read_exact(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
         let mut buf = ReadBufferPool::shared().take(len);
         let dst = buf.as_mut_slice();
