@@ -17,7 +17,8 @@ use std::sync::Mutex;
 use bytes::{Bytes, BytesMut};
 
 /// Buffers the shared pool keeps for reuse; reads in flight beyond that allocate as usual.
-pub const DEFAULT_POOLED_READ_BUFFERS: usize = 16;
+/// Reads are at most 8 MiB, so an idle server keeps at most 64 MiB here.
+pub const DEFAULT_POOLED_READ_BUFFERS: usize = 8;
 /// Largest buffer the shared pool keeps.
 pub const MAX_POOLED_READ_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// Reads smaller than this use a plain allocation: it comes from the heap, not a new mapping,
