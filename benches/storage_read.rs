@@ -1,7 +1,9 @@
 //! What reading a shard sequentially costs when its segments are in the page cache: the whole
 //! log, 1 KiB records written in batches of 500, read front to back with `ShardLog::read` at
 //! two byte budgets per call (1 MiB and 10 MiB, at most 10,000 records, as GetRecords takes).
-//! Throughput is record payload bytes per second.
+//! Twice: with segments so large that every record is in the active segment (read by copying
+//! into pooled buffers), and with 16 MiB segments, nearly all sealed (read through their
+//! read-only mappings). Throughput is record payload bytes per second.
 //!
 //! Run: `cargo bench --bench storage_read` (`-- --quick` for a short run). The log is written
 //! under `$SHARDLOG_BENCH_DIR` when set, else the system's temporary directory.
@@ -10,14 +12,17 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardlog::storage::io::RealIo;
+use shardlog::storage::log::MAX_SEGMENT_MAX_BYTES;
 use shardlog::storage::{BatchBuilder, LogConfig, RecordRef, ShardLog};
 
 /// Bytes of data per record.
 const RECORD_BYTES: usize = 1024;
 /// Records per appended batch.
 const BATCH: usize = 500;
-/// Records in the log: 500 MiB of payload in 1,024 batches, two default-sized segments.
+/// Records in the log: 500 MiB of payload in 1,024 batches.
 const RECORDS: usize = 1024 * BATCH;
+/// Segment size of the log whose records are nearly all in sealed segments.
+const SMALL_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Most records one read returns.
 const MAX_RECORDS: usize = 10_000;
 
@@ -62,22 +67,31 @@ fn read_all(log: &ShardLog, max_bytes: usize) -> usize {
 }
 
 fn read_sequential(c: &mut Criterion) {
-    let dir = bench_dir();
-    let log = ShardLog::open(RealIo::shared(), dir.path(), LogConfig::default()).expect("open log");
-    fill(&log);
-    // Every page was just written, so it is in the page cache; one pass warms the rest.
-    assert_eq!(read_all(&log, 1 << 20), RECORDS);
-
     let mut group = c.benchmark_group("read_sequential");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Bytes((RECORDS * RECORD_BYTES) as u64));
-    for (name, max_bytes) in [("budget_1MiB", 1usize << 20), ("budget_10MiB", 10 << 20)] {
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| assert_eq!(read_all(&log, max_bytes), RECORDS))
-        });
+    for (segments, segment_max_bytes) in [
+        ("active", MAX_SEGMENT_MAX_BYTES),
+        ("sealed", SMALL_SEGMENT_BYTES),
+    ] {
+        let dir = bench_dir();
+        let config = LogConfig {
+            segment_max_bytes,
+            ..LogConfig::default()
+        };
+        let log = ShardLog::open(RealIo::shared(), dir.path(), config).expect("open log");
+        fill(&log);
+        // Every page was just written, so it is in the page cache; one pass warms the rest.
+        assert_eq!(read_all(&log, 1 << 20), RECORDS);
+        for (budget, max_bytes) in [("budget_1MiB", 1usize << 20), ("budget_10MiB", 10 << 20)] {
+            let id = BenchmarkId::new(segments, budget);
+            group.bench_function(id, |b| {
+                b.iter(|| assert_eq!(read_all(&log, max_bytes), RECORDS))
+            });
+        }
     }
     group.finish();
 }

@@ -188,3 +188,130 @@ fn removing_a_segment_removes_its_three_files() {
     // Removing again finds nothing to remove and is not an error.
     seg.remove_files(&RealIo, dir.path()).unwrap();
 }
+
+/// Records with every optional field, some of them empty, and non-ASCII keys.
+fn varied_batches() -> Vec<Vec<Rec>> {
+    (0..12)
+        .map(|b| {
+            (0..5)
+                .map(|i| Rec {
+                    key: format!("clé-{b}-{i}-ü"),
+                    data: vec![(b * 5 + i) as u8; 10 + 7 * i],
+                    hash_key: (i % 2 == 0).then_some(u128::MAX - (b * 5 + i) as u128),
+                    group: (i % 3 != 0).then(|| format!("group-{}", i % 3)),
+                    dedup: (i != 4).then(|| format!("dedup-{b}-{i}")),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_sealed_segment_is_read_through_its_mapping_with_every_field_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = Segment::create(&RealIo, dir.path(), 0, CAPACITY).unwrap();
+    let all = varied_batches();
+    write(&seg, 0, &all);
+    let expected: Vec<Rec> = all.iter().flatten().cloned().collect();
+    let n = expected.len() as u64;
+    assert_records(&read(&seg, 0, n, 1000, usize::MAX).unwrap(), &expected, 0);
+    assert!(!seg.is_mapped(), "an active segment is read with copies");
+    seg.seal();
+    let first = read(&seg, 0, n, 1000, usize::MAX).unwrap();
+    assert!(seg.is_mapped());
+    assert_records(&first, &expected, 0);
+    // From the middle of a batch, by count and by bytes, as through the copying path.
+    assert_records(
+        &read(&seg, 7, n, 9, usize::MAX).unwrap(),
+        &expected[7..16],
+        7,
+    );
+    let budget = first[..3].iter().map(|r| r.encoded_len()).sum::<usize>();
+    assert_records(&read(&seg, 0, n, 1000, budget).unwrap(), &expected[..3], 0);
+    // Slices stay readable after the segment and its file are gone, as after retention.
+    seg.remove_files(&RealIo, dir.path()).unwrap();
+    drop(seg);
+    assert_records(&first, &expected, 0);
+}
+
+/// Flips one byte of the payload of the batch starting at `pos`.
+fn damage_payload(path: &std::path::Path, pos: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let at = pos + shardlog::storage::record::HEADER_LEN as u64 + 3;
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, at).unwrap();
+    file.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+}
+
+#[test]
+fn a_damaged_batch_in_a_mapped_sealed_segment_is_reported_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = Segment::create(&RealIo, dir.path(), 0, CAPACITY).unwrap();
+    let all = batches(10);
+    let third_at = {
+        let two = encode(&all[0]).frame_len() + encode(&all[1]).frame_len();
+        two as u64
+    };
+    write(&seg, 0, &all);
+    seg.seal();
+    let expected: Vec<Rec> = all.iter().flatten().cloned().collect();
+    assert_records(&read(&seg, 0, 30, 100, usize::MAX).unwrap(), &expected, 0);
+    assert!(seg.is_mapped());
+    // The file changes under the mapping (as a failing disk would show it): the CRC check
+    // of the read catches it.
+    damage_payload(&segment_file(dir.path(), 0, "log"), third_at);
+    let err = read(&seg, 6, 30, 100, usize::MAX).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Corrupt {
+                position,
+                reason: shardlog::storage::record::FrameError::PayloadCrc { .. },
+                ..
+            } if position == third_at
+        ),
+        "{err:?}"
+    );
+    // What precedes the damaged batch is still served, and a read past it goes on.
+    assert_records(
+        &read(&seg, 0, 6, 100, usize::MAX).unwrap(),
+        &expected[..6],
+        0,
+    );
+    assert_records(
+        &read(&seg, 9, 30, 100, usize::MAX).unwrap(),
+        &expected[9..],
+        9,
+    );
+}
+
+#[test]
+fn a_sealed_segment_damaged_before_it_is_mapped_is_reported_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = batches(10);
+    {
+        let seg = Segment::create(&RealIo, dir.path(), 0, CAPACITY).unwrap();
+        write(&seg, 0, &all);
+        seg.seal();
+    }
+    damage_payload(&segment_file(dir.path(), 0, "log"), 0);
+    let (seg, cut) = Segment::open(&RealIo, dir.path(), 0, false, CAPACITY, INTERVAL).unwrap();
+    assert_eq!(cut, None);
+    let err = read(&seg, 0, 30, 100, usize::MAX).unwrap_err();
+    assert!(seg.is_mapped());
+    assert!(
+        matches!(err, StorageError::Corrupt { position: 0, .. }),
+        "{err:?}"
+    );
+    let expected: Vec<Rec> = all.iter().flatten().cloned().collect();
+    assert_records(
+        &read(&seg, 3, 30, 100, usize::MAX).unwrap(),
+        &expected[3..],
+        3,
+    );
+}

@@ -203,9 +203,10 @@ impl StreamLog for StreamLogService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetRecordsResponse {
-            records: out.records.into_iter().map(convert::record).collect(),
+            records: Vec::new(),
             next_shard_iterator: out.next_shard_iterator,
             millis_behind_latest: out.millis_behind_latest as i64,
+            outgoing: out.records.into(),
         }))
     }
 
@@ -234,9 +235,10 @@ impl StreamLog for StreamLogService {
             .map_err(to_status)?;
         let events = ReceiverStream::new(rx).map(|item| match item {
             Ok(ev) => Ok(pb::SubscribeToShardEvent {
-                records: ev.records.into_iter().map(convert::record).collect(),
+                records: Vec::new(),
                 continuation_sequence_number: ev.continuation_sequence,
                 millis_behind_latest: ev.millis_behind_latest as i64,
+                outgoing: ev.records.into(),
             }),
             Err(e) => Err(to_status(e)),
         });

@@ -6,6 +6,8 @@
 //! | `record`    | the on-disk batch frame: encode, decode, CRC                         |
 //! | `index`     | memory-mapped sparse sequence → position and time → sequence indexes |
 //! | `segment`   | one segment file and its indexes: write, read, scan, seal            |
+//! | `read_buffer` | reusable read buffers that return to a pool with their last slice  |
+//! | `mapped`    | read-only maps of sealed segments: reads without a copy            |
 //! | `log`       | `ShardLog`: ordered segments, append, read, recover, retention       |
 //! | `commit`    | group commit: many waiting appends → one write + one sync            |
 //! | `io`        | the file-I/O seam and every durability syscall                       |
@@ -17,6 +19,8 @@ pub mod faulty;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod mapped;
+pub mod read_buffer;
 pub mod record;
 pub mod segment;
 

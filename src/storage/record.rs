@@ -65,7 +65,8 @@ pub struct RecordRef<'a> {
 }
 
 /// A record as stored, with the sequence number and arrival time the log gave it. The byte
-/// fields are slices of the buffer the batch was read into: no copy per record.
+/// fields are slices of the bytes the batch was read from (a pooled read buffer, or the
+/// mapping of a sealed segment): no copy per record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     pub sequence: u64,
@@ -383,7 +384,9 @@ pub struct Decoded {
 /// Decodes the records of a CRC-checked payload. `payload` is shared, and the records' byte
 /// fields are slices of it. Records before `from_sequence` are skipped; at most `max_records`
 /// records and `max_bytes` bytes are pushed to `out` — but the first record always fits an
-/// empty `out`, so a reader makes progress past a record larger than its budget.
+/// empty `out`, so a reader makes progress past a record larger than its budget. The
+/// partition keys and ids of the records pushed are checked to be UTF-8, as they were
+/// written: a batch where one is not is `Malformed`, never served.
 pub fn decode_records(
     header: &BatchHeader,
     payload: &Bytes,
@@ -453,6 +456,12 @@ pub fn decode_records(
             });
         }
         let [group, dedup] = ids;
+        // Written only from Rust strings, so UTF-8 unless damaged: checked here, where the
+        // bytes are in cache, so that the layers above can send them as text as they are.
+        let text = |r: &std::ops::Range<usize>| std::str::from_utf8(&buf[r.clone()]).is_ok();
+        if !text(&key) || !group.as_ref().is_none_or(text) || !dedup.as_ref().is_none_or(text) {
+            return Err(malformed("a partition key or id is not UTF-8"));
+        }
         out.push(StoredRecord {
             sequence,
             timestamp_ms: header.first_timestamp_ms,
@@ -588,6 +597,59 @@ mod tests {
             decode_all(&frame),
             Err(FrameError::PayloadCrc { .. })
         ));
+    }
+
+    #[test]
+    fn a_key_or_id_that_is_not_utf8_is_malformed_even_under_a_valid_crc() {
+        let frame = frame_of(
+            &[
+                RecordRef {
+                    partition_key: "ok",
+                    data: b"first",
+                    ..Default::default()
+                },
+                RecordRef {
+                    partition_key: "k\u{e9}",
+                    data: b"second",
+                    message_group_id: Some("g\u{e9}"),
+                    ..Default::default()
+                },
+            ],
+            3,
+            9,
+        );
+        // Rewrites the two-byte `é` at `at` as bytes that are not UTF-8, with valid CRCs.
+        let damaged = |at: usize| {
+            let mut f = frame.clone();
+            f[at] = 0xff;
+            let mut header = BatchHeader::decode(&f).unwrap();
+            header.payload_crc = crc32fast::hash(&f[HEADER_LEN..]);
+            header.encode_into(&mut f[..HEADER_LEN]);
+            f
+        };
+        let key_at = frame
+            .windows(3)
+            .rposition(|w| w == "k\u{e9}".as_bytes())
+            .unwrap()
+            + 1;
+        let group_at = frame
+            .windows(3)
+            .position(|w| w == "g\u{e9}".as_bytes())
+            .unwrap()
+            + 1;
+        for at in [key_at, group_at] {
+            let f = damaged(at);
+            assert!(matches!(
+                decode_all(&f),
+                Err(FrameError::Malformed { count: 2, .. })
+            ));
+            // Records before the damaged one are not pushed when it is not wanted.
+            let header = BatchHeader::decode(&f).unwrap();
+            let payload = Bytes::copy_from_slice(&f[HEADER_LEN..]);
+            let mut out = Vec::new();
+            decode_records(&header, &payload, 0, 1, usize::MAX, &mut out).unwrap();
+            assert_eq!(&out[0].partition_key[..], b"ok");
+        }
     }
 
     #[test]

@@ -13,13 +13,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::error::StorageError;
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::io::{Io, IoFile};
+use super::mapped::SealedMap;
+use super::read_buffer::ReadBufferPool;
 use super::record::{self, BatchHeader, FrameError, StoredRecord, HEADER_LEN};
 
 /// Digits of a segment file name: the 20 of `u64::MAX`.
@@ -68,6 +70,9 @@ pub struct Segment {
     next_sequence: AtomicU64,
     max_timestamp_ms: AtomicU64,
     sealed: AtomicBool,
+    /// The file mapped read-only, made on the first read after sealing (`None` inside when
+    /// it could not be made: reads then copy the bytes out).
+    mapped: OnceLock<Option<Arc<SealedMap>>>,
 }
 
 impl Segment {
@@ -101,6 +106,7 @@ impl Segment {
             next_sequence: AtomicU64::new(base),
             max_timestamp_ms: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            mapped: OnceLock::new(),
         })
     }
 
@@ -139,6 +145,7 @@ impl Segment {
             next_sequence: AtomicU64::new(base),
             max_timestamp_ms: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            mapped: OnceLock::new(),
         };
         let truncated = seg.recover(active, file_len, index_interval)?;
         if !active {
@@ -381,22 +388,55 @@ impl Segment {
         }
     }
 
-    /// Reads `len` bytes at `pos` (fewer at the end of the file).
+    /// Reads `len` bytes at `pos` (fewer at the end of the file) into a buffer of the shared
+    /// pool: no fresh zeroed allocation per read.
     fn read_exact(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
-        let mut buf = BytesMut::zeroed(len);
+        let mut buf = ReadBufferPool::shared().take(len);
+        let dst = buf.as_mut_slice();
         let mut filled = 0;
         while filled < len {
             let n = self
                 .file
-                .read_at(&mut buf[filled..], pos + filled as u64)
+                .read_at(&mut dst[filled..], pos + filled as u64)
                 .map_err(|e| StorageError::io("read segment", &self.path, e))?;
             if n == 0 {
                 break;
             }
             filled += n;
         }
-        buf.truncate(filled);
-        Ok(buf.freeze())
+        Ok(buf.freeze(filled))
+    }
+
+    /// Bytes `[pos, pos + len)` of the segment (fewer at its end): a slice of the mapping of
+    /// a sealed segment, read into a pooled buffer otherwise.
+    fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
+        if let (Some(map), Ok(start)) = (self.sealed_map(), usize::try_from(pos)) {
+            let end = start.saturating_add(len).min(map.len());
+            if let Some(bytes) = map.slice(start..end.max(start)) {
+                return Ok(bytes);
+            }
+        }
+        self.read_exact(pos, len)
+    }
+
+    /// The mapping of the sealed segment's whole batches, made on first use.
+    fn sealed_map(&self) -> Option<&Arc<SealedMap>> {
+        if !self.is_sealed() {
+            return None;
+        }
+        self.mapped
+            .get_or_init(|| {
+                // Sealed: no batch is added any more, so this length is final.
+                let len = self.readable_len.load(Ordering::Acquire);
+                match SealedMap::open(&self.path, len) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        tracing::warn!(segment = %self.path.display(), error = %e, "could not map a sealed segment; reading it with copies");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     /// Appends records with sequence numbers in `[from, end)` to `out`, starting from the
@@ -445,7 +485,7 @@ impl Segment {
                         .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
                         .max(need)
                         .min((readable - pos) as usize);
-                    buf = self.read_exact(pos, want)?;
+                    buf = self.read_chunk(pos, want)?;
                     buf_pos = pos;
                     if buf.len() < need {
                         return Err(self.corrupt(
@@ -663,6 +703,11 @@ impl Segment {
     /// True once sealed.
     pub fn is_sealed(&self) -> bool {
         self.sealed.load(Ordering::Acquire)
+    }
+
+    /// True once reads of this sealed segment go through its read-only mapping.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.mapped.get(), Some(Some(_)))
     }
 
     /// The log file's path.

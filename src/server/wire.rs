@@ -1,0 +1,655 @@
+//! The two read answers of the contract, `GetRecordsResponse` and `SubscribeToShardEvent`, as
+//! hand-written protobuf messages that encode stored records straight from the read buffers.
+//!
+//! The generated messages would need every record turned into a `pb::Record` first: a `String`
+//! allocated and validated per partition key, a decimal string per explicit hash key, and a
+//! second walk to encode it. Here the server hands over the records as read
+//! ([`OutgoingRecords`]) and encoding writes the wire format from them (keys and ids are
+//! known to be UTF-8: storage checks them as it decodes). Decoding, which only clients do,
+//! fills `records` exactly as the generated code would, so the messages look the same to
+//! every caller; `build.rs` maps the contract's two messages to these types and re-exports
+//! them from `proto::v1`.
+//!
+//! A `Record` on the wire, as `shardlog.proto` defines it (fields at their default value are
+//! left out, as protobuf 3 does):
+//!
+//! | tag | type   | field                              | from the stored record           |
+//! |----:|--------|------------------------------------|----------------------------------|
+//! |   1 | uint64 | sequence_number                    | `sequence`                       |
+//! |   2 | string | partition_key                      | `partition_key`                  |
+//! |   3 | bytes  | data                               | `data`                           |
+//! |   4 | int64  | approximate_arrival_timestamp_ms   | `timestamp_ms`                   |
+//! |   5 | string | explicit_hash_key (decimal)        | `explicit_hash_key`              |
+//! |   6 | string | message_group_id                   | `message_group_id`               |
+//! |   7 | string | deduplication_id                   | `deduplication_id`               |
+
+use bytes::{Buf, BufMut};
+use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::{DecodeError, Message};
+
+use crate::proto::v1 as pb;
+use crate::storage::StoredRecord;
+
+const RECORDS_TAG: u32 = 1;
+/// Longest decimal form of a `u128`.
+const MAX_HASH_KEY_DIGITS: usize = 39;
+
+/// Stored records on their way to a client.
+///
+/// Their partition keys and ids are sent as the `string`s of the contract without being
+/// checked again: storage decodes only records whose keys and ids are UTF-8 (they are
+/// written from Rust strings, and a batch where one is not is reported as corrupt), so
+/// records from a read always qualify. Records built by hand must hold UTF-8 there too, or
+/// the receiving client rejects the whole message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutgoingRecords(Vec<StoredRecord>);
+
+impl From<Vec<StoredRecord>> for OutgoingRecords {
+    fn from(records: Vec<StoredRecord>) -> Self {
+        debug_assert!(
+            records.iter().all(|r| [
+                Some(&r.partition_key),
+                r.message_group_id.as_ref(),
+                r.deduplication_id.as_ref()
+            ]
+            .into_iter()
+            .flatten()
+            .all(|t| std::str::from_utf8(t).is_ok())),
+            "text fields of outgoing records must be UTF-8"
+        );
+        OutgoingRecords(records)
+    }
+}
+
+impl OutgoingRecords {
+    /// The records, in the order they are sent.
+    pub fn as_slice(&self) -> &[StoredRecord] {
+        &self.0
+    }
+
+    /// True when there is no record to send.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|r| {
+                let len = record_len(r);
+                encoding::key_len(RECORDS_TAG) + encoded_len_varint(len as u64) + len
+            })
+            .sum()
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        for r in &self.0 {
+            encode_entry(r, buf);
+        }
+    }
+}
+
+/// The decimal digits of `k`, right-aligned in the returned buffer, and where they start.
+fn decimal(mut k: u128) -> ([u8; MAX_HASH_KEY_DIGITS], usize) {
+    let mut out = [0u8; MAX_HASH_KEY_DIGITS];
+    let mut at = MAX_HASH_KEY_DIGITS;
+    loop {
+        at -= 1;
+        out[at] = b'0' + (k % 10) as u8;
+        k /= 10;
+        if k == 0 {
+            return (out, at);
+        }
+    }
+}
+
+fn decimal_len(k: u128) -> usize {
+    MAX_HASH_KEY_DIGITS - decimal(k).1
+}
+
+fn varint_field_len(tag: u32, v: u64) -> usize {
+    if v == 0 {
+        0
+    } else {
+        encoding::key_len(tag) + encoded_len_varint(v)
+    }
+}
+
+fn bytes_field_len(tag: u32, b: &[u8]) -> usize {
+    if b.is_empty() {
+        0
+    } else {
+        encoding::key_len(tag) + encoded_len_varint(b.len() as u64) + b.len()
+    }
+}
+
+/// Bytes of a stored record's `Record` message, without its key and length.
+fn record_len(r: &StoredRecord) -> usize {
+    varint_field_len(1, r.sequence)
+        + bytes_field_len(2, &r.partition_key)
+        + bytes_field_len(3, &r.data)
+        + varint_field_len(4, r.timestamp_ms as i64 as u64)
+        + r.explicit_hash_key.map_or(0, |k| {
+            let n = decimal_len(k);
+            encoding::key_len(5) + encoded_len_varint(n as u64) + n
+        })
+        + r.message_group_id
+            .as_ref()
+            .map_or(0, |g| bytes_field_len(6, g))
+        + r.deduplication_id
+            .as_ref()
+            .map_or(0, |d| bytes_field_len(7, d))
+}
+
+fn put_bytes_field(tag: u32, b: &[u8], buf: &mut impl BufMut) {
+    if !b.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(b.len() as u64, buf);
+        buf.put_slice(b);
+    }
+}
+
+/// Room for the varint fields written before a record's partition key.
+const SMALL_BYTES: usize = 40;
+
+/// A few varint-encoded fields gathered on the stack and handed to the buffer at once: a
+/// `BufMut` write costs more than the few bytes it writes.
+struct Small {
+    bytes: [u8; SMALL_BYTES],
+    len: usize,
+}
+
+impl Small {
+    fn new() -> Small {
+        Small {
+            bytes: [0; SMALL_BYTES],
+            len: 0,
+        }
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.bytes[self.len] = (v as u8) | 0x80;
+            self.len += 1;
+            v >>= 7;
+        }
+        self.bytes[self.len] = v as u8;
+        self.len += 1;
+    }
+
+    fn key(&mut self, tag: u32, wire_type: WireType) {
+        self.varint(u64::from(tag << 3 | wire_type as u32));
+    }
+
+    /// A varint field, left out at its default value as protobuf 3 does.
+    fn varint_field(&mut self, tag: u32, v: u64) {
+        if v != 0 {
+            self.key(tag, WireType::Varint);
+            self.varint(v);
+        }
+    }
+
+    /// The key and length of a bytes field (its bytes follow), left out when empty.
+    fn bytes_prefix(&mut self, tag: u32, len: usize) {
+        if len != 0 {
+            self.key(tag, WireType::LengthDelimited);
+            self.varint(len as u64);
+        }
+    }
+
+    fn put_to(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.bytes[..self.len]);
+    }
+}
+
+/// Writes a stored record as one `records` entry: key, length, then the `Record`'s fields
+/// in tag order, as prost writes them.
+fn encode_entry(r: &StoredRecord, buf: &mut impl BufMut) {
+    // Longest: 1 + 10 (entry key and length) + 1 + 10 (sequence) + 1 + 10 (key's length).
+    let mut head = Small::new();
+    head.key(RECORDS_TAG, WireType::LengthDelimited);
+    head.varint(record_len(r) as u64);
+    head.varint_field(1, r.sequence);
+    head.bytes_prefix(2, r.partition_key.len());
+    head.put_to(buf);
+    buf.put_slice(&r.partition_key);
+    let mut data = Small::new();
+    data.bytes_prefix(3, r.data.len());
+    data.put_to(buf);
+    buf.put_slice(&r.data);
+    let mut tail = Small::new();
+    tail.varint_field(4, r.timestamp_ms as i64 as u64);
+    tail.put_to(buf);
+    if let Some(k) = r.explicit_hash_key {
+        let (digits, at) = decimal(k);
+        put_bytes_field(5, &digits[at..], buf);
+    }
+    if let Some(g) = &r.message_group_id {
+        put_bytes_field(6, g, buf);
+    }
+    if let Some(d) = &r.deduplication_id {
+        put_bytes_field(7, d, buf);
+    }
+}
+
+/// Decodes one `records` entry and appends it to `records`: from the buffer's bytes in place
+/// when the entry is in one contiguous chunk (tonic's receive buffer always is) and has the
+/// usual shape, through prost's generated decoder otherwise, which then also names whatever
+/// is wrong with it. Both give the same record.
+fn merge_record(
+    wire_type: WireType,
+    records: &mut Vec<pb::Record>,
+    buf: &mut impl Buf,
+    ctx: encoding::DecodeContext,
+) -> Result<(), DecodeError> {
+    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+    let len = encoding::decode_varint(buf)?;
+    let parsed = match usize::try_from(len) {
+        Ok(len) if len <= buf.chunk().len() => parse_record(&buf.chunk()[..len]).map(|p| (len, p)),
+        _ => None,
+    };
+    let Some((len, (mut record, data))) = parsed else {
+        // Put the length back in front for prost's own length-delimited decoding.
+        let mut prefix = Vec::with_capacity(10);
+        encode_varint(len, &mut prefix);
+        let mut whole = (&prefix[..]).chain(buf);
+        encoding::message::merge_repeated(WireType::LengthDelimited, records, &mut whole, ctx)?;
+        return Ok(());
+    };
+    match data {
+        Some((at, n)) => {
+            buf.advance(at);
+            // A slice of the receive buffer, as prost's decoder makes it: no copy.
+            record.data = buf.copy_to_bytes(n);
+            buf.advance(len - at - n);
+        }
+        None => buf.advance(len),
+    }
+    records.push(record);
+    Ok(())
+}
+
+/// The fields of an encoded `Record`, except `data`, whose position and length are returned
+/// instead. `None` when the bytes hold anything but the fields of the contract with their
+/// wire types, valid varints and UTF-8 strings.
+fn parse_record(b: &[u8]) -> Option<(pb::Record, Option<(usize, usize)>)> {
+    let mut record = pb::Record::default();
+    let mut data = None;
+    let mut i = 0;
+    while i < b.len() {
+        let key = read_varint(b, &mut i)?;
+        match (key >> 3, key & 7) {
+            (1, 0) => record.sequence_number = read_varint(b, &mut i)?,
+            (4, 0) => record.approximate_arrival_timestamp_ms = read_varint(b, &mut i)? as i64,
+            (tag @ (2 | 3 | 5 | 6 | 7), 2) => {
+                let n = usize::try_from(read_varint(b, &mut i)?).ok()?;
+                let field = b.get(i..i.checked_add(n)?)?;
+                let text = || std::str::from_utf8(field).ok().map(str::to_owned);
+                match tag {
+                    2 => record.partition_key = text()?,
+                    3 => data = Some((i, n)),
+                    5 => record.explicit_hash_key = text()?,
+                    6 => record.message_group_id = text()?,
+                    _ => record.deduplication_id = text()?,
+                }
+                i += n;
+            }
+            _ => return None,
+        }
+    }
+    Some((record, data))
+}
+
+/// Reads a varint at `b[*i..]` as protobuf encodes it (at most ten bytes, the tenth holding
+/// one bit).
+fn read_varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in 0..10 {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        if shift == 9 && byte > 1 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << (7 * shift);
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Records read, and where to continue (`shardlog.v1.GetRecordsResponse`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetRecordsResponse {
+    /// The records, in sequence order; may be empty even when more follow. A decoded answer
+    /// holds every record here.
+    pub records: Vec<pb::Record>,
+    /// Token to continue from; empty once a closed shard has been read to its end.
+    pub next_shard_iterator: String,
+    /// How far the read position is behind the shard's newest record, in milliseconds; 0 when
+    /// caught up.
+    pub millis_behind_latest: i64,
+    /// Records a server sends as read from storage, on the wire after those of `records` (as
+    /// more `records` entries). Decoding never fills it.
+    pub outgoing: OutgoingRecords,
+}
+
+impl Message for GetRecordsResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
+        self.outgoing.encode(buf);
+        if !self.next_shard_iterator.is_empty() {
+            encoding::string::encode(2, &self.next_shard_iterator, buf);
+        }
+        if self.millis_behind_latest != 0 {
+            encoding::int64::encode(3, &self.millis_behind_latest, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: encoding::DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => merge_record(wire_type, &mut self.records, buf, ctx),
+            2 => encoding::string::merge(wire_type, &mut self.next_shard_iterator, buf, ctx),
+            3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
+            + self.outgoing.encoded_len()
+            + if self.next_shard_iterator.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(2, &self.next_shard_iterator)
+            }
+            + if self.millis_behind_latest == 0 {
+                0
+            } else {
+                encoding::int64::encoded_len(3, &self.millis_behind_latest)
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = GetRecordsResponse::default();
+    }
+}
+
+/// A batch of records pushed to a subscriber (`shardlog.v1.SubscribeToShardEvent`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscribeToShardEvent {
+    /// The records, in sequence order; may be empty (a keep-alive that still reports lag). A
+    /// decoded event holds every record here.
+    pub records: Vec<pb::Record>,
+    /// Resume after this sequence number (AFTER_SEQUENCE_NUMBER) to continue without gaps.
+    pub continuation_sequence_number: u64,
+    /// How far the subscription is behind the shard's newest record, in milliseconds.
+    pub millis_behind_latest: i64,
+    /// Records a server sends as read from storage, on the wire after those of `records` (as
+    /// more `records` entries). Decoding never fills it.
+    pub outgoing: OutgoingRecords,
+}
+
+impl Message for SubscribeToShardEvent {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
+        self.outgoing.encode(buf);
+        if self.continuation_sequence_number != 0 {
+            encoding::uint64::encode(2, &self.continuation_sequence_number, buf);
+        }
+        if self.millis_behind_latest != 0 {
+            encoding::int64::encode(3, &self.millis_behind_latest, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: encoding::DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => merge_record(wire_type, &mut self.records, buf, ctx),
+            2 => {
+                encoding::uint64::merge(wire_type, &mut self.continuation_sequence_number, buf, ctx)
+            }
+            3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
+            + self.outgoing.encoded_len()
+            + if self.continuation_sequence_number == 0 {
+                0
+            } else {
+                encoding::uint64::encoded_len(2, &self.continuation_sequence_number)
+            }
+            + if self.millis_behind_latest == 0 {
+                0
+            } else {
+                encoding::int64::encoded_len(3, &self.millis_behind_latest)
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = SubscribeToShardEvent::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::convert;
+    use bytes::Bytes;
+
+    fn stored(sequence: u64) -> StoredRecord {
+        StoredRecord {
+            sequence,
+            timestamp_ms: 1_700_000_000_123,
+            partition_key: Bytes::from_static("clé-ü".as_bytes()),
+            data: Bytes::from(vec![sequence as u8; 300]),
+            explicit_hash_key: None,
+            message_group_id: None,
+            deduplication_id: None,
+        }
+    }
+
+    fn varied() -> Vec<StoredRecord> {
+        let mut all = vec![
+            stored(0),
+            stored(1),
+            StoredRecord {
+                explicit_hash_key: Some(u128::MAX),
+                message_group_id: Some(Bytes::from_static(b"group-7")),
+                deduplication_id: Some(Bytes::from_static(b"dedup-42")),
+                ..stored(2)
+            },
+            StoredRecord {
+                explicit_hash_key: Some(0),
+                message_group_id: Some(Bytes::new()),
+                deduplication_id: Some(Bytes::new()),
+                data: Bytes::new(),
+                timestamp_ms: 0,
+                ..stored(300)
+            },
+            StoredRecord {
+                partition_key: Bytes::from_static("キー".as_bytes()),
+                message_group_id: Some(Bytes::from_static("é".as_bytes())),
+                ..stored(u64::MAX)
+            },
+        ];
+        all.push(StoredRecord {
+            explicit_hash_key: Some(12_345_678_901_234_567_890),
+            ..stored(1 << 40)
+        });
+        // Lengths and values whose varints take more than one byte, up to the longest.
+        all.push(StoredRecord {
+            partition_key: Bytes::from("ключ".repeat(40)),
+            data: Bytes::from(vec![9u8; 70_000]),
+            timestamp_ms: u64::MAX,
+            ..stored(u64::MAX - 1)
+        });
+        all
+    }
+
+    /// What the generated code sends today for the same records.
+    fn generated_answer(records: &[StoredRecord]) -> Vec<pb::Record> {
+        records.iter().cloned().map(convert::record).collect()
+    }
+
+    #[test]
+    fn outgoing_records_decode_as_the_records_the_conversion_makes() {
+        let records = varied();
+        let answer = GetRecordsResponse {
+            records: Vec::new(),
+            next_shard_iterator: "next".into(),
+            millis_behind_latest: 17,
+            outgoing: records.clone().into(),
+        };
+        let bytes = answer.encode_to_vec();
+        assert_eq!(bytes.len(), answer.encoded_len());
+        let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.records, generated_answer(&records));
+        assert_eq!(decoded.next_shard_iterator, "next");
+        assert_eq!(decoded.millis_behind_latest, 17);
+        assert!(decoded.outgoing.is_empty());
+    }
+
+    #[test]
+    fn a_stored_record_encodes_to_the_bytes_of_its_converted_record() {
+        for r in varied() {
+            let mut ours = Vec::new();
+            encode_entry(&r, &mut ours);
+            let mut expected = Vec::new();
+            encoding::message::encode(RECORDS_TAG, &convert::record(r), &mut expected);
+            assert_eq!(ours, expected);
+        }
+    }
+
+    #[test]
+    fn an_event_round_trips_with_records_of_both_kinds() {
+        let records = varied();
+        let event = SubscribeToShardEvent {
+            records: generated_answer(&records[..2]),
+            continuation_sequence_number: u64::MAX,
+            millis_behind_latest: -1,
+            outgoing: records[2..].to_vec().into(),
+        };
+        let bytes = event.encode_to_vec();
+        assert_eq!(bytes.len(), event.encoded_len());
+        let decoded = SubscribeToShardEvent::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.records, generated_answer(&records));
+        assert_eq!(decoded.continuation_sequence_number, u64::MAX);
+        assert_eq!(decoded.millis_behind_latest, -1);
+    }
+
+    #[test]
+    fn an_empty_event_is_empty_on_the_wire() {
+        assert!(SubscribeToShardEvent::default().encode_to_vec().is_empty());
+        assert!(GetRecordsResponse::default().encode_to_vec().is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_when_decoding() {
+        let mut bytes = Vec::new();
+        encoding::string::encode(9, &"later".to_owned(), &mut bytes);
+        encoding::int64::encode(3, &5, &mut bytes);
+        let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.millis_behind_latest, 5);
+    }
+
+    /// `records` as the repeated field 1 of a message, by prost's generated encoder.
+    fn encoded_records(records: &[pb::Record]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encoding::message::encode_repeated(RECORDS_TAG, records, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn records_decode_the_same_in_place_and_through_a_split_buffer() {
+        let records = generated_answer(&varied());
+        let bytes = encoded_records(&records);
+        let whole = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        assert_eq!(whole.records, records);
+        for cut in [1, 7, bytes.len() / 2, bytes.len() - 1] {
+            let (a, b) = bytes.split_at(cut);
+            let split = SubscribeToShardEvent::decode(a.chain(b)).expect("decodes");
+            assert_eq!(split.records, records, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_record_of_an_unusual_shape_decodes_as_prost_decodes_it() {
+        let record = generated_answer(&varied()).remove(2);
+        let mut body = record.encode_to_vec();
+        // A field this version does not know, then `data` and `sequence_number` again: the
+        // unknown field is skipped, the last value of a field wins.
+        encoding::string::encode(9, &"future".to_owned(), &mut body);
+        encoding::bytes::encode(3, &bytes::Bytes::from_static(b"again"), &mut body);
+        encoding::uint64::encode(1, &77, &mut body);
+        let mut bytes = Vec::new();
+        encoding::bytes::encode(RECORDS_TAG, &body, &mut bytes);
+        let decoded = GetRecordsResponse::decode(&bytes[..]).expect("decodes");
+        let expected = pb::Record::decode(&body[..]).expect("prost decodes it");
+        assert_eq!(expected.sequence_number, 77);
+        assert_eq!(&expected.data[..], b"again");
+        assert_eq!(decoded.records, vec![expected]);
+    }
+
+    #[test]
+    fn a_record_that_is_not_valid_is_refused_as_prost_refuses_it() {
+        let mut bad_text = Vec::new();
+        encoding::bytes::encode(2, &b"\xff\xfe".to_vec(), &mut bad_text);
+        let mut bad_varint = Vec::new();
+        bad_varint.push(1 << 3);
+        bad_varint.extend_from_slice(&[0xff; 10]);
+        let mut past_end = Vec::new();
+        encoding::bytes::encode(3, &vec![1u8; 8], &mut past_end);
+        past_end.truncate(past_end.len() - 3);
+        for body in [bad_text, bad_varint, past_end] {
+            let mut bytes = Vec::new();
+            encoding::bytes::encode(RECORDS_TAG, &body, &mut bytes);
+            assert!(pb::Record::decode(&body[..]).is_err());
+            assert!(GetRecordsResponse::decode(&bytes[..]).is_err());
+        }
+        // An entry longer than the message.
+        let mut bytes = Vec::new();
+        encode_key(RECORDS_TAG, WireType::LengthDelimited, &mut bytes);
+        encode_varint(100, &mut bytes);
+        bytes.extend_from_slice(&[0; 10]);
+        assert!(GetRecordsResponse::decode(&bytes[..]).is_err());
+    }
+
+    #[test]
+    fn varints_are_read_as_protobuf_writes_them() {
+        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut b = Vec::new();
+            encode_varint(v, &mut b);
+            let mut i = 0;
+            assert_eq!(read_varint(&b, &mut i), Some(v));
+            assert_eq!(i, b.len());
+        }
+        let mut i = 0;
+        assert_eq!(read_varint(&[0x80, 0x80], &mut i), None, "unterminated");
+    }
+
+    #[test]
+    fn hash_keys_are_written_in_decimal() {
+        for k in [0u128, 9, 10, 1 << 64, u128::MAX] {
+            let (digits, at) = decimal(k);
+            assert_eq!(
+                std::str::from_utf8(&digits[at..]),
+                Ok(k.to_string().as_str())
+            );
+        }
+    }
+}
