@@ -519,8 +519,10 @@ mod live {
                 .len()
         };
         // Counted as distinct records: delivery is at least once, and until A's next heartbeat
-        // tells it about the move, A may still hand over a record of a shard B already owns.
-        while distinct(&seen_a, &seen_b) < 40 {
+        // tells it about the move, A may still hand over a record of a shard B already owns —
+        // possibly all 40 before B reads. B still reads its own shards from the start (A
+        // cannot checkpoint a shard it lost), so the loop also waits for B's first batch.
+        while distinct(&seen_a, &seen_b) < 40 || seen_a.is_empty() || seen_b.is_empty() {
             tokio::select! {
                 Some(batch) = a.recv() => seen_a.extend(batch.records.into_iter().map(|r| r.data)),
                 Some(batch) = b.recv() => seen_b.extend(batch.records.into_iter().map(|r| r.data)),
