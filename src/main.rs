@@ -227,12 +227,6 @@ struct ConsumeArgs {
     server: ServerArg,
 }
 
-/// The server allocates and frees small buffers from many threads at once (request entries on
-/// the workers, batches on the blocking pool); mimalloc's per-thread heaps serve that without
-/// the arena locking glibc's allocator does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
