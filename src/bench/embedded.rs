@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -193,6 +193,28 @@ pub fn process_rss() -> Option<(u64, u64)> {
     ))
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat`'s CPU times: `USER_HZ`, which the kernel fixes
+/// at 100 for user space on every architecture shardlog runs on.
+pub const USER_HZ: u64 = 100;
+
+/// CPU time (user + system) the process has used so far, from `/proc/self/stat`; `None` where
+/// that file is not there.
+pub fn process_cpu() -> Option<Duration> {
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User plus system time of a `/proc/<pid>/stat` line. The command name (field 2) is in
+/// parentheses and may itself hold spaces and parentheses, so fields are counted from the last
+/// `)`: `utime` and `stime` are the 12th and 13th after it.
+pub fn stat_cpu(stat: &str) -> Option<Duration> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime.checked_add(stime)?;
+    Some(Duration::from_millis(ticks.checked_mul(1000 / USER_HZ)?))
+}
+
 /// The value of a `Key:   1234 kB` line of a `/proc/<pid>/status` text, in KiB.
 pub fn status_kib(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| {
@@ -207,6 +229,14 @@ pub fn status_kib(status: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name_whatever_it_holds() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 12 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(stat_cpu(stat), Some(Duration::from_millis(3250)));
+        assert_eq!(stat_cpu("4242 (x) S 1 2"), None, "too few fields");
+        assert_eq!(stat_cpu("no command name"), None);
+    }
 
     const STATUS: &str = "Name:\tshardlog\nVmPeak:\t  812340 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   30720 kB\nThreads:\t6\n";
 

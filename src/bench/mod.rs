@@ -176,10 +176,26 @@ fn run_id() -> String {
     }
 }
 
+/// The process's CPU time from its start to [`CpuClock::stop`].
+struct CpuClock(Option<Duration>);
+
+impl CpuClock {
+    fn start() -> CpuClock {
+        CpuClock(embedded::process_cpu())
+    }
+
+    /// CPU time used since the start; `None` where the process's CPU time cannot be read.
+    fn stop(self) -> Option<Duration> {
+        Some(embedded::process_cpu()?.saturating_sub(self.0?))
+    }
+}
+
 /// What the measured phase counted.
 struct Measured {
     meter: Arc<Meter>,
     elapsed: Duration,
+    /// CPU time the process used during the measured phase.
+    cpu: Option<Duration>,
     e2e_missing: u64,
     fill: Option<FillReport>,
 }
@@ -211,6 +227,7 @@ impl Measured {
             records: counts.records,
             bytes: counts.bytes,
             elapsed: self.elapsed,
+            cpu: self.cpu,
             failed_entries: counts.failed_entries,
             rpc_errors: counts.rpc_errors,
             e2e_missing: self.e2e_missing,
@@ -317,11 +334,14 @@ async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measure
         acked: None,
     });
     let progress = Progress::start("produce", Arc::clone(&meter), start);
+    let cpu = CpuClock::start();
     let elapsed = produce::run_producers(phase, clients).await;
+    let cpu = cpu.stop();
     drop(progress);
     Ok(Measured {
         meter,
         elapsed,
+        cpu,
         e2e_missing: 0,
         fill: None,
     })
@@ -351,6 +371,7 @@ async fn measure_consume(
     let meter = Arc::new(Meter::default());
     let start = Instant::now();
     let progress = Progress::start("consume", Arc::clone(&meter), start);
+    let cpu = CpuClock::start();
     let elapsed = consume::read_all(
         clients,
         &plan.stream,
@@ -360,10 +381,12 @@ async fn measure_consume(
         Arc::clone(&meter),
     )
     .await;
+    let cpu = cpu.stop();
     drop(progress);
     Ok(Measured {
         meter,
         elapsed,
+        cpu,
         e2e_missing: 0,
         fill: Some(fill),
     })
@@ -442,14 +465,17 @@ async fn measure_e2e(
         acked: Some(acked),
     });
     let progress = Progress::start("e2e", Arc::clone(&meter), start);
+    let cpu = CpuClock::start();
     let elapsed = produce::run_producers(phase, producers).await;
     subscribers.finish(DEFAULT_E2E_DRAIN).await;
+    let cpu = cpu.stop();
     drop(progress);
     let counts = meter.counts();
     Ok(Measured {
         e2e_missing: counts.records.saturating_sub(counts.received),
         meter,
         elapsed,
+        cpu,
         fill: None,
     })
 }

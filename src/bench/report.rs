@@ -6,7 +6,8 @@
 //! ```text
 //! { "workload", "consume_mode", "put_api", "in_flight", "idle_subscribers", "server", "fsync", "stream", "shards", "producers",
 //!   "consumers", "record_size", "batch_size", "rate", "key_space", "dedup", "message_groups",
-//!   "records", "bytes", "elapsed_secs", "records_per_sec", "mb_per_sec",
+//!   "records", "bytes", "elapsed_secs", "records_per_sec", "mb_per_sec", "cpu_secs",
+//!   "cpu_us_per_record",
 //!   "errors", "failed_entries", "rpc_errors", "e2e_missing", "first_error",
 //!   "latency_ms":     { "count", "p50", "p90", "p99", "p999", "max" },
 //!   "e2e_latency_ms": { "count", "p50", "p90", "p99", "p999", "max" },
@@ -74,6 +75,9 @@ pub struct BenchReport {
     pub bytes: u64,
     /// Length of the measured phase.
     pub elapsed: Duration,
+    /// CPU time (user + system) of this process during the measured phase: with `--embedded`,
+    /// the server's and the bench's together. Steadier than a rate on a shared machine.
+    pub cpu: Option<Duration>,
     pub failed_entries: u64,
     pub rpc_errors: u64,
     /// Acknowledged e2e records no subscriber received before the run's end.
@@ -109,6 +113,12 @@ impl FillReport {
 impl BenchReport {
     pub fn records_per_sec(&self) -> f64 {
         per_sec(self.records as f64, self.elapsed)
+    }
+
+    /// CPU time per record of the measured phase, when both are known.
+    pub fn cpu_per_record(&self) -> Option<Duration> {
+        let cpu = self.cpu?;
+        (self.records > 0).then(|| Duration::from_secs_f64(cpu.as_secs_f64() / self.records as f64))
     }
 
     pub fn mb_per_sec(&self) -> f64 {
@@ -149,6 +159,16 @@ impl BenchReport {
             ("elapsed_secs", Json::Float(self.elapsed.as_secs_f64())),
             ("records_per_sec", Json::Float(self.records_per_sec())),
             ("mb_per_sec", Json::Float(self.mb_per_sec())),
+            (
+                "cpu_secs",
+                self.cpu
+                    .map_or(Json::Null, |c| Json::Float(c.as_secs_f64())),
+            ),
+            (
+                "cpu_us_per_record",
+                self.cpu_per_record()
+                    .map_or(Json::Null, |c| Json::Float(c.as_secs_f64() * 1e6)),
+            ),
             ("errors", Json::Int(self.errors())),
             ("failed_entries", Json::Int(self.failed_entries)),
             ("rpc_errors", Json::Int(self.rpc_errors)),
@@ -247,6 +267,15 @@ impl BenchReport {
             group_digits(self.records_per_sec().round() as u64),
             self.mb_per_sec()
         );
+        if let (Some(cpu), Some(per_record)) = (self.cpu, self.cpu_per_record()) {
+            let _ = writeln!(
+                out,
+                "  {:<18}{:.2} s of this process ({:.2} µs per record)",
+                "cpu",
+                cpu.as_secs_f64(),
+                per_record.as_secs_f64() * 1e6
+            );
+        }
         let _ = writeln!(
             out,
             "  {:<18}{} (failed entries {}, failed calls {}, e2e records never received {})",
@@ -430,6 +459,7 @@ mod tests {
             records: 1_000_000,
             bytes: 1_024_000_000,
             elapsed: Duration::from_secs(2),
+            cpu: Some(Duration::from_millis(2500)),
             failed_entries: 2,
             rpc_errors: 1,
             e2e_missing: 0,
@@ -504,6 +534,10 @@ mod tests {
     fn the_table_shows_throughput_errors_and_percentiles() {
         let table = report().to_table();
         assert!(table.contains("500,000 records/s · 512.0 MB/s"), "{table}");
+        assert!(
+            table.contains("2.50 s of this process (2.50 µs per record)"),
+            "{table}"
+        );
         assert!(
             table.contains("failed entries 2, failed calls 1"),
             "{table}"
