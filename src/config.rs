@@ -102,6 +102,10 @@ pub struct Settings {
     /// Age at which a non-empty segment is sealed so retention can delete it, in seconds [default: 3600]
     #[arg(long, env = "SHARDLOG_SEGMENT_MAX_AGE_SECS", value_name = "SECS")]
     pub segment_max_age_secs: Option<u64>,
+    /// Most bytes of log each shard keeps: past it, the oldest sealed segments are deleted, on
+    /// top of each stream's retention period [default: none]
+    #[arg(long, env = "SHARDLOG_SHARD_RETENTION_BYTES", value_name = "BYTES")]
+    pub shard_retention_bytes: Option<u64>,
     /// Bytes of log between two entries of the sparse index [default: 4096]
     #[arg(long, env = "SHARDLOG_INDEX_INTERVAL_BYTES", value_name = "BYTES")]
     pub index_interval_bytes: Option<u64>,
@@ -173,6 +177,9 @@ pub struct Config {
     pub segment_max_bytes: u64,
     /// Age at which a non-empty segment is sealed (`segment_max_age_secs`). Default 1 h.
     pub segment_max_age: Duration,
+    /// Most bytes of log each shard keeps (whole sealed segments are deleted past it). Default
+    /// none: only the streams' retention periods apply.
+    pub shard_retention_bytes: Option<u64>,
     /// Bytes of log between sparse index entries. Default 4 KiB.
     pub index_interval_bytes: u64,
     /// Most shards one stream may have. Default 1024.
@@ -214,6 +221,7 @@ impl Default for Config {
             fsync_interval: DEFAULT_SYNC_INTERVAL,
             segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
             segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
+            shard_retention_bytes: None,
             index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
             max_shard_count: DEFAULT_MAX_SHARD_COUNT,
             max_record_bytes: broker::DEFAULT_MAX_RECORD_BYTES,
@@ -262,6 +270,10 @@ impl Config {
                 .unwrap_or(d.segment_max_bytes),
             segment_max_age: (upper.segment_max_age_secs.or(lower.segment_max_age_secs))
                 .map_or(d.segment_max_age, secs),
+            shard_retention_bytes: upper
+                .shard_retention_bytes
+                .or(lower.shard_retention_bytes)
+                .or(d.shard_retention_bytes),
             index_interval_bytes: (upper.index_interval_bytes.or(lower.index_interval_bytes))
                 .unwrap_or(d.index_interval_bytes),
             max_shard_count: (upper.max_shard_count.or(lower.max_shard_count))
@@ -356,6 +368,11 @@ impl Config {
         check(self.subscribe_buffer >= 1, "subscribe_buffer", positive)?;
         check(self.put_stream_window >= 1, "put_stream_window", positive)?;
         check(
+            self.shard_retention_bytes != Some(0),
+            "shard_retention_bytes",
+            positive,
+        )?;
+        check(
             self.subscribe_event_bytes >= 1 && self.subscribe_event_bytes < MAX_MESSAGE_BYTES,
             "subscribe_event_bytes",
             || format!("must be between 1 and the gRPC message limit of {MAX_MESSAGE_BYTES} bytes"),
@@ -422,6 +439,7 @@ impl Config {
             segment_max_bytes: self.segment_max_bytes,
             segment_max_age: self.segment_max_age,
             index_interval_bytes: self.index_interval_bytes,
+            retention_bytes: self.shard_retention_bytes,
             ..LogConfig::default()
         }
     }
@@ -516,7 +534,7 @@ mod tests {
     fn times_are_read_in_the_unit_their_name_ends_with() {
         let config = Config::from_layers(
             flags(&["--fsync", "interval", "--fsync-interval-ms", "250"]),
-            file("segment_max_age_secs = 60\niterator_ttl_secs = 30\nmax_dedup_window_secs = 600\ndefault_session_timeout_ms = 4000\n"),
+            file("segment_max_age_secs = 60\niterator_ttl_secs = 30\nmax_dedup_window_secs = 600\ndefault_session_timeout_ms = 4000\nshard_retention_bytes = 1073741824\n"),
         );
         assert_eq!(config.fsync_interval, Duration::from_millis(250));
         assert_eq!(config.segment_max_age, Duration::from_secs(60));
@@ -530,6 +548,7 @@ mod tests {
             FsyncPolicy::Interval(Duration::from_millis(250))
         );
         assert_eq!(broker.log.segment_max_age, Duration::from_secs(60));
+        assert_eq!(broker.log.retention_bytes, Some(1 << 30));
         assert_eq!(
             broker.stream_limits.max_dedup_window,
             Duration::from_secs(600)
@@ -616,6 +635,9 @@ mod tests {
             ("iterator_ttl_secs", |c| c.iterator_ttl = Duration::ZERO),
             ("subscribe_buffer", |c| c.subscribe_buffer = 0),
             ("put_stream_window", |c| c.put_stream_window = 0),
+            ("shard_retention_bytes", |c| {
+                c.shard_retention_bytes = Some(0)
+            }),
             ("max_dedup_window_secs", |c| {
                 c.max_dedup_window = Duration::ZERO
             }),
@@ -666,6 +688,7 @@ mod tests {
             ("iterator_ttl_secs", d.iterator_ttl.as_secs().to_string()),
             ("subscribe_buffer", d.subscribe_buffer.to_string()),
             ("put_stream_window", d.put_stream_window.to_string()),
+            ("shard_retention_bytes", "none".to_owned()),
             ("subscribe_event_bytes", d.subscribe_event_bytes.to_string()),
             (
                 "max_dedup_window_secs",
