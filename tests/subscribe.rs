@@ -111,9 +111,10 @@ async fn resubscribing_after_the_continuation_sequence_number_neither_skips_nor_
     while got.len() < 4 {
         let ev = next_event(&mut sub).await.unwrap().expect("an event");
         if let Some(last) = ev.records.last() {
-            continuation = Some(ev.continuation_sequence_number);
+            continuation = ev.continuation_sequence_number;
             assert_eq!(
-                ev.continuation_sequence_number, last.sequence_number,
+                ev.continuation_sequence_number,
+                Some(last.sequence_number),
                 "the continuation is the last sequence delivered"
             );
         }
@@ -145,9 +146,20 @@ async fn an_idle_subscription_sends_keepalives_and_still_gets_the_next_record() 
         let ev = next_event(&mut sub).await.unwrap().expect("a keep-alive");
         assert!(ev.records.is_empty());
         assert_eq!(ev.millis_behind_latest, 0);
+        // Nothing precedes sequence 0: "resume after" has no number to name yet (0 would skip
+        // the shard's first record).
+        assert_eq!(ev.continuation_sequence_number, None);
     }
     put(&mut c, "s", "k", "r0").await;
     assert_eq!(datas(&receive_records(&mut sub, 1).await), named(0..1));
+    // Once record 0 is delivered, keep-alives name it.
+    let keepalive = loop {
+        let ev = next_event(&mut sub).await.unwrap().expect("an event");
+        if ev.records.is_empty() {
+            break ev;
+        }
+    };
+    assert_eq!(keepalive.continuation_sequence_number, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -43,10 +43,9 @@ pub struct GetRecordsOutput {
 pub struct SubscribeEvent {
     pub records: Vec<StoredRecord>,
     /// The last sequence number the subscription has covered: resubscribe `AfterSequence` this
-    /// to resume without gaps, as the contract says. Before the subscription has covered any
-    /// record of the shard (it started at sequence 0 and nothing was put) there is no such
-    /// number and this is 0.
-    pub continuation_sequence: u64,
+    /// to resume without gaps, as the contract says. `None` while the subscription's position
+    /// is sequence 0 (nothing precedes it): resume at the trim horizon then.
+    pub continuation_sequence: Option<u64>,
     pub millis_behind_latest: u64,
 }
 
@@ -241,7 +240,7 @@ impl Broker {
                     let event = SubscribeEvent {
                         records: batch.records,
                         // The batch is not empty, so `position` (its last sequence + 1) is >= 1.
-                        continuation_sequence: position - 1,
+                        continuation_sequence: position.checked_sub(1),
                         millis_behind_latest,
                     };
                     if !push(&tx, Ok(event), &mut shutdown).await {
@@ -261,7 +260,8 @@ impl Broker {
                     _ = tokio::time::sleep(keepalive) => {
                         let event = SubscribeEvent {
                             records: Vec::new(),
-                            continuation_sequence: position.saturating_sub(1),
+                            // Nothing precedes sequence 0: no continuation to name.
+                            continuation_sequence: position.checked_sub(1),
                             millis_behind_latest: 0,
                         };
                         if !push(&tx, Ok(event), &mut shutdown).await {

@@ -387,8 +387,9 @@ pub struct SubscribeToShardEvent {
     /// The records, in sequence order; may be empty (a keep-alive that still reports lag). A
     /// decoded event holds every record here.
     pub records: Vec<pb::Record>,
-    /// Resume after this sequence number (AFTER_SEQUENCE_NUMBER) to continue without gaps.
-    pub continuation_sequence_number: u64,
+    /// Resume after this sequence number (AFTER_SEQUENCE_NUMBER) to continue without gaps;
+    /// `None` while no record precedes the subscription's position (resume at TRIM_HORIZON).
+    pub continuation_sequence_number: Option<u64>,
     /// How far the subscription is behind the shard's newest record, in milliseconds.
     pub millis_behind_latest: i64,
     /// Records a server sends as read from storage, on the wire after those of `records` (as
@@ -400,8 +401,8 @@ impl Message for SubscribeToShardEvent {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
         self.outgoing.encode(buf);
-        if self.continuation_sequence_number != 0 {
-            encoding::uint64::encode(2, &self.continuation_sequence_number, buf);
+        if let Some(continuation) = &self.continuation_sequence_number {
+            encoding::uint64::encode(2, continuation, buf);
         }
         if self.millis_behind_latest != 0 {
             encoding::int64::encode(3, &self.millis_behind_latest, buf);
@@ -417,9 +418,12 @@ impl Message for SubscribeToShardEvent {
     ) -> Result<(), DecodeError> {
         match tag {
             1 => merge_record(wire_type, &mut self.records, buf, ctx),
-            2 => {
-                encoding::uint64::merge(wire_type, &mut self.continuation_sequence_number, buf, ctx)
-            }
+            2 => encoding::uint64::merge(
+                wire_type,
+                self.continuation_sequence_number.get_or_insert(0),
+                buf,
+                ctx,
+            ),
             3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
@@ -428,11 +432,10 @@ impl Message for SubscribeToShardEvent {
     fn encoded_len(&self) -> usize {
         encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
             + self.outgoing.encoded_len()
-            + if self.continuation_sequence_number == 0 {
-                0
-            } else {
-                encoding::uint64::encoded_len(2, &self.continuation_sequence_number)
-            }
+            + self
+                .continuation_sequence_number
+                .as_ref()
+                .map_or(0, |c| encoding::uint64::encoded_len(2, c))
             + if self.millis_behind_latest == 0 {
                 0
             } else {
@@ -540,7 +543,7 @@ mod tests {
         let records = varied();
         let event = SubscribeToShardEvent {
             records: generated_answer(&records[..2]),
-            continuation_sequence_number: u64::MAX,
+            continuation_sequence_number: Some(u64::MAX),
             millis_behind_latest: -1,
             outgoing: records[2..].to_vec().into(),
         };
@@ -548,8 +551,22 @@ mod tests {
         assert_eq!(bytes.len(), event.encoded_len());
         let decoded = SubscribeToShardEvent::decode(&bytes[..]).expect("decodes");
         assert_eq!(decoded.records, generated_answer(&records));
-        assert_eq!(decoded.continuation_sequence_number, u64::MAX);
+        assert_eq!(decoded.continuation_sequence_number, Some(u64::MAX));
         assert_eq!(decoded.millis_behind_latest, -1);
+    }
+
+    #[test]
+    fn a_continuation_of_zero_is_sent_and_an_absent_one_is_not() {
+        let zero = SubscribeToShardEvent {
+            continuation_sequence_number: Some(0),
+            ..Default::default()
+        };
+        let bytes = zero.encode_to_vec();
+        assert!(!bytes.is_empty(), "an explicit 0 is on the wire");
+        let decoded = SubscribeToShardEvent::decode(&bytes[..]).expect("decodes");
+        assert_eq!(decoded.continuation_sequence_number, Some(0));
+        let absent = SubscribeToShardEvent::decode(&[][..]).expect("decodes");
+        assert_eq!(absent.continuation_sequence_number, None);
     }
 
     #[test]
