@@ -6,6 +6,42 @@ pub mod v1 {
     tonic::include_proto!("shardlog.v1");
 }
 
+impl v1::PutRecordsStreamResult {
+    /// The shard `entry` (one of this result's) went to; `None` when it failed.
+    pub fn shard_id(&self, entry: &v1::PutRecordsStreamEntry) -> Option<&str> {
+        if !entry.error_code.is_empty() {
+            return None;
+        }
+        self.shard_ids.get(entry.shard as usize).map(String::as_str)
+    }
+
+    /// The same result in PutRecords' form, one shard id string per entry.
+    pub fn into_response(self) -> v1::PutRecordsResponse {
+        let v1::PutRecordsStreamResult {
+            failed_record_count,
+            shard_ids,
+            records,
+        } = self;
+        let records = records
+            .into_iter()
+            .map(|e| v1::PutRecordsResultEntry {
+                shard_id: match e.error_code.is_empty() {
+                    true => shard_ids.get(e.shard as usize).cloned().unwrap_or_default(),
+                    false => String::new(),
+                },
+                sequence_number: e.sequence_number,
+                error_code: e.error_code,
+                error_message: e.error_message,
+                duplicate: e.duplicate,
+            })
+            .collect();
+        v1::PutRecordsResponse {
+            failed_record_count,
+            records,
+        }
+    }
+}
+
 /// The internal on-disk encoding of the metadata journal and snapshots (`shardlog.meta.v1`).
 pub mod meta {
     #![allow(missing_docs)]

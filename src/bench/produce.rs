@@ -150,10 +150,20 @@ impl AckedTail {
 trait PutAnswer {
     /// Entries the answer has a result for.
     fn answered(&self) -> u64;
-    /// How many entries failed, and the first failure.
-    fn failures(&self) -> (u64, Option<String>);
+    /// Error code and message of every failed entry.
+    fn failed(&self) -> impl Iterator<Item = (&str, &str)>;
     /// Calls `f` with the shard id and sequence number of every stored entry.
     fn for_each_stored(&self, f: impl FnMut(&str, u64));
+
+    /// How many entries failed, and the first failure.
+    fn failures(&self) -> (u64, Option<String>) {
+        let mut failed = self.failed();
+        let first = failed
+            .next()
+            .map(|(code, message)| format!("{code}: {message}"));
+        let rest = failed.count() as u64;
+        (u64::from(first.is_some()) + rest, first)
+    }
 }
 
 impl PutAnswer for PutRecordsResponse {
@@ -161,12 +171,11 @@ impl PutAnswer for PutRecordsResponse {
         self.records.len() as u64
     }
 
-    fn failures(&self) -> (u64, Option<String>) {
-        let mut failed = self.records.iter().filter(|e| !e.error_code.is_empty());
-        let first = failed
-            .next()
-            .map(|e| format!("{}: {}", e.error_code, e.error_message));
-        (first.iter().count() as u64 + failed.count() as u64, first)
+    fn failed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.records
+            .iter()
+            .filter(|e| !e.error_code.is_empty())
+            .map(|e| (e.error_code.as_str(), e.error_message.as_str()))
     }
 
     fn for_each_stored(&self, mut f: impl FnMut(&str, u64)) {
@@ -181,12 +190,11 @@ impl PutAnswer for PutRecordsStreamResult {
         self.records.len() as u64
     }
 
-    fn failures(&self) -> (u64, Option<String>) {
-        let mut failed = self.records.iter().filter(|e| !e.error_code.is_empty());
-        let first = failed
-            .next()
-            .map(|e| format!("{}: {}", e.error_code, e.error_message));
-        (first.iter().count() as u64 + failed.count() as u64, first)
+    fn failed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.records
+            .iter()
+            .filter(|e| !e.error_code.is_empty())
+            .map(|e| (e.error_code.as_str(), e.error_message.as_str()))
     }
 
     fn for_each_stored(&self, mut f: impl FnMut(&str, u64)) {

@@ -31,8 +31,7 @@ use tonic::{Code, Status, Streaming};
 use super::{failed, Client, ClientError};
 use crate::proto::v1::put_records_stream_response::Outcome;
 use crate::proto::v1::{
-    PutRecordsRequest, PutRecordsRequestEntry, PutRecordsResponse, PutRecordsResultEntry,
-    PutRecordsStreamEntry, PutRecordsStreamResponse, PutRecordsStreamResult,
+    PutRecordsRequest, PutRecordsRequestEntry, PutRecordsStreamResponse, PutRecordsStreamResult,
 };
 
 const RPC: &str = "PutRecordsStream";
@@ -57,35 +56,6 @@ impl PutStreamSender {
             .send(request)
             .await
             .map_err(|_closed| ClientError::CallEnded { rpc: RPC })
-    }
-}
-
-impl PutRecordsStreamResult {
-    /// The shard `entry` (one of this result's) went to; `None` when it failed.
-    pub fn shard_id(&self, entry: &PutRecordsStreamEntry) -> Option<&str> {
-        if !entry.error_code.is_empty() {
-            return None;
-        }
-        self.shard_ids.get(entry.shard as usize).map(String::as_str)
-    }
-
-    /// The same result in PutRecords' form, one shard id string per entry.
-    pub fn into_response(self) -> PutRecordsResponse {
-        let records = self
-            .records
-            .iter()
-            .map(|e| PutRecordsResultEntry {
-                shard_id: self.shard_id(e).unwrap_or_default().to_owned(),
-                sequence_number: e.sequence_number,
-                error_code: e.error_code.clone(),
-                error_message: e.error_message.clone(),
-                duplicate: e.duplicate,
-            })
-            .collect();
-        PutRecordsResponse {
-            failed_record_count: self.failed_record_count,
-            records,
-        }
     }
 }
 

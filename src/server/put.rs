@@ -44,42 +44,10 @@ pub fn entries(records: Vec<pb::PutRecordsRequestEntry>) -> Vec<PutEntry> {
         .collect()
 }
 
-/// The answer to a PutRecords whose entries ended as `results`.
+/// The answer to a PutRecords whose entries ended as `results`: the stream form, with each
+/// shard id formatted once, spelled out per entry.
 pub fn response(results: Vec<PutResult>) -> pb::PutRecordsResponse {
-    let mut failed = 0;
-    // Formatting a shard id is not free and a request names few shards: once per shard.
-    let mut shard_names: Vec<(ShardId, String)> = Vec::new();
-    let records = results
-        .into_iter()
-        .map(|res| match res {
-            Ok(o) => pb::PutRecordsResultEntry {
-                shard_id: match shard_names.iter().find(|(id, _)| *id == o.shard) {
-                    Some((_, name)) => name.clone(),
-                    None => {
-                        let name = o.shard.to_string();
-                        shard_names.push((o.shard, name.clone()));
-                        name
-                    }
-                },
-                sequence_number: o.sequence,
-                error_code: String::new(),
-                error_message: String::new(),
-                duplicate: o.duplicate,
-            },
-            Err(e) => {
-                failed += 1;
-                pb::PutRecordsResultEntry {
-                    error_code: entry_error_code(&e).to_owned(),
-                    error_message: e.to_string(),
-                    ..Default::default()
-                }
-            }
-        })
-        .collect();
-    pb::PutRecordsResponse {
-        failed_record_count: failed,
-        records,
-    }
+    stream_result(results).into_response()
 }
 
 /// The compact answer to an accepted PutRecordsStream request: each shard id is formatted
