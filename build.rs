@@ -22,24 +22,24 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Every `bytes` field becomes `bytes::Bytes`, so record data is shared, never copied.
         .bytes(".")
         .file_descriptor_set_path(out_dir.join("shardlog_descriptor.bin"))
-        // Sizes each message's buffer before encoding it; see `src/server/codec.rs`.
-        .codec_path("crate::server::codec::PresizedCodec")
+        // Sizes each message's buffer before encoding it; see `src/proto/codec.rs`.
+        .codec_path("crate::proto::codec::PresizedCodec")
         // The two read answers are written by hand so that stored records are encoded as
-        // read, without a `pb::Record` per record; see `src/server/wire.rs`.
+        // read, without a `pb::Record` per record; see `src/proto/wire.rs`.
         .extern_path(
             ".shardlog.v1.GetRecordsResponse",
-            "crate::server::wire::GetRecordsResponse",
+            "crate::proto::wire::GetRecordsResponse",
         )
         .extern_path(
             ".shardlog.v1.SubscribeToShardEvent",
-            "crate::server::wire::SubscribeToShardEvent",
+            "crate::proto::wire::SubscribeToShardEvent",
         )
         .compile_protos(PROTOS, &["proto"])?;
     // Callers keep finding every message of the contract in `proto::v1`.
     let v1 = out_dir.join("shardlog.v1.rs");
     let mut generated = std::fs::read_to_string(&v1)?;
     generated
-        .push_str("\npub use crate::server::wire::{GetRecordsResponse, SubscribeToShardEvent};\n");
+        .push_str("\npub use crate::proto::wire::{GetRecordsResponse, SubscribeToShardEvent};\n");
     std::fs::write(&v1, generated)?;
     Ok(())
 }

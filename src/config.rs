@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer};
 use crate::broker::{self, BrokerConfig};
 use crate::consumer::{DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT};
 use crate::fifo::{DEFAULT_MAX_LIVE_IDS, MAX_DEDUP_WINDOW};
-use crate::server::MAX_MESSAGE_BYTES;
+use crate::grpc::MAX_MESSAGE_BYTES;
 use crate::storage::commit::{CommitConfig, FsyncPolicy, DEFAULT_SYNC_INTERVAL};
 use crate::storage::log::{
     LogConfig, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_SEGMENT_MAX_AGE, DEFAULT_SEGMENT_MAX_BYTES,

@@ -288,7 +288,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let broker = Broker::open(config.broker_config(), RealIo::shared())
         .await
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
-    shardlog::server::serve(broker, listener, shutdown).await?;
+    shardlog::grpc::serve(broker, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

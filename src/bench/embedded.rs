@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::BenchError;
 use crate::broker::{Broker, BrokerConfig};
-use crate::server::ServerError;
+use crate::grpc::ServerError;
 use crate::storage::io::RealIo;
 use crate::storage::FsyncPolicy;
 
@@ -133,7 +133,7 @@ impl EmbeddedServer {
             .await
             .map_err(BenchError::OpenBroker)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::server::serve(broker, listener, async {
+        let task = tokio::spawn(crate::grpc::serve(broker, listener, async {
             // A dropped sender stops the server as well.
             let _ = stopped.await;
         }));

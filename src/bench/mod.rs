@@ -39,7 +39,7 @@ pub use report::{BenchReport, FillReport, Json, RssReport};
 
 use crate::broker::BrokerError;
 use crate::client::{Client, ClientError};
-use crate::server::ServerError;
+use crate::grpc::ServerError;
 use embedded::{EmbeddedServer, EmbeddedSettings};
 use produce::{AckedTail, Budget, ProducePhase, RecordShape};
 use progress::Progress;

@@ -9,7 +9,7 @@ use crate::meta::MetaError;
 use crate::storage::StorageError;
 use crate::stream::ModelError;
 
-/// Errors of the broker. Mapped to gRPC status codes in one place, `server::status`.
+/// Errors of the broker. Mapped to gRPC status codes in one place, `grpc::status`.
 #[derive(Debug, Error)]
 pub enum BrokerError {
     #[error("stream {stream} not found")]

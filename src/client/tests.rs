@@ -152,7 +152,7 @@ mod live {
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                crate::server::serve(broker, listener, shutdown)
+                crate::grpc::serve(broker, listener, shutdown)
                     .await
                     .expect("server ran");
             });

@@ -43,7 +43,7 @@ impl TestServer {
             .expect("open broker");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            shardlog::server::serve(broker, listener, async {
+            shardlog::grpc::serve(broker, listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -616,7 +616,7 @@ impl TestServer {
         let broker = Broker::open(config, io).await.expect("open broker");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            shardlog::server::serve(broker, listener, async {
+            shardlog::grpc::serve(broker, listener, async {
                 let _ = stopped.await;
             })
             .await

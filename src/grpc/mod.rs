@@ -2,13 +2,11 @@
 //! and server reflection. Thin adapters: check, convert, call the broker, map errors (in
 //! `status`, the one place that does).
 
-pub mod codec;
 mod convert;
 mod groups;
 mod put;
 pub mod status;
 mod stream_log;
-pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

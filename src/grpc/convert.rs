@@ -9,29 +9,6 @@ pub fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-#[cfg(test)]
-fn text(b: &bytes::Bytes) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A stored record as a `pb::Record`: what a consumer decodes from the answers that
-/// `server::wire` encodes straight from stored records, whose tests check it against this.
-#[cfg(test)]
-pub fn record(r: crate::storage::StoredRecord) -> pb::Record {
-    pb::Record {
-        sequence_number: r.sequence,
-        partition_key: text(&r.partition_key),
-        data: r.data,
-        approximate_arrival_timestamp_ms: r.timestamp_ms as i64,
-        explicit_hash_key: r
-            .explicit_hash_key
-            .map(|k| crate::stream::HashKey(k).to_string())
-            .unwrap_or_default(),
-        message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
-        deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
-    }
-}
-
 /// A shard as described to clients.
 pub fn shard(s: &ShardDescriptor) -> pb::Shard {
     pb::Shard {

@@ -1,4 +1,15 @@
-//! The code generated from `proto/`: the public gRPC contract and the internal metadata encoding.
+//! The protobuf contract: the code generated from `proto/` (the public gRPC API and the
+//! internal metadata encoding), with the hand-written parts of its wire form. Both the gRPC
+//! adapter (`grpc`) and the client (`client`) depend on this module, never on each other.
+//!
+//! | file       | job                                                                        |
+//! |------------|----------------------------------------------------------------------------|
+//! | `mod.rs`   | the generated `v1` and `meta` messages, helpers on them                    |
+//! | `wire.rs`  | the two read answers, encoded straight from stored records                 |
+//! | `codec.rs` | the gRPC codec every generated service and client uses (presized buffers)  |
+
+pub mod codec;
+pub mod wire;
 
 /// The public gRPC API (`shardlog.v1`): the `StreamLog` and `ConsumerGroups` services.
 pub mod v1 {
