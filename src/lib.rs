@@ -29,7 +29,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
-pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;

@@ -6,10 +6,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::BenchError;
-use crate::broker::{
+use shardlog::broker::{
     DEFAULT_MAX_PUT_ENTRIES, DEFAULT_MAX_PUT_REQUEST_BYTES, DEFAULT_MAX_RECORD_BYTES,
 };
-use crate::storage::FsyncPolicy;
+use shardlog::storage::FsyncPolicy;
 
 /// Server driven when neither `--server` nor `--embedded` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
@@ -275,7 +275,6 @@ pub struct Plan {
     pub dedup: bool,
     pub idle_subscribers: usize,
     pub shard_retention_bytes: Option<u64>,
-    pub json: bool,
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> BenchError {
@@ -420,7 +419,6 @@ impl Plan {
             dedup: args.dedup,
             idle_subscribers: args.idle_subscribers,
             shard_retention_bytes: args.shard_retention_bytes,
-            json: args.json,
         })
     }
 

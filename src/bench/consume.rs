@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use super::args::ConsumeMode;
 use super::stats::Meter;
 use super::{BenchError, DEFAULT_RPC_TIMEOUT};
-use crate::client::{Client, ClientError, Membership, Position};
-use crate::proto::v1::Record;
+use shardlog::client::{Client, ClientError, Membership, Position};
+use shardlog::proto::v1::Record;
 
 /// Failed calls in a row after which a reader gives its shard up.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;

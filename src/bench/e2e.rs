@@ -13,8 +13,8 @@ use tonic::Streaming;
 use super::produce::{nanos_since, AckedTail};
 use super::stats::Meter;
 use super::{BenchError, DEFAULT_RPC_TIMEOUT, TIMESTAMP_BYTES};
-use crate::client::{Client, ClientError, Position};
-use crate::proto::v1::{Record, SubscribeToShardEvent};
+use shardlog::client::{Client, ClientError, Position};
+use shardlog::proto::v1::{Record, SubscribeToShardEvent};
 
 /// Subscriptions of every shard, receiving while the producers run.
 #[derive(Debug)]

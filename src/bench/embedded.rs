@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::BenchError;
-use crate::broker::{Broker, BrokerConfig};
-use crate::grpc::ServerError;
-use crate::storage::io::RealIo;
-use crate::storage::FsyncPolicy;
+use shardlog::broker::{Broker, BrokerConfig};
+use shardlog::grpc::ServerError;
+use shardlog::storage::io::RealIo;
+use shardlog::storage::FsyncPolicy;
 
 /// Tells apart the directories of embedded servers started by one process.
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
@@ -133,7 +133,7 @@ impl EmbeddedServer {
             .await
             .map_err(BenchError::OpenBroker)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::grpc::serve(broker, listener, async {
+        let task = tokio::spawn(shardlog::grpc::serve(broker, listener, async {
             // A dropped sender stops the server as well.
             let _ = stopped.await;
         }));
@@ -143,11 +143,6 @@ impl EmbeddedServer {
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// The server's data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Stops the server gracefully (every shard synced and closed), then removes its

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::BenchError;
-use crate::client::{Client, Position};
+use shardlog::client::{Client, Position};
 
 /// Connections the idle subscriptions are spread over.
 pub const IDLE_CONNECTIONS: usize = 4;

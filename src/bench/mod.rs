@@ -26,6 +26,8 @@ mod progress;
 pub mod report;
 pub mod schedule;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,15 +36,15 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-pub use args::{BenchArgs, ConsumeMode, Plan, PutApi, Target, Workload, TIMESTAMP_BYTES};
-pub use report::{BenchReport, FillReport, Json, RssReport};
+pub use args::{BenchArgs, Plan, PutApi, Target, Workload, TIMESTAMP_BYTES};
+pub use report::{BenchReport, FillReport, RssReport};
 
-use crate::broker::BrokerError;
-use crate::client::{Client, ClientError};
-use crate::grpc::ServerError;
 use embedded::{EmbeddedServer, EmbeddedSettings};
 use produce::{AckedTail, Budget, ProducePhase, RecordShape};
 use progress::Progress;
+use shardlog::broker::BrokerError;
+use shardlog::client::{Client, ClientError};
+use shardlog::grpc::ServerError;
 use stats::Meter;
 
 /// Longest any one call may take before it counts as failed.

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use super::schedule::OpenLoopSchedule;
 use super::stats::Meter;
 use super::DEFAULT_RPC_TIMEOUT;
-use crate::client::{Client, ClientError};
-use crate::proto::v1::{PutRecordsRequestEntry, PutRecordsResponse, PutRecordsStreamResult};
+use shardlog::client::{Client, ClientError};
+use shardlog::proto::v1::{PutRecordsRequestEntry, PutRecordsResponse, PutRecordsStreamResult};
 
 /// Most PutRecords one open-loop producer keeps in flight; past it the producer waits, falls
 /// behind its timetable, and the delay shows in the latency of every late batch.

@@ -51,7 +51,8 @@ impl OpenLoopSchedule {
     }
 
     /// Time between two of this producer's batches (rounded down to the nanosecond).
-    pub fn period(&self) -> Duration {
+    #[cfg(test)]
+    fn period(&self) -> Duration {
         let nanos = u128::from(self.producers) * u128::from(self.batch_size) * NANOS_PER_SEC
             / u128::from(self.rate);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shardlog::bench::{execute, BenchArgs, PutApi, Workload};
+use super::{execute, BenchArgs, PutApi, Workload};
 
 /// The number at `path` (keys separated by `.`) of a JSON object without arrays, such as the
 /// bench prints; `None` when the key is missing or not a number.

@@ -1,0 +1,262 @@
+//! The client commands of the binary (`stream`, `put`, `get`, `tail`, `group`, `consume`):
+//! their arguments and the dispatch to one function each; `records`, `groups` and `output`
+//! hold the commands that need more than a line.
+
+mod groups;
+mod output;
+mod records;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use shardlog::client::{Client, Position};
+use shardlog::proto::v1::{CreateStreamRequest, DedupScope};
+
+use output::{print_description, print_lines};
+
+/// Server a client command talks to when neither `--server` nor `SHARDLOG_SERVER` says.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// Records `get` prints when `--limit` is not given.
+const DEFAULT_GET_LIMIT: usize = 1000;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Create, list, describe or delete streams.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+    /// Put one record (DATA), or one record per line of standard input.
+    Put(PutArgs),
+    /// Read records of one shard from a position.
+    Get(GetArgs),
+    /// Print records of every shard as they arrive, until Ctrl-C.
+    Tail(TailArgs),
+    /// List, describe or delete consumer groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Consume a stream as a member of a consumer group, checkpointing as records are printed.
+    Consume(ConsumeArgs),
+}
+
+/// The server a client command talks to.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArg {
+    /// URL of the shardlog server
+    #[arg(long = "server", env = "SHARDLOG_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    pub(crate) url: String,
+}
+
+impl ServerArg {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(self.url.clone()).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamCommand {
+    /// Create a stream.
+    Create(CreateArgs),
+    /// List every stream.
+    List {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a stream's settings and shards.
+    Describe {
+        /// Name of the stream
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Delete a stream, its records and its groups.
+    Delete {
+        /// Name of the stream
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Name of the new stream: [a-zA-Z0-9_.-], 1 to 128 characters
+    pub(crate) name: String,
+    /// Number of shards
+    #[arg(long, value_name = "N")]
+    pub(crate) shards: u32,
+    /// How long records are kept, in hours [default: the server's, 24]
+    #[arg(long, value_name = "H")]
+    pub(crate) retention_hours: Option<u32>,
+    /// Deduplicate records without a deduplication id by the SHA-256 of their data
+    #[arg(long)]
+    pub(crate) content_based_dedup: bool,
+    /// How long deduplication ids are remembered, in seconds [default: the server's, 300]
+    #[arg(long, value_name = "S")]
+    pub(crate) dedup_window_secs: Option<u32>,
+    /// Which key deduplication ids are unique within
+    #[arg(long, value_enum, default_value_t = Scope::Stream)]
+    pub(crate) dedup_scope: Scope,
+    #[command(flatten)]
+    pub(crate) server: ServerArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Scope {
+    /// Unique across the stream
+    Stream,
+    /// Unique within the record's message group
+    MessageGroup,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PutArgs {
+    /// Name of the stream
+    pub(crate) stream: String,
+    /// Partition key: chooses the shard (unless --group is given)
+    #[arg(long, value_name = "K")]
+    pub(crate) partition_key: String,
+    /// FIFO message group: all records of a group go to one shard, in order
+    #[arg(long, value_name = "G")]
+    pub(crate) group: Option<String>,
+    /// Deduplication id; with standard input, line N gets the id D-N
+    #[arg(long, value_name = "D")]
+    pub(crate) dedup_id: Option<String>,
+    /// The record's data; without it, every line of standard input is a record
+    pub(crate) data: Option<String>,
+    #[command(flatten)]
+    pub(crate) server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// Name of the stream
+    pub(crate) stream: String,
+    /// The shard, e.g. shardId-000000000000
+    #[arg(long, value_name = "ID")]
+    pub(crate) shard: String,
+    /// Where to start: trim-horizon, latest, at:SEQ, after:SEQ or time:MS (ms since the epoch)
+    #[arg(long, default_value = "trim-horizon", value_name = "POSITION")]
+    pub(crate) from: Position,
+    /// Most records to print; reading stops earlier when it reaches the newest record
+    #[arg(long, default_value_t = DEFAULT_GET_LIMIT, value_name = "N")]
+    pub(crate) limit: usize,
+    #[command(flatten)]
+    pub(crate) server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// Name of the stream
+    pub(crate) stream: String,
+    /// Where to start in every shard: trim-horizon, latest, at:SEQ, after:SEQ or time:MS
+    #[arg(long, default_value = "latest", value_name = "POSITION")]
+    pub(crate) from: Position,
+    #[command(flatten)]
+    pub(crate) server: ServerArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List a stream's consumer groups.
+    List {
+        /// Name of the stream
+        stream: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a group's members and, per shard, owner, epoch, checkpoint and lag.
+    Describe {
+        /// Name of the stream
+        stream: String,
+        /// Name of the group
+        group: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Delete a group, its checkpoints and its leases.
+    Delete {
+        /// Name of the stream
+        stream: String,
+        /// Name of the group
+        group: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// Name of the stream
+    pub(crate) stream: String,
+    /// Name of the consumer group; created on first join
+    #[arg(long, value_name = "G")]
+    pub(crate) group: String,
+    /// This member's id; give a stable one to get the same shards back after a restart
+    /// [default: a random id]
+    #[arg(long, value_name = "ID")]
+    pub(crate) member_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) server: ServerArg,
+}
+
+/// Runs one client command.
+pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Stream(StreamCommand::Create(args)) => create_stream(args).await,
+        ClientCommand::Stream(StreamCommand::List { server }) => {
+            let names = server.connect().await?.list_streams().await?;
+            print_lines(names)
+        }
+        ClientCommand::Stream(StreamCommand::Describe { name, server }) => {
+            let stream = server.connect().await?.describe_stream(&name).await?;
+            print_description(&stream)
+        }
+        ClientCommand::Stream(StreamCommand::Delete { name, server }) => {
+            server.connect().await?.delete_stream(&name).await?;
+            print_lines([format!("deleted stream {name}")])
+        }
+        ClientCommand::Put(args) => records::put(args).await,
+        ClientCommand::Get(args) => records::get(args).await,
+        ClientCommand::Tail(args) => records::tail(args).await,
+        ClientCommand::Group(GroupCommand::List { stream, server }) => {
+            let names = server.connect().await?.list_groups(&stream).await?;
+            print_lines(names)
+        }
+        ClientCommand::Group(GroupCommand::Describe {
+            stream,
+            group,
+            server,
+        }) => groups::describe(&server.connect().await?, &stream, &group).await,
+        ClientCommand::Group(GroupCommand::Delete {
+            stream,
+            group,
+            server,
+        }) => {
+            server
+                .connect()
+                .await?
+                .delete_group(&stream, &group)
+                .await?;
+            print_lines([format!("deleted group {group} of stream {stream}")])
+        }
+        ClientCommand::Consume(args) => groups::consume(args).await,
+    }
+}
+
+async fn create_stream(args: CreateArgs) -> anyhow::Result<()> {
+    let client = args.server.connect().await?;
+    let scope = match args.dedup_scope {
+        Scope::Stream => DedupScope::Stream,
+        Scope::MessageGroup => DedupScope::MessageGroup,
+    };
+    let stream = client
+        .create_stream_with(CreateStreamRequest {
+            stream_name: args.name,
+            shard_count: args.shards,
+            // 0 asks for the server's default.
+            retention_period_hours: args.retention_hours.unwrap_or(0),
+            content_based_deduplication: args.content_based_dedup,
+            dedup_window_seconds: args.dedup_window_secs.unwrap_or(0),
+            dedup_scope: scope as i32,
+        })
+        .await?;
+    print_description(&stream)
+}
