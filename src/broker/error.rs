@@ -7,9 +7,10 @@ use crate::consumer::{FenceError, GroupError};
 use crate::fifo::FifoError;
 use crate::meta::MetaError;
 use crate::storage::StorageError;
-use crate::stream::ModelError;
+use crate::stream::{HashKey, ModelError};
 
-/// Errors of the broker. Mapped to gRPC status codes in one place, `grpc::status`.
+/// Errors of the broker. Mapped to gRPC status codes in one place, `grpc::status` (and, for
+/// every adapter to come, in one place each).
 #[derive(Debug, Error)]
 pub enum BrokerError {
     #[error("stream {stream} not found")]
@@ -38,8 +39,33 @@ pub enum BrokerError {
     Meta(#[from] MetaError),
     #[error("the server is shutting down")]
     ShuttingDown,
-    #[error("internal task failed: {0}")]
-    Internal(String),
+    /// A task the broker handed work to (a blocking read or sync, a put of a stream call)
+    /// panicked or was cancelled before it answered.
+    #[error("the {task} task failed")]
+    TaskFailed {
+        task: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// No open shard of the stream holds the key: its shards do not cover the key space, which
+    /// the stream model forbids.
+    #[error("no open shard of stream {stream} holds hash key {key}")]
+    Unroutable { stream: String, key: HashKey },
+    /// The put pipeline ended without a result for an entry: a broken invariant, never the
+    /// client's doing.
+    #[error("entry {entry} of the request got no result")]
+    MissingResult { entry: usize },
+    /// An entry repeats an earlier entry's deduplication id, and that entry failed with an
+    /// error that cannot be repeated as it is (its message is kept).
+    #[error("the earlier entry {first} with the same deduplication id failed: {reason}")]
+    EarlierEntryFailed { first: usize, reason: String },
+    /// The system's random source failed.
+    #[error("no randomness for {purpose}")]
+    Randomness {
+        purpose: &'static str,
+        #[source]
+        source: getrandom::Error,
+    },
 }
 
 impl BrokerError {

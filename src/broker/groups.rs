@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 
-use super::{Broker, BrokerError, StreamHandle};
+use super::{blocking, Broker, BrokerError, StreamHandle};
 use crate::consumer::{GroupConfig, GroupCoordinator, GroupError, Lease, MemberId};
 use crate::meta::{MetaCommand, MetaState};
 use crate::storage::log::now_ms;
@@ -517,9 +517,8 @@ impl Broker {
                 // checkpointed record, from the oldest record still retained.
                 let from = checkpoint.filter(|&c| c >= first).unwrap_or(first);
                 let l = Arc::clone(&log);
-                let oldest = tokio::task::spawn_blocking(move || l.read(from, 1, 1))
-                    .await
-                    .map_err(|e| BrokerError::Internal(e.to_string()))??;
+                let oldest = blocking("read oldest", move || l.read(from, 1, 1))
+                    .await??;
                 oldest.records.first().map_or(0, |r| {
                     log.last_timestamp_ms().saturating_sub(r.timestamp_ms)
                 })

@@ -209,9 +209,8 @@ impl Broker {
     pub async fn open(config: BrokerConfig, io: Arc<dyn Io>) -> Result<Broker, BrokerError> {
         let cfg = config.clone();
         let io2 = Arc::clone(&io);
-        let (meta, key, opened) = tokio::task::spawn_blocking(move || open_blocking(&cfg, io2))
-            .await
-            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        let (meta, key, opened) = blocking("open", move || open_blocking(&cfg, io2))
+            .await??;
         let iterators = IteratorCodec::new(key, config.iterator_ttl);
         let mut streams = HashMap::new();
         let epoch_floors = groups::floors_from(meta.state());
@@ -282,7 +281,7 @@ impl Broker {
             let policy = handle.dedup_policy;
             let shard_index = shard.id.index();
             let dedup_window = handle.descriptor.settings.dedup_window;
-            tokio::task::spawn_blocking(move || -> Result<(), BrokerError> {
+            blocking("rebuild dedup", move || -> Result<(), BrokerError> {
                 let mut from = log.seek_time(since_ms)?;
                 loop {
                     let batch = log.read(from, DEDUP_REBUILD_CHUNK, usize::MAX)?;
@@ -317,8 +316,7 @@ impl Broker {
                     from = batch.next_sequence;
                 }
             })
-            .await
-            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+            .await??;
         }
         Ok(())
     }
@@ -340,7 +338,7 @@ impl Broker {
                     .iter()
                     .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
                     .collect();
-                let result = tokio::task::spawn_blocking(move || {
+                let result = blocking("retention", move || {
                     let now = now_ms();
                     for log in logs {
                         if let Err(e) = log.apply_retention(now) {
@@ -385,12 +383,11 @@ impl Broker {
     /// returns.
     pub(crate) async fn execute_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
+        blocking("metadata command", move || {
             let mut meta = inner.meta.lock().unwrap_or_else(|p| p.into_inner());
             meta.execute(cmd)
         })
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))?
+        .await?
         .map_err(BrokerError::from)
     }
 
@@ -418,9 +415,8 @@ impl Broker {
         let cfg = self.inner.config.clone();
         let io = Arc::clone(&self.inner.io);
         let d = descriptor.clone();
-        let logs = tokio::task::spawn_blocking(move || open_stream_logs(&cfg, &io, &d))
-            .await
-            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        let logs = blocking("open stream", move || open_stream_logs(&cfg, &io, &d))
+            .await??;
         self.execute_meta(MetaCommand::CreateStream(descriptor.clone()))
             .await?;
         let handle = Self::make_handle(&self.inner.config, descriptor.clone(), logs)?;
@@ -451,15 +447,14 @@ impl Broker {
         let io = Arc::clone(&self.inner.io);
         let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());
         let logs: Vec<Arc<ShardLog>> = handle.shards.iter().map(|s| Arc::clone(&s.log)).collect();
-        tokio::task::spawn_blocking(move || {
+        blocking("delete stream", move || {
             for log in &logs {
                 let _ = log.close();
             }
             io.remove_dir_all(&dir)
                 .map_err(|e| crate::storage::StorageError::io("remove stream directory", &dir, e))
         })
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        .await??;
         tracing::info!(stream = %stream.as_str(), "stream deleted");
         Ok(())
     }
@@ -494,7 +489,7 @@ impl Broker {
             .iter()
             .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
             .collect();
-        tokio::task::spawn_blocking(move || {
+        blocking("shutdown sync", move || {
             let mut first_error = None;
             for log in logs {
                 if let Err(e) = log.close() {
@@ -504,8 +499,7 @@ impl Broker {
             }
             first_error.map_or(Ok(()), |e| Err(BrokerError::from(e)))
         })
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))?
+        .await?
     }
 
     /// A receiver that turns true when shutdown starts.
@@ -588,8 +582,22 @@ fn load_or_create_key(io: &dyn Io, path: &Path) -> Result<[u8; iterator::KEY_LEN
         }
         tracing::warn!(file = %path.display(), "iterator key is short; making a new one (older iterators become invalid)");
     }
-    getrandom::fill(&mut key).map_err(|e| BrokerError::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut key).map_err(|source| BrokerError::Randomness {
+        purpose: "the iterator key",
+        source,
+    })?;
     write_file_atomically(io, path, &key)
         .map_err(|e| crate::storage::StorageError::io("write iterator key", path, e))?;
     Ok(key)
+}
+
+/// Runs `work` on the blocking pool (file I/O and fsync never run on an async worker); a task
+/// that panics becomes [`BrokerError::TaskFailed`] naming `task`.
+pub(crate) async fn blocking<T: Send + 'static>(
+    task: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| BrokerError::TaskFailed { task, source })
 }

@@ -66,7 +66,7 @@ impl Broker {
         let mut results = self.put_records(stream, vec![entry]).await?;
         results
             .pop()
-            .unwrap_or_else(|| Err(BrokerError::Internal("no result for the record".into())))
+            .unwrap_or(Err(BrokerError::MissingResult { entry: 0 }))
     }
 
     /// Puts records; returns one result per entry, in request order. The call fails as a whole
@@ -290,7 +290,10 @@ impl Broker {
         let shard = handle
             .descriptor
             .route(key)
-            .ok_or_else(|| BrokerError::Internal(format!("no open shard holds hash key {key}")))?;
+            .ok_or_else(|| BrokerError::Unroutable {
+                stream: handle.descriptor.name.to_string(),
+                key,
+            })?;
         Ok(Routed {
             entry,
             shard,
@@ -385,9 +388,9 @@ impl PendingPut {
                             duplicate: true,
                         }),
                         Some(Err(e)) => Err(repeat_failure(first, e)),
-                        None => Err(BrokerError::Internal("entry has no result".into())),
+                        None => Err(BrokerError::MissingResult { entry: i }),
                     },
-                    _ => Err(BrokerError::Internal("entry has no result".into())),
+                    _ => Err(BrokerError::MissingResult { entry: i }),
                 },
             };
             out.push(r);
@@ -411,8 +414,9 @@ fn repeat_failure(first: usize, e: &BrokerError) -> BrokerError {
     match e {
         BrokerError::Fifo(f) => BrokerError::Fifo(f.clone()),
         BrokerError::Storage(s) => BrokerError::Storage(s.duplicate()),
-        other => BrokerError::Internal(format!(
-            "the earlier entry {first} with the same deduplication id failed: {other}"
-        )),
+        other => BrokerError::EarlierEntryFailed {
+            first,
+            reason: other.to_string(),
+        },
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::iterator::IteratorPosition;
-use super::{Broker, BrokerError, StreamHandle};
+use super::{blocking, Broker, BrokerError, StreamHandle};
 use crate::storage::log::now_ms;
 use crate::storage::{ReadBatch, ShardLog, StoredRecord};
 use crate::stream::ShardId;
@@ -105,9 +105,8 @@ impl Broker {
             }
             IteratorKind::AtTimestamp(ts) => {
                 let log = Arc::clone(log);
-                tokio::task::spawn_blocking(move || log.seek_time(ts))
-                    .await
-                    .map_err(|e| BrokerError::Internal(e.to_string()))??
+                blocking("seek time", move || log.seek_time(ts))
+                    .await??
             }
         })
     }
@@ -163,9 +162,8 @@ impl Broker {
         let max_bytes = self.config().max_read_bytes;
         let l = Arc::clone(&log);
         let batch =
-            tokio::task::spawn_blocking(move || l.read(pos.sequence, limit as usize, max_bytes))
-                .await
-                .map_err(|e| BrokerError::Internal(e.to_string()))??;
+            blocking("read", move || l.read(pos.sequence, limit as usize, max_bytes))
+                .await??;
         let millis_behind_latest = lag_ms(&log, &batch);
         let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
             sequence: batch.next_sequence,
@@ -228,8 +226,11 @@ impl Broker {
                         push(&tx, Err(e.into()), &mut shutdown).await;
                         return;
                     }
-                    Err(e) => {
-                        let failed = Err(BrokerError::Internal(e.to_string()));
+                    Err(source) => {
+                        let failed = Err(BrokerError::TaskFailed {
+                            task: "subscription read",
+                            source,
+                        });
                         push(&tx, failed, &mut shutdown).await;
                         return;
                     }

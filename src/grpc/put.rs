@@ -128,9 +128,10 @@ pub fn serve_stream(
                             stream_result(results),
                         ),
                         Ok(Err(e)) => rejected(e),
-                        Err(e) => rejected(BrokerError::Internal(format!(
-                            "put task failed: {e}"
-                        ))),
+                        Err(source) => rejected(BrokerError::TaskFailed {
+                            task: "put",
+                            source,
+                        }),
                     };
                     let answer = pb::PutRecordsStreamResponse {
                         request_index,

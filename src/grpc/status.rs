@@ -50,7 +50,11 @@ pub fn code_of(e: &BrokerError) -> Code {
         },
         BrokerError::Meta(m) => meta_code(m),
         BrokerError::ShuttingDown => Code::Unavailable,
-        BrokerError::Internal(_) => Code::Internal,
+        BrokerError::TaskFailed { .. }
+        | BrokerError::Unroutable { .. }
+        | BrokerError::MissingResult { .. }
+        | BrokerError::EarlierEntryFailed { .. }
+        | BrokerError::Randomness { .. } => Code::Internal,
     }
 }
 
@@ -88,5 +92,416 @@ pub fn entry_error_code(e: &BrokerError) -> &'static str {
         Code::InvalidArgument => "InvalidArgumentException",
         Code::NotFound => "ResourceNotFoundException",
         _ => "InternalFailure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::iterator::IteratorError;
+    use crate::consumer::{FenceError, MemberId};
+    use crate::fifo::IdField;
+    use crate::meta::CodecError;
+    use crate::storage::record::{EncodeError, FrameError};
+    use crate::stream::{GroupName, HashKey, ShardId, StreamName};
+
+    fn stream() -> StreamName {
+        StreamName::new("orders").expect("a valid name")
+    }
+
+    fn group() -> GroupName {
+        GroupName::new("billing").expect("a valid name")
+    }
+
+    fn member() -> MemberId {
+        MemberId::new("worker-1").expect("a valid id")
+    }
+
+    fn path() -> PathBuf {
+        PathBuf::from("streams/orders/shardId-000000000000/00000000000000000000.log")
+    }
+
+    fn io_error(kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, "injected")
+    }
+
+    /// A task that was cancelled: the error a panicked or aborted blocking task produces.
+    async fn join_error() -> tokio::task::JoinError {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        task.await.expect_err("an aborted task fails")
+    }
+
+    fn storage() -> Vec<(StorageError, Code)> {
+        vec![
+            (
+                StorageError::io("write segment", path(), io_error(io::ErrorKind::Other)),
+                Code::Internal,
+            ),
+            (
+                StorageError::io("write segment", path(), io_error(io::ErrorKind::StorageFull)),
+                Code::ResourceExhausted,
+            ),
+            (
+                StorageError::Corrupt {
+                    segment: path(),
+                    position: 4096,
+                    reason: FrameError::PayloadCrc {
+                        stored: 1,
+                        computed: 2,
+                    },
+                },
+                Code::DataLoss,
+            ),
+            (
+                StorageError::Poisoned {
+                    dir: path(),
+                    cause: "fsync failed".into(),
+                },
+                Code::Internal,
+            ),
+            (StorageError::Busy { dir: path() }, Code::ResourceExhausted),
+            (
+                StorageError::Encode(EncodeError::BatchTooLarge { len: 2, max: 1 }),
+                Code::InvalidArgument,
+            ),
+            (
+                StorageError::InvalidConfig {
+                    setting: "segment_max_bytes",
+                    reason: "too small".into(),
+                },
+                Code::Internal,
+            ),
+            (StorageError::Closed { dir: path() }, Code::Unavailable),
+        ]
+    }
+
+    fn meta() -> Vec<(MetaError, Code)> {
+        vec![
+            (
+                MetaError::StreamExists { stream: stream() },
+                Code::AlreadyExists,
+            ),
+            (MetaError::StreamNotFound { stream: stream() }, Code::NotFound),
+            (
+                MetaError::GroupExists {
+                    stream: stream(),
+                    group: group(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                MetaError::GroupNotFound {
+                    stream: stream(),
+                    group: group(),
+                },
+                Code::NotFound,
+            ),
+            (
+                MetaError::ShardNotFound {
+                    stream: stream(),
+                    shard: ShardId(3),
+                },
+                Code::NotFound,
+            ),
+            (
+                MetaError::CheckpointBackwards {
+                    stream: stream(),
+                    group: group(),
+                    shard: ShardId(0),
+                    current: 10,
+                    requested: 9,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                MetaError::EpochFloorBackwards {
+                    stream: stream(),
+                    group: group(),
+                    floor: 5,
+                    requested: 4,
+                },
+                Code::Internal,
+            ),
+            (
+                MetaError::CommandTooLarge { bytes: 2, max: 1 },
+                Code::InvalidArgument,
+            ),
+            (
+                MetaError::Io {
+                    op: "sync journal",
+                    path: path(),
+                    source: io_error(io::ErrorKind::Other),
+                },
+                Code::Internal,
+            ),
+            (
+                MetaError::Corrupt {
+                    file: path(),
+                    position: 0,
+                    reason: "bad CRC".into(),
+                },
+                Code::Internal,
+            ),
+            (
+                MetaError::Decode {
+                    file: path(),
+                    position: 0,
+                    source: CodecError::Missing { field: "stream" },
+                },
+                Code::Internal,
+            ),
+            (
+                MetaError::Replay {
+                    file: path(),
+                    position: 0,
+                    source: Box::new(MetaError::StreamNotFound { stream: stream() }),
+                },
+                Code::Internal,
+            ),
+            (MetaError::Poisoned, Code::Internal),
+        ]
+    }
+
+    async fn broker() -> Vec<(BrokerError, Code)> {
+        let id_field = IdField::DeduplicationId;
+        let mut all = vec![
+            (
+                BrokerError::StreamNotFound {
+                    stream: "orders".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                BrokerError::ShardNotFound {
+                    stream: "orders".into(),
+                    shard: "shardId-000000000009".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                BrokerError::StreamExists {
+                    stream: "orders".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                BrokerError::GroupNotFound {
+                    stream: "orders".into(),
+                    group: "billing".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                BrokerError::invalid("limit", "must be at most 10000"),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Model(ModelError::InvalidField {
+                    field: "stream_name",
+                    reason: "empty".into(),
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Iterator(IteratorError::Malformed),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Iterator(IteratorError::Expired {
+                    age_ms: 2,
+                    ttl_ms: 1,
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::Fifo(FifoError::IdLength {
+                    field: id_field,
+                    len: 0,
+                    max: 128,
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Fifo(FifoError::IdCharacter {
+                    field: id_field,
+                    character: 'é',
+                    position: 0,
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Fifo(FifoError::WindowFull {
+                    live_ids: 1,
+                    max_live_ids: 1,
+                }),
+                Code::ResourceExhausted,
+            ),
+            (
+                BrokerError::Fifo(FifoError::WindowOutOfRange {
+                    window: Duration::ZERO,
+                    max: Duration::from_secs(1),
+                }),
+                Code::InvalidArgument,
+            ),
+            (BrokerError::Fifo(FifoError::ZeroLiveIdCap), Code::InvalidArgument),
+            (
+                BrokerError::Group(GroupError::InvalidMemberId { reason: "empty" }),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Group(GroupError::SessionTimeoutOutOfRange {
+                    requested: Duration::ZERO,
+                    min: Duration::from_secs(1),
+                    max: Duration::from_secs(2),
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                BrokerError::Group(GroupError::UnknownMember { member: member() }),
+                Code::NotFound,
+            ),
+            (
+                BrokerError::Group(GroupError::TooManyMembers { limit: 1 }),
+                Code::ResourceExhausted,
+            ),
+            (
+                BrokerError::Group(GroupError::InvalidConfig {
+                    setting: "max_members",
+                    reason: "zero",
+                }),
+                Code::Internal,
+            ),
+            (
+                BrokerError::Group(GroupError::EpochFloorTooHigh { floor: 2, max: 1 }),
+                Code::Internal,
+            ),
+            (
+                BrokerError::Fence(FenceError::UnknownShard { shard: 9 }),
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::Fence(FenceError::NotOwner {
+                    member: member(),
+                    shard: 0,
+                    owner: None,
+                    epoch: 1,
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::Fence(FenceError::StaleEpoch {
+                    member: member(),
+                    shard: 0,
+                    presented: 1,
+                    current: 2,
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::Fence(FenceError::SessionExpired {
+                    member: member(),
+                    shard: 0,
+                    epoch: 1,
+                }),
+                Code::FailedPrecondition,
+            ),
+            (BrokerError::ShuttingDown, Code::Unavailable),
+            (
+                BrokerError::TaskFailed {
+                    task: "read",
+                    source: join_error().await,
+                },
+                Code::Internal,
+            ),
+            (
+                BrokerError::Unroutable {
+                    stream: "orders".into(),
+                    key: HashKey(7),
+                },
+                Code::Internal,
+            ),
+            (BrokerError::MissingResult { entry: 3 }, Code::Internal),
+            (
+                BrokerError::EarlierEntryFailed {
+                    first: 0,
+                    reason: "the put task failed".into(),
+                },
+                Code::Internal,
+            ),
+            (
+                BrokerError::Randomness {
+                    purpose: "the iterator key",
+                    source: getrandom::Error::UNSUPPORTED,
+                },
+                Code::Internal,
+            ),
+        ];
+        all.extend(storage().into_iter().map(|(e, c)| (e.into(), c)));
+        all.extend(meta().into_iter().map(|(e, c)| (e.into(), c)));
+        all
+    }
+
+    /// Which variant an error is: an exhaustive match, so a new variant does not compile
+    /// until it is named here, and the table below must then hold an example of it.
+    fn variant(e: &BrokerError) -> &'static str {
+        match e {
+            BrokerError::StreamNotFound { .. } => "StreamNotFound",
+            BrokerError::ShardNotFound { .. } => "ShardNotFound",
+            BrokerError::StreamExists { .. } => "StreamExists",
+            BrokerError::GroupNotFound { .. } => "GroupNotFound",
+            BrokerError::InvalidArgument { .. } => "InvalidArgument",
+            BrokerError::Model(_) => "Model",
+            BrokerError::Iterator(IteratorError::Malformed) => "Iterator::Malformed",
+            BrokerError::Iterator(IteratorError::Expired { .. }) => "Iterator::Expired",
+            BrokerError::Fifo(_) => "Fifo",
+            BrokerError::Group(_) => "Group",
+            BrokerError::Fence(_) => "Fence",
+            BrokerError::Storage(_) => "Storage",
+            BrokerError::Meta(_) => "Meta",
+            BrokerError::ShuttingDown => "ShuttingDown",
+            BrokerError::TaskFailed { .. } => "TaskFailed",
+            BrokerError::Unroutable { .. } => "Unroutable",
+            BrokerError::MissingResult { .. } => "MissingResult",
+            BrokerError::EarlierEntryFailed { .. } => "EarlierEntryFailed",
+            BrokerError::Randomness { .. } => "Randomness",
+        }
+    }
+
+    const VARIANTS: usize = 19;
+
+    #[tokio::test]
+    async fn every_error_variant_maps_to_its_grpc_code() {
+        let table = broker().await;
+        let mut seen = std::collections::BTreeSet::new();
+        for code in [Code::DataLoss, Code::Internal, Code::Unavailable] {
+            assert!(table.iter().any(|(_, c)| *c == code), "no case for {code:?}");
+        }
+        for (error, expected) in table {
+            seen.insert(variant(&error));
+            assert_eq!(code_of(&error), expected, "{error:?}");
+            let message = error.to_string();
+            let status = to_status(error);
+            assert_eq!(status.code(), expected, "{message}");
+            assert_eq!(status.message(), message);
+        }
+        assert_eq!(seen.len(), VARIANTS, "the table misses a variant: {seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_entry_gets_the_kinesis_error_code_of_its_status() {
+        for (error, code) in broker().await {
+            let expected = match code {
+                Code::ResourceExhausted => "ProvisionedThroughputExceededException",
+                Code::InvalidArgument => "InvalidArgumentException",
+                Code::NotFound => "ResourceNotFoundException",
+                _ => "InternalFailure",
+            };
+            assert_eq!(entry_error_code(&error), expected, "{error:?}");
+        }
     }
 }
