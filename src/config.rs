@@ -20,16 +20,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::broker::{self, BrokerConfig};
-use crate::consumer::{DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT};
-use crate::fifo::{DEFAULT_MAX_LIVE_IDS, MAX_DEDUP_WINDOW};
+use crate::broker::BrokerConfig;
+use crate::consumer::{MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT};
+use crate::fifo::MAX_DEDUP_WINDOW;
 use crate::grpc::MAX_MESSAGE_BYTES;
-use crate::storage::commit::{CommitConfig, FsyncPolicy, DEFAULT_SYNC_INTERVAL};
-use crate::storage::log::{
-    LogConfig, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_SEGMENT_MAX_AGE, DEFAULT_SEGMENT_MAX_BYTES,
-};
+use crate::storage::commit::{FsyncPolicy, DEFAULT_SYNC_INTERVAL};
 use crate::storage::StorageError;
-use crate::stream::{StreamLimits, DEFAULT_MAX_DEDUP_WINDOW, DEFAULT_MAX_SHARD_COUNT};
 
 /// Default directory of all durable state.
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -160,83 +156,25 @@ fn fsync_policy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FsyncPolicy>, 
         .transpose()
 }
 
-/// The settings of `shardlog serve`, resolved. Defaults are the `DEFAULT_*` constants of the
-/// modules each setting belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The settings of `shardlog serve`, resolved: the process's own (listening address, log
+/// filter) and the engine's, which are the broker's [`BrokerConfig`] itself (defaults are the
+/// `DEFAULT_*` constants of the modules each setting belongs to).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Directory holding all durable state. Default `./data`.
-    pub data_dir: PathBuf,
     /// Address the gRPC server listens on. Default `127.0.0.1:50051`.
     pub listen: SocketAddr,
-    /// When appends are synced (default `always`). The period of `interval` is
-    /// `fsync_interval`, whatever the policy value carries.
-    pub fsync: FsyncPolicy,
-    /// Sync period of the `interval` policy (`fsync_interval_ms`). Default 100 ms.
-    pub fsync_interval: Duration,
-    /// Size at which a segment is sealed, in bytes. Default 256 MiB, at most 2 GiB.
-    pub segment_max_bytes: u64,
-    /// Age at which a non-empty segment is sealed (`segment_max_age_secs`). Default 1 h.
-    pub segment_max_age: Duration,
-    /// Most bytes of log each shard keeps (whole sealed segments are deleted past it). Default
-    /// none: only the streams' retention periods apply.
-    pub shard_retention_bytes: Option<u64>,
-    /// Bytes of log between sparse index entries. Default 4 KiB.
-    pub index_interval_bytes: u64,
-    /// Most shards one stream may have. Default 1024.
-    pub max_shard_count: u32,
-    /// Largest record data, in bytes. Default 1 MiB.
-    pub max_record_bytes: usize,
-    /// Largest PutRecords request, in bytes. Default 5 MiB.
-    pub max_put_request_bytes: usize,
-    /// Most entries in one PutRecords. Default 500.
-    pub max_put_entries: usize,
-    /// Most records one GetRecords returns. Default 10,000.
-    pub get_records_limit: u32,
-    /// Most bytes one GetRecords answer or subscription event carries. Default 10 MiB.
-    pub max_read_bytes: usize,
-    /// Lifetime of a shard iterator (`iterator_ttl_secs`). Default 5 min.
-    pub iterator_ttl: Duration,
-    /// Events a subscription buffers ahead of a slow reader. Default 4.
-    pub subscribe_buffer: usize,
-    /// Most unanswered requests of one PutRecordsStream call. Default 8.
-    pub put_stream_window: usize,
-    /// Most bytes of records one subscription event carries. Default 1 MiB.
-    pub subscribe_event_bytes: usize,
-    /// Longest deduplication window a stream may ask for (`max_dedup_window_secs`). Default 1 h.
-    pub max_dedup_window: Duration,
-    /// Most deduplication ids one stream's window holds. Default 1,000,000.
-    pub max_dedup_ids: usize,
-    /// Session timeout of a member that asks for none (`default_session_timeout_ms`). Default 10 s.
-    pub default_session_timeout: Duration,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax. Default `info`.
     pub log: String,
+    /// Everything the engine is opened with; `data_dir` defaults to `./data` here.
+    pub broker: BrokerConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: DEFAULT_LISTEN,
-            fsync: FsyncPolicy::Always,
-            fsync_interval: DEFAULT_SYNC_INTERVAL,
-            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
-            segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
-            shard_retention_bytes: None,
-            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
-            max_shard_count: DEFAULT_MAX_SHARD_COUNT,
-            max_record_bytes: broker::DEFAULT_MAX_RECORD_BYTES,
-            max_put_request_bytes: broker::DEFAULT_MAX_PUT_REQUEST_BYTES,
-            max_put_entries: broker::DEFAULT_MAX_PUT_ENTRIES,
-            get_records_limit: broker::DEFAULT_GET_RECORDS_LIMIT,
-            max_read_bytes: broker::DEFAULT_MAX_READ_BYTES,
-            iterator_ttl: broker::DEFAULT_ITERATOR_TTL,
-            subscribe_buffer: broker::DEFAULT_SUBSCRIBE_BUFFER,
-            put_stream_window: broker::DEFAULT_PUT_STREAM_WINDOW,
-            subscribe_event_bytes: broker::DEFAULT_SUBSCRIBE_EVENT_BYTES,
-            max_dedup_window: DEFAULT_MAX_DEDUP_WINDOW,
-            max_dedup_ids: DEFAULT_MAX_LIVE_IDS,
-            default_session_timeout: DEFAULT_SESSION_TIMEOUT,
             log: DEFAULT_LOG.to_owned(),
+            broker: BrokerConfig::new(DEFAULT_DATA_DIR),
         }
     }
 }
@@ -256,57 +194,63 @@ impl Config {
     }
 
     /// Stacks `upper` over `lower` over the defaults, setting by setting. Does not validate.
+    /// The sync period is read only with the `interval` policy, which carries it.
     pub fn from_layers(upper: Settings, lower: Settings) -> Config {
-        let d = Config::default();
+        let mut config = Config::default();
+        let c = &mut config.broker;
         let ms = Duration::from_millis;
         let secs = Duration::from_secs;
-        Config {
-            data_dir: upper.data_dir.or(lower.data_dir).unwrap_or(d.data_dir),
-            listen: upper.listen.or(lower.listen).unwrap_or(d.listen),
-            fsync: upper.fsync.or(lower.fsync).unwrap_or(d.fsync),
-            fsync_interval: (upper.fsync_interval_ms.or(lower.fsync_interval_ms))
-                .map_or(d.fsync_interval, ms),
-            segment_max_bytes: (upper.segment_max_bytes.or(lower.segment_max_bytes))
-                .unwrap_or(d.segment_max_bytes),
-            segment_max_age: (upper.segment_max_age_secs.or(lower.segment_max_age_secs))
-                .map_or(d.segment_max_age, secs),
-            shard_retention_bytes: upper
-                .shard_retention_bytes
-                .or(lower.shard_retention_bytes)
-                .or(d.shard_retention_bytes),
-            index_interval_bytes: (upper.index_interval_bytes.or(lower.index_interval_bytes))
-                .unwrap_or(d.index_interval_bytes),
-            max_shard_count: (upper.max_shard_count.or(lower.max_shard_count))
-                .unwrap_or(d.max_shard_count),
-            max_record_bytes: (upper.max_record_bytes.or(lower.max_record_bytes))
-                .unwrap_or(d.max_record_bytes),
-            max_put_request_bytes: (upper.max_put_request_bytes.or(lower.max_put_request_bytes))
-                .unwrap_or(d.max_put_request_bytes),
-            max_put_entries: (upper.max_put_entries.or(lower.max_put_entries))
-                .unwrap_or(d.max_put_entries),
-            get_records_limit: (upper.get_records_limit.or(lower.get_records_limit))
-                .unwrap_or(d.get_records_limit),
-            max_read_bytes: (upper.max_read_bytes.or(lower.max_read_bytes))
-                .unwrap_or(d.max_read_bytes),
-            iterator_ttl: (upper.iterator_ttl_secs.or(lower.iterator_ttl_secs))
-                .map_or(d.iterator_ttl, secs),
-            subscribe_buffer: (upper.subscribe_buffer.or(lower.subscribe_buffer))
-                .unwrap_or(d.subscribe_buffer),
-            put_stream_window: (upper.put_stream_window.or(lower.put_stream_window))
-                .unwrap_or(d.put_stream_window),
-            subscribe_event_bytes: (upper.subscribe_event_bytes.or(lower.subscribe_event_bytes))
-                .unwrap_or(d.subscribe_event_bytes),
-            max_dedup_window: (upper.max_dedup_window_secs.or(lower.max_dedup_window_secs))
-                .map_or(d.max_dedup_window, secs),
-            max_dedup_ids: (upper.max_dedup_ids.or(lower.max_dedup_ids)).unwrap_or(d.max_dedup_ids),
-            default_session_timeout: (upper.default_session_timeout_ms)
-                .or(lower.default_session_timeout_ms)
-                .map_or(d.default_session_timeout, ms),
-            log: upper.log.or(lower.log).unwrap_or(d.log),
+        macro_rules! layer {
+            ($field:ident) => {
+                upper.$field.or(lower.$field)
+            };
         }
+        let interval = layer!(fsync_interval_ms).map_or(DEFAULT_SYNC_INTERVAL, ms);
+        if let Some(policy) = layer!(fsync) {
+            c.commit.policy = match policy {
+                FsyncPolicy::Interval(_) => FsyncPolicy::Interval(interval),
+                other => other,
+            };
+        }
+        set(&mut c.data_dir, layer!(data_dir));
+        set(&mut c.log.segment_max_bytes, layer!(segment_max_bytes));
+        set(
+            &mut c.log.segment_max_age,
+            layer!(segment_max_age_secs).map(secs),
+        );
+        c.log.retention_bytes = layer!(shard_retention_bytes).or(c.log.retention_bytes);
+        set(
+            &mut c.log.index_interval_bytes,
+            layer!(index_interval_bytes),
+        );
+        set(
+            &mut c.stream_limits.max_shard_count,
+            layer!(max_shard_count),
+        );
+        set(&mut c.max_record_bytes, layer!(max_record_bytes));
+        set(&mut c.max_put_request_bytes, layer!(max_put_request_bytes));
+        set(&mut c.max_put_entries, layer!(max_put_entries));
+        set(&mut c.get_records_limit, layer!(get_records_limit));
+        set(&mut c.max_read_bytes, layer!(max_read_bytes));
+        set(&mut c.iterator_ttl, layer!(iterator_ttl_secs).map(secs));
+        set(&mut c.subscribe_buffer, layer!(subscribe_buffer));
+        set(&mut c.put_stream_window, layer!(put_stream_window));
+        set(&mut c.subscribe_event_bytes, layer!(subscribe_event_bytes));
+        set(
+            &mut c.stream_limits.max_dedup_window,
+            layer!(max_dedup_window_secs).map(secs),
+        );
+        set(&mut c.max_dedup_ids, layer!(max_dedup_ids));
+        set(
+            &mut c.default_session_timeout,
+            layer!(default_session_timeout_ms).map(ms),
+        );
+        set(&mut config.listen, layer!(listen));
+        set(&mut config.log, layer!(log));
+        config
     }
 
-    /// Checks every setting; the error names the first one out of range.
+    /// Checks every setting; the error names the first one out of range, as its flag does.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn check(
             ok: bool,
@@ -322,69 +266,73 @@ impl Config {
                 })
             }
         }
+        let c = &self.broker;
         let positive = || "must be at least 1".to_owned();
         check(
-            !self.fsync_interval.is_zero(),
+            c.commit.policy != FsyncPolicy::Interval(Duration::ZERO),
             "fsync_interval_ms",
             positive,
         )?;
-        self.log_config().validate()?;
-        check(self.max_shard_count >= 1, "max_shard_count", positive)?;
-        check(self.max_record_bytes >= 1, "max_record_bytes", positive)?;
+        c.log.validate()?;
         check(
-            self.max_put_request_bytes >= self.max_record_bytes,
-            "max_put_request_bytes",
-            || {
-                format!(
-                    "must hold at least one record of max_record_bytes ({})",
-                    self.max_record_bytes
-                )
-            },
+            c.stream_limits.max_shard_count >= 1,
+            "max_shard_count",
+            positive,
         )?;
+        check(c.max_record_bytes >= 1, "max_record_bytes", positive)?;
+        let one_record = || {
+            format!(
+                "must hold at least one record of max_record_bytes ({})",
+                c.max_record_bytes
+            )
+        };
         // A request or an answer larger than the gRPC message limit could never travel.
+        let below_message_limit =
+            || format!("must be below the gRPC message limit of {MAX_MESSAGE_BYTES} bytes");
         check(
-            self.max_put_request_bytes < MAX_MESSAGE_BYTES,
+            c.max_put_request_bytes >= c.max_record_bytes,
             "max_put_request_bytes",
-            || format!("must be below the gRPC message limit of {MAX_MESSAGE_BYTES} bytes"),
+            one_record,
         )?;
-        check(self.max_put_entries >= 1, "max_put_entries", positive)?;
-        check(self.get_records_limit >= 1, "get_records_limit", positive)?;
         check(
-            self.max_read_bytes >= self.max_record_bytes,
+            c.max_put_request_bytes < MAX_MESSAGE_BYTES,
+            "max_put_request_bytes",
+            below_message_limit,
+        )?;
+        check(c.max_put_entries >= 1, "max_put_entries", positive)?;
+        check(c.get_records_limit >= 1, "get_records_limit", positive)?;
+        check(
+            c.max_read_bytes >= c.max_record_bytes,
             "max_read_bytes",
-            || {
-                format!(
-                    "must hold at least one record of max_record_bytes ({})",
-                    self.max_record_bytes
-                )
-            },
+            one_record,
         )?;
         check(
-            self.max_read_bytes < MAX_MESSAGE_BYTES,
+            c.max_read_bytes < MAX_MESSAGE_BYTES,
             "max_read_bytes",
-            || format!("must be below the gRPC message limit of {MAX_MESSAGE_BYTES} bytes"),
+            below_message_limit,
         )?;
-        check(!self.iterator_ttl.is_zero(), "iterator_ttl_secs", positive)?;
-        check(self.subscribe_buffer >= 1, "subscribe_buffer", positive)?;
-        check(self.put_stream_window >= 1, "put_stream_window", positive)?;
+        check(!c.iterator_ttl.is_zero(), "iterator_ttl_secs", positive)?;
+        check(c.subscribe_buffer >= 1, "subscribe_buffer", positive)?;
+        check(c.put_stream_window >= 1, "put_stream_window", positive)?;
         check(
-            self.shard_retention_bytes != Some(0),
+            c.log.retention_bytes != Some(0),
             "shard_retention_bytes",
             positive,
         )?;
         check(
-            self.subscribe_event_bytes >= 1 && self.subscribe_event_bytes < MAX_MESSAGE_BYTES,
+            c.subscribe_event_bytes >= 1 && c.subscribe_event_bytes < MAX_MESSAGE_BYTES,
             "subscribe_event_bytes",
             || format!("must be between 1 and the gRPC message limit of {MAX_MESSAGE_BYTES} bytes"),
         )?;
+        let window = c.stream_limits.max_dedup_window;
         check(
-            !self.max_dedup_window.is_zero() && self.max_dedup_window <= MAX_DEDUP_WINDOW,
+            !window.is_zero() && window <= MAX_DEDUP_WINDOW,
             "max_dedup_window_secs",
             || format!("must be between 1 and {}", MAX_DEDUP_WINDOW.as_secs()),
         )?;
-        check(self.max_dedup_ids >= 1, "max_dedup_ids", positive)?;
+        check(c.max_dedup_ids >= 1, "max_dedup_ids", positive)?;
         check(
-            (MIN_SESSION_TIMEOUT..=MAX_SESSION_TIMEOUT).contains(&self.default_session_timeout),
+            (MIN_SESSION_TIMEOUT..=MAX_SESSION_TIMEOUT).contains(&c.default_session_timeout),
             "default_session_timeout_ms",
             || {
                 format!(
@@ -402,46 +350,12 @@ impl Config {
         }
         Ok(())
     }
+}
 
-    /// The broker's settings; the ones `Config` does not expose keep the broker's defaults.
-    pub fn broker_config(&self) -> BrokerConfig {
-        let policy = match self.fsync {
-            FsyncPolicy::Interval(_) => FsyncPolicy::Interval(self.fsync_interval),
-            other => other,
-        };
-        BrokerConfig {
-            commit: CommitConfig {
-                policy,
-                ..CommitConfig::default()
-            },
-            log: self.log_config(),
-            stream_limits: StreamLimits {
-                max_shard_count: self.max_shard_count,
-                max_dedup_window: self.max_dedup_window,
-            },
-            max_record_bytes: self.max_record_bytes,
-            max_put_request_bytes: self.max_put_request_bytes,
-            max_put_entries: self.max_put_entries,
-            get_records_limit: self.get_records_limit,
-            max_read_bytes: self.max_read_bytes,
-            iterator_ttl: self.iterator_ttl,
-            subscribe_buffer: self.subscribe_buffer,
-            put_stream_window: self.put_stream_window,
-            subscribe_event_bytes: self.subscribe_event_bytes,
-            max_dedup_ids: self.max_dedup_ids,
-            default_session_timeout: self.default_session_timeout,
-            ..BrokerConfig::new(&self.data_dir)
-        }
-    }
-
-    fn log_config(&self) -> LogConfig {
-        LogConfig {
-            segment_max_bytes: self.segment_max_bytes,
-            segment_max_age: self.segment_max_age,
-            index_interval_bytes: self.index_interval_bytes,
-            retention_bytes: self.shard_retention_bytes,
-            ..LogConfig::default()
-        }
+/// Overwrites `slot` with the value a layer gives, if any.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
     }
 }
 
@@ -465,6 +379,7 @@ mod tests {
     use clap::{CommandFactory, Parser};
 
     use super::*;
+    use crate::broker;
 
     /// `shardlog serve`'s settings as a command of their own.
     #[derive(Debug, Parser)]
@@ -486,31 +401,11 @@ mod tests {
     fn with_nothing_set_every_setting_is_its_default() {
         let config = Config::from_layers(Settings::default(), Settings::default());
         assert_eq!(config, Config::default());
-        assert_eq!(config.data_dir, Path::new("./data"));
+        assert_eq!(config.broker.data_dir, Path::new("./data"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
-        assert_eq!(config.fsync, FsyncPolicy::Always);
+        assert_eq!(config.broker.commit.policy, FsyncPolicy::Always);
         assert_eq!(config.log, "info");
         config.validate().expect("the defaults are valid");
-    }
-
-    #[test]
-    fn the_default_broker_config_is_the_brokers_own_default() {
-        let ours = Config::default().broker_config();
-        let theirs = BrokerConfig::new(DEFAULT_DATA_DIR);
-        assert_eq!(ours.data_dir, theirs.data_dir);
-        assert_eq!(ours.commit, theirs.commit);
-        assert_eq!(ours.log, theirs.log);
-        assert_eq!(ours.stream_limits, theirs.stream_limits);
-        assert_eq!(ours.max_record_bytes, theirs.max_record_bytes);
-        assert_eq!(ours.max_put_request_bytes, theirs.max_put_request_bytes);
-        assert_eq!(ours.max_put_entries, theirs.max_put_entries);
-        assert_eq!(ours.get_records_limit, theirs.get_records_limit);
-        assert_eq!(ours.max_read_bytes, theirs.max_read_bytes);
-        assert_eq!(ours.iterator_ttl, theirs.iterator_ttl);
-        assert_eq!(ours.subscribe_buffer, theirs.subscribe_buffer);
-        assert_eq!(ours.put_stream_window, theirs.put_stream_window);
-        assert_eq!(ours.max_dedup_ids, theirs.max_dedup_ids);
-        assert_eq!(ours.default_session_timeout, theirs.default_session_timeout);
     }
 
     // The only test that sets environment variables, and only ones no other test reads back.
@@ -524,10 +419,11 @@ mod tests {
         let lower = file("max_put_entries = 3\nsubscribe_buffer = 5\nmax_dedup_ids = 11\n");
 
         let config = Config::from_layers(upper, lower);
-        assert_eq!(config.max_put_entries, 2, "flag over environment and file");
-        assert_eq!(config.subscribe_buffer, 7, "environment over file");
-        assert_eq!(config.max_dedup_ids, 11, "file over default");
-        assert_eq!(config.max_record_bytes, broker::DEFAULT_MAX_RECORD_BYTES);
+        let c = &config.broker;
+        assert_eq!(c.max_put_entries, 2, "flag over environment and file");
+        assert_eq!(c.subscribe_buffer, 7, "environment over file");
+        assert_eq!(c.max_dedup_ids, 11, "file over default");
+        assert_eq!(c.max_record_bytes, broker::DEFAULT_MAX_RECORD_BYTES);
     }
 
     #[test]
@@ -536,13 +432,9 @@ mod tests {
             flags(&["--fsync", "interval", "--fsync-interval-ms", "250"]),
             file("segment_max_age_secs = 60\niterator_ttl_secs = 30\nmax_dedup_window_secs = 600\ndefault_session_timeout_ms = 4000\nshard_retention_bytes = 1073741824\n"),
         );
-        assert_eq!(config.fsync_interval, Duration::from_millis(250));
-        assert_eq!(config.segment_max_age, Duration::from_secs(60));
-        assert_eq!(config.iterator_ttl, Duration::from_secs(30));
-        assert_eq!(config.max_dedup_window, Duration::from_secs(600));
-        assert_eq!(config.default_session_timeout, Duration::from_secs(4));
-
-        let broker = config.broker_config();
+        let broker = &config.broker;
+        assert_eq!(broker.iterator_ttl, Duration::from_secs(30));
+        assert_eq!(broker.default_session_timeout, Duration::from_secs(4));
         assert_eq!(
             broker.commit.policy,
             FsyncPolicy::Interval(Duration::from_millis(250))
@@ -567,9 +459,9 @@ mod tests {
         let path_arg = path.to_str().expect("UTF-8 temp path");
         let config = Config::load(flags(&["--config", path_arg, "--listen", "127.0.0.1:7000"]))
             .expect("valid settings");
-        assert_eq!(config.data_dir, Path::new("/srv/shardlog"));
+        assert_eq!(config.broker.data_dir, Path::new("/srv/shardlog"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
-        assert_eq!(config.fsync, FsyncPolicy::Never);
+        assert_eq!(config.broker.commit.policy, FsyncPolicy::Never);
         assert_eq!(config.log, "debug");
     }
 
@@ -614,42 +506,56 @@ mod tests {
     fn every_out_of_range_setting_is_refused_by_its_name() {
         type Break = fn(&mut Config);
         let cases: &[(&str, Break)] = &[
-            ("fsync_interval_ms", |c| c.fsync_interval = Duration::ZERO),
-            ("segment_max_bytes", |c| c.segment_max_bytes = 100),
-            ("segment_max_age", |c| c.segment_max_age = Duration::ZERO),
-            ("index_interval_bytes", |c| c.index_interval_bytes = 0),
-            ("max_shard_count", |c| c.max_shard_count = 0),
-            ("max_record_bytes", |c| c.max_record_bytes = 0),
+            ("fsync_interval_ms", |c| {
+                c.broker.commit.policy = FsyncPolicy::Interval(Duration::ZERO)
+            }),
+            ("segment_max_bytes", |c| {
+                c.broker.log.segment_max_bytes = 100
+            }),
+            ("segment_max_age", |c| {
+                c.broker.log.segment_max_age = Duration::ZERO
+            }),
+            ("index_interval_bytes", |c| {
+                c.broker.log.index_interval_bytes = 0
+            }),
+            ("max_shard_count", |c| {
+                c.broker.stream_limits.max_shard_count = 0
+            }),
+            ("max_record_bytes", |c| c.broker.max_record_bytes = 0),
             ("max_put_request_bytes", |c| {
-                c.max_put_request_bytes = c.max_record_bytes - 1
+                c.broker.max_put_request_bytes = c.broker.max_record_bytes - 1
             }),
             ("max_put_request_bytes", |c| {
-                c.max_put_request_bytes = MAX_MESSAGE_BYTES
+                c.broker.max_put_request_bytes = MAX_MESSAGE_BYTES
             }),
-            ("max_put_entries", |c| c.max_put_entries = 0),
-            ("get_records_limit", |c| c.get_records_limit = 0),
+            ("max_put_entries", |c| c.broker.max_put_entries = 0),
+            ("get_records_limit", |c| c.broker.get_records_limit = 0),
             ("max_read_bytes", |c| {
-                c.max_read_bytes = c.max_record_bytes - 1
+                c.broker.max_read_bytes = c.broker.max_record_bytes - 1
             }),
-            ("max_read_bytes", |c| c.max_read_bytes = MAX_MESSAGE_BYTES),
-            ("iterator_ttl_secs", |c| c.iterator_ttl = Duration::ZERO),
-            ("subscribe_buffer", |c| c.subscribe_buffer = 0),
-            ("put_stream_window", |c| c.put_stream_window = 0),
+            ("max_read_bytes", |c| {
+                c.broker.max_read_bytes = MAX_MESSAGE_BYTES
+            }),
+            ("iterator_ttl_secs", |c| {
+                c.broker.iterator_ttl = Duration::ZERO
+            }),
+            ("subscribe_buffer", |c| c.broker.subscribe_buffer = 0),
+            ("put_stream_window", |c| c.broker.put_stream_window = 0),
             ("shard_retention_bytes", |c| {
-                c.shard_retention_bytes = Some(0)
+                c.broker.log.retention_bytes = Some(0)
             }),
             ("max_dedup_window_secs", |c| {
-                c.max_dedup_window = Duration::ZERO
+                c.broker.stream_limits.max_dedup_window = Duration::ZERO
             }),
             ("max_dedup_window_secs", |c| {
-                c.max_dedup_window = MAX_DEDUP_WINDOW + Duration::from_secs(1)
+                c.broker.stream_limits.max_dedup_window = MAX_DEDUP_WINDOW + Duration::from_secs(1)
             }),
-            ("max_dedup_ids", |c| c.max_dedup_ids = 0),
+            ("max_dedup_ids", |c| c.broker.max_dedup_ids = 0),
             ("default_session_timeout_ms", |c| {
-                c.default_session_timeout = Duration::from_millis(10)
+                c.broker.default_session_timeout = Duration::from_millis(10)
             }),
             ("default_session_timeout_ms", |c| {
-                c.default_session_timeout = MAX_SESSION_TIMEOUT * 2
+                c.broker.default_session_timeout = MAX_SESSION_TIMEOUT * 2
             }),
             ("log", |c| c.log = "shardlog=loudest".to_owned()),
         ];
@@ -664,22 +570,29 @@ mod tests {
 
     #[test]
     fn every_flag_documents_its_default_and_reads_its_environment_variable() {
-        let d = Config::default();
+        let config = Config::default();
+        let d = &config.broker;
         let defaults: Vec<(&str, String)> = vec![
             ("data_dir", d.data_dir.display().to_string()),
-            ("listen", d.listen.to_string()),
+            ("listen", config.listen.to_string()),
             ("fsync", "always".to_owned()),
             (
                 "fsync_interval_ms",
-                d.fsync_interval.as_millis().to_string(),
+                DEFAULT_SYNC_INTERVAL.as_millis().to_string(),
             ),
-            ("segment_max_bytes", d.segment_max_bytes.to_string()),
+            ("segment_max_bytes", d.log.segment_max_bytes.to_string()),
             (
                 "segment_max_age_secs",
-                d.segment_max_age.as_secs().to_string(),
+                d.log.segment_max_age.as_secs().to_string(),
             ),
-            ("index_interval_bytes", d.index_interval_bytes.to_string()),
-            ("max_shard_count", d.max_shard_count.to_string()),
+            (
+                "index_interval_bytes",
+                d.log.index_interval_bytes.to_string(),
+            ),
+            (
+                "max_shard_count",
+                d.stream_limits.max_shard_count.to_string(),
+            ),
             ("max_record_bytes", d.max_record_bytes.to_string()),
             ("max_put_request_bytes", d.max_put_request_bytes.to_string()),
             ("max_put_entries", d.max_put_entries.to_string()),
@@ -692,14 +605,14 @@ mod tests {
             ("subscribe_event_bytes", d.subscribe_event_bytes.to_string()),
             (
                 "max_dedup_window_secs",
-                d.max_dedup_window.as_secs().to_string(),
+                d.stream_limits.max_dedup_window.as_secs().to_string(),
             ),
             ("max_dedup_ids", d.max_dedup_ids.to_string()),
             (
                 "default_session_timeout_ms",
                 d.default_session_timeout.as_millis().to_string(),
             ),
-            ("log", d.log.clone()),
+            ("log", config.log.clone()),
         ];
         let command = Serve::command();
         let settings: Vec<_> = command

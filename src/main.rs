@@ -94,13 +94,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
-        data_dir = %config.data_dir.display(),
-        fsync = ?config.fsync,
+        data_dir = %config.broker.data_dir.display(),
+        fsync = ?config.broker.commit.policy,
         "opening data directory"
     );
-    let broker = Broker::open(config.broker_config(), RealIo::shared())
+    let broker = Broker::open(config.broker.clone(), RealIo::shared())
         .await
-        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open data directory {}",
+                config.broker.data_dir.display()
+            )
+        })?;
     shardlog::grpc::serve(broker, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())

@@ -517,8 +517,7 @@ impl Broker {
                 // checkpointed record, from the oldest record still retained.
                 let from = checkpoint.filter(|&c| c >= first).unwrap_or(first);
                 let l = Arc::clone(&log);
-                let oldest = blocking("read oldest", move || l.read(from, 1, 1))
-                    .await??;
+                let oldest = blocking("read oldest", move || l.read(from, 1, 1)).await??;
                 oldest.records.first().map_or(0, |r| {
                     log.last_timestamp_ms().saturating_sub(r.timestamp_ms)
                 })

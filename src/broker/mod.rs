@@ -72,7 +72,7 @@ pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 pub const ITERATOR_KEY_FILE: &str = "iterator.key";
 
 /// Settings of the broker. Every limit is here, with its default in a `DEFAULT_*` constant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
     /// Root of all durable state (`meta/`, `streams/`, `iterator.key`).
     pub data_dir: PathBuf,
@@ -82,18 +82,27 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Shard count and dedup window caps for new streams.
     pub stream_limits: StreamLimits,
+    /// Largest record data, in bytes.
     pub max_record_bytes: usize,
+    /// Largest PutRecords request (data plus partition keys), in bytes.
     pub max_put_request_bytes: usize,
+    /// Most entries in one PutRecords request.
     pub max_put_entries: usize,
+    /// Most records one GetRecords returns, and what a limit of 0 asks for.
     pub get_records_limit: u32,
+    /// Most bytes of records one GetRecords answer carries.
     pub max_read_bytes: usize,
+    /// Lifetime of a shard iterator.
     pub iterator_ttl: Duration,
+    /// Events a subscription buffers ahead of a slow reader.
     pub subscribe_buffer: usize,
     /// Most bytes of records in one subscription event (at least one record is always sent).
     pub subscribe_event_bytes: usize,
+    /// Period of the empty events that keep an idle subscription alive.
     pub subscribe_keepalive: Duration,
     /// Most unanswered requests of one PutRecordsStream call.
     pub put_stream_window: usize,
+    /// Period of the task that deletes segments past their stream's retention.
     pub retention_check_interval: Duration,
     /// How long a graceful stop waits for in-flight requests and subscriptions to finish.
     pub shutdown_grace: Duration,
@@ -209,8 +218,7 @@ impl Broker {
     pub async fn open(config: BrokerConfig, io: Arc<dyn Io>) -> Result<Broker, BrokerError> {
         let cfg = config.clone();
         let io2 = Arc::clone(&io);
-        let (meta, key, opened) = blocking("open", move || open_blocking(&cfg, io2))
-            .await??;
+        let (meta, key, opened) = blocking("open", move || open_blocking(&cfg, io2)).await??;
         let iterators = IteratorCodec::new(key, config.iterator_ttl);
         let mut streams = HashMap::new();
         let epoch_floors = groups::floors_from(meta.state());
@@ -415,8 +423,7 @@ impl Broker {
         let cfg = self.inner.config.clone();
         let io = Arc::clone(&self.inner.io);
         let d = descriptor.clone();
-        let logs = blocking("open stream", move || open_stream_logs(&cfg, &io, &d))
-            .await??;
+        let logs = blocking("open stream", move || open_stream_logs(&cfg, &io, &d)).await??;
         self.execute_meta(MetaCommand::CreateStream(descriptor.clone()))
             .await?;
         let handle = Self::make_handle(&self.inner.config, descriptor.clone(), logs)?;

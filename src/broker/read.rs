@@ -105,8 +105,7 @@ impl Broker {
             }
             IteratorKind::AtTimestamp(ts) => {
                 let log = Arc::clone(log);
-                blocking("seek time", move || log.seek_time(ts))
-                    .await??
+                blocking("seek time", move || log.seek_time(ts)).await??
             }
         })
     }
@@ -161,9 +160,10 @@ impl Broker {
             })?;
         let max_bytes = self.config().max_read_bytes;
         let l = Arc::clone(&log);
-        let batch =
-            blocking("read", move || l.read(pos.sequence, limit as usize, max_bytes))
-                .await??;
+        let batch = blocking("read", move || {
+            l.read(pos.sequence, limit as usize, max_bytes)
+        })
+        .await??;
         let millis_behind_latest = lag_ms(&log, &batch);
         let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
             sequence: batch.next_sequence,

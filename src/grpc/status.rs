@@ -143,7 +143,11 @@ mod tests {
                 Code::Internal,
             ),
             (
-                StorageError::io("write segment", path(), io_error(io::ErrorKind::StorageFull)),
+                StorageError::io(
+                    "write segment",
+                    path(),
+                    io_error(io::ErrorKind::StorageFull),
+                ),
                 Code::ResourceExhausted,
             ),
             (
@@ -186,7 +190,10 @@ mod tests {
                 MetaError::StreamExists { stream: stream() },
                 Code::AlreadyExists,
             ),
-            (MetaError::StreamNotFound { stream: stream() }, Code::NotFound),
+            (
+                MetaError::StreamNotFound { stream: stream() },
+                Code::NotFound,
+            ),
             (
                 MetaError::GroupExists {
                     stream: stream(),
@@ -348,7 +355,10 @@ mod tests {
                 }),
                 Code::InvalidArgument,
             ),
-            (BrokerError::Fifo(FifoError::ZeroLiveIdCap), Code::InvalidArgument),
+            (
+                BrokerError::Fifo(FifoError::ZeroLiveIdCap),
+                Code::InvalidArgument,
+            ),
             (
                 BrokerError::Group(GroupError::InvalidMemberId { reason: "empty" }),
                 Code::InvalidArgument,
@@ -479,7 +489,10 @@ mod tests {
         let table = broker().await;
         let mut seen = std::collections::BTreeSet::new();
         for code in [Code::DataLoss, Code::Internal, Code::Unavailable] {
-            assert!(table.iter().any(|(_, c)| *c == code), "no case for {code:?}");
+            assert!(
+                table.iter().any(|(_, c)| *c == code),
+                "no case for {code:?}"
+            );
         }
         for (error, expected) in table {
             seen.insert(variant(&error));
