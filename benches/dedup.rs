@@ -15,7 +15,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use shardlog::broker::{Broker, BrokerConfig, PutEntry};
 use shardlog::storage::io::RealIo;
 use shardlog::storage::FsyncPolicy;
-use shardlog::stream::StreamSettings;
+use shardlog::stream::{StreamName, StreamSettings};
 
 /// Records per PutRecords.
 const BATCH: usize = 100;
@@ -44,6 +44,8 @@ fn entries(data: &Bytes, next_id: Option<&AtomicU64>) -> Vec<PutEntry> {
 struct Setup {
     rt: tokio::runtime::Runtime,
     broker: Broker,
+    plain: StreamName,
+    deduplicated: StreamName,
     data: Bytes,
     next_id: AtomicU64,
     _dir: tempfile::TempDir,
@@ -65,16 +67,17 @@ impl Setup {
             dedup_window: DEDUP_WINDOW,
             ..StreamSettings::default()
         };
-        for (stream, settings) in [
-            ("plain", StreamSettings::default()),
-            ("deduplicated", deduplicated),
-        ] {
-            rt.block_on(broker.create_stream(stream, SHARDS, settings))
+        let plain = StreamName::new("plain").expect("a valid name");
+        let dedup = StreamName::new("deduplicated").expect("a valid name");
+        for (stream, settings) in [(&plain, StreamSettings::default()), (&dedup, deduplicated)] {
+            rt.block_on(broker.create_stream(stream.clone(), SHARDS, settings))
                 .expect("create stream");
         }
         Setup {
             rt,
             broker,
+            plain,
+            deduplicated: dedup,
             data: Bytes::from(vec![0x5a; RECORD_BYTES]),
             next_id: AtomicU64::new(0),
             _dir: dir,
@@ -84,9 +87,9 @@ impl Setup {
     /// One PutRecords of `BATCH` records, with unique dedup ids or without.
     fn put(&self, with_ids: bool) {
         let (stream, ids) = if with_ids {
-            ("deduplicated", Some(&self.next_id))
+            (&self.deduplicated, Some(&self.next_id))
         } else {
-            ("plain", None)
+            (&self.plain, None)
         };
         let results = self
             .rt

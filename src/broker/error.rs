@@ -7,20 +7,23 @@ use crate::consumer::{FenceError, GroupError};
 use crate::fifo::FifoError;
 use crate::meta::MetaError;
 use crate::storage::StorageError;
-use crate::stream::{HashKey, ModelError};
+use crate::stream::{GroupName, HashKey, ModelError, StreamName};
 
 /// Errors of the broker. Mapped to gRPC status codes in one place, `grpc::status` (and, for
 /// every adapter to come, in one place each).
 #[derive(Debug, Error)]
 pub enum BrokerError {
     #[error("stream {stream} not found")]
-    StreamNotFound { stream: String },
+    StreamNotFound { stream: StreamName },
     #[error("shard {shard} not found in stream {stream}")]
-    ShardNotFound { stream: String, shard: String },
+    ShardNotFound { stream: StreamName, shard: String },
     #[error("stream {stream} already exists")]
-    StreamExists { stream: String },
+    StreamExists { stream: StreamName },
     #[error("consumer group {group} not found on stream {stream}")]
-    GroupNotFound { stream: String, group: String },
+    GroupNotFound {
+        stream: StreamName,
+        group: GroupName,
+    },
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
     #[error(transparent)]
@@ -50,7 +53,7 @@ pub enum BrokerError {
     /// No open shard of the stream holds the key: its shards do not cover the key space, which
     /// the stream model forbids.
     #[error("no open shard of stream {stream} holds hash key {key}")]
-    Unroutable { stream: String, key: HashKey },
+    Unroutable { stream: StreamName, key: HashKey },
     /// The put pipeline ended without a result for an entry: a broken invariant, never the
     /// client's doing.
     #[error("entry {entry} of the request got no result")]

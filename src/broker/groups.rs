@@ -18,7 +18,8 @@ use crate::meta::{MetaCommand, MetaState};
 use crate::storage::log::now_ms;
 use crate::stream::{GroupName, ShardId, StreamName};
 
-type GroupKey = (String, String);
+/// A group of a stream: the key of its live coordinator and its epoch floor.
+type GroupKey = (StreamName, GroupName);
 
 /// One lease as a member sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +84,7 @@ pub(crate) fn floors_from(state: &MetaState) -> HashMap<GroupKey, u64> {
     state
         .groups
         .iter()
-        .map(|((s, g), rec)| {
-            (
-                (s.as_str().to_owned(), g.as_str().to_owned()),
-                rec.epoch_floor,
-            )
-        })
+        .map(|(key, rec)| (key.clone(), rec.epoch_floor))
         .collect()
 }
 
@@ -126,7 +122,7 @@ impl Groups {
     }
 
     /// Forgets the live state of every group of a deleted stream.
-    pub(crate) async fn remove_stream(&self, stream: &str) {
+    pub(crate) async fn remove_stream(&self, stream: &StreamName) {
         self.coordinators
             .lock()
             .await
@@ -168,12 +164,12 @@ impl Groups {
                 for ((stream, group), coordinator) in c.iter_mut() {
                     let outcome = coordinator.expire(now);
                     if !outcome.value.is_empty() {
-                        tracing::info!(stream, group, expired = ?outcome.value.iter().map(MemberId::as_str).collect::<Vec<_>>(), "members expired");
+                        tracing::info!(stream = stream.as_str(), group = group.as_str(), expired = ?outcome.value.iter().map(MemberId::as_str).collect::<Vec<_>>(), "members expired");
                     }
                     let key = (stream.clone(), group.clone());
                     let floor = outcome.persist_epoch_floor;
                     if let Err(e) = broker.persist_before_answer(&key, coordinator, floor).await {
-                        tracing::error!(stream, group, error = %e, "could not persist the epoch floor");
+                        tracing::error!(stream = stream.as_str(), group = group.as_str(), error = %e, "could not persist the epoch floor");
                     }
                 }
             }
@@ -225,13 +221,13 @@ impl Broker {
 
     async fn persist_floor(
         &self,
-        stream: &str,
-        group: &str,
+        stream: &StreamName,
+        group: &GroupName,
         floor: u64,
     ) -> Result<(), BrokerError> {
         self.execute_meta(MetaCommand::RaiseEpochFloor {
-            stream: StreamName::new(stream)?,
-            group: GroupName::new(group)?,
+            stream: stream.clone(),
+            group: group.clone(),
             epoch: floor,
         })
         .await
@@ -274,7 +270,7 @@ impl Broker {
 
     fn group_names(
         &self,
-        stream: &str,
+        stream: &StreamName,
         group: &str,
     ) -> Result<(Arc<StreamHandle>, GroupName), BrokerError> {
         let handle = self.stream(stream)?;
@@ -286,7 +282,7 @@ impl Broker {
     /// returns the member's leases after the rebalance this causes.
     pub async fn join_group(
         &self,
-        stream: &str,
+        stream: &StreamName,
         group: &str,
         member_id: &str,
         session_timeout: Option<Duration>,
@@ -310,7 +306,7 @@ impl Broker {
                 Err(e) => return Err(e),
             }
         }
-        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let key = (stream.clone(), group.clone());
         let groups = &self.inner.groups;
         let mut coordinators = groups.coordinators.lock().await;
         let coordinator = match coordinators.entry(key.clone()) {
@@ -349,14 +345,14 @@ impl Broker {
     /// Keeps a member alive and returns its current leases.
     pub async fn heartbeat(
         &self,
-        stream: &str,
+        stream: &StreamName,
         group: &str,
         member_id: &str,
     ) -> Result<MemberAssignments, BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
         let member = MemberId::new(member_id)?;
         let stream = handle.descriptor.name.clone();
-        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let key = (stream.clone(), group.clone());
         let mut coordinators = self.inner.groups.coordinators.lock().await;
         let coordinator = coordinators.get_mut(&key).ok_or_else(|| {
             BrokerError::Group(crate::consumer::GroupError::UnknownMember {
@@ -380,16 +376,13 @@ impl Broker {
     /// Removes a member at once; its shards go to the others.
     pub async fn leave_group(
         &self,
-        stream: &str,
+        stream: &StreamName,
         group: &str,
         member_id: &str,
     ) -> Result<(), BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
         let member = MemberId::new(member_id)?;
-        let key = (
-            handle.descriptor.name.as_str().to_owned(),
-            group.as_str().to_owned(),
-        );
+        let key = (handle.descriptor.name.clone(), group.clone());
         let mut coordinators = self.inner.groups.coordinators.lock().await;
         let coordinator = coordinators.get_mut(&key).ok_or_else(|| {
             BrokerError::Group(crate::consumer::GroupError::UnknownMember {
@@ -410,7 +403,7 @@ impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub async fn commit_checkpoint(
         &self,
-        stream: &str,
+        stream: &StreamName,
         group: &str,
         member_id: &str,
         shard_id: &str,
@@ -425,14 +418,14 @@ impl Broker {
             shard_id
                 .parse()
                 .map_err(|_parse_error| BrokerError::ShardNotFound {
-                    stream: stream.as_str().to_owned(),
+                    stream: stream.clone(),
                     shard: shard_id.to_owned(),
                 })?;
         let log = handle
             .shard(shard)
             .map(|s| Arc::clone(&s.log))
             .ok_or_else(|| BrokerError::ShardNotFound {
-                stream: stream.as_str().to_owned(),
+                stream: stream.clone(),
                 shard: shard_id.to_owned(),
             })?;
         let next = log.next_sequence();
@@ -442,7 +435,7 @@ impl Broker {
                 format!("{sequence} is not a stored sequence number of {shard} (next is {next})"),
             ));
         }
-        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let key = (stream.clone(), group.clone());
         let coordinators = self.inner.groups.coordinators.lock().await;
         let coordinator = coordinators.get(&key).ok_or_else(|| {
             BrokerError::Group(crate::consumer::GroupError::UnknownMember {
@@ -473,7 +466,7 @@ impl Broker {
     /// Members, owners, checkpoints and lag of a group.
     pub async fn describe_group(
         &self,
-        stream: &str,
+        stream: &StreamName,
         group: &str,
     ) -> Result<GroupDescription, BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
@@ -481,10 +474,10 @@ impl Broker {
         let checkpoints =
             self.checkpoints(&stream, &group)
                 .ok_or_else(|| BrokerError::GroupNotFound {
-                    stream: stream.as_str().to_owned(),
-                    group: group.as_str().to_owned(),
+                    stream: stream.clone(),
+                    group: group.clone(),
                 })?;
-        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let key = (stream.clone(), group.clone());
         let (members, ownership) = {
             let mut coordinators = self.inner.groups.coordinators.lock().await;
             match coordinators.get_mut(&key) {
@@ -546,7 +539,7 @@ impl Broker {
     }
 
     /// Names of the stream's groups, sorted.
-    pub fn list_groups(&self, stream: &str) -> Result<Vec<String>, BrokerError> {
+    pub fn list_groups(&self, stream: &StreamName) -> Result<Vec<String>, BrokerError> {
         let handle = self.stream(stream)?;
         let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
         Ok(meta
@@ -559,16 +552,16 @@ impl Broker {
     }
 
     /// Deletes a group: its checkpoints and its live membership.
-    pub async fn delete_group(&self, stream: &str, group: &str) -> Result<(), BrokerError> {
+    pub async fn delete_group(&self, stream: &StreamName, group: &str) -> Result<(), BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
         let stream = handle.descriptor.name.clone();
         if self.checkpoints(&stream, &group).is_none() {
             return Err(BrokerError::GroupNotFound {
-                stream: stream.as_str().to_owned(),
-                group: group.as_str().to_owned(),
+                stream: stream.clone(),
+                group: group.clone(),
             });
         }
-        let key = (stream.as_str().to_owned(), group.as_str().to_owned());
+        let key = (stream.clone(), group.clone());
         let mut coordinators = self.inner.groups.coordinators.lock().await;
         self.execute_meta(MetaCommand::DeleteGroup { stream, group })
             .await?;

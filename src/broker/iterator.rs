@@ -23,6 +23,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::stream::StreamName;
+
 /// Default lifetime of an iterator, as in Kinesis.
 pub const DEFAULT_ITERATOR_TTL: Duration = Duration::from_secs(300);
 /// Bytes of the iterator key.
@@ -34,7 +36,7 @@ const FIXED_LEN: usize = 1 + 8 + 4 + 8 + 8 + 1;
 /// What a token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IteratorPosition {
-    pub stream: String,
+    pub stream: StreamName,
     pub stream_created_at_ms: u64,
     pub shard: u32,
     pub sequence: u64,
@@ -83,7 +85,7 @@ impl IteratorCodec {
 
     /// Encodes a position as a token.
     pub fn encode(&self, p: &IteratorPosition) -> String {
-        let name = p.stream.as_bytes();
+        let name = p.stream.as_str().as_bytes();
         let mut body = Vec::with_capacity(FIXED_LEN + name.len() + MAC_LEN);
         body.push(VERSION);
         body.extend_from_slice(&p.stream_created_at_ms.to_le_bytes());
@@ -123,9 +125,12 @@ impl IteratorCodec {
         };
         let mut shard = [0u8; 4];
         shard.copy_from_slice(&body[9..13]);
+        // Only this server signs tokens, and only for valid names: a name that does not
+        // validate means a token of another server's key or format.
         let stream = std::str::from_utf8(&body[FIXED_LEN..])
-            .map_err(|_utf8_error| IteratorError::Malformed)?
-            .to_owned();
+            .ok()
+            .and_then(|name| StreamName::new(name).ok())
+            .ok_or(IteratorError::Malformed)?;
         let p = IteratorPosition {
             stream,
             stream_created_at_ms: u64_at(1),
@@ -148,7 +153,7 @@ mod tests {
 
     fn position() -> IteratorPosition {
         IteratorPosition {
-            stream: "orders".into(),
+            stream: StreamName::new("orders").expect("a valid name"),
             stream_created_at_ms: 7,
             shard: 3,
             sequence: 42,

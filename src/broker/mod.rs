@@ -372,14 +372,13 @@ impl Broker {
             .collect()
     }
 
-    pub(crate) fn stream(&self, name: &str) -> Result<Arc<StreamHandle>, BrokerError> {
-        let name = StreamName::new(name)?;
+    pub(crate) fn stream(&self, name: &StreamName) -> Result<Arc<StreamHandle>, BrokerError> {
         let streams = self.inner.streams.read().unwrap_or_else(|p| p.into_inner());
         streams
-            .get(&name)
+            .get(name)
             .cloned()
             .ok_or_else(|| BrokerError::StreamNotFound {
-                stream: name.into_string(),
+                stream: name.clone(),
             })
     }
 
@@ -402,11 +401,10 @@ impl Broker {
     /// Creates a stream: its metadata (durable first), then its shard directories.
     pub async fn create_stream(
         &self,
-        name: &str,
+        name: StreamName,
         shard_count: u32,
         settings: StreamSettings,
     ) -> Result<StreamDescriptor, BrokerError> {
-        let name = StreamName::new(name)?;
         let descriptor = StreamDescriptor::create(
             name.clone(),
             now_ms(),
@@ -415,10 +413,8 @@ impl Broker {
             &self.inner.config.stream_limits,
         )?;
         let _admin = self.inner.admin.lock().await;
-        if self.stream(name.as_str()).is_ok() {
-            return Err(BrokerError::StreamExists {
-                stream: name.into_string(),
-            });
+        if self.stream(&name).is_ok() {
+            return Err(BrokerError::StreamExists { stream: name });
         }
         let cfg = self.inner.config.clone();
         let io = Arc::clone(&self.inner.io);
@@ -438,7 +434,7 @@ impl Broker {
 
     /// Deletes a stream: durable in metadata first, then its data and its groups. Readers and
     /// subscribers get `NOT_FOUND` from then on.
-    pub async fn delete_stream(&self, name: &str) -> Result<(), BrokerError> {
+    pub async fn delete_stream(&self, name: &StreamName) -> Result<(), BrokerError> {
         let _admin = self.inner.admin.lock().await;
         let handle = self.stream(name)?;
         let stream = handle.descriptor.name.clone();
@@ -449,7 +445,7 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stream);
-        self.inner.groups.remove_stream(stream.as_str()).await;
+        self.inner.groups.remove_stream(&stream).await;
         handle.deleted.send_replace(true);
         let io = Arc::clone(&self.inner.io);
         let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());
@@ -467,7 +463,7 @@ impl Broker {
     }
 
     /// The stream's description.
-    pub fn describe_stream(&self, name: &str) -> Result<StreamDescriptor, BrokerError> {
+    pub fn describe_stream(&self, name: &StreamName) -> Result<StreamDescriptor, BrokerError> {
         Ok(self.stream(name)?.descriptor.clone())
     }
 

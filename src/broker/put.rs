@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::{Broker, BrokerError, StreamHandle};
 use crate::fifo::{self, BatchEntry, Committed};
 use crate::storage::{AppendAck, BatchBuilder, RecordRef, StorageError};
-use crate::stream::{HashKey, ShardId};
+use crate::stream::{HashKey, ShardId, StreamName};
 
 /// One record to put, as the adapter received it (empty strings already mapped to `None`).
 #[derive(Debug, Clone, Default)]
@@ -60,7 +60,7 @@ impl Broker {
     /// Puts one record. Errors of the record itself are returned as the call's error.
     pub async fn put_record(
         &self,
-        stream: &str,
+        stream: &StreamName,
         entry: PutEntry,
     ) -> Result<PutOutcome, BrokerError> {
         let mut results = self.put_records(stream, vec![entry]).await?;
@@ -75,7 +75,7 @@ impl Broker {
     /// entries of the shard concerned.
     pub async fn put_records(
         &self,
-        stream: &str,
+        stream: &StreamName,
         entries: Vec<PutEntry>,
     ) -> Result<Vec<PutResult>, BrokerError> {
         Ok(self.begin_put(stream, entries).await?.finish().await)
@@ -87,7 +87,7 @@ impl Broker {
     /// they share, so a caller may keep several in flight and still keep its order.
     pub async fn begin_put(
         &self,
-        stream: &str,
+        stream: &StreamName,
         entries: Vec<PutEntry>,
     ) -> Result<PendingPut, BrokerError> {
         let cfg = self.config();
@@ -291,7 +291,7 @@ impl Broker {
             .descriptor
             .route(key)
             .ok_or_else(|| BrokerError::Unroutable {
-                stream: handle.descriptor.name.to_string(),
+                stream: handle.descriptor.name.clone(),
                 key,
             })?;
         Ok(Routed {

@@ -8,7 +8,7 @@ use super::iterator::IteratorPosition;
 use super::{blocking, Broker, BrokerError, StreamHandle};
 use crate::storage::log::now_ms;
 use crate::storage::{ReadBatch, ShardLog, StoredRecord};
-use crate::stream::ShardId;
+use crate::stream::{ShardId, StreamName};
 
 /// Where an iterator or a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Broker {
         shard_id: &str,
     ) -> Result<(ShardId, Arc<ShardLog>), BrokerError> {
         let not_found = || BrokerError::ShardNotFound {
-            stream: handle.descriptor.name.as_str().to_owned(),
+            stream: handle.descriptor.name.clone(),
             shard: shard_id.to_owned(),
         };
         let id: ShardId = shard_id.parse().map_err(|_parse_error| not_found())?;
@@ -113,7 +113,7 @@ impl Broker {
     /// Returns an iterator for reading `shard_id` of `stream` from the given position.
     pub async fn get_shard_iterator(
         &self,
-        stream: &str,
+        stream: &StreamName,
         shard_id: &str,
         kind: IteratorKind,
     ) -> Result<String, BrokerError> {
@@ -121,7 +121,7 @@ impl Broker {
         let (id, log) = self.shard_log(&handle, shard_id)?;
         let sequence = self.resolve(&log, kind, "starting_sequence_number").await?;
         Ok(self.inner.iterators.encode(&IteratorPosition {
-            stream: handle.descriptor.name.as_str().to_owned(),
+            stream: handle.descriptor.name.clone(),
             stream_created_at_ms: handle.descriptor.created_at_ms,
             shard: id.index(),
             sequence,
@@ -182,7 +182,7 @@ impl Broker {
     /// instead of growing the server's memory; dropping it ends the loop.
     pub async fn subscribe(
         &self,
-        stream: &str,
+        stream: &StreamName,
         shard_id: &str,
         start: StartPosition,
     ) -> Result<mpsc::Receiver<Result<SubscribeEvent, BrokerError>>, BrokerError> {
@@ -201,7 +201,7 @@ impl Broker {
         let mut durable = log.subscribe();
         let mut deleted = handle.deleted.subscribe();
         let mut shutdown = self.shutdown_signal();
-        let stream_name = handle.descriptor.name.as_str().to_owned();
+        let stream_name = handle.descriptor.name.clone();
         drop(handle);
         tokio::spawn(async move {
             loop {

@@ -2,7 +2,15 @@
 
 use crate::broker::{IteratorKind, PutEntry};
 use crate::proto::v1 as pb;
-use crate::stream::{DedupScope, ShardDescriptor, StreamDescriptor};
+use tonic::Status;
+
+use super::status::to_status;
+use crate::stream::{DedupScope, ShardDescriptor, StreamDescriptor, StreamName};
+
+/// A request's `stream_name`, validated: an invalid one is `INVALID_ARGUMENT` naming it.
+pub fn stream_name(name: &str) -> Result<StreamName, Status> {
+    StreamName::new(name).map_err(|e| to_status(e.into()))
+}
 
 /// An empty protobuf string means "not given".
 pub fn non_empty(s: String) -> Option<String> {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::convert;
 use super::status::to_status;
 use crate::broker::{Broker, MemberAssignments};
 use crate::proto::v1 as pb;
@@ -49,7 +50,12 @@ impl ConsumerGroups for ConsumerGroupsService {
             .then(|| Duration::from_millis(u64::from(r.session_timeout_ms)));
         let a = self
             .broker
-            .join_group(&r.stream_name, &r.group_name, &r.member_id, timeout)
+            .join_group(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                &r.member_id,
+                timeout,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::JoinGroupResponse {
@@ -66,7 +72,11 @@ impl ConsumerGroups for ConsumerGroupsService {
         let r = request.into_inner();
         let a = self
             .broker
-            .heartbeat(&r.stream_name, &r.group_name, &r.member_id)
+            .heartbeat(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                &r.member_id,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::HeartbeatResponse {
@@ -82,7 +92,11 @@ impl ConsumerGroups for ConsumerGroupsService {
     ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
         let r = request.into_inner();
         self.broker
-            .leave_group(&r.stream_name, &r.group_name, &r.member_id)
+            .leave_group(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                &r.member_id,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::LeaveGroupResponse {}))
@@ -96,7 +110,7 @@ impl ConsumerGroups for ConsumerGroupsService {
         let r = request.into_inner();
         self.broker
             .commit_checkpoint(
-                &r.stream_name,
+                &convert::stream_name(&r.stream_name)?,
                 &r.group_name,
                 &r.member_id,
                 &r.shard_id,
@@ -116,7 +130,7 @@ impl ConsumerGroups for ConsumerGroupsService {
         let r = request.into_inner();
         let d = self
             .broker
-            .describe_group(&r.stream_name, &r.group_name)
+            .describe_group(&convert::stream_name(&r.stream_name)?, &r.group_name)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::DescribeGroupResponse {
@@ -151,7 +165,7 @@ impl ConsumerGroups for ConsumerGroupsService {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let names = self
             .broker
-            .list_groups(&request.get_ref().stream_name)
+            .list_groups(&convert::stream_name(&request.get_ref().stream_name)?)
             .map_err(to_status)?;
         Ok(Response::new(pb::ListGroupsResponse { group_names: names }))
     }
@@ -162,7 +176,7 @@ impl ConsumerGroups for ConsumerGroupsService {
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         let r = request.into_inner();
         self.broker
-            .delete_group(&r.stream_name, &r.group_name)
+            .delete_group(&convert::stream_name(&r.stream_name)?, &r.group_name)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))

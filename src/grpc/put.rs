@@ -26,7 +26,7 @@ use super::convert;
 use super::status::{entry_error_code, to_status};
 use crate::broker::{Broker, BrokerError, PutEntry, PutResult};
 use crate::proto::v1 as pb;
-use crate::stream::ShardId;
+use crate::stream::{ShardId, StreamName};
 
 /// The broker's entries for a request's records.
 pub fn entries(records: Vec<pb::PutRecordsRequestEntry>) -> Vec<PutEntry> {
@@ -149,9 +149,10 @@ pub fn serve_stream(
                 message = inbound.message(), if reading && in_flight.len() < window => {
                     match message {
                         Ok(Some(request)) => {
-                            let begun = broker
-                                .begin_put(&request.stream_name, entries(request.records))
-                                .await;
+                            let begun = match StreamName::new(request.stream_name) {
+                                Ok(stream) => broker.begin_put(&stream, entries(request.records)).await,
+                                Err(invalid) => Err(invalid.into()),
+                            };
                             let task = match begun {
                                 Ok(pending) => tokio::spawn(async move { Ok(pending.finish().await) }),
                                 Err(e) => tokio::spawn(async move { Err(e) }),

@@ -278,28 +278,24 @@ mod tests {
         let id_field = IdField::DeduplicationId;
         let mut all = vec![
             (
-                BrokerError::StreamNotFound {
-                    stream: "orders".into(),
-                },
+                BrokerError::StreamNotFound { stream: stream() },
                 Code::NotFound,
             ),
             (
                 BrokerError::ShardNotFound {
-                    stream: "orders".into(),
+                    stream: stream(),
                     shard: "shardId-000000000009".into(),
                 },
                 Code::NotFound,
             ),
             (
-                BrokerError::StreamExists {
-                    stream: "orders".into(),
-                },
+                BrokerError::StreamExists { stream: stream() },
                 Code::AlreadyExists,
             ),
             (
                 BrokerError::GroupNotFound {
-                    stream: "orders".into(),
-                    group: "billing".into(),
+                    stream: stream(),
+                    group: group(),
                 },
                 Code::NotFound,
             ),
@@ -430,7 +426,7 @@ mod tests {
             ),
             (
                 BrokerError::Unroutable {
-                    stream: "orders".into(),
+                    stream: stream(),
                     key: HashKey(7),
                 },
                 Code::Internal,

@@ -63,7 +63,11 @@ impl StreamLog for StreamLogService {
         .map_err(|e| to_status(e.into()))?;
         let d = self
             .broker
-            .create_stream(&r.stream_name, r.shard_count, settings)
+            .create_stream(
+                convert::stream_name(&r.stream_name)?,
+                r.shard_count,
+                settings,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CreateStreamResponse {
@@ -78,7 +82,7 @@ impl StreamLog for StreamLogService {
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
         let r = request.into_inner();
         self.broker
-            .delete_stream(&r.stream_name)
+            .delete_stream(&convert::stream_name(&r.stream_name)?)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::DeleteStreamResponse {}))
@@ -90,7 +94,7 @@ impl StreamLog for StreamLogService {
     ) -> Result<Response<pb::DescribeStreamResponse>, Status> {
         let d = self
             .broker
-            .describe_stream(&request.get_ref().stream_name)
+            .describe_stream(&convert::stream_name(&request.get_ref().stream_name)?)
             .map_err(to_status)?;
         Ok(Response::new(pb::DescribeStreamResponse {
             stream: Some(convert::stream(&d)),
@@ -112,7 +116,7 @@ impl StreamLog for StreamLogService {
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
         let d = self
             .broker
-            .describe_stream(&request.get_ref().stream_name)
+            .describe_stream(&convert::stream_name(&request.get_ref().stream_name)?)
             .map_err(to_status)?;
         Ok(Response::new(pb::ListShardsResponse {
             shards: d.shards().iter().map(convert::shard).collect(),
@@ -134,7 +138,7 @@ impl StreamLog for StreamLogService {
         );
         let out = self
             .broker
-            .put_record(&r.stream_name, entry)
+            .put_record(&convert::stream_name(&r.stream_name)?, entry)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::PutRecordResponse {
@@ -152,7 +156,10 @@ impl StreamLog for StreamLogService {
         let r = request.into_inner();
         let results = self
             .broker
-            .put_records(&r.stream_name, put::entries(r.records))
+            .put_records(
+                &convert::stream_name(&r.stream_name)?,
+                put::entries(r.records),
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(put::response(results)))
@@ -184,7 +191,7 @@ impl StreamLog for StreamLogService {
         .map_err(invalid)?;
         let shard_iterator = self
             .broker
-            .get_shard_iterator(&r.stream_name, &r.shard_id, kind)
+            .get_shard_iterator(&convert::stream_name(&r.stream_name)?, &r.shard_id, kind)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetShardIteratorResponse {
@@ -230,7 +237,7 @@ impl StreamLog for StreamLogService {
         .map_err(invalid)?;
         let rx = self
             .broker
-            .subscribe(&r.stream_name, &r.shard_id, kind)
+            .subscribe(&convert::stream_name(&r.stream_name)?, &r.shard_id, kind)
             .await
             .map_err(to_status)?;
         let events = ReceiverStream::new(rx).map(|item| match item {
