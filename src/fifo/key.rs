@@ -25,20 +25,12 @@ use std::hash::{Hash, Hasher};
 
 use sha2::{Digest, Sha256};
 
+use crate::stream::DedupScope;
+
 const DOMAIN: &[u8] = b"shardlog.fifo.dedup-key.v1";
 
 /// Bytes kept from the SHA-256 digest.
 pub const DEDUP_KEY_LEN: usize = 16;
-
-/// Within what a deduplication id must be unique (SQS `DeduplicationScope`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum DedupScope {
-    /// The id is unique across the whole stream (SQS `queue`, SNS `Topic`).
-    #[default]
-    Stream,
-    /// The id only needs to be unique within its message group (SQS `messageGroup`).
-    MessageGroup,
-}
 
 /// The identity of a deduplicated record inside one stream's window.
 ///

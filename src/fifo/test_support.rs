@@ -6,10 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::key::{DedupKey, DedupScope};
+use super::key::DedupKey;
 use super::ticket::{DedupTicket, Waiter};
 use super::window::{Committed, DedupWindow, DedupWindowConfig, Reservation, DEFAULT_MAX_LIVE_IDS};
 use super::FifoError;
+use crate::stream::DedupScope;
 
 pub(super) const WINDOW: Duration = Duration::from_secs(300);
 

@@ -70,9 +70,9 @@ pub(super) use self::state::{Attempt, State};
 use super::error::FifoError;
 use super::key::DedupKey;
 use super::ticket::{DedupTicket, Gate, Waiter};
+// The stream model owns the default; the window's settings start from it.
+pub use crate::stream::DEFAULT_DEDUP_WINDOW;
 
-/// How long a committed id keeps making puts duplicates (SQS's fixed interval).
-pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 /// The longest window a stream may configure; keeps `now + window` far from overflowing and
 /// the memory a stream can pin bounded in time.
 pub const MAX_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);

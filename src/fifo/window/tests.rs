@@ -1,12 +1,12 @@
 //! Unit tests of the dedup window: answers, expiry, the cap, rebuilding from the log, upkeep
 //! and the memory each id costs.
 
-use super::super::key::DedupScope;
 use super::super::test_support::*;
 use super::super::ticket::Held;
 use super::index::MAX_RECENT_IDS;
 use super::log::Record;
 use super::*;
+use crate::stream::DedupScope;
 
 #[test]
 fn duplicate_within_the_window_returns_the_first_sequence() {
