@@ -13,10 +13,7 @@ fn duplicate_within_the_window_returns_the_first_sequence() {
     let window = window();
     let t0 = Instant::now();
     fresh(window.reserve(key("a"), t0)).commit(3, 41, t0);
-    let first = Committed {
-        shard: 3,
-        sequence: 41,
-    };
+    let first = first_record(3, 41);
     assert_eq!(duplicate(window.reserve(key("a"), t0)), first);
     let last_moment = t0 + WINDOW - Duration::from_nanos(1);
     assert_eq!(duplicate(window.reserve(key("a"), last_moment)), first);
@@ -32,10 +29,7 @@ fn id_is_fresh_again_once_the_window_has_passed() {
     ticket.commit(0, 7, t0 + WINDOW);
     assert_eq!(
         duplicate(window.reserve(key("a"), t0 + WINDOW)),
-        Committed {
-            shard: 0,
-            sequence: 7
-        }
+        first_record(0, 7)
     );
 }
 
@@ -80,10 +74,7 @@ fn group_scope_distinguishes_groups_and_stream_scope_does_not() {
     fresh(window.reserve(stream("g1"), t0)).commit(0, 3, t0);
     assert_eq!(
         duplicate(window.reserve(stream("g2"), t0)),
-        Committed {
-            shard: 0,
-            sequence: 3
-        }
+        first_record(0, 3)
     );
     assert_eq!(duplicate(window.reserve(group("g2"), t0)).sequence, 2);
 }
@@ -231,10 +222,7 @@ fn rebuilt_ids_expire_a_window_after_their_commit() {
     window.insert_committed(key("a"), 2, 8, t0).unwrap();
     assert_eq!(
         duplicate(window.reserve(key("a"), t0 + WINDOW / 2)),
-        Committed {
-            shard: 2,
-            sequence: 8
-        }
+        first_record(2, 8)
     );
     drop(fresh(window.reserve(key("a"), t0 + WINDOW)));
 }
@@ -281,10 +269,7 @@ fn id_in_flight_at_the_front_does_not_hold_expired_ids_back() {
     slow.commit(4, 9, later);
     assert_eq!(
         duplicate(window.reserve(key("slow"), later)),
-        Committed {
-            shard: 4,
-            sequence: 9
-        }
+        first_record(4, 9)
     );
 }
 
