@@ -163,6 +163,19 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
+    /// The keys of `a` and `b`, the lower first.
+    fn ordered(a: &str, b: &str) -> (DedupKey, DedupKey) {
+        let (x, y) = (key(a), key(b));
+        (x.min(y), x.max(y))
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     #[tokio::test]
     async fn batch_repeats_point_at_the_first_entry_with_that_key() {
         let window = window();
@@ -201,10 +214,7 @@ mod tests {
     async fn batch_reserves_in_key_order_so_crossed_batches_cannot_deadlock() {
         let window = window();
         let t0 = Instant::now();
-        let (low, high) = {
-            let (x, y) = (key("x"), key("y"));
-            (x.min(y), x.max(y))
-        };
+        let (low, high) = ordered("x", "y");
         // Another request holds the lower key. A batch listing the higher key first must not
         // take it while waiting, or that request could wait on it in turn.
         let other = fresh(window.reserve(low, t0));
@@ -229,11 +239,7 @@ mod tests {
     fn batch_entry_past_the_cap_is_refused_alone() {
         let window = window_with_cap(1);
         let t0 = Instant::now();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let reserved =
-            runtime.block_on(window.reserve_batch(&[Some(key("a")), Some(key("b"))], || t0));
+        let reserved = block_on(window.reserve_batch(&[Some(key("a")), Some(key("b"))], || t0));
         let refused = reserved
             .entries
             .iter()
@@ -245,18 +251,6 @@ mod tests {
             .filter(|e| matches!(e, BatchEntry::Fresh))
             .count();
         assert_eq!((refused, fresh), (1, 1));
-    }
-
-    fn ordered(a: &str, b: &str) -> (DedupKey, DedupKey) {
-        let (x, y) = (key(a), key(b));
-        (x.min(y), x.max(y))
-    }
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
     }
 
     #[test]

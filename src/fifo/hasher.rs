@@ -87,8 +87,9 @@ mod tests {
     use std::collections::HashSet;
     use std::hash::BuildHasher;
 
-    use super::super::key::{DedupKey, DedupScope};
+    use super::super::key::DedupKey;
     use super::*;
+    use crate::stream::DedupScope;
 
     fn key(id: &str) -> DedupKey {
         DedupKey::for_id(DedupScope::Stream, None, id)

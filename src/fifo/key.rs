@@ -25,20 +25,12 @@ use std::hash::{Hash, Hasher};
 
 use sha2::{Digest, Sha256};
 
+use crate::stream::DedupScope;
+
 const DOMAIN: &[u8] = b"shardlog.fifo.dedup-key.v1";
 
 /// Bytes kept from the SHA-256 digest.
 pub const DEDUP_KEY_LEN: usize = 16;
-
-/// Within what a deduplication id must be unique (SQS `DeduplicationScope`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum DedupScope {
-    /// The id is unique across the whole stream (SQS `queue`, SNS `Topic`).
-    #[default]
-    Stream,
-    /// The id only needs to be unique within its message group (SQS `messageGroup`).
-    MessageGroup,
-}
 
 /// The identity of a deduplicated record inside one stream's window.
 ///
@@ -198,20 +190,21 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// The keys of one id under `scope` in group `g1`, in group `g2` and in no group.
+    fn in_two_groups_and_none(scope: DedupScope) -> [DedupKey; 3] {
+        [Some("g1"), Some("g2"), None].map(|group| DedupKey::for_id(scope, group, "x"))
+    }
+
     #[test]
     fn stream_scope_ignores_the_group() {
-        let g1 = DedupKey::for_id(DedupScope::Stream, Some("g1"), "x");
-        let g2 = DedupKey::for_id(DedupScope::Stream, Some("g2"), "x");
-        let none = DedupKey::for_id(DedupScope::Stream, None, "x");
+        let [g1, g2, none] = in_two_groups_and_none(DedupScope::Stream);
         assert_eq!(g1, g2);
         assert_eq!(g1, none);
     }
 
     #[test]
     fn group_scope_distinguishes_groups() {
-        let g1 = DedupKey::for_id(DedupScope::MessageGroup, Some("g1"), "x");
-        let g2 = DedupKey::for_id(DedupScope::MessageGroup, Some("g2"), "x");
-        let none = DedupKey::for_id(DedupScope::MessageGroup, None, "x");
+        let [g1, g2, none] = in_two_groups_and_none(DedupScope::MessageGroup);
         assert_ne!(g1, g2);
         assert_ne!(g1, none);
         assert_ne!(g2, none);

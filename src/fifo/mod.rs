@@ -68,8 +68,11 @@ pub use id::{
     validate_deduplication_id, validate_message_group_id, DeduplicationId, MessageGroupId,
     MAX_ID_LEN,
 };
-pub use key::{DedupKey, DedupPolicy, DedupScope, DEDUP_KEY_LEN};
+pub use key::{DedupKey, DedupPolicy, DEDUP_KEY_LEN};
 pub use ticket::{DedupTicket, StoredTicket, Waiter};
+// The scope is a stream setting; it is re-exported here because every dedup key is derived
+// under one.
+pub use crate::stream::DedupScope;
 pub use window::{
     Committed, DedupWindow, DedupWindowConfig, Reservation, Reserved, DEFAULT_DEDUP_WINDOW,
     DEFAULT_MAX_LIVE_IDS, MAX_DEDUP_WINDOW,

@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::key::{DedupKey, DedupScope};
+use super::key::DedupKey;
 use super::ticket::{DedupTicket, Waiter};
 use super::window::{Committed, DedupWindow, DedupWindowConfig, Reservation, DEFAULT_MAX_LIVE_IDS};
 use super::FifoError;
+use crate::stream::DedupScope;
 
 pub(super) const WINDOW: Duration = Duration::from_secs(300);
 
@@ -48,6 +49,22 @@ pub(super) fn in_flight(reservation: Result<Reservation, FifoError>) -> Waiter {
         Ok(Reservation::InFlight(waiter)) => waiter,
         other => panic!("expected an in-flight id, got {other:?}"),
     }
+}
+
+/// What a duplicate answers: the first record of its id, at `sequence` in `shard`.
+pub(super) fn first_record(shard: u32, sequence: u64) -> Committed {
+    Committed { shard, sequence }
+}
+
+/// `key` reserved by one request and then by a second, which finds it in flight: the first
+/// request's ticket and the second one's waiter.
+pub(super) fn held_and_waited_on(
+    window: &DedupWindow,
+    key: DedupKey,
+    now: Instant,
+) -> (DedupTicket, Waiter) {
+    let ticket = fresh(window.reserve(key, now));
+    (ticket, in_flight(window.reserve(key, now)))
 }
 
 /// Polls a future once without a runtime: tells whether it is parked waiting for an event.

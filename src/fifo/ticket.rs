@@ -336,7 +336,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::super::test_support::*;
-    use super::super::window::{Committed, Reserved};
+    use super::super::window::Reserved;
     use super::*;
 
     #[test]
@@ -351,8 +351,7 @@ mod tests {
     async fn dropped_ticket_lets_a_waiter_take_over() {
         let window = window();
         let t0 = Instant::now();
-        let ticket = fresh(window.reserve(key("a"), t0));
-        let waiter = in_flight(window.reserve(key("a"), t0));
+        let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         let mut wait = pin!(waiter.wait());
         assert!(poll_once(wait.as_mut()).is_pending());
         drop(ticket);
@@ -366,8 +365,7 @@ mod tests {
     async fn waiter_of_an_already_resolved_ticket_returns_at_once() {
         let window = window();
         let t0 = Instant::now();
-        let ticket = fresh(window.reserve(key("a"), t0));
-        let waiter = in_flight(window.reserve(key("a"), t0));
+        let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         ticket.commit(0, 1, t0);
         assert!(poll_once(pin!(waiter.wait())).is_ready());
     }
@@ -384,13 +382,7 @@ mod tests {
         assert!(poll_once(second.as_mut()).is_pending());
         first.commit(4, 77, t0);
         match second.await.unwrap() {
-            Reserved::Duplicate(committed) => assert_eq!(
-                committed,
-                Committed {
-                    shard: 4,
-                    sequence: 77
-                }
-            ),
+            Reserved::Duplicate(committed) => assert_eq!(committed, first_record(4, 77)),
             other => panic!("expected duplicate, got {other:?}"),
         }
     }
@@ -470,8 +462,7 @@ mod tests {
     async fn record_found_in_the_log_overrides_an_in_flight_reservation() {
         let window = window();
         let t0 = Instant::now();
-        let ticket = fresh(window.reserve(key("a"), t0));
-        let waiter = in_flight(window.reserve(key("a"), t0));
+        let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         window.insert_committed(key("a"), 1, 3, t0).unwrap();
         assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 3);
         ticket.commit(1, 4, t0);
@@ -483,18 +474,11 @@ mod tests {
     async fn stored_ticket_dropped_unread_still_commits_and_wakes_waiters() {
         let window = window();
         let t0 = Instant::now();
-        let ticket = fresh(window.reserve(key("a"), t0));
-        let waiter = in_flight(window.reserve(key("a"), t0));
+        let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         // The append succeeded, but whoever was to commit the ids went away.
         drop(ticket.stored(3, 30, t0));
         waiter.wait().await;
-        assert_eq!(
-            duplicate(window.reserve(key("a"), t0)),
-            Committed {
-                shard: 3,
-                sequence: 30
-            }
-        );
+        assert_eq!(duplicate(window.reserve(key("a"), t0)), first_record(3, 30));
     }
 
     #[test]
@@ -516,8 +500,7 @@ mod tests {
     async fn record_found_in_the_log_wakes_the_waiters_of_an_id_in_flight() {
         let window = window();
         let t0 = Instant::now();
-        let _ticket = fresh(window.reserve(key("a"), t0));
-        let waiter = in_flight(window.reserve(key("a"), t0));
+        let (_ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         let mut wait = pin!(waiter.wait());
         assert!(poll_once(wait.as_mut()).is_pending());
         window.insert_committed(key("a"), 2, 7, t0).unwrap();
@@ -529,8 +512,7 @@ mod tests {
     fn only_an_id_someone_waits_on_gets_a_gate() {
         let window = window();
         let t0 = Instant::now();
-        let ticket = fresh(window.reserve(key("a"), t0));
-        let first = in_flight(window.reserve(key("a"), t0));
+        let (ticket, first) = held_and_waited_on(&window, key("a"), t0);
         let second = in_flight(window.reserve(key("a"), t0));
         // Both waiters share the one gate the first of them created.
         assert!(Arc::ptr_eq(&first.gate, &second.gate));

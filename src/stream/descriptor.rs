@@ -11,13 +11,15 @@ use super::{
 
 const SECS_PER_HOUR: u64 = 3600;
 
-/// Which key a deduplication id is unique within (SQS FIFO's `DeduplicationScope`).
+/// Which key a deduplication id is unique within (SQS FIFO's `DeduplicationScope`): a stream
+/// setting, and what the FIFO layer's dedup keys are derived under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DedupScope {
-    /// An id is unique across the whole stream.
+    /// An id is unique across the whole stream (SQS `queue`, SNS `Topic`).
     #[default]
     Stream,
-    /// An id is unique within its message group only, so groups never collide.
+    /// An id is unique within its message group only, so groups never collide (SQS
+    /// `messageGroup`).
     MessageGroup,
 }
 

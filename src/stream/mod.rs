@@ -34,7 +34,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 pub const MIN_RETENTION_HOURS: u32 = 1;
 /// Longest retention a stream may ask for, in hours (365 days, as in Kinesis).
 pub const MAX_RETENTION_HOURS: u32 = 8760;
-/// Deduplication window of a stream created without one: 5 minutes, as in SQS FIFO.
+/// Deduplication window of a stream created without one: how long a committed deduplication id
+/// keeps making puts duplicates, 5 minutes (SQS FIFO's fixed interval).
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 /// Default upper bound on a stream's deduplication window (see
 /// [`StreamLimits::max_dedup_window`]). Every id in the window is held in memory.
