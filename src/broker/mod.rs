@@ -31,15 +31,13 @@ pub use iterator::{IteratorCodec, IteratorPosition, DEFAULT_ITERATOR_TTL};
 pub use put::{PendingPut, PutEntry, PutOutcome, PutResult};
 pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
 
-use crate::fifo::{DedupKey, DedupPolicy, DedupScope as FifoScope, DedupWindow, DedupWindowConfig};
+use crate::fifo::{DedupKey, DedupPolicy, DedupWindow, DedupWindowConfig};
 use crate::meta::{MetaCommand, MetaStore};
 use crate::storage::commit::CommitConfig;
 use crate::storage::io::{write_file_atomically, Io};
 use crate::storage::log::now_ms;
 use crate::storage::{Committer, LogConfig, ShardLog};
-use crate::stream::{
-    DedupScope, ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings,
-};
+use crate::stream::{ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings};
 
 /// Default largest record data, in bytes (as Kinesis).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -198,13 +196,6 @@ fn shard_dir(data_dir: &Path, stream: &StreamName, shard: ShardId) -> PathBuf {
         .join(shard.to_string())
 }
 
-fn fifo_scope(scope: DedupScope) -> FifoScope {
-    match scope {
-        DedupScope::Stream => FifoScope::Stream,
-        DedupScope::MessageGroup => FifoScope::MessageGroup,
-    }
-}
-
 /// How far back from the end of a shard the dedup window is rebuilt on open: the records put
 /// within the window (plus a margin for clock steps) are the only ones that can matter.
 const DEDUP_REBUILD_MARGIN: Duration = Duration::from_secs(5);
@@ -266,7 +257,7 @@ impl Broker {
         let (deleted, _) = watch::channel(false);
         Ok(StreamHandle {
             dedup_policy: DedupPolicy {
-                scope: fifo_scope(settings.dedup_scope),
+                scope: settings.dedup_scope,
                 content_based_deduplication: settings.content_based_deduplication,
             },
             descriptor,
