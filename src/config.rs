@@ -40,27 +40,38 @@ pub const ENV_PREFIX: &str = "SHARDLOG_";
 /// Why the settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file named by `--config` cannot be read.
     #[error("cannot read config file {}", path.display())]
     ReadFile {
+        /// The file.
         path: PathBuf,
+        /// Why it cannot be read.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not TOML, or holds an unknown key or a mistyped value.
     #[error("config file {} is not valid", path.display())]
     ParseFile {
+        /// The file.
         path: PathBuf,
+        /// Where and why parsing stopped.
         #[source]
         source: Box<toml::de::Error>,
     },
     /// A setting is out of range; `setting` is its TOML name.
     #[error("setting {setting}: {reason}")]
     Invalid {
+        /// The setting.
         setting: &'static str,
+        /// What is wrong with its value.
         reason: String,
     },
+    /// The log filter does not parse.
     #[error("setting log: {filter:?} is not a valid log filter")]
     LogFilter {
+        /// The filter given.
         filter: String,
+        /// Why it does not parse.
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },

@@ -13,59 +13,108 @@ use crate::stream::{GroupName, HashKey, ModelError, StreamName};
 /// every adapter to come, in one place each).
 #[derive(Debug, Error)]
 pub enum BrokerError {
+    /// No stream of that name exists (or it was deleted and made again since the request's
+    /// iterator was issued).
     #[error("stream {stream} not found")]
-    StreamNotFound { stream: StreamName },
+    StreamNotFound {
+        /// The stream asked for.
+        stream: StreamName,
+    },
+    /// The stream has no shard of that id.
     #[error("shard {shard} not found in stream {stream}")]
-    ShardNotFound { stream: StreamName, shard: String },
+    ShardNotFound {
+        /// The stream asked for.
+        stream: StreamName,
+        /// The shard id, as the request gave it.
+        shard: String,
+    },
+    /// A stream of that name exists already.
     #[error("stream {stream} already exists")]
-    StreamExists { stream: StreamName },
+    StreamExists {
+        /// The name asked for.
+        stream: StreamName,
+    },
+    /// The stream has no consumer group of that name.
     #[error("consumer group {group} not found on stream {stream}")]
     GroupNotFound {
+        /// The stream asked for.
         stream: StreamName,
+        /// The group asked for.
         group: GroupName,
     },
+    /// A request field the broker checks itself is out of range.
     #[error("invalid {field}: {reason}")]
-    InvalidArgument { field: &'static str, reason: String },
+    InvalidArgument {
+        /// The field, as named in the API.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A value breaks a rule of the stream model (names, shard counts, hash keys, settings).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A shard iterator is malformed or expired.
     #[error(transparent)]
     Iterator(#[from] IteratorError),
+    /// A message group or deduplication id is invalid, or the dedup window is full.
     #[error(transparent)]
     Fifo(#[from] FifoError),
+    /// A consumer-group membership request failed.
     #[error(transparent)]
     Group(#[from] GroupError),
+    /// A lease holder was fenced: it no longer owns the shard at that epoch.
     #[error(transparent)]
     Fence(#[from] FenceError),
+    /// A shard's log failed: I/O, a full disk, corruption, a poisoned or closed shard.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The metadata store refused or failed a command.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// The server is stopping and takes no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A task the broker handed work to (a blocking read or sync, a put of a stream call)
     /// panicked or was cancelled before it answered.
     #[error("the {task} task failed")]
     TaskFailed {
+        /// What the task was doing.
         task: &'static str,
+        /// Why it did not answer.
         #[source]
         source: tokio::task::JoinError,
     },
     /// No open shard of the stream holds the key: its shards do not cover the key space, which
     /// the stream model forbids.
     #[error("no open shard of stream {stream} holds hash key {key}")]
-    Unroutable { stream: StreamName, key: HashKey },
+    Unroutable {
+        /// The stream written to.
+        stream: StreamName,
+        /// The record's hash key.
+        key: HashKey,
+    },
     /// The put pipeline ended without a result for an entry: a broken invariant, never the
     /// client's doing.
     #[error("entry {entry} of the request got no result")]
-    MissingResult { entry: usize },
+    MissingResult {
+        /// The entry's position in its request.
+        entry: usize,
+    },
     /// An entry repeats an earlier entry's deduplication id, and that entry failed with an
     /// error that cannot be repeated as it is (its message is kept).
     #[error("the earlier entry {first} with the same deduplication id failed: {reason}")]
-    EarlierEntryFailed { first: usize, reason: String },
+    EarlierEntryFailed {
+        /// The position of the earlier entry in the request.
+        first: usize,
+        /// The earlier entry's error, as text.
+        reason: String,
+    },
     /// The system's random source failed.
     #[error("no randomness for {purpose}")]
     Randomness {
+        /// What the random bytes were for.
         purpose: &'static str,
+        /// The random source's error.
         #[source]
         source: getrandom::Error,
     },

@@ -24,33 +24,46 @@ type GroupKey = (StreamName, GroupName);
 /// One lease as a member sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
+    /// The leased shard.
     pub shard: ShardId,
+    /// The lease's fencing epoch: checkpoints must present it.
     pub epoch: u64,
+    /// The group's checkpoint on the shard: the last sequence number processed.
     pub checkpoint: Option<u64>,
 }
 
 /// What join and heartbeat return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberAssignments {
+    /// The member's leases after the rebalance.
     pub leases: Vec<LeaseInfo>,
+    /// How often the member should heartbeat.
     pub heartbeat_interval: Duration,
+    /// How long the member's session lasts without a heartbeat.
     pub session_timeout: Duration,
 }
 
 /// A member as DescribeGroup shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMemberInfo {
+    /// The member's id.
     pub member_id: String,
+    /// Its session timeout.
     pub session_timeout: Duration,
+    /// The shards it leases.
     pub shards: Vec<ShardId>,
 }
 
 /// One shard's progress in a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardProgressInfo {
+    /// The shard.
     pub shard: ShardId,
+    /// The member leasing it, if any.
     pub owner: Option<String>,
+    /// The lease's current epoch.
     pub epoch: u64,
+    /// The group's checkpoint on the shard, if one was committed.
     pub checkpoint: Option<u64>,
     /// The newest stored sequence number, `None` when the shard is empty.
     pub latest_sequence: Option<u64>,
@@ -64,7 +77,9 @@ pub struct ShardProgressInfo {
 /// DescribeGroup's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
+    /// The live members.
     pub members: Vec<GroupMemberInfo>,
+    /// Every open shard's owner and progress.
     pub shards: Vec<ShardProgressInfo>,
 }
 

@@ -36,20 +36,33 @@ const FIXED_LEN: usize = 1 + 8 + 4 + 8 + 8 + 1;
 /// What a token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IteratorPosition {
+    /// The stream read.
     pub stream: StreamName,
+    /// When the stream was created: a stream deleted and made again under the same name
+    /// does not accept the old stream's iterators.
     pub stream_created_at_ms: u64,
+    /// The shard's index.
     pub shard: u32,
+    /// The next sequence number to read.
     pub sequence: u64,
+    /// When the token was issued, for its lifetime.
     pub issued_at_ms: u64,
 }
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IteratorError {
+    /// The token does not decode, or its signature is not this server's.
     #[error("shard_iterator is malformed or was not issued by this server")]
     Malformed,
+    /// The token is older than its lifetime.
     #[error("shard_iterator expired {age_ms} ms after it was issued (lifetime {ttl_ms} ms)")]
-    Expired { age_ms: u64, ttl_ms: u64 },
+    Expired {
+        /// Its age, in ms.
+        age_ms: u64,
+        /// The lifetime of tokens, in ms.
+        ttl_ms: u64,
+    },
 }
 
 /// Signs and checks tokens.

@@ -16,17 +16,24 @@ use crate::stream::{HashKey, ShardId, StreamName};
 /// One record to put, as the adapter received it (empty strings already mapped to `None`).
 #[derive(Debug, Clone, Default)]
 pub struct PutEntry {
+    /// Chooses the shard, unless a message group or an explicit hash key does.
     pub partition_key: String,
+    /// The record's data.
     pub data: Bytes,
+    /// A decimal 128-bit hash key that overrides the partition key's hash.
     pub explicit_hash_key: Option<String>,
+    /// The FIFO message group: every record of a group goes to one shard, in order.
     pub message_group_id: Option<String>,
+    /// The deduplication id: a repeat within the stream's window is not stored again.
     pub deduplication_id: Option<String>,
 }
 
 /// Where a put record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOutcome {
+    /// The shard the record is in.
     pub shard: ShardId,
+    /// Its sequence number in that shard.
     pub sequence: u64,
     /// True when the record was a duplicate within the dedup window: nothing was stored and
     /// `shard`/`sequence` name the first record.

@@ -31,7 +31,9 @@ pub type StartPosition = IteratorKind;
 /// What GetRecords returns.
 #[derive(Debug, Clone)]
 pub struct GetRecordsOutput {
+    /// The records read, in sequence order.
     pub records: Vec<StoredRecord>,
+    /// Where the next read continues.
     pub next_shard_iterator: String,
     /// How far the last record returned is behind the newest record of the shard, in ms (0
     /// when the reader is at the end).
@@ -41,11 +43,13 @@ pub struct GetRecordsOutput {
 /// One push of a subscription.
 #[derive(Debug, Clone)]
 pub struct SubscribeEvent {
+    /// The records of this push, in sequence order (none in a keep-alive).
     pub records: Vec<StoredRecord>,
     /// The last sequence number the subscription has covered: resubscribe `AfterSequence` this
     /// to resume without gaps, as the contract says. `None` while the subscription's position
     /// is sequence 0 (nothing precedes it): resume at the trim horizon then.
     pub continuation_sequence: Option<u64>,
+    /// How far the last record pushed is behind the shard's newest, in ms.
     pub millis_behind_latest: u64,
 }
 

@@ -101,14 +101,18 @@ pub enum ConsumerError {
     /// The handler returned an error; the batch it failed on was not checkpointed.
     #[error("the record handler failed on {shard_id}")]
     Handler {
+        /// The shard of the batch.
         shard_id: String,
+        /// The handler's error.
         #[source]
         source: HandlerError,
     },
     /// The worker of a shard panicked (in the handler, most likely).
     #[error("the worker of {shard_id} panicked")]
     WorkerPanicked {
+        /// The shard the worker read.
         shard_id: String,
+        /// The panic, as the task's join error.
         #[source]
         source: tokio::task::JoinError,
     },
@@ -137,6 +141,8 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
+    /// A consumer of `config`'s group that talks to the server through `client`; it joins
+    /// when run.
     pub fn new(client: Client, config: ConsumerConfig) -> Self {
         GroupConsumer {
             client,

@@ -92,14 +92,18 @@ pub enum ClientError {
     /// The server address is not a valid URI.
     #[error("invalid server address {url:?}")]
     InvalidAddress {
+        /// The address given.
         url: String,
+        /// Why it is not a URI.
         #[source]
         source: tonic::transport::Error,
     },
     /// The connection could not be opened.
     #[error("cannot connect to {url}")]
     Connect {
+        /// The server's address.
         url: String,
+        /// Why the connection failed.
         #[source]
         source: tonic::transport::Error,
     },
@@ -108,6 +112,7 @@ pub enum ClientError {
     Rpc {
         /// The method called, e.g. `PutRecords`.
         rpc: &'static str,
+        /// The status: its code says whether a retry can help.
         #[source]
         source: Status,
     },
@@ -262,6 +267,7 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The member `member_id` of `group` on `stream`.
     pub fn new(
         stream: impl Into<String>,
         group: impl Into<String>,

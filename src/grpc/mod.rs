@@ -35,16 +35,22 @@ pub const MAX_FRAME_BYTES: u32 = 1024 * 1024 - 1;
 /// Why the server could not run.
 #[derive(Debug, Error)]
 pub enum ServerError {
+    /// The transport failed while serving.
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not read the descriptors.
     #[error("reflection service could not be built: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The listening address could not be bound.
     #[error("when binding {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why binding failed.
         #[source]
         source: std::io::Error,
     },
+    /// The final sync of every shard failed on the way out.
     #[error("final sync failed: {0}")]
     Shutdown(#[from] crate::broker::BrokerError),
 }
