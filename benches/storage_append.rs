@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shardlog::fsio::RealIo;
 use shardlog::storage::commit::CommitConfig;
-use shardlog::storage::io::RealIo;
 use shardlog::storage::log::now_ms;
 use shardlog::storage::{
     BatchBuilder, Committer, EncodedBatch, FsyncPolicy, LogConfig, RecordRef, ShardLog,

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shardlog::storage::io::RealIo;
+use shardlog::fsio::RealIo;
 use shardlog::storage::log::MAX_SEGMENT_MAX_BYTES;
 use shardlog::storage::{BatchBuilder, LogConfig, RecordRef, ShardLog};
 

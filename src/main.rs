@@ -13,11 +13,11 @@ use shardlog::client::{
     random_member_id, Batch, Client, ConsumerConfig, GroupConsumer, Membership, Position,
 };
 use shardlog::config::{Config, Settings};
+use shardlog::fsio::RealIo;
 use shardlog::proto::v1::{
     CreateStreamRequest, DedupScope, PutRecordRequest, PutRecordsRequestEntry, Record,
     StreamDescription, StreamStatus,
 };
-use shardlog::storage::io::RealIo;
 
 /// Server a client command talks to when neither `--server` nor `SHARDLOG_SERVER` says.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use shardlog::storage::faulty::{FaultyIo, Loss};
-use shardlog::storage::io::Io;
+use shardlog::fsio::faulty::{FaultyIo, Loss};
+use shardlog::fsio::Io;
 use shardlog::storage::{ShardLog, StorageError};
 use storage_support::*;
 

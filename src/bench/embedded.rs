@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 use super::BenchError;
 use crate::broker::{Broker, BrokerConfig};
+use crate::fsio::RealIo;
 use crate::server::ServerError;
-use crate::storage::io::RealIo;
 use crate::storage::FsyncPolicy;
 
 /// Tells apart the directories of embedded servers started by one process.

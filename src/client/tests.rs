@@ -121,10 +121,10 @@ mod live {
         Batch, Client, ConsumerConfig, ConsumerError, GroupConsumer, HandlerError, Membership,
         Position,
     };
+    use crate::fsio::RealIo;
     use crate::proto::v1::{
         CreateStreamRequest, DedupScope, PutRecordRequest, PutRecordsRequestEntry,
     };
-    use crate::storage::io::RealIo;
 
     /// A failsafe bound on waits for events, so a broken consumer fails the test instead of
     /// hanging it. Never reached when things work.

@@ -17,11 +17,13 @@
 
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
+
+use crate::fsio::Io;
 
 /// Width of a `.index` entry.
 pub const OFFSET_ENTRY_LEN: usize = 8;
@@ -60,16 +62,12 @@ impl<const W: usize> MappedTable<W> {
     /// Opens (creating if needed) a writable table pre-sized to `capacity` entries. Existing
     /// entries are kept up to the first one `valid(prev, entry)` rejects.
     fn open_writable(
+        io: &dyn Io,
         path: &Path,
         capacity: usize,
         valid: impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
     ) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = io.open_mapped(path, true)?;
         let len = file.metadata()?.len() as usize;
         let capacity = capacity.max(len / W).max(1);
         if len != capacity * W {
@@ -105,10 +103,11 @@ impl<const W: usize> MappedTable<W> {
 
     /// Opens a sealed table read-only: every whole entry up to the first invalid one counts.
     fn open_sealed(
+        io: &dyn Io,
         path: &Path,
         valid: impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
     ) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = io.open_mapped(path, false)?;
         let len = file.metadata()?.len() as usize;
         let map = if len == 0 {
             Mapping::None
@@ -236,13 +235,13 @@ fn offset_valid(prev: Option<&[u8; 8]>, e: &[u8; 8]) -> bool {
 
 impl OffsetIndex {
     /// Opens or creates the index of an active segment with room for `capacity` entries.
-    pub fn open_active(path: &Path, capacity: usize) -> io::Result<Self> {
-        MappedTable::open_writable(path, capacity, offset_valid).map(OffsetIndex)
+    pub fn open_active(io: &dyn Io, path: &Path, capacity: usize) -> io::Result<Self> {
+        MappedTable::open_writable(io, path, capacity, offset_valid).map(OffsetIndex)
     }
 
     /// Opens the index of a sealed segment read-only.
-    pub fn open_sealed(path: &Path) -> io::Result<Self> {
-        MappedTable::open_sealed(path, offset_valid).map(OffsetIndex)
+    pub fn open_sealed(io: &dyn Io, path: &Path) -> io::Result<Self> {
+        MappedTable::open_sealed(io, path, offset_valid).map(OffsetIndex)
     }
 
     /// Adds an entry; false when the index is full or sealed (the index is sparse: a missing
@@ -316,13 +315,13 @@ fn time_valid(prev: Option<&[u8; 12]>, e: &[u8; 12]) -> bool {
 
 impl TimeIndex {
     /// Opens or creates the time index of an active segment.
-    pub fn open_active(path: &Path, capacity: usize) -> io::Result<Self> {
-        MappedTable::open_writable(path, capacity, time_valid).map(TimeIndex)
+    pub fn open_active(io: &dyn Io, path: &Path, capacity: usize) -> io::Result<Self> {
+        MappedTable::open_writable(io, path, capacity, time_valid).map(TimeIndex)
     }
 
     /// Opens the time index of a sealed segment read-only.
-    pub fn open_sealed(path: &Path) -> io::Result<Self> {
-        MappedTable::open_sealed(path, time_valid).map(TimeIndex)
+    pub fn open_sealed(io: &dyn Io, path: &Path) -> io::Result<Self> {
+        MappedTable::open_sealed(io, path, time_valid).map(TimeIndex)
     }
 
     /// Adds an entry; false when full or sealed.
@@ -379,6 +378,7 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsio::RealIo;
 
     fn entry(seq: u32, pos: u32) -> OffsetEntry {
         OffsetEntry {
@@ -390,7 +390,7 @@ mod tests {
     #[test]
     fn lookup_finds_the_last_entry_at_or_before_the_sequence() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = OffsetIndex::open_active(&dir.path().join("0.index"), 16).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &dir.path().join("0.index"), 16).unwrap();
         for (s, p) in [(10, 4096), (20, 8192), (30, 12288)] {
             assert!(idx.push(entry(s, p)));
         }
@@ -405,11 +405,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         {
-            let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+            let mut idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
             idx.push(entry(1, 100));
             idx.push(entry(2, 200));
         }
-        let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
         assert_eq!(idx.len(), 2);
         assert!(idx.push(entry(3, 300)));
         assert_eq!(idx.get(2), Some(entry(3, 300)));
@@ -419,13 +419,13 @@ mod tests {
     fn sealing_trims_the_file_to_its_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut idx = OffsetIndex::open_active(&path, 100).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &path, 100).unwrap();
         idx.push(entry(1, 100));
         idx.seal().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
         assert!(!idx.push(entry(2, 200)));
         drop(idx);
-        let idx = OffsetIndex::open_sealed(&path).unwrap();
+        let idx = OffsetIndex::open_sealed(&RealIo, &path).unwrap();
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.lookup(7), Some(entry(1, 100)));
     }
@@ -440,14 +440,14 @@ mod tests {
             raw.extend_from_slice(&p.to_le_bytes());
         }
         std::fs::write(&path, &raw).unwrap();
-        let idx = OffsetIndex::open_sealed(&path).unwrap();
+        let idx = OffsetIndex::open_sealed(&RealIo, &path).unwrap();
         assert_eq!(idx.len(), 2);
     }
 
     #[test]
     fn a_full_index_refuses_more_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = OffsetIndex::open_active(&dir.path().join("0.index"), 1).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &dir.path().join("0.index"), 1).unwrap();
         assert!(idx.push(entry(1, 1)));
         assert!(!idx.push(entry(2, 2)));
     }
@@ -457,12 +457,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         {
-            let mut idx = OffsetIndex::open_active(&path, 4).unwrap();
+            let mut idx = OffsetIndex::open_active(&RealIo, &path, 4).unwrap();
             idx.push(entry(1, 10));
             idx.push(entry(2, 20));
             idx.truncate(1);
         }
-        assert_eq!(OffsetIndex::open_active(&path, 4).unwrap().len(), 1);
+        assert_eq!(
+            OffsetIndex::open_active(&RealIo, &path, 4).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -478,18 +481,18 @@ mod tests {
         }
         std::fs::write(&path, &raw).unwrap();
         {
-            let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+            let mut idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
             assert_eq!(idx.len(), 1);
             assert!(idx.push(entry(6, 60)));
         }
-        let idx = OffsetIndex::open_active(&path, 8).unwrap();
+        let idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
         assert_eq!(idx.len(), 2, "junk past the entries was taken for entries");
     }
 
     #[test]
     fn time_lookup_finds_the_last_entry_strictly_before() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = TimeIndex::open_active(&dir.path().join("0.timeindex"), 8).unwrap();
+        let mut idx = TimeIndex::open_active(&RealIo, &dir.path().join("0.timeindex"), 8).unwrap();
         for (ts, seq) in [(100, 1), (200, 5), (200, 9), (300, 12)] {
             assert!(idx.push(TimeEntry {
                 timestamp_ms: ts,

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::error::StorageError;
-use super::io::{write_file_atomically, Io};
 use super::record::{EncodedBatch, StoredRecord};
 use super::segment::{self, Segment};
+use crate::fsio::{write_file_atomically, Io};
 
 /// Default size at which a segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;

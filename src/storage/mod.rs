@@ -10,14 +10,12 @@
 //! | `mapped`    | read-only maps of sealed segments: reads without a copy            |
 //! | `log`       | `ShardLog`: ordered segments, append, read, recover, retention       |
 //! | `commit`    | group commit: many waiting appends → one write + one sync            |
-//! | `io`        | the file-I/O seam and every durability syscall                       |
-//! | `faulty`    | a fault-injecting `Io` for tests: short writes, EIO, ENOSPC, power loss |
+//!
+//! Every file is opened, written, synced, renamed and removed through the `crate::fsio` seam.
 
 pub mod commit;
 pub mod error;
-pub mod faulty;
 pub mod index;
-pub mod io;
 pub mod log;
 pub mod mapped;
 pub mod read_buffer;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use shardlog::storage::io::{Io, RealIo};
+use shardlog::fsio::{Io, RealIo};
 use shardlog::storage::segment::{file_name, parse_log_name};
 use shardlog::storage::{
     BatchBuilder, EncodedBatch, LogConfig, RecordRef, ShardLog, StorageError, StoredRecord,
