@@ -349,7 +349,7 @@ fn a_round_of_large_batches_that_fills_the_disk_midway_is_cut_back_whole() {
 }
 
 fn recovery_point_exists(dir: &Path) -> bool {
-    dir.join(shardlog::storage::log::RECOVERY_POINT_FILE)
+    dir.join(shardlog::storage::recovery::RECOVERY_POINT_FILE)
         .exists()
 }
 

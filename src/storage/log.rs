@@ -1,5 +1,5 @@
 //! `ShardLog`: one shard's ordered segments. Appends batches, reads from a sequence number or a
-//! time, recovers on open, applies retention.
+//! time, applies retention; opening it recovers its segments (`storage::recovery`).
 //!
 //! ```text
 //!   segments (by base sequence)      writer (one at a time: the shard's committer)
@@ -25,8 +25,9 @@ use tokio::sync::watch;
 
 use super::error::StorageError;
 use super::record::{EncodedBatch, StoredRecord};
-use super::segment::{self, Segment};
-use crate::fsio::{write_file_atomically, Io};
+use super::recovery::{self, clear_recovery_point, write_recovery_point, RECOVERY_POINT_FILE};
+use super::segment::Segment;
+use crate::fsio::Io;
 
 /// Default size at which a segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -39,10 +40,6 @@ pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
 /// Batches of at least this many bytes are written from their own buffers instead of being
 /// copied into the round's buffer first.
 pub const DIRECT_WRITE_MIN_BATCH: usize = 64 * 1024;
-/// File in a shard's directory naming (by base sequence) the first segment that was sealed
-/// without a sync: recovery checks it and every later segment whole. Absent when every sealed
-/// segment is synced.
-pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Default retention: sealed segments whose newest record is older are deleted.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -96,7 +93,7 @@ impl LogConfig {
         Ok(())
     }
 
-    fn index_capacity(&self) -> usize {
+    pub(super) fn index_capacity(&self) -> usize {
         // One entry per interval, plus slack for the round that may overshoot the size.
         (self.segment_max_bytes / self.index_interval_bytes) as usize + 1024
     }
@@ -205,88 +202,11 @@ pub fn now_ms() -> u64 {
 }
 
 impl ShardLog {
-    /// Opens the log in `dir` (creating it), recovering every segment; see `Segment::open`.
+    /// Opens the log in `dir` (creating it), recovering its segments first; see
+    /// `storage::recovery`.
     pub fn open(io: Arc<dyn Io>, dir: &Path, config: LogConfig) -> Result<ShardLog, StorageError> {
         config.validate()?;
-        io.create_dir_all(dir)
-            .map_err(|e| StorageError::io("create shard directory", dir, e))?;
-        let mut bases: Vec<u64> = io
-            .list_dir(dir)
-            .map_err(|e| StorageError::io("list shard directory", dir, e))?
-            .iter()
-            .filter_map(|n| n.to_str().and_then(segment::parse_log_name))
-            .collect();
-        bases.sort_unstable();
-        let capacity = config.index_capacity();
-        let recovery_point = read_recovery_point(io.as_ref(), dir)?;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            // A segment sealed without a sync is checked whole, like the active one: a crash
-            // may have cut or garbled its tail.
-            let unsynced = recovery_point.is_some_and(|rp| base >= rp);
-            let (seg, cut) = Segment::open(
-                io.as_ref(),
-                dir,
-                base,
-                last || unsynced,
-                capacity,
-                config.index_interval_bytes,
-            )?;
-            let next_base = bases.get(i + 1).copied();
-            if unsynced && !last && (cut.is_some() || next_base != Some(seg.next_sequence())) {
-                // Records after a hole cannot be numbered on: the log ends at its last whole
-                // batch, and the segments after it go.
-                for &later in &bases[i + 1..] {
-                    for ext in ["log", "index", "timeindex"] {
-                        let path = dir.join(segment::file_name(later, ext));
-                        match io.remove_file(&path) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(StorageError::io("remove", &path, e)),
-                        }
-                    }
-                }
-                tracing::warn!(
-                    segment = %seg.path().display(),
-                    ends_at = seg.next_sequence(),
-                    removed_segments = bases.len() - i - 1,
-                    "a segment sealed without a sync lost its tail in a crash; the log now ends there"
-                );
-                segments.push(Arc::new(seg));
-                break;
-            }
-            if unsynced && !last {
-                seg.seal();
-            }
-            segments.push(Arc::new(seg));
-        }
-        if let Some(rp) = recovery_point {
-            // What survived is made durable before the mark that says to check it goes.
-            for seg in segments.iter().filter(|s| s.base() >= rp) {
-                seg.sync()
-                    .map_err(|e| StorageError::io("sync segment", seg.path(), e))?;
-            }
-            clear_recovery_point(io.as_ref(), dir).map_err(|e| {
-                StorageError::io("remove recovery point", dir.join(RECOVERY_POINT_FILE), e)
-            })?;
-        }
-        for pair in segments.windows(2) {
-            if pair[0].next_sequence() != pair[1].base() {
-                tracing::error!(
-                    segment = %pair[0].path().display(),
-                    ends_at = pair[0].next_sequence(),
-                    next_base = pair[1].base(),
-                    "segments do not meet: the records between them are missing"
-                );
-            }
-        }
-        if segments.is_empty() {
-            let seg = Segment::create(io.as_ref(), dir, 0, capacity)?;
-            io.sync_dir(dir)
-                .map_err(|e| StorageError::io("sync shard directory", dir, e))?;
-            segments.push(Arc::new(seg));
-        }
+        let segments = recovery::recover(io.as_ref(), dir, &config)?;
         let active = Arc::clone(segments.last().expect("at least one segment"));
         let next = active.next_sequence();
         // The active segment may be empty (a crash right after a roll): the newest arrival
@@ -863,45 +783,4 @@ impl ShardLog {
             next_sequence: self.next_sequence(),
         }
     }
-}
-
-/// Makes `base` the recovery point of `dir`, durably: 8 bytes little-endian, then their CRC32.
-fn write_recovery_point(io: &dyn Io, dir: &Path, base: u64) -> std::io::Result<()> {
-    let mut bytes = base.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&base.to_le_bytes()).to_le_bytes());
-    write_file_atomically(io, &dir.join(RECOVERY_POINT_FILE), &bytes)
-}
-
-/// The recovery point of `dir`: `None` when there is none; 0 (check every segment) when the
-/// file cannot be trusted.
-fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<Option<u64>, StorageError> {
-    let path = dir.join(RECOVERY_POINT_FILE);
-    if !io.exists(&path) {
-        return Ok(None);
-    }
-    let file = io
-        .open(&path, false)
-        .map_err(|e| StorageError::io("open recovery point", &path, e))?;
-    let mut raw = [0u8; 12];
-    let n = file
-        .read_at(&mut raw, 0)
-        .map_err(|e| StorageError::io("read recovery point", &path, e))?;
-    let (base, crc) = raw.split_at(8);
-    if n == raw.len() && crc32fast::hash(base).to_le_bytes() == crc {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(base);
-        return Ok(Some(u64::from_le_bytes(b)));
-    }
-    tracing::warn!(path = %path.display(), "unreadable recovery point: checking every segment");
-    Ok(Some(0))
-}
-
-/// Removes the recovery point of `dir`, durably.
-fn clear_recovery_point(io: &dyn Io, dir: &Path) -> std::io::Result<()> {
-    match io.remove_file(&dir.join(RECOVERY_POINT_FILE)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    io.sync_dir(dir)
 }

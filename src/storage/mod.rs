@@ -8,7 +8,8 @@
 //! | `segment`   | one segment file and its indexes: write, read, scan, seal            |
 //! | `read_buffer` | reusable read buffers that return to a pool with their last slice  |
 //! | `mapped`    | read-only maps of sealed segments: reads without a copy            |
-//! | `log`       | `ShardLog`: ordered segments, append, read, recover, retention       |
+//! | `log`       | `ShardLog`: ordered segments, write, sync, read, retention           |
+//! | `recovery`  | open on start: scan, cut a torn tail, rebuild indexes, recovery point |
 //! | `commit`    | group commit: many waiting appends → one write + one sync            |
 //!
 //! Every file is opened, written, synced, renamed and removed through the `crate::fsio` seam.
@@ -20,6 +21,7 @@ pub mod log;
 pub mod mapped;
 pub mod read_buffer;
 pub mod record;
+pub mod recovery;
 pub mod segment;
 
 pub use commit::{Committer, FsyncPolicy, PendingAppend};

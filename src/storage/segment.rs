@@ -717,14 +717,20 @@ impl Segment {
 
     /// Removes the segment's three files (the caller syncs the directory).
     pub fn remove_files(&self, io: &dyn Io, dir: &Path) -> Result<(), StorageError> {
-        for ext in ["log", "index", "timeindex"] {
-            let path = dir.join(file_name(self.base, ext));
-            match io.remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io("remove", &path, e)),
-            }
-        }
-        Ok(())
+        remove_files(io, dir, self.base)
     }
+}
+
+/// Removes the three files of the segment starting at `base` in `dir`, those that exist (the
+/// caller syncs the directory).
+pub fn remove_files(io: &dyn Io, dir: &Path, base: u64) -> Result<(), StorageError> {
+    for ext in ["log", "index", "timeindex"] {
+        let path = dir.join(file_name(base, ext));
+        match io.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove", &path, e)),
+        }
+    }
+    Ok(())
 }
