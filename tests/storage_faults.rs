@@ -245,7 +245,7 @@ fn eio_on_sync_poisons_the_shard_and_a_reopen_on_a_good_disk_keeps_every_acked_r
             .unwrap_err();
         assert!(matches!(err, StorageError::Poisoned { .. }), "{err:?}");
     }
-    assert!(matches!(log.sync(), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(log.sync(None), Err(StorageError::Poisoned { .. })));
 
     drop(log);
     let log = open_faulty(&io, dir.path());
@@ -366,7 +366,7 @@ fn sealing_under_unsynced_appends_leaves_the_sync_to_the_next_one() {
     assert!(segment_bases(dir.path()).len() > 2);
     assert_eq!(log.stats().syncs, 0, "no segment was synced when sealed");
     assert!(recovery_point_exists(dir.path()));
-    log.sync().unwrap();
+    log.sync(None).unwrap();
     assert!(
         !recovery_point_exists(dir.path()),
         "the sync covered the sealed segments"

@@ -3,11 +3,15 @@
 //!
 //! ```text
 //!   segments (by base sequence)      writer (one at a time: the shard's committer)
-//!   ┌──────┬──────┬──────────────┐   append(batches): stamp → one write → [sync] → publish
+//!   ┌──────┬──────┬──────────────┐   write(batches): stamp → one write → [sync] → publish
 //!   │ 0    │ 1200 │ 2600 active  │   publish: durable_next = next sequence, watchers woken
 //!   └──────┴──────┴──────────────┘
 //!     ▲ first_sequence        durable_next ▲ (readers never pass it)
 //! ```
+//!
+//! The log has one write entry point ([`ShardLog::write`]) and one sync entry point
+//! ([`ShardLog::sync`]); when to sync — the fsync policy — is the group committer's
+//! (`storage::commit`) decision alone.
 //!
 //! Invariant: `first_sequence <= durable_next <= written next sequence`; records below
 //! `durable_next` survive a crash under the fsync policy in force (with `always`, a power loss).
@@ -99,6 +103,18 @@ impl LogConfig {
     }
 }
 
+/// When the records of a [`ShardLog::write`] become readable (and may be acknowledged): the
+/// group committer chooses from its fsync policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// After a [`ShardLog::sync`] that covers them: nothing is readable before it is durable
+    /// (`always`, and `interval` when a sync is due). A segment the write seals is synced.
+    AfterSync,
+    /// At once, before any sync (`never`, and `interval` between syncs). A segment the write
+    /// seals is left unsynced, and the recovery point names it.
+    Now,
+}
+
 /// What an append of one batch was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendAck {
@@ -183,7 +199,7 @@ pub struct ShardLog {
     config: LogConfig,
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
-    /// Held by [`ShardLog::sync_through`] for its whole sync (the writer's lock is only ever
+    /// Held by [`ShardLog::sync`] for its whole sync (the writer's lock is only ever
     /// taken inside it, never the other way round): syncs take turns, so one never publishes
     /// past a failure of an earlier one.
     sync_turn: Mutex<()>,
@@ -260,60 +276,38 @@ impl ShardLog {
         }
     }
 
-    /// Appends `batches` in order with one `write`, syncing when `sync` is set, then makes them
-    /// readable. Returns one ack per batch. On a failed write the file is cut back and the call
-    /// fails as a whole (no sequence numbers are used); on a failed sync the log is poisoned.
-    pub fn append(
+    /// Stamps `batches` with their sequence numbers and arrival time (`now_ms`, ms since the
+    /// Unix epoch, raised to the newest batch's time so it never goes backwards) and writes
+    /// them in order with one `write`. Returns one ack per batch. `publish` says when readers
+    /// see them: the committer chooses it from its fsync policy. On a failed write the file is
+    /// cut back and the call fails as a whole (no sequence numbers are used).
+    pub fn write(
         &self,
         batches: &mut [EncodedBatch],
-        sync: bool,
-    ) -> Result<Vec<AppendAck>, StorageError> {
-        self.append_at(batches, sync, now_ms())
-    }
-
-    /// [`ShardLog::append`] with the arrival time passed in (ms since the Unix epoch), so
-    /// retention and time seeks can be driven by a test's clock. The stamped time never goes
-    /// backwards: a `now_ms` older than the newest batch is raised to its time.
-    pub fn append_at(
-        &self,
-        batches: &mut [EncodedBatch],
-        sync: bool,
         now_ms: u64,
+        publish: Publish,
     ) -> Result<Vec<AppendAck>, StorageError> {
         let mut w = self.writer();
-        let acks = self.write_locked(&mut w, batches, sync, now_ms)?;
-        if acks.is_empty() {
-            return Ok(acks);
+        // Batches published only after their sync are to be synced anyway: a segment they
+        // seal is synced with them.
+        let sync_old = publish == Publish::AfterSync;
+        let acks = self.write_locked(&mut w, batches, sync_old, now_ms)?;
+        if publish == Publish::Now && !acks.is_empty() {
+            let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
+            self.publish(next, ts);
         }
-        if sync {
-            self.sync_locked(&mut w)?;
-        }
-        let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
-        self.publish(next, ts);
         Ok(acks)
     }
 
-    /// Writes `batches` as [`ShardLog::append`] does, but neither syncs nor publishes them:
-    /// readers do not see them until [`ShardLog::sync_through`] made them durable, and the
-    /// caller acknowledges nothing before that. The group committer writes its next round
-    /// with this while the previous round's sync is still running; rounds keep the order in
-    /// which they were written.
-    pub fn write_unsynced(
-        &self,
-        batches: &mut [EncodedBatch],
-        now_ms: u64,
-    ) -> Result<Vec<AppendAck>, StorageError> {
-        let mut w = self.writer();
-        // Sealing syncs the old segment: these batches are to be synced anyway.
-        self.write_locked(&mut w, batches, true, now_ms)
-    }
-
-    /// Makes every record below `end` durable and readable: syncs what is written (outside the
-    /// writer's lock, so the next round can be written meanwhile), then publishes it. Syncs
-    /// take turns; one that finds `end` already published by another returns at once.
-    pub fn sync_through(&self, end: u64) -> Result<(), StorageError> {
+    /// Makes records durable and readable: syncs everything written so far (outside the
+    /// writer's lock, so the next round can be written meanwhile), then publishes it. With
+    /// `through: Some(end)` (the records of one group-commit round), a sync that finds `end`
+    /// already published by another returns at once; with `None` (the `interval` timer, a
+    /// caller that wants everything durable) it always syncs. Syncs take turns. On a failed
+    /// sync the log is poisoned.
+    pub fn sync(&self, through: Option<u64>) -> Result<(), StorageError> {
         let _turn = self.sync_turn.lock().unwrap_or_else(|p| p.into_inner());
-        if self.durable_next_fast.load(Ordering::Acquire) >= end {
+        if through.is_some_and(|end| self.durable_next_fast.load(Ordering::Acquire) >= end) {
             return Ok(());
         }
         let (pending, active, next, ts) = {
@@ -331,7 +325,10 @@ impl ShardLog {
                 w.last_timestamp_ms,
             )
         };
-        debug_assert!(next >= end, "sync_through past what was written");
+        debug_assert!(
+            through.is_none_or(|end| next >= end),
+            "sync past what was written"
+        );
         let started = Instant::now();
         let failed = pending
             .iter()
@@ -518,22 +515,6 @@ impl ShardLog {
         self.counters
             .sync_nanos_max
             .fetch_max(nanos, Ordering::Relaxed);
-    }
-
-    /// Makes everything written durable and readable (for the `interval` policy's timer and
-    /// for shutdown).
-    pub fn sync(&self) -> Result<(), StorageError> {
-        let mut w = self.writer();
-        if let Some(cause) = &w.poisoned {
-            return Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
-        }
-        self.sync_locked(&mut w)?;
-        let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
-        self.publish(next, ts);
-        Ok(())
     }
 
     /// Moves the durable mark to `next`. Called with the writer's lock held, so the check

@@ -26,5 +26,5 @@ pub mod segment;
 
 pub use commit::{Committer, FsyncPolicy, PendingAppend};
 pub use error::StorageError;
-pub use log::{AppendAck, LogConfig, LogStats, ReadBatch, ShardLog};
+pub use log::{AppendAck, LogConfig, LogStats, Publish, ReadBatch, ShardLog};
 pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};
