@@ -333,10 +333,13 @@ fn answer(
         }
         Err(join) => {
             tracing::error!(error = %join, "append task failed");
+            let cause = Arc::new(std::io::Error::other(join));
             for reply in replies {
                 let _ = reply.send(Err(StorageError::Poisoned {
                     dir: log.dir().to_owned(),
-                    cause: format!("append task failed: {join}"),
+                    op: "run the append task of",
+                    path: log.dir().to_owned(),
+                    cause: Arc::clone(&cause),
                 }));
             }
         }

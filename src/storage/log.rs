@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::error::StorageError;
+use super::error::{copy_io_error, StorageError};
 use super::record::{EncodedBatch, StoredRecord};
 use super::recovery::{self, clear_recovery_point, write_recovery_point, RECOVERY_POINT_FILE};
 use super::segment::Segment;
@@ -187,8 +187,29 @@ struct Writer {
     /// active one. While it is non-empty the recovery-point file exists (it may outlive it
     /// when retention deleted them all; recovery then only checks more than it must).
     unsynced_sealed: Vec<Arc<Segment>>,
-    poisoned: Option<String>,
+    /// Set once a write or sync failed in a way that leaves the durable state unknown.
+    poisoned: Option<Poison>,
     closed: bool,
+}
+
+/// Why a shard refuses writes: the call that failed, on which file, and its I/O error.
+#[derive(Debug, Clone)]
+struct Poison {
+    op: &'static str,
+    path: PathBuf,
+    cause: Arc<std::io::Error>,
+}
+
+impl Poison {
+    /// The error every refused write or sync of the shard in `dir` reports.
+    fn error(&self, dir: &Path) -> StorageError {
+        StorageError::Poisoned {
+            dir: dir.to_owned(),
+            op: self.op,
+            path: self.path.clone(),
+            cause: Arc::clone(&self.cause),
+        }
+    }
 }
 
 /// One shard's append-only log. Blocking: call it from a committer thread or `spawn_blocking`.
@@ -269,8 +290,12 @@ impl ShardLog {
             Ok(w) => w,
             Err(p) => {
                 let mut w = p.into_inner();
-                w.poisoned
-                    .get_or_insert_with(|| "a writer panicked".to_owned());
+                let dir = self.dir.clone();
+                w.poisoned.get_or_insert_with(|| Poison {
+                    op: "write to (a writer panicked)",
+                    path: dir,
+                    cause: Arc::new(std::io::Error::other("a writer panicked")),
+                });
                 w
             }
         }
@@ -312,11 +337,8 @@ impl ShardLog {
         }
         let (pending, active, next, ts) = {
             let w = self.writer();
-            if let Some(cause) = &w.poisoned {
-                return Err(StorageError::Poisoned {
-                    dir: self.dir.clone(),
-                    cause: cause.clone(),
-                });
+            if let Some(poison) = &w.poisoned {
+                return Err(poison.error(&self.dir));
             }
             (
                 w.unsynced_sealed.clone(),
@@ -336,15 +358,12 @@ impl ShardLog {
             .find_map(|seg| seg.sync().err().map(|e| (seg.path().to_owned(), e)));
         let mut w = self.writer();
         if let Some((path, e)) = failed {
-            return Err(self.poison(&mut w, StorageError::io("sync segment", path, e)));
+            return Err(self.poison(&mut w, "sync segment", path, e));
         }
         // A sync that failed meanwhile (sealing a segment) may have reported the loss of pages
         // this one then found clean: nothing is promised after it.
-        if let Some(cause) = &w.poisoned {
-            return Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
+        if let Some(poison) = &w.poisoned {
+            return Err(poison.error(&self.dir));
         }
         if !pending.is_empty() {
             w.unsynced_sealed
@@ -352,9 +371,7 @@ impl ShardLog {
             if w.unsynced_sealed.is_empty() {
                 if let Err(e) = clear_recovery_point(self.io.as_ref(), &self.dir) {
                     let path = self.dir.join(RECOVERY_POINT_FILE);
-                    return Err(
-                        self.poison(&mut w, StorageError::io("remove recovery point", path, e))
-                    );
+                    return Err(self.poison(&mut w, "remove recovery point", path, e));
                 }
             }
         }
@@ -378,11 +395,8 @@ impl ShardLog {
                 dir: self.dir.clone(),
             });
         }
-        if let Some(cause) = &w.poisoned {
-            return Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
+        if let Some(poison) = &w.poisoned {
+            return Err(poison.error(&self.dir));
         }
         if batches.is_empty() {
             return Ok(Vec::new());
@@ -452,7 +466,12 @@ impl ShardLog {
                 // Cut the partial write so the next batch starts on a frame boundary; if even
                 // that fails, the file's tail is unknown and the shard must stop.
                 if let Err(te) = active.truncate(start_pos) {
-                    w.poisoned = Some(format!("{err}; then cutting it back failed: {te}"));
+                    tracing::error!(shard = %self.dir.display(), error = %err, truncate_error = %te, "cutting back a failed write failed; the shard refuses writes until reopened");
+                    w.poisoned = Some(Poison {
+                        op: "cut back a failed write of",
+                        path: active.path().to_owned(),
+                        cause: Arc::new(te),
+                    });
                 }
                 return Err(err);
             }
@@ -476,10 +495,23 @@ impl ShardLog {
         Ok(acks)
     }
 
-    /// Records why the shard stops taking writes, and returns the error.
-    fn poison(&self, w: &mut Writer, err: StorageError) -> StorageError {
-        w.poisoned = Some(err.to_string());
+    /// Records why the shard stops taking writes (`op` on `path` failed with `e`), and returns
+    /// the error of that call.
+    fn poison(
+        &self,
+        w: &mut Writer,
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        e: std::io::Error,
+    ) -> StorageError {
+        let path = path.into();
+        let err = StorageError::io(op, path.clone(), copy_io_error(&e));
         tracing::error!(shard = %self.dir.display(), error = %err, "durable state unknown; the shard refuses writes until reopened");
+        w.poisoned = Some(Poison {
+            op,
+            path,
+            cause: Arc::new(e),
+        });
         err
     }
 
@@ -494,12 +526,12 @@ impl ShardLog {
             .find_map(|seg| seg.sync().err().map(|e| (seg.path().to_owned(), e)));
         if let Some((path, e)) = failed {
             w.unsynced_sealed = pending;
-            return Err(self.poison(w, StorageError::io("sync segment", path, e)));
+            return Err(self.poison(w, "sync segment", path, e));
         }
         if !pending.is_empty() {
             if let Err(e) = clear_recovery_point(self.io.as_ref(), &self.dir) {
                 let path = self.dir.join(RECOVERY_POINT_FILE);
-                return Err(self.poison(w, StorageError::io("remove recovery point", path, e)));
+                return Err(self.poison(w, "remove recovery point", path, e));
             }
         }
         self.count_sync(started);
@@ -541,7 +573,7 @@ impl ShardLog {
             // bytes that never reached the disk.
             if let Err(e) = write_recovery_point(self.io.as_ref(), &self.dir, w.active.base()) {
                 let path = self.dir.join(RECOVERY_POINT_FILE);
-                return Err(self.poison(w, StorageError::io("write recovery point", path, e)));
+                return Err(self.poison(w, "write recovery point", path, e));
             }
         }
         let seg = Segment::create(
@@ -557,7 +589,7 @@ impl ShardLog {
         if let Err(e) = self.io.sync_dir(&self.dir) {
             // Whether the new segment's name is durable is unknown, and retrying an fsync is
             // as unsafe for a directory as for a file: the shard stops like on a failed sync.
-            return Err(self.poison(w, StorageError::io("sync shard directory", &self.dir, e)));
+            return Err(self.poison(w, "sync shard directory", &self.dir, e));
         }
         w.active.seal();
         if !sync_old {
@@ -731,9 +763,10 @@ impl ShardLog {
         self.durable_next.subscribe()
     }
 
-    /// Why writes are refused, if they are.
-    pub fn poisoned(&self) -> Option<String> {
-        self.writer().poisoned.clone()
+    /// Why writes are refused, if they are: the [`StorageError::Poisoned`] they fail with,
+    /// whose source is the I/O error that poisoned the shard.
+    pub fn poisoned(&self) -> Option<StorageError> {
+        self.writer().poisoned.as_ref().map(|p| p.error(&self.dir))
     }
 
     /// The shard's directory.
