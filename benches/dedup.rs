@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use shardlog::broker::{Broker, BrokerConfig, PutEntry};
-use shardlog::storage::io::RealIo;
+use shardlog::fsio::RealIo;
 use shardlog::storage::FsyncPolicy;
 use shardlog::stream::{StreamName, StreamSettings};
 

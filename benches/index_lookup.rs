@@ -8,6 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use shardlog::fsio::RealIo;
 use shardlog::storage::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
 /// Entries per index: one segment's worth at the default sizes, and a small one.
@@ -38,12 +39,18 @@ fn lookups(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
     for entries in ENTRIES {
-        let mut offsets =
-            OffsetIndex::open_active(&dir.path().join(format!("{entries}.index")), entries)
-                .expect("offset index");
-        let mut times =
-            TimeIndex::open_active(&dir.path().join(format!("{entries}.timeindex")), entries)
-                .expect("time index");
+        let mut offsets = OffsetIndex::open_active(
+            &RealIo,
+            &dir.path().join(format!("{entries}.index")),
+            entries,
+        )
+        .expect("offset index");
+        let mut times = TimeIndex::open_active(
+            &RealIo,
+            &dir.path().join(format!("{entries}.timeindex")),
+            entries,
+        )
+        .expect("time index");
         for i in 1..=entries as u32 {
             assert!(offsets.push(OffsetEntry {
                 relative_sequence: i * RECORDS_PER_ENTRY,

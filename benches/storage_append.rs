@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shardlog::fsio::RealIo;
 use shardlog::storage::commit::CommitConfig;
-use shardlog::storage::io::RealIo;
 use shardlog::storage::log::now_ms;
 use shardlog::storage::{
-    BatchBuilder, Committer, EncodedBatch, FsyncPolicy, LogConfig, RecordRef, ShardLog,
+    BatchBuilder, Committer, EncodedBatch, FsyncPolicy, LogConfig, Publish, RecordRef, ShardLog,
 };
 
 /// Bytes of data per record.
@@ -174,7 +174,7 @@ fn append_direct(c: &mut Criterion) {
                     log.apply_retention(now_ms()).expect("retention");
                     let start = Instant::now();
                     for _ in 0..iters {
-                        log.append(&mut [template.clone()], false)
+                        log.write(&mut [template.clone()], now_ms(), Publish::Now)
                             .expect("bench append");
                     }
                     start.elapsed()

@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shardlog::storage::io::RealIo;
-use shardlog::storage::log::MAX_SEGMENT_MAX_BYTES;
-use shardlog::storage::{BatchBuilder, LogConfig, RecordRef, ShardLog};
+use shardlog::fsio::RealIo;
+use shardlog::storage::log::{now_ms, MAX_SEGMENT_MAX_BYTES};
+use shardlog::storage::{BatchBuilder, LogConfig, Publish, RecordRef, ShardLog};
 
 /// Bytes of data per record.
 const RECORD_BYTES: usize = 1024;
@@ -48,7 +48,8 @@ fn fill(log: &ShardLog) {
                 .expect("a bench record fits a frame");
         }
         let batch = builder.finish().expect("at least one record");
-        log.append(&mut [batch], false).expect("append");
+        log.write(&mut [batch], now_ms(), Publish::Now)
+            .expect("append");
     }
 }
 

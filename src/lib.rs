@@ -12,10 +12,12 @@
 //!     ├── consumer  group membership, sticky balanced leases, fencing epochs
 //!     ▼
 //!  storage ── per-shard append-only log: segments, indexes, group commit, recovery, retention
+//!  fsio    ── the one file-I/O seam (write_at, read_at, sync, rename + fsync dir) and its fault injector
 //! ```
 //!
 //! | module     | job                                                                      |
 //! |------------|--------------------------------------------------------------------------|
+//! | `fsio`     | the one file-I/O seam: durability syscalls behind a trait, fault injector |
 //! | `storage`  | the per-shard log; knows nothing of gRPC, streams or consumers            |
 //! | `stream`   | stream and shard model: names, shard ids, the 128-bit hash key space      |
 //! | `meta`     | durable metadata: command journal with CRC, snapshots, replay on start    |
@@ -34,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod fifo;
+pub mod fsio;
 pub mod grpc;
 pub mod meta;
 pub mod proto;

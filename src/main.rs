@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use shardlog::broker::Broker;
 use shardlog::config::{Config, Settings};
-use shardlog::storage::io::RealIo;
+use shardlog::fsio::RealIo;
 
 /// Log filter of client commands when `SHARDLOG_LOG` is unset: only what went wrong.
 const CLIENT_LOG: &str = "warn";

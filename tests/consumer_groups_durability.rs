@@ -290,7 +290,7 @@ async fn checkpoints_survive_a_kill_9_of_the_server_process_and_epochs_rise_past
 
 #[tokio::test]
 async fn no_lease_epoch_is_shown_before_the_floor_covering_it_is_durable() {
-    use shardlog::storage::faulty::{FaultyIo, Loss};
+    use shardlog::fsio::faulty::{FaultyIo, Loss};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();

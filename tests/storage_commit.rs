@@ -6,9 +6,9 @@ mod storage_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shardlog::fsio::faulty::FaultyIo;
+use shardlog::fsio::Io;
 use shardlog::storage::commit::CommitConfig;
-use shardlog::storage::faulty::FaultyIo;
-use shardlog::storage::io::Io;
 use shardlog::storage::{AppendAck, Committer, FsyncPolicy, LogConfig, ShardLog, StorageError};
 use storage_support::*;
 
@@ -237,13 +237,13 @@ fn appends_through_a_log_of_its_own_share_nothing_with_another_shard() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let la = ShardLog::open(
-        shardlog::storage::io::RealIo::shared(),
+        shardlog::fsio::RealIo::shared(),
         a.path(),
         LogConfig::default(),
     )
     .unwrap();
     let lb = ShardLog::open(
-        shardlog::storage::io::RealIo::shared(),
+        shardlog::fsio::RealIo::shared(),
         b.path(),
         LogConfig::default(),
     )
@@ -316,7 +316,7 @@ async fn every_ack_survives_a_power_loss_even_when_syncs_start_failing_midway() 
     drop(log);
 
     io.fail_syncs(false);
-    io.power_loss(shardlog::storage::faulty::Loss::UnsyncedGone);
+    io.power_loss(shardlog::fsio::faulty::Loss::UnsyncedGone);
     let log = open_with(
         Arc::new(io.clone()) as Arc<dyn Io>,
         dir.path(),

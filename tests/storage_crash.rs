@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shardlog::fsio::RealIo;
 use shardlog::storage::commit::CommitConfig;
-use shardlog::storage::io::RealIo;
 use shardlog::storage::{Committer, FsyncPolicy, LogConfig, ShardLog, StoredRecord};
 use storage_support::*;
 

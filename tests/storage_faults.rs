@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use shardlog::storage::faulty::{FaultyIo, Loss};
-use shardlog::storage::io::Io;
+use shardlog::fsio::faulty::{FaultyIo, Loss};
+use shardlog::fsio::Io;
 use shardlog::storage::{ShardLog, StorageError};
 use storage_support::*;
 
@@ -163,7 +163,7 @@ fn a_full_disk_fails_the_append_and_appends_resume_without_a_gap_once_there_is_s
     // Nothing of the refused batches stays in the file, nothing durable was touched, and the
     // shard still takes writes.
     assert_eq!(active_segment_len(dir.path()), len_before);
-    assert_eq!(log.poisoned(), None);
+    assert!(log.poisoned().is_none());
     assert_eq!(log.next_sequence(), expected.len() as u64);
     assert_records(&read_all(&log).unwrap(), &expected, 0);
 
@@ -203,7 +203,7 @@ fn a_short_write_fails_the_append_cleanly_and_the_next_append_works() {
         len_before,
         "the partial frame was cut"
     );
-    assert_eq!(log.poisoned(), None);
+    assert!(log.poisoned().is_none());
 
     let batch = tagged_batch("second", 2, 30);
     let ack = log.append(&mut [encode(&batch)], true).unwrap()[0];
@@ -234,7 +234,20 @@ fn eio_on_sync_poisons_the_shard_and_a_reopen_on_a_good_disk_keeps_every_acked_r
         matches!(&err, StorageError::Io { source, .. } if source.raw_os_error() == Some(5)),
         "{err:?}"
     );
-    assert!(log.poisoned().is_some());
+    // The poisoned shard keeps the cause: the failed sync's EIO, on the segment it failed on.
+    let poisoned = log.poisoned().expect("poisoned");
+    assert!(
+        matches!(&poisoned, StorageError::Poisoned { op: "sync segment", path, cause, .. }
+            if cause.raw_os_error() == Some(5) && path.extension().is_some_and(|e| e == "log")),
+        "{poisoned:?}"
+    );
+    let source = std::error::Error::source(&poisoned).expect("the cause is the source");
+    assert_eq!(
+        source
+            .downcast_ref::<Arc<std::io::Error>>()
+            .and_then(|e| e.raw_os_error()),
+        Some(5)
+    );
     // Readers never see the batch whose sync failed.
     assert_records(&read_all(&log).unwrap(), &acked, 0);
     // A good disk again does not unpoison the shard: retrying a failed fsync is unsafe.
@@ -243,13 +256,16 @@ fn eio_on_sync_poisons_the_shard_and_a_reopen_on_a_good_disk_keeps_every_acked_r
         let err = log
             .append(&mut [encode(&tagged_batch("refused", 1, 4))], true)
             .unwrap_err();
-        assert!(matches!(err, StorageError::Poisoned { .. }), "{err:?}");
+        assert!(
+            matches!(&err, StorageError::Poisoned { cause, .. } if cause.raw_os_error() == Some(5)),
+            "{err:?}"
+        );
     }
-    assert!(matches!(log.sync(), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(log.sync(None), Err(StorageError::Poisoned { .. })));
 
     drop(log);
     let log = open_faulty(&io, dir.path());
-    assert_eq!(log.poisoned(), None);
+    assert!(log.poisoned().is_none());
     let recovered = read_all(&log).unwrap();
     assert!(recovered.len() >= acked.len());
     assert_records(&recovered[..acked.len()], &acked, 0);
@@ -349,7 +365,7 @@ fn a_round_of_large_batches_that_fills_the_disk_midway_is_cut_back_whole() {
 }
 
 fn recovery_point_exists(dir: &Path) -> bool {
-    dir.join(shardlog::storage::log::RECOVERY_POINT_FILE)
+    dir.join(shardlog::storage::recovery::RECOVERY_POINT_FILE)
         .exists()
 }
 
@@ -366,7 +382,7 @@ fn sealing_under_unsynced_appends_leaves_the_sync_to_the_next_one() {
     assert!(segment_bases(dir.path()).len() > 2);
     assert_eq!(log.stats().syncs, 0, "no segment was synced when sealed");
     assert!(recovery_point_exists(dir.path()));
-    log.sync().unwrap();
+    log.sync(None).unwrap();
     assert!(
         !recovery_point_exists(dir.path()),
         "the sync covered the sealed segments"

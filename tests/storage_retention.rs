@@ -234,5 +234,5 @@ fn deleted_segments_are_let_go_even_when_they_were_sealed_without_a_sync() {
     assert!(outcome.segments_deleted > 2);
     // Holding a deleted segment open would keep its pages (dirty ones too) for good.
     assert_eq!(deleted_but_open(dir.path()), Vec::<String>::new());
-    log.sync().unwrap();
+    log.sync(None).unwrap();
 }

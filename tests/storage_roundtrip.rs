@@ -244,12 +244,9 @@ fn settings_out_of_range_are_refused_naming_the_setting() {
             "segment_max_age",
         ),
     ] {
-        let err = shardlog::storage::ShardLog::open(
-            shardlog::storage::io::RealIo::shared(),
-            dir.path(),
-            config,
-        )
-        .unwrap_err();
+        let err =
+            shardlog::storage::ShardLog::open(shardlog::fsio::RealIo::shared(), dir.path(), config)
+                .unwrap_err();
         assert!(
             matches!(err, StorageError::InvalidConfig { setting, .. } if setting == name),
             "{err:?}"

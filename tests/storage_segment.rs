@@ -3,7 +3,7 @@
 
 mod storage_support;
 
-use shardlog::storage::io::RealIo;
+use shardlog::fsio::RealIo;
 use shardlog::storage::segment::{file_name, parse_log_name, Segment};
 use shardlog::storage::{StorageError, StoredRecord};
 use storage_support::*;

@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 use super::BenchError;
 use shardlog::broker::{Broker, BrokerConfig};
+use shardlog::fsio::RealIo;
 use shardlog::grpc::ServerError;
-use shardlog::storage::io::RealIo;
 use shardlog::storage::FsyncPolicy;
 
 /// Tells apart the directories of embedded servers started by one process.

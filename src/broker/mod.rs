@@ -32,9 +32,9 @@ pub use put::{PendingPut, PutEntry, PutOutcome, PutResult};
 pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
 
 use crate::fifo::{DedupKey, DedupPolicy, DedupWindow, DedupWindowConfig};
+use crate::fsio::{write_file_atomically, Io};
 use crate::meta::{MetaCommand, MetaStore};
 use crate::storage::commit::CommitConfig;
-use crate::storage::io::{write_file_atomically, Io};
 use crate::storage::log::now_ms;
 use crate::storage::{Committer, LogConfig, ShardLog};
 use crate::stream::{ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings};

@@ -361,7 +361,9 @@ impl PendingPut {
                 }
                 Err(e) => Err(StorageError::Poisoned {
                     dir: handle.shards[s].log.dir().to_owned(),
-                    cause: format!("append task failed: {e}"),
+                    op: "run the append task of",
+                    path: handle.shards[s].log.dir().to_owned(),
+                    cause: std::sync::Arc::new(std::io::Error::other(e)),
                 }),
             };
             acks[s] = Some(ack);

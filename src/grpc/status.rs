@@ -164,7 +164,9 @@ mod tests {
             (
                 StorageError::Poisoned {
                     dir: path(),
-                    cause: "fsync failed".into(),
+                    op: "sync segment",
+                    path: path(),
+                    cause: std::sync::Arc::new(io_error(io::ErrorKind::Other)),
                 },
                 Code::Internal,
             ),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::codec::decode_command;
 use super::{MetaCommand, MetaError};
-use crate::storage::io::IoFile;
+use crate::fsio::IoFile;
 
 /// Largest body a journal frame may hold. Checked before allocating on read and before writing,
 /// so a damaged length field can never make recovery allocate gigabytes. A stream descriptor of

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::codec::{decode_snapshot, encode_snapshot};
 use super::journal::read_exact_at;
 use super::{MetaError, MetaState};
-use crate::storage::io::Io;
+use crate::fsio::Io;
 
 /// First bytes of every snapshot file.
 const MAGIC: &[u8; 8] = b"SLMETASN";

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::codec::encode_command;
 use super::journal::{self, ScanEnd, MAX_COMMAND_BYTES};
 use super::{snapshot, MetaCommand, MetaError, MetaState};
-use crate::storage::io::{write_file_atomically, Io, IoFile};
+use crate::fsio::{write_file_atomically, Io, IoFile};
 
 /// Commands journaled after a snapshot before the next one is written. Bounds both replay time
 /// on open and journal size; a snapshot rewrites the whole state, so not every few commands.

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use super::codec::encode_command;
 use super::journal::encode_frame;
 use super::*;
-use crate::storage::io::{Io, IoFile, RealIo};
+use crate::fsio::{Io, IoFile, RealIo};
 use crate::stream::{
     DedupScope, GroupName, ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings,
 };
@@ -541,6 +541,10 @@ impl Io for FaultyIo {
             real: RealIo.open(path, create)?,
             faults: Arc::clone(&self.faults),
         }))
+    }
+
+    fn open_mapped(&self, path: &Path, create: bool) -> io::Result<std::fs::File> {
+        RealIo.open_mapped(path, create)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {

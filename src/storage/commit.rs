@@ -18,6 +18,9 @@
 //!  round 3:                     write ───── fdatasync ─ ...
 //! ```
 //!
+//! The committer owns the fsync policy: it alone decides when the log syncs
+//! ([`ShardLog::sync`]) and whether a round is readable before its sync ([`Publish`]).
+//!
 //! The committer task owns each job once it is queued, so a caller that goes away (a cancelled
 //! gRPC request) cannot tear a write: the batch is written or refused as a whole regardless.
 //! File I/O and fsync run on tokio's blocking pool, never on an async worker thread.
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::StorageError;
-use super::log::{now_ms, AppendAck, ShardLog};
+use super::log::{now_ms, AppendAck, Publish, ShardLog};
 use super::record::EncodedBatch;
 
 /// Default depth of a shard's append queue, in batches.
@@ -189,7 +192,7 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
                     Ok(job) => job,
                     Err(_elapsed) => {
                         let l = Arc::clone(&log);
-                        match tokio::task::spawn_blocking(move || l.sync()).await {
+                        match tokio::task::spawn_blocking(move || l.sync(None)).await {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => tracing::error!(error = %e, "periodic sync failed"),
                             Err(e) => tracing::error!(error = %e, "periodic sync task failed"),
@@ -234,8 +237,10 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
         }
         if config.policy == FsyncPolicy::Always {
             let l = Arc::clone(&log);
-            let written =
-                tokio::task::spawn_blocking(move || l.write_unsynced(&mut batches, now_ms())).await;
+            let written = tokio::task::spawn_blocking(move || {
+                l.write(&mut batches, now_ms(), Publish::AfterSync)
+            })
+            .await;
             let acks = match written {
                 Ok(Ok(acks)) => acks,
                 failed => {
@@ -257,7 +262,7 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
             let l = Arc::clone(&log);
             tokio::spawn(async move {
                 let syncing = Arc::clone(&l);
-                let synced = tokio::task::spawn_blocking(move || syncing.sync_through(end)).await;
+                let synced = tokio::task::spawn_blocking(move || syncing.sync(Some(end))).await;
                 answer(&l, replies, synced.map(|r| r.map(|()| acks)));
                 drop(permit);
             });
@@ -269,7 +274,17 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
             FsyncPolicy::Never => false,
         };
         let l = Arc::clone(&log);
-        let result = tokio::task::spawn_blocking(move || l.append(&mut batches, sync)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            if !sync {
+                return l.write(&mut batches, now_ms(), Publish::Now);
+            }
+            let acks = l.write(&mut batches, now_ms(), Publish::AfterSync)?;
+            if let Some(last) = acks.last() {
+                l.sync(Some(last.base_sequence + u64::from(last.record_count)))?;
+            }
+            Ok(acks)
+        })
+        .await;
         if sync {
             last_sync = Instant::now();
             dirty = false;
@@ -318,10 +333,13 @@ fn answer(
         }
         Err(join) => {
             tracing::error!(error = %join, "append task failed");
+            let cause = Arc::new(std::io::Error::other(join));
             for reply in replies {
                 let _ = reply.send(Err(StorageError::Poisoned {
                     dir: log.dir().to_owned(),
-                    cause: format!("append task failed: {join}"),
+                    op: "run the append task of",
+                    path: log.dir().to_owned(),
+                    cause: Arc::clone(&cause),
                 }));
             }
         }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -39,8 +40,17 @@ pub enum StorageError {
     /// An earlier write or sync failed in a way that leaves the durable state unknown; the
     /// shard refuses writes until it is reopened (retrying an fsync is unsafe: the kernel may
     /// already have dropped the dirty pages it failed to write).
-    #[error("shard log {} refuses writes: {cause}", dir.display())]
-    Poisoned { dir: PathBuf, cause: String },
+    #[error("shard log {} refuses writes since {op} {} failed: {cause}", dir.display(), path.display())]
+    Poisoned {
+        dir: PathBuf,
+        /// The call that failed, as in [`StorageError::Io`].
+        op: &'static str,
+        /// The file (or directory) it failed on.
+        path: PathBuf,
+        /// The I/O error that poisoned the shard, shared by every error reporting it.
+        #[source]
+        cause: Arc<io::Error>,
+    },
     /// The shard's append queue stayed full past the enqueue deadline.
     #[error("append queue of {} is full", dir.display())]
     Busy { dir: PathBuf },
@@ -95,9 +105,16 @@ impl StorageError {
                 position: *position,
                 reason: reason.clone(),
             },
-            StorageError::Poisoned { dir, cause } => StorageError::Poisoned {
+            StorageError::Poisoned {
+                dir,
+                op,
+                path,
+                cause,
+            } => StorageError::Poisoned {
                 dir: dir.clone(),
-                cause: cause.clone(),
+                op,
+                path: path.clone(),
+                cause: Arc::clone(cause),
             },
             StorageError::Busy { dir } => StorageError::Busy { dir: dir.clone() },
             StorageError::Encode(e) => StorageError::Encode(e.clone()),
@@ -107,5 +124,14 @@ impl StorageError {
             },
             StorageError::Closed { dir } => StorageError::Closed { dir: dir.clone() },
         }
+    }
+}
+
+/// An equal copy of an I/O error (`io::Error` is not `Clone`): an OS error keeps its code, any
+/// other its kind and message.
+pub fn copy_io_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }

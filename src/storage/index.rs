@@ -1,5 +1,6 @@
 //! Sparse, memory-mapped indexes of one segment: sequence → file position (`.index`) and
-//! arrival time → sequence (`.timeindex`). The only module of the crate with `unsafe`.
+//! arrival time → sequence (`.timeindex`). With `mapped`, one of the two modules of the crate
+//! with `unsafe`.
 //!
 //! Both are tables of fixed-width little-endian entries, one added every
 //! `index_interval_bytes` of log written, at a batch boundary:
@@ -14,19 +15,40 @@
 //! index files are pre-sized to their capacity and mapped read-write; sealing trims them to
 //! their entries and maps them read-only. Indexes are hints: they are not synced with the log,
 //! and recovery checks them against the log and rebuilds them when they disagree.
+//!
+//! Both are one [`SparseIndex`], generic over its [`IndexEntry`]: the entry type defines its
+//! width, its encoding, the key lookups search, and which entry may follow which.
 
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
+
+use crate::fsio::Io;
 
 /// Width of a `.index` entry.
 pub const OFFSET_ENTRY_LEN: usize = 8;
 /// Width of a `.timeindex` entry.
 pub const TIME_ENTRY_LEN: usize = 12;
+
+/// An entry of a [`SparseIndex`]: its fixed-width little-endian encoding and its order.
+pub trait IndexEntry: Copy + std::fmt::Debug {
+    /// Bytes of one entry in the file.
+    const LEN: usize;
+    /// Writes the entry into `out` (exactly [`IndexEntry::LEN`] bytes).
+    fn encode(&self, out: &mut [u8]);
+    /// Reads an entry from `raw` (exactly [`IndexEntry::LEN`] bytes).
+    fn decode(raw: &[u8]) -> Self;
+    /// The key entries ascend by, which [`SparseIndex::floor`] searches.
+    fn key(&self) -> u64;
+    /// Whether the entry may follow `prev` (`None`: it is the first). The entries of a file end
+    /// at the first that may not: zeros (the end marker of a pre-sized file), or damage.
+    fn may_follow(&self, prev: Option<&Self>) -> bool;
+}
 
 #[derive(Debug)]
 enum Mapping {
@@ -46,97 +68,87 @@ impl Mapping {
     }
 }
 
-/// A table of fixed-width entries in a memory-mapped file.
+/// A sparse index of one segment: a table of fixed-width entries of type `E` in a
+/// memory-mapped file, ascending by key.
 #[derive(Debug)]
-struct MappedTable<const W: usize> {
+pub struct SparseIndex<E: IndexEntry> {
     path: PathBuf,
     file: File,
     map: Mapping,
     entries: usize,
     capacity: usize,
+    entry: PhantomData<E>,
 }
 
-impl<const W: usize> MappedTable<W> {
-    /// Opens (creating if needed) a writable table pre-sized to `capacity` entries. Existing
-    /// entries are kept up to the first one `valid(prev, entry)` rejects.
-    fn open_writable(
-        path: &Path,
-        capacity: usize,
-        valid: impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
-    ) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+impl<E: IndexEntry> SparseIndex<E> {
+    /// Opens (creating if needed) the index of an active segment, mapped read-write and
+    /// pre-sized to `capacity` entries. Existing entries are kept up to the first one that may
+    /// not follow the one before it.
+    pub fn open_active(io: &dyn Io, path: &Path, capacity: usize) -> io::Result<Self> {
+        let file = io.open_mapped(path, true)?;
         let len = file.metadata()?.len() as usize;
-        let capacity = capacity.max(len / W).max(1);
-        if len != capacity * W {
+        let capacity = capacity.max(len / E::LEN).max(1);
+        if len != capacity * E::LEN {
             // A trimmed file (the segment was sealed before a crash) grows back; the new
             // bytes are zeros, which read as the end marker.
-            file.set_len((capacity * W) as u64)?;
+            file.set_len((capacity * E::LEN) as u64)?;
         }
-        // SAFETY: the file was just sized to `capacity * W` bytes and is owned by this table:
-        // shardlog never shrinks an index file while a mapping of it is alive (`seal` drops
-        // the mapping before trimming, and `Drop` unmaps before anything else touches the
-        // file). Another process truncating the data directory is outside what any mmap-based
-        // store can defend against.
+        // SAFETY: the file was just sized to `capacity * E::LEN` bytes and is owned by this
+        // index: shardlog never shrinks an index file while a mapping of it is alive (`seal`
+        // drops the mapping before trimming, and `Drop` unmaps before anything else touches
+        // the file). Another process truncating the data directory is outside what any
+        // mmap-based store can defend against.
         let map = unsafe { MmapMut::map_mut(&file)? };
-        let mut table = MappedTable {
+        let mut index = SparseIndex {
             path: path.to_owned(),
             file,
             map: Mapping::Writable(map),
             entries: 0,
             capacity,
+            entry: PhantomData,
         };
-        table.entries = table.count_valid(capacity, &valid);
+        index.entries = index.count_valid(capacity);
         // Past the valid entries a pre-sized table holds zeros, the end marker. A damaged
         // file may hold anything there; left in place, it would be read as entries once new
         // ones were written up to it.
-        if let Mapping::Writable(m) = &mut table.map {
-            let tail = &mut m[table.entries * W..];
+        if let Mapping::Writable(m) = &mut index.map {
+            let tail = &mut m[index.entries * E::LEN..];
             if tail.iter().any(|&b| b != 0) {
                 tail.fill(0);
             }
         }
-        Ok(table)
+        Ok(index)
     }
 
-    /// Opens a sealed table read-only: every whole entry up to the first invalid one counts.
-    fn open_sealed(
-        path: &Path,
-        valid: impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
-    ) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+    /// Opens the index of a sealed segment read-only: every whole entry up to the first that
+    /// may not follow the one before it counts.
+    pub fn open_sealed(io: &dyn Io, path: &Path) -> io::Result<Self> {
+        let file = io.open_mapped(path, false)?;
         let len = file.metadata()?.len() as usize;
         let map = if len == 0 {
             Mapping::None
         } else {
-            // SAFETY: as in `open_writable`: this table owns the file and nothing in shardlog
+            // SAFETY: as in `open_active`: this index owns the file and nothing in shardlog
             // changes a sealed index while it is mapped.
             Mapping::ReadOnly(unsafe { Mmap::map(&file)? })
         };
-        let mut table = MappedTable {
+        let mut index = SparseIndex {
             path: path.to_owned(),
             file,
             map,
             entries: 0,
-            capacity: len / W,
+            capacity: len / E::LEN,
+            entry: PhantomData,
         };
-        table.entries = table.count_valid(len / W, &valid);
-        Ok(table)
+        index.entries = index.count_valid(len / E::LEN);
+        Ok(index)
     }
 
-    fn count_valid(
-        &self,
-        limit: usize,
-        valid: &impl Fn(Option<&[u8; W]>, &[u8; W]) -> bool,
-    ) -> usize {
-        let mut prev: Option<[u8; W]> = None;
+    fn count_valid(&self, limit: usize) -> usize {
+        let mut prev: Option<E> = None;
         for i in 0..limit {
-            let e = self.raw(i);
-            if !valid(prev.as_ref(), &e) {
+            let e = self.decode_at(i);
+            if !e.may_follow(prev.as_ref()) {
                 return i;
             }
             prev = Some(e);
@@ -144,20 +156,20 @@ impl<const W: usize> MappedTable<W> {
         limit
     }
 
-    fn raw(&self, i: usize) -> [u8; W] {
-        let mut e = [0u8; W];
-        e.copy_from_slice(&self.map.bytes()[i * W..(i + 1) * W]);
-        e
+    fn decode_at(&self, i: usize) -> E {
+        E::decode(&self.map.bytes()[i * E::LEN..(i + 1) * E::LEN])
     }
 
-    fn push(&mut self, entry: [u8; W]) -> bool {
+    /// Adds an entry; false when the index is full or sealed (the index is sparse: a missing
+    /// entry only means a longer scan).
+    pub fn push(&mut self, entry: E) -> bool {
         if self.entries >= self.capacity {
             return false;
         }
-        let at = self.entries * W;
+        let at = self.entries * E::LEN;
         match &mut self.map {
             Mapping::Writable(m) => {
-                m[at..at + W].copy_from_slice(&entry);
+                entry.encode(&mut m[at..at + E::LEN]);
                 self.entries += 1;
                 true
             }
@@ -165,24 +177,54 @@ impl<const W: usize> MappedTable<W> {
         }
     }
 
-    /// Forgets entries from `keep` on, zeroing them so the end marker is where it should be.
-    fn truncate(&mut self, keep: usize) {
+    /// The entry at `i`.
+    pub fn get(&self, i: usize) -> Option<E> {
+        (i < self.entries).then(|| self.decode_at(i))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// True without entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// The last entry whose key is at or below `target`.
+    pub fn floor(&self, target: u64) -> Option<E> {
+        let (mut lo, mut hi) = (0usize, self.entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.decode_at(mid).key() <= target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Keeps the first `keep` entries, zeroing the others so the end marker is where it
+    /// should be.
+    pub fn truncate(&mut self, keep: usize) {
         if keep >= self.entries {
             return;
         }
         if let Mapping::Writable(m) = &mut self.map {
-            m[keep * W..self.entries * W].fill(0);
+            m[keep * E::LEN..self.entries * E::LEN].fill(0);
         }
         self.entries = keep;
     }
 
     /// Trims the file to its entries and maps it read-only.
-    fn seal(&mut self) -> io::Result<()> {
+    pub fn seal(&mut self) -> io::Result<()> {
         if let Mapping::Writable(m) = &self.map {
             m.flush()?;
         }
         self.map = Mapping::None;
-        let len = self.entries * W;
+        let len = self.entries * E::LEN;
         self.file.set_len(len as u64)?;
         self.capacity = self.entries;
         if len > 0 {
@@ -193,18 +235,9 @@ impl<const W: usize> MappedTable<W> {
         Ok(())
     }
 
-    /// Index of the last entry whose key (extracted by `key`) is ≤ `target`.
-    fn floor(&self, target: u64, key: impl Fn(&[u8; W]) -> u64) -> Option<usize> {
-        let (mut lo, mut hi) = (0usize, self.entries);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if key(&self.raw(mid)) <= target {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo.checked_sub(1)
+    /// The file behind the index.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -225,76 +258,41 @@ pub struct OffsetEntry {
     pub position: u32,
 }
 
-/// Sequence → position index of one segment.
-#[derive(Debug)]
-pub struct OffsetIndex(MappedTable<OFFSET_ENTRY_LEN>);
+impl IndexEntry for OffsetEntry {
+    const LEN: usize = OFFSET_ENTRY_LEN;
 
-fn offset_valid(prev: Option<&[u8; 8]>, e: &[u8; 8]) -> bool {
-    let (seq, pos) = (u32_at(e, 0), u32_at(e, 4));
-    seq > 0 && pos > 0 && prev.is_none_or(|p| seq > u32_at(p, 0) && pos > u32_at(p, 4))
+    fn encode(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.relative_sequence.to_le_bytes());
+        out[4..8].copy_from_slice(&self.position.to_le_bytes());
+    }
+
+    fn decode(raw: &[u8]) -> Self {
+        OffsetEntry {
+            relative_sequence: u32_at(raw, 0),
+            position: u32_at(raw, 4),
+        }
+    }
+
+    fn key(&self) -> u64 {
+        u64::from(self.relative_sequence)
+    }
+
+    fn may_follow(&self, prev: Option<&Self>) -> bool {
+        self.relative_sequence > 0
+            && self.position > 0
+            && prev.is_none_or(|p| {
+                self.relative_sequence > p.relative_sequence && self.position > p.position
+            })
+    }
 }
 
-impl OffsetIndex {
-    /// Opens or creates the index of an active segment with room for `capacity` entries.
-    pub fn open_active(path: &Path, capacity: usize) -> io::Result<Self> {
-        MappedTable::open_writable(path, capacity, offset_valid).map(OffsetIndex)
-    }
+/// Sequence → position index of one segment.
+pub type OffsetIndex = SparseIndex<OffsetEntry>;
 
-    /// Opens the index of a sealed segment read-only.
-    pub fn open_sealed(path: &Path) -> io::Result<Self> {
-        MappedTable::open_sealed(path, offset_valid).map(OffsetIndex)
-    }
-
-    /// Adds an entry; false when the index is full or sealed (the index is sparse: a missing
-    /// entry only means a longer scan).
-    pub fn push(&mut self, e: OffsetEntry) -> bool {
-        let mut raw = [0u8; 8];
-        raw[..4].copy_from_slice(&e.relative_sequence.to_le_bytes());
-        raw[4..].copy_from_slice(&e.position.to_le_bytes());
-        self.0.push(raw)
-    }
-
-    /// The entry at `i`.
-    pub fn get(&self, i: usize) -> Option<OffsetEntry> {
-        (i < self.0.entries).then(|| {
-            let raw = self.0.raw(i);
-            OffsetEntry {
-                relative_sequence: u32_at(&raw, 0),
-                position: u32_at(&raw, 4),
-            }
-        })
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.entries
-    }
-
-    /// True without entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.entries == 0
-    }
-
+impl SparseIndex<OffsetEntry> {
     /// The last entry at or before `relative_sequence`.
     pub fn lookup(&self, relative_sequence: u64) -> Option<OffsetEntry> {
-        self.0
-            .floor(relative_sequence, |e| u64::from(u32_at(e, 0)))
-            .and_then(|i| self.get(i))
-    }
-
-    /// Keeps the first `keep` entries.
-    pub fn truncate(&mut self, keep: usize) {
-        self.0.truncate(keep)
-    }
-
-    /// Trims the file to its entries and maps it read-only.
-    pub fn seal(&mut self) -> io::Result<()> {
-        self.0.seal()
-    }
-
-    /// The file behind the index.
-    pub fn path(&self) -> &Path {
-        &self.0.path
+        self.floor(relative_sequence)
     }
 }
 
@@ -305,80 +303,51 @@ pub struct TimeEntry {
     pub relative_sequence: u32,
 }
 
-/// Time → sequence index of one segment.
-#[derive(Debug)]
-pub struct TimeIndex(MappedTable<TIME_ENTRY_LEN>);
+impl IndexEntry for TimeEntry {
+    const LEN: usize = TIME_ENTRY_LEN;
 
-fn time_valid(prev: Option<&[u8; 12]>, e: &[u8; 12]) -> bool {
-    let (ts, seq) = (u64_at(e, 0), u32_at(e, 8));
-    seq > 0 && prev.is_none_or(|p| seq > u32_at(p, 8) && ts >= u64_at(p, 0))
+    fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.timestamp_ms.to_le_bytes());
+        out[8..12].copy_from_slice(&self.relative_sequence.to_le_bytes());
+    }
+
+    fn decode(raw: &[u8]) -> Self {
+        TimeEntry {
+            timestamp_ms: u64_at(raw, 0),
+            relative_sequence: u32_at(raw, 8),
+        }
+    }
+
+    fn key(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    fn may_follow(&self, prev: Option<&Self>) -> bool {
+        self.relative_sequence > 0
+            && prev.is_none_or(|p| {
+                self.relative_sequence > p.relative_sequence && self.timestamp_ms >= p.timestamp_ms
+            })
+    }
 }
 
-impl TimeIndex {
-    /// Opens or creates the time index of an active segment.
-    pub fn open_active(path: &Path, capacity: usize) -> io::Result<Self> {
-        MappedTable::open_writable(path, capacity, time_valid).map(TimeIndex)
-    }
+/// Time → sequence index of one segment.
+pub type TimeIndex = SparseIndex<TimeEntry>;
 
-    /// Opens the time index of a sealed segment read-only.
-    pub fn open_sealed(path: &Path) -> io::Result<Self> {
-        MappedTable::open_sealed(path, time_valid).map(TimeIndex)
-    }
-
-    /// Adds an entry; false when full or sealed.
-    pub fn push(&mut self, e: TimeEntry) -> bool {
-        let mut raw = [0u8; 12];
-        raw[..8].copy_from_slice(&e.timestamp_ms.to_le_bytes());
-        raw[8..].copy_from_slice(&e.relative_sequence.to_le_bytes());
-        self.0.push(raw)
-    }
-
-    /// The entry at `i`.
-    pub fn get(&self, i: usize) -> Option<TimeEntry> {
-        (i < self.0.entries).then(|| {
-            let raw = self.0.raw(i);
-            TimeEntry {
-                timestamp_ms: u64_at(&raw, 0),
-                relative_sequence: u32_at(&raw, 8),
-            }
-        })
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.entries
-    }
-
-    /// True without entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.entries == 0
-    }
-
+impl SparseIndex<TimeEntry> {
     /// The last entry whose timestamp is strictly before `timestamp_ms`: records before it are
     /// all older, so a search for the first record at or after `timestamp_ms` may start there.
     pub fn last_before(&self, timestamp_ms: u64) -> Option<TimeEntry> {
         if timestamp_ms == 0 {
             return None;
         }
-        self.0
-            .floor(timestamp_ms - 1, |e| u64_at(e, 0))
-            .and_then(|i| self.get(i))
-    }
-
-    /// Keeps the first `keep` entries.
-    pub fn truncate(&mut self, keep: usize) {
-        self.0.truncate(keep)
-    }
-
-    /// Trims the file to its entries and maps it read-only.
-    pub fn seal(&mut self) -> io::Result<()> {
-        self.0.seal()
+        self.floor(timestamp_ms - 1)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsio::RealIo;
 
     fn entry(seq: u32, pos: u32) -> OffsetEntry {
         OffsetEntry {
@@ -390,7 +359,7 @@ mod tests {
     #[test]
     fn lookup_finds_the_last_entry_at_or_before_the_sequence() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = OffsetIndex::open_active(&dir.path().join("0.index"), 16).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &dir.path().join("0.index"), 16).unwrap();
         for (s, p) in [(10, 4096), (20, 8192), (30, 12288)] {
             assert!(idx.push(entry(s, p)));
         }
@@ -405,11 +374,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         {
-            let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+            let mut idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
             idx.push(entry(1, 100));
             idx.push(entry(2, 200));
         }
-        let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
         assert_eq!(idx.len(), 2);
         assert!(idx.push(entry(3, 300)));
         assert_eq!(idx.get(2), Some(entry(3, 300)));
@@ -419,13 +388,13 @@ mod tests {
     fn sealing_trims_the_file_to_its_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut idx = OffsetIndex::open_active(&path, 100).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &path, 100).unwrap();
         idx.push(entry(1, 100));
         idx.seal().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
         assert!(!idx.push(entry(2, 200)));
         drop(idx);
-        let idx = OffsetIndex::open_sealed(&path).unwrap();
+        let idx = OffsetIndex::open_sealed(&RealIo, &path).unwrap();
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.lookup(7), Some(entry(1, 100)));
     }
@@ -440,14 +409,14 @@ mod tests {
             raw.extend_from_slice(&p.to_le_bytes());
         }
         std::fs::write(&path, &raw).unwrap();
-        let idx = OffsetIndex::open_sealed(&path).unwrap();
+        let idx = OffsetIndex::open_sealed(&RealIo, &path).unwrap();
         assert_eq!(idx.len(), 2);
     }
 
     #[test]
     fn a_full_index_refuses_more_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = OffsetIndex::open_active(&dir.path().join("0.index"), 1).unwrap();
+        let mut idx = OffsetIndex::open_active(&RealIo, &dir.path().join("0.index"), 1).unwrap();
         assert!(idx.push(entry(1, 1)));
         assert!(!idx.push(entry(2, 2)));
     }
@@ -457,12 +426,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         {
-            let mut idx = OffsetIndex::open_active(&path, 4).unwrap();
+            let mut idx = OffsetIndex::open_active(&RealIo, &path, 4).unwrap();
             idx.push(entry(1, 10));
             idx.push(entry(2, 20));
             idx.truncate(1);
         }
-        assert_eq!(OffsetIndex::open_active(&path, 4).unwrap().len(), 1);
+        assert_eq!(
+            OffsetIndex::open_active(&RealIo, &path, 4).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -478,18 +450,18 @@ mod tests {
         }
         std::fs::write(&path, &raw).unwrap();
         {
-            let mut idx = OffsetIndex::open_active(&path, 8).unwrap();
+            let mut idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
             assert_eq!(idx.len(), 1);
             assert!(idx.push(entry(6, 60)));
         }
-        let idx = OffsetIndex::open_active(&path, 8).unwrap();
+        let idx = OffsetIndex::open_active(&RealIo, &path, 8).unwrap();
         assert_eq!(idx.len(), 2, "junk past the entries was taken for entries");
     }
 
     #[test]
     fn time_lookup_finds_the_last_entry_strictly_before() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = TimeIndex::open_active(&dir.path().join("0.timeindex"), 8).unwrap();
+        let mut idx = TimeIndex::open_active(&RealIo, &dir.path().join("0.timeindex"), 8).unwrap();
         for (ts, seq) in [(100, 1), (200, 5), (200, 9), (300, 12)] {
             assert!(idx.push(TimeEntry {
                 timestamp_ms: ts,
@@ -499,5 +471,28 @@ mod tests {
         assert_eq!(idx.last_before(100), None);
         assert_eq!(idx.last_before(200).unwrap().relative_sequence, 1);
         assert_eq!(idx.last_before(250).unwrap().relative_sequence, 9);
+    }
+
+    #[test]
+    fn entries_are_stored_in_the_documented_byte_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ipath, tpath) = (dir.path().join("0.index"), dir.path().join("0.timeindex"));
+        let mut idx = OffsetIndex::open_active(&RealIo, &ipath, 4).unwrap();
+        assert!(idx.push(entry(0x0102_0304, 0x0a0b_0c0d)));
+        idx.seal().unwrap();
+        assert_eq!(
+            std::fs::read(&ipath).unwrap(),
+            [4, 3, 2, 1, 0x0d, 0x0c, 0x0b, 0x0a]
+        );
+        let mut time = TimeIndex::open_active(&RealIo, &tpath, 4).unwrap();
+        assert!(time.push(TimeEntry {
+            timestamp_ms: 0x0102_0304_0506_0708,
+            relative_sequence: 0x0a0b_0c0d,
+        }));
+        time.seal().unwrap();
+        assert_eq!(
+            std::fs::read(&tpath).unwrap(),
+            [8, 7, 6, 5, 4, 3, 2, 1, 0x0d, 0x0c, 0x0b, 0x0a]
+        );
     }
 }

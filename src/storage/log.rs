@@ -1,13 +1,17 @@
 //! `ShardLog`: one shard's ordered segments. Appends batches, reads from a sequence number or a
-//! time, recovers on open, applies retention.
+//! time, applies retention; opening it recovers its segments (`storage::recovery`).
 //!
 //! ```text
 //!   segments (by base sequence)      writer (one at a time: the shard's committer)
-//!   ┌──────┬──────┬──────────────┐   append(batches): stamp → one write → [sync] → publish
+//!   ┌──────┬──────┬──────────────┐   write(batches): stamp → one write → [sync] → publish
 //!   │ 0    │ 1200 │ 2600 active  │   publish: durable_next = next sequence, watchers woken
 //!   └──────┴──────┴──────────────┘
 //!     ▲ first_sequence        durable_next ▲ (readers never pass it)
 //! ```
+//!
+//! The log has one write entry point ([`ShardLog::write`]) and one sync entry point
+//! ([`ShardLog::sync`]); when to sync — the fsync policy — is the group committer's
+//! (`storage::commit`) decision alone.
 //!
 //! Invariant: `first_sequence <= durable_next <= written next sequence`; records below
 //! `durable_next` survive a crash under the fsync policy in force (with `always`, a power loss).
@@ -23,10 +27,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::error::StorageError;
-use super::io::{write_file_atomically, Io};
+use super::error::{copy_io_error, StorageError};
 use super::record::{EncodedBatch, StoredRecord};
-use super::segment::{self, Segment};
+use super::recovery::{self, clear_recovery_point, write_recovery_point, RECOVERY_POINT_FILE};
+use super::segment::Segment;
+use crate::fsio::Io;
 
 /// Default size at which a segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -39,10 +44,6 @@ pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
 /// Batches of at least this many bytes are written from their own buffers instead of being
 /// copied into the round's buffer first.
 pub const DIRECT_WRITE_MIN_BATCH: usize = 64 * 1024;
-/// File in a shard's directory naming (by base sequence) the first segment that was sealed
-/// without a sync: recovery checks it and every later segment whole. Absent when every sealed
-/// segment is synced.
-pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Default retention: sealed segments whose newest record is older are deleted.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -96,10 +97,22 @@ impl LogConfig {
         Ok(())
     }
 
-    fn index_capacity(&self) -> usize {
+    pub(super) fn index_capacity(&self) -> usize {
         // One entry per interval, plus slack for the round that may overshoot the size.
         (self.segment_max_bytes / self.index_interval_bytes) as usize + 1024
     }
+}
+
+/// When the records of a [`ShardLog::write`] become readable (and may be acknowledged): the
+/// group committer chooses from its fsync policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// After a [`ShardLog::sync`] that covers them: nothing is readable before it is durable
+    /// (`always`, and `interval` when a sync is due). A segment the write seals is synced.
+    AfterSync,
+    /// At once, before any sync (`never`, and `interval` between syncs). A segment the write
+    /// seals is left unsynced, and the recovery point names it.
+    Now,
 }
 
 /// What an append of one batch was given.
@@ -174,8 +187,29 @@ struct Writer {
     /// active one. While it is non-empty the recovery-point file exists (it may outlive it
     /// when retention deleted them all; recovery then only checks more than it must).
     unsynced_sealed: Vec<Arc<Segment>>,
-    poisoned: Option<String>,
+    /// Set once a write or sync failed in a way that leaves the durable state unknown.
+    poisoned: Option<Poison>,
     closed: bool,
+}
+
+/// Why a shard refuses writes: the call that failed, on which file, and its I/O error.
+#[derive(Debug, Clone)]
+struct Poison {
+    op: &'static str,
+    path: PathBuf,
+    cause: Arc<std::io::Error>,
+}
+
+impl Poison {
+    /// The error every refused write or sync of the shard in `dir` reports.
+    fn error(&self, dir: &Path) -> StorageError {
+        StorageError::Poisoned {
+            dir: dir.to_owned(),
+            op: self.op,
+            path: self.path.clone(),
+            cause: Arc::clone(&self.cause),
+        }
+    }
 }
 
 /// One shard's append-only log. Blocking: call it from a committer thread or `spawn_blocking`.
@@ -186,7 +220,7 @@ pub struct ShardLog {
     config: LogConfig,
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
-    /// Held by [`ShardLog::sync_through`] for its whole sync (the writer's lock is only ever
+    /// Held by [`ShardLog::sync`] for its whole sync (the writer's lock is only ever
     /// taken inside it, never the other way round): syncs take turns, so one never publishes
     /// past a failure of an earlier one.
     sync_turn: Mutex<()>,
@@ -205,88 +239,11 @@ pub fn now_ms() -> u64 {
 }
 
 impl ShardLog {
-    /// Opens the log in `dir` (creating it), recovering every segment; see `Segment::open`.
+    /// Opens the log in `dir` (creating it), recovering its segments first; see
+    /// `storage::recovery`.
     pub fn open(io: Arc<dyn Io>, dir: &Path, config: LogConfig) -> Result<ShardLog, StorageError> {
         config.validate()?;
-        io.create_dir_all(dir)
-            .map_err(|e| StorageError::io("create shard directory", dir, e))?;
-        let mut bases: Vec<u64> = io
-            .list_dir(dir)
-            .map_err(|e| StorageError::io("list shard directory", dir, e))?
-            .iter()
-            .filter_map(|n| n.to_str().and_then(segment::parse_log_name))
-            .collect();
-        bases.sort_unstable();
-        let capacity = config.index_capacity();
-        let recovery_point = read_recovery_point(io.as_ref(), dir)?;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            // A segment sealed without a sync is checked whole, like the active one: a crash
-            // may have cut or garbled its tail.
-            let unsynced = recovery_point.is_some_and(|rp| base >= rp);
-            let (seg, cut) = Segment::open(
-                io.as_ref(),
-                dir,
-                base,
-                last || unsynced,
-                capacity,
-                config.index_interval_bytes,
-            )?;
-            let next_base = bases.get(i + 1).copied();
-            if unsynced && !last && (cut.is_some() || next_base != Some(seg.next_sequence())) {
-                // Records after a hole cannot be numbered on: the log ends at its last whole
-                // batch, and the segments after it go.
-                for &later in &bases[i + 1..] {
-                    for ext in ["log", "index", "timeindex"] {
-                        let path = dir.join(segment::file_name(later, ext));
-                        match io.remove_file(&path) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(StorageError::io("remove", &path, e)),
-                        }
-                    }
-                }
-                tracing::warn!(
-                    segment = %seg.path().display(),
-                    ends_at = seg.next_sequence(),
-                    removed_segments = bases.len() - i - 1,
-                    "a segment sealed without a sync lost its tail in a crash; the log now ends there"
-                );
-                segments.push(Arc::new(seg));
-                break;
-            }
-            if unsynced && !last {
-                seg.seal();
-            }
-            segments.push(Arc::new(seg));
-        }
-        if let Some(rp) = recovery_point {
-            // What survived is made durable before the mark that says to check it goes.
-            for seg in segments.iter().filter(|s| s.base() >= rp) {
-                seg.sync()
-                    .map_err(|e| StorageError::io("sync segment", seg.path(), e))?;
-            }
-            clear_recovery_point(io.as_ref(), dir).map_err(|e| {
-                StorageError::io("remove recovery point", dir.join(RECOVERY_POINT_FILE), e)
-            })?;
-        }
-        for pair in segments.windows(2) {
-            if pair[0].next_sequence() != pair[1].base() {
-                tracing::error!(
-                    segment = %pair[0].path().display(),
-                    ends_at = pair[0].next_sequence(),
-                    next_base = pair[1].base(),
-                    "segments do not meet: the records between them are missing"
-                );
-            }
-        }
-        if segments.is_empty() {
-            let seg = Segment::create(io.as_ref(), dir, 0, capacity)?;
-            io.sync_dir(dir)
-                .map_err(|e| StorageError::io("sync shard directory", dir, e))?;
-            segments.push(Arc::new(seg));
-        }
+        let segments = recovery::recover(io.as_ref(), dir, &config)?;
         let active = Arc::clone(segments.last().expect("at least one segment"));
         let next = active.next_sequence();
         // The active segment may be empty (a crash right after a roll): the newest arrival
@@ -333,76 +290,55 @@ impl ShardLog {
             Ok(w) => w,
             Err(p) => {
                 let mut w = p.into_inner();
-                w.poisoned
-                    .get_or_insert_with(|| "a writer panicked".to_owned());
+                let dir = self.dir.clone();
+                w.poisoned.get_or_insert_with(|| Poison {
+                    op: "write to (a writer panicked)",
+                    path: dir,
+                    cause: Arc::new(std::io::Error::other("a writer panicked")),
+                });
                 w
             }
         }
     }
 
-    /// Appends `batches` in order with one `write`, syncing when `sync` is set, then makes them
-    /// readable. Returns one ack per batch. On a failed write the file is cut back and the call
-    /// fails as a whole (no sequence numbers are used); on a failed sync the log is poisoned.
-    pub fn append(
+    /// Stamps `batches` with their sequence numbers and arrival time (`now_ms`, ms since the
+    /// Unix epoch, raised to the newest batch's time so it never goes backwards) and writes
+    /// them in order with one `write`. Returns one ack per batch. `publish` says when readers
+    /// see them: the committer chooses it from its fsync policy. On a failed write the file is
+    /// cut back and the call fails as a whole (no sequence numbers are used).
+    pub fn write(
         &self,
         batches: &mut [EncodedBatch],
-        sync: bool,
-    ) -> Result<Vec<AppendAck>, StorageError> {
-        self.append_at(batches, sync, now_ms())
-    }
-
-    /// [`ShardLog::append`] with the arrival time passed in (ms since the Unix epoch), so
-    /// retention and time seeks can be driven by a test's clock. The stamped time never goes
-    /// backwards: a `now_ms` older than the newest batch is raised to its time.
-    pub fn append_at(
-        &self,
-        batches: &mut [EncodedBatch],
-        sync: bool,
         now_ms: u64,
+        publish: Publish,
     ) -> Result<Vec<AppendAck>, StorageError> {
         let mut w = self.writer();
-        let acks = self.write_locked(&mut w, batches, sync, now_ms)?;
-        if acks.is_empty() {
-            return Ok(acks);
+        // Batches published only after their sync are to be synced anyway: a segment they
+        // seal is synced with them.
+        let sync_old = publish == Publish::AfterSync;
+        let acks = self.write_locked(&mut w, batches, sync_old, now_ms)?;
+        if publish == Publish::Now && !acks.is_empty() {
+            let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
+            self.publish(next, ts);
         }
-        if sync {
-            self.sync_locked(&mut w)?;
-        }
-        let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
-        self.publish(next, ts);
         Ok(acks)
     }
 
-    /// Writes `batches` as [`ShardLog::append`] does, but neither syncs nor publishes them:
-    /// readers do not see them until [`ShardLog::sync_through`] made them durable, and the
-    /// caller acknowledges nothing before that. The group committer writes its next round
-    /// with this while the previous round's sync is still running; rounds keep the order in
-    /// which they were written.
-    pub fn write_unsynced(
-        &self,
-        batches: &mut [EncodedBatch],
-        now_ms: u64,
-    ) -> Result<Vec<AppendAck>, StorageError> {
-        let mut w = self.writer();
-        // Sealing syncs the old segment: these batches are to be synced anyway.
-        self.write_locked(&mut w, batches, true, now_ms)
-    }
-
-    /// Makes every record below `end` durable and readable: syncs what is written (outside the
-    /// writer's lock, so the next round can be written meanwhile), then publishes it. Syncs
-    /// take turns; one that finds `end` already published by another returns at once.
-    pub fn sync_through(&self, end: u64) -> Result<(), StorageError> {
+    /// Makes records durable and readable: syncs everything written so far (outside the
+    /// writer's lock, so the next round can be written meanwhile), then publishes it. With
+    /// `through: Some(end)` (the records of one group-commit round), a sync that finds `end`
+    /// already published by another returns at once; with `None` (the `interval` timer, a
+    /// caller that wants everything durable) it always syncs. Syncs take turns. On a failed
+    /// sync the log is poisoned.
+    pub fn sync(&self, through: Option<u64>) -> Result<(), StorageError> {
         let _turn = self.sync_turn.lock().unwrap_or_else(|p| p.into_inner());
-        if self.durable_next_fast.load(Ordering::Acquire) >= end {
+        if through.is_some_and(|end| self.durable_next_fast.load(Ordering::Acquire) >= end) {
             return Ok(());
         }
         let (pending, active, next, ts) = {
             let w = self.writer();
-            if let Some(cause) = &w.poisoned {
-                return Err(StorageError::Poisoned {
-                    dir: self.dir.clone(),
-                    cause: cause.clone(),
-                });
+            if let Some(poison) = &w.poisoned {
+                return Err(poison.error(&self.dir));
             }
             (
                 w.unsynced_sealed.clone(),
@@ -411,7 +347,10 @@ impl ShardLog {
                 w.last_timestamp_ms,
             )
         };
-        debug_assert!(next >= end, "sync_through past what was written");
+        debug_assert!(
+            through.is_none_or(|end| next >= end),
+            "sync past what was written"
+        );
         let started = Instant::now();
         let failed = pending
             .iter()
@@ -419,15 +358,12 @@ impl ShardLog {
             .find_map(|seg| seg.sync().err().map(|e| (seg.path().to_owned(), e)));
         let mut w = self.writer();
         if let Some((path, e)) = failed {
-            return Err(self.poison(&mut w, StorageError::io("sync segment", path, e)));
+            return Err(self.poison(&mut w, "sync segment", path, e));
         }
         // A sync that failed meanwhile (sealing a segment) may have reported the loss of pages
         // this one then found clean: nothing is promised after it.
-        if let Some(cause) = &w.poisoned {
-            return Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
+        if let Some(poison) = &w.poisoned {
+            return Err(poison.error(&self.dir));
         }
         if !pending.is_empty() {
             w.unsynced_sealed
@@ -435,9 +371,7 @@ impl ShardLog {
             if w.unsynced_sealed.is_empty() {
                 if let Err(e) = clear_recovery_point(self.io.as_ref(), &self.dir) {
                     let path = self.dir.join(RECOVERY_POINT_FILE);
-                    return Err(
-                        self.poison(&mut w, StorageError::io("remove recovery point", path, e))
-                    );
+                    return Err(self.poison(&mut w, "remove recovery point", path, e));
                 }
             }
         }
@@ -461,11 +395,8 @@ impl ShardLog {
                 dir: self.dir.clone(),
             });
         }
-        if let Some(cause) = &w.poisoned {
-            return Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
+        if let Some(poison) = &w.poisoned {
+            return Err(poison.error(&self.dir));
         }
         if batches.is_empty() {
             return Ok(Vec::new());
@@ -535,7 +466,12 @@ impl ShardLog {
                 // Cut the partial write so the next batch starts on a frame boundary; if even
                 // that fails, the file's tail is unknown and the shard must stop.
                 if let Err(te) = active.truncate(start_pos) {
-                    w.poisoned = Some(format!("{err}; then cutting it back failed: {te}"));
+                    tracing::error!(shard = %self.dir.display(), error = %err, truncate_error = %te, "cutting back a failed write failed; the shard refuses writes until reopened");
+                    w.poisoned = Some(Poison {
+                        op: "cut back a failed write of",
+                        path: active.path().to_owned(),
+                        cause: Arc::new(te),
+                    });
                 }
                 return Err(err);
             }
@@ -559,10 +495,23 @@ impl ShardLog {
         Ok(acks)
     }
 
-    /// Records why the shard stops taking writes, and returns the error.
-    fn poison(&self, w: &mut Writer, err: StorageError) -> StorageError {
-        w.poisoned = Some(err.to_string());
+    /// Records why the shard stops taking writes (`op` on `path` failed with `e`), and returns
+    /// the error of that call.
+    fn poison(
+        &self,
+        w: &mut Writer,
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        e: std::io::Error,
+    ) -> StorageError {
+        let path = path.into();
+        let err = StorageError::io(op, path.clone(), copy_io_error(&e));
         tracing::error!(shard = %self.dir.display(), error = %err, "durable state unknown; the shard refuses writes until reopened");
+        w.poisoned = Some(Poison {
+            op,
+            path,
+            cause: Arc::new(e),
+        });
         err
     }
 
@@ -577,12 +526,12 @@ impl ShardLog {
             .find_map(|seg| seg.sync().err().map(|e| (seg.path().to_owned(), e)));
         if let Some((path, e)) = failed {
             w.unsynced_sealed = pending;
-            return Err(self.poison(w, StorageError::io("sync segment", path, e)));
+            return Err(self.poison(w, "sync segment", path, e));
         }
         if !pending.is_empty() {
             if let Err(e) = clear_recovery_point(self.io.as_ref(), &self.dir) {
                 let path = self.dir.join(RECOVERY_POINT_FILE);
-                return Err(self.poison(w, StorageError::io("remove recovery point", path, e)));
+                return Err(self.poison(w, "remove recovery point", path, e));
             }
         }
         self.count_sync(started);
@@ -598,22 +547,6 @@ impl ShardLog {
         self.counters
             .sync_nanos_max
             .fetch_max(nanos, Ordering::Relaxed);
-    }
-
-    /// Makes everything written durable and readable (for the `interval` policy's timer and
-    /// for shutdown).
-    pub fn sync(&self) -> Result<(), StorageError> {
-        let mut w = self.writer();
-        if let Some(cause) = &w.poisoned {
-            return Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
-        }
-        self.sync_locked(&mut w)?;
-        let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
-        self.publish(next, ts);
-        Ok(())
     }
 
     /// Moves the durable mark to `next`. Called with the writer's lock held, so the check
@@ -640,7 +573,7 @@ impl ShardLog {
             // bytes that never reached the disk.
             if let Err(e) = write_recovery_point(self.io.as_ref(), &self.dir, w.active.base()) {
                 let path = self.dir.join(RECOVERY_POINT_FILE);
-                return Err(self.poison(w, StorageError::io("write recovery point", path, e)));
+                return Err(self.poison(w, "write recovery point", path, e));
             }
         }
         let seg = Segment::create(
@@ -656,7 +589,7 @@ impl ShardLog {
         if let Err(e) = self.io.sync_dir(&self.dir) {
             // Whether the new segment's name is durable is unknown, and retrying an fsync is
             // as unsafe for a directory as for a file: the shard stops like on a failed sync.
-            return Err(self.poison(w, StorageError::io("sync shard directory", &self.dir, e)));
+            return Err(self.poison(w, "sync shard directory", &self.dir, e));
         }
         w.active.seal();
         if !sync_old {
@@ -830,9 +763,10 @@ impl ShardLog {
         self.durable_next.subscribe()
     }
 
-    /// Why writes are refused, if they are.
-    pub fn poisoned(&self) -> Option<String> {
-        self.writer().poisoned.clone()
+    /// Why writes are refused, if they are: the [`StorageError::Poisoned`] they fail with,
+    /// whose source is the I/O error that poisoned the shard.
+    pub fn poisoned(&self) -> Option<StorageError> {
+        self.writer().poisoned.as_ref().map(|p| p.error(&self.dir))
     }
 
     /// The shard's directory.
@@ -863,45 +797,4 @@ impl ShardLog {
             next_sequence: self.next_sequence(),
         }
     }
-}
-
-/// Makes `base` the recovery point of `dir`, durably: 8 bytes little-endian, then their CRC32.
-fn write_recovery_point(io: &dyn Io, dir: &Path, base: u64) -> std::io::Result<()> {
-    let mut bytes = base.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&base.to_le_bytes()).to_le_bytes());
-    write_file_atomically(io, &dir.join(RECOVERY_POINT_FILE), &bytes)
-}
-
-/// The recovery point of `dir`: `None` when there is none; 0 (check every segment) when the
-/// file cannot be trusted.
-fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<Option<u64>, StorageError> {
-    let path = dir.join(RECOVERY_POINT_FILE);
-    if !io.exists(&path) {
-        return Ok(None);
-    }
-    let file = io
-        .open(&path, false)
-        .map_err(|e| StorageError::io("open recovery point", &path, e))?;
-    let mut raw = [0u8; 12];
-    let n = file
-        .read_at(&mut raw, 0)
-        .map_err(|e| StorageError::io("read recovery point", &path, e))?;
-    let (base, crc) = raw.split_at(8);
-    if n == raw.len() && crc32fast::hash(base).to_le_bytes() == crc {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(base);
-        return Ok(Some(u64::from_le_bytes(b)));
-    }
-    tracing::warn!(path = %path.display(), "unreadable recovery point: checking every segment");
-    Ok(Some(0))
-}
-
-/// Removes the recovery point of `dir`, durably.
-fn clear_recovery_point(io: &dyn Io, dir: &Path) -> std::io::Result<()> {
-    match io.remove_file(&dir.join(RECOVERY_POINT_FILE)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    io.sync_dir(dir)
 }

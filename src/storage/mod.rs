@@ -8,23 +8,23 @@
 //! | `segment`   | one segment file and its indexes: write, read, scan, seal            |
 //! | `read_buffer` | reusable read buffers that return to a pool with their last slice  |
 //! | `mapped`    | read-only maps of sealed segments: reads without a copy            |
-//! | `log`       | `ShardLog`: ordered segments, append, read, recover, retention       |
+//! | `log`       | `ShardLog`: ordered segments, write, sync, read, retention           |
+//! | `recovery`  | open on start: scan, cut a torn tail, rebuild indexes, recovery point |
 //! | `commit`    | group commit: many waiting appends → one write + one sync            |
-//! | `io`        | the file-I/O seam and every durability syscall                       |
-//! | `faulty`    | a fault-injecting `Io` for tests: short writes, EIO, ENOSPC, power loss |
+//!
+//! Every file is opened, written, synced, renamed and removed through the `crate::fsio` seam.
 
 pub mod commit;
 pub mod error;
-pub mod faulty;
 pub mod index;
-pub mod io;
 pub mod log;
 pub mod mapped;
 pub mod read_buffer;
 pub mod record;
+pub mod recovery;
 pub mod segment;
 
 pub use commit::{Committer, FsyncPolicy, PendingAppend};
 pub use error::StorageError;
-pub use log::{AppendAck, LogConfig, LogStats, ReadBatch, ShardLog};
+pub use log::{AppendAck, LogConfig, LogStats, Publish, ReadBatch, ShardLog};
 pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};

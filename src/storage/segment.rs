@@ -19,10 +19,10 @@ use bytes::Bytes;
 
 use super::error::StorageError;
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-use super::io::{Io, IoFile};
 use super::mapped::SealedMap;
 use super::read_buffer::ReadBufferPool;
 use super::record::{self, BatchHeader, FrameError, StoredRecord, HEADER_LEN};
+use crate::fsio::{Io, IoFile};
 
 /// Digits of a segment file name: the 20 of `u64::MAX`.
 pub const NAME_DIGITS: usize = 20;
@@ -90,11 +90,11 @@ impl Segment {
         let index_path = dir.join(file_name(base, "index"));
         let time_path = dir.join(file_name(base, "timeindex"));
         // A new segment's indexes start empty even if stale files of that name exist.
-        let _ = std::fs::remove_file(&index_path);
-        let _ = std::fs::remove_file(&time_path);
-        let index = OffsetIndex::open_active(&index_path, index_capacity)
+        let _ = io.remove_file(&index_path);
+        let _ = io.remove_file(&time_path);
+        let index = OffsetIndex::open_active(io, &index_path, index_capacity)
             .map_err(|e| StorageError::io("create index", &index_path, e))?;
-        let time_index = TimeIndex::open_active(&time_path, index_capacity)
+        let time_index = TimeIndex::open_active(io, &time_path, index_capacity)
             .map_err(|e| StorageError::io("create time index", &time_path, e))?;
         Ok(Segment {
             base,
@@ -131,9 +131,9 @@ impl Segment {
             .map_err(|e| StorageError::io("stat segment", &path, e))?;
         let index_path = dir.join(file_name(base, "index"));
         let time_path = dir.join(file_name(base, "timeindex"));
-        let index = OffsetIndex::open_active(&index_path, index_capacity)
+        let index = OffsetIndex::open_active(io, &index_path, index_capacity)
             .map_err(|e| StorageError::io("open index", &index_path, e))?;
-        let time_index = TimeIndex::open_active(&time_path, index_capacity)
+        let time_index = TimeIndex::open_active(io, &time_path, index_capacity)
             .map_err(|e| StorageError::io("open time index", &time_path, e))?;
         let seg = Segment {
             base,
@@ -717,14 +717,20 @@ impl Segment {
 
     /// Removes the segment's three files (the caller syncs the directory).
     pub fn remove_files(&self, io: &dyn Io, dir: &Path) -> Result<(), StorageError> {
-        for ext in ["log", "index", "timeindex"] {
-            let path = dir.join(file_name(self.base, ext));
-            match io.remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io("remove", &path, e)),
-            }
-        }
-        Ok(())
+        remove_files(io, dir, self.base)
     }
+}
+
+/// Removes the three files of the segment starting at `base` in `dir`, those that exist (the
+/// caller syncs the directory).
+pub fn remove_files(io: &dyn Io, dir: &Path, base: u64) -> Result<(), StorageError> {
+    for ext in ["log", "index", "timeindex"] {
+        let path = dir.join(file_name(base, ext));
+        match io.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove", &path, e)),
+        }
+    }
+    Ok(())
 }

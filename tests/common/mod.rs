@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use shardlog::broker::{Broker, BrokerConfig};
+use shardlog::fsio::RealIo;
 use shardlog::proto::v1::consumer_groups_client::ConsumerGroupsClient;
 use shardlog::proto::v1::stream_log_client::StreamLogClient;
-use shardlog::storage::io::RealIo;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -606,7 +606,7 @@ impl TestServer {
     /// `FaultyIo` that fails syncs or loses power).
     pub async fn start_with_io(
         config: BrokerConfig,
-        io: std::sync::Arc<dyn shardlog::storage::io::Io>,
+        io: std::sync::Arc<dyn shardlog::fsio::Io>,
     ) -> TestServer {
         let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

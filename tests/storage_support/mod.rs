@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use shardlog::storage::io::{Io, RealIo};
+use shardlog::fsio::{Io, RealIo};
+use shardlog::storage::log::now_ms;
 use shardlog::storage::segment::{file_name, parse_log_name};
 use shardlog::storage::{
-    BatchBuilder, EncodedBatch, LogConfig, RecordRef, ShardLog, StorageError, StoredRecord,
+    AppendAck, BatchBuilder, EncodedBatch, LogConfig, Publish, RecordRef, ShardLog, StorageError,
+    StoredRecord,
 };
 
 /// A record as a test appends it and expects it back.
@@ -203,4 +205,49 @@ pub fn batches_strategy(
         proptest::collection::vec(rec_strategy(), 1..=max_records),
         1..=max_batches,
     )
+}
+
+/// The storage tests' shorthand for appending straight to a log: a write, then (with `sync`) a
+/// sync through it before it is readable — what the group committer does under `always`, or
+/// without `sync`, readable at once as under `never`.
+pub trait AppendExt {
+    /// Appends `batches` stamped with the current time.
+    fn append(
+        &self,
+        batches: &mut [EncodedBatch],
+        sync: bool,
+    ) -> Result<Vec<AppendAck>, StorageError>;
+    /// Appends `batches` stamped with `now_ms` (ms since the Unix epoch).
+    fn append_at(
+        &self,
+        batches: &mut [EncodedBatch],
+        sync: bool,
+        now_ms: u64,
+    ) -> Result<Vec<AppendAck>, StorageError>;
+}
+
+impl AppendExt for ShardLog {
+    fn append(
+        &self,
+        batches: &mut [EncodedBatch],
+        sync: bool,
+    ) -> Result<Vec<AppendAck>, StorageError> {
+        self.append_at(batches, sync, now_ms())
+    }
+
+    fn append_at(
+        &self,
+        batches: &mut [EncodedBatch],
+        sync: bool,
+        now_ms: u64,
+    ) -> Result<Vec<AppendAck>, StorageError> {
+        if !sync {
+            return self.write(batches, now_ms, Publish::Now);
+        }
+        let acks = self.write(batches, now_ms, Publish::AfterSync)?;
+        if let Some(last) = acks.last() {
+            self.sync(Some(last.base_sequence + u64::from(last.record_count)))?;
+        }
+        Ok(acks)
+    }
 }

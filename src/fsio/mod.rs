@@ -1,16 +1,25 @@
-//! The narrow file-I/O seam every durable byte goes through, and its real implementation.
+//! The one file-I/O seam every file the crate writes goes through, and its real implementation.
 //!
 //! All durability syscalls of the crate live here: `sync_data` on a file, `fsync` on a directory,
 //! and the write-temp → sync → rename → sync-directory dance ([`write_file_atomically`]). Code
-//! above this module never calls `std::fs` for data that must survive a crash, so tests can swap
-//! [`RealIo`] for a fault-injecting implementation (see `storage::faulty`) that produces short
-//! writes, `EIO` on sync, `ENOSPC`, and power loss where only synced bytes survive.
+//! above this module never calls `std::fs` to create, write, rename or sync a file, so tests can
+//! swap [`RealIo`] for a fault-injecting implementation (`fsio::faulty`, built for tests and
+//! under the `testing` feature) that produces short writes, `EIO` on sync, `ENOSPC`, and power
+//! loss where only synced bytes survive. Both the shard logs (`storage`) and the metadata store
+//! (`meta`) use it.
+//!
+//! The one way around `write_at` is [`Io::open_mapped`]: the sparse index files are written
+//! through a memory map (in `storage::index`), so the seam hands out the opened file itself.
+//! Those files are hints that are never synced; recovery checks them against the log.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod faulty;
 
 /// An open file of the seam. Positional I/O only: no cursor, so concurrent readers never race.
 pub trait IoFile: Send + Sync + std::fmt::Debug {
@@ -35,6 +44,11 @@ pub trait Io: Send + Sync + std::fmt::Debug {
     /// Opens `path` for reading and writing, creating it when `create` is set. A created file's
     /// directory entry is durable only after [`Io::sync_dir`] on its parent.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>>;
+    /// Opens `path` for reading and writing (creating it when `create` is set) as a plain file,
+    /// for a caller that memory-maps it: the sparse index files, whose writes go through the
+    /// map and whose contents are never synced. Size changes (`set_len`) are made on the file
+    /// returned; nothing written this way may be relied on after a crash.
+    fn open_mapped(&self, path: &Path, create: bool) -> io::Result<File>;
     /// Removes a file. Durable after [`Io::sync_dir`] on its parent.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Renames a file. Durable after [`Io::sync_dir`] on the parent.
@@ -111,13 +125,16 @@ impl IoFile for RealFile {
 
 impl Io for RealIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
-        let file = OpenOptions::new()
+        Ok(Arc::new(RealFile(self.open_mapped(path, create)?)))
+    }
+
+    fn open_mapped(&self, path: &Path, create: bool) -> io::Result<File> {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(create)
             .truncate(false)
-            .open(path)?;
-        Ok(Arc::new(RealFile(file)))
+            .open(path)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
