@@ -27,8 +27,9 @@ pub const MAX_STREAM_NAME_LEN: usize = 128;
 pub const MAX_GROUP_NAME_LEN: usize = 128;
 /// Default upper bound on the shard count of one stream (see [`StreamLimits::max_shard_count`]).
 pub const DEFAULT_MAX_SHARD_COUNT: u32 = 1024;
-/// Retention of a stream created without one: 24 hours, as in Kinesis.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Retention of a stream created without one: 24 hours, as in Kinesis. The shard log's own
+/// default, so that a log opened without a stream's settings keeps what a stream would.
+pub use crate::storage::log::DEFAULT_RETENTION;
 /// Shortest retention a stream may ask for, in hours. Kinesis insists on 24; a self-hosted log
 /// has good reasons (tests, scratch streams) to keep less.
 pub const MIN_RETENTION_HOURS: u32 = 1;
