@@ -2,32 +2,53 @@
 //! does, self-hosted in one binary — with the FIFO features of SQS/SNS FIFO (message groups,
 //! deduplication ids) and server-side consumer groups that checkpoint.
 //!
+//! This crate is the engine and its adapters; the binary (`main.rs`, `cli/` for the client
+//! commands, `bench/` for the load generator) sits on top and uses only what is exported here.
+//! Each layer knows only the ones below it:
+//!
 //! ```text
-//!  server (tonic gRPC) · client · CLI          thin adapters: validate, convert, map errors
-//!          │
-//!          ▼
-//!  broker ── routes records to shards, dedup, iterators, subscriptions, consumer groups
-//!     ├── meta      durable state machine: streams, groups, checkpoints (journal + snapshot)
-//!     ├── fifo      message-group ids and the per-stream dedup window
-//!     ├── consumer  group membership, sticky balanced leases, fencing epochs
+//!  adapters   grpc/ (tonic services)            client/ (typed Rust client)
+//!             thin: validate, convert, map errors; neither imports the other
+//!                 │               ▲
+//!                 │      proto/ ──┘  generated types, hand-written wire encoding and codec
+//!                 ▼
+//!  broker/ ──── the one façade: streams, put pipeline, iterators, subscriptions, groups
+//!     ├── consumer/  lease groups: membership, sticky balanced leases, fencing epochs
+//!     ├── fifo/      message groups and the per-stream dedup window
+//!     ├── meta/      durable state machine: streams, groups, checkpoints (journal + snapshot)
+//!     ├── stream/    streams, shards, names, the 128-bit hash key space
 //!     ▼
-//!  storage ── per-shard append-only log: segments, indexes, group commit, recovery, retention
-//!  fsio    ── the one file-I/O seam (write_at, read_at, sync, rename + fsync dir) and its fault injector
+//!  storage/ ─── per-shard append-only log: frames, segments, indexes, group commit, recovery
+//!  fsio/    ─── the one I/O seam (write_at, read_at, sync, rename + fsync dir), fault injector
 //! ```
 //!
-//! | module     | job                                                                      |
-//! |------------|--------------------------------------------------------------------------|
-//! | `fsio`     | the one file-I/O seam: durability syscalls behind a trait, fault injector |
-//! | `storage`  | the per-shard log; knows nothing of gRPC, streams or consumers            |
-//! | `stream`   | stream and shard model: names, shard ids, the 128-bit hash key space      |
-//! | `meta`     | durable metadata: command journal with CRC, snapshots, replay on start    |
-//! | `fifo`     | message group / deduplication id rules and the dedup window               |
-//! | `consumer` | consumer-group coordination: membership, leases, epochs                   |
-//! | `broker`   | the façade every adapter calls: put pipeline, reads, groups               |
-//! | `server`   | the gRPC services and the one error → status mapping                      |
-//! | `client`   | a typed Rust client, used by the CLI and the tests                        |
-//! | `config`   | the server's settings: flags, environment, TOML file                      |
-//! | `proto`    | the generated protobuf types and gRPC stubs                               |
+//! | module     | job                                                                          |
+//! |------------|------------------------------------------------------------------------------|
+//! | `grpc`     | the tonic services, health, reflection; the one error → status mapping      |
+//! | `client`   | a typed Rust client and `GroupConsumer`, used by the binary and the tests    |
+//! | `proto`    | the generated protobuf types, the two read answers' wire encoding, the codec |
+//! | `config`   | the server's settings: flags, environment, TOML file, validation             |
+//! | `broker`   | the façade every adapter calls; owns the error vocabulary of a request       |
+//! | `consumer` | consumer-group coordination: membership, leases, epochs                      |
+//! | `fifo`     | message group / deduplication id rules and the dedup window                  |
+//! | `meta`     | durable metadata: command journal with CRC, snapshots, replay on start       |
+//! | `stream`   | stream and shard model: names, shard ids, hash key ranges, settings          |
+//! | `storage`  | the per-shard log; knows nothing of gRPC, streams or consumers               |
+//! | `fsio`     | every durability syscall behind one trait, and the fault-injecting double    |
+//!
+//! A put, one file a step: `grpc/stream_log.rs` (the PutRecords handler) → `grpc/put.rs`
+//! (entries in, results out) → `broker/put.rs` (route by hash key, reserve dedup ids, one batch
+//! per shard) → `storage/commit.rs` (the shard's committer: group commit, the fsync policy) →
+//! `storage/log.rs` (`ShardLog::write`, `ShardLog::sync`) → `storage/segment.rs` (the segment
+//! file and its indexes) → `storage/record.rs` (the frame: header, CRC, records) →
+//! `fsio/mod.rs` (`write_at`, `sync_data`). A read back: `grpc/stream_log.rs` (GetRecords) →
+//! `broker/read.rs` (iterator, limits, lag) → `storage/log.rs` (`ShardLog::read`) →
+//! `storage/segment.rs` and `storage/mapped.rs` (bytes of an active or sealed segment) →
+//! `storage/record.rs` (CRC checked, records decoded in place) → `proto/wire.rs` (encoded to
+//! the client as read).
+//!
+//! The crate denies `unsafe` except in the two modules that map files, `storage::index` and
+//! `storage::mapped`, where every block says why the mapping cannot change underneath it.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 

@@ -16,6 +16,8 @@
 //! (its length is checked first). Another process truncating files in the data directory is
 //! outside what any memory-mapped store can defend against (the indexes have the same limit).
 //! The CRC of every batch is still checked on every read, as for bytes read with `pread`.
+//!
+//! With `index`, one of the two modules of the crate with `unsafe`.
 
 #![allow(unsafe_code)]
 
