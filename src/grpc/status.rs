@@ -71,7 +71,7 @@ fn meta_code(e: &MetaError) -> Code {
         | MetaError::Corrupt { .. }
         | MetaError::Decode { .. }
         | MetaError::Replay { .. }
-        | MetaError::Poisoned => Code::Internal,
+        | MetaError::Poisoned { .. } => Code::Internal,
     }
 }
 
@@ -272,7 +272,16 @@ mod tests {
                 },
                 Code::Internal,
             ),
-            (MetaError::Poisoned, Code::Internal),
+            (
+                MetaError::Poisoned {
+                    cause: std::sync::Arc::new(MetaError::Io {
+                        op: "sync journal",
+                        path: path(),
+                        source: io_error(io::ErrorKind::Other),
+                    }),
+                },
+                Code::Internal,
+            ),
         ]
     }
 

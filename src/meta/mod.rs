@@ -56,6 +56,7 @@ mod tests;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use codec::CodecError;
 pub use command::MetaCommand;
@@ -193,10 +194,12 @@ pub enum MetaError {
     },
     /// A write or sync failed earlier; the store refuses further commands until it is reopened,
     /// because after a failed fsync nothing can say which bytes reached the disk.
-    #[error(
-        "the metadata store is poisoned by an earlier write or sync failure; restart to recover"
-    )]
-    Poisoned,
+    #[error("the metadata store refuses commands since an earlier failure; restart to recover")]
+    Poisoned {
+        /// The failure that poisoned the store (a failed write or sync), as it was reported.
+        #[source]
+        cause: Arc<MetaError>,
+    },
 }
 
 impl MetaError {
@@ -216,7 +219,7 @@ impl MetaError {
             | MetaError::Corrupt { .. }
             | MetaError::Decode { .. }
             | MetaError::Replay { .. }
-            | MetaError::Poisoned => false,
+            | MetaError::Poisoned { .. } => false,
         }
     }
 }

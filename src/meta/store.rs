@@ -21,6 +21,7 @@ use super::codec::encode_command;
 use super::journal::{self, ScanEnd, MAX_COMMAND_BYTES};
 use super::{snapshot, MetaCommand, MetaError, MetaState};
 use crate::fsio::{write_file_atomically, Io, IoFile};
+use crate::storage::error::copy_io_error;
 
 /// Commands journaled after a snapshot before the next one is written. Bounds both replay time
 /// on open and journal size; a snapshot rewrites the whole state, so not every few commands.
@@ -70,8 +71,9 @@ pub struct MetaStore {
     since_snapshot: u64,
     /// Highest generation number seen in the directory, so a new snapshot never reuses one.
     highest_seen: u64,
-    /// Set by a failed write or sync; every later `execute` fails.
-    poisoned: bool,
+    /// Set by a failed write or sync to the error it returned; every later `execute` fails
+    /// with [`MetaError::Poisoned`] carrying it.
+    poisoned: Option<Arc<MetaError>>,
 }
 
 /// The generation numbers found in the directory.
@@ -236,7 +238,7 @@ impl MetaStore {
             journal_len,
             since_snapshot: replayed,
             highest_seen: listing.highest().max(last),
-            poisoned: false,
+            poisoned: None,
         };
         store.remove_generations_below(base);
         info!(
@@ -263,7 +265,17 @@ impl MetaStore {
 
     /// True after a write or sync failure: the store refuses commands until reopened.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.poisoned.is_some()
+    }
+
+    /// Fails when the store is poisoned, naming what poisoned it.
+    fn check_poisoned(&self) -> Result<(), MetaError> {
+        match &self.poisoned {
+            Some(cause) => Err(MetaError::Poisoned {
+                cause: Arc::clone(cause),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Validates `cmd` against the state, appends it to the journal, syncs, and applies it.
@@ -272,9 +284,7 @@ impl MetaStore {
     /// the store: this and every later call fails, because a failed fsync cannot be retried
     /// safely.
     pub fn execute(&mut self, cmd: MetaCommand) -> Result<(), MetaError> {
-        if self.poisoned {
-            return Err(MetaError::Poisoned);
-        }
+        self.check_poisoned()?;
         self.state.validate(&cmd)?;
         let body = encode_command(&cmd);
         if body.len() > MAX_COMMAND_BYTES as usize {
@@ -306,8 +316,9 @@ impl MetaStore {
         // Validated above against this very state, so it applies; if it ever did not, memory
         // and journal would disagree, and only a restart (replaying the journal) can fix that.
         if let Err(error) = self.state.apply(&cmd) {
-            self.poisoned = true;
-            return Err(error);
+            let cause = Arc::new(error);
+            self.poisoned = Some(Arc::clone(&cause));
+            return Err(MetaError::Poisoned { cause });
         }
         Ok(())
     }
@@ -315,9 +326,7 @@ impl MetaStore {
     /// Writes a snapshot of the current state now and starts a new journal generation, removing
     /// the older files. `execute` calls it every [`MetaOptions::snapshot_every`] commands.
     pub fn snapshot_now(&mut self) -> Result<(), MetaError> {
-        if self.poisoned {
-            return Err(MetaError::Poisoned);
-        }
+        self.check_poisoned()?;
         let next = self.generation.max(self.highest_seen) + 1;
         let snapshot_file = snapshot_path(&self.dir, next);
         let bytes = snapshot::encode(next, &self.state);
@@ -346,8 +355,12 @@ impl MetaStore {
     }
 
     fn poison(&mut self, op: &'static str, path: PathBuf, source: std::io::Error) -> MetaError {
-        self.poisoned = true;
         tracing::error!(op, path = %path.display(), error = %source, "metadata store poisoned");
+        self.poisoned = Some(Arc::new(MetaError::Io {
+            op,
+            path: path.clone(),
+            source: copy_io_error(&source),
+        }));
         MetaError::Io { op, path, source }
     }
 

@@ -608,11 +608,24 @@ fn a_failed_sync_poisons_the_store() {
     assert!(!err.is_rejection());
     // The sync is never retried, even once the disk would accept it.
     faults.failing_syncs.store(false, Ordering::SeqCst);
+    // Every later refusal names the failure that poisoned the store.
+    match store.execute(create_group("s", "h")) {
+        Err(MetaError::Poisoned { cause }) => assert!(
+            matches!(
+                *cause,
+                MetaError::Io {
+                    op: "sync journal",
+                    ..
+                }
+            ),
+            "{cause:?}"
+        ),
+        other => panic!("expected a poisoned store, got {other:?}"),
+    }
     assert!(matches!(
-        store.execute(create_group("s", "h")),
-        Err(MetaError::Poisoned)
+        store.snapshot_now(),
+        Err(MetaError::Poisoned { .. })
     ));
-    assert!(matches!(store.snapshot_now(), Err(MetaError::Poisoned)));
     assert!(store.is_poisoned());
     assert!(store.state().group(&stream("s"), &group("g")).is_none());
 }
@@ -638,7 +651,7 @@ fn a_short_write_poisons_the_store_and_its_tail_is_cut_on_reopen() {
     faults.short_writes.store(false, Ordering::SeqCst);
     assert!(matches!(
         store.execute(create_group("s", "g")),
-        Err(MetaError::Poisoned)
+        Err(MetaError::Poisoned { .. })
     ));
     drop(store);
     assert!(fs::read(journal(&meta, 0)).unwrap().len() > whole.len());
@@ -668,7 +681,7 @@ fn a_failed_snapshot_poisons_the_store_before_the_command_is_journaled() {
     faults.failing_syncs.store(false, Ordering::SeqCst);
     assert!(matches!(
         store.execute(create_group("s", "g")),
-        Err(MetaError::Poisoned)
+        Err(MetaError::Poisoned { .. })
     ));
     drop(store);
 
