@@ -8,81 +8,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 use shardlog::proto::v1 as pb;
-use shardlog::proto::v1::stream_log_client::StreamLogClient;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic::Code;
 
+use common::fifo::{create, entry, put, put_one};
 use common::{read_shard, read_stream, Deadline, TestServer};
-
-type Client = StreamLogClient<Channel>;
-
-async fn create(
-    c: &mut Client,
-    name: &str,
-    shards: u32,
-    content_based: bool,
-    window_seconds: u32,
-    scope: pb::DedupScope,
-) -> pb::StreamDescription {
-    c.create_stream(pb::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count: shards,
-        content_based_deduplication: content_based,
-        dedup_window_seconds: window_seconds,
-        dedup_scope: scope as i32,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream")
-    .into_inner()
-    .stream
-    .expect("stream description")
-}
-
-fn put(stream: &str, key: &str, data: &str, group: &str, dedup: &str) -> pb::PutRecordRequest {
-    pb::PutRecordRequest {
-        stream_name: stream.into(),
-        partition_key: key.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
-        message_group_id: group.into(),
-        deduplication_id: dedup.into(),
-        ..Default::default()
-    }
-}
-
-fn entry(key: &str, data: &str, group: &str, dedup: &str) -> pb::PutRecordsRequestEntry {
-    pb::PutRecordsRequestEntry {
-        partition_key: key.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
-        message_group_id: group.into(),
-        deduplication_id: dedup.into(),
-        ..Default::default()
-    }
-}
-
-async fn put_one(c: &mut Client, req: pb::PutRecordRequest) -> pb::PutRecordResponse {
-    c.put_record(req).await.expect("put record").into_inner()
-}
 
 /// The shard whose hash key range holds the MD5 of `key`, computed here from the described
 /// ranges — an oracle independent of the server's routing code.
 fn shard_of(description: &pb::StreamDescription, key: &str) -> String {
-    let digest: [u8; 16] = Md5::digest(key.as_bytes()).into();
-    let hash = u128::from_be_bytes(digest);
-    description
-        .shards
-        .iter()
-        .find(|s| {
-            let start: u128 = s.starting_hash_key.parse().expect("start key");
-            let end: u128 = s.ending_hash_key.parse().expect("end key");
-            (start..=end).contains(&hash)
-        })
-        .expect("a shard holds every key")
-        .shard_id
-        .clone()
+    common::shard_holding(&description.shards, common::md5_hash_key(key))
 }
 
 /// Group names `prefix-0`, `prefix-1`, ... until one lands in each of two different shards.
@@ -114,29 +50,13 @@ async fn describe_stream_shows_the_fifo_settings_given_at_creation() {
     assert_eq!(created.dedup_window_seconds, 60);
     assert_eq!(created.dedup_scope, pb::DedupScope::MessageGroup as i32);
 
-    let described = c
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "fifo".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    let described = common::describe_stream(&mut c, "fifo").await;
     assert!(described.content_based_deduplication);
     assert_eq!(described.dedup_window_seconds, 60);
     assert_eq!(described.dedup_scope, pb::DedupScope::MessageGroup as i32);
 
     create(&mut c, "plain", 1, false, 0, pb::DedupScope::Stream).await;
-    let plain = c
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "plain".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    let plain = common::describe_stream(&mut c, "plain").await;
     assert!(!plain.content_based_deduplication);
     assert_eq!(
         plain.dedup_window_seconds, 300,
@@ -161,12 +81,7 @@ async fn a_dedup_window_above_the_cap_is_rejected_naming_the_field() {
         .await
         .unwrap_err();
     assert_invalid_naming(&err, "dedup_window_seconds");
-    let streams = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let streams = common::list_stream_names(&mut c).await;
     assert!(streams.is_empty(), "nothing was created: {streams:?}");
 
     let at_cap = create(&mut c, "at-cap", 1, false, cap, pb::DedupScope::Stream).await;
@@ -291,14 +206,8 @@ async fn a_message_group_id_makes_the_partition_key_optional() {
     let d = create(&mut c, "opt", 3, false, 0, pb::DedupScope::Stream).await;
     let out = put_one(&mut c, put("opt", "", "no key", "g-1", "")).await;
     assert_eq!(out.shard_id, shard_of(&d, "g-1"));
-    let results = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "opt".into(),
-            records: vec![entry("", "no key either", "g-1", "")],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let results =
+        common::put_records(&mut c, "opt", vec![entry("", "no key either", "g-1", "")]).await;
     assert_eq!(results.failed_record_count, 0);
     assert_eq!(results.records[0].shard_id, out.shard_id);
     assert!(results.records[0].sequence_number > out.sequence_number);
@@ -428,14 +337,12 @@ async fn a_repeated_deduplication_id_answers_with_the_first_records_shard_and_se
     assert_eq!(stored[0].1.data, "first".as_bytes());
 
     // PutRecords sees the same window.
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "dedup".into(),
-            records: vec![entry("key-b", "again", "", "order-1")],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(
+        &mut c,
+        "dedup",
+        vec![entry("key-b", "again", "", "order-1")],
+    )
+    .await;
     assert!(res.records[0].duplicate);
     assert_eq!(res.records[0].shard_id, first.shard_id);
     assert_eq!(res.records[0].sequence_number, first.sequence_number);
@@ -454,14 +361,7 @@ async fn repeats_inside_one_put_records_are_stored_once() {
         .enumerate()
         .map(|(i, id)| entry(&format!("key-{i}"), &format!("data-{i}"), "", id))
         .collect();
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "batch".into(),
-            records,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(&mut c, "batch", records).await;
     assert_eq!(res.failed_record_count, 0);
     let r = &res.records;
     let fresh: Vec<bool> = r.iter().map(|e| !e.duplicate).collect();
@@ -508,17 +408,15 @@ async fn concurrent_puts_of_one_deduplication_id_store_exactly_one_record() {
                 let out = put_one(&mut c, put("race", &format!("k{i}"), "x", "", "the-one")).await;
                 (out.shard_id, out.sequence_number, out.duplicate)
             } else {
-                let res = c
-                    .put_records(pb::PutRecordsRequest {
-                        stream_name: "race".into(),
-                        records: vec![
-                            entry(&format!("k{i}"), "x", "", "the-one"),
-                            entry(&format!("k{i}"), "y", "", &format!("own-{i}")),
-                        ],
-                    })
-                    .await
-                    .expect("put records")
-                    .into_inner();
+                let res = common::put_records(
+                    &mut c,
+                    "race",
+                    vec![
+                        entry(&format!("k{i}"), "x", "", "the-one"),
+                        entry(&format!("k{i}"), "y", "", &format!("own-{i}")),
+                    ],
+                )
+                .await;
                 let e = &res.records[0];
                 assert!(!res.records[1].duplicate);
                 (e.shard_id.clone(), e.sequence_number, e.duplicate)
@@ -617,18 +515,16 @@ async fn message_group_scope_keeps_one_id_apart_in_two_groups() {
     assert!(b2.duplicate);
     assert_eq!(b2.sequence_number, b.sequence_number);
     // Inside one PutRecords too.
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "per-group".into(),
-            records: vec![
-                entry("", "c", &g1, "batch-id"),
-                entry("", "d", &g2, "batch-id"),
-                entry("", "e", &g1, "batch-id"),
-            ],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(
+        &mut c,
+        "per-group",
+        vec![
+            entry("", "c", &g1, "batch-id"),
+            entry("", "d", &g2, "batch-id"),
+            entry("", "e", &g1, "batch-id"),
+        ],
+    )
+    .await;
     let dups: Vec<bool> = res.records.iter().map(|r| r.duplicate).collect();
     assert_eq!(dups, [false, false, true]);
     assert_eq!(
@@ -790,19 +686,17 @@ async fn a_full_dedup_window_throttles_new_ids_and_still_answers_known_ones() {
     assert!(known.duplicate);
     assert_eq!(known.sequence_number, first["a"]);
 
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "full".into(),
-            records: vec![
-                entry("b", "b", "", "b"),
-                entry("e", "e", "", "e"),
-                entry("e", "e", "", "e"),
-                entry("plain", "no id", "", ""),
-            ],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(
+        &mut c,
+        "full",
+        vec![
+            entry("b", "b", "", "b"),
+            entry("e", "e", "", "e"),
+            entry("e", "e", "", "e"),
+            entry("plain", "no id", "", ""),
+        ],
+    )
+    .await;
     let r = &res.records;
     assert!(r[0].duplicate && r[0].error_code.is_empty());
     assert_eq!(r[0].sequence_number, first["b"]);
@@ -831,11 +725,7 @@ async fn a_recreated_stream_does_not_remember_the_old_streams_ids() {
     create(&mut c, "again", 1, true, 0, pb::DedupScope::Stream).await;
     put_one(&mut c, put("again", "k", "same data", "", "id")).await;
     put_one(&mut c, put("again", "k", "same data", "", "")).await;
-    c.delete_stream(pb::DeleteStreamRequest {
-        stream_name: "again".into(),
-    })
-    .await
-    .unwrap();
+    common::delete_stream(&mut c, "again").await;
     create(&mut c, "again", 1, true, 0, pb::DedupScope::Stream).await;
     let by_id = put_one(&mut c, put("again", "k", "same data", "", "id")).await;
     let by_content = put_one(&mut c, put("again", "k", "same data", "", "")).await;
