@@ -55,7 +55,7 @@ async fn describe_stream_shows_the_fifo_settings_given_at_creation() {
     assert_eq!(described.dedup_window_seconds, 60);
     assert_eq!(described.dedup_scope, pb::DedupScope::MessageGroup as i32);
 
-    create(&mut c, "plain", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "plain", 1).await;
     let plain = common::describe_stream(&mut c, "plain").await;
     assert!(!plain.content_based_deduplication);
     assert_eq!(
@@ -110,7 +110,7 @@ async fn an_unknown_dedup_scope_is_rejected_naming_the_field() {
 async fn invalid_group_and_deduplication_ids_are_rejected_naming_the_field() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "ids", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "ids", 2).await;
     let too_long = "a".repeat(129);
     let bad = [
         too_long.as_str(),
@@ -171,7 +171,7 @@ async fn invalid_group_and_deduplication_ids_are_rejected_naming_the_field() {
 async fn a_message_group_id_routes_the_record_whatever_its_partition_key() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "routed", 4, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "routed", 4).await;
     let home = shard_of(&d, "orders-42");
     // Partition keys that would spread over the shards on their own.
     let keys: Vec<String> = (0..24).map(|i| format!("key-{i}")).collect();
@@ -203,7 +203,7 @@ async fn a_message_group_id_routes_the_record_whatever_its_partition_key() {
 async fn a_message_group_id_makes_the_partition_key_optional() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "opt", 3, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "opt", 3).await;
     let out = put_one(&mut c, put("opt", "", "no key", "g-1", "")).await;
     assert_eq!(out.shard_id, shard_of(&d, "g-1"));
     let results =
@@ -221,7 +221,7 @@ async fn a_message_group_id_makes_the_partition_key_optional() {
 async fn each_group_keeps_its_ack_order_while_groups_are_put_concurrently() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "order", 3, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "order", 3).await;
     const GROUPS: usize = 6;
     const PER_GROUP: usize = 30;
     let mut producers = Vec::new();
@@ -273,7 +273,7 @@ async fn each_group_keeps_its_ack_order_while_groups_are_put_concurrently() {
 async fn readers_and_subscribers_get_the_group_and_deduplication_ids_back() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "ids-back", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "ids-back", 1).await;
     let a = put_one(&mut c, put("ids-back", "pk", "a", "grp", "d-1")).await;
     let b = put_one(&mut c, put("ids-back", "pk", "b", "", "")).await;
 
@@ -318,7 +318,7 @@ async fn readers_and_subscribers_get_the_group_and_deduplication_ids_back() {
 async fn a_repeated_deduplication_id_answers_with_the_first_records_shard_and_sequence() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "dedup", 4, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "dedup", 4).await;
     let first = put_one(&mut c, put("dedup", "key-a", "first", "", "order-1")).await;
     assert!(!first.duplicate);
     // The retry routes elsewhere and carries other data; it is still the first record's retry.
@@ -354,7 +354,7 @@ async fn a_repeated_deduplication_id_answers_with_the_first_records_shard_and_se
 async fn repeats_inside_one_put_records_are_stored_once() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "batch", 3, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "batch", 3).await;
     let ids = ["a", "b", "a", "c", "b", "a", ""];
     let records = ids
         .iter()
@@ -394,7 +394,7 @@ async fn repeats_inside_one_put_records_are_stored_once() {
 async fn concurrent_puts_of_one_deduplication_id_store_exactly_one_record() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "race", 4, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "race", 4).await;
     const PUTTERS: usize = 48;
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(PUTTERS));
     let mut tasks = Vec::new();
@@ -472,7 +472,7 @@ async fn content_based_dedup_treats_the_same_data_as_a_duplicate() {
     assert_eq!(read_stream(&mut c, "content").await.len(), 3);
 
     // Without content-based dedup, equal data is stored every time.
-    create(&mut c, "no-content", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "no-content", 1).await;
     for _ in 0..2 {
         let out = put_one(&mut c, put("no-content", "k", "payload", "", "")).await;
         assert!(!out.duplicate);
@@ -601,8 +601,8 @@ async fn an_id_is_stored_again_once_its_dedup_window_has_passed() {
 async fn duplicates_across_streams_do_not_meet() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "left", 1, false, 0, pb::DedupScope::Stream).await;
-    create(&mut c, "right", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "left", 1).await;
+    common::make_stream(&mut c, "right", 1).await;
     let mut seen = BTreeMap::new();
     for s in ["left", "right"] {
         let out = put_one(&mut c, put(s, "k", "x", "", "shared")).await;
@@ -618,7 +618,7 @@ async fn duplicates_across_streams_do_not_meet() {
 async fn a_message_group_stays_in_one_shard_whatever_explicit_hash_key_its_records_carry() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "pinned", 4, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "pinned", 4).await;
     let home = shard_of(&d, "pinned-group");
     for (i, shard) in d.shards.iter().enumerate() {
         let out = c
@@ -671,7 +671,7 @@ async fn a_full_dedup_window_throttles_new_ids_and_still_answers_known_ones() {
     config.max_dedup_ids = 3;
     let server = TestServer::start_with(config).await;
     let mut c = server.streams().await;
-    create(&mut c, "full", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "full", 2).await;
     let mut first = BTreeMap::new();
     for id in ["a", "b", "c"] {
         let out = put_one(&mut c, put("full", id, id, "", id)).await;

@@ -36,7 +36,7 @@ impl Sent {
 /// puts deduplicated records into them through PutRecord and PutRecords. Returns every put with
 /// where its record went.
 async fn put_workload(c: &mut Streams) -> Vec<(Sent, Place)> {
-    create(c, "by-id", 4, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(c, "by-id", 4).await;
     create(c, "by-group", 3, false, 0, pb::DedupScope::MessageGroup).await;
     create(c, "by-content", 2, true, 0, pb::DedupScope::Stream).await;
     let mut sent = Vec::new();
@@ -177,7 +177,7 @@ async fn ids_whose_window_ended_before_a_restart_are_not_remembered_after_it() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
     create(&mut c, "short", 2, false, 1, pb::DedupScope::Stream).await;
-    create(&mut c, "long", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "long", 2).await;
     let old = c
         .put_record(put("short", "k", "old", "", "old"))
         .await
@@ -260,7 +260,7 @@ async fn puts_cut_off_by_a_kill_are_stored_at_most_once_when_retried() {
     let log = dir.path().join("server.log");
     let server = ChildServer::spawn(&data, &log).await;
     let mut c = server.streams().await;
-    create(&mut c, "crash", 4, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "crash", 4).await;
 
     // Producers put ids one after another, recording every attempt and every ack, until the
     // server dies under them.
@@ -365,7 +365,7 @@ async fn a_window_of_many_ids_spread_over_many_segments_is_rebuilt_whole() {
     };
     let server = TestServer::start_with(config()).await;
     let mut c = server.streams().await;
-    create(&mut c, "many", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "many", 2).await;
     const REQUESTS: usize = 50;
     const PER_REQUEST: usize = 500;
     let mut places: Vec<(String, Place)> = Vec::new();

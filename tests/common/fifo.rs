@@ -15,19 +15,18 @@ pub async fn create(
     window_seconds: u32,
     scope: pb::DedupScope,
 ) -> pb::StreamDescription {
-    c.create_stream(pb::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count: shards,
-        content_based_deduplication: content_based,
-        dedup_window_seconds: window_seconds,
-        dedup_scope: scope as i32,
-        ..Default::default()
-    })
+    super::make_stream_with(
+        c,
+        pb::CreateStreamRequest {
+            stream_name: name.into(),
+            shard_count: shards,
+            content_based_deduplication: content_based,
+            dedup_window_seconds: window_seconds,
+            dedup_scope: scope as i32,
+            ..Default::default()
+        },
+    )
     .await
-    .unwrap_or_else(|s| panic!("create stream {name}: {s}"))
-    .into_inner()
-    .stream
-    .expect("a created stream is described")
 }
 
 /// A PutRecord request with a message group id and a deduplication id (either may be empty).

@@ -113,16 +113,29 @@ pub async fn make_stream(
     name: &str,
     shard_count: u32,
 ) -> shardlog::proto::v1::StreamDescription {
-    c.create_stream(shardlog::proto::v1::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count,
-        ..Default::default()
-    })
+    make_stream_with(
+        c,
+        shardlog::proto::v1::CreateStreamRequest {
+            stream_name: name.into(),
+            shard_count,
+            ..Default::default()
+        },
+    )
     .await
-    .unwrap_or_else(|s| panic!("create stream {name}: {s}"))
-    .into_inner()
-    .stream
-    .expect("a created stream is described")
+}
+
+/// Creates a stream as `request` asks; returns its description.
+pub async fn make_stream_with(
+    c: &mut Streams,
+    request: shardlog::proto::v1::CreateStreamRequest,
+) -> shardlog::proto::v1::StreamDescription {
+    let name = request.stream_name.clone();
+    c.create_stream(request)
+        .await
+        .unwrap_or_else(|s| panic!("create stream {name}: {s}"))
+        .into_inner()
+        .stream
+        .expect("a created stream is described")
 }
 
 /// Puts one record routed by `partition_key`.
