@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use common::{assert_rejected, iterator, make_stream, put, Streams, TestServer};
+use common::{assert_rejected, make_stream, put, Streams, TestServer};
 use shardlog::broker::BrokerConfig;
 use shardlog::proto::v1 as pb;
 use shardlog::proto::v1::ShardIteratorType as It;
@@ -257,7 +257,7 @@ async fn a_limit_above_ten_thousand_is_rejected_naming_limit() {
     let mut c = server.streams().await;
     make_stream(&mut c, "s", 1).await;
     put(&mut c, "s", "k", "v").await;
-    let it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let it = common::trim_horizon(&mut c, "s", SHARD).await;
     let r = c
         .get_records(pb::GetRecordsRequest {
             shard_iterator: it.clone(),
@@ -275,7 +275,7 @@ async fn a_malformed_or_tampered_iterator_is_rejected_naming_shard_iterator() {
     let mut c = server.streams().await;
     make_stream(&mut c, "s", 1).await;
     put(&mut c, "s", "k", "v").await;
-    let genuine = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let genuine = common::trim_horizon(&mut c, "s", SHARD).await;
     let raw = URL_SAFE_NO_PAD
         .decode(&genuine)
         .expect("an iterator is base64");
@@ -320,7 +320,7 @@ async fn an_iterator_from_another_server_is_rejected() {
     let mut cb = b.streams().await;
     make_stream(&mut ca, "s", 1).await;
     make_stream(&mut cb, "s", 1).await;
-    let from_a = iterator(&mut ca, "s", SHARD, It::TrimHorizon, None, None).await;
+    let from_a = common::trim_horizon(&mut ca, "s", SHARD).await;
     let r = cb
         .get_records(pb::GetRecordsRequest {
             shard_iterator: from_a,
@@ -340,7 +340,7 @@ async fn an_expired_iterator_is_a_failed_precondition_naming_shard_iterator() {
     let mut c = server.streams().await;
     make_stream(&mut c, "s", 1).await;
     put(&mut c, "s", "k", "v").await;
-    let it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let it = common::trim_horizon(&mut c, "s", SHARD).await;
     let issued_by = common::now_ms();
     // Fresh, it works, and hands back a fresh iterator.
     let fresh = common::get_records(&mut c, &it, 0).await;
@@ -403,12 +403,7 @@ async fn an_invalid_stream_name_is_rejected_naming_stream_name() {
             .await;
         assert_rejected(r, Code::InvalidArgument, "stream_name");
     }
-    let names = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let names = common::list_stream_names(&mut c).await;
     assert!(names.is_empty(), "{names:?}");
     // The longest allowed name, with every allowed character class.
     let ok = format!("Az09_.-{}", "x".repeat(121));
@@ -640,15 +635,7 @@ async fn creating_a_stream_twice_is_already_exists_and_leaves_the_first_intact()
         })
         .await;
     assert_rejected(again, Code::AlreadyExists, "s");
-    let now = c
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "s".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    let now = common::describe_stream(&mut c, "s").await;
     assert_eq!(now, first);
     let stored = everything_stored(&mut c).await;
     assert_eq!(stored.len(), 1);

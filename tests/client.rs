@@ -39,6 +39,13 @@ impl Server {
     }
 }
 
+/// `n` entries: partition key `{key}{i}` and data `{data}{i}` for each `i` below `n`.
+fn numbered_entries(n: usize, key: &str, data: &str) -> Vec<PutRecordsRequestEntry> {
+    (0..n)
+        .map(|i| entry(&format!("{key}{i}"), &format!("{data}{i}")))
+        .collect()
+}
+
 fn entry(key: &str, data: &str) -> PutRecordsRequestEntry {
     PutRecordsRequestEntry {
         partition_key: key.to_owned(),
@@ -214,16 +221,30 @@ async fn group_calls_round_trip_and_fencing_shows_as_failed_precondition() {
     server.stop().await;
 }
 
-/// Runs a consumer whose handler forwards every batch to the returned channel; the
-/// consumer stops when the returned sender fires (or is dropped).
-fn spawn_consumer(
-    client: Client,
-    member_id: &str,
-) -> (
-    mpsc::UnboundedReceiver<Batch>,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), ConsumerError>>,
-) {
+/// A consumer started by [`spawn_consumer`]: the batches its handler was given, and the means
+/// to stop it.
+struct RunningConsumer {
+    batches: mpsc::UnboundedReceiver<Batch>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ConsumerError>>,
+}
+
+impl RunningConsumer {
+    /// Asks the consumer to stop, and checks that it does within [`PATIENCE`], without a panic
+    /// or an error.
+    async fn stop(self) {
+        self.stop.send(()).expect("consumer still running");
+        timeout(PATIENCE, self.task)
+            .await
+            .expect("stops")
+            .expect("no panic")
+            .expect("no error");
+    }
+}
+
+/// Runs a consumer whose handler forwards every batch to its `batches` channel; the consumer
+/// stops when told to (or when dropped).
+fn spawn_consumer(client: Client, member_id: &str) -> RunningConsumer {
     let (batches, received) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let mut config = ConsumerConfig::new(Membership::new("s", "g", member_id));
@@ -242,7 +263,11 @@ fn spawn_consumer(
             let _ = stopped.await;
         },
     ));
-    (received, stop, task)
+    RunningConsumer {
+        batches: received,
+        stop,
+        task,
+    }
 }
 
 /// Collects batches until `count` records arrived; returns data per record.
@@ -268,27 +293,20 @@ async fn a_group_consumer_reads_every_shard_and_checkpoints_what_it_handled() {
     let server = Server::start().await;
     let client = server.client().await;
     client.create_stream("s", 3).await.expect("create");
-    let entries = (0..30)
-        .map(|i| entry(&format!("key-{i}"), &format!("r{i}")))
-        .collect();
+    let entries = numbered_entries(30, "key-", "r");
     let put = client.put_records("s", entries).await.expect("put");
     let mut last_per_shard = BTreeMap::new();
     for r in &put.records {
         last_per_shard.insert(r.shard_id.clone(), r.sequence_number);
     }
 
-    let (mut batches, stop, task) = spawn_consumer(client.clone(), "m-1");
-    let mut seen = receive(&mut batches, 30).await;
+    let mut consumer = spawn_consumer(client.clone(), "m-1");
+    let mut seen = receive(&mut consumer.batches, 30).await;
     seen.sort();
     let mut expected: Vec<_> = (0..30).map(|i| format!("r{i}")).collect();
     expected.sort();
     assert_eq!(seen, expected);
-    stop.send(()).expect("consumer still running");
-    timeout(PATIENCE, task)
-        .await
-        .expect("stops")
-        .expect("no panic")
-        .expect("no error");
+    consumer.stop().await;
 
     let group = client.describe_group("s", "g").await.expect("describe");
     assert!(group.members.is_empty(), "the consumer left: {group:?}");
@@ -305,36 +323,22 @@ async fn a_new_member_resumes_after_the_groups_checkpoints() {
     let server = Server::start().await;
     let client = server.client().await;
     client.create_stream("s", 2).await.expect("create");
-    let first = (0..10)
-        .map(|i| entry(&format!("k{i}"), &format!("old{i}")))
-        .collect();
+    let first = numbered_entries(10, "k", "old");
     client.put_records("s", first).await.expect("put");
-    let (mut batches, stop, task) = spawn_consumer(client.clone(), "m-1");
-    receive(&mut batches, 10).await;
-    stop.send(()).expect("running");
-    timeout(PATIENCE, task)
-        .await
-        .expect("stops")
-        .expect("no panic")
-        .expect("no error");
+    let mut consumer = spawn_consumer(client.clone(), "m-1");
+    receive(&mut consumer.batches, 10).await;
+    consumer.stop().await;
 
-    let second = (0..5)
-        .map(|i| entry(&format!("k{i}"), &format!("new{i}")))
-        .collect();
+    let second = numbered_entries(5, "k", "new");
     client.put_records("s", second).await.expect("put");
-    let (mut batches, stop, task) = spawn_consumer(client.clone(), "m-2");
-    let seen = receive(&mut batches, 5).await;
+    let mut consumer = spawn_consumer(client.clone(), "m-2");
+    let seen = receive(&mut consumer.batches, 5).await;
     assert!(
         seen.iter().all(|d| d.starts_with("new")),
         "re-read checkpointed records: {seen:?}"
     );
     assert_eq!(seen.len(), 5);
-    stop.send(()).expect("running");
-    timeout(PATIENCE, task)
-        .await
-        .expect("stops")
-        .expect("no panic")
-        .expect("no error");
+    consumer.stop().await;
     server.stop().await;
 }
 
@@ -343,8 +347,8 @@ async fn shards_are_shared_with_a_member_that_joins_later() {
     let server = Server::start().await;
     let client = server.client().await;
     client.create_stream("s", 4).await.expect("create");
-    let (mut a, stop_a, task_a) = spawn_consumer(client.clone(), "m-a");
-    let (mut b, stop_b, task_b) = spawn_consumer(client.clone(), "m-b");
+    let mut a = spawn_consumer(client.clone(), "m-a");
+    let mut b = spawn_consumer(client.clone(), "m-b");
 
     // Wait until the group settled with two shards each: B got its share at join, A gives
     // its surplus up at its next heartbeat.
@@ -369,9 +373,7 @@ async fn shards_are_shared_with_a_member_that_joins_later() {
     };
     timeout(PATIENCE, settled).await.expect("the group settles");
 
-    let entries = (0..40)
-        .map(|i| entry(&format!("key-{i}"), &format!("r{i}")))
-        .collect();
+    let entries = numbered_entries(40, "key-", "r");
     client.put_records("s", entries).await.expect("put");
     let mut seen_a = Vec::new();
     let mut seen_b = Vec::new();
@@ -387,8 +389,8 @@ async fn shards_are_shared_with_a_member_that_joins_later() {
     // cannot checkpoint a shard it lost), so the loop also waits for B's first batch.
     while distinct(&seen_a, &seen_b) < 40 || seen_a.is_empty() || seen_b.is_empty() {
         tokio::select! {
-            Some(batch) = a.recv() => seen_a.extend(batch.records.into_iter().map(|r| r.data)),
-            Some(batch) = b.recv() => seen_b.extend(batch.records.into_iter().map(|r| r.data)),
+            Some(batch) = a.batches.recv() => seen_a.extend(batch.records.into_iter().map(|r| r.data)),
+            Some(batch) = b.batches.recv() => seen_b.extend(batch.records.into_iter().map(|r| r.data)),
             () = tokio::time::sleep(PATIENCE) => panic!("records stopped arriving"),
         }
     }
@@ -398,14 +400,8 @@ async fn shards_are_shared_with_a_member_that_joins_later() {
         seen_a.len(),
         seen_b.len()
     );
-    for (stop, task) in [(stop_a, task_a), (stop_b, task_b)] {
-        stop.send(()).expect("running");
-        timeout(PATIENCE, task)
-            .await
-            .expect("stops")
-            .expect("no panic")
-            .expect("no error");
-    }
+    a.stop().await;
+    b.stop().await;
     server.stop().await;
 }
 

@@ -7,92 +7,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use shardlog::proto::v1 as pb;
-use shardlog::proto::v1::consumer_groups_client::ConsumerGroupsClient;
-use shardlog::proto::v1::stream_log_client::StreamLogClient;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use common::groups::{
+    commit, delete_group, describe, heartbeat, join, leave_group, list_groups, put_into,
+    stream_with_records, try_join, Groups,
+};
 use common::{Deadline, TestServer};
-
-type Groups = ConsumerGroupsClient<Channel>;
-type Streams = StreamLogClient<Channel>;
-
-/// Creates `stream` with `shards` shards and puts `per_shard[i]` records into shard `i` (by
-/// explicit hash key). Returns the shard ids in order.
-async fn stream_with_records(
-    c: &mut Streams,
-    stream: &str,
-    shards: u32,
-    per_shard: &[u64],
-) -> Vec<String> {
-    let d = c
-        .create_stream(pb::CreateStreamRequest {
-            stream_name: stream.into(),
-            shard_count: shards,
-            ..Default::default()
-        })
-        .await
-        .expect("create stream")
-        .into_inner()
-        .stream
-        .expect("description");
-    for (shard, &n) in d.shards.iter().zip(per_shard) {
-        put_into(c, stream, shard, n).await;
-    }
-    d.shards.into_iter().map(|s| s.shard_id).collect()
-}
-
-async fn put_into(c: &mut Streams, stream: &str, shard: &pb::Shard, n: u64) {
-    for i in 0..n {
-        let r = c
-            .put_record(pb::PutRecordRequest {
-                stream_name: stream.into(),
-                partition_key: "k".into(),
-                data: Bytes::from(format!("r{i}")),
-                explicit_hash_key: shard.starting_hash_key.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("put")
-            .into_inner();
-        assert_eq!(r.shard_id, shard.shard_id);
-    }
-}
-
-async fn join(
-    g: &mut Groups,
-    stream: &str,
-    group: &str,
-    member: &str,
-    timeout_ms: u32,
-) -> pb::JoinGroupResponse {
-    g.join_group(pb::JoinGroupRequest {
-        stream_name: stream.into(),
-        group_name: group.into(),
-        member_id: member.into(),
-        session_timeout_ms: timeout_ms,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{member} joins {group}: {e:?}"))
-    .into_inner()
-}
-
-async fn heartbeat(
-    g: &mut Groups,
-    stream: &str,
-    group: &str,
-    member: &str,
-) -> Result<pb::HeartbeatResponse, Status> {
-    g.heartbeat(pb::HeartbeatRequest {
-        stream_name: stream.into(),
-        group_name: group.into(),
-        member_id: member.into(),
-    })
-    .await
-    .map(tonic::Response::into_inner)
-}
 
 /// The member's leases from a heartbeat, by shard id.
 async fn leases(
@@ -110,43 +32,6 @@ async fn leases(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn commit(
-    g: &mut Groups,
-    stream: &str,
-    group: &str,
-    member: &str,
-    shard: &str,
-    epoch: u64,
-    sequence: u64,
-    reset: bool,
-) -> Result<(), Status> {
-    g.commit_checkpoint(pb::CommitCheckpointRequest {
-        stream_name: stream.into(),
-        group_name: group.into(),
-        member_id: member.into(),
-        shard_id: shard.into(),
-        lease_epoch: epoch,
-        sequence_number: sequence,
-        reset,
-    })
-    .await
-    .map(drop)
-}
-
-async fn describe(
-    g: &mut Groups,
-    stream: &str,
-    group: &str,
-) -> Result<pb::DescribeGroupResponse, Status> {
-    g.describe_group(pb::DescribeGroupRequest {
-        stream_name: stream.into(),
-        group_name: group.into(),
-    })
-    .await
-    .map(tonic::Response::into_inner)
-}
-
 async fn progress(
     g: &mut Groups,
     stream: &str,
@@ -159,14 +44,6 @@ async fn progress(
         .into_iter()
         .map(|s| (s.shard_id.clone(), s))
         .collect()
-}
-
-async fn list_groups(g: &mut Groups, stream: &str) -> Result<Vec<String>, Status> {
-    g.list_groups(pb::ListGroupsRequest {
-        stream_name: stream.into(),
-    })
-    .await
-    .map(|r| r.into_inner().group_names)
 }
 
 fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code) -> Status {
@@ -409,13 +286,7 @@ async fn a_member_that_leaves_hands_its_shards_over_at_once() {
     let la = leases(&mut g, "leave", "g", "a").await;
     let lb = leases(&mut g, "leave", "g", "b").await;
     assert_eq!(partition(&shards, &[&la, &lb]), [3, 3]);
-    g.leave_group(pb::LeaveGroupRequest {
-        stream_name: "leave".into(),
-        group_name: "g".into(),
-        member_id: "a".into(),
-    })
-    .await
-    .expect("leave");
+    leave_group(&mut g, "leave", "g", "a").await.expect("leave");
     // No waiting: the very next heartbeat shows the handover.
     let lb2 = leases(&mut g, "leave", "g", "b").await;
     assert_eq!(partition(&shards, &[&lb2]), [6]);
@@ -432,13 +303,7 @@ async fn a_member_that_leaves_hands_its_shards_over_at_once() {
     );
     assert_eq!(progress(&mut g, "leave", "g").await[shard].checkpoint, None);
     assert_code(heartbeat(&mut g, "leave", "g", "a").await, Code::NotFound);
-    let again = g
-        .leave_group(pb::LeaveGroupRequest {
-            stream_name: "leave".into(),
-            group_name: "g".into(),
-            member_id: "a".into(),
-        })
-        .await;
+    let again = leave_group(&mut g, "leave", "g", "a").await;
     assert_code(again, Code::NotFound);
     server.stop().await;
 }
@@ -631,15 +496,7 @@ async fn lag_counts_exactly_the_records_after_the_checkpoint() {
     assert_eq!(p[&shards[2]].latest_sequence_number, None);
 
     // New records raise the lag one for one.
-    let d = s
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "lag".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    let d = common::describe_stream(&mut s, "lag").await;
     put_into(&mut s, "lag", &d.shards[1], 5).await;
     put_into(&mut s, "lag", &d.shards[2], 4).await;
     let p = progress(&mut g, "lag", "g").await;
@@ -711,22 +568,11 @@ async fn two_groups_on_one_stream_are_independent() {
     assert_eq!(progress(&mut g, "two", "blue").await[&shard].lag_records, 0);
 
     // Leaving and deleting one group leaves the other alone.
-    g.leave_group(pb::LeaveGroupRequest {
-        stream_name: "two".into(),
-        group_name: "blue".into(),
-        member_id: "a".into(),
-    })
-    .await
-    .unwrap();
+    leave_group(&mut g, "two", "blue", "a").await.unwrap();
     assert_eq!(leases(&mut g, "two", "red", "a").await.len(), 6);
     assert_eq!(leases(&mut g, "two", "blue", "b").await.len(), 6);
     assert_eq!(list_groups(&mut g, "two").await.unwrap(), ["blue", "red"]);
-    g.delete_group(pb::DeleteGroupRequest {
-        stream_name: "two".into(),
-        group_name: "blue".into(),
-    })
-    .await
-    .unwrap();
+    delete_group(&mut g, "two", "blue").await.unwrap();
     assert_eq!(list_groups(&mut g, "two").await.unwrap(), ["red"]);
     assert_eq!(
         partition(&shards, &[&leases(&mut g, "two", "red", "a").await]),
@@ -745,12 +591,7 @@ async fn deleting_a_group_forgets_its_members_and_checkpoints() {
     commit(&mut g, "del", "g", "a", &shards[0], epoch, 2, false)
         .await
         .unwrap();
-    g.delete_group(pb::DeleteGroupRequest {
-        stream_name: "del".into(),
-        group_name: "g".into(),
-    })
-    .await
-    .unwrap();
+    delete_group(&mut g, "del", "g").await.unwrap();
     assert!(list_groups(&mut g, "del").await.unwrap().is_empty());
     assert_code(describe(&mut g, "del", "g").await, Code::NotFound);
     assert_code(heartbeat(&mut g, "del", "g", "a").await, Code::NotFound);
@@ -758,12 +599,7 @@ async fn deleting_a_group_forgets_its_members_and_checkpoints() {
         commit(&mut g, "del", "g", "a", &shards[0], epoch, 3, false).await,
         Code::NotFound,
     );
-    let again = g
-        .delete_group(pb::DeleteGroupRequest {
-            stream_name: "del".into(),
-            group_name: "g".into(),
-        })
-        .await;
+    let again = delete_group(&mut g, "del", "g").await;
     assert_code(again, Code::NotFound);
 
     let rejoined = join(&mut g, "del", "g", "a", 0).await;
@@ -800,11 +636,7 @@ async fn deleting_a_stream_deletes_its_groups() {
     .await
     .unwrap();
     assert_eq!(list_groups(&mut g, "gone").await.unwrap(), ["one", "two"]);
-    s.delete_stream(pb::DeleteStreamRequest {
-        stream_name: "gone".into(),
-    })
-    .await
-    .unwrap();
+    common::delete_stream(&mut s, "gone").await;
     assert_code(list_groups(&mut g, "gone").await, Code::NotFound);
     assert_code(heartbeat(&mut g, "gone", "one", "a").await, Code::NotFound);
 
@@ -840,27 +672,14 @@ async fn unknown_members_groups_and_streams_are_not_found() {
         Code::NotFound,
     );
     assert_code(heartbeat(&mut g, "nowhere", "g", "a").await, Code::NotFound);
-    let leave = g
-        .leave_group(pb::LeaveGroupRequest {
-            stream_name: "here".into(),
-            group_name: "g".into(),
-            member_id: "stranger".into(),
-        })
-        .await;
+    let leave = leave_group(&mut g, "here", "g", "stranger").await;
     assert_code(leave, Code::NotFound);
     assert_code(
         describe(&mut g, "here", "no-such-group").await,
         Code::NotFound,
     );
     assert_code(list_groups(&mut g, "nowhere").await, Code::NotFound);
-    let join_nowhere = g
-        .join_group(pb::JoinGroupRequest {
-            stream_name: "nowhere".into(),
-            group_name: "g".into(),
-            member_id: "a".into(),
-            session_timeout_ms: 0,
-        })
-        .await;
+    let join_nowhere = try_join(&mut g, "nowhere", "g", "a", 0).await;
     assert_code(join_nowhere, Code::NotFound);
     assert_code(
         commit(
@@ -887,58 +706,25 @@ async fn bad_names_and_timeouts_are_invalid_arguments_naming_the_field() {
     stream_with_records(&mut s, "ok", 1, &[1]).await;
     let long = "g".repeat(129);
     for bad_group in ["", "has space", "a/b", "..", long.as_str()] {
-        let r = g
-            .join_group(pb::JoinGroupRequest {
-                stream_name: "ok".into(),
-                group_name: bad_group.into(),
-                member_id: "a".into(),
-                session_timeout_ms: 0,
-            })
-            .await;
+        let r = try_join(&mut g, "ok", bad_group, "a", 0).await;
         assert_invalid_naming(r, "group_name");
         assert_invalid_naming(heartbeat(&mut g, "ok", bad_group, "a").await, "group_name");
         assert_invalid_naming(describe(&mut g, "ok", bad_group).await, "group_name");
-        let del = g
-            .delete_group(pb::DeleteGroupRequest {
-                stream_name: "ok".into(),
-                group_name: bad_group.into(),
-            })
-            .await;
+        let del = delete_group(&mut g, "ok", bad_group).await;
         assert_invalid_naming(del, "group_name");
     }
     for bad_stream in ["", "a/b", "sp ace"] {
-        let r = g
-            .join_group(pb::JoinGroupRequest {
-                stream_name: bad_stream.into(),
-                group_name: "g".into(),
-                member_id: "a".into(),
-                session_timeout_ms: 0,
-            })
-            .await;
+        let r = try_join(&mut g, bad_stream, "g", "a", 0).await;
         assert_invalid_naming(r, "stream_name");
         assert_invalid_naming(list_groups(&mut g, bad_stream).await, "stream_name");
     }
     let long_member = "m".repeat(257);
     for bad_member in ["", "tab\there", long_member.as_str()] {
-        let r = g
-            .join_group(pb::JoinGroupRequest {
-                stream_name: "ok".into(),
-                group_name: "g".into(),
-                member_id: bad_member.into(),
-                session_timeout_ms: 0,
-            })
-            .await;
+        let r = try_join(&mut g, "ok", "g", bad_member, 0).await;
         assert_invalid_naming(r, "member_id");
     }
     for bad_timeout in [1, 999, 5 * 60 * 1000 + 1] {
-        let r = g
-            .join_group(pb::JoinGroupRequest {
-                stream_name: "ok".into(),
-                group_name: "g".into(),
-                member_id: "a".into(),
-                session_timeout_ms: bad_timeout,
-            })
-            .await;
+        let r = try_join(&mut g, "ok", "g", "a", bad_timeout).await;
         assert_invalid_naming(r, "session_timeout_ms");
     }
     assert!(
@@ -946,13 +732,6 @@ async fn bad_names_and_timeouts_are_invalid_arguments_naming_the_field() {
         "no rejected join created a group"
     );
     server.stop().await;
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
 }
 
 #[tokio::test]
@@ -966,19 +745,12 @@ async fn millis_behind_latest_is_the_arrival_distance_from_the_checkpointed_reco
     // clock to move past each one before the next put.
     let mut arrivals = Vec::new();
     for i in 0..3 {
-        s.put_record(pb::PutRecordRequest {
-            stream_name: "behind".into(),
-            partition_key: "k".into(),
-            data: Bytes::from(format!("r{i}")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        common::put(&mut s, "behind", "k", format!("r{i}")).await;
         let records = common::read_shard(&mut s, "behind", shard).await;
         let ts = records[i].approximate_arrival_timestamp_ms;
         arrivals.push(ts);
         let deadline = Deadline::after(Duration::from_secs(5));
-        while wall_ms() <= ts + 20 {
+        while common::now_ms() <= ts + 20 {
             assert!(deadline.tick().await, "the clock did not move");
         }
     }

@@ -6,17 +6,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use shardlog::proto::v1 as pb;
-use shardlog::proto::v1::consumer_groups_client::ConsumerGroupsClient;
-use shardlog::proto::v1::stream_log_client::StreamLogClient;
-use tonic::transport::Channel;
 use tonic::Code;
 
-use common::{ChildServer, TestServer};
-
-type Groups = ConsumerGroupsClient<Channel>;
-type Streams = StreamLogClient<Channel>;
+use common::groups::{self, Groups};
+use common::{ChildServer, Streams, TestServer};
 
 const STREAM: &str = "durable";
 const GROUP: &str = "workers";
@@ -34,26 +28,13 @@ struct Before {
 }
 
 async fn join(g: &mut Groups, member: &str) -> Vec<pb::ShardLease> {
-    g.join_group(pb::JoinGroupRequest {
-        stream_name: STREAM.into(),
-        group_name: GROUP.into(),
-        member_id: member.into(),
-        session_timeout_ms: 0,
-    })
-    .await
-    .expect("join")
-    .into_inner()
-    .assignments
+    groups::join(g, STREAM, GROUP, member, 0).await.assignments
 }
 
 async fn heartbeat(g: &mut Groups, member: &str) -> Result<Vec<pb::ShardLease>, tonic::Status> {
-    g.heartbeat(pb::HeartbeatRequest {
-        stream_name: STREAM.into(),
-        group_name: GROUP.into(),
-        member_id: member.into(),
-    })
-    .await
-    .map(|r| r.into_inner().assignments)
+    groups::heartbeat(g, STREAM, GROUP, member)
+        .await
+        .map(|r| r.assignments)
 }
 
 async fn commit(
@@ -63,28 +44,13 @@ async fn commit(
     epoch: u64,
     sequence: u64,
 ) -> Result<(), tonic::Status> {
-    g.commit_checkpoint(pb::CommitCheckpointRequest {
-        stream_name: STREAM.into(),
-        group_name: GROUP.into(),
-        member_id: member.into(),
-        shard_id: shard.into(),
-        lease_epoch: epoch,
-        sequence_number: sequence,
-        reset: false,
-    })
-    .await
-    .map(drop)
+    groups::commit(g, STREAM, GROUP, member, shard, epoch, sequence, false).await
 }
 
 async fn progress(g: &mut Groups) -> (Vec<pb::GroupMember>, BTreeMap<String, pb::ShardProgress>) {
-    let d = g
-        .describe_group(pb::DescribeGroupRequest {
-            stream_name: STREAM.into(),
-            group_name: GROUP.into(),
-        })
+    let d = groups::describe(g, STREAM, GROUP)
         .await
-        .expect("describe group")
-        .into_inner();
+        .expect("describe group");
     let shards = d
         .shards
         .into_iter()
@@ -96,41 +62,14 @@ async fn progress(g: &mut Groups) -> (Vec<pb::GroupMember>, BTreeMap<String, pb:
 /// A stream of four shards with records, a group of two members that rebalanced a few times,
 /// and a checkpoint on every shard.
 async fn first_life(s: &mut Streams, g: &mut Groups) -> Before {
-    let d = s
-        .create_stream(pb::CreateStreamRequest {
-            stream_name: STREAM.into(),
-            shard_count: 4,
-            ..Default::default()
-        })
-        .await
-        .expect("create stream")
-        .into_inner()
-        .stream
-        .expect("description");
-    for shard in &d.shards {
-        for i in 0..PER_SHARD {
-            s.put_record(pb::PutRecordRequest {
-                stream_name: STREAM.into(),
-                partition_key: "k".into(),
-                data: Bytes::from(format!("r{i}")),
-                explicit_hash_key: shard.starting_hash_key.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("put");
-        }
-    }
+    groups::stream_with_records(s, STREAM, 4, &[PER_SHARD; 4]).await;
     // Owners change a few times, so epochs have moved on from their first values.
     join(g, "a").await;
     join(g, "b").await;
     join(g, "c").await;
-    g.leave_group(pb::LeaveGroupRequest {
-        stream_name: STREAM.into(),
-        group_name: GROUP.into(),
-        member_id: "c".into(),
-    })
-    .await
-    .expect("leave");
+    groups::leave_group(g, STREAM, GROUP, "c")
+        .await
+        .expect("leave");
     let mut leases = BTreeMap::new();
     let mut checkpoints = BTreeMap::new();
     for member in ["a", "b"] {
@@ -165,14 +104,7 @@ async fn first_life(s: &mut Streams, g: &mut Groups) -> Before {
 
 /// Checks what a new server life must show, then moves on from it.
 async fn second_life(s: &mut Streams, g: &mut Groups, before: &Before) -> u64 {
-    let names = g
-        .list_groups(pb::ListGroupsRequest {
-            stream_name: STREAM.into(),
-        })
-        .await
-        .expect("list groups")
-        .into_inner()
-        .group_names;
+    let names = groups::list_groups(g, STREAM).await.expect("list groups");
     assert_eq!(names, [GROUP], "the group itself is durable");
     let (members, shards) = progress(g).await;
     assert!(
@@ -231,14 +163,7 @@ async fn second_life(s: &mut Streams, g: &mut Groups, before: &Before) -> u64 {
     assert_eq!(shards[&first.shard_id].checkpoint, Some(PER_SHARD - 1));
     assert_eq!(shards[&first.shard_id].lag_records, 0);
     // The stream is usable as before.
-    s.put_record(pb::PutRecordRequest {
-        stream_name: STREAM.into(),
-        partition_key: "after".into(),
-        data: Bytes::from_static(b"after"),
-        ..Default::default()
-    })
-    .await
-    .expect("put after the restart");
+    common::put(s, STREAM, "after", "after").await;
     leases.iter().map(|l| l.lease_epoch).max().unwrap_or(0)
 }
 
@@ -303,13 +228,7 @@ async fn no_lease_epoch_is_shown_before_the_floor_covering_it_is_durable() {
     };
     let server = start().await;
     let (mut s, mut g) = (server.streams().await, server.groups().await);
-    s.create_stream(pb::CreateStreamRequest {
-        stream_name: STREAM.into(),
-        shard_count: 4,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    common::make_stream(&mut s, STREAM, 4).await;
     let mut seen: u64 = join(&mut g, "a")
         .await
         .iter()
@@ -323,18 +242,10 @@ async fn no_lease_epoch_is_shown_before_the_floor_covering_it_is_durable() {
     let mut g = server.groups().await;
     io.fail_syncs(true);
     for member in ["a", "b", "c"] {
-        let joined = g
-            .join_group(pb::JoinGroupRequest {
-                stream_name: STREAM.into(),
-                group_name: GROUP.into(),
-                member_id: member.into(),
-                session_timeout_ms: 0,
-            })
-            .await;
+        let joined = groups::try_join(&mut g, STREAM, GROUP, member, 0).await;
         if let Ok(r) = joined {
             seen = seen.max(
-                r.into_inner()
-                    .assignments
+                r.assignments
                     .iter()
                     .map(|l| l.lease_epoch)
                     .max()
@@ -346,21 +257,9 @@ async fn no_lease_epoch_is_shown_before_the_floor_covering_it_is_durable() {
                 seen = seen.max(leases.iter().map(|l| l.lease_epoch).max().unwrap_or(0));
             }
         }
-        let described = g
-            .describe_group(pb::DescribeGroupRequest {
-                stream_name: STREAM.into(),
-                group_name: GROUP.into(),
-            })
-            .await;
+        let described = groups::describe(&mut g, STREAM, GROUP).await;
         if let Ok(d) = described {
-            seen = seen.max(
-                d.into_inner()
-                    .shards
-                    .iter()
-                    .map(|p| p.lease_epoch)
-                    .max()
-                    .unwrap_or(0),
-            );
+            seen = seen.max(d.shards.iter().map(|p| p.lease_epoch).max().unwrap_or(0));
         }
     }
     io.fail_syncs(false);

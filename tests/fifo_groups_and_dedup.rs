@@ -8,81 +8,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 use shardlog::proto::v1 as pb;
-use shardlog::proto::v1::stream_log_client::StreamLogClient;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic::Code;
 
+use common::fifo::{create, entry, put, put_one};
 use common::{read_shard, read_stream, Deadline, TestServer};
-
-type Client = StreamLogClient<Channel>;
-
-async fn create(
-    c: &mut Client,
-    name: &str,
-    shards: u32,
-    content_based: bool,
-    window_seconds: u32,
-    scope: pb::DedupScope,
-) -> pb::StreamDescription {
-    c.create_stream(pb::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count: shards,
-        content_based_deduplication: content_based,
-        dedup_window_seconds: window_seconds,
-        dedup_scope: scope as i32,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream")
-    .into_inner()
-    .stream
-    .expect("stream description")
-}
-
-fn put(stream: &str, key: &str, data: &str, group: &str, dedup: &str) -> pb::PutRecordRequest {
-    pb::PutRecordRequest {
-        stream_name: stream.into(),
-        partition_key: key.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
-        message_group_id: group.into(),
-        deduplication_id: dedup.into(),
-        ..Default::default()
-    }
-}
-
-fn entry(key: &str, data: &str, group: &str, dedup: &str) -> pb::PutRecordsRequestEntry {
-    pb::PutRecordsRequestEntry {
-        partition_key: key.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
-        message_group_id: group.into(),
-        deduplication_id: dedup.into(),
-        ..Default::default()
-    }
-}
-
-async fn put_one(c: &mut Client, req: pb::PutRecordRequest) -> pb::PutRecordResponse {
-    c.put_record(req).await.expect("put record").into_inner()
-}
 
 /// The shard whose hash key range holds the MD5 of `key`, computed here from the described
 /// ranges — an oracle independent of the server's routing code.
 fn shard_of(description: &pb::StreamDescription, key: &str) -> String {
-    let digest: [u8; 16] = Md5::digest(key.as_bytes()).into();
-    let hash = u128::from_be_bytes(digest);
-    description
-        .shards
-        .iter()
-        .find(|s| {
-            let start: u128 = s.starting_hash_key.parse().expect("start key");
-            let end: u128 = s.ending_hash_key.parse().expect("end key");
-            (start..=end).contains(&hash)
-        })
-        .expect("a shard holds every key")
-        .shard_id
-        .clone()
+    common::shard_holding(&description.shards, common::md5_hash_key(key))
 }
 
 /// Group names `prefix-0`, `prefix-1`, ... until one lands in each of two different shards.
@@ -114,29 +50,13 @@ async fn describe_stream_shows_the_fifo_settings_given_at_creation() {
     assert_eq!(created.dedup_window_seconds, 60);
     assert_eq!(created.dedup_scope, pb::DedupScope::MessageGroup as i32);
 
-    let described = c
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "fifo".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    let described = common::describe_stream(&mut c, "fifo").await;
     assert!(described.content_based_deduplication);
     assert_eq!(described.dedup_window_seconds, 60);
     assert_eq!(described.dedup_scope, pb::DedupScope::MessageGroup as i32);
 
-    create(&mut c, "plain", 1, false, 0, pb::DedupScope::Stream).await;
-    let plain = c
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "plain".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    common::make_stream(&mut c, "plain", 1).await;
+    let plain = common::describe_stream(&mut c, "plain").await;
     assert!(!plain.content_based_deduplication);
     assert_eq!(
         plain.dedup_window_seconds, 300,
@@ -161,12 +81,7 @@ async fn a_dedup_window_above_the_cap_is_rejected_naming_the_field() {
         .await
         .unwrap_err();
     assert_invalid_naming(&err, "dedup_window_seconds");
-    let streams = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let streams = common::list_stream_names(&mut c).await;
     assert!(streams.is_empty(), "nothing was created: {streams:?}");
 
     let at_cap = create(&mut c, "at-cap", 1, false, cap, pb::DedupScope::Stream).await;
@@ -195,7 +110,7 @@ async fn an_unknown_dedup_scope_is_rejected_naming_the_field() {
 async fn invalid_group_and_deduplication_ids_are_rejected_naming_the_field() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "ids", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "ids", 2).await;
     let too_long = "a".repeat(129);
     let bad = [
         too_long.as_str(),
@@ -256,7 +171,7 @@ async fn invalid_group_and_deduplication_ids_are_rejected_naming_the_field() {
 async fn a_message_group_id_routes_the_record_whatever_its_partition_key() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "routed", 4, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "routed", 4).await;
     let home = shard_of(&d, "orders-42");
     // Partition keys that would spread over the shards on their own.
     let keys: Vec<String> = (0..24).map(|i| format!("key-{i}")).collect();
@@ -288,17 +203,11 @@ async fn a_message_group_id_routes_the_record_whatever_its_partition_key() {
 async fn a_message_group_id_makes_the_partition_key_optional() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "opt", 3, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "opt", 3).await;
     let out = put_one(&mut c, put("opt", "", "no key", "g-1", "")).await;
     assert_eq!(out.shard_id, shard_of(&d, "g-1"));
-    let results = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "opt".into(),
-            records: vec![entry("", "no key either", "g-1", "")],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let results =
+        common::put_records(&mut c, "opt", vec![entry("", "no key either", "g-1", "")]).await;
     assert_eq!(results.failed_record_count, 0);
     assert_eq!(results.records[0].shard_id, out.shard_id);
     assert!(results.records[0].sequence_number > out.sequence_number);
@@ -312,7 +221,7 @@ async fn a_message_group_id_makes_the_partition_key_optional() {
 async fn each_group_keeps_its_ack_order_while_groups_are_put_concurrently() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "order", 3, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "order", 3).await;
     const GROUPS: usize = 6;
     const PER_GROUP: usize = 30;
     let mut producers = Vec::new();
@@ -364,7 +273,7 @@ async fn each_group_keeps_its_ack_order_while_groups_are_put_concurrently() {
 async fn readers_and_subscribers_get_the_group_and_deduplication_ids_back() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "ids-back", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "ids-back", 1).await;
     let a = put_one(&mut c, put("ids-back", "pk", "a", "grp", "d-1")).await;
     let b = put_one(&mut c, put("ids-back", "pk", "b", "", "")).await;
 
@@ -409,7 +318,7 @@ async fn readers_and_subscribers_get_the_group_and_deduplication_ids_back() {
 async fn a_repeated_deduplication_id_answers_with_the_first_records_shard_and_sequence() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "dedup", 4, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "dedup", 4).await;
     let first = put_one(&mut c, put("dedup", "key-a", "first", "", "order-1")).await;
     assert!(!first.duplicate);
     // The retry routes elsewhere and carries other data; it is still the first record's retry.
@@ -428,14 +337,12 @@ async fn a_repeated_deduplication_id_answers_with_the_first_records_shard_and_se
     assert_eq!(stored[0].1.data, "first".as_bytes());
 
     // PutRecords sees the same window.
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "dedup".into(),
-            records: vec![entry("key-b", "again", "", "order-1")],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(
+        &mut c,
+        "dedup",
+        vec![entry("key-b", "again", "", "order-1")],
+    )
+    .await;
     assert!(res.records[0].duplicate);
     assert_eq!(res.records[0].shard_id, first.shard_id);
     assert_eq!(res.records[0].sequence_number, first.sequence_number);
@@ -447,21 +354,14 @@ async fn a_repeated_deduplication_id_answers_with_the_first_records_shard_and_se
 async fn repeats_inside_one_put_records_are_stored_once() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "batch", 3, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "batch", 3).await;
     let ids = ["a", "b", "a", "c", "b", "a", ""];
     let records = ids
         .iter()
         .enumerate()
         .map(|(i, id)| entry(&format!("key-{i}"), &format!("data-{i}"), "", id))
         .collect();
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "batch".into(),
-            records,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(&mut c, "batch", records).await;
     assert_eq!(res.failed_record_count, 0);
     let r = &res.records;
     let fresh: Vec<bool> = r.iter().map(|e| !e.duplicate).collect();
@@ -494,7 +394,7 @@ async fn repeats_inside_one_put_records_are_stored_once() {
 async fn concurrent_puts_of_one_deduplication_id_store_exactly_one_record() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "race", 4, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "race", 4).await;
     const PUTTERS: usize = 48;
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(PUTTERS));
     let mut tasks = Vec::new();
@@ -508,17 +408,15 @@ async fn concurrent_puts_of_one_deduplication_id_store_exactly_one_record() {
                 let out = put_one(&mut c, put("race", &format!("k{i}"), "x", "", "the-one")).await;
                 (out.shard_id, out.sequence_number, out.duplicate)
             } else {
-                let res = c
-                    .put_records(pb::PutRecordsRequest {
-                        stream_name: "race".into(),
-                        records: vec![
-                            entry(&format!("k{i}"), "x", "", "the-one"),
-                            entry(&format!("k{i}"), "y", "", &format!("own-{i}")),
-                        ],
-                    })
-                    .await
-                    .expect("put records")
-                    .into_inner();
+                let res = common::put_records(
+                    &mut c,
+                    "race",
+                    vec![
+                        entry(&format!("k{i}"), "x", "", "the-one"),
+                        entry(&format!("k{i}"), "y", "", &format!("own-{i}")),
+                    ],
+                )
+                .await;
                 let e = &res.records[0];
                 assert!(!res.records[1].duplicate);
                 (e.shard_id.clone(), e.sequence_number, e.duplicate)
@@ -574,7 +472,7 @@ async fn content_based_dedup_treats_the_same_data_as_a_duplicate() {
     assert_eq!(read_stream(&mut c, "content").await.len(), 3);
 
     // Without content-based dedup, equal data is stored every time.
-    create(&mut c, "no-content", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "no-content", 1).await;
     for _ in 0..2 {
         let out = put_one(&mut c, put("no-content", "k", "payload", "", "")).await;
         assert!(!out.duplicate);
@@ -617,18 +515,16 @@ async fn message_group_scope_keeps_one_id_apart_in_two_groups() {
     assert!(b2.duplicate);
     assert_eq!(b2.sequence_number, b.sequence_number);
     // Inside one PutRecords too.
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "per-group".into(),
-            records: vec![
-                entry("", "c", &g1, "batch-id"),
-                entry("", "d", &g2, "batch-id"),
-                entry("", "e", &g1, "batch-id"),
-            ],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(
+        &mut c,
+        "per-group",
+        vec![
+            entry("", "c", &g1, "batch-id"),
+            entry("", "d", &g2, "batch-id"),
+            entry("", "e", &g1, "batch-id"),
+        ],
+    )
+    .await;
     let dups: Vec<bool> = res.records.iter().map(|r| r.duplicate).collect();
     assert_eq!(dups, [false, false, true]);
     assert_eq!(
@@ -705,8 +601,8 @@ async fn an_id_is_stored_again_once_its_dedup_window_has_passed() {
 async fn duplicates_across_streams_do_not_meet() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    create(&mut c, "left", 1, false, 0, pb::DedupScope::Stream).await;
-    create(&mut c, "right", 1, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "left", 1).await;
+    common::make_stream(&mut c, "right", 1).await;
     let mut seen = BTreeMap::new();
     for s in ["left", "right"] {
         let out = put_one(&mut c, put(s, "k", "x", "", "shared")).await;
@@ -722,7 +618,7 @@ async fn duplicates_across_streams_do_not_meet() {
 async fn a_message_group_stays_in_one_shard_whatever_explicit_hash_key_its_records_carry() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
-    let d = create(&mut c, "pinned", 4, false, 0, pb::DedupScope::Stream).await;
+    let d = common::make_stream(&mut c, "pinned", 4).await;
     let home = shard_of(&d, "pinned-group");
     for (i, shard) in d.shards.iter().enumerate() {
         let out = c
@@ -775,7 +671,7 @@ async fn a_full_dedup_window_throttles_new_ids_and_still_answers_known_ones() {
     config.max_dedup_ids = 3;
     let server = TestServer::start_with(config).await;
     let mut c = server.streams().await;
-    create(&mut c, "full", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "full", 2).await;
     let mut first = BTreeMap::new();
     for id in ["a", "b", "c"] {
         let out = put_one(&mut c, put("full", id, id, "", id)).await;
@@ -790,19 +686,17 @@ async fn a_full_dedup_window_throttles_new_ids_and_still_answers_known_ones() {
     assert!(known.duplicate);
     assert_eq!(known.sequence_number, first["a"]);
 
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "full".into(),
-            records: vec![
-                entry("b", "b", "", "b"),
-                entry("e", "e", "", "e"),
-                entry("e", "e", "", "e"),
-                entry("plain", "no id", "", ""),
-            ],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(
+        &mut c,
+        "full",
+        vec![
+            entry("b", "b", "", "b"),
+            entry("e", "e", "", "e"),
+            entry("e", "e", "", "e"),
+            entry("plain", "no id", "", ""),
+        ],
+    )
+    .await;
     let r = &res.records;
     assert!(r[0].duplicate && r[0].error_code.is_empty());
     assert_eq!(r[0].sequence_number, first["b"]);
@@ -831,11 +725,7 @@ async fn a_recreated_stream_does_not_remember_the_old_streams_ids() {
     create(&mut c, "again", 1, true, 0, pb::DedupScope::Stream).await;
     put_one(&mut c, put("again", "k", "same data", "", "id")).await;
     put_one(&mut c, put("again", "k", "same data", "", "")).await;
-    c.delete_stream(pb::DeleteStreamRequest {
-        stream_name: "again".into(),
-    })
-    .await
-    .unwrap();
+    common::delete_stream(&mut c, "again").await;
     create(&mut c, "again", 1, true, 0, pb::DedupScope::Stream).await;
     let by_id = put_one(&mut c, put("again", "k", "same data", "", "id")).await;
     let by_content = put_one(&mut c, put("again", "k", "same data", "", "")).await;

@@ -8,58 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use shardlog::proto::v1 as pb;
-use shardlog::proto::v1::stream_log_client::StreamLogClient;
-use tonic::transport::Channel;
 
-use common::{read_stream, ChildServer, Deadline, TestServer};
-
-type Client = StreamLogClient<Channel>;
+use common::fifo::{create, entry, put};
+use common::{read_stream, ChildServer, Deadline, Streams, TestServer};
 
 /// Where an acknowledged record went: `(shard_id, sequence_number)`.
 type Place = (String, u64);
-
-async fn create(
-    c: &mut Client,
-    name: &str,
-    shards: u32,
-    content: bool,
-    window: u32,
-    scope: pb::DedupScope,
-) {
-    c.create_stream(pb::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count: shards,
-        content_based_deduplication: content,
-        dedup_window_seconds: window,
-        dedup_scope: scope as i32,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream");
-}
-
-fn put(stream: &str, key: &str, data: &str, group: &str, dedup: &str) -> pb::PutRecordRequest {
-    pb::PutRecordRequest {
-        stream_name: stream.into(),
-        partition_key: key.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
-        message_group_id: group.into(),
-        deduplication_id: dedup.into(),
-        ..Default::default()
-    }
-}
-
-fn entry(key: &str, data: &str, group: &str, dedup: &str) -> pb::PutRecordsRequestEntry {
-    pb::PutRecordsRequestEntry {
-        partition_key: key.into(),
-        data: Bytes::copy_from_slice(data.as_bytes()),
-        message_group_id: group.into(),
-        deduplication_id: dedup.into(),
-        ..Default::default()
-    }
-}
 
 /// One put of the workload below: what was sent, so it can be sent again.
 #[derive(Debug, Clone)]
@@ -80,8 +35,8 @@ impl Sent {
 /// Creates three streams (stream scope over 4 shards, message-group scope, content-based) and
 /// puts deduplicated records into them through PutRecord and PutRecords. Returns every put with
 /// where its record went.
-async fn put_workload(c: &mut Client) -> Vec<(Sent, Place)> {
-    create(c, "by-id", 4, false, 0, pb::DedupScope::Stream).await;
+async fn put_workload(c: &mut Streams) -> Vec<(Sent, Place)> {
+    common::make_stream(c, "by-id", 4).await;
     create(c, "by-group", 3, false, 0, pb::DedupScope::MessageGroup).await;
     create(c, "by-content", 2, true, 0, pb::DedupScope::Stream).await;
     let mut sent = Vec::new();
@@ -131,17 +86,15 @@ async fn put_workload(c: &mut Client) -> Vec<(Sent, Place)> {
             dedup: format!("batch-{i}"),
         })
         .collect();
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "by-id".into(),
-            records: batch
-                .iter()
-                .map(|s| entry(&s.key, &s.data, &s.group, &s.dedup))
-                .collect(),
-        })
-        .await
-        .expect("put records")
-        .into_inner();
+    let res = common::put_records(
+        c,
+        "by-id",
+        batch
+            .iter()
+            .map(|s| entry(&s.key, &s.data, &s.group, &s.dedup))
+            .collect(),
+    )
+    .await;
     assert_eq!(res.failed_record_count, 0);
     for (s, r) in batch.into_iter().zip(res.records) {
         assert!(!r.duplicate);
@@ -152,7 +105,7 @@ async fn put_workload(c: &mut Client) -> Vec<(Sent, Place)> {
 
 /// Sends every put again, once with PutRecord and once inside a PutRecords with the partition
 /// key changed, and checks each is a duplicate answered with the original's place.
-async fn assert_all_duplicates(c: &mut Client, workload: &[(Sent, Place)]) {
+async fn assert_all_duplicates(c: &mut Streams, workload: &[(Sent, Place)]) {
     for (s, place) in workload {
         let r = c
             .put_record(s.request())
@@ -167,17 +120,14 @@ async fn assert_all_duplicates(c: &mut Client, workload: &[(Sent, Place)]) {
         by_stream.entry(w.0.stream).or_default().push(w);
     }
     for (stream, puts) in by_stream {
-        let res = c
-            .put_records(pb::PutRecordsRequest {
-                stream_name: stream.into(),
-                records: puts
-                    .iter()
-                    .map(|(s, _)| entry(&format!("other-{}", s.key), &s.data, &s.group, &s.dedup))
-                    .collect(),
-            })
-            .await
-            .expect("re-put records")
-            .into_inner();
+        let res = common::put_records(
+            c,
+            stream,
+            puts.iter()
+                .map(|(s, _)| entry(&format!("other-{}", s.key), &s.data, &s.group, &s.dedup))
+                .collect(),
+        )
+        .await;
         for ((s, place), r) in puts.iter().zip(res.records) {
             assert!(r.duplicate, "{s:?} is remembered in PutRecords");
             assert_eq!(&(r.shard_id, r.sequence_number), place, "{s:?}");
@@ -185,7 +135,7 @@ async fn assert_all_duplicates(c: &mut Client, workload: &[(Sent, Place)]) {
     }
 }
 
-async fn stored_count(c: &mut Client) -> usize {
+async fn stored_count(c: &mut Streams) -> usize {
     let mut n = 0;
     for s in ["by-id", "by-group", "by-content"] {
         n += read_stream(c, s).await.len();
@@ -227,7 +177,7 @@ async fn ids_whose_window_ended_before_a_restart_are_not_remembered_after_it() {
     let server = TestServer::start().await;
     let mut c = server.streams().await;
     create(&mut c, "short", 2, false, 1, pb::DedupScope::Stream).await;
-    create(&mut c, "long", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "long", 2).await;
     let old = c
         .put_record(put("short", "k", "old", "", "old"))
         .await
@@ -310,7 +260,7 @@ async fn puts_cut_off_by_a_kill_are_stored_at_most_once_when_retried() {
     let log = dir.path().join("server.log");
     let server = ChildServer::spawn(&data, &log).await;
     let mut c = server.streams().await;
-    create(&mut c, "crash", 4, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "crash", 4).await;
 
     // Producers put ids one after another, recording every attempt and every ack, until the
     // server dies under them.
@@ -415,20 +365,18 @@ async fn a_window_of_many_ids_spread_over_many_segments_is_rebuilt_whole() {
     };
     let server = TestServer::start_with(config()).await;
     let mut c = server.streams().await;
-    create(&mut c, "many", 2, false, 0, pb::DedupScope::Stream).await;
+    common::make_stream(&mut c, "many", 2).await;
     const REQUESTS: usize = 50;
     const PER_REQUEST: usize = 500;
     let mut places: Vec<(String, Place)> = Vec::new();
     for r in 0..REQUESTS {
         let ids: Vec<String> = (0..PER_REQUEST).map(|i| format!("id-{r}-{i}")).collect();
-        let res = c
-            .put_records(pb::PutRecordsRequest {
-                stream_name: "many".into(),
-                records: ids.iter().map(|id| entry(id, id, "", id)).collect(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let res = common::put_records(
+            &mut c,
+            "many",
+            ids.iter().map(|id| entry(id, id, "", id)).collect(),
+        )
+        .await;
         assert_eq!(res.failed_record_count, 0);
         for (id, e) in ids.into_iter().zip(res.records) {
             assert!(!e.duplicate);
@@ -440,17 +388,15 @@ async fn a_window_of_many_ids_spread_over_many_segments_is_rebuilt_whole() {
     let server = TestServer::start_with(config()).await;
     let mut c = server.streams().await;
     for chunk in places.chunks(PER_REQUEST) {
-        let res = c
-            .put_records(pb::PutRecordsRequest {
-                stream_name: "many".into(),
-                records: chunk
-                    .iter()
-                    .map(|(id, _)| entry("another-key", "again", "", id))
-                    .collect(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let res = common::put_records(
+            &mut c,
+            "many",
+            chunk
+                .iter()
+                .map(|(id, _)| entry("another-key", "again", "", id))
+                .collect(),
+        )
+        .await;
         for ((id, place), e) in chunk.iter().zip(res.records) {
             assert!(e.duplicate, "{id} is remembered");
             assert_eq!(&(e.shard_id, e.sequence_number), place, "{id}");

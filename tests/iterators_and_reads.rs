@@ -5,32 +5,21 @@
 mod common;
 
 use bytes::Bytes;
-use common::{get_records, iterator, make_stream, put, read_to_end, Streams, TestServer};
+use common::{
+    datas, get_records, iterator, make_stream, named, put, put_named, read_to_end, Streams,
+    TestServer,
+};
 use shardlog::broker::BrokerConfig;
 use shardlog::proto::v1 as pb;
 use shardlog::proto::v1::ShardIteratorType as It;
 use tonic::Code;
 
-const SHARD: &str = "shardId-000000000000";
+const SHARD: &str = common::FIRST_SHARD;
 
 /// A one-shard stream holding `r0`..`r{n-1}` at sequences 0..n.
 async fn stream_with_records(c: &mut Streams, name: &str, n: usize) {
     make_stream(c, name, 1).await;
-    for i in 0..n {
-        let acked = put(c, name, "k", format!("r{i}")).await;
-        assert_eq!(acked.sequence_number, i as u64);
-    }
-}
-
-fn datas(records: &[pb::Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
-        .collect()
-}
-
-fn named(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("r{i}")).collect()
+    put_named(c, name, 0..n).await;
 }
 
 #[tokio::test]
@@ -40,7 +29,7 @@ async fn trim_horizon_reads_every_record_from_the_first() {
     let before = common::now_ms();
     stream_with_records(&mut c, "s", 10).await;
     let after = common::now_ms();
-    let it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let it = common::trim_horizon(&mut c, "s", SHARD).await;
     let records = read_to_end(&mut c, &it).await;
     assert_eq!(datas(&records), named(0..10));
     for (i, r) in records.iter().enumerate() {
@@ -211,7 +200,7 @@ async fn get_records_honours_the_limit_and_the_next_iterator_continues_without_g
     let server = TestServer::start().await;
     let mut c = server.streams().await;
     stream_with_records(&mut c, "s", 10).await;
-    let mut it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let mut it = common::trim_horizon(&mut c, "s", SHARD).await;
     let mut pages = Vec::new();
     for _ in 0..5 {
         let got = get_records(&mut c, &it, 3).await;
@@ -246,7 +235,7 @@ async fn limit_zero_means_the_configured_default() {
     let server = TestServer::start_with(config).await;
     let mut c = server.streams().await;
     stream_with_records(&mut c, "s", 10).await;
-    let it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let it = common::trim_horizon(&mut c, "s", SHARD).await;
     let got = get_records(&mut c, &it, 0).await;
     assert_eq!(datas(&got.records), named(0..4));
     let too_many = c
@@ -285,7 +274,7 @@ async fn a_read_cut_short_by_the_byte_budget_continues_where_it_stopped() {
     })
     .await
     .unwrap();
-    let mut it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let mut it = common::trim_horizon(&mut c, "s", SHARD).await;
     let mut seen = Vec::new();
     for _ in 0..40 {
         let got = get_records(&mut c, &it, 0).await;
@@ -321,7 +310,7 @@ async fn millis_behind_latest_is_the_arrival_distance_to_the_newest_record() {
     let all = common::read_from_start(&mut c, "s", SHARD).await;
     let newest = all[2].approximate_arrival_timestamp_ms;
 
-    let it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let it = common::trim_horizon(&mut c, "s", SHARD).await;
     let page = get_records(&mut c, &it, 1).await;
     assert_eq!(datas(&page.records), named(0..1));
     assert_eq!(
@@ -362,7 +351,7 @@ async fn readers_following_a_shard_during_concurrent_writes_see_every_record_onc
     let server = TestServer::start().await;
     let mut c = server.streams().await;
     make_stream(&mut c, "s", 1).await;
-    let start = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let start = common::trim_horizon(&mut c, "s", SHARD).await;
     let mut sub = common::subscribe(&mut c, "s", SHARD, It::TrimHorizon, None)
         .await
         .unwrap();
@@ -460,18 +449,11 @@ async fn records_read_back_carry_every_field_they_were_put_with_from_sealed_and_
     let mut all = Vec::new();
     for round in 0..4 {
         let entries = full_entries(round);
-        let out = c
-            .put_records(pb::PutRecordsRequest {
-                stream_name: "s".into(),
-                records: entries.clone(),
-            })
-            .await
-            .expect("put records")
-            .into_inner();
+        let out = common::put_records(&mut c, "s", entries.clone()).await;
         assert_eq!(out.failed_record_count, 0, "{out:?}");
         all.extend(entries);
     }
-    let it = iterator(&mut c, "s", SHARD, It::TrimHorizon, None, None).await;
+    let it = common::trim_horizon(&mut c, "s", SHARD).await;
     assert_same_fields(&read_to_end(&mut c, &it).await, &all);
     let mut events = common::subscribe(&mut c, "s", SHARD, It::TrimHorizon, None)
         .await

@@ -118,14 +118,7 @@ async fn put_records_answers_in_request_order_with_each_entry_s_shard_and_sequen
         .map(|i| entry(&format!("key-{i}"), format!("data-{i}")))
         .collect();
     entries[50].explicit_hash_key = u128::MAX.to_string();
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "batched".into(),
-            records: entries.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(&mut c, "batched", entries.clone()).await;
     assert_eq!(res.failed_record_count, 0);
     assert_eq!(res.records.len(), entries.len());
     let mut next_per_shard: HashMap<String, u64> = HashMap::new();
@@ -193,14 +186,7 @@ async fn sequence_numbers_count_from_zero_per_shard_in_acknowledgement_order() {
             ..entry("p", format!("b{i}"))
         })
         .collect();
-    let res = c
-        .put_records(pb::PutRecordsRequest {
-            stream_name: "counted".into(),
-            records: batch,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let res = common::put_records(&mut c, "counted", batch).await;
     for r in res.records {
         acks.entry(r.shard_id).or_default().push(r.sequence_number);
     }
@@ -247,14 +233,7 @@ async fn concurrent_producers_keep_their_own_order_with_contiguous_sequences() {
                             ..entry(&format!("producer-{p}"), format!("{p}:{j}"))
                         })
                         .collect();
-                    let res = c
-                        .put_records(pb::PutRecordsRequest {
-                            stream_name: "contended".into(),
-                            records,
-                        })
-                        .await
-                        .unwrap()
-                        .into_inner();
+                    let res = common::put_records(&mut c, "contended", records).await;
                     assert_eq!(res.failed_record_count, 0);
                     for (j, r) in (i..).zip(res.records) {
                         acked.push((r.shard_id, r.sequence_number, format!("{p}:{j}")));

@@ -20,23 +20,10 @@ use tonic::Code;
 async fn snapshot(
     c: &mut Streams,
 ) -> BTreeMap<String, (pb::StreamDescription, Vec<Vec<pb::Record>>)> {
-    let names = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let names = common::list_stream_names(c).await;
     let mut out = BTreeMap::new();
     for name in names {
-        let d = c
-            .describe_stream(pb::DescribeStreamRequest {
-                stream_name: name.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .stream
-            .unwrap();
+        let d = common::describe_stream(c, &name).await;
         let mut shards = Vec::new();
         for s in &d.shards {
             shards.push(common::read_from_start(c, &name, &s.shard_id).await);
@@ -133,7 +120,7 @@ async fn an_iterator_issued_before_a_restart_still_reads_after_it() {
     let it = common::iterator(
         &mut c,
         "s",
-        "shardId-000000000000",
+        common::FIRST_SHARD,
         It::AtSequenceNumber,
         Some(1),
         None,
@@ -154,19 +141,10 @@ async fn a_deleted_stream_stays_deleted_after_a_restart() {
     make_stream(&mut c, "gone", 2).await;
     make_stream(&mut c, "kept", 1).await;
     put(&mut c, "gone", "k", "v").await;
-    c.delete_stream(pb::DeleteStreamRequest {
-        stream_name: "gone".into(),
-    })
-    .await
-    .unwrap();
+    common::delete_stream(&mut c, "gone").await;
     let server = server.restart().await;
     let mut c = server.streams().await;
-    let names = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let names = common::list_stream_names(&mut c).await;
     assert_eq!(names, ["kept"]);
     let r = c
         .describe_stream(pb::DescribeStreamRequest {
@@ -195,7 +173,7 @@ async fn a_graceful_stop_ends_open_subscriptions_even_one_that_stopped_reading()
     let server = TestServer::start_with(config).await;
     let mut c = server.streams().await;
     make_stream(&mut c, "s", 1).await;
-    let shard = "shardId-000000000000";
+    let shard = common::FIRST_SHARD;
     let mut idle = common::subscribe(&mut c, "s", shard, It::Latest, None)
         .await
         .unwrap();

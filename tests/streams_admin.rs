@@ -67,15 +67,7 @@ async fn create_stream_describes_the_new_stream_with_its_settings_and_shards() {
         assert_eq!(s.adjacent_parent_shard_id, None);
     }
 
-    let described = c
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: "orders.v1-eu_west".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
+    let described = common::describe_stream(&mut c, "orders.v1-eu_west").await;
     assert_eq!(described, created);
     assert_eq!(
         list_shards(&mut c, "orders.v1-eu_west").await,
@@ -171,12 +163,7 @@ async fn list_streams_returns_every_name_sorted() {
     for name in ["zeta", "alpha", "Mid", "alpha-2", "0-first"] {
         make_stream(&mut c, name, 1).await;
     }
-    let names = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let names = common::list_stream_names(&mut c).await;
     assert_eq!(names, ["0-first", "Mid", "alpha", "alpha-2", "zeta"]);
     server.stop().await;
 }
@@ -188,25 +175,13 @@ async fn deleting_a_stream_removes_it_and_its_readers_get_not_found() {
     make_stream(&mut c, "doomed", 2).await;
     make_stream(&mut c, "kept", 1).await;
     let acked = put(&mut c, "doomed", "k", "v").await;
-    let it = common::iterator(
-        &mut c,
-        "doomed",
-        &acked.shard_id,
-        It::TrimHorizon,
-        None,
-        None,
-    )
-    .await;
+    let it = common::trim_horizon(&mut c, "doomed", &acked.shard_id).await;
     let mut sub = common::subscribe(&mut c, "doomed", &acked.shard_id, It::TrimHorizon, None)
         .await
         .unwrap();
     assert_eq!(common::receive_records(&mut sub, 1).await.len(), 1);
 
-    c.delete_stream(pb::DeleteStreamRequest {
-        stream_name: "doomed".into(),
-    })
-    .await
-    .unwrap();
+    common::delete_stream(&mut c, "doomed").await;
 
     // The live subscription ends with NOT_FOUND (keep-alives may come first).
     let ended = loop {
@@ -218,12 +193,7 @@ async fn deleting_a_stream_removes_it_and_its_readers_get_not_found() {
     };
     assert_eq!(ended.code(), Code::NotFound, "{ended:?}");
 
-    let names = c
-        .list_streams(pb::ListStreamsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .stream_names;
+    let names = common::list_stream_names(&mut c).await;
     assert_eq!(names, ["kept"]);
     let describe = c
         .describe_stream(pb::DescribeStreamRequest {
@@ -273,7 +243,7 @@ async fn deleting_a_stream_removes_it_and_its_readers_get_not_found() {
 
     // The other stream is untouched.
     put(&mut c, "kept", "k", "still here").await;
-    let kept = common::read_from_start(&mut c, "kept", "shardId-000000000000").await;
+    let kept = common::read_from_start(&mut c, "kept", common::FIRST_SHARD).await;
     assert_eq!(kept.len(), 1);
     server.stop().await;
 }
@@ -286,24 +256,12 @@ async fn a_stream_created_again_after_deletion_starts_empty_and_old_iterators_st
     for i in 0..3 {
         put(&mut c, "again", "k", format!("old-{i}")).await;
     }
-    let old = common::iterator(
-        &mut c,
-        "again",
-        "shardId-000000000000",
-        It::TrimHorizon,
-        None,
-        None,
-    )
-    .await;
-    c.delete_stream(pb::DeleteStreamRequest {
-        stream_name: "again".into(),
-    })
-    .await
-    .unwrap();
+    let old = common::trim_horizon(&mut c, "again", common::FIRST_SHARD).await;
+    common::delete_stream(&mut c, "again").await;
     make_stream(&mut c, "again", 1).await;
 
     assert!(
-        common::read_from_start(&mut c, "again", "shardId-000000000000")
+        common::read_from_start(&mut c, "again", common::FIRST_SHARD)
             .await
             .is_empty()
     );

@@ -7,30 +7,14 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{make_stream, next_event, put, receive_records, subscribe, Streams, TestServer};
+use common::{
+    datas, make_stream, named, next_event, put, put_named, receive_records, subscribe, TestServer,
+};
 use shardlog::broker::BrokerConfig;
 use shardlog::proto::v1 as pb;
 use shardlog::proto::v1::ShardIteratorType as It;
 
-const SHARD: &str = "shardId-000000000000";
-
-fn datas(records: &[pb::Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
-        .collect()
-}
-
-fn named(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("r{i}")).collect()
-}
-
-async fn put_named(c: &mut Streams, stream: &str, range: std::ops::Range<usize>) {
-    for i in range {
-        let acked = put(c, stream, "k", format!("r{i}")).await;
-        assert_eq!(acked.sequence_number, i as u64);
-    }
-}
+const SHARD: &str = common::FIRST_SHARD;
 
 #[tokio::test]
 async fn a_subscription_catches_up_from_the_start_then_pushes_each_new_record() {
@@ -193,14 +177,7 @@ async fn a_slow_subscriber_neither_holds_up_producers_nor_loses_records() {
                     ..Default::default()
                 })
                 .collect();
-            let res = c
-                .put_records(pb::PutRecordsRequest {
-                    stream_name: "s".into(),
-                    records,
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let res = common::put_records(&mut c, "s", records).await;
             assert_eq!(res.failed_record_count, 0);
         }
     };

@@ -320,22 +320,33 @@ async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, Bench
     Ok(measured)
 }
 
-async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
-    let clients = connections(url, plan.producers).await?;
-    let meter = Arc::new(Meter::default());
+/// The produce phase `plan` asks for (budget, rate, producers, streaming window, duration),
+/// starting now.
+fn planned_produce_phase(
+    plan: &Plan,
+    shape: RecordShape,
+    meter: &Arc<Meter>,
+    acked: Option<Arc<AckedTail>>,
+) -> Arc<ProducePhase> {
     let start = Instant::now();
-    let phase = Arc::new(ProducePhase {
-        shape: record_shape(plan, run_id, None),
+    Arc::new(ProducePhase {
+        shape,
         budget: Budget::new(plan.records),
         rate: plan.rate,
         producers: plan.producers,
         in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
         start,
         deadline: start + plan.duration,
-        meter: Arc::clone(&meter),
-        acked: None,
-    });
-    let progress = Progress::start("produce", Arc::clone(&meter), start);
+        meter: Arc::clone(meter),
+        acked,
+    })
+}
+
+async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
+    let clients = connections(url, plan.producers).await?;
+    let meter = Arc::new(Meter::default());
+    let phase = planned_produce_phase(plan, record_shape(plan, run_id, None), &meter, None);
+    let progress = Progress::start("produce", Arc::clone(&meter), phase.start);
     let cpu = CpuClock::start();
     let elapsed = produce::run_producers(phase, clients).await;
     let cpu = cpu.stop();
@@ -454,19 +465,9 @@ async fn measure_e2e(
         Arc::clone(&acked),
     )
     .await?;
-    let start = Instant::now();
-    let phase = Arc::new(ProducePhase {
-        shape: record_shape(plan, run_id, Some(epoch)),
-        budget: Budget::new(plan.records),
-        rate: plan.rate,
-        producers: plan.producers,
-        in_flight: (plan.put_api == PutApi::Stream).then_some(plan.in_flight),
-        start,
-        deadline: start + plan.duration,
-        meter: Arc::clone(&meter),
-        acked: Some(acked),
-    });
-    let progress = Progress::start("e2e", Arc::clone(&meter), start);
+    let shape = record_shape(plan, run_id, Some(epoch));
+    let phase = planned_produce_phase(plan, shape, &meter, Some(acked));
+    let progress = Progress::start("e2e", Arc::clone(&meter), phase.start);
     let cpu = CpuClock::start();
     let elapsed = produce::run_producers(phase, producers).await;
     subscribers.finish(DEFAULT_E2E_DRAIN).await;

@@ -33,6 +33,15 @@ fn tiny(workload: Workload) -> BenchArgs {
     }
 }
 
+/// Runs the bench as `args` say and returns its JSON report.
+async fn run_json(args: &BenchArgs) -> String {
+    execute(args)
+        .await
+        .expect("bench ran")
+        .to_json()
+        .to_string()
+}
+
 fn assert_latency_object(json: &str, name: &str) {
     for field in ["p50", "p90", "p99", "p999", "max"] {
         let value = number_at(json, &format!("{name}.{field}"))
@@ -43,8 +52,7 @@ fn assert_latency_object(json: &str, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_embedded_produce_run_reports_records_and_no_errors() {
-    let report = execute(&tiny(Workload::Produce)).await.expect("bench ran");
-    let json = report.to_json().to_string();
+    let json = run_json(&tiny(Workload::Produce)).await;
     let records = number_at(&json, "records").expect("records");
     assert!(records > 0.0, "{json}");
     assert!(records <= 2_000.0, "{json}");
@@ -62,8 +70,7 @@ async fn a_tiny_embedded_produce_run_reports_records_and_no_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_embedded_e2e_run_receives_every_acknowledged_record() {
-    let report = execute(&tiny(Workload::E2e)).await.expect("bench ran");
-    let json = report.to_json().to_string();
+    let json = run_json(&tiny(Workload::E2e)).await;
     let records = number_at(&json, "records").expect("records");
     assert!(records > 0.0, "{json}");
     assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
@@ -90,11 +97,7 @@ async fn unary_and_streaming_producers_both_store_every_record_of_the_budget() {
             duration: Duration::from_secs(30),
             ..tiny(Workload::Produce)
         };
-        let json = execute(&args)
-            .await
-            .expect("bench ran")
-            .to_json()
-            .to_string();
+        let json = run_json(&args).await;
         assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
         assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
         assert_eq!(
@@ -111,11 +114,7 @@ async fn idle_subscribers_stay_open_and_receive_nothing_during_a_run() {
         idle_subscribers: 10,
         ..tiny(Workload::Produce)
     };
-    let json = execute(&args)
-        .await
-        .expect("bench ran")
-        .to_json()
-        .to_string();
+    let json = run_json(&args).await;
     assert_eq!(number_at(&json, "idle_subscribers"), Some(10.0), "{json}");
     assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
 }

@@ -33,29 +33,7 @@ impl TestServer {
 
     /// Starts a server with the given settings (its `data_dir` is used as is).
     pub async fn start_with(config: BrokerConfig) -> TestServer {
-        let data_dir = config.data_dir.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let broker = Broker::open(config, RealIo::shared())
-            .await
-            .expect("open broker");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            shardlog::grpc::serve(broker, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server ran");
-        });
-        TestServer {
-            addr,
-            data_dir,
-            stop: Some(stop),
-            task: Some(task),
-            _tmp: None,
-        }
+        Self::start_with_io(config, RealIo::shared()).await
     }
 
     /// Stops the server gracefully and waits until every shard is synced and closed. The data
@@ -80,15 +58,11 @@ impl TestServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        url_of(self.addr)
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect")
+        connect(self.addr).await
     }
 
     /// A `StreamLog` client.
@@ -108,6 +82,20 @@ impl TestServer {
     }
 }
 
+/// The URL a client dials to reach a server listening on `addr`.
+fn url_of(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// A channel connected to the server listening on `addr`.
+async fn connect(addr: SocketAddr) -> Channel {
+    Channel::from_shared(url_of(addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
+}
+
 // ---------------------------------------------------------------------------------------------
 // StreamLog helpers: thin wrappers over the generated client, so tests read as what they check.
 // ---------------------------------------------------------------------------------------------
@@ -125,16 +113,29 @@ pub async fn make_stream(
     name: &str,
     shard_count: u32,
 ) -> shardlog::proto::v1::StreamDescription {
-    c.create_stream(shardlog::proto::v1::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count,
-        ..Default::default()
-    })
+    make_stream_with(
+        c,
+        shardlog::proto::v1::CreateStreamRequest {
+            stream_name: name.into(),
+            shard_count,
+            ..Default::default()
+        },
+    )
     .await
-    .unwrap_or_else(|s| panic!("create stream {name}: {s}"))
-    .into_inner()
-    .stream
-    .expect("a created stream is described")
+}
+
+/// Creates a stream as `request` asks; returns its description.
+pub async fn make_stream_with(
+    c: &mut Streams,
+    request: shardlog::proto::v1::CreateStreamRequest,
+) -> shardlog::proto::v1::StreamDescription {
+    let name = request.stream_name.clone();
+    c.create_stream(request)
+        .await
+        .unwrap_or_else(|s| panic!("create stream {name}: {s}"))
+        .into_inner()
+        .stream
+        .expect("a created stream is described")
 }
 
 /// Puts one record routed by `partition_key`.
@@ -228,16 +229,107 @@ pub async fn read_from_start(
     stream: &str,
     shard_id: &str,
 ) -> Vec<shardlog::proto::v1::Record> {
-    let it = iterator(
-        c,
-        stream,
-        shard_id,
-        shardlog::proto::v1::ShardIteratorType::TrimHorizon,
-        None,
-        None,
-    )
-    .await;
+    let it = trim_horizon(c, stream, shard_id).await;
     read_to_end(c, &it).await
+}
+
+/// An iterator at the oldest record of a shard.
+pub async fn trim_horizon(c: &mut Streams, stream: &str, shard_id: &str) -> String {
+    use shardlog::proto::v1::ShardIteratorType::TrimHorizon;
+    iterator(c, stream, shard_id, TrimHorizon, None, None).await
+}
+
+/// The id of a stream's first shard (every stream has one).
+pub const FIRST_SHARD: &str = "shardId-000000000000";
+
+/// The names of every stream, as ListStreams returns them.
+pub async fn list_stream_names(c: &mut Streams) -> Vec<String> {
+    c.list_streams(shardlog::proto::v1::ListStreamsRequest {})
+        .await
+        .unwrap_or_else(|s| panic!("list streams: {s}"))
+        .into_inner()
+        .stream_names
+}
+
+/// A stream's description, as DescribeStream returns it.
+pub async fn describe_stream(
+    c: &mut Streams,
+    name: &str,
+) -> shardlog::proto::v1::StreamDescription {
+    c.describe_stream(shardlog::proto::v1::DescribeStreamRequest {
+        stream_name: name.into(),
+    })
+    .await
+    .unwrap_or_else(|s| panic!("describe stream {name}: {s}"))
+    .into_inner()
+    .stream
+    .expect("a described stream is described")
+}
+
+/// Deletes a stream.
+pub async fn delete_stream(c: &mut Streams, name: &str) {
+    c.delete_stream(shardlog::proto::v1::DeleteStreamRequest {
+        stream_name: name.into(),
+    })
+    .await
+    .unwrap_or_else(|s| panic!("delete stream {name}: {s}"));
+}
+
+/// Puts one record whose explicit hash key picks the shard.
+pub async fn put_at_hash_key(
+    c: &mut Streams,
+    stream: &str,
+    partition_key: &str,
+    data: impl Into<bytes::Bytes>,
+    explicit_hash_key: impl Into<String>,
+) -> shardlog::proto::v1::PutRecordResponse {
+    c.put_record(shardlog::proto::v1::PutRecordRequest {
+        stream_name: stream.into(),
+        partition_key: partition_key.into(),
+        data: data.into(),
+        explicit_hash_key: explicit_hash_key.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|s| panic!("put to {stream}: {s}"))
+    .into_inner()
+}
+
+/// One PutRecords call; fails the test only if the whole call is refused (entries may fail).
+pub async fn put_records(
+    c: &mut Streams,
+    stream: &str,
+    records: Vec<shardlog::proto::v1::PutRecordsRequestEntry>,
+) -> shardlog::proto::v1::PutRecordsResponse {
+    c.put_records(shardlog::proto::v1::PutRecordsRequest {
+        stream_name: stream.into(),
+        records,
+    })
+    .await
+    .unwrap_or_else(|s| panic!("put records to {stream}: {s}"))
+    .into_inner()
+}
+
+/// Puts `r{i}` for every `i` in `range` under partition key `k`, and checks that each lands at
+/// sequence number `i` (so `range` must start at the shard's next sequence number).
+pub async fn put_named(c: &mut Streams, stream: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        let acked = put(c, stream, "k", format!("r{i}")).await;
+        assert_eq!(acked.sequence_number, i as u64);
+    }
+}
+
+/// The records' data, as UTF-8 strings.
+pub fn datas(records: &[shardlog::proto::v1::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8(r.data.to_vec()).expect("UTF-8 record data"))
+        .collect()
+}
+
+/// The data [`put_named`] puts for `range`: `r{i}` for each `i`.
+pub fn named(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("r{i}")).collect()
 }
 
 /// The MD5 of a partition key read as a big-endian u128: the hash key Kinesis routes it by.
@@ -415,13 +507,7 @@ impl Deadline {
 
 /// Creates a stream with `shard_count` shards and default settings.
 pub async fn create_stream(c: &mut StreamLogClient<Channel>, name: &str, shard_count: u32) {
-    c.create_stream(pb::CreateStreamRequest {
-        stream_name: name.into(),
-        shard_count,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream");
+    make_stream(c, name, shard_count).await;
 }
 
 /// Every record of one shard, from the trim horizon to the end, read with GetRecords.
@@ -430,27 +516,10 @@ pub async fn read_shard(
     stream: &str,
     shard_id: &str,
 ) -> Vec<pb::Record> {
-    let mut iterator = c
-        .get_shard_iterator(pb::GetShardIteratorRequest {
-            stream_name: stream.into(),
-            shard_id: shard_id.into(),
-            shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
-            ..Default::default()
-        })
-        .await
-        .expect("shard iterator")
-        .into_inner()
-        .shard_iterator;
+    let mut iterator = trim_horizon(c, stream, shard_id).await;
     let mut out = Vec::new();
     loop {
-        let got = c
-            .get_records(pb::GetRecordsRequest {
-                shard_iterator: iterator,
-                limit: 0,
-            })
-            .await
-            .expect("get records")
-            .into_inner();
+        let got = get_records(c, &iterator, 0).await;
         let done = got.records.is_empty() && got.millis_behind_latest == 0;
         out.extend(got.records);
         if done || got.next_shard_iterator.is_empty() {
@@ -465,16 +534,8 @@ pub async fn read_stream(
     c: &mut StreamLogClient<Channel>,
     stream: &str,
 ) -> Vec<(String, pb::Record)> {
-    let shards = c
-        .list_shards(pb::ListShardsRequest {
-            stream_name: stream.into(),
-        })
-        .await
-        .expect("list shards")
-        .into_inner()
-        .shards;
     let mut out = Vec::new();
-    for shard in shards {
+    for shard in list_shards(c, stream).await {
         for r in read_shard(c, stream, &shard.shard_id).await {
             out.push((shard.shard_id.clone(), r));
         }
@@ -565,15 +626,11 @@ impl ChildServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        url_of(self.addr)
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect")
+        connect(self.addr).await
     }
 
     /// A `StreamLog` client.
@@ -631,3 +688,6 @@ impl TestServer {
         }
     }
 }
+
+pub mod fifo;
+pub mod groups;
