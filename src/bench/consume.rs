@@ -3,6 +3,7 @@
 //! SubscribeToShard. Each consumer has its own connection and reads its share of the shards,
 //! one task per shard.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,11 +110,22 @@ fn data_bytes(records: &[Record]) -> u64 {
     records.iter().map(|r| r.data.len() as u64).sum()
 }
 
-fn count_error(meter: &Meter, outcome: Result<ClientError, &'static str>) {
-    match outcome {
-        Ok(error) => meter.add_rpc_error(|| error.to_string()),
-        Err(rpc) => {
-            meter.add_rpc_error(|| format!("{rpc} timed out after {DEFAULT_RPC_TIMEOUT:?}"))
+/// Runs one call of `rpc` within the RPC timeout; a failure or a timeout is counted on `meter`
+/// and gives `None`.
+async fn within_timeout<T>(
+    meter: &Meter,
+    rpc: &'static str,
+    call: impl Future<Output = Result<T, ClientError>>,
+) -> Option<T> {
+    match tokio::time::timeout(DEFAULT_RPC_TIMEOUT, call).await {
+        Ok(Ok(answer)) => Some(answer),
+        Ok(Err(error)) => {
+            meter.add_rpc_error(|| error.to_string());
+            None
+        }
+        Err(_elapsed) => {
+            meter.add_rpc_error(|| format!("{rpc} timed out after {DEFAULT_RPC_TIMEOUT:?}"));
+            None
         }
     }
 }
@@ -138,22 +150,16 @@ async fn poll_shard(shard: ShardRead) {
         deadline,
         meter,
     } = shard;
-    let mut iterator = match tokio::time::timeout(
-        DEFAULT_RPC_TIMEOUT,
-        client.get_shard_iterator(&stream, &shard_id, Position::TrimHorizon),
-    )
-    .await
-    {
-        Ok(Ok(iterator)) => iterator,
-        Ok(Err(error)) => return count_error(&meter, Ok(error)),
-        Err(_) => return count_error(&meter, Err("GetShardIterator")),
+    let start = client.get_shard_iterator(&stream, &shard_id, Position::TrimHorizon);
+    let Some(mut iterator) = within_timeout(&meter, "GetShardIterator", start).await else {
+        return;
     };
     let mut failures = 0;
     while Instant::now() < deadline && failures < MAX_CONSECUTIVE_ERRORS {
         let asked = Instant::now();
         // 0: the server's own limit, the largest read it allows.
-        match tokio::time::timeout(DEFAULT_RPC_TIMEOUT, client.get_records(&iterator, 0)).await {
-            Ok(Ok(response)) => {
+        match within_timeout(&meter, "GetRecords", client.get_records(&iterator, 0)).await {
+            Some(response) => {
                 failures = 0;
                 meter.record_latency(asked.elapsed());
                 let records = &response.records;
@@ -165,14 +171,7 @@ async fn poll_shard(shard: ShardRead) {
                 }
                 iterator = response.next_shard_iterator;
             }
-            Ok(Err(error)) => {
-                failures += 1;
-                count_error(&meter, Ok(error));
-            }
-            Err(_) => {
-                failures += 1;
-                count_error(&meter, Err("GetRecords"));
-            }
+            None => failures += 1,
         }
     }
 }
@@ -187,15 +186,9 @@ async fn subscribe_shard(shard: ShardRead) {
         meter,
     } = shard;
     let mut waiting_since = Instant::now();
-    let mut events = match tokio::time::timeout(
-        DEFAULT_RPC_TIMEOUT,
-        client.subscribe_to_shard(&stream, &shard_id, Position::TrimHorizon),
-    )
-    .await
-    {
-        Ok(Ok(events)) => events,
-        Ok(Err(error)) => return count_error(&meter, Ok(error)),
-        Err(_) => return count_error(&meter, Err("SubscribeToShard")),
+    let subscribe = client.subscribe_to_shard(&stream, &shard_id, Position::TrimHorizon);
+    let Some(mut events) = within_timeout(&meter, "SubscribeToShard", subscribe).await else {
+        return;
     };
     loop {
         match tokio::time::timeout_at(deadline.into(), events.message()).await {
