@@ -31,6 +31,7 @@ use crate::proto::v1 as pb;
 use crate::storage::StoredRecord;
 
 const RECORDS_TAG: u32 = 1;
+const LAG_TAG: u32 = 3;
 /// Longest decimal form of a `u128`.
 const MAX_HASH_KEY_DIGITS: usize = 39;
 
@@ -336,14 +337,11 @@ pub struct GetRecordsResponse {
 
 impl Message for GetRecordsResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
-        self.outgoing.encode(buf);
+        encode_records(&self.records, &self.outgoing, buf);
         if !self.next_shard_iterator.is_empty() {
             encoding::string::encode(2, &self.next_shard_iterator, buf);
         }
-        if self.millis_behind_latest != 0 {
-            encoding::int64::encode(3, &self.millis_behind_latest, buf);
-        }
+        encode_lag(self.millis_behind_latest, buf);
     }
 
     fn merge_field(
@@ -362,18 +360,13 @@ impl Message for GetRecordsResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
-            + self.outgoing.encoded_len()
+        records_len(&self.records, &self.outgoing)
             + if self.next_shard_iterator.is_empty() {
                 0
             } else {
                 encoding::string::encoded_len(2, &self.next_shard_iterator)
             }
-            + if self.millis_behind_latest == 0 {
-                0
-            } else {
-                encoding::int64::encoded_len(3, &self.millis_behind_latest)
-            }
+            + lag_len(self.millis_behind_latest)
     }
 
     fn clear(&mut self) {
@@ -399,14 +392,11 @@ pub struct SubscribeToShardEvent {
 
 impl Message for SubscribeToShardEvent {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        encoding::message::encode_repeated(RECORDS_TAG, &self.records, buf);
-        self.outgoing.encode(buf);
+        encode_records(&self.records, &self.outgoing, buf);
         if let Some(continuation) = &self.continuation_sequence_number {
             encoding::uint64::encode(2, continuation, buf);
         }
-        if self.millis_behind_latest != 0 {
-            encoding::int64::encode(3, &self.millis_behind_latest, buf);
-        }
+        encode_lag(self.millis_behind_latest, buf);
     }
 
     fn merge_field(
@@ -430,21 +420,41 @@ impl Message for SubscribeToShardEvent {
     }
 
     fn encoded_len(&self) -> usize {
-        encoding::message::encoded_len_repeated(RECORDS_TAG, &self.records)
-            + self.outgoing.encoded_len()
+        records_len(&self.records, &self.outgoing)
             + self
                 .continuation_sequence_number
                 .as_ref()
                 .map_or(0, |c| encoding::uint64::encoded_len(2, c))
-            + if self.millis_behind_latest == 0 {
-                0
-            } else {
-                encoding::int64::encoded_len(3, &self.millis_behind_latest)
-            }
+            + lag_len(self.millis_behind_latest)
     }
 
     fn clear(&mut self) {
         *self = SubscribeToShardEvent::default();
+    }
+}
+
+/// Field 1 of both read answers: the decoded records, then the stored ones as read.
+fn encode_records(records: &[pb::Record], outgoing: &OutgoingRecords, buf: &mut impl BufMut) {
+    encoding::message::encode_repeated(RECORDS_TAG, records, buf);
+    outgoing.encode(buf);
+}
+
+fn records_len(records: &[pb::Record], outgoing: &OutgoingRecords) -> usize {
+    encoding::message::encoded_len_repeated(RECORDS_TAG, records) + outgoing.encoded_len()
+}
+
+/// Field 3 of both read answers, `millis_behind_latest`; left out at 0, as protobuf 3 does.
+fn encode_lag(millis_behind_latest: i64, buf: &mut impl BufMut) {
+    if millis_behind_latest != 0 {
+        encoding::int64::encode(LAG_TAG, &millis_behind_latest, buf);
+    }
+}
+
+fn lag_len(millis_behind_latest: i64) -> usize {
+    if millis_behind_latest == 0 {
+        0
+    } else {
+        encoding::int64::encoded_len(LAG_TAG, &millis_behind_latest)
     }
 }
 
