@@ -192,6 +192,13 @@ impl Groups {
     }
 }
 
+/// A member the group's coordinator does not know (it never joined, left, or expired).
+fn unknown_member(member: &MemberId) -> BrokerError {
+    BrokerError::Group(GroupError::UnknownMember {
+        member: member.clone(),
+    })
+}
+
 fn open_shards(handle: &StreamHandle) -> Vec<u32> {
     handle
         .descriptor
@@ -283,6 +290,18 @@ impl Broker {
         }
     }
 
+    /// The group and member a membership call names, validated.
+    fn member_of(
+        &self,
+        stream: &StreamName,
+        group: &str,
+        member_id: &str,
+    ) -> Result<(GroupKey, MemberId), BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let member = MemberId::new(member_id)?;
+        Ok(((handle.descriptor.name.clone(), group), member))
+    }
+
     fn group_names(
         &self,
         stream: &StreamName,
@@ -364,24 +383,20 @@ impl Broker {
         group: &str,
         member_id: &str,
     ) -> Result<MemberAssignments, BrokerError> {
-        let (handle, group) = self.group_names(stream, group)?;
-        let member = MemberId::new(member_id)?;
-        let stream = handle.descriptor.name.clone();
-        let key = (stream.clone(), group.clone());
+        let (key, member) = self.member_of(stream, group, member_id)?;
         let mut coordinators = self.inner.groups.coordinators.lock().await;
-        let coordinator = coordinators.get_mut(&key).ok_or_else(|| {
-            BrokerError::Group(crate::consumer::GroupError::UnknownMember {
-                member: member.clone(),
-            })
-        })?;
+        let coordinator = coordinators
+            .get_mut(&key)
+            .ok_or_else(|| unknown_member(&member))?;
         let outcome = coordinator.heartbeat(&member, Instant::now())?;
         self.persist_before_answer(&key, coordinator, outcome.persist_epoch_floor)
             .await?;
         drop(coordinators);
         let view = outcome.value;
+        let (stream, group) = &key;
         Ok(self.assignments(
-            &stream,
-            &group,
+            stream,
+            group,
             &view.leases,
             view.session_timeout,
             view.heartbeat_interval(),
@@ -395,15 +410,11 @@ impl Broker {
         group: &str,
         member_id: &str,
     ) -> Result<(), BrokerError> {
-        let (handle, group) = self.group_names(stream, group)?;
-        let member = MemberId::new(member_id)?;
-        let key = (handle.descriptor.name.clone(), group.clone());
+        let (key, member) = self.member_of(stream, group, member_id)?;
         let mut coordinators = self.inner.groups.coordinators.lock().await;
-        let coordinator = coordinators.get_mut(&key).ok_or_else(|| {
-            BrokerError::Group(crate::consumer::GroupError::UnknownMember {
-                member: member.clone(),
-            })
-        })?;
+        let coordinator = coordinators
+            .get_mut(&key)
+            .ok_or_else(|| unknown_member(&member))?;
         let outcome = coordinator.leave(&member, Instant::now())?;
         self.persist_before_answer(&key, coordinator, outcome.persist_epoch_floor)
             .await?;
@@ -452,11 +463,9 @@ impl Broker {
         }
         let key = (stream.clone(), group.clone());
         let coordinators = self.inner.groups.coordinators.lock().await;
-        let coordinator = coordinators.get(&key).ok_or_else(|| {
-            BrokerError::Group(crate::consumer::GroupError::UnknownMember {
-                member: member.clone(),
-            })
-        })?;
+        let coordinator = coordinators
+            .get(&key)
+            .ok_or_else(|| unknown_member(&member))?;
         coordinator.check_owner(&member, shard.index(), lease_epoch, Instant::now())?;
         let cmd = if reset {
             MetaCommand::ResetCheckpoint {
