@@ -42,3 +42,5 @@ pub mod meta;
 pub mod proto;
 pub mod storage;
 pub mod stream;
+
+pub use storage::SequenceNumber;

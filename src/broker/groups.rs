@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, Notify};
 use super::{blocking, Broker, BrokerError, StreamHandle};
 use crate::consumer::{GroupConfig, GroupCoordinator, GroupError, Lease, MemberId};
 use crate::meta::{MetaCommand, MetaState};
-use crate::storage::log::now_ms;
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, ShardId, StreamName};
 
 /// A group of a stream: the key of its live coordinator and its epoch floor.
@@ -312,7 +312,7 @@ impl Broker {
                 .execute_meta(MetaCommand::CreateGroup {
                     stream: stream.clone(),
                     group: group.clone(),
-                    created_at_ms: now_ms(),
+                    created_at_ms: Timestamp::now().as_millis(),
                 })
                 .await;
             match created {
@@ -443,7 +443,7 @@ impl Broker {
                 stream: stream.clone(),
                 shard: shard_id.to_owned(),
             })?;
-        let next = log.next_sequence();
+        let next = log.next_sequence().get();
         if sequence >= next {
             return Err(BrokerError::invalid(
                 "sequence_number",
@@ -513,8 +513,8 @@ impl Broker {
             let log = Arc::clone(&sh.log);
             let own = ownership.iter().find(|o| o.shard == shard.id.index());
             let checkpoint = checkpoints.get(&shard.id).copied();
-            let next = log.next_sequence();
-            let first = log.first_sequence();
+            let next = log.next_sequence().get();
+            let first = log.first_sequence().get();
             let start = checkpoint.map_or(first, |c| (c + 1).max(first));
             let lag_records = next.saturating_sub(start);
             let millis_behind_latest = if lag_records == 0 {
@@ -525,9 +525,14 @@ impl Broker {
                 // checkpointed record, from the oldest record still retained.
                 let from = checkpoint.filter(|&c| c >= first).unwrap_or(first);
                 let l = Arc::clone(&log);
-                let oldest = blocking("read oldest", move || l.read(from, 1, 1)).await??;
+                let oldest = blocking("read oldest", move || {
+                    l.read(SequenceNumber::new(from), 1, 1)
+                })
+                .await??;
                 oldest.records.first().map_or(0, |r| {
-                    log.last_timestamp_ms().saturating_sub(r.timestamp_ms)
+                    log.last_timestamp_ms()
+                        .saturating_duration_since(r.timestamp_ms)
+                        .as_millis() as u64
                 })
             };
             shards.push(ShardProgressInfo {

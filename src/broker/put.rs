@@ -226,7 +226,7 @@ impl Broker {
                         };
                         let stored = match (&ack, shard_ticket) {
                             (Ok(a), Some(t)) => {
-                                Some(t.stored(shard.index(), a.base_sequence, Instant::now()))
+                                Some(t.stored(shard.index(), a.base_sequence.get(), Instant::now()))
                             }
                             _ => None,
                         };
@@ -376,7 +376,7 @@ impl PendingPut {
                 results[i] = Some(match ack {
                     Ok(a) => Ok(PutOutcome {
                         shard: handle.shards[s].id,
-                        sequence: a.base_sequence + pos as u64,
+                        sequence: (a.base_sequence + pos as u64).get(),
                         duplicate: false,
                     }),
                     Err(e) => Err(BrokerError::Storage(e.duplicate())),

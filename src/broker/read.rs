@@ -6,8 +6,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::iterator::IteratorPosition;
 use super::{blocking, Broker, BrokerError, StreamHandle};
-use crate::storage::log::now_ms;
 use crate::storage::{ReadBatch, ShardLog, StoredRecord};
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{ShardId, StreamName};
 
 /// Where an iterator or a subscription starts.
@@ -58,7 +58,10 @@ fn lag_ms(log: &ShardLog, batch: &ReadBatch) -> u64 {
         return 0;
     }
     match batch.records.last() {
-        Some(r) => log.last_timestamp_ms().saturating_sub(r.timestamp_ms),
+        Some(r) => log
+            .last_timestamp_ms()
+            .saturating_duration_since(r.timestamp_ms)
+            .as_millis() as u64,
         None => 0,
     }
 }
@@ -85,9 +88,9 @@ impl Broker {
         kind: IteratorKind,
         field: &'static str,
     ) -> Result<u64, BrokerError> {
-        let next = log.next_sequence();
+        let next = log.next_sequence().get();
         Ok(match kind {
-            IteratorKind::TrimHorizon => log.first_sequence(),
+            IteratorKind::TrimHorizon => log.first_sequence().get(),
             IteratorKind::Latest => next,
             IteratorKind::AtSequence(seq) => {
                 if seq > next {
@@ -109,7 +112,11 @@ impl Broker {
             }
             IteratorKind::AtTimestamp(ts) => {
                 let log = Arc::clone(log);
-                blocking("seek time", move || log.seek_time(ts)).await??
+                blocking("seek time", move || {
+                    log.seek_time(Timestamp::from_millis(ts))
+                })
+                .await??
+                .get()
             }
         })
     }
@@ -129,7 +136,7 @@ impl Broker {
             stream_created_at_ms: handle.descriptor.created_at_ms,
             shard: id.index(),
             sequence,
-            issued_at_ms: now_ms(),
+            issued_at_ms: Timestamp::now().as_millis(),
         }))
     }
 
@@ -150,7 +157,10 @@ impl Broker {
                 ))
             }
         };
-        let pos = self.inner.iterators.decode(shard_iterator, now_ms())?;
+        let pos = self
+            .inner
+            .iterators
+            .decode(shard_iterator, Timestamp::now().as_millis())?;
         let handle = self.stream(&pos.stream)?;
         if handle.descriptor.created_at_ms != pos.stream_created_at_ms {
             return Err(BrokerError::StreamNotFound { stream: pos.stream });
@@ -165,13 +175,13 @@ impl Broker {
         let max_bytes = self.config().max_read_bytes;
         let l = Arc::clone(&log);
         let batch = blocking("read", move || {
-            l.read(pos.sequence, limit as usize, max_bytes)
+            l.read(SequenceNumber::new(pos.sequence), limit as usize, max_bytes)
         })
         .await??;
         let millis_behind_latest = lag_ms(&log, &batch);
         let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
-            sequence: batch.next_sequence,
-            issued_at_ms: now_ms(),
+            sequence: batch.next_sequence.get(),
+            issued_at_ms: Timestamp::now().as_millis(),
             ..pos
         });
         Ok(GetRecordsOutput {
@@ -222,8 +232,10 @@ impl Broker {
                     return;
                 }
                 let l = Arc::clone(&log);
-                let read =
-                    tokio::task::spawn_blocking(move || l.read(position, limit, max_bytes)).await;
+                let read = tokio::task::spawn_blocking(move || {
+                    l.read(SequenceNumber::new(position), limit, max_bytes)
+                })
+                .await;
                 let batch = match read {
                     Ok(Ok(batch)) => batch,
                     Ok(Err(e)) => {
@@ -241,7 +253,7 @@ impl Broker {
                 };
                 if !batch.records.is_empty() {
                     let millis_behind_latest = lag_ms(&log, &batch);
-                    position = batch.next_sequence;
+                    position = batch.next_sequence.get();
                     let event = SubscribeEvent {
                         records: batch.records,
                         // The batch is not empty, so `position` (its last sequence + 1) is >= 1.
@@ -253,7 +265,7 @@ impl Broker {
                     }
                     continue;
                 }
-                position = batch.next_sequence;
+                position = batch.next_sequence.get();
                 tokio::select! {
                     changed = durable.changed() => if changed.is_err() { return },
                     _ = deleted.changed() => {}

@@ -36,6 +36,9 @@
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::sequence::SequenceNumber;
+use super::time::Timestamp;
+
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"SLG1";
 /// The frame format this code writes and reads.
@@ -69,8 +72,8 @@ pub struct RecordRef<'a> {
 /// mapping of a sealed segment): no copy per record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
-    pub sequence: u64,
-    pub timestamp_ms: u64,
+    pub sequence: SequenceNumber,
+    pub timestamp_ms: Timestamp,
     pub partition_key: Bytes,
     pub data: Bytes,
     pub explicit_hash_key: Option<u128>,
@@ -124,17 +127,17 @@ pub enum FrameError {
 /// A decoded, CRC-checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
-    pub base_sequence: u64,
+    pub base_sequence: SequenceNumber,
     pub record_count: u32,
-    pub first_timestamp_ms: u64,
-    pub last_timestamp_ms: u64,
+    pub first_timestamp_ms: Timestamp,
+    pub last_timestamp_ms: Timestamp,
     pub payload_len: u32,
     pub payload_crc: u32,
 }
 
 impl BatchHeader {
     /// One past the last sequence number in the batch.
-    pub fn next_sequence(&self) -> u64 {
+    pub fn next_sequence(&self) -> SequenceNumber {
         self.base_sequence + u64::from(self.record_count)
     }
 
@@ -160,10 +163,10 @@ impl BatchHeader {
             return Err(FrameError::HeaderCrc { stored, computed });
         }
         let header = BatchHeader {
-            base_sequence: u64_at(buf, 8),
+            base_sequence: SequenceNumber::new(u64_at(buf, 8)),
             record_count: u32_at(buf, 16),
-            first_timestamp_ms: u64_at(buf, 20),
-            last_timestamp_ms: u64_at(buf, 28),
+            first_timestamp_ms: Timestamp::from_millis(u64_at(buf, 20)),
+            last_timestamp_ms: Timestamp::from_millis(u64_at(buf, 28)),
             payload_len: u32_at(buf, 36),
             payload_crc: u32_at(buf, 40),
         };
@@ -186,10 +189,10 @@ impl BatchHeader {
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = FORMAT_VERSION;
         out[5..8].fill(0);
-        out[8..16].copy_from_slice(&self.base_sequence.to_le_bytes());
+        out[8..16].copy_from_slice(&self.base_sequence.get().to_le_bytes());
         out[16..20].copy_from_slice(&self.record_count.to_le_bytes());
-        out[20..28].copy_from_slice(&self.first_timestamp_ms.to_le_bytes());
-        out[28..36].copy_from_slice(&self.last_timestamp_ms.to_le_bytes());
+        out[20..28].copy_from_slice(&self.first_timestamp_ms.as_millis().to_le_bytes());
+        out[28..36].copy_from_slice(&self.last_timestamp_ms.as_millis().to_le_bytes());
         out[36..40].copy_from_slice(&self.payload_len.to_le_bytes());
         out[40..44].copy_from_slice(&self.payload_crc.to_le_bytes());
         let crc = crc32fast::hash(&out[..44]);
@@ -344,7 +347,7 @@ impl EncodedBatch {
 
     /// Writes the header for a batch starting at `base_sequence`, arrived at `timestamp_ms`,
     /// and returns the frame's bytes, ready to be written.
-    pub fn stamp(&mut self, base_sequence: u64, timestamp_ms: u64) -> &[u8] {
+    pub fn stamp(&mut self, base_sequence: SequenceNumber, timestamp_ms: Timestamp) -> &[u8] {
         let header = BatchHeader {
             base_sequence,
             record_count: self.count,
@@ -390,7 +393,7 @@ pub struct Decoded {
 pub fn decode_records(
     header: &BatchHeader,
     payload: &Bytes,
-    from_sequence: u64,
+    from_sequence: SequenceNumber,
     max_records: usize,
     max_bytes: usize,
     out: &mut Vec<StoredRecord>,
@@ -501,13 +504,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `records` framed as one batch of sequence numbers from `base`, arrived at `ts` ms.
     fn frame_of(records: &[RecordRef<'_>], base: u64, ts: u64) -> Vec<u8> {
         let mut b = BatchBuilder::default();
         for r in records {
             b.push(r).unwrap();
         }
         let mut batch = b.finish().unwrap();
-        batch.stamp(base, ts).to_vec()
+        batch
+            .stamp(SequenceNumber::new(base), Timestamp::from_millis(ts))
+            .to_vec()
     }
 
     fn decode_all(frame: &[u8]) -> Result<Vec<StoredRecord>, FrameError> {
@@ -515,7 +521,14 @@ mod tests {
         let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..header.frame_len()]);
         verify_payload(&header, &payload)?;
         let mut out = Vec::new();
-        decode_records(&header, &payload, 0, usize::MAX, usize::MAX, &mut out)?;
+        decode_records(
+            &header,
+            &payload,
+            SequenceNumber::ZERO,
+            usize::MAX,
+            usize::MAX,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -535,8 +548,8 @@ mod tests {
         let records = decode_all(&frame).unwrap();
         assert_eq!(records.len(), 1);
         let r = &records[0];
-        assert_eq!(r.sequence, 41);
-        assert_eq!(r.timestamp_ms, 1_700_000_000_000);
+        assert_eq!(r.sequence, SequenceNumber::new(41));
+        assert_eq!(r.timestamp_ms, Timestamp::from_millis(1_700_000_000_000));
         assert_eq!(&r.partition_key[..], b"user-7");
         assert_eq!(&r.data[..], b"hello");
         assert_eq!(r.explicit_hash_key, Some(u128::MAX));
@@ -592,7 +605,7 @@ mod tests {
         let last = frame.len() - 1;
         frame[last] ^= 0x40;
         let header = BatchHeader::decode(&frame).unwrap();
-        assert_eq!(header.base_sequence, 3);
+        assert_eq!(header.base_sequence, SequenceNumber::new(3));
         assert!(matches!(
             decode_all(&frame),
             Err(FrameError::PayloadCrc { .. })
@@ -647,7 +660,15 @@ mod tests {
             let header = BatchHeader::decode(&f).unwrap();
             let payload = Bytes::copy_from_slice(&f[HEADER_LEN..]);
             let mut out = Vec::new();
-            decode_records(&header, &payload, 0, 1, usize::MAX, &mut out).unwrap();
+            decode_records(
+                &header,
+                &payload,
+                SequenceNumber::ZERO,
+                1,
+                usize::MAX,
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(&out[0].partition_key[..], b"ok");
         }
     }
@@ -689,8 +710,16 @@ mod tests {
         let header = BatchHeader::decode(&frame).unwrap();
         let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..]);
         let mut out = Vec::new();
-        decode_records(&header, &payload, 12, 2, usize::MAX, &mut out).unwrap();
-        let seqs: Vec<u64> = out.iter().map(|r| r.sequence).collect();
+        decode_records(
+            &header,
+            &payload,
+            SequenceNumber::new(12),
+            2,
+            usize::MAX,
+            &mut out,
+        )
+        .unwrap();
+        let seqs: Vec<u64> = out.iter().map(|r| r.sequence.get()).collect();
         assert_eq!(seqs, vec![12, 13]);
         assert_eq!(&out[0].data[..], &[2, 2, 2]);
     }
@@ -714,7 +743,7 @@ mod tests {
             let decoded = decode_all(&frame).unwrap();
             prop_assert_eq!(decoded.len(), refs.len());
             for (i, (r, d)) in refs.iter().zip(&decoded).enumerate() {
-                prop_assert_eq!(d.sequence, u64::from(base) + i as u64);
+                prop_assert_eq!(d.sequence.get(), u64::from(base) + i as u64);
                 prop_assert_eq!(&d.partition_key[..], r.partition_key.as_bytes());
                 prop_assert_eq!(&d.data[..], r.data);
                 prop_assert_eq!(d.explicit_hash_key, r.explicit_hash_key);
