@@ -29,7 +29,7 @@ pub struct LeaseInfo {
     /// The lease's fencing epoch: checkpoints must present it.
     pub epoch: u64,
     /// The group's checkpoint on the shard: the last sequence number processed.
-    pub checkpoint: Option<u64>,
+    pub checkpoint: Option<SequenceNumber>,
 }
 
 /// What join and heartbeat return.
@@ -64,14 +64,14 @@ pub struct ShardProgressInfo {
     /// The lease's current epoch.
     pub epoch: u64,
     /// The group's checkpoint on the shard, if one was committed.
-    pub checkpoint: Option<u64>,
+    pub checkpoint: Option<SequenceNumber>,
     /// The newest stored sequence number, `None` when the shard is empty.
-    pub latest_sequence: Option<u64>,
+    pub latest_sequence: Option<SequenceNumber>,
     /// Stored records after the checkpoint (all stored records without one).
     pub lag_records: u64,
     /// Arrival-time distance from the checkpointed record (the oldest retained one without a
-    /// checkpoint) to the newest, in ms; 0 when nothing lags.
-    pub millis_behind_latest: u64,
+    /// checkpoint) to the newest, in whole ms; zero when nothing lags.
+    pub behind_latest: Duration,
 }
 
 /// DescribeGroup's answer.
@@ -252,7 +252,7 @@ impl Broker {
         &self,
         stream: &StreamName,
         group: &GroupName,
-    ) -> Option<BTreeMap<ShardId, u64>> {
+    ) -> Option<BTreeMap<ShardId, SequenceNumber>> {
         let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
         meta.state()
             .groups
@@ -312,7 +312,7 @@ impl Broker {
                 .execute_meta(MetaCommand::CreateGroup {
                     stream: stream.clone(),
                     group: group.clone(),
-                    created_at_ms: Timestamp::now().as_millis(),
+                    created_at_ms: Timestamp::now(),
                 })
                 .await;
             match created {
@@ -423,7 +423,7 @@ impl Broker {
         member_id: &str,
         shard_id: &str,
         lease_epoch: u64,
-        sequence: u64,
+        sequence: SequenceNumber,
         reset: bool,
     ) -> Result<(), BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
@@ -443,7 +443,7 @@ impl Broker {
                 stream: stream.clone(),
                 shard: shard_id.to_owned(),
             })?;
-        let next = log.next_sequence().get();
+        let next = log.next_sequence();
         if sequence >= next {
             return Err(BrokerError::invalid(
                 "sequence_number",
@@ -513,26 +513,22 @@ impl Broker {
             let log = Arc::clone(&sh.log);
             let own = ownership.iter().find(|o| o.shard == shard.id.index());
             let checkpoint = checkpoints.get(&shard.id).copied();
-            let next = log.next_sequence().get();
-            let first = log.first_sequence().get();
-            let start = checkpoint.map_or(first, |c| (c + 1).max(first));
-            let lag_records = next.saturating_sub(start);
-            let millis_behind_latest = if lag_records == 0 {
-                0
+            let next = log.next_sequence();
+            let first = log.first_sequence();
+            let start = checkpoint.map_or(first, |c| c.next().max(first));
+            let lag_records = next.saturating_distance_from(start);
+            let behind_latest = if lag_records == 0 {
+                Duration::ZERO
             } else {
                 // From the checkpointed record (the last one processed) to the newest, as the
                 // contract defines it; without a checkpoint, or once retention dropped the
                 // checkpointed record, from the oldest record still retained.
                 let from = checkpoint.filter(|&c| c >= first).unwrap_or(first);
                 let l = Arc::clone(&log);
-                let oldest = blocking("read oldest", move || {
-                    l.read(SequenceNumber::new(from), 1, 1)
-                })
-                .await??;
-                oldest.records.first().map_or(0, |r| {
+                let oldest = blocking("read oldest", move || l.read(from, 1, 1)).await??;
+                oldest.records.first().map_or(Duration::ZERO, |r| {
                     log.last_timestamp_ms()
                         .saturating_duration_since(r.timestamp_ms)
-                        .as_millis() as u64
                 })
             };
             shards.push(ShardProgressInfo {
@@ -542,7 +538,7 @@ impl Broker {
                 checkpoint,
                 latest_sequence: next.checked_sub(1).filter(|_| next > first),
                 lag_records,
-                millis_behind_latest,
+                behind_latest,
             });
         }
         Ok(GroupDescription {

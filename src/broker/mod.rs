@@ -307,7 +307,7 @@ impl Broker {
                         }
                         let committed_at = now.checked_sub(age).unwrap_or(now);
                         if let Err(e) =
-                            dedup.insert_committed(key, shard_index, r.sequence.get(), committed_at)
+                            dedup.insert_committed(key, shard_index, r.sequence, committed_at)
                         {
                             tracing::error!(error = %e, "dedup window full while rebuilding; older ids are forgotten");
                         }
@@ -398,7 +398,7 @@ impl Broker {
     ) -> Result<StreamDescriptor, BrokerError> {
         let descriptor = StreamDescriptor::create(
             name.clone(),
-            Timestamp::now().as_millis(),
+            Timestamp::now(),
             settings,
             shard_count,
             &self.inner.config.stream_limits,

@@ -46,6 +46,16 @@ impl SequenceNumber {
         }
     }
 
+    /// The position `count` records earlier, `None` before the first record (e.g. the record
+    /// before position 0, which does not exist).
+    #[inline]
+    pub const fn checked_sub(self, count: u64) -> Option<SequenceNumber> {
+        match self.0.checked_sub(count) {
+            Some(n) => Some(SequenceNumber(n)),
+            None => None,
+        }
+    }
+
     /// The position `count` records further on, stopping at [`SequenceNumber::MAX`].
     #[inline]
     pub const fn saturating_add(self, count: u64) -> SequenceNumber {
@@ -113,6 +123,8 @@ mod tests {
         assert_eq!((s + 9).get(), 50);
         assert_eq!(s + 9 - s, 9);
         assert_eq!(s.checked_add(u64::MAX), None);
+        assert_eq!(SequenceNumber::ZERO.checked_sub(1), None);
+        assert_eq!(s.checked_sub(1), Some(SequenceNumber::new(40)));
         assert_eq!(SequenceNumber::MAX.saturating_add(1), SequenceNumber::MAX);
         assert_eq!(s.saturating_sub(100), SequenceNumber::ZERO);
         assert_eq!(s.saturating_distance_from(SequenceNumber::new(40)), 1);
