@@ -29,6 +29,7 @@
 //! | `config`   | the server's settings: flags, environment, TOML file                      |
 //! | `proto`    | the generated protobuf types and gRPC stubs                               |
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod broker;

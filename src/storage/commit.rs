@@ -82,6 +82,8 @@ impl FromStr for FsyncPolicy {
 /// Settings of a committer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitConfig {
+    /// When appends are synced, and so what an acknowledgement promises after a crash
+    /// (default `always`).
     pub policy: FsyncPolicy,
     /// Batches that may wait in the queue (default 4096).
     pub queue_depth: usize,

@@ -255,7 +255,10 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// One `.index` entry: the batch starting at `relative_sequence` begins at `position`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetEntry {
+    /// The batch's first sequence number minus the segment's base: 32 bits keep the entry at
+    /// 8 bytes, and never 0 (0 marks the end of the entries).
     pub relative_sequence: u32,
+    /// Byte offset of the batch's frame in the segment file (segments are at most 2 GiB).
     pub position: u32,
 }
 
@@ -300,7 +303,11 @@ impl SparseIndex<OffsetEntry> {
 /// One `.timeindex` entry: records from `relative_sequence` on arrived at or after `timestamp_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeEntry {
+    /// The batch's first arrival time: every record before `relative_sequence` is older, so a
+    /// time seek may start at that batch.
     pub timestamp_ms: Timestamp,
+    /// The batch's first sequence number minus the segment's base; it always has an
+    /// [`OffsetEntry`] beside it, through which recovery checks this entry.
     pub relative_sequence: u32,
 }
 

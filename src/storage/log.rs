@@ -140,6 +140,7 @@ impl AppendAck {
 /// Records read, and where to continue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadBatch {
+    /// The records, in sequence order without gaps, each CRC-checked; empty at the durable end.
     pub records: Vec<StoredRecord>,
     /// The sequence to read from next: one past the last record returned, or the (clamped)
     /// start when nothing was returned.
@@ -149,8 +150,11 @@ pub struct ReadBatch {
 /// What a retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionOutcome {
+    /// Sealed segments whose files were removed.
     pub segments_deleted: usize,
+    /// Bytes of log those segments held (their indexes not counted).
     pub bytes_deleted: u64,
+    /// The trim horizon after the pass: reads from earlier start here.
     pub first_sequence: SequenceNumber,
 }
 
@@ -169,16 +173,25 @@ struct Counters {
 /// A snapshot of a shard log's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
+    /// Frame bytes written by appends since the log was opened.
     pub bytes_appended: u64,
+    /// Records appended since the log was opened.
     pub records_appended: u64,
+    /// Batches (frames) appended since the log was opened.
     pub batches_appended: u64,
     /// `write` calls issued (group commit makes this smaller than `batches_appended`).
     pub writes: u64,
+    /// Syncs of segment files that completed (a round's sync may cover several batches).
     pub syncs: u64,
+    /// Time spent in those syncs, summed: with `syncs`, the mean cost of durability.
     pub sync_time_total: Duration,
+    /// The longest single sync: the worst stall an `always` append saw from the disk.
     pub sync_time_max: Duration,
+    /// Segment files the log holds, the active one included.
     pub segments: usize,
+    /// Bytes of whole batches in those segments: what retention by size counts.
     pub size_bytes: u64,
+    /// The trim horizon: the first readable sequence.
     pub first_sequence: SequenceNumber,
     /// One past the last durable sequence.
     pub next_sequence: SequenceNumber,

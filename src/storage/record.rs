@@ -60,10 +60,17 @@ const RECORD_FIXED_LEN: usize = 7;
 /// A record as a producer hands it in, borrowed for encoding.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordRef<'a> {
+    /// The key the producer routed the record by; stored so consumers can read it back.
     pub partition_key: &'a str,
+    /// The record's payload, opaque to the log.
     pub data: &'a [u8],
+    /// The hash key that overrode the partition key's hash when routing, if the producer gave
+    /// one; stored so a reader sees where the record was routed and why.
     pub explicit_hash_key: Option<u128>,
+    /// The FIFO message group the record belongs to, if any.
     pub message_group_id: Option<&'a str>,
+    /// The producer's deduplication id, if any: stored so the dedup window can be rebuilt
+    /// from the log after a restart.
     pub deduplication_id: Option<&'a str>,
 }
 
@@ -72,12 +79,20 @@ pub struct RecordRef<'a> {
 /// mapping of a sealed segment): no copy per record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
+    /// The record's position in its shard: its batch's base sequence plus its place in it.
     pub sequence: SequenceNumber,
+    /// When its batch arrived (every record of a batch shares it): what time seeks, lag and
+    /// retention measure.
     pub timestamp_ms: Timestamp,
+    /// The partition key, checked to be UTF-8 when decoded.
     pub partition_key: Bytes,
+    /// The payload as the producer gave it.
     pub data: Bytes,
+    /// The explicit hash key the record was routed by, if it had one.
     pub explicit_hash_key: Option<u128>,
+    /// The FIFO message group id, checked to be UTF-8, if it had one.
     pub message_group_id: Option<Bytes>,
+    /// The deduplication id, checked to be UTF-8, if it had one.
     pub deduplication_id: Option<Bytes>,
 }
 
@@ -96,42 +111,96 @@ impl StoredRecord {
 /// Why a record could not be encoded.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum EncodeError {
+    /// One field of a record is longer than its length prefix can say.
     #[error("{field} is {len} bytes, more than the {max} a frame can hold")]
     FieldTooLong {
+        /// The field, by its [`RecordRef`] name, so the request error can point at it.
         field: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The most the frame format allows for it.
         max: usize,
     },
+    /// The batch as a whole would pass [`MAX_PAYLOAD_LEN`]: it must be split.
     #[error("batch payload would be {len} bytes, more than the {max} a frame can hold")]
-    BatchTooLarge { len: usize, max: usize },
+    BatchTooLarge {
+        /// The payload's length with the refused record.
+        len: usize,
+        /// [`MAX_PAYLOAD_LEN`].
+        max: usize,
+    },
 }
 
 /// Why bytes could not be decoded as a frame. `Torn` means the bytes end early (a write that
 /// did not finish); the others mean the bytes are there but wrong.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum FrameError {
+    /// The bytes end before the frame does: at the tail of the active segment, a write that
+    /// did not finish (recovery cuts it); anywhere else, damage.
     #[error("frame is torn: {needed} bytes needed, {available} available")]
-    Torn { needed: usize, available: usize },
+    Torn {
+        /// Bytes the header (or the frame it declares) needs.
+        needed: usize,
+        /// Bytes there were.
+        available: usize,
+    },
+    /// The first bytes are not a frame of this format: damage, or not a frame boundary.
     #[error("bad magic or version")]
     BadMagic,
+    /// The header's bytes do not match its CRC: none of its fields, the length included, can
+    /// be trusted, so the reader cannot step over the batch.
     #[error("header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    HeaderCrc { stored: u32, computed: u32 },
+    HeaderCrc {
+        /// The CRC the header carries.
+        stored: u32,
+        /// The CRC of the bytes read.
+        computed: u32,
+    },
+    /// The payload does not match the intact header's CRC: the batch is damaged, but its length
+    /// and sequence range are known, so the batches around it stay readable.
     #[error("payload CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    PayloadCrc { stored: u32, computed: u32 },
+    PayloadCrc {
+        /// The CRC the header carries.
+        stored: u32,
+        /// The CRC of the payload read.
+        computed: u32,
+    },
+    /// The header declares a payload larger than any frame may have: refused before
+    /// allocating for it.
     #[error("header declares {len} payload bytes, more than the {max} allowed")]
-    PayloadTooLarge { len: usize, max: usize },
+    PayloadTooLarge {
+        /// The declared payload length.
+        len: usize,
+        /// [`MAX_PAYLOAD_LEN`].
+        max: usize,
+    },
+    /// The payload passed its CRC but does not decode into the records the header declares
+    /// (or a key or id is not UTF-8): written wrong, never served.
     #[error("payload does not hold the {count} records the header declares: {reason}")]
-    Malformed { count: u32, reason: &'static str },
+    Malformed {
+        /// The record count the header declares.
+        count: u32,
+        /// What did not fit.
+        reason: &'static str,
+    },
 }
 
 /// A decoded, CRC-checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// Sequence number of the batch's first record; scans check that it continues the
+    /// previous batch's range.
     pub base_sequence: SequenceNumber,
+    /// Records in the payload (at least 1): with `base_sequence`, the batch's range.
     pub record_count: u32,
+    /// Arrival time of the batch's first record: what the time index and seeks use.
     pub first_timestamp_ms: Timestamp,
+    /// Arrival time of its last record: what retention and a segment's newest time use.
+    /// The log stamps one time per batch, so today both are equal.
     pub last_timestamp_ms: Timestamp,
+    /// Bytes of payload after the header: where the next frame starts.
     pub payload_len: u32,
+    /// CRC32 of the payload, checked on every read.
     pub payload_crc: u32,
 }
 
