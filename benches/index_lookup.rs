@@ -10,6 +10,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shardlog::fsio::RealIo;
 use shardlog::storage::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use shardlog::storage::Timestamp;
 
 /// Entries per index: one segment's worth at the default sizes, and a small one.
 const ENTRIES: [usize; 2] = [1_024, 65_536];
@@ -57,7 +58,7 @@ fn lookups(c: &mut Criterion) {
                 position: i * 4096,
             }));
             assert!(times.push(TimeEntry {
-                timestamp_ms: 1_700_000_000_000 + u64::from(i) * 10,
+                timestamp_ms: Timestamp::from_millis(1_700_000_000_000 + u64::from(i) * 10),
                 relative_sequence: i * RECORDS_PER_ENTRY,
             }));
         }
@@ -69,9 +70,9 @@ fn lookups(c: &mut Criterion) {
                 }
             })
         });
-        let times_ms: Vec<u64> = targets(entries as u64 * 10)
+        let times_ms: Vec<Timestamp> = targets(entries as u64 * 10)
             .into_iter()
-            .map(|t| 1_700_000_000_000 + t)
+            .map(|t| Timestamp::from_millis(1_700_000_000_000 + t))
             .collect();
         group.bench_function(BenchmarkId::new("time", entries), |b| {
             b.iter(|| {

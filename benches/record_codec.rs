@@ -9,10 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardlog::storage::record::{decode_records, verify_payload, BatchHeader, HEADER_LEN};
-use shardlog::storage::{BatchBuilder, EncodedBatch, RecordRef};
+use shardlog::storage::{BatchBuilder, EncodedBatch, RecordRef, SequenceNumber, Timestamp};
 
 /// Bytes of data per record.
 const RECORD_BYTES: usize = 1024;
+/// Base sequence and arrival time stamped on the bench batches: any value does.
+const BASE: SequenceNumber = SequenceNumber::new(1_000);
+const ARRIVED: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 /// Records per batch.
 const BATCH_SIZES: [usize; 3] = [1, 100, 500];
 
@@ -45,9 +48,9 @@ fn codec(c: &mut Criterion) {
         });
         let mut batch = encode(&keys, &data);
         group.bench_function(BenchmarkId::new("stamp", records), |b| {
-            b.iter(|| batch.stamp(1_000, 1_700_000_000_000).len())
+            b.iter(|| batch.stamp(BASE, ARRIVED).len())
         });
-        let frame = Bytes::copy_from_slice(batch.stamp(1_000, 1_700_000_000_000));
+        let frame = Bytes::copy_from_slice(batch.stamp(BASE, ARRIVED));
         group.bench_function(BenchmarkId::new("decode", records), |b| {
             let mut out = Vec::with_capacity(records);
             b.iter(|| {
@@ -55,9 +58,16 @@ fn codec(c: &mut Criterion) {
                 let header = BatchHeader::decode(&frame).expect("header");
                 let payload = frame.slice(HEADER_LEN..header.frame_len());
                 verify_payload(&header, &payload).expect("crc");
-                decode_records(&header, &payload, 0, usize::MAX, usize::MAX, &mut out)
-                    .expect("records")
-                    .pushed
+                decode_records(
+                    &header,
+                    &payload,
+                    SequenceNumber::ZERO,
+                    usize::MAX,
+                    usize::MAX,
+                    &mut out,
+                )
+                .expect("records")
+                .pushed
             })
         });
     }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardlog::fsio::RealIo;
 use shardlog::storage::commit::CommitConfig;
-use shardlog::storage::log::now_ms;
 use shardlog::storage::{
     BatchBuilder, Committer, EncodedBatch, FsyncPolicy, LogConfig, Publish, RecordRef, ShardLog,
+    Timestamp,
 };
 
 /// Bytes of data per record.
@@ -125,7 +125,7 @@ fn append(c: &mut Criterion) {
                     BenchmarkId::new(format!("appenders_{appenders}"), format!("batch_{records}")),
                     |b| {
                         b.iter_custom(|iters| {
-                            log.apply_retention(now_ms()).expect("retention");
+                            log.apply_retention(Timestamp::now()).expect("retention");
                             runtime.block_on(append_concurrently(
                                 &committer, &template, appenders, iters,
                             ))
@@ -171,10 +171,10 @@ fn append_direct(c: &mut Criterion) {
             BenchmarkId::new("appenders_1", format!("batch_{records}")),
             |b| {
                 b.iter_custom(|iters| {
-                    log.apply_retention(now_ms()).expect("retention");
+                    log.apply_retention(Timestamp::now()).expect("retention");
                     let start = Instant::now();
                     for _ in 0..iters {
-                        log.write(&mut [template.clone()], now_ms(), Publish::Now)
+                        log.write(&mut [template.clone()], Timestamp::now(), Publish::Now)
                             .expect("bench append");
                     }
                     start.elapsed()

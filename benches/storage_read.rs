@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardlog::fsio::RealIo;
-use shardlog::storage::log::{now_ms, MAX_SEGMENT_MAX_BYTES};
-use shardlog::storage::{BatchBuilder, LogConfig, Publish, RecordRef, ShardLog};
+use shardlog::storage::log::MAX_SEGMENT_MAX_BYTES;
+use shardlog::storage::{BatchBuilder, LogConfig, Publish, RecordRef, ShardLog, Timestamp};
 
 /// Bytes of data per record.
 const RECORD_BYTES: usize = 1024;
@@ -48,7 +48,7 @@ fn fill(log: &ShardLog) {
                 .expect("a bench record fits a frame");
         }
         let batch = builder.finish().expect("at least one record");
-        log.write(&mut [batch], now_ms(), Publish::Now)
+        log.write(&mut [batch], Timestamp::now(), Publish::Now)
             .expect("append");
     }
 }

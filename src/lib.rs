@@ -50,6 +50,7 @@
 //! The crate denies `unsafe` except in the two modules that map files, `storage::index` and
 //! `storage::mapped`, where every block says why the mapping cannot change underneath it.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod broker;
@@ -63,3 +64,5 @@ pub mod meta;
 pub mod proto;
 pub mod storage;
 pub mod stream;
+
+pub use storage::SequenceNumber;

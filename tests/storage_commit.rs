@@ -73,10 +73,10 @@ async fn sixteen_concurrent_appenders_share_syncs_and_every_ack_names_their_reco
         stats.writes
     );
     // Every acknowledgement is durable when given: the log's durable mark covers all of them.
-    assert_eq!(log.next_sequence(), stats.records_appended);
+    assert_eq!(log.next_sequence(), seq(stats.records_appended));
 
     acks.sort_by_key(|(_, _, a)| a.base_sequence);
-    let mut next = 0;
+    let mut next = seq(0);
     for (task, n, ack) in &acks {
         assert_eq!(
             ack.base_sequence, next,
@@ -116,7 +116,7 @@ async fn the_never_policy_acknowledges_without_syncing() {
     }
     let log = committer.log();
     assert_eq!(log.stats().syncs, 0);
-    assert_records(&read_all(log).unwrap(), &expected, 0);
+    assert_records(&read_all(log).unwrap(), &expected, seq(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +178,7 @@ async fn a_full_disk_fails_the_round_and_the_committer_goes_on_without_a_gap() {
     );
     let committer = spawn(log, FsyncPolicy::Always);
     let first = committer.append(encode(&task_batch(0, 1))).await.unwrap();
-    assert_eq!(first.base_sequence, 0);
+    assert_eq!(first.base_sequence, seq(0));
     io.set_space_left(Some(10));
     let err = committer
         .append(encode(&task_batch(0, 2)))
@@ -187,7 +187,7 @@ async fn a_full_disk_fails_the_round_and_the_committer_goes_on_without_a_gap() {
     assert!(matches!(err, StorageError::DiskFull { .. }), "{err:?}");
     io.set_space_left(None);
     let next = committer.append(encode(&task_batch(0, 3))).await.unwrap();
-    assert_eq!(next.base_sequence, 2);
+    assert_eq!(next.base_sequence, seq(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +215,7 @@ async fn a_failed_sync_fails_the_round_and_poisons_every_later_append() {
     assert!(matches!(err, StorageError::Poisoned { .. }), "{err:?}");
     assert_eq!(
         committer.log().next_sequence(),
-        1,
+        seq(1),
         "the failed round was never acknowledged"
     );
 }
@@ -249,8 +249,8 @@ fn appends_through_a_log_of_its_own_share_nothing_with_another_shard() {
     )
     .unwrap();
     la.append(&mut [encode(&task_batch(0, 0))], true).unwrap();
-    assert_eq!(lb.next_sequence(), 0);
-    assert_eq!(la.next_sequence(), 1);
+    assert_eq!(lb.next_sequence(), seq(0));
+    assert_eq!(la.next_sequence(), seq(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,14 +325,14 @@ async fn every_ack_survives_a_power_loss_even_when_syncs_start_failing_midway() 
     let recovered = read_all(&log).unwrap();
     for (task, n, ack) in &acked {
         let expected = task_batch(*task, *n);
-        let end = ack.base_sequence as usize + expected.len();
+        let end = ack.base_sequence.get() as usize + expected.len();
         assert!(
             end <= recovered.len(),
             "acknowledged batch {}..{end} lost",
             ack.base_sequence
         );
         assert_records(
-            &recovered[ack.base_sequence as usize..end],
+            &recovered[ack.base_sequence.get() as usize..end],
             &expected,
             ack.base_sequence,
         );

@@ -226,11 +226,11 @@ fn kill_9_during_appends_loses_no_acknowledged_record() {
         all_acks.extend(run_and_kill_child(dir.path(), round));
 
         let log = open_real(dir.path(), child_config());
-        assert_eq!(log.first_sequence(), 0);
+        assert_eq!(log.first_sequence(), seq(0));
         let recovered = read_all(&log).unwrap();
         assert_eq!(
             recovered.len() as u64,
-            log.next_sequence(),
+            log.next_sequence().get(),
             "sequences contiguous from 0"
         );
         for r in &recovered {
@@ -251,7 +251,7 @@ fn kill_9_during_appends_loses_no_acknowledged_record() {
             assert_records(
                 &recovered[ack.base as usize..end as usize],
                 &expected,
-                ack.base,
+                seq(ack.base),
             );
             ranges.push((ack.base, end));
         }

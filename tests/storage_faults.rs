@@ -76,8 +76,8 @@ fn crash_and_check(
     io.power_loss(loss);
     io.fail_syncs(false);
     let log = open_faulty(io, dir);
-    let next = log.next_sequence();
-    assert_eq!(log.first_sequence(), 0);
+    let next = log.next_sequence().get();
+    assert_eq!(log.first_sequence(), seq(0));
     assert!(
         next >= model.acked,
         "lost acknowledged records: recovered up to {next}, acked {}",
@@ -89,7 +89,7 @@ fn crash_and_check(
         model.attempted.len()
     );
     let recovered = read_all(&log).expect("every recovered record is whole");
-    assert_records(&recovered, &model.attempted[..next as usize], 0);
+    assert_records(&recovered, &model.attempted[..next as usize], seq(0));
     model.attempted.truncate(next as usize);
     // What survived a power loss is on disk: it is as durable as anything acknowledged.
     model.acked = next;
@@ -113,7 +113,7 @@ proptest! {
                 Op::Append { batches, sync } => {
                     let mut encoded: Vec<_> = batches.iter().map(|b| encode(b)).collect();
                     let acks = log.append(&mut encoded, sync).unwrap();
-                    prop_assert_eq!(acks[0].base_sequence, model.attempted.len() as u64);
+                    prop_assert_eq!(acks[0].base_sequence, seq(model.attempted.len() as u64));
                     model.attempted.extend(batches.into_iter().flatten());
                     if sync {
                         model.acked = model.attempted.len() as u64;
@@ -164,24 +164,24 @@ fn a_full_disk_fails_the_append_and_appends_resume_without_a_gap_once_there_is_s
     // shard still takes writes.
     assert_eq!(active_segment_len(dir.path()), len_before);
     assert!(log.poisoned().is_none());
-    assert_eq!(log.next_sequence(), expected.len() as u64);
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_eq!(log.next_sequence(), seq(expected.len() as u64));
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 
     io.set_space_left(None);
     let batch = tagged_batch("after", 3, 50);
     let ack = log.append(&mut [encode(&batch)], true).unwrap()[0];
     assert_eq!(
         ack.base_sequence,
-        expected.len() as u64,
+        seq(expected.len() as u64),
         "no sequence was used by the failures"
     );
     expected.extend(batch);
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 
     drop(log);
     io.power_loss(Loss::UnsyncedGone);
     let log = open_faulty(&io, dir.path());
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 }
 
 #[test]
@@ -207,12 +207,12 @@ fn a_short_write_fails_the_append_cleanly_and_the_next_append_works() {
 
     let batch = tagged_batch("second", 2, 30);
     let ack = log.append(&mut [encode(&batch)], true).unwrap()[0];
-    assert_eq!(ack.base_sequence, 2);
+    assert_eq!(ack.base_sequence, seq(2));
     expected.extend(batch);
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
     drop(log);
     let log = open_faulty(&io, dir.path());
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn eio_on_sync_poisons_the_shard_and_a_reopen_on_a_good_disk_keeps_every_acked_r
         Some(5)
     );
     // Readers never see the batch whose sync failed.
-    assert_records(&read_all(&log).unwrap(), &acked, 0);
+    assert_records(&read_all(&log).unwrap(), &acked, seq(0));
     // A good disk again does not unpoison the shard: retrying a failed fsync is unsafe.
     io.fail_syncs(false);
     for _ in 0..2 {
@@ -268,11 +268,11 @@ fn eio_on_sync_poisons_the_shard_and_a_reopen_on_a_good_disk_keeps_every_acked_r
     assert!(log.poisoned().is_none());
     let recovered = read_all(&log).unwrap();
     assert!(recovered.len() >= acked.len());
-    assert_records(&recovered[..acked.len()], &acked, 0);
+    assert_records(&recovered[..acked.len()], &acked, seq(0));
     let ack = log
         .append(&mut [encode(&tagged_batch("after", 1, 4))], true)
         .unwrap()[0];
-    assert_eq!(ack.base_sequence, recovered.len() as u64);
+    assert_eq!(ack.base_sequence, seq(recovered.len() as u64));
 }
 
 #[test]
@@ -290,8 +290,8 @@ fn eio_on_sync_then_power_loss_keeps_exactly_the_acked_records() {
     io.power_loss(Loss::UnsyncedGone);
     io.fail_syncs(false);
     let log = open_faulty(&io, dir.path());
-    assert_records(&read_all(&log).unwrap(), &acked, 0);
-    assert_eq!(log.next_sequence(), 3);
+    assert_records(&read_all(&log).unwrap(), &acked, seq(0));
+    assert_eq!(log.next_sequence(), seq(3));
 }
 
 #[test]
@@ -350,7 +350,7 @@ fn a_round_of_large_batches_that_fills_the_disk_midway_is_cut_back_whole() {
     io.set_space_left(None);
     let mut encoded: Vec<_> = big.iter().map(|b| encode(b)).collect();
     let acks = log.append(&mut encoded, true).unwrap();
-    assert_eq!(acks[0].base_sequence, 1);
+    assert_eq!(acks[0].base_sequence, seq(1));
     assert_eq!(
         log.stats().writes,
         1 + 3,
@@ -361,7 +361,7 @@ fn a_round_of_large_batches_that_fills_the_disk_midway_is_cut_back_whole() {
     drop(log);
     io.power_loss(Loss::UnsyncedGone);
     let log = open_faulty(&io, dir.path());
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 }
 
 fn recovery_point_exists(dir: &Path) -> bool {
@@ -394,7 +394,7 @@ fn sealing_under_unsynced_appends_leaves_the_sync_to_the_next_one() {
     drop(log);
     let log = open_real(dir.path(), small_config());
     expected.extend(tagged_batch("more", 1, 5));
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 }
 
 #[test]
@@ -414,7 +414,7 @@ fn a_crash_without_power_loss_after_unsynced_seals_keeps_every_record() {
     let segments = segment_bases(dir.path());
     let log = open_real(dir.path(), small_config());
     assert_eq!(segment_bases(dir.path()), segments);
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
     assert!(
         !recovery_point_exists(dir.path()),
         "recovery synced what it checked"
@@ -439,15 +439,15 @@ fn a_segment_sealed_without_a_sync_that_lost_its_tail_ends_the_log_there() {
     assert!(segment_bases(dir.path()).len() > 2);
 
     let log = open_faulty(&io, dir.path());
-    assert_records(&read_all(&log).unwrap(), &acked, 0);
+    assert_records(&read_all(&log).unwrap(), &acked, seq(0));
     assert_eq!(
         segment_bases(dir.path()),
-        vec![0],
+        vec![seq(0)],
         "the segments after the hole are gone"
     );
     assert!(!recovery_point_exists(dir.path()));
     let ack = log
         .append(&mut [encode(&tagged_batch("after", 1, 5))], true)
         .unwrap()[0];
-    assert_eq!(ack.base_sequence, 2);
+    assert_eq!(ack.base_sequence, seq(2));
 }

@@ -5,18 +5,19 @@ mod storage_support;
 
 use std::fs::OpenOptions;
 use std::path::Path;
+use std::time::Duration;
 
 use proptest::prelude::*;
-use shardlog::storage::{ShardLog, StorageError};
+use shardlog::storage::{SequenceNumber, ShardLog, StorageError, Timestamp};
 use storage_support::*;
 
 /// Where one appended batch lives.
 #[derive(Debug, Clone)]
 struct Placed {
-    base: u64,
+    base: SequenceNumber,
     records: Vec<Rec>,
-    timestamp_ms: u64,
-    segment: u64,
+    timestamp_ms: Timestamp,
+    segment: SequenceNumber,
     position: u64,
     frame_len: u64,
 }
@@ -29,7 +30,7 @@ fn build(dir: &Path, batches: &[Vec<Rec>]) -> Vec<Placed> {
     for (i, records) in batches.iter().enumerate() {
         let batch = encode(records);
         let frame_len = batch.frame_len() as u64;
-        let timestamp_ms = 1_000 + 10 * i as u64;
+        let timestamp_ms = at_ms(1_000 + 10 * i as u64);
         let ack = log
             .append_at(&mut [batch], i % 3 == 0, timestamp_ms)
             .unwrap()[0];
@@ -38,7 +39,7 @@ fn build(dir: &Path, batches: &[Vec<Rec>]) -> Vec<Placed> {
                 (prev.segment, prev.position + prev.frame_len)
             }
             Some(_) => (ack.base_sequence, 0),
-            None => (0, 0),
+            None => (seq(0), 0),
         };
         placed.push(Placed {
             base: ack.base_sequence,
@@ -50,7 +51,7 @@ fn build(dir: &Path, batches: &[Vec<Rec>]) -> Vec<Placed> {
         });
     }
     log.close().unwrap();
-    let bases: Vec<u64> = placed.iter().map(|p| p.segment).collect();
+    let bases: Vec<SequenceNumber> = placed.iter().map(|p| p.segment).collect();
     let mut distinct = bases.clone();
     distinct.dedup();
     assert_eq!(
@@ -107,7 +108,7 @@ proptest! {
 
             let log = open_real(dir.path(), small_config());
             prop_assert_eq!(log.next_sequence(), last.base, "cut at {}", cut);
-            assert_records(&read_all(&log).unwrap(), &expected, 0);
+            assert_records(&read_all(&log).unwrap(), &expected, seq(0));
             prop_assert_eq!(std::fs::metadata(&log_path).unwrap().len(), last.position);
 
             let again = tagged_batch("after-cut", 2, 5);
@@ -115,7 +116,7 @@ proptest! {
             prop_assert_eq!(ack.base_sequence, last.base);
             let mut all = expected.clone();
             all.extend(again);
-            assert_records(&read_all(&log).unwrap(), &all, 0);
+            assert_records(&read_all(&log).unwrap(), &all, seq(0));
         }
     }
 }
@@ -123,7 +124,7 @@ proptest! {
 /// Reads from `from` until an error, returning what was read and the error.
 fn read_until_error(
     log: &ShardLog,
-    from: u64,
+    from: SequenceNumber,
 ) -> (Vec<shardlog::storage::StoredRecord>, Option<StorageError>) {
     let mut out = Vec::new();
     let mut next = from;
@@ -166,8 +167,8 @@ proptest! {
         for p in &placed {
             let got = log.read(p.base, p.records.len(), usize::MAX);
             if p.base == victim.base {
-                for seq in p.base..p.base + p.records.len() as u64 {
-                    let err = log.read(seq, 1_000, 1 << 20).unwrap_err();
+                for n in 0..p.records.len() as u64 {
+                    let err = log.read(p.base + n, 1_000, 1 << 20).unwrap_err();
                     prop_assert!(matches!(err, StorageError::Corrupt { .. }), "{:?}", err);
                 }
             } else {
@@ -176,9 +177,9 @@ proptest! {
             }
         }
         // Reading from the start serves everything before the damage, then reports it.
-        let (served, err) = read_until_error(&log, 0);
+        let (served, err) = read_until_error(&log, seq(0));
         let victim_index = placed.iter().position(|p| p.base == victim.base).unwrap();
-        assert_records(&served, &all_records(&placed[..victim_index]), 0);
+        assert_records(&served, &all_records(&placed[..victim_index]), seq(0));
         prop_assert!(matches!(err, Some(StorageError::Corrupt { .. })), "{:?}", err);
         // Reading from just after the damaged batch goes on to the end.
         let after = victim.base + victim.records.len() as u64;
@@ -229,7 +230,7 @@ fn apply(damage: Damage, path: &Path) {
 }
 
 /// The first sequence whose batch arrived at or after `t`, or the end.
-fn expected_seek(placed: &[Placed], t: u64) -> u64 {
+fn expected_seek(placed: &[Placed], t: Timestamp) -> SequenceNumber {
     placed.iter().find(|p| p.timestamp_ms >= t).map_or_else(
         || placed.last().unwrap().base + placed.last().unwrap().records.len() as u64,
         |p| p.base,
@@ -250,7 +251,7 @@ proptest! {
         let placed = build(dir.path(), &batches);
         let bases = segment_bases(dir.path());
         let ext = if time_index { "timeindex" } else { "index" };
-        let snapshot = |dir: &Path| -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+        let snapshot = |dir: &Path| -> Vec<(SequenceNumber, Vec<u8>, Vec<u8>)> {
             bases.iter().map(|&b| (
                 b,
                 std::fs::read(segment_file(dir, b, "index")).unwrap(),
@@ -263,17 +264,18 @@ proptest! {
         apply(damage, &path);
 
         let log = open_real(dir.path(), small_config());
-        assert_records(&read_all(&log).unwrap(), &all_records(&placed), 0);
+        assert_records(&read_all(&log).unwrap(), &all_records(&placed), seq(0));
         for p in &placed {
             for (i, r) in p.records.iter().enumerate() {
                 let got = log.read(p.base + i as u64, 1, usize::MAX).unwrap();
                 assert_records(&got.records, std::slice::from_ref(r), p.base + i as u64);
             }
-            for t in [p.timestamp_ms - 5, p.timestamp_ms, p.timestamp_ms + 5] {
+            let five = Duration::from_millis(5);
+            for t in [p.timestamp_ms.saturating_sub(five), p.timestamp_ms, p.timestamp_ms.saturating_add(five)] {
                 prop_assert_eq!(log.seek_time(t).unwrap(), expected_seek(&placed, t), "seek_time({})", t);
             }
         }
-        prop_assert_eq!(log.seek_time(0).unwrap(), 0);
+        prop_assert_eq!(log.seek_time(at_ms(0)).unwrap(), seq(0));
         // The rebuilt index holds exactly the entries the log had written.
         drop(log);
         prop_assert!(snapshot(dir.path()) == original, "index files differ after the rebuild");
@@ -303,7 +305,7 @@ fn reopening_a_cleanly_closed_log_changes_no_file() {
     };
     let before = read_files();
     let log = open_real(dir.path(), small_config());
-    assert_records(&read_all(&log).unwrap(), &all_records(&placed), 0);
+    assert_records(&read_all(&log).unwrap(), &all_records(&placed), seq(0));
     drop(log);
     assert!(before == read_files(), "a clean reopen rewrote a file");
 }
@@ -315,7 +317,7 @@ fn garbage_after_the_last_batch_of_the_active_segment_is_cut() {
         .map(|i| tagged_batch(&format!("b{i}"), 2, 30))
         .collect();
     let placed = build(dir.path(), &batches);
-    let path = segment_file(dir.path(), 0, "log");
+    let path = segment_file(dir.path(), seq(0), "log");
     let len = std::fs::metadata(&path).unwrap().len();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(&[0u8; 100]);
@@ -323,7 +325,7 @@ fn garbage_after_the_last_batch_of_the_active_segment_is_cut() {
     std::fs::write(&path, &bytes).unwrap();
     let log = open_real(dir.path(), small_config());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
-    assert_records(&read_all(&log).unwrap(), &all_records(&placed), 0);
+    assert_records(&read_all(&log).unwrap(), &all_records(&placed), seq(0));
 }
 
 #[test]
@@ -333,13 +335,13 @@ fn a_time_index_entry_that_lies_about_its_time_is_not_trusted() {
         .map(|i| tagged_batch(&format!("b{i}"), 2, 60))
         .collect();
     let placed = build(dir.path(), &batches);
-    let in_first: Vec<&Placed> = placed.iter().filter(|p| p.segment == 0).collect();
+    let in_first: Vec<&Placed> = placed.iter().filter(|p| p.segment == seq(0)).collect();
     assert!(in_first.len() > 4);
     // A well-formed entry claiming that a late batch of segment 0 arrived at time 1.
     let late = in_first[in_first.len() - 2];
     let mut entry = 1u64.to_le_bytes().to_vec();
-    entry.extend_from_slice(&(late.base as u32).to_le_bytes());
-    std::fs::write(segment_file(dir.path(), 0, "timeindex"), &entry).unwrap();
+    entry.extend_from_slice(&(late.base.get() as u32).to_le_bytes());
+    std::fs::write(segment_file(dir.path(), seq(0), "timeindex"), &entry).unwrap();
 
     let log = open_real(dir.path(), small_config());
     for p in &placed {
@@ -361,7 +363,7 @@ fn arrival_times_stay_ordered_after_a_reopen_finds_an_empty_last_segment() {
     let mut placed = build(dir.path(), &batches);
     // Cut the last segment to nothing, as a crash right after it was started would leave it.
     let last_segment = placed.last().unwrap().segment;
-    assert!(last_segment > 0);
+    assert!(last_segment > seq(0));
     placed.retain(|p| p.segment != last_segment);
     OpenOptions::new()
         .write(true)
@@ -382,13 +384,17 @@ fn arrival_times_stay_ordered_after_a_reopen_finds_an_empty_last_segment() {
     }
     // A clock that went back does not stamp a batch older than the ones before it.
     let ack = log
-        .append_at(&mut [encode(&tagged_batch("late", 1, 5))], true, 1)
+        .append_at(&mut [encode(&tagged_batch("late", 1, 5))], true, at_ms(1))
         .unwrap()[0];
     assert_eq!(ack.timestamp_ms, newest);
     for p in &placed {
         assert_eq!(log.seek_time(p.timestamp_ms).unwrap(), p.base);
     }
-    assert_eq!(log.seek_time(newest + 1).unwrap(), ack.base_sequence + 1);
+    assert_eq!(
+        log.seek_time(newest.saturating_add(Duration::from_millis(1)))
+            .unwrap(),
+        ack.base_sequence.next()
+    );
 }
 
 #[test]
@@ -398,15 +404,15 @@ fn a_damaged_batch_early_in_the_active_segment_is_cut_with_everything_after_it()
         .map(|i| tagged_batch(&format!("b{i}"), 2, 60))
         .collect();
     let placed = build(dir.path(), &batches);
-    assert!(placed.iter().all(|p| p.segment == 0));
+    assert!(placed.iter().all(|p| p.segment == seq(0)));
     // Damage the third batch: the index has entries well past it, pointing at intact batches,
     // as after a power loss that kept later pages of an unsynced tail but not earlier ones.
     let victim = &placed[2];
-    let path = segment_file(dir.path(), 0, "log");
+    let path = segment_file(dir.path(), seq(0), "log");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(victim.position + victim.frame_len - 1) as usize] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
-    let index_len = std::fs::read(segment_file(dir.path(), 0, "index"))
+    let index_len = std::fs::read(segment_file(dir.path(), seq(0), "index"))
         .unwrap()
         .chunks(8)
         .take_while(|e| e.iter().any(|&b| b != 0))
@@ -415,7 +421,7 @@ fn a_damaged_batch_early_in_the_active_segment_is_cut_with_everything_after_it()
 
     let log = open_real(dir.path(), small_config());
     assert_eq!(log.next_sequence(), victim.base);
-    assert_records(&read_all(&log).unwrap(), &all_records(&placed[..2]), 0);
+    assert_records(&read_all(&log).unwrap(), &all_records(&placed[..2]), seq(0));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), victim.position);
     // Appends go on from the cut, and the index no longer points into what was cut.
     let mut expected = all_records(&placed[..2]);
@@ -425,8 +431,8 @@ fn a_damaged_batch_early_in_the_active_segment_is_cut_with_everything_after_it()
         expected.extend(batch);
     }
     for (i, r) in expected.iter().enumerate() {
-        let got = log.read(i as u64, 1, usize::MAX).unwrap();
-        assert_records(&got.records, std::slice::from_ref(r), i as u64);
+        let got = log.read(seq(i as u64), 1, usize::MAX).unwrap();
+        assert_records(&got.records, std::slice::from_ref(r), seq(i as u64));
     }
 }
 
@@ -437,15 +443,15 @@ fn junk_after_the_last_batch_of_a_sealed_segment_does_not_stop_reads_into_the_ne
         .map(|i| tagged_batch(&format!("b{i}"), 2, 60))
         .collect();
     let placed = build(dir.path(), &batches);
-    let path = segment_file(dir.path(), 0, "log");
+    let path = segment_file(dir.path(), seq(0), "log");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"junk that a sealed segment holds after its last batch");
     std::fs::write(&path, &bytes).unwrap();
 
     let log = open_real(dir.path(), small_config());
-    let last_of_first = placed.iter().rfind(|p| p.segment == 0).unwrap();
+    let last_of_first = placed.iter().rfind(|p| p.segment == seq(0)).unwrap();
     let got = log.read(last_of_first.base, 1_000, 1 << 20).unwrap();
     let all = all_records(&placed);
-    let from = last_of_first.base as usize;
+    let from = last_of_first.base.get() as usize;
     assert_records(&got.records, &all[from..], last_of_first.base);
 }

@@ -6,14 +6,14 @@ mod storage_support;
 use std::path::Path;
 use std::time::Duration;
 
-use shardlog::storage::{LogConfig, ShardLog};
+use shardlog::storage::{LogConfig, SequenceNumber, ShardLog, Timestamp};
 use storage_support::*;
 
 /// One batch as appended: its first sequence, its records, its arrival time.
 struct Appended {
-    base: u64,
+    base: SequenceNumber,
     records: Vec<Rec>,
-    timestamp_ms: u64,
+    timestamp_ms: Timestamp,
 }
 
 fn config(retention: Duration, retention_bytes: Option<u64>) -> LogConfig {
@@ -29,7 +29,7 @@ fn fill(log: &ShardLog) -> Vec<Appended> {
     (0..60u64)
         .map(|i| {
             let records = tagged_batch(&format!("b{i}"), 2, 80);
-            let timestamp_ms = 100_000 + 1_000 * i;
+            let timestamp_ms = at_ms(100_000 + 1_000 * i);
             let ack = log
                 .append_at(&mut [encode(&records)], false, timestamp_ms)
                 .unwrap()[0];
@@ -43,7 +43,10 @@ fn fill(log: &ShardLog) -> Vec<Appended> {
 }
 
 /// Segment bases with the newest arrival time in each, from the model.
-fn segments_with_newest_time(dir: &Path, appended: &[Appended]) -> Vec<(u64, u64)> {
+fn segments_with_newest_time(
+    dir: &Path,
+    appended: &[Appended],
+) -> Vec<(SequenceNumber, Timestamp)> {
     segment_bases(dir)
         .into_iter()
         .map(|base| {
@@ -58,13 +61,13 @@ fn segments_with_newest_time(dir: &Path, appended: &[Appended]) -> Vec<(u64, u64
                 })
                 .map(|a| a.timestamp_ms)
                 .max()
-                .unwrap_or(0);
+                .unwrap_or(Timestamp::UNIX_EPOCH);
             (base, newest)
         })
         .collect()
 }
 
-fn records_from(appended: &[Appended], first: u64) -> Vec<Rec> {
+fn records_from(appended: &[Appended], first: SequenceNumber) -> Vec<Rec> {
     appended
         .iter()
         .filter(|a| a.base >= first)
@@ -80,7 +83,9 @@ fn sealed_segments_older_than_the_retention_are_deleted_and_reads_clamp_to_the_h
     let segments = segments_with_newest_time(dir.path(), &appended);
     assert!(segments.len() >= 4, "{} segments", segments.len());
     // Now is 10 s after the newest record of the second segment: the first two go.
-    let now = segments[1].1 + 10_000 + 1;
+    let now = segments[1]
+        .1
+        .saturating_add(Duration::from_millis(10_000 + 1));
     let outcome = log.apply_retention(now).unwrap();
     assert_eq!(outcome.segments_deleted, 2);
     let first = segments[2].0;
@@ -96,14 +101,14 @@ fn sealed_segments_older_than_the_retention_are_deleted_and_reads_clamp_to_the_h
         }
     }
     // A read from before the horizon starts at it; so does a time seek into the deleted past.
-    let got = log.read(0, 1, usize::MAX).unwrap();
+    let got = log.read(seq(0), 1, usize::MAX).unwrap();
     assert_eq!(got.records[0].sequence, first);
     assert_records(
-        &read_from(&log, 0).unwrap(),
+        &read_from(&log, seq(0)).unwrap(),
         &records_from(&appended, first),
         first,
     );
-    assert_eq!(log.seek_time(0).unwrap(), first);
+    assert_eq!(log.seek_time(at_ms(0)).unwrap(), first);
     assert_eq!(log.stats().first_sequence, first);
 
     // The horizon is where the files are: it survives a reopen.
@@ -123,7 +128,7 @@ fn the_active_segment_is_never_deleted_however_old() {
     let log = open_real(dir.path(), config(Duration::from_secs(1), None));
     let appended = fill(&log);
     let active = *segment_bases(dir.path()).last().unwrap();
-    let outcome = log.apply_retention(u64::MAX / 2).unwrap();
+    let outcome = log.apply_retention(at_ms(u64::MAX / 2)).unwrap();
     assert_eq!(segment_bases(dir.path()), vec![active]);
     assert_eq!(outcome.first_sequence, active);
     assert_records(
@@ -147,7 +152,7 @@ fn retention_bytes_deletes_the_oldest_sealed_segments_while_the_log_is_larger() 
         config(Duration::from_secs(1_000_000), Some(limit)),
     );
     let appended = fill(&log);
-    let sizes: Vec<(u64, u64)> = segment_bases(dir.path())
+    let sizes: Vec<(SequenceNumber, u64)> = segment_bases(dir.path())
         .into_iter()
         .map(|b| {
             (
@@ -160,7 +165,7 @@ fn retention_bytes_deletes_the_oldest_sealed_segments_while_the_log_is_larger() 
         .collect();
     let total: u64 = sizes.iter().map(|s| s.1).sum();
     assert!(total > limit);
-    let outcome = log.apply_retention(200_000).unwrap();
+    let outcome = log.apply_retention(at_ms(200_000)).unwrap();
     let remaining: u64 = segment_bases(dir.path())
         .into_iter()
         .map(|b| {
@@ -177,7 +182,7 @@ fn retention_bytes_deletes_the_oldest_sealed_segments_while_the_log_is_larger() 
     assert_eq!(outcome.bytes_deleted, total - remaining);
     assert_eq!(log.first_sequence(), sizes[deleted].0);
     assert_records(
-        &read_from(&log, 0).unwrap(),
+        &read_from(&log, seq(0)).unwrap(),
         &records_from(&appended, sizes[deleted].0),
         sizes[deleted].0,
     );
@@ -198,10 +203,14 @@ fn a_retention_pass_with_nothing_to_delete_changes_nothing() {
             outcome.bytes_deleted,
             outcome.first_sequence
         ),
-        (0, 0, 0)
+        (0, 0, seq(0))
     );
     assert_eq!(segment_bases(dir.path()), before);
-    assert_records(&read_all(&log).unwrap(), &records_from(&appended, 0), 0);
+    assert_records(
+        &read_all(&log).unwrap(),
+        &records_from(&appended, seq(0)),
+        seq(0),
+    );
 }
 
 /// Files under `dir` that this process still holds open although they were deleted.
@@ -226,11 +235,11 @@ fn deleted_segments_are_let_go_even_when_they_were_sealed_without_a_sync() {
         log.append_at(
             &mut [encode(&tagged_batch(&format!("b{i}"), 2, 80))],
             false,
-            100_000 + i,
+            at_ms(100_000 + i),
         )
         .unwrap();
     }
-    let outcome = log.apply_retention(u64::MAX / 2).unwrap();
+    let outcome = log.apply_retention(at_ms(u64::MAX / 2)).unwrap();
     assert!(outcome.segments_deleted > 2);
     // Holding a deleted segment open would keep its pages (dirty ones too) for good.
     assert_eq!(deleted_but_open(dir.path()), Vec::<String>::new());

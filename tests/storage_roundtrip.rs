@@ -44,15 +44,15 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let log = open_real(dir.path(), small_config());
         let expected = append_in_rounds(&log, &batches, round);
-        assert_records(&read_all(&log).unwrap(), &expected, 0);
+        assert_records(&read_all(&log).unwrap(), &expected, seq(0));
         let bytes = log.stats().bytes_appended;
         log.close().unwrap();
         drop(log);
 
         let log = open_real(dir.path(), small_config());
-        prop_assert_eq!(log.next_sequence(), expected.len() as u64);
-        prop_assert_eq!(log.first_sequence(), 0);
-        assert_records(&read_all(&log).unwrap(), &expected, 0);
+        prop_assert_eq!(log.next_sequence(), seq(expected.len() as u64));
+        prop_assert_eq!(log.first_sequence(), seq(0));
+        assert_records(&read_all(&log).unwrap(), &expected, seq(0));
         let segments = segment_bases(dir.path()).len() as u64;
         // A segment is sealed once the next round would pass 4 KiB, so every sealed segment
         // holds at least one round and the log spans more than one segment past 4 KiB.
@@ -64,9 +64,9 @@ proptest! {
         // Appends after the reopen continue the numbering.
         let more = tagged_batch("after-reopen", 3, 10);
         let ack = log.append(&mut [encode(&more)], true).unwrap()[0];
-        prop_assert_eq!(ack.base_sequence, expected.len() as u64);
+        prop_assert_eq!(ack.base_sequence, seq(expected.len() as u64));
         let all: Vec<Rec> = expected.iter().cloned().chain(more).collect();
-        assert_records(&read_all(&log).unwrap(), &all, 0);
+        assert_records(&read_all(&log).unwrap(), &all, seq(0));
     }
 
     #[test]
@@ -80,12 +80,12 @@ proptest! {
         let log = open_real(dir.path(), small_config());
         let expected = append_in_rounds(&log, &batches, 2);
         let from = from_pick.index(expected.len()) as u64;
-        let got = log.read(from, max_records, max_bytes).unwrap();
+        let got = log.read(seq(from), max_records, max_bytes).unwrap();
         prop_assert!(!got.records.is_empty(), "a record is there to read");
         prop_assert!(got.records.len() <= max_records);
-        prop_assert_eq!(got.records[0].sequence, from);
-        assert_records(&got.records, &expected[from as usize..from as usize + got.records.len()], from);
-        prop_assert_eq!(got.next_sequence, from + got.records.len() as u64);
+        prop_assert_eq!(got.records[0].sequence, seq(from));
+        assert_records(&got.records, &expected[from as usize..from as usize + got.records.len()], seq(from));
+        prop_assert_eq!(got.next_sequence, seq(from + got.records.len() as u64));
         let sizes: Vec<usize> = got.records.iter().map(|r| r.encoded_len()).collect();
         let total: usize = sizes.iter().sum();
         // The budget may only be passed by the first record, which always fits.
@@ -93,7 +93,7 @@ proptest! {
         // A read that stopped early stopped at the budget or the count, not before.
         let end = from as usize + got.records.len();
         if end < expected.len() && got.records.len() < max_records {
-            let next_len = log.read(end as u64, 1, usize::MAX).unwrap().records[0].encoded_len();
+            let next_len = log.read(seq(end as u64), 1, usize::MAX).unwrap().records[0].encoded_len();
             prop_assert!(total + next_len > max_bytes, "stopped with room for the next record");
         }
     }
@@ -103,12 +103,12 @@ proptest! {
 fn an_empty_log_starts_at_sequence_zero_and_reads_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_real(dir.path(), LogConfig::default());
-    assert_eq!(log.first_sequence(), 0);
-    assert_eq!(log.next_sequence(), 0);
-    let got = log.read(0, 100, 1 << 20).unwrap();
+    assert_eq!(log.first_sequence(), seq(0));
+    assert_eq!(log.next_sequence(), seq(0));
+    let got = log.read(seq(0), 100, 1 << 20).unwrap();
     assert!(got.records.is_empty());
-    assert_eq!(got.next_sequence, 0);
-    assert_eq!(log.seek_time(0).unwrap(), 0);
+    assert_eq!(got.next_sequence, seq(0));
+    assert_eq!(log.seek_time(at_ms(0)).unwrap(), seq(0));
 }
 
 #[test]
@@ -120,10 +120,10 @@ fn a_record_larger_than_the_byte_budget_is_still_returned_alone() {
         Rec::plain("k", &[8u8; 10_000]),
     ];
     log.append(&mut [encode(&big)], true).unwrap();
-    let got = log.read(0, 100, 10).unwrap();
-    assert_records(&got.records, &big[..1], 0);
+    let got = log.read(seq(0), 100, 10).unwrap();
+    assert_records(&got.records, &big[..1], seq(0));
     let got = log.read(got.next_sequence, 100, 10).unwrap();
-    assert_records(&got.records, &big[1..], 1);
+    assert_records(&got.records, &big[1..], seq(1));
 }
 
 #[test]
@@ -132,12 +132,12 @@ fn a_read_past_the_end_returns_nothing_and_stays_where_it_was_asked() {
     let log = open_real(dir.path(), LogConfig::default());
     log.append(&mut [encode(&tagged_batch("a", 3, 8))], true)
         .unwrap();
-    let got = log.read(3, 10, 1 << 20).unwrap();
+    let got = log.read(seq(3), 10, 1 << 20).unwrap();
     assert!(got.records.is_empty());
-    assert_eq!(got.next_sequence, 3);
-    let got = log.read(1_000, 10, 1 << 20).unwrap();
+    assert_eq!(got.next_sequence, seq(3));
+    let got = log.read(seq(1_000), 10, 1 << 20).unwrap();
     assert!(got.records.is_empty());
-    assert_eq!(got.next_sequence, 1_000);
+    assert_eq!(got.next_sequence, seq(1_000));
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn appending_no_batch_acknowledges_nothing_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_real(dir.path(), LogConfig::default());
     assert!(log.append(&mut [], true).unwrap().is_empty());
-    assert_eq!(log.next_sequence(), 0);
+    assert_eq!(log.next_sequence(), seq(0));
     assert_eq!(log.stats().writes, 0);
 }
 
@@ -168,7 +168,7 @@ fn one_round_of_many_batches_is_one_write() {
         .map(|i| encode(&tagged_batch(&format!("b{i}"), 2, 16)))
         .collect();
     let acks = log.append(&mut batches, true).unwrap();
-    let bases: Vec<u64> = acks.iter().map(|a| a.base_sequence).collect();
+    let bases: Vec<u64> = acks.iter().map(|a| a.base_sequence.get()).collect();
     assert_eq!(bases, (0..10).map(|i| i * 2).collect::<Vec<u64>>());
     let stats = log.stats();
     assert_eq!(
@@ -196,10 +196,13 @@ fn a_tiny_segment_age_seals_the_segment_at_every_append() {
         log.append(&mut [encode(&batch)], true).unwrap();
         expected.extend(batch);
     }
-    assert_eq!(segment_bases(dir.path()), vec![0, 2, 4, 6]);
+    assert_eq!(
+        segment_bases(dir.path()),
+        vec![seq(0), seq(2), seq(4), seq(6)]
+    );
     drop(log);
     let log = open_real(dir.path(), config);
-    assert_records(&read_all(&log).unwrap(), &expected, 0);
+    assert_records(&read_all(&log).unwrap(), &expected, seq(0));
 }
 
 #[test]
@@ -207,15 +210,18 @@ fn arrival_times_never_go_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_real(dir.path(), small_config());
     let a = log
-        .append_at(&mut [encode(&tagged_batch("a", 1, 8))], true, 5_000)
+        .append_at(&mut [encode(&tagged_batch("a", 1, 8))], true, at_ms(5_000))
         .unwrap()[0];
     let b = log
-        .append_at(&mut [encode(&tagged_batch("b", 1, 8))], true, 4_000)
+        .append_at(&mut [encode(&tagged_batch("b", 1, 8))], true, at_ms(4_000))
         .unwrap()[0];
-    assert_eq!((a.timestamp_ms, b.timestamp_ms), (5_000, 5_000));
-    assert_eq!(log.last_timestamp_ms(), 5_000);
-    let got = log.read(0, 10, 1 << 20).unwrap();
-    assert!(got.records.iter().all(|r| r.timestamp_ms == 5_000));
+    assert_eq!(
+        (a.timestamp_ms, b.timestamp_ms),
+        (at_ms(5_000), at_ms(5_000))
+    );
+    assert_eq!(log.last_timestamp_ms(), at_ms(5_000));
+    let got = log.read(seq(0), 10, 1 << 20).unwrap();
+    assert!(got.records.iter().all(|r| r.timestamp_ms == at_ms(5_000)));
 }
 
 #[test]

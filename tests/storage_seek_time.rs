@@ -4,15 +4,15 @@
 mod storage_support;
 
 use proptest::prelude::*;
-use shardlog::storage::LogConfig;
+use shardlog::storage::{LogConfig, SequenceNumber, Timestamp};
 use storage_support::*;
 
 /// The answer `seek_time(t)` must give, from the stamped time of every record.
-fn expected_seek(stamped: &[u64], t: u64) -> u64 {
-    stamped
+fn expected_seek(stamped: &[Timestamp], t: Timestamp) -> SequenceNumber {
+    seq(stamped
         .iter()
         .position(|&ts| ts >= t)
-        .unwrap_or(stamped.len()) as u64
+        .unwrap_or(stamped.len()) as u64)
 }
 
 proptest! {
@@ -36,12 +36,13 @@ proptest! {
             // The caller's clock may go back; the log's stamps never do.
             clock = if backwards { clock.saturating_sub(step) } else { clock + step };
             let mut encoded: Vec<_> = batches.iter().map(|b| encode(b)).collect();
-            let acks = log.append_at(&mut encoded, false, clock).unwrap();
+            let acks = log.append_at(&mut encoded, false, at_ms(clock)).unwrap();
             for (ack, batch) in acks.iter().zip(&batches) {
                 prop_assert!(stamped.last().is_none_or(|&l| ack.timestamp_ms >= l));
                 stamped.extend(std::iter::repeat_n(ack.timestamp_ms, batch.len()));
             }
         }
+        let queries: Vec<Timestamp> = queries.into_iter().map(at_ms).collect();
         for &t in &queries {
             prop_assert_eq!(log.seek_time(t).unwrap(), expected_seek(&stamped, t), "seek_time({}) before a reopen", t);
         }
@@ -52,7 +53,7 @@ proptest! {
         for &t in queries.iter().chain(stamped.iter()) {
             prop_assert_eq!(log.seek_time(t).unwrap(), expected_seek(&stamped, t), "seek_time({}) after a reopen", t);
         }
-        prop_assert_eq!(log.seek_time(u64::MAX).unwrap(), stamped.len() as u64);
+        prop_assert_eq!(log.seek_time(at_ms(u64::MAX)).unwrap(), seq(stamped.len() as u64));
     }
 }
 
@@ -60,9 +61,9 @@ proptest! {
 fn a_seek_past_every_record_returns_the_durable_end() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_real(dir.path(), small_config());
-    log.append_at(&mut [encode(&tagged_batch("a", 3, 8))], true, 500)
+    log.append_at(&mut [encode(&tagged_batch("a", 3, 8))], true, at_ms(500))
         .unwrap();
-    assert_eq!(log.seek_time(501).unwrap(), 3);
-    assert_eq!(log.seek_time(500).unwrap(), 0);
-    assert_eq!(log.seek_time(0).unwrap(), 0);
+    assert_eq!(log.seek_time(at_ms(501)).unwrap(), seq(3));
+    assert_eq!(log.seek_time(at_ms(500)).unwrap(), seq(0));
+    assert_eq!(log.seek_time(at_ms(0)).unwrap(), seq(0));
 }

@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, Notify};
 use super::{blocking, Broker, BrokerError, StreamHandle};
 use crate::consumer::{GroupConfig, GroupCoordinator, GroupError, Lease, MemberId};
 use crate::meta::{MetaCommand, MetaState};
-use crate::storage::log::now_ms;
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, ShardId, StreamName};
 
 /// A group of a stream: the key of its live coordinator and its epoch floor.
@@ -29,7 +29,7 @@ pub struct LeaseInfo {
     /// The lease's fencing epoch: checkpoints must present it.
     pub epoch: u64,
     /// The group's checkpoint on the shard: the last sequence number processed.
-    pub checkpoint: Option<u64>,
+    pub checkpoint: Option<SequenceNumber>,
 }
 
 /// What join and heartbeat return.
@@ -64,14 +64,14 @@ pub struct ShardProgressInfo {
     /// The lease's current epoch.
     pub epoch: u64,
     /// The group's checkpoint on the shard, if one was committed.
-    pub checkpoint: Option<u64>,
+    pub checkpoint: Option<SequenceNumber>,
     /// The newest stored sequence number, `None` when the shard is empty.
-    pub latest_sequence: Option<u64>,
+    pub latest_sequence: Option<SequenceNumber>,
     /// Stored records after the checkpoint (all stored records without one).
     pub lag_records: u64,
     /// Arrival-time distance from the checkpointed record (the oldest retained one without a
-    /// checkpoint) to the newest, in ms; 0 when nothing lags.
-    pub millis_behind_latest: u64,
+    /// checkpoint) to the newest, in whole ms; zero when nothing lags.
+    pub behind_latest: Duration,
 }
 
 /// DescribeGroup's answer.
@@ -259,7 +259,7 @@ impl Broker {
         &self,
         stream: &StreamName,
         group: &GroupName,
-    ) -> Option<BTreeMap<ShardId, u64>> {
+    ) -> Option<BTreeMap<ShardId, SequenceNumber>> {
         let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
         meta.state()
             .groups
@@ -331,7 +331,7 @@ impl Broker {
                 .execute_meta(MetaCommand::CreateGroup {
                     stream: stream.clone(),
                     group: group.clone(),
-                    created_at_ms: now_ms(),
+                    created_at_ms: Timestamp::now(),
                 })
                 .await;
             match created {
@@ -434,7 +434,7 @@ impl Broker {
         member_id: &str,
         shard_id: &str,
         lease_epoch: u64,
-        sequence: u64,
+        sequence: SequenceNumber,
         reset: bool,
     ) -> Result<(), BrokerError> {
         let (handle, group) = self.group_names(stream, group)?;
@@ -524,10 +524,10 @@ impl Broker {
             let checkpoint = checkpoints.get(&shard.id).copied();
             let next = log.next_sequence();
             let first = log.first_sequence();
-            let start = checkpoint.map_or(first, |c| (c + 1).max(first));
-            let lag_records = next.saturating_sub(start);
-            let millis_behind_latest = if lag_records == 0 {
-                0
+            let start = checkpoint.map_or(first, |c| c.next().max(first));
+            let lag_records = next.saturating_distance_from(start);
+            let behind_latest = if lag_records == 0 {
+                Duration::ZERO
             } else {
                 // From the checkpointed record (the last one processed) to the newest, as the
                 // contract defines it; without a checkpoint, or once retention dropped the
@@ -535,8 +535,9 @@ impl Broker {
                 let from = checkpoint.filter(|&c| c >= first).unwrap_or(first);
                 let l = Arc::clone(&log);
                 let oldest = blocking("read oldest", move || l.read(from, 1, 1)).await??;
-                oldest.records.first().map_or(0, |r| {
-                    log.last_timestamp_ms().saturating_sub(r.timestamp_ms)
+                oldest.records.first().map_or(Duration::ZERO, |r| {
+                    log.last_timestamp_ms()
+                        .saturating_duration_since(r.timestamp_ms)
                 })
             };
             shards.push(ShardProgressInfo {
@@ -546,7 +547,7 @@ impl Broker {
                 checkpoint,
                 latest_sequence: next.checked_sub(1).filter(|_| next > first),
                 lag_records,
-                millis_behind_latest,
+                behind_latest,
             });
         }
         Ok(GroupDescription {

@@ -23,6 +23,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::StreamName;
 
 /// Default lifetime of an iterator, as in Kinesis.
@@ -40,13 +41,13 @@ pub struct IteratorPosition {
     pub stream: StreamName,
     /// When the stream was created: a stream deleted and made again under the same name
     /// does not accept the old stream's iterators.
-    pub stream_created_at_ms: u64,
+    pub stream_created_at_ms: Timestamp,
     /// The shard's index.
     pub shard: u32,
     /// The next sequence number to read.
-    pub sequence: u64,
+    pub sequence: SequenceNumber,
     /// When the token was issued, for its lifetime.
-    pub issued_at_ms: u64,
+    pub issued_at_ms: Timestamp,
 }
 
 /// Why a token was refused.
@@ -101,10 +102,10 @@ impl IteratorCodec {
         let name = p.stream.as_str().as_bytes();
         let mut body = Vec::with_capacity(FIXED_LEN + name.len() + MAC_LEN);
         body.push(VERSION);
-        body.extend_from_slice(&p.stream_created_at_ms.to_le_bytes());
+        body.extend_from_slice(&p.stream_created_at_ms.as_millis().to_le_bytes());
         body.extend_from_slice(&p.shard.to_le_bytes());
-        body.extend_from_slice(&p.sequence.to_le_bytes());
-        body.extend_from_slice(&p.issued_at_ms.to_le_bytes());
+        body.extend_from_slice(&p.sequence.get().to_le_bytes());
+        body.extend_from_slice(&p.issued_at_ms.as_millis().to_le_bytes());
         body.push(name.len().min(255) as u8);
         body.extend_from_slice(&name[..name.len().min(255)]);
         let mac = self.mac(&body);
@@ -112,8 +113,8 @@ impl IteratorCodec {
         URL_SAFE_NO_PAD.encode(body)
     }
 
-    /// Decodes and checks a token at wall-clock time `now_ms`.
-    pub fn decode(&self, token: &str, now_ms: u64) -> Result<IteratorPosition, IteratorError> {
+    /// Decodes and checks a token at wall-clock time `now`.
+    pub fn decode(&self, token: &str, now: Timestamp) -> Result<IteratorPosition, IteratorError> {
         let raw = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_decode_error| IteratorError::Malformed)?;
@@ -146,15 +147,18 @@ impl IteratorCodec {
             .ok_or(IteratorError::Malformed)?;
         let p = IteratorPosition {
             stream,
-            stream_created_at_ms: u64_at(1),
+            stream_created_at_ms: Timestamp::from_millis(u64_at(1)),
             shard: u32::from_le_bytes(shard),
-            sequence: u64_at(13),
-            issued_at_ms: u64_at(21),
+            sequence: SequenceNumber::new(u64_at(13)),
+            issued_at_ms: Timestamp::from_millis(u64_at(21)),
         };
-        let age_ms = now_ms.saturating_sub(p.issued_at_ms);
-        let ttl_ms = self.ttl.as_millis() as u64;
-        if age_ms > ttl_ms {
-            return Err(IteratorError::Expired { age_ms, ttl_ms });
+        // The age is in whole ms, so this is `age_ms > ttl_ms` with the ttl cut to whole ms.
+        let age = now.saturating_duration_since(p.issued_at_ms);
+        if age > self.ttl {
+            return Err(IteratorError::Expired {
+                age_ms: age.as_millis() as u64,
+                ttl_ms: self.ttl.as_millis() as u64,
+            });
         }
         Ok(p)
     }
@@ -167,10 +171,10 @@ mod tests {
     fn position() -> IteratorPosition {
         IteratorPosition {
             stream: StreamName::new("orders").expect("a valid name"),
-            stream_created_at_ms: 7,
+            stream_created_at_ms: Timestamp::from_millis(7),
             shard: 3,
-            sequence: 42,
-            issued_at_ms: 1_000_000,
+            sequence: SequenceNumber::new(42),
+            issued_at_ms: Timestamp::from_millis(1_000_000),
         }
     }
 
@@ -178,7 +182,12 @@ mod tests {
     fn a_token_decodes_to_what_was_encoded() {
         let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
         let token = codec.encode(&position());
-        assert_eq!(codec.decode(&token, 1_000_500).unwrap(), position());
+        assert_eq!(
+            codec
+                .decode(&token, Timestamp::from_millis(1_000_500))
+                .unwrap(),
+            position()
+        );
     }
 
     #[test]
@@ -188,11 +197,11 @@ mod tests {
         raw[14] ^= 1;
         let forged = URL_SAFE_NO_PAD.encode(raw);
         assert_eq!(
-            codec.decode(&forged, 1_000_000),
+            codec.decode(&forged, Timestamp::from_millis(1_000_000)),
             Err(IteratorError::Malformed)
         );
         assert_eq!(
-            codec.decode("not base64!", 0),
+            codec.decode("not base64!", Timestamp::from_millis(0)),
             Err(IteratorError::Malformed)
         );
     }
@@ -202,7 +211,7 @@ mod tests {
         let a = IteratorCodec::new([1; KEY_LEN], DEFAULT_ITERATOR_TTL);
         let b = IteratorCodec::new([2; KEY_LEN], DEFAULT_ITERATOR_TTL);
         assert_eq!(
-            b.decode(&a.encode(&position()), 1_000_000),
+            b.decode(&a.encode(&position()), Timestamp::from_millis(1_000_000)),
             Err(IteratorError::Malformed)
         );
     }
@@ -211,9 +220,11 @@ mod tests {
     fn an_old_token_has_expired() {
         let codec = IteratorCodec::new([9; KEY_LEN], Duration::from_secs(300));
         let token = codec.encode(&position());
-        assert!(codec.decode(&token, 1_000_000 + 300_000).is_ok());
+        assert!(codec
+            .decode(&token, Timestamp::from_millis(1_000_000 + 300_000))
+            .is_ok());
         assert!(matches!(
-            codec.decode(&token, 1_000_000 + 300_001),
+            codec.decode(&token, Timestamp::from_millis(1_000_000 + 300_001)),
             Err(IteratorError::Expired { .. })
         ));
     }

@@ -35,7 +35,7 @@ use crate::fifo::{DedupKey, DedupPolicy, DedupWindow, DedupWindowConfig};
 use crate::fsio::{write_file_atomically, Io};
 use crate::meta::{MetaCommand, MetaStore};
 use crate::storage::commit::CommitConfig;
-use crate::storage::log::now_ms;
+use crate::storage::Timestamp;
 use crate::storage::{Committer, LogConfig, ShardLog};
 use crate::stream::{ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings};
 
@@ -271,9 +271,9 @@ impl Broker {
     /// each shard: the log is the source of truth, the window is derived from it.
     async fn rebuild_dedup(handle: &StreamHandle, _interval: u64) -> Result<(), BrokerError> {
         let window = handle.descriptor.settings.dedup_window + DEDUP_REBUILD_MARGIN;
-        let now_wall = now_ms();
+        let now_wall = Timestamp::now();
         let now = Instant::now();
-        let since_ms = now_wall.saturating_sub(window.as_millis() as u64);
+        let since = now_wall.saturating_sub(window);
         for shard in &handle.shards {
             let log = Arc::clone(&shard.log);
             let dedup = handle.dedup.clone();
@@ -281,7 +281,7 @@ impl Broker {
             let shard_index = shard.id.index();
             let dedup_window = handle.descriptor.settings.dedup_window;
             blocking("rebuild dedup", move || -> Result<(), BrokerError> {
-                let mut from = log.seek_time(since_ms)?;
+                let mut from = log.seek_time(since)?;
                 loop {
                     let batch = log.read(from, DEDUP_REBUILD_CHUNK, usize::MAX)?;
                     if batch.records.is_empty() {
@@ -301,7 +301,7 @@ impl Broker {
                             continue;
                         };
                         // Age the id by its real arrival time, so it expires when it would have.
-                        let age = Duration::from_millis(now_wall.saturating_sub(r.timestamp_ms));
+                        let age = now_wall.saturating_duration_since(r.timestamp_ms);
                         if age >= dedup_window {
                             continue;
                         }
@@ -338,7 +338,7 @@ impl Broker {
                     .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
                     .collect();
                 let result = blocking("retention", move || {
-                    let now = now_ms();
+                    let now = Timestamp::now();
                     for log in logs {
                         if let Err(e) = log.apply_retention(now) {
                             tracing::error!(shard = %log.dir().display(), error = %e, "retention failed");
@@ -398,7 +398,7 @@ impl Broker {
     ) -> Result<StreamDescriptor, BrokerError> {
         let descriptor = StreamDescriptor::create(
             name.clone(),
-            now_ms(),
+            Timestamp::now(),
             settings,
             shard_count,
             &self.inner.config.stream_limits,

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::{Broker, BrokerError, StreamHandle};
 use crate::fifo::{self, BatchEntry, Committed};
+use crate::storage::SequenceNumber;
 use crate::storage::{AppendAck, BatchBuilder, RecordRef, StorageError};
 use crate::stream::{HashKey, ShardId, StreamName};
 
@@ -34,7 +35,7 @@ pub struct PutOutcome {
     /// The shard the record is in.
     pub shard: ShardId,
     /// Its sequence number in that shard.
-    pub sequence: u64,
+    pub sequence: SequenceNumber,
     /// True when the record was a duplicate within the dedup window: nothing was stored and
     /// `shard`/`sequence` name the first record.
     pub duplicate: bool,

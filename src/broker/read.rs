@@ -1,13 +1,14 @@
 //! The read path: shard iterators, GetRecords, and SubscribeToShard's push loop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use super::iterator::IteratorPosition;
 use super::{blocking, Broker, BrokerError, StreamHandle};
-use crate::storage::log::now_ms;
 use crate::storage::{ReadBatch, ShardLog, StoredRecord};
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{ShardId, StreamName};
 
 /// Where an iterator or a subscription starts.
@@ -18,11 +19,11 @@ pub enum IteratorKind {
     /// Just after the newest record: only records put from now on.
     Latest,
     /// At this sequence number.
-    AtSequence(u64),
+    AtSequence(SequenceNumber),
     /// Just after this sequence number.
-    AfterSequence(u64),
-    /// At the first record that arrived at or after this time (ms since the epoch).
-    AtTimestamp(u64),
+    AfterSequence(SequenceNumber),
+    /// At the first record that arrived at or after this time.
+    AtTimestamp(Timestamp),
 }
 
 /// The starting position of a subscription.
@@ -35,9 +36,9 @@ pub struct GetRecordsOutput {
     pub records: Vec<StoredRecord>,
     /// Where the next read continues.
     pub next_shard_iterator: String,
-    /// How far the last record returned is behind the newest record of the shard, in ms (0
-    /// when the reader is at the end).
-    pub millis_behind_latest: u64,
+    /// How far the last record returned is behind the newest record of the shard, in whole ms
+    /// (zero when the reader is at the end).
+    pub behind_latest: Duration,
 }
 
 /// One push of a subscription.
@@ -48,18 +49,22 @@ pub struct SubscribeEvent {
     /// The last sequence number the subscription has covered: resubscribe `AfterSequence` this
     /// to resume without gaps, as the contract says. `None` while the subscription's position
     /// is sequence 0 (nothing precedes it): resume at the trim horizon then.
-    pub continuation_sequence: Option<u64>,
-    /// How far the last record pushed is behind the shard's newest, in ms.
-    pub millis_behind_latest: u64,
+    pub continuation_sequence: Option<SequenceNumber>,
+    /// How far the last record pushed is behind the shard's newest, in whole ms.
+    pub behind_latest: Duration,
 }
 
-fn lag_ms(log: &ShardLog, batch: &ReadBatch) -> u64 {
+/// How far `batch`'s last record is behind the shard's newest one, by arrival time: zero when
+/// the batch reaches the end of the shard (or holds nothing).
+fn lag(log: &ShardLog, batch: &ReadBatch) -> Duration {
     if batch.next_sequence >= log.next_sequence() {
-        return 0;
+        return Duration::ZERO;
     }
     match batch.records.last() {
-        Some(r) => log.last_timestamp_ms().saturating_sub(r.timestamp_ms),
-        None => 0,
+        Some(r) => log
+            .last_timestamp_ms()
+            .saturating_duration_since(r.timestamp_ms),
+        None => Duration::ZERO,
     }
 }
 
@@ -84,7 +89,7 @@ impl Broker {
         log: &Arc<ShardLog>,
         kind: IteratorKind,
         field: &'static str,
-    ) -> Result<u64, BrokerError> {
+    ) -> Result<SequenceNumber, BrokerError> {
         let next = log.next_sequence();
         Ok(match kind {
             IteratorKind::TrimHorizon => log.first_sequence(),
@@ -105,7 +110,7 @@ impl Broker {
                         format!("{seq} is not a stored sequence number (next sequence {next})"),
                     ));
                 }
-                seq + 1
+                seq.next()
             }
             IteratorKind::AtTimestamp(ts) => {
                 let log = Arc::clone(log);
@@ -129,7 +134,7 @@ impl Broker {
             stream_created_at_ms: handle.descriptor.created_at_ms,
             shard: id.index(),
             sequence,
-            issued_at_ms: now_ms(),
+            issued_at_ms: Timestamp::now(),
         }))
     }
 
@@ -150,7 +155,10 @@ impl Broker {
                 ))
             }
         };
-        let pos = self.inner.iterators.decode(shard_iterator, now_ms())?;
+        let pos = self
+            .inner
+            .iterators
+            .decode(shard_iterator, Timestamp::now())?;
         let handle = self.stream(&pos.stream)?;
         if handle.descriptor.created_at_ms != pos.stream_created_at_ms {
             return Err(BrokerError::StreamNotFound { stream: pos.stream });
@@ -168,16 +176,16 @@ impl Broker {
             l.read(pos.sequence, limit as usize, max_bytes)
         })
         .await??;
-        let millis_behind_latest = lag_ms(&log, &batch);
+        let behind_latest = lag(&log, &batch);
         let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
             sequence: batch.next_sequence,
-            issued_at_ms: now_ms(),
+            issued_at_ms: Timestamp::now(),
             ..pos
         });
         Ok(GetRecordsOutput {
             records: batch.records,
             next_shard_iterator,
-            millis_behind_latest,
+            behind_latest,
         })
     }
 
@@ -240,13 +248,13 @@ impl Broker {
                     }
                 };
                 if !batch.records.is_empty() {
-                    let millis_behind_latest = lag_ms(&log, &batch);
+                    let behind_latest = lag(&log, &batch);
                     position = batch.next_sequence;
                     let event = SubscribeEvent {
                         records: batch.records,
                         // The batch is not empty, so `position` (its last sequence + 1) is >= 1.
                         continuation_sequence: position.checked_sub(1),
-                        millis_behind_latest,
+                        behind_latest,
                     };
                     if !push(&tx, Ok(event), &mut shutdown).await {
                         return;
@@ -267,7 +275,7 @@ impl Broker {
                             records: Vec::new(),
                             // Nothing precedes sequence 0: no continuation to name.
                             continuation_sequence: position.checked_sub(1),
-                            millis_behind_latest: 0,
+                            behind_latest: Duration::ZERO,
                         };
                         if !push(&tx, Ok(event), &mut shutdown).await {
                             return;

@@ -180,7 +180,7 @@ mod tests {
     async fn batch_repeats_point_at_the_first_entry_with_that_key() {
         let window = window();
         let t0 = Instant::now();
-        fresh(window.reserve(key("old"), t0)).commit(0, 1, t0);
+        fresh(window.reserve(key("old"), t0)).commit(0, seq(1), t0);
         let ReservedBatch {
             entries,
             ticket: _ticket,
@@ -203,8 +203,8 @@ mod tests {
             entries[3],
             BatchEntry::Duplicate(Committed {
                 shard: 0,
-                sequence: 1
-            })
+                sequence,
+            }) if sequence == seq(1)
         ));
         assert!(matches!(entries[4], BatchEntry::Fresh));
         assert_eq!(window.len(), 3);
@@ -223,15 +223,15 @@ mod tests {
         assert!(poll_once(batch.as_mut()).is_pending());
         assert_eq!(window.len(), 1);
         drop(fresh(window.reserve(high, t0)));
-        other.commit(0, 12, t0);
+        other.commit(0, seq(12), t0);
         let entries = batch.await.entries;
         assert!(matches!(entries[0], BatchEntry::Fresh));
         assert!(matches!(
             entries[1],
             BatchEntry::Duplicate(Committed {
                 shard: 0,
-                sequence: 12
-            })
+                sequence,
+            }) if sequence == seq(12)
         ));
     }
 
@@ -271,13 +271,16 @@ mod tests {
         );
         let mut parts = parts.into_iter();
         let (even, odd) = (parts.next().unwrap(), parts.next().unwrap());
-        even.commit(7, 100, t0);
-        odd.commit(9, 200, t0);
+        even.commit(7, seq(100), t0);
+        odd.commit(9, seq(200), t0);
         let expected = [(7, 100), (9, 200), (7, 101), (9, 201), (7, 102)];
         for (id, (shard, sequence)) in ["a", "b", "c", "d", "e"].iter().zip(expected) {
             assert_eq!(
                 duplicate(window.reserve(key(id), t0)),
-                Committed { shard, sequence },
+                Committed {
+                    shard,
+                    sequence: seq(sequence)
+                },
                 "{id}"
             );
         }
@@ -307,10 +310,10 @@ mod tests {
         assert!(poll_once(wait.as_mut()).is_pending());
         drop(failed);
         wait.await;
-        stored.commit(0, 5, t0);
-        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 5);
-        fresh(window.reserve(key("b"), t0)).commit(1, 6, t0);
-        assert_eq!(duplicate(window.reserve(key("b"), t0)).sequence, 6);
+        stored.commit(0, seq(5), t0);
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, seq(5));
+        fresh(window.reserve(key("b"), t0)).commit(1, seq(6), t0);
+        assert_eq!(duplicate(window.reserve(key("b"), t0)).sequence, seq(6));
     }
 
     #[test]
@@ -330,7 +333,7 @@ mod tests {
         // The batch future is gone: the lower key is free again, the other request unaffected.
         assert_eq!(window.len(), 1);
         drop(fresh(window.reserve(low, t0)));
-        other.commit(0, 1, t0);
+        other.commit(0, seq(1), t0);
     }
 
     #[tokio::test]
@@ -344,7 +347,7 @@ mod tests {
         let mut batch = pin!(window.reserve_batch(&keys, || t0));
         assert!(poll_once(batch.as_mut()).is_pending());
         assert_eq!(window.len(), 1);
-        other.commit(0, 3, t0);
+        other.commit(0, seq(3), t0);
         let reserved = batch.await;
         assert!(matches!(reserved.entries[0], BatchEntry::Fresh));
         assert!(matches!(reserved.entries[1], BatchEntry::SameAs(0)));
@@ -352,8 +355,8 @@ mod tests {
             reserved.entries[2],
             BatchEntry::Duplicate(Committed {
                 shard: 0,
-                sequence: 3
-            })
+                sequence,
+            }) if sequence == seq(3)
         ));
         assert_eq!(reserved.ticket.keys().collect::<Vec<_>>(), [high]);
     }
@@ -385,7 +388,7 @@ mod tests {
             .ticket
             .split(1, |i| Some((0, i)))
             .into_iter()
-            .for_each(|part| part.commit(0, 40, t0));
+            .for_each(|part| part.commit(0, seq(40), t0));
         let first = first.await;
         assert!(matches!(
             first.entries[..],
@@ -424,7 +427,7 @@ mod tests {
                 let first = stored.fetch_add(fresh, Ordering::SeqCst);
                 let parts = reserved.ticket.split(1, |i| Some((0, i)));
                 for part in parts {
-                    part.commit(0, first, Instant::now());
+                    part.commit(0, seq(first), Instant::now());
                 }
                 fresh
             }));

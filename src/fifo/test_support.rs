@@ -10,6 +10,7 @@ use super::key::DedupKey;
 use super::ticket::{DedupTicket, Waiter};
 use super::window::{Committed, DedupWindow, DedupWindowConfig, Reservation, DEFAULT_MAX_LIVE_IDS};
 use super::FifoError;
+use crate::storage::SequenceNumber;
 use crate::stream::DedupScope;
 
 pub(super) const WINDOW: Duration = Duration::from_secs(300);
@@ -53,7 +54,15 @@ pub(super) fn in_flight(reservation: Result<Reservation, FifoError>) -> Waiter {
 
 /// What a duplicate answers: the first record of its id, at `sequence` in `shard`.
 pub(super) fn first_record(shard: u32, sequence: u64) -> Committed {
-    Committed { shard, sequence }
+    Committed {
+        shard,
+        sequence: seq(sequence),
+    }
+}
+
+/// Sequence number `n`: the tests name records by their plain numbers.
+pub(super) fn seq(n: u64) -> SequenceNumber {
+    SequenceNumber::new(n)
 }
 
 /// `key` reserved by one request and then by a second, which finds it in flight: the first

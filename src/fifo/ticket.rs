@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::key::DedupKey;
 use super::window::{open_all, Shared, State};
+use crate::storage::SequenceNumber;
 
 /// The right, and the duty, to store the records of fresh ids: one ticket holds every id one
 /// request reserved, so committing or releasing them takes the window's lock once.
@@ -149,7 +150,7 @@ impl DedupTicket {
     /// `now + window`, and wakes its waiters, who then see a duplicate. For a ticket from
     /// [`reserve`](super::DedupWindow::reserve), the one id's position is 0, so
     /// `first_sequence` is its sequence number.
-    pub fn commit(self, shard: u32, first_sequence: u64, now: Instant) {
+    pub fn commit(self, shard: u32, first_sequence: SequenceNumber, now: Instant) {
         self.stored(shard, first_sequence, now).commit();
     }
 
@@ -159,7 +160,12 @@ impl DedupTicket {
     /// dropped, so that several of them can be committed under one lock acquisition
     /// ([`StoredTicket::commit_all`]) by whoever gathers them, and still none is lost if that
     /// gatherer goes away.
-    pub fn stored(mut self, shard: u32, first_sequence: u64, now: Instant) -> StoredTicket {
+    pub fn stored(
+        mut self,
+        shard: u32,
+        first_sequence: SequenceNumber,
+        now: Instant,
+    ) -> StoredTicket {
         StoredTicket {
             shared: Arc::clone(&self.shared),
             number: self.number,
@@ -202,7 +208,7 @@ pub struct StoredTicket {
     /// Ascending by position.
     held: Vec<Held>,
     shard: u32,
-    first_sequence: u64,
+    first_sequence: SequenceNumber,
     stored_at: Instant,
 }
 
@@ -357,8 +363,8 @@ mod tests {
         drop(ticket);
         wait.await;
         let taken_over = fresh(window.reserve(key("a"), t0));
-        taken_over.commit(2, 9, t0);
-        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 9);
+        taken_over.commit(2, seq(9), t0);
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, seq(9));
     }
 
     #[tokio::test]
@@ -366,7 +372,7 @@ mod tests {
         let window = window();
         let t0 = Instant::now();
         let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
-        ticket.commit(0, 1, t0);
+        ticket.commit(0, seq(1), t0);
         assert!(poll_once(pin!(waiter.wait())).is_ready());
     }
 
@@ -380,7 +386,7 @@ mod tests {
         };
         let mut second = pin!(window.reserve_or_wait(key("a"), || t0));
         assert!(poll_once(second.as_mut()).is_pending());
-        first.commit(4, 77, t0);
+        first.commit(4, seq(77), t0);
         match second.await.unwrap() {
             Reserved::Duplicate(committed) => assert_eq!(committed, first_record(4, 77)),
             other => panic!("expected duplicate, got {other:?}"),
@@ -403,10 +409,10 @@ mod tests {
                     Reserved::Fresh(ticket) => {
                         // "Store" the record: the count of stores is its sequence number.
                         let sequence = 100 + stored.fetch_add(1, Ordering::SeqCst);
-                        ticket.commit(0, sequence, t0);
+                        ticket.commit(0, seq(sequence), t0);
                         (true, sequence)
                     }
-                    Reserved::Duplicate(committed) => (false, committed.sequence),
+                    Reserved::Duplicate(committed) => (false, committed.sequence.get()),
                 }
             }));
         }
@@ -434,10 +440,10 @@ mod tests {
                 match window.reserve_or_wait(key("a"), || t0).await.unwrap() {
                     Reserved::Fresh(ticket) => {
                         let sequence = 500 + stored.fetch_add(1, Ordering::SeqCst);
-                        ticket.commit(1, sequence, t0);
+                        ticket.commit(1, seq(sequence), t0);
                         sequence
                     }
-                    Reserved::Duplicate(committed) => committed.sequence,
+                    Reserved::Duplicate(committed) => committed.sequence.get(),
                 }
             }));
         }
@@ -463,11 +469,11 @@ mod tests {
         let window = window();
         let t0 = Instant::now();
         let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
-        window.insert_committed(key("a"), 1, 3, t0).unwrap();
-        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 3);
-        ticket.commit(1, 4, t0);
+        window.insert_committed(key("a"), 1, seq(3), t0).unwrap();
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, seq(3));
+        ticket.commit(1, seq(4), t0);
         waiter.wait().await;
-        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 3);
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, seq(3));
     }
 
     #[tokio::test]
@@ -476,7 +482,7 @@ mod tests {
         let t0 = Instant::now();
         let (ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         // The append succeeded, but whoever was to commit the ids went away.
-        drop(ticket.stored(3, 30, t0));
+        drop(ticket.stored(3, seq(30), t0));
         waiter.wait().await;
         assert_eq!(duplicate(window.reserve(key("a"), t0)), first_record(3, 30));
     }
@@ -486,14 +492,14 @@ mod tests {
         let (one, other) = (window(), window());
         let t0 = Instant::now();
         let stored = [
-            fresh(one.reserve(key("a"), t0)).stored(0, 1, t0),
-            fresh(other.reserve(key("a"), t0)).stored(1, 2, t0),
-            fresh(one.reserve(key("b"), t0)).stored(0, 3, t0),
+            fresh(one.reserve(key("a"), t0)).stored(0, seq(1), t0),
+            fresh(other.reserve(key("a"), t0)).stored(1, seq(2), t0),
+            fresh(one.reserve(key("b"), t0)).stored(0, seq(3), t0),
         ];
         StoredTicket::commit_all(stored);
-        assert_eq!(duplicate(one.reserve(key("a"), t0)).sequence, 1);
-        assert_eq!(duplicate(one.reserve(key("b"), t0)).sequence, 3);
-        assert_eq!(duplicate(other.reserve(key("a"), t0)).sequence, 2);
+        assert_eq!(duplicate(one.reserve(key("a"), t0)).sequence, seq(1));
+        assert_eq!(duplicate(one.reserve(key("b"), t0)).sequence, seq(3));
+        assert_eq!(duplicate(other.reserve(key("a"), t0)).sequence, seq(2));
     }
 
     #[tokio::test]
@@ -503,9 +509,9 @@ mod tests {
         let (_ticket, waiter) = held_and_waited_on(&window, key("a"), t0);
         let mut wait = pin!(waiter.wait());
         assert!(poll_once(wait.as_mut()).is_pending());
-        window.insert_committed(key("a"), 2, 7, t0).unwrap();
+        window.insert_committed(key("a"), 2, seq(7), t0).unwrap();
         wait.await;
-        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 7);
+        assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, seq(7));
     }
 
     #[test]
@@ -517,7 +523,7 @@ mod tests {
         // Both waiters share the one gate the first of them created.
         assert!(Arc::ptr_eq(&first.gate, &second.gate));
         assert_eq!(Arc::strong_count(&first.gate), 3);
-        ticket.commit(0, 1, t0);
+        ticket.commit(0, seq(1), t0);
         assert_eq!(Arc::strong_count(&first.gate), 2);
     }
 }

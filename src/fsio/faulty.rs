@@ -42,7 +42,11 @@ pub enum Loss {
     /// A prefix of the unsynced bytes survives, its length drawn from the seed, and one byte
     /// of that surviving unsynced part (anywhere in it, as a disk that wrote its sectors out
     /// of order leaves them) is flipped when the seed says so: a torn write.
-    Torn { seed: u64 },
+    Torn {
+        /// Chooses the surviving length and the flipped byte: one seed replays one outcome, so
+        /// a failing proptest case reproduces.
+        seed: u64,
+    },
 }
 
 /// The fault-injecting file system. Clones share state.

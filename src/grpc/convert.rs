@@ -5,11 +5,17 @@ use crate::proto::v1 as pb;
 use tonic::Status;
 
 use super::status::to_status;
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{DedupScope, ShardDescriptor, StreamDescriptor, StreamName};
 
 /// A request's `stream_name`, validated: an invalid one is `INVALID_ARGUMENT` naming it.
 pub fn stream_name(name: &str) -> Result<StreamName, Status> {
     StreamName::new(name).map_err(|e| to_status(e.into()))
+}
+
+/// A span of time as the wire's `millis_behind_latest` carries it: whole ms, saturating.
+pub fn millis_i64(span: std::time::Duration) -> i64 {
+    i64::try_from(span.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// An empty protobuf string means "not given".
@@ -25,8 +31,8 @@ pub fn shard(s: &ShardDescriptor) -> pb::Shard {
         adjacent_parent_shard_id: s.adjacent_parent.map(|p| p.to_string()),
         starting_hash_key: s.range.start.to_string(),
         ending_hash_key: s.range.end.to_string(),
-        starting_sequence_number: s.starting_sequence,
-        ending_sequence_number: s.ending_sequence,
+        starting_sequence_number: s.starting_sequence.get(),
+        ending_sequence_number: s.ending_sequence.map(SequenceNumber::get),
     }
 }
 
@@ -36,7 +42,7 @@ pub fn stream(d: &StreamDescriptor) -> pb::StreamDescription {
         stream_name: d.name.as_str().to_owned(),
         status: pb::StreamStatus::Active as i32,
         retention_period_hours: d.settings.retention_period_hours(),
-        created_at_ms: d.created_at_ms as i64,
+        created_at_ms: d.created_at_ms.as_millis() as i64,
         shards: d.shards().iter().map(shard).collect(),
         content_based_deduplication: d.settings.content_based_deduplication,
         dedup_window_seconds: d.settings.dedup_window_seconds(),
@@ -91,7 +97,7 @@ pub fn iterator_kind(
         ),
     };
     let need_seq = || {
-        sequence.ok_or(PositionError {
+        sequence.map(SequenceNumber::new).ok_or(PositionError {
             field: seq_field,
             reason: "is required for this iterator type".into(),
         })
@@ -104,7 +110,7 @@ pub fn iterator_kind(
             Ok(IteratorKind::AfterSequence(need_seq()?))
         }
         Ok(pb::ShardIteratorType::AtTimestamp) => match timestamp_ms {
-            Some(ts) if ts >= 0 => Ok(IteratorKind::AtTimestamp(ts as u64)),
+            Some(ts) if ts >= 0 => Ok(IteratorKind::AtTimestamp(Timestamp::from_millis(ts as u64))),
             Some(ts) => Err(PositionError {
                 field: ts_field,
                 reason: format!("{ts} is negative"),

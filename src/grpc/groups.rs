@@ -9,6 +9,7 @@ use super::status::to_status;
 use crate::broker::{Broker, MemberAssignments};
 use crate::proto::v1 as pb;
 use crate::proto::v1::consumer_groups_server::ConsumerGroups;
+use crate::storage::SequenceNumber;
 
 /// The `ConsumerGroups` service.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ fn leases(a: &MemberAssignments) -> Vec<pb::ShardLease> {
         .map(|l| pb::ShardLease {
             shard_id: l.shard.to_string(),
             lease_epoch: l.epoch,
-            checkpoint: l.checkpoint,
+            checkpoint: l.checkpoint.map(SequenceNumber::get),
         })
         .collect()
 }
@@ -115,7 +116,7 @@ impl ConsumerGroups for ConsumerGroupsService {
                 &r.member_id,
                 &r.shard_id,
                 r.lease_epoch,
-                r.sequence_number,
+                SequenceNumber::new(r.sequence_number),
                 r.reset,
             )
             .await
@@ -150,10 +151,10 @@ impl ConsumerGroups for ConsumerGroupsService {
                     shard_id: s.shard.to_string(),
                     owner_member_id: s.owner.unwrap_or_default(),
                     lease_epoch: s.epoch,
-                    checkpoint: s.checkpoint,
-                    latest_sequence_number: s.latest_sequence,
+                    checkpoint: s.checkpoint.map(SequenceNumber::get),
+                    latest_sequence_number: s.latest_sequence.map(SequenceNumber::get),
                     lag_records: s.lag_records,
-                    millis_behind_latest: s.millis_behind_latest as i64,
+                    millis_behind_latest: convert::millis_i64(s.behind_latest),
                 })
                 .collect(),
         }))

@@ -69,7 +69,7 @@ pub fn stream_result(results: Vec<PutResult>) -> pb::PutRecordsStreamResult {
                 pb::PutRecordsStreamEntry {
                     // A request names at most `max_put_entries` shards.
                     shard: u32::try_from(shard).unwrap_or(u32::MAX),
-                    sequence_number: o.sequence,
+                    sequence_number: o.sequence.get(),
                     error_code: String::new(),
                     error_message: String::new(),
                     duplicate: o.duplicate,
@@ -192,7 +192,7 @@ mod tests {
     fn stored(shard: u32, sequence: u64) -> PutResult {
         Ok(PutOutcome {
             shard: ShardId(shard),
-            sequence,
+            sequence: crate::storage::SequenceNumber::new(sequence),
             duplicate: false,
         })
     }

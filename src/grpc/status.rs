@@ -98,6 +98,8 @@ pub fn entry_error_code(e: &BrokerError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use std::io;
+
+    use crate::storage::SequenceNumber;
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -222,8 +224,8 @@ mod tests {
                     stream: stream(),
                     group: group(),
                     shard: ShardId(0),
-                    current: 10,
-                    requested: 9,
+                    current: SequenceNumber::new(10),
+                    requested: SequenceNumber::new(9),
                 },
                 Code::FailedPrecondition,
             ),

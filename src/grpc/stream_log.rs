@@ -12,6 +12,7 @@ use super::status::to_status;
 use crate::broker::{Broker, BrokerError};
 use crate::proto::v1 as pb;
 use crate::proto::v1::stream_log_server::StreamLog;
+use crate::storage::SequenceNumber;
 use crate::stream::{DedupScope, StreamSettings};
 
 /// The `StreamLog` service.
@@ -143,7 +144,7 @@ impl StreamLog for StreamLogService {
             .map_err(to_status)?;
         Ok(Response::new(pb::PutRecordResponse {
             shard_id: out.shard.to_string(),
-            sequence_number: out.sequence,
+            sequence_number: out.sequence.get(),
             duplicate: out.duplicate,
         }))
     }
@@ -212,7 +213,7 @@ impl StreamLog for StreamLogService {
         Ok(Response::new(pb::GetRecordsResponse {
             records: Vec::new(),
             next_shard_iterator: out.next_shard_iterator,
-            millis_behind_latest: out.millis_behind_latest as i64,
+            millis_behind_latest: convert::millis_i64(out.behind_latest),
             outgoing: out.records.into(),
         }))
     }
@@ -243,8 +244,8 @@ impl StreamLog for StreamLogService {
         let events = ReceiverStream::new(rx).map(|item| match item {
             Ok(ev) => Ok(pb::SubscribeToShardEvent {
                 records: Vec::new(),
-                continuation_sequence_number: ev.continuation_sequence,
-                millis_behind_latest: ev.millis_behind_latest as i64,
+                continuation_sequence_number: ev.continuation_sequence.map(SequenceNumber::get),
+                millis_behind_latest: convert::millis_i64(ev.behind_latest),
                 outgoing: ev.records.into(),
             }),
             Err(e) => Err(to_status(e)),

@@ -9,6 +9,7 @@ use prost::Message;
 
 use super::{GroupRecord, MetaCommand, MetaState};
 use crate::proto::meta as pb;
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{
     DedupScope, GroupName, HashKey, HashKeyRange, ModelError, ShardDescriptor, ShardId,
     StreamDescriptor, StreamName, StreamSettings,
@@ -54,7 +55,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
         } => C::CreateGroup(pb::CreateGroup {
             stream: stream.to_string(),
             group: group.to_string(),
-            created_at_ms: *created_at_ms,
+            created_at_ms: created_at_ms.as_millis(),
         }),
         MetaCommand::DeleteGroup { stream, group } => C::DeleteGroup(pb::DeleteGroup {
             stream: stream.to_string(),
@@ -69,7 +70,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
             stream: stream.to_string(),
             group: group.to_string(),
             shard: shard.index(),
-            sequence: *sequence,
+            sequence: sequence.get(),
         }),
         MetaCommand::ResetCheckpoint {
             stream,
@@ -80,7 +81,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
             stream: stream.to_string(),
             group: group.to_string(),
             shard: shard.index(),
-            sequence: *sequence,
+            sequence: sequence.map(SequenceNumber::get),
         }),
         MetaCommand::RaiseEpochFloor {
             stream,
@@ -112,7 +113,7 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
         C::CreateGroup(c) => MetaCommand::CreateGroup {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
-            created_at_ms: c.created_at_ms,
+            created_at_ms: Timestamp::from_millis(c.created_at_ms),
         },
         C::DeleteGroup(c) => MetaCommand::DeleteGroup {
             stream: StreamName::new(c.stream)?,
@@ -122,13 +123,13 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
             shard: ShardId(c.shard),
-            sequence: c.sequence,
+            sequence: SequenceNumber::new(c.sequence),
         },
         C::ResetCheckpoint(c) => MetaCommand::ResetCheckpoint {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
             shard: ShardId(c.shard),
-            sequence: c.sequence,
+            sequence: c.sequence.map(SequenceNumber::new),
         },
         C::RaiseEpochFloor(c) => MetaCommand::RaiseEpochFloor {
             stream: StreamName::new(c.stream)?,
@@ -149,13 +150,13 @@ pub(crate) fn encode_snapshot(generation: u64, state: &MetaState) -> Vec<u8> {
             .map(|((stream, group), record)| pb::Group {
                 stream: stream.to_string(),
                 group: group.to_string(),
-                created_at_ms: record.created_at_ms,
+                created_at_ms: record.created_at_ms.as_millis(),
                 checkpoints: record
                     .checkpoints
                     .iter()
                     .map(|(shard, sequence)| pb::Checkpoint {
                         shard: shard.index(),
-                        sequence: *sequence,
+                        sequence: sequence.get(),
                     })
                     .collect(),
                 epoch_floor: record.epoch_floor,
@@ -194,14 +195,17 @@ pub(crate) fn decode_snapshot(body: &[u8]) -> Result<(u64, MetaState), CodecErro
                     reason: format!("group {name} of {stream} checkpoints missing shard {shard}"),
                 });
             }
-            if checkpoints.insert(shard, checkpoint.sequence).is_some() {
+            if checkpoints
+                .insert(shard, SequenceNumber::new(checkpoint.sequence))
+                .is_some()
+            {
                 return Err(CodecError::Inconsistent {
                     reason: format!("group {name} of {stream} checkpoints {shard} twice"),
                 });
             }
         }
         let record = GroupRecord {
-            created_at_ms: group.created_at_ms,
+            created_at_ms: Timestamp::from_millis(group.created_at_ms),
             checkpoints,
             epoch_floor: group.epoch_floor,
         };
@@ -222,7 +226,7 @@ fn stream_to_pb(descriptor: &StreamDescriptor) -> pb::StreamDescriptor {
     let settings = &descriptor.settings;
     pb::StreamDescriptor {
         name: descriptor.name.to_string(),
-        created_at_ms: descriptor.created_at_ms,
+        created_at_ms: descriptor.created_at_ms.as_millis(),
         settings: Some(pb::StreamSettings {
             retention_ms: duration_to_ms(settings.retention),
             content_based_deduplication: settings.content_based_deduplication,
@@ -241,8 +245,8 @@ fn stream_to_pb(descriptor: &StreamDescriptor) -> pb::StreamDescriptor {
                 adjacent_parent: shard.adjacent_parent.map(ShardId::index),
                 range_start: Some(hash_key_to_pb(shard.range.start)),
                 range_end: Some(hash_key_to_pb(shard.range.end)),
-                starting_sequence: shard.starting_sequence,
-                ending_sequence: shard.ending_sequence,
+                starting_sequence: shard.starting_sequence.get(),
+                ending_sequence: shard.ending_sequence.map(SequenceNumber::get),
             })
             .collect(),
     }
@@ -284,14 +288,14 @@ fn stream_from_pb(stream: pb::StreamDescriptor) -> Result<StreamDescriptor, Code
                 parent: shard.parent.map(ShardId),
                 adjacent_parent: shard.adjacent_parent.map(ShardId),
                 range: HashKeyRange::new(hash_key_from_pb(&start), hash_key_from_pb(&end))?,
-                starting_sequence: shard.starting_sequence,
-                ending_sequence: shard.ending_sequence,
+                starting_sequence: SequenceNumber::new(shard.starting_sequence),
+                ending_sequence: shard.ending_sequence.map(SequenceNumber::new),
             })
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
     Ok(StreamDescriptor::from_parts(
         StreamName::new(stream.name)?,
-        stream.created_at_ms,
+        Timestamp::from_millis(stream.created_at_ms),
         settings,
         shards,
     )?)
@@ -331,7 +335,7 @@ mod tests {
         .unwrap();
         StreamDescriptor::create(
             StreamName::new("orders").unwrap(),
-            1_700_000_000_123,
+            Timestamp::from_millis(1_700_000_000_123),
             settings,
             5,
             &StreamLimits::default(),
@@ -349,7 +353,7 @@ mod tests {
             MetaCommand::CreateGroup {
                 stream: stream.clone(),
                 group: group.clone(),
-                created_at_ms: 42,
+                created_at_ms: Timestamp::from_millis(42),
             },
             MetaCommand::DeleteGroup {
                 stream: stream.clone(),
@@ -359,7 +363,7 @@ mod tests {
                 stream: stream.clone(),
                 group: group.clone(),
                 shard: ShardId(4),
-                sequence: u64::MAX,
+                sequence: SequenceNumber::MAX,
             },
             MetaCommand::ResetCheckpoint {
                 stream: stream.clone(),
@@ -371,7 +375,7 @@ mod tests {
                 stream: stream.clone(),
                 group: group.clone(),
                 shard: ShardId(0),
-                sequence: Some(0),
+                sequence: Some(SequenceNumber::new(0)),
             },
             MetaCommand::RaiseEpochFloor {
                 stream,
@@ -396,7 +400,7 @@ mod tests {
             .apply(&MetaCommand::CreateGroup {
                 stream: stream.clone(),
                 group: group.clone(),
-                created_at_ms: 5,
+                created_at_ms: Timestamp::from_millis(5),
             })
             .unwrap();
         state
@@ -404,7 +408,7 @@ mod tests {
                 stream: stream.clone(),
                 group: group.clone(),
                 shard: ShardId(3),
-                sequence: 77,
+                sequence: SequenceNumber::new(77),
             })
             .unwrap();
         state

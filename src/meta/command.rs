@@ -1,6 +1,7 @@
 //! [`MetaCommand`]: every change the metadata state machine knows, as a value that can be
 //! validated, journaled, replayed and (later) replicated.
 
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, ShardId, StreamDescriptor, StreamName};
 
 /// One change to the metadata. Applying the same commands in the same order to the same state
@@ -18,8 +19,8 @@ pub enum MetaCommand {
         stream: StreamName,
         /// The new group.
         group: GroupName,
-        /// Wall-clock creation time, ms since the Unix epoch.
-        created_at_ms: u64,
+        /// Wall-clock creation time.
+        created_at_ms: Timestamp,
     },
     /// Deletes a consumer group with its checkpoints and epoch floor.
     DeleteGroup {
@@ -38,7 +39,7 @@ pub enum MetaCommand {
         /// The shard.
         shard: ShardId,
         /// The last processed sequence number.
-        sequence: u64,
+        sequence: SequenceNumber,
     },
     /// Sets a group's checkpoint on a shard to any value, backwards included, or clears it
     /// (`None`: the group starts the shard afresh).
@@ -50,7 +51,7 @@ pub enum MetaCommand {
         /// The shard.
         shard: ShardId,
         /// The new checkpoint, or `None` to clear it.
-        sequence: Option<u64>,
+        sequence: Option<SequenceNumber>,
     },
     /// Raises the group's epoch floor: every lease epoch handed out so far is at most the floor,
     /// so after a restart new epochs start above it and a fenced member stays fenced. Lowering it

@@ -64,6 +64,7 @@ pub use journal::MAX_COMMAND_BYTES;
 pub use state::{GroupRecord, MetaState};
 pub use store::{MetaOptions, MetaStore, DEFAULT_SNAPSHOT_EVERY};
 
+use crate::storage::SequenceNumber;
 use crate::stream::{GroupName, ShardId, StreamName};
 
 /// What went wrong in the metadata layer.
@@ -122,9 +123,9 @@ pub enum MetaError {
         /// The shard.
         shard: ShardId,
         /// The checkpoint in force.
-        current: u64,
+        current: SequenceNumber,
         /// The lower sequence number that was committed.
-        requested: u64,
+        requested: SequenceNumber,
     },
     /// An epoch floor may only rise.
     #[error(

@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 
 use super::{MetaCommand, MetaError};
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, ShardId, StreamDescriptor, StreamName};
 
 /// The durable state of one consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GroupRecord {
-    /// Wall-clock creation time, ms since the Unix epoch.
-    pub created_at_ms: u64,
+    /// Wall-clock creation time.
+    pub created_at_ms: Timestamp,
     /// Per shard, the last sequence number the group has processed. A shard without an entry
     /// has no checkpoint: the group starts it from its configured initial position.
-    pub checkpoints: BTreeMap<ShardId, u64>,
+    pub checkpoints: BTreeMap<ShardId, SequenceNumber>,
     /// Every lease epoch handed out for this group is at most this; after a restart, epochs are
     /// handed out above it, so they never go back and a fenced member stays fenced.
     pub epoch_floor: u64,
@@ -59,7 +60,7 @@ impl MetaState {
         stream: &StreamName,
         group: &GroupName,
         shard: ShardId,
-    ) -> Option<u64> {
+    ) -> Option<SequenceNumber> {
         self.group(stream, group)?.checkpoints.get(&shard).copied()
     }
 
@@ -259,7 +260,7 @@ mod tests {
         MetaCommand::CreateStream(
             StreamDescriptor::create(
                 name(stream),
-                1,
+                Timestamp::from_millis(1),
                 StreamSettings::default(),
                 shards,
                 &StreamLimits::default(),
@@ -272,7 +273,7 @@ mod tests {
         MetaCommand::CreateGroup {
             stream: name(stream),
             group: group(g),
-            created_at_ms: 7,
+            created_at_ms: Timestamp::from_millis(7),
         }
     }
 
@@ -281,7 +282,7 @@ mod tests {
             stream: name("s"),
             group: group("g"),
             shard: ShardId(1),
-            sequence,
+            sequence: SequenceNumber::new(sequence),
         }
     }
 
@@ -331,7 +332,7 @@ mod tests {
                 stream: name("s"),
                 group: group("g"),
                 shard: ShardId(2),
-                sequence: 1,
+                sequence: SequenceNumber::new(1),
             }),
             Err(MetaError::ShardNotFound { .. })
         ));
@@ -347,15 +348,15 @@ mod tests {
         assert!(matches!(
             err,
             MetaError::CheckpointBackwards {
-                current: 10,
-                requested: 9,
+                current,
+                requested,
                 ..
-            }
+            } if current == SequenceNumber::new(10) && requested == SequenceNumber::new(9)
         ));
         assert!(err.is_rejection());
         assert_eq!(
             state.checkpoint(&name("s"), &group("g"), ShardId(1)),
-            Some(10)
+            Some(SequenceNumber::new(10))
         );
 
         state
@@ -363,17 +364,17 @@ mod tests {
                 stream: name("s"),
                 group: group("g"),
                 shard: ShardId(1),
-                sequence: Some(3),
+                sequence: Some(SequenceNumber::new(3)),
             })
             .unwrap();
         assert_eq!(
             state.checkpoint(&name("s"), &group("g"), ShardId(1)),
-            Some(3)
+            Some(SequenceNumber::new(3))
         );
         state.apply(&commit(4)).unwrap();
         assert_eq!(
             state.checkpoint(&name("s"), &group("g"), ShardId(1)),
-            Some(4)
+            Some(SequenceNumber::new(4))
         );
     }
 
@@ -440,7 +441,7 @@ mod tests {
     fn a_new_group_starts_without_checkpoints_at_epoch_zero() {
         let state = state_with_group();
         let record = state.group(&name("s"), &group("g")).unwrap();
-        assert_eq!(record.created_at_ms, 7);
+        assert_eq!(record.created_at_ms, Timestamp::from_millis(7));
         assert!(record.checkpoints.is_empty());
         assert_eq!(record.epoch_floor, 0);
     }

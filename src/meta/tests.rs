@@ -12,6 +12,7 @@ use super::codec::encode_command;
 use super::journal::encode_frame;
 use super::*;
 use crate::fsio::{Io, IoFile, RealIo};
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{
     DedupScope, GroupName, ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings,
 };
@@ -28,7 +29,7 @@ fn create_stream(name: &str, shards: u32) -> MetaCommand {
     MetaCommand::CreateStream(
         StreamDescriptor::create(
             stream(name),
-            1_700_000_000_000,
+            Timestamp::from_millis(1_700_000_000_000),
             StreamSettings::default(),
             shards,
             &StreamLimits::default(),
@@ -41,7 +42,7 @@ fn create_group(s: &str, g: &str) -> MetaCommand {
     MetaCommand::CreateGroup {
         stream: stream(s),
         group: group(g),
-        created_at_ms: 1_700_000_000_001,
+        created_at_ms: Timestamp::from_millis(1_700_000_000_001),
     }
 }
 
@@ -50,7 +51,7 @@ fn commit(s: &str, g: &str, shard: u32, sequence: u64) -> MetaCommand {
         stream: stream(s),
         group: group(g),
         shard: ShardId(shard),
-        sequence,
+        sequence: SequenceNumber::new(sequence),
     }
 }
 
@@ -73,7 +74,7 @@ fn script() -> Vec<MetaCommand> {
             stream: stream("s"),
             group: group("g"),
             shard: ShardId(0),
-            sequence: Some(2),
+            sequence: Some(SequenceNumber::new(2)),
         },
         MetaCommand::DeleteGroup {
             stream: stream("t"),
@@ -199,17 +200,17 @@ fn checkpoint_never_moves_backwards_without_reset_across_restarts() {
     assert!(matches!(
         store.execute(commit("s", "g", 0, 9)),
         Err(MetaError::CheckpointBackwards {
-            current: 10,
-            requested: 9,
+            current,
+            requested,
             ..
-        })
+        }) if current == SequenceNumber::new(10) && requested == SequenceNumber::new(9)
     ));
     store
         .execute(MetaCommand::ResetCheckpoint {
             stream: stream("s"),
             group: group("g"),
             shard: ShardId(0),
-            sequence: Some(4),
+            sequence: Some(SequenceNumber::new(4)),
         })
         .unwrap();
     drop(store);
@@ -218,7 +219,7 @@ fn checkpoint_never_moves_backwards_without_reset_across_restarts() {
         store
             .state()
             .checkpoint(&stream("s"), &group("g"), ShardId(0)),
-        Some(4)
+        Some(SequenceNumber::new(4))
     );
 }
 
@@ -372,7 +373,7 @@ fn snapshots_roll_the_journal_and_replay_rebuilds_the_state() {
         store
             .state()
             .checkpoint(&stream("s"), &group("g"), ShardId(2)),
-        Some(1)
+        Some(SequenceNumber::new(1))
     );
     assert_eq!(file_names(&meta), ["journal-4.log", "snapshot-4"]);
 }
@@ -397,7 +398,7 @@ fn a_crash_after_writing_a_snapshot_before_its_journal_recovers() {
         store
             .state()
             .checkpoint(&stream("s"), &group("g"), ShardId(2)),
-        Some(9)
+        Some(SequenceNumber::new(9))
     );
 }
 
@@ -712,7 +713,7 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                     ..StreamSettings::default()
                 };
                 MetaCommand::CreateStream(
-                    StreamDescriptor::create(name, at, settings, shards, &StreamLimits::default())
+                    StreamDescriptor::create(name, Timestamp::from_millis(at), settings, shards, &StreamLimits::default())
                         .unwrap(),
                 )
             }
@@ -722,7 +723,7 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
             MetaCommand::CreateGroup {
                 stream,
                 group,
-                created_at_ms,
+                created_at_ms: Timestamp::from_millis(created_at_ms),
             }
         }),
         1 => (arb_stream(), arb_group())
@@ -732,7 +733,7 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                 stream,
                 group,
                 shard: ShardId(shard),
-                sequence,
+                sequence: SequenceNumber::new(sequence),
             }
         ),
         1 => (arb_stream(), arb_group(), 0u32..4, prop::option::of(0u64..50)).prop_map(
@@ -740,7 +741,7 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                 stream,
                 group,
                 shard: ShardId(shard),
-                sequence,
+                sequence: sequence.map(SequenceNumber::new),
             }
         ),
         1 => (arb_stream(), arb_group(), 0u64..20).prop_map(|(stream, group, epoch)| {

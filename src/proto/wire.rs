@@ -126,10 +126,10 @@ fn bytes_field_len(tag: u32, b: &[u8]) -> usize {
 
 /// Bytes of a stored record's `Record` message, without its key and length.
 fn record_len(r: &StoredRecord) -> usize {
-    varint_field_len(1, r.sequence)
+    varint_field_len(1, r.sequence.get())
         + bytes_field_len(2, &r.partition_key)
         + bytes_field_len(3, &r.data)
-        + varint_field_len(4, r.timestamp_ms as i64 as u64)
+        + varint_field_len(4, r.timestamp_ms.as_millis() as i64 as u64)
         + r.explicit_hash_key.map_or(0, |k| {
             let n = decimal_len(k);
             encoding::key_len(5) + encoded_len_varint(n as u64) + n
@@ -210,7 +210,7 @@ fn encode_entry(r: &StoredRecord, buf: &mut impl BufMut) {
     let mut head = Small::new();
     head.key(RECORDS_TAG, WireType::LengthDelimited);
     head.varint(record_len(r) as u64);
-    head.varint_field(1, r.sequence);
+    head.varint_field(1, r.sequence.get());
     head.bytes_prefix(2, r.partition_key.len());
     head.put_to(buf);
     buf.put_slice(&r.partition_key);
@@ -219,7 +219,7 @@ fn encode_entry(r: &StoredRecord, buf: &mut impl BufMut) {
     data.put_to(buf);
     buf.put_slice(&r.data);
     let mut tail = Small::new();
-    tail.varint_field(4, r.timestamp_ms as i64 as u64);
+    tail.varint_field(4, r.timestamp_ms.as_millis() as i64 as u64);
     tail.put_to(buf);
     if let Some(k) = r.explicit_hash_key {
         let (digits, at) = decimal(k);
@@ -461,6 +461,7 @@ fn lag_len(millis_behind_latest: i64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{SequenceNumber, Timestamp};
     use bytes::Bytes;
 
     fn text(b: &bytes::Bytes) -> String {
@@ -471,10 +472,10 @@ mod tests {
     /// this module encodes straight from stored records: the reference the tests compare with.
     fn record(r: crate::storage::StoredRecord) -> pb::Record {
         pb::Record {
-            sequence_number: r.sequence,
+            sequence_number: r.sequence.get(),
             partition_key: text(&r.partition_key),
             data: r.data,
-            approximate_arrival_timestamp_ms: r.timestamp_ms as i64,
+            approximate_arrival_timestamp_ms: r.timestamp_ms.as_millis() as i64,
             explicit_hash_key: r
                 .explicit_hash_key
                 .map(|k| crate::stream::HashKey(k).to_string())
@@ -486,8 +487,8 @@ mod tests {
 
     fn stored(sequence: u64) -> StoredRecord {
         StoredRecord {
-            sequence,
-            timestamp_ms: 1_700_000_000_123,
+            sequence: SequenceNumber::new(sequence),
+            timestamp_ms: Timestamp::from_millis(1_700_000_000_123),
             partition_key: Bytes::from_static("clé-ü".as_bytes()),
             data: Bytes::from(vec![sequence as u8; 300]),
             explicit_hash_key: None,
@@ -511,7 +512,7 @@ mod tests {
                 message_group_id: Some(Bytes::new()),
                 deduplication_id: Some(Bytes::new()),
                 data: Bytes::new(),
-                timestamp_ms: 0,
+                timestamp_ms: Timestamp::UNIX_EPOCH,
                 ..stored(300)
             },
             StoredRecord {
@@ -528,7 +529,7 @@ mod tests {
         all.push(StoredRecord {
             partition_key: Bytes::from("ключ".repeat(40)),
             data: Bytes::from(vec![9u8; 70_000]),
-            timestamp_ms: u64::MAX,
+            timestamp_ms: Timestamp::from_millis(u64::MAX),
             ..stored(u64::MAX - 1)
         });
         all

@@ -32,8 +32,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::StorageError;
-use super::log::{now_ms, AppendAck, Publish, ShardLog};
+use super::log::{AppendAck, Publish, ShardLog};
 use super::record::EncodedBatch;
+use super::sequence::SequenceNumber;
+use super::time::Timestamp;
 
 /// Default depth of a shard's append queue, in batches.
 pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
@@ -80,6 +82,8 @@ impl FromStr for FsyncPolicy {
 /// Settings of a committer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitConfig {
+    /// When appends are synced, and so what an acknowledgement promises after a crash
+    /// (default `always`).
     pub policy: FsyncPolicy,
     /// Batches that may wait in the queue (default 4096).
     pub queue_depth: usize,
@@ -238,7 +242,7 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
         if config.policy == FsyncPolicy::Always {
             let l = Arc::clone(&log);
             let written = tokio::task::spawn_blocking(move || {
-                l.write(&mut batches, now_ms(), Publish::AfterSync)
+                l.write(&mut batches, Timestamp::now(), Publish::AfterSync)
             })
             .await;
             let acks = match written {
@@ -250,7 +254,7 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
             };
             let end = acks
                 .last()
-                .map_or(0, |a| a.base_sequence + u64::from(a.record_count));
+                .map_or(SequenceNumber::ZERO, AppendAck::next_sequence);
             // Waits for the previous round's sync: this round was written meanwhile.
             let permit = match sync_turn {
                 Some(permit) => permit,
@@ -276,11 +280,11 @@ async fn run(log: Arc<ShardLog>, mut rx: mpsc::Receiver<Job>, config: CommitConf
         let l = Arc::clone(&log);
         let result = tokio::task::spawn_blocking(move || {
             if !sync {
-                return l.write(&mut batches, now_ms(), Publish::Now);
+                return l.write(&mut batches, Timestamp::now(), Publish::Now);
             }
-            let acks = l.write(&mut batches, now_ms(), Publish::AfterSync)?;
+            let acks = l.write(&mut batches, Timestamp::now(), Publish::AfterSync)?;
             if let Some(last) = acks.last() {
-                l.sync(Some(last.base_sequence + u64::from(last.record_count)))?;
+                l.sync(Some(last.next_sequence()))?;
             }
             Ok(acks)
         })

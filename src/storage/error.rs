@@ -15,8 +15,12 @@ pub enum StorageError {
     /// An I/O call failed.
     #[error("when {op} {}: {source}", path.display())]
     Io {
+        /// The call that failed, as a verb phrase ("write segment", "sync shard directory"),
+        /// so the message names what was being done.
         op: &'static str,
+        /// The file or directory it failed on.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -24,16 +28,22 @@ pub enum StorageError {
     /// space.
     #[error("when {op} {}: no space left on device", path.display())]
     DiskFull {
+        /// The call that found the disk full, as in [`StorageError::Io`].
         op: &'static str,
+        /// The file it was writing.
         path: PathBuf,
+        /// The operating system's error (`StorageFull` or `QuotaExceeded`).
         #[source]
         source: io::Error,
     },
     /// A stored batch failed its checks: never served as data.
     #[error("corrupt batch in {} at position {position}: {reason}", segment.display())]
     Corrupt {
+        /// The segment file holding the batch.
         segment: PathBuf,
+        /// Byte offset of the batch's frame in that file, to find it with a hex dump.
         position: u64,
+        /// Which check failed: torn, bad magic, a CRC, or a malformed payload.
         #[source]
         reason: FrameError,
     },
@@ -42,6 +52,7 @@ pub enum StorageError {
     /// already have dropped the dirty pages it failed to write).
     #[error("shard log {} refuses writes since {op} {} failed: {cause}", dir.display(), path.display())]
     Poisoned {
+        /// The shard's directory: which shard is broken.
         dir: PathBuf,
         /// The call that failed, as in [`StorageError::Io`].
         op: &'static str,
@@ -53,19 +64,27 @@ pub enum StorageError {
     },
     /// The shard's append queue stayed full past the enqueue deadline.
     #[error("append queue of {} is full", dir.display())]
-    Busy { dir: PathBuf },
+    Busy {
+        /// The shard's directory: which shard is overloaded.
+        dir: PathBuf,
+    },
     /// A record could not be framed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// A setting is out of range.
     #[error("invalid storage setting {setting}: {reason}")]
     InvalidConfig {
+        /// The [`LogConfig`](super::LogConfig) field at fault, as named in the configuration.
         setting: &'static str,
+        /// What is wrong with its value, with the value.
         reason: String,
     },
     /// The shard log was closed (its stream was deleted or the server is stopping).
     #[error("shard log {} is closed", dir.display())]
-    Closed { dir: PathBuf },
+    Closed {
+        /// The shard's directory.
+        dir: PathBuf,
+    },
 }
 
 impl StorageError {

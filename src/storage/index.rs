@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
 
+use super::time::Timestamp;
 use crate::fsio::Io;
 
 /// Width of a `.index` entry.
@@ -254,7 +255,10 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// One `.index` entry: the batch starting at `relative_sequence` begins at `position`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetEntry {
+    /// The batch's first sequence number minus the segment's base: 32 bits keep the entry at
+    /// 8 bytes, and never 0 (0 marks the end of the entries).
     pub relative_sequence: u32,
+    /// Byte offset of the batch's frame in the segment file (segments are at most 2 GiB).
     pub position: u32,
 }
 
@@ -299,7 +303,11 @@ impl SparseIndex<OffsetEntry> {
 /// One `.timeindex` entry: records from `relative_sequence` on arrived at or after `timestamp_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeEntry {
-    pub timestamp_ms: u64,
+    /// The batch's first arrival time: every record before `relative_sequence` is older, so a
+    /// time seek may start at that batch.
+    pub timestamp_ms: Timestamp,
+    /// The batch's first sequence number minus the segment's base; it always has an
+    /// [`OffsetEntry`] beside it, through which recovery checks this entry.
     pub relative_sequence: u32,
 }
 
@@ -307,19 +315,19 @@ impl IndexEntry for TimeEntry {
     const LEN: usize = TIME_ENTRY_LEN;
 
     fn encode(&self, out: &mut [u8]) {
-        out[..8].copy_from_slice(&self.timestamp_ms.to_le_bytes());
+        out[..8].copy_from_slice(&self.timestamp_ms.as_millis().to_le_bytes());
         out[8..12].copy_from_slice(&self.relative_sequence.to_le_bytes());
     }
 
     fn decode(raw: &[u8]) -> Self {
         TimeEntry {
-            timestamp_ms: u64_at(raw, 0),
+            timestamp_ms: Timestamp::from_millis(u64_at(raw, 0)),
             relative_sequence: u32_at(raw, 8),
         }
     }
 
     fn key(&self) -> u64 {
-        self.timestamp_ms
+        self.timestamp_ms.as_millis()
     }
 
     fn may_follow(&self, prev: Option<&Self>) -> bool {
@@ -336,11 +344,9 @@ pub type TimeIndex = SparseIndex<TimeEntry>;
 impl SparseIndex<TimeEntry> {
     /// The last entry whose timestamp is strictly before `timestamp_ms`: records before it are
     /// all older, so a search for the first record at or after `timestamp_ms` may start there.
-    pub fn last_before(&self, timestamp_ms: u64) -> Option<TimeEntry> {
-        if timestamp_ms == 0 {
-            return None;
-        }
-        self.floor(timestamp_ms - 1)
+    pub fn last_before(&self, timestamp_ms: Timestamp) -> Option<TimeEntry> {
+        let ms = timestamp_ms.as_millis().checked_sub(1)?;
+        self.floor(ms)
     }
 }
 
@@ -464,13 +470,14 @@ mod tests {
         let mut idx = TimeIndex::open_active(&RealIo, &dir.path().join("0.timeindex"), 8).unwrap();
         for (ts, seq) in [(100, 1), (200, 5), (200, 9), (300, 12)] {
             assert!(idx.push(TimeEntry {
-                timestamp_ms: ts,
+                timestamp_ms: Timestamp::from_millis(ts),
                 relative_sequence: seq
             }));
         }
-        assert_eq!(idx.last_before(100), None);
-        assert_eq!(idx.last_before(200).unwrap().relative_sequence, 1);
-        assert_eq!(idx.last_before(250).unwrap().relative_sequence, 9);
+        let at = Timestamp::from_millis;
+        assert_eq!(idx.last_before(at(100)), None);
+        assert_eq!(idx.last_before(at(200)).unwrap().relative_sequence, 1);
+        assert_eq!(idx.last_before(at(250)).unwrap().relative_sequence, 9);
     }
 
     #[test]
@@ -486,7 +493,7 @@ mod tests {
         );
         let mut time = TimeIndex::open_active(&RealIo, &tpath, 4).unwrap();
         assert!(time.push(TimeEntry {
-            timestamp_ms: 0x0102_0304_0506_0708,
+            timestamp_ms: Timestamp::from_millis(0x0102_0304_0506_0708),
             relative_sequence: 0x0a0b_0c0d,
         }));
         time.seal().unwrap();

@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -31,6 +31,8 @@ use super::error::{copy_io_error, StorageError};
 use super::record::{EncodedBatch, StoredRecord};
 use super::recovery::{self, clear_recovery_point, write_recovery_point, RECOVERY_POINT_FILE};
 use super::segment::Segment;
+use super::sequence::SequenceNumber;
+use super::time::Timestamp;
 use crate::fsio::Io;
 
 /// Default size at which a segment is sealed and a new one started.
@@ -119,28 +121,41 @@ pub enum Publish {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendAck {
     /// Sequence number of the batch's first record; the others follow by one.
-    pub base_sequence: u64,
+    pub base_sequence: SequenceNumber,
     /// Records in the batch.
     pub record_count: u32,
-    /// Arrival time stamped on the batch, ms since the Unix epoch.
-    pub timestamp_ms: u64,
+    /// Arrival time stamped on the batch.
+    pub timestamp_ms: Timestamp,
+}
+
+impl AppendAck {
+    /// One past the batch's last record: where the next batch starts, and the durable mark
+    /// that covers the whole batch.
+    #[inline]
+    pub fn next_sequence(&self) -> SequenceNumber {
+        self.base_sequence + u64::from(self.record_count)
+    }
 }
 
 /// Records read, and where to continue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadBatch {
+    /// The records, in sequence order without gaps, each CRC-checked; empty at the durable end.
     pub records: Vec<StoredRecord>,
     /// The sequence to read from next: one past the last record returned, or the (clamped)
     /// start when nothing was returned.
-    pub next_sequence: u64,
+    pub next_sequence: SequenceNumber,
 }
 
 /// What a retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionOutcome {
+    /// Sealed segments whose files were removed.
     pub segments_deleted: usize,
+    /// Bytes of log those segments held (their indexes not counted).
     pub bytes_deleted: u64,
-    pub first_sequence: u64,
+    /// The trim horizon after the pass: reads from earlier start here.
+    pub first_sequence: SequenceNumber,
 }
 
 /// Counters of one shard log, read without locks.
@@ -158,19 +173,28 @@ struct Counters {
 /// A snapshot of a shard log's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
+    /// Frame bytes written by appends since the log was opened.
     pub bytes_appended: u64,
+    /// Records appended since the log was opened.
     pub records_appended: u64,
+    /// Batches (frames) appended since the log was opened.
     pub batches_appended: u64,
     /// `write` calls issued (group commit makes this smaller than `batches_appended`).
     pub writes: u64,
+    /// Syncs of segment files that completed (a round's sync may cover several batches).
     pub syncs: u64,
+    /// Time spent in those syncs, summed: with `syncs`, the mean cost of durability.
     pub sync_time_total: Duration,
+    /// The longest single sync: the worst stall an `always` append saw from the disk.
     pub sync_time_max: Duration,
+    /// Segment files the log holds, the active one included.
     pub segments: usize,
+    /// Bytes of whole batches in those segments: what retention by size counts.
     pub size_bytes: u64,
-    pub first_sequence: u64,
+    /// The trim horizon: the first readable sequence.
+    pub first_sequence: SequenceNumber,
     /// One past the last durable sequence.
-    pub next_sequence: u64,
+    pub next_sequence: SequenceNumber,
 }
 
 #[derive(Debug)]
@@ -179,8 +203,8 @@ struct Writer {
     active_opened: Instant,
     /// Bytes of the active segment written so far.
     write_pos: u64,
-    next_sequence: u64,
-    last_timestamp_ms: u64,
+    next_sequence: SequenceNumber,
+    last_timestamp_ms: Timestamp,
     last_indexed_pos: u64,
     buf: Vec<u8>,
     /// Segments sealed without a sync, oldest first; the next sync syncs them before the
@@ -224,18 +248,11 @@ pub struct ShardLog {
     /// taken inside it, never the other way round): syncs take turns, so one never publishes
     /// past a failure of an earlier one.
     sync_turn: Mutex<()>,
-    durable_next: watch::Sender<u64>,
+    durable_next: watch::Sender<SequenceNumber>,
     durable_next_fast: AtomicU64,
     last_timestamp_ms: AtomicU64,
     first_sequence: AtomicU64,
     counters: Counters,
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl ShardLog {
@@ -252,7 +269,7 @@ impl ShardLog {
             .iter()
             .map(|s| s.max_timestamp_ms())
             .max()
-            .unwrap_or(0);
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         let first = segments[0].base();
         let write_pos = active.len();
         let last_indexed_pos = active.last_index_position();
@@ -277,9 +294,9 @@ impl ShardLog {
             writer: Mutex::new(writer),
             sync_turn: Mutex::new(()),
             durable_next,
-            durable_next_fast: AtomicU64::new(next),
-            last_timestamp_ms: AtomicU64::new(last_ts),
-            first_sequence: AtomicU64::new(first),
+            durable_next_fast: AtomicU64::new(next.get()),
+            last_timestamp_ms: AtomicU64::new(last_ts.as_millis()),
+            first_sequence: AtomicU64::new(first.get()),
             counters: Counters::default(),
         })
     }
@@ -301,22 +318,21 @@ impl ShardLog {
         }
     }
 
-    /// Stamps `batches` with their sequence numbers and arrival time (`now_ms`, ms since the
-    /// Unix epoch, raised to the newest batch's time so it never goes backwards) and writes
+    /// Stamps `batches` with their sequence numbers and arrival time (`now`, raised to the newest batch's time so it never goes backwards) and writes
     /// them in order with one `write`. Returns one ack per batch. `publish` says when readers
     /// see them: the committer chooses it from its fsync policy. On a failed write the file is
     /// cut back and the call fails as a whole (no sequence numbers are used).
     pub fn write(
         &self,
         batches: &mut [EncodedBatch],
-        now_ms: u64,
+        now: Timestamp,
         publish: Publish,
     ) -> Result<Vec<AppendAck>, StorageError> {
         let mut w = self.writer();
         // Batches published only after their sync are to be synced anyway: a segment they
         // seal is synced with them.
         let sync_old = publish == Publish::AfterSync;
-        let acks = self.write_locked(&mut w, batches, sync_old, now_ms)?;
+        let acks = self.write_locked(&mut w, batches, sync_old, now)?;
         if publish == Publish::Now && !acks.is_empty() {
             let (next, ts) = (w.next_sequence, w.last_timestamp_ms);
             self.publish(next, ts);
@@ -330,9 +346,9 @@ impl ShardLog {
     /// already published by another returns at once; with `None` (the `interval` timer, a
     /// caller that wants everything durable) it always syncs. Syncs take turns. On a failed
     /// sync the log is poisoned.
-    pub fn sync(&self, through: Option<u64>) -> Result<(), StorageError> {
+    pub fn sync(&self, through: Option<SequenceNumber>) -> Result<(), StorageError> {
         let _turn = self.sync_turn.lock().unwrap_or_else(|p| p.into_inner());
-        if through.is_some_and(|end| self.durable_next_fast.load(Ordering::Acquire) >= end) {
+        if through.is_some_and(|end| self.next_sequence() >= end) {
             return Ok(());
         }
         let (pending, active, next, ts) = {
@@ -388,7 +404,7 @@ impl ShardLog {
         w: &mut Writer,
         batches: &mut [EncodedBatch],
         sync_old: bool,
-        now_ms: u64,
+        now: Timestamp,
     ) -> Result<Vec<AppendAck>, StorageError> {
         if w.closed {
             return Err(StorageError::Closed {
@@ -408,7 +424,6 @@ impl ShardLog {
         {
             self.roll(w, sync_old)?;
         }
-        let now = now_ms;
         let start_pos = w.write_pos;
         let mut acks = Vec::with_capacity(batches.len());
         let mut entries = Vec::new();
@@ -552,12 +567,13 @@ impl ShardLog {
     /// Moves the durable mark to `next`. Called with the writer's lock held, so the check
     /// and the store cannot interleave with another publish; the mark never goes back (a sync
     /// that started before an unsynced append published more would otherwise lower it).
-    fn publish(&self, next: u64, last_ts: u64) {
-        if next < self.durable_next_fast.load(Ordering::Acquire) {
+    fn publish(&self, next: SequenceNumber, last_ts: Timestamp) {
+        if next < self.next_sequence() {
             return;
         }
-        self.last_timestamp_ms.store(last_ts, Ordering::Release);
-        self.durable_next_fast.store(next, Ordering::Release);
+        self.last_timestamp_ms
+            .store(last_ts.as_millis(), Ordering::Release);
+        self.durable_next_fast.store(next.get(), Ordering::Release);
         self.durable_next.send_replace(next);
     }
 
@@ -611,12 +627,12 @@ impl ShardLog {
     /// at most `max_records` and about `max_bytes` (at least one record when there is one).
     pub fn read(
         &self,
-        from: u64,
+        from: SequenceNumber,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<ReadBatch, StorageError> {
-        let end = self.durable_next_fast.load(Ordering::Acquire);
-        let from = from.max(self.first_sequence.load(Ordering::Acquire));
+        let end = self.next_sequence();
+        let from = from.max(self.first_sequence());
         let mut out = ReadBatch {
             records: Vec::new(),
             next_sequence: from,
@@ -639,7 +655,7 @@ impl ShardLog {
             let seg_end = segments.get(i + 1).map_or(end, |next| next.base().min(end));
             let cursor = match out.records.last() {
                 None => from,
-                Some(last) if last.sequence + 1 == seg.base() => last.sequence + 1,
+                Some(last) if last.sequence.next() == seg.base() => last.sequence.next(),
                 // The previous segment stopped before its end (the byte budget was reached
                 // inside a batch): going on here would skip the records in between.
                 Some(_) => break,
@@ -659,15 +675,15 @@ impl ShardLog {
             }
         }
         if let Some(last) = out.records.last() {
-            out.next_sequence = last.sequence + 1;
+            out.next_sequence = last.sequence.next();
         }
         Ok(out)
     }
 
     /// The first durable sequence whose arrival time is at or after `timestamp_ms`; the
     /// durable end when every record is older.
-    pub fn seek_time(&self, timestamp_ms: u64) -> Result<u64, StorageError> {
-        let end = self.durable_next_fast.load(Ordering::Acquire);
+    pub fn seek_time(&self, timestamp_ms: Timestamp) -> Result<SequenceNumber, StorageError> {
+        let end = self.next_sequence();
         let segments: Vec<Arc<Segment>> = self
             .segments
             .read()
@@ -686,8 +702,8 @@ impl ShardLog {
 
     /// Deletes whole sealed segments older than the retention or past the size limit, oldest
     /// first; the trim horizon moves to the first remaining record.
-    pub fn apply_retention(&self, now_ms: u64) -> Result<RetentionOutcome, StorageError> {
-        let cutoff = now_ms.saturating_sub(self.config.retention.as_millis() as u64);
+    pub fn apply_retention(&self, now: Timestamp) -> Result<RetentionOutcome, StorageError> {
+        let cutoff = now.saturating_sub(self.config.retention);
         let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
         let mut total: u64 = segs.iter().map(|s| s.len()).sum();
         let mut outcome = RetentionOutcome::default();
@@ -707,7 +723,7 @@ impl ShardLog {
         }
         let dropped: Vec<Arc<Segment>> = segs.drain(..drop_count).collect();
         let first = segs[0].base();
-        self.first_sequence.store(first, Ordering::Release);
+        self.first_sequence.store(first.get(), Ordering::Release);
         drop(segs);
         if !dropped.is_empty() {
             // A deleted segment still waiting for its sync is not synced any more: holding it
@@ -721,7 +737,7 @@ impl ShardLog {
             self.io
                 .sync_dir(&self.dir)
                 .map_err(|e| StorageError::io("sync shard directory", &self.dir, e))?;
-            tracing::info!(shard = %self.dir.display(), segments = dropped.len(), bytes = outcome.bytes_deleted, first_sequence = first, "retention deleted segments");
+            tracing::info!(shard = %self.dir.display(), segments = dropped.len(), bytes = outcome.bytes_deleted, first_sequence = first.get(), "retention deleted segments");
         }
         outcome.segments_deleted = dropped.len();
         outcome.first_sequence = first;
@@ -744,22 +760,22 @@ impl ShardLog {
     }
 
     /// The first readable sequence (the trim horizon).
-    pub fn first_sequence(&self) -> u64 {
-        self.first_sequence.load(Ordering::Acquire)
+    pub fn first_sequence(&self) -> SequenceNumber {
+        SequenceNumber::new(self.first_sequence.load(Ordering::Acquire))
     }
 
     /// One past the last durable (readable) sequence.
-    pub fn next_sequence(&self) -> u64 {
-        self.durable_next_fast.load(Ordering::Acquire)
+    pub fn next_sequence(&self) -> SequenceNumber {
+        SequenceNumber::new(self.durable_next_fast.load(Ordering::Acquire))
     }
 
-    /// Arrival time of the newest durable record, ms since the epoch (0 when empty).
-    pub fn last_timestamp_ms(&self) -> u64 {
-        self.last_timestamp_ms.load(Ordering::Acquire)
+    /// Arrival time of the newest durable record (the epoch when empty).
+    pub fn last_timestamp_ms(&self) -> Timestamp {
+        Timestamp::from_millis(self.last_timestamp_ms.load(Ordering::Acquire))
     }
 
     /// A receiver that changes whenever the durable mark advances.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub fn subscribe(&self) -> watch::Receiver<SequenceNumber> {
         self.durable_next.subscribe()
     }
 

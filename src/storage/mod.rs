@@ -3,6 +3,8 @@
 //!
 //! | module      | job                                                                 |
 //! |-------------|---------------------------------------------------------------------|
+//! | `sequence`  | `SequenceNumber`: a record's dense position in its shard             |
+//! | `time`      | `Timestamp`: wall-clock ms since the Unix epoch, as stored in frames |
 //! | `record`    | the on-disk batch frame: encode, decode, CRC                         |
 //! | `index`     | memory-mapped sparse sequence → position and time → sequence indexes |
 //! | `segment`   | one segment file and its indexes: write, read, scan, seal            |
@@ -23,8 +25,12 @@ pub mod read_buffer;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod sequence;
+pub mod time;
 
 pub use commit::{Committer, FsyncPolicy, PendingAppend};
 pub use error::StorageError;
 pub use log::{AppendAck, LogConfig, LogStats, Publish, ReadBatch, ShardLog};
 pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};
+pub use sequence::SequenceNumber;
+pub use time::Timestamp;

@@ -36,6 +36,9 @@
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::sequence::SequenceNumber;
+use super::time::Timestamp;
+
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"SLG1";
 /// The frame format this code writes and reads.
@@ -57,10 +60,17 @@ const RECORD_FIXED_LEN: usize = 7;
 /// A record as a producer hands it in, borrowed for encoding.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordRef<'a> {
+    /// The key the producer routed the record by; stored so consumers can read it back.
     pub partition_key: &'a str,
+    /// The record's payload, opaque to the log.
     pub data: &'a [u8],
+    /// The hash key that overrode the partition key's hash when routing, if the producer gave
+    /// one; stored so a reader sees where the record was routed and why.
     pub explicit_hash_key: Option<u128>,
+    /// The FIFO message group the record belongs to, if any.
     pub message_group_id: Option<&'a str>,
+    /// The producer's deduplication id, if any: stored so the dedup window can be rebuilt
+    /// from the log after a restart.
     pub deduplication_id: Option<&'a str>,
 }
 
@@ -69,12 +79,20 @@ pub struct RecordRef<'a> {
 /// mapping of a sealed segment): no copy per record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
-    pub sequence: u64,
-    pub timestamp_ms: u64,
+    /// The record's position in its shard: its batch's base sequence plus its place in it.
+    pub sequence: SequenceNumber,
+    /// When its batch arrived (every record of a batch shares it): what time seeks, lag and
+    /// retention measure.
+    pub timestamp_ms: Timestamp,
+    /// The partition key, checked to be UTF-8 when decoded.
     pub partition_key: Bytes,
+    /// The payload as the producer gave it.
     pub data: Bytes,
+    /// The explicit hash key the record was routed by, if it had one.
     pub explicit_hash_key: Option<u128>,
+    /// The FIFO message group id, checked to be UTF-8, if it had one.
     pub message_group_id: Option<Bytes>,
+    /// The deduplication id, checked to be UTF-8, if it had one.
     pub deduplication_id: Option<Bytes>,
 }
 
@@ -93,48 +111,102 @@ impl StoredRecord {
 /// Why a record could not be encoded.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum EncodeError {
+    /// One field of a record is longer than its length prefix can say.
     #[error("{field} is {len} bytes, more than the {max} a frame can hold")]
     FieldTooLong {
+        /// The field, by its [`RecordRef`] name, so the request error can point at it.
         field: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The most the frame format allows for it.
         max: usize,
     },
+    /// The batch as a whole would pass [`MAX_PAYLOAD_LEN`]: it must be split.
     #[error("batch payload would be {len} bytes, more than the {max} a frame can hold")]
-    BatchTooLarge { len: usize, max: usize },
+    BatchTooLarge {
+        /// The payload's length with the refused record.
+        len: usize,
+        /// [`MAX_PAYLOAD_LEN`].
+        max: usize,
+    },
 }
 
 /// Why bytes could not be decoded as a frame. `Torn` means the bytes end early (a write that
 /// did not finish); the others mean the bytes are there but wrong.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum FrameError {
+    /// The bytes end before the frame does: at the tail of the active segment, a write that
+    /// did not finish (recovery cuts it); anywhere else, damage.
     #[error("frame is torn: {needed} bytes needed, {available} available")]
-    Torn { needed: usize, available: usize },
+    Torn {
+        /// Bytes the header (or the frame it declares) needs.
+        needed: usize,
+        /// Bytes there were.
+        available: usize,
+    },
+    /// The first bytes are not a frame of this format: damage, or not a frame boundary.
     #[error("bad magic or version")]
     BadMagic,
+    /// The header's bytes do not match its CRC: none of its fields, the length included, can
+    /// be trusted, so the reader cannot step over the batch.
     #[error("header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    HeaderCrc { stored: u32, computed: u32 },
+    HeaderCrc {
+        /// The CRC the header carries.
+        stored: u32,
+        /// The CRC of the bytes read.
+        computed: u32,
+    },
+    /// The payload does not match the intact header's CRC: the batch is damaged, but its length
+    /// and sequence range are known, so the batches around it stay readable.
     #[error("payload CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    PayloadCrc { stored: u32, computed: u32 },
+    PayloadCrc {
+        /// The CRC the header carries.
+        stored: u32,
+        /// The CRC of the payload read.
+        computed: u32,
+    },
+    /// The header declares a payload larger than any frame may have: refused before
+    /// allocating for it.
     #[error("header declares {len} payload bytes, more than the {max} allowed")]
-    PayloadTooLarge { len: usize, max: usize },
+    PayloadTooLarge {
+        /// The declared payload length.
+        len: usize,
+        /// [`MAX_PAYLOAD_LEN`].
+        max: usize,
+    },
+    /// The payload passed its CRC but does not decode into the records the header declares
+    /// (or a key or id is not UTF-8): written wrong, never served.
     #[error("payload does not hold the {count} records the header declares: {reason}")]
-    Malformed { count: u32, reason: &'static str },
+    Malformed {
+        /// The record count the header declares.
+        count: u32,
+        /// What did not fit.
+        reason: &'static str,
+    },
 }
 
 /// A decoded, CRC-checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
-    pub base_sequence: u64,
+    /// Sequence number of the batch's first record; scans check that it continues the
+    /// previous batch's range.
+    pub base_sequence: SequenceNumber,
+    /// Records in the payload (at least 1): with `base_sequence`, the batch's range.
     pub record_count: u32,
-    pub first_timestamp_ms: u64,
-    pub last_timestamp_ms: u64,
+    /// Arrival time of the batch's first record: what the time index and seeks use.
+    pub first_timestamp_ms: Timestamp,
+    /// Arrival time of its last record: what retention and a segment's newest time use.
+    /// The log stamps one time per batch, so today both are equal.
+    pub last_timestamp_ms: Timestamp,
+    /// Bytes of payload after the header: where the next frame starts.
     pub payload_len: u32,
+    /// CRC32 of the payload, checked on every read.
     pub payload_crc: u32,
 }
 
 impl BatchHeader {
     /// One past the last sequence number in the batch.
-    pub fn next_sequence(&self) -> u64 {
+    pub fn next_sequence(&self) -> SequenceNumber {
         self.base_sequence + u64::from(self.record_count)
     }
 
@@ -160,10 +232,10 @@ impl BatchHeader {
             return Err(FrameError::HeaderCrc { stored, computed });
         }
         let header = BatchHeader {
-            base_sequence: u64_at(buf, 8),
+            base_sequence: SequenceNumber::new(u64_at(buf, 8)),
             record_count: u32_at(buf, 16),
-            first_timestamp_ms: u64_at(buf, 20),
-            last_timestamp_ms: u64_at(buf, 28),
+            first_timestamp_ms: Timestamp::from_millis(u64_at(buf, 20)),
+            last_timestamp_ms: Timestamp::from_millis(u64_at(buf, 28)),
             payload_len: u32_at(buf, 36),
             payload_crc: u32_at(buf, 40),
         };
@@ -186,10 +258,10 @@ impl BatchHeader {
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = FORMAT_VERSION;
         out[5..8].fill(0);
-        out[8..16].copy_from_slice(&self.base_sequence.to_le_bytes());
+        out[8..16].copy_from_slice(&self.base_sequence.get().to_le_bytes());
         out[16..20].copy_from_slice(&self.record_count.to_le_bytes());
-        out[20..28].copy_from_slice(&self.first_timestamp_ms.to_le_bytes());
-        out[28..36].copy_from_slice(&self.last_timestamp_ms.to_le_bytes());
+        out[20..28].copy_from_slice(&self.first_timestamp_ms.as_millis().to_le_bytes());
+        out[28..36].copy_from_slice(&self.last_timestamp_ms.as_millis().to_le_bytes());
         out[36..40].copy_from_slice(&self.payload_len.to_le_bytes());
         out[40..44].copy_from_slice(&self.payload_crc.to_le_bytes());
         let crc = crc32fast::hash(&out[..44]);
@@ -344,7 +416,7 @@ impl EncodedBatch {
 
     /// Writes the header for a batch starting at `base_sequence`, arrived at `timestamp_ms`,
     /// and returns the frame's bytes, ready to be written.
-    pub fn stamp(&mut self, base_sequence: u64, timestamp_ms: u64) -> &[u8] {
+    pub fn stamp(&mut self, base_sequence: SequenceNumber, timestamp_ms: Timestamp) -> &[u8] {
         let header = BatchHeader {
             base_sequence,
             record_count: self.count,
@@ -390,7 +462,7 @@ pub struct Decoded {
 pub fn decode_records(
     header: &BatchHeader,
     payload: &Bytes,
-    from_sequence: u64,
+    from_sequence: SequenceNumber,
     max_records: usize,
     max_bytes: usize,
     out: &mut Vec<StoredRecord>,
@@ -501,13 +573,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `records` framed as one batch of sequence numbers from `base`, arrived at `ts` ms.
     fn frame_of(records: &[RecordRef<'_>], base: u64, ts: u64) -> Vec<u8> {
         let mut b = BatchBuilder::default();
         for r in records {
             b.push(r).unwrap();
         }
         let mut batch = b.finish().unwrap();
-        batch.stamp(base, ts).to_vec()
+        batch
+            .stamp(SequenceNumber::new(base), Timestamp::from_millis(ts))
+            .to_vec()
     }
 
     fn decode_all(frame: &[u8]) -> Result<Vec<StoredRecord>, FrameError> {
@@ -515,7 +590,14 @@ mod tests {
         let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..header.frame_len()]);
         verify_payload(&header, &payload)?;
         let mut out = Vec::new();
-        decode_records(&header, &payload, 0, usize::MAX, usize::MAX, &mut out)?;
+        decode_records(
+            &header,
+            &payload,
+            SequenceNumber::ZERO,
+            usize::MAX,
+            usize::MAX,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -535,8 +617,8 @@ mod tests {
         let records = decode_all(&frame).unwrap();
         assert_eq!(records.len(), 1);
         let r = &records[0];
-        assert_eq!(r.sequence, 41);
-        assert_eq!(r.timestamp_ms, 1_700_000_000_000);
+        assert_eq!(r.sequence, SequenceNumber::new(41));
+        assert_eq!(r.timestamp_ms, Timestamp::from_millis(1_700_000_000_000));
         assert_eq!(&r.partition_key[..], b"user-7");
         assert_eq!(&r.data[..], b"hello");
         assert_eq!(r.explicit_hash_key, Some(u128::MAX));
@@ -592,7 +674,7 @@ mod tests {
         let last = frame.len() - 1;
         frame[last] ^= 0x40;
         let header = BatchHeader::decode(&frame).unwrap();
-        assert_eq!(header.base_sequence, 3);
+        assert_eq!(header.base_sequence, SequenceNumber::new(3));
         assert!(matches!(
             decode_all(&frame),
             Err(FrameError::PayloadCrc { .. })
@@ -647,7 +729,15 @@ mod tests {
             let header = BatchHeader::decode(&f).unwrap();
             let payload = Bytes::copy_from_slice(&f[HEADER_LEN..]);
             let mut out = Vec::new();
-            decode_records(&header, &payload, 0, 1, usize::MAX, &mut out).unwrap();
+            decode_records(
+                &header,
+                &payload,
+                SequenceNumber::ZERO,
+                1,
+                usize::MAX,
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(&out[0].partition_key[..], b"ok");
         }
     }
@@ -689,8 +779,16 @@ mod tests {
         let header = BatchHeader::decode(&frame).unwrap();
         let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..]);
         let mut out = Vec::new();
-        decode_records(&header, &payload, 12, 2, usize::MAX, &mut out).unwrap();
-        let seqs: Vec<u64> = out.iter().map(|r| r.sequence).collect();
+        decode_records(
+            &header,
+            &payload,
+            SequenceNumber::new(12),
+            2,
+            usize::MAX,
+            &mut out,
+        )
+        .unwrap();
+        let seqs: Vec<u64> = out.iter().map(|r| r.sequence.get()).collect();
         assert_eq!(seqs, vec![12, 13]);
         assert_eq!(&out[0].data[..], &[2, 2, 2]);
     }
@@ -714,7 +812,7 @@ mod tests {
             let decoded = decode_all(&frame).unwrap();
             prop_assert_eq!(decoded.len(), refs.len());
             for (i, (r, d)) in refs.iter().zip(&decoded).enumerate() {
-                prop_assert_eq!(d.sequence, u64::from(base) + i as u64);
+                prop_assert_eq!(d.sequence.get(), u64::from(base) + i as u64);
                 prop_assert_eq!(&d.partition_key[..], r.partition_key.as_bytes());
                 prop_assert_eq!(&d.data[..], r.data);
                 prop_assert_eq!(d.explicit_hash_key, r.explicit_hash_key);

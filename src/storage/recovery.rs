@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::error::StorageError;
 use super::log::LogConfig;
 use super::segment::{self, Segment};
+use super::sequence::SequenceNumber;
 use crate::fsio::{write_file_atomically, Io};
 
 /// File in a shard's directory naming (by base sequence) the first segment that was sealed
@@ -35,7 +36,7 @@ pub(super) fn recover(
 ) -> Result<Vec<Arc<Segment>>, StorageError> {
     io.create_dir_all(dir)
         .map_err(|e| StorageError::io("create shard directory", dir, e))?;
-    let mut bases: Vec<u64> = io
+    let mut bases: Vec<SequenceNumber> = io
         .list_dir(dir)
         .map_err(|e| StorageError::io("list shard directory", dir, e))?
         .iter()
@@ -67,7 +68,7 @@ pub(super) fn recover(
             }
             tracing::warn!(
                 segment = %seg.path().display(),
-                ends_at = seg.next_sequence(),
+                ends_at = seg.next_sequence().get(),
                 removed_segments = bases.len() - i - 1,
                 "a segment sealed without a sync lost its tail in a crash; the log now ends there"
             );
@@ -93,14 +94,14 @@ pub(super) fn recover(
         if pair[0].next_sequence() != pair[1].base() {
             tracing::error!(
                 segment = %pair[0].path().display(),
-                ends_at = pair[0].next_sequence(),
-                next_base = pair[1].base(),
+                ends_at = pair[0].next_sequence().get(),
+                next_base = pair[1].base().get(),
                 "segments do not meet: the records between them are missing"
             );
         }
     }
     if segments.is_empty() {
-        let seg = Segment::create(io, dir, 0, capacity)?;
+        let seg = Segment::create(io, dir, SequenceNumber::ZERO, capacity)?;
         io.sync_dir(dir)
             .map_err(|e| StorageError::io("sync shard directory", dir, e))?;
         segments.push(Arc::new(seg));
@@ -109,15 +110,20 @@ pub(super) fn recover(
 }
 
 /// Makes `base` the recovery point of `dir`, durably: 8 bytes little-endian, then their CRC32.
-pub(super) fn write_recovery_point(io: &dyn Io, dir: &Path, base: u64) -> std::io::Result<()> {
-    let mut bytes = base.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&base.to_le_bytes()).to_le_bytes());
+pub(super) fn write_recovery_point(
+    io: &dyn Io,
+    dir: &Path,
+    base: SequenceNumber,
+) -> std::io::Result<()> {
+    let raw = base.get().to_le_bytes();
+    let mut bytes = raw.to_vec();
+    bytes.extend_from_slice(&crc32fast::hash(&raw).to_le_bytes());
     write_file_atomically(io, &dir.join(RECOVERY_POINT_FILE), &bytes)
 }
 
 /// The recovery point of `dir`: `None` when there is none; 0 (check every segment) when the
 /// file cannot be trusted.
-fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<Option<u64>, StorageError> {
+fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<Option<SequenceNumber>, StorageError> {
     let path = dir.join(RECOVERY_POINT_FILE);
     if !io.exists(&path) {
         return Ok(None);
@@ -133,10 +139,10 @@ fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<Option<u64>, StorageEr
     if n == raw.len() && crc32fast::hash(base).to_le_bytes() == crc {
         let mut b = [0u8; 8];
         b.copy_from_slice(base);
-        return Ok(Some(u64::from_le_bytes(b)));
+        return Ok(Some(SequenceNumber::new(u64::from_le_bytes(b))));
     }
     tracing::warn!(path = %path.display(), "unreadable recovery point: checking every segment");
-    Ok(Some(0))
+    Ok(Some(SequenceNumber::ZERO))
 }
 
 /// Removes the recovery point of `dir`, durably.

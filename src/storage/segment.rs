@@ -22,6 +22,8 @@ use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::mapped::SealedMap;
 use super::read_buffer::ReadBufferPool;
 use super::record::{self, BatchHeader, FrameError, StoredRecord, HEADER_LEN};
+use super::sequence::SequenceNumber;
+use super::time::Timestamp;
 use crate::fsio::{Io, IoFile};
 
 /// Digits of a segment file name: the 20 of `u64::MAX`.
@@ -32,17 +34,17 @@ const MIN_READ_CHUNK: usize = 64 * 1024;
 const MAX_READ_CHUNK: usize = 8 * 1024 * 1024;
 
 /// File name of the segment starting at `base` with extension `ext`.
-pub fn file_name(base: u64, ext: &str) -> String {
-    format!("{base:0width$}.{ext}", width = NAME_DIGITS)
+pub fn file_name(base: SequenceNumber, ext: &str) -> String {
+    format!("{:0width$}.{ext}", base.get(), width = NAME_DIGITS)
 }
 
 /// The base sequence of a segment log file name, if it is one.
-pub fn parse_log_name(name: &str) -> Option<u64> {
+pub fn parse_log_name(name: &str) -> Option<SequenceNumber> {
     let stem = name.strip_suffix(".log")?;
     if stem.len() != NAME_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    stem.parse().ok()
+    stem.parse().ok().map(SequenceNumber::new)
 }
 
 /// What a scan of a segment's bytes found.
@@ -51,9 +53,9 @@ pub struct ScanEnd {
     /// Position after the last whole, valid batch.
     pub valid_len: u64,
     /// One past the last sequence of that batch (the segment base when none).
-    pub next_sequence: u64,
-    /// Arrival time of the last batch (0 when none).
-    pub max_timestamp_ms: u64,
+    pub next_sequence: SequenceNumber,
+    /// Arrival time of the last batch (the epoch when none).
+    pub max_timestamp_ms: Timestamp,
     /// Why the scan stopped before the end of the file, if it did.
     pub stopped_by: Option<FrameError>,
 }
@@ -61,7 +63,7 @@ pub struct ScanEnd {
 /// One segment of a shard's log.
 #[derive(Debug)]
 pub struct Segment {
-    base: u64,
+    base: SequenceNumber,
     path: PathBuf,
     file: Arc<dyn IoFile>,
     index: RwLock<OffsetIndex>,
@@ -80,7 +82,7 @@ impl Segment {
     pub fn create(
         io: &dyn Io,
         dir: &Path,
-        base: u64,
+        base: SequenceNumber,
         index_capacity: usize,
     ) -> Result<Segment, StorageError> {
         let path = dir.join(file_name(base, "log"));
@@ -103,7 +105,7 @@ impl Segment {
             index: RwLock::new(index),
             time_index: RwLock::new(time_index),
             readable_len: AtomicU64::new(0),
-            next_sequence: AtomicU64::new(base),
+            next_sequence: AtomicU64::new(base.get()),
             max_timestamp_ms: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
             mapped: OnceLock::new(),
@@ -117,7 +119,7 @@ impl Segment {
     pub fn open(
         io: &dyn Io,
         dir: &Path,
-        base: u64,
+        base: SequenceNumber,
         active: bool,
         index_capacity: usize,
         index_interval: u64,
@@ -142,7 +144,7 @@ impl Segment {
             index: RwLock::new(index),
             time_index: RwLock::new(time_index),
             readable_len: AtomicU64::new(file_len),
-            next_sequence: AtomicU64::new(base),
+            next_sequence: AtomicU64::new(base.get()),
             max_timestamp_ms: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
             mapped: OnceLock::new(),
@@ -207,7 +209,9 @@ impl Segment {
         let (mut last_time_rel, mut last_time) = tkeep
             .checked_sub(1)
             .and_then(|i| time_index.get(i))
-            .map_or((0, 0), |t| (t.relative_sequence, t.timestamp_ms));
+            .map_or((0, Timestamp::UNIX_EPOCH), |t| {
+                (t.relative_sequence, t.timestamp_ms)
+            });
         // Scan from the older of the two last trusted entries, so the index that lost more
         // entries is rebuilt too. Below `offset_start` the offset entries are already there:
         // time entries go beside them; past it, both get an entry every `index_interval`.
@@ -276,13 +280,14 @@ impl Segment {
             time_index.truncate(tkeep);
         }
         self.next_sequence
-            .store(end.next_sequence, Ordering::Release);
-        let max_ts = if end.max_timestamp_ms > 0 {
+            .store(end.next_sequence.get(), Ordering::Release);
+        let max_ts = if end.max_timestamp_ms > Timestamp::UNIX_EPOCH {
             end.max_timestamp_ms
         } else {
             last_time
         };
-        self.max_timestamp_ms.store(max_ts, Ordering::Release);
+        self.max_timestamp_ms
+            .store(max_ts.as_millis(), Ordering::Release);
         if end.valid_len == file_len {
             return Ok(None);
         }
@@ -316,11 +321,11 @@ impl Segment {
     fn scan(
         &self,
         mut pos: u64,
-        mut expected: u64,
+        mut expected: SequenceNumber,
         limit: u64,
         mut on_batch: impl FnMut(u64, &BatchHeader),
     ) -> Result<ScanEnd, StorageError> {
-        let mut max_ts = 0;
+        let mut max_ts = Timestamp::UNIX_EPOCH;
         let mut buf = Bytes::new();
         let mut buf_pos = pos;
         let stopped_by = loop {
@@ -445,8 +450,8 @@ impl Segment {
     /// damaged batch holding a wanted record is an error, one before `from` is stepped over.
     pub fn read_into(
         &self,
-        from: u64,
-        end: u64,
+        from: SequenceNumber,
+        end: SequenceNumber,
         max_records: usize,
         max_bytes: usize,
         out: &mut Vec<StoredRecord>,
@@ -455,7 +460,7 @@ impl Segment {
         let readable = self.readable_len.load(Ordering::Acquire);
         let mut pos = match self.index.read() {
             Ok(idx) => idx
-                .lookup(from.saturating_sub(self.base))
+                .lookup(from.saturating_distance_from(self.base))
                 .map_or(0, |e| u64::from(e.position)),
             Err(_) => 0,
         };
@@ -562,7 +567,11 @@ impl Segment {
 
     /// The first sequence at or after `timestamp_ms` in this segment, if any record here is
     /// that recent.
-    pub fn seek_time(&self, timestamp_ms: u64, end: u64) -> Result<Option<u64>, StorageError> {
+    pub fn seek_time(
+        &self,
+        timestamp_ms: Timestamp,
+        end: SequenceNumber,
+    ) -> Result<Option<SequenceNumber>, StorageError> {
         if self.max_timestamp_ms() < timestamp_ms {
             return Ok(None);
         }
@@ -610,9 +619,9 @@ impl Segment {
     pub fn set_written(
         &self,
         len: u64,
-        next_sequence: u64,
-        timestamp_ms: u64,
-        entries: &[(u64, u64, u64)],
+        next_sequence: SequenceNumber,
+        timestamp_ms: Timestamp,
+        entries: &[(u64, SequenceNumber, Timestamp)],
     ) {
         if !entries.is_empty() {
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
@@ -632,9 +641,10 @@ impl Segment {
                 }
             }
         }
-        self.next_sequence.store(next_sequence, Ordering::Release);
+        self.next_sequence
+            .store(next_sequence.get(), Ordering::Release);
         self.max_timestamp_ms
-            .fetch_max(timestamp_ms, Ordering::AcqRel);
+            .fetch_max(timestamp_ms.as_millis(), Ordering::AcqRel);
         self.readable_len.store(len, Ordering::Release);
     }
 
@@ -676,18 +686,18 @@ impl Segment {
     }
 
     /// First sequence number of the segment.
-    pub fn base(&self) -> u64 {
+    pub fn base(&self) -> SequenceNumber {
         self.base
     }
 
     /// One past the last sequence written to the segment.
-    pub fn next_sequence(&self) -> u64 {
-        self.next_sequence.load(Ordering::Acquire)
+    pub fn next_sequence(&self) -> SequenceNumber {
+        SequenceNumber::new(self.next_sequence.load(Ordering::Acquire))
     }
 
-    /// Arrival time of the newest batch, ms since the epoch (0 when empty).
-    pub fn max_timestamp_ms(&self) -> u64 {
-        self.max_timestamp_ms.load(Ordering::Acquire)
+    /// Arrival time of the newest batch (the epoch when empty).
+    pub fn max_timestamp_ms(&self) -> Timestamp {
+        Timestamp::from_millis(self.max_timestamp_ms.load(Ordering::Acquire))
     }
 
     /// Bytes of whole batches in the file.
@@ -723,7 +733,7 @@ impl Segment {
 
 /// Removes the three files of the segment starting at `base` in `dir`, those that exist (the
 /// caller syncs the directory).
-pub fn remove_files(io: &dyn Io, dir: &Path, base: u64) -> Result<(), StorageError> {
+pub fn remove_files(io: &dyn Io, dir: &Path, base: SequenceNumber) -> Result<(), StorageError> {
     for ext in ["log", "index", "timeindex"] {
         let path = dir.join(file_name(base, ext));
         match io.remove_file(&path) {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::storage::{SequenceNumber, Timestamp};
+
 use super::{
     split_evenly, HashKey, ModelError, ShardDescriptor, ShardId, StreamName, DEFAULT_DEDUP_WINDOW,
     DEFAULT_MAX_DEDUP_WINDOW, DEFAULT_MAX_SHARD_COUNT, DEFAULT_RETENTION, MAX_RETENTION_HOURS,
@@ -133,8 +135,8 @@ impl StreamSettings {
 pub struct StreamDescriptor {
     /// The stream's name.
     pub name: StreamName,
-    /// When the stream was created, wall-clock milliseconds since the Unix epoch.
-    pub created_at_ms: u64,
+    /// When the stream was created, by the wall clock.
+    pub created_at_ms: Timestamp,
     /// The stream's settings.
     pub settings: StreamSettings,
     /// Every shard, open and closed, by increasing id.
@@ -148,7 +150,7 @@ impl StreamDescriptor {
     /// space evenly. `shard_count` must be within 1..=`limits.max_shard_count`.
     pub fn create(
         name: StreamName,
-        created_at_ms: u64,
+        created_at_ms: Timestamp,
         settings: StreamSettings,
         shard_count: u32,
         limits: &StreamLimits,
@@ -167,7 +169,7 @@ impl StreamDescriptor {
                 parent: None,
                 adjacent_parent: None,
                 range,
-                starting_sequence: 0,
+                starting_sequence: SequenceNumber::ZERO,
                 ending_sequence: None,
             })
             .collect();
@@ -177,7 +179,7 @@ impl StreamDescriptor {
     /// A stream from its parts, e.g. as decoded from storage; checks the invariants above.
     pub fn from_parts(
         name: StreamName,
-        created_at_ms: u64,
+        created_at_ms: Timestamp,
         settings: StreamSettings,
         shards: Vec<ShardDescriptor>,
     ) -> Result<StreamDescriptor, ModelError> {
@@ -276,7 +278,7 @@ mod tests {
     fn stream(shards: u32) -> StreamDescriptor {
         StreamDescriptor::create(
             name(),
-            1_700_000_000_000,
+            Timestamp::from_millis(1_700_000_000_000),
             StreamSettings::default(),
             shards,
             &StreamLimits::default(),
@@ -354,11 +356,24 @@ mod tests {
             ..StreamLimits::default()
         };
         for bad in [0, 5] {
-            let err = StreamDescriptor::create(name(), 0, StreamSettings::default(), bad, &limits)
-                .unwrap_err();
+            let err = StreamDescriptor::create(
+                name(),
+                Timestamp::from_millis(0),
+                StreamSettings::default(),
+                bad,
+                &limits,
+            )
+            .unwrap_err();
             assert_eq!(err.field(), "shard_count");
         }
-        assert!(StreamDescriptor::create(name(), 0, StreamSettings::default(), 4, &limits).is_ok());
+        assert!(StreamDescriptor::create(
+            name(),
+            Timestamp::from_millis(0),
+            StreamSettings::default(),
+            4,
+            &limits
+        )
+        .is_ok());
     }
 
     #[test]
@@ -369,7 +384,7 @@ mod tests {
         assert!(stream
             .shards()
             .iter()
-            .all(|s| s.is_open() && s.starting_sequence == 0));
+            .all(|s| s.is_open() && s.starting_sequence == SequenceNumber::new(0)));
         assert_eq!(stream.open_shards().count(), 3);
         assert_eq!(stream.shard(ShardId(1)).map(|s| s.id), Some(ShardId(1)));
         assert_eq!(stream.shard(ShardId(3)), None);
@@ -396,15 +411,15 @@ mod tests {
                 parent: None,
                 adjacent_parent: None,
                 range: HashKeyRange::FULL,
-                starting_sequence: 0,
-                ending_sequence: Some(99),
+                starting_sequence: SequenceNumber::ZERO,
+                ending_sequence: Some(SequenceNumber::new(99)),
             },
             ShardDescriptor {
                 id: ShardId(1),
                 parent: Some(ShardId(0)),
                 adjacent_parent: None,
                 range: HashKeyRange::new(HashKey::MIN, HashKey(half.0 - 1)).unwrap(),
-                starting_sequence: 100,
+                starting_sequence: SequenceNumber::new(100),
                 ending_sequence: None,
             },
             ShardDescriptor {
@@ -412,12 +427,17 @@ mod tests {
                 parent: Some(ShardId(0)),
                 adjacent_parent: None,
                 range: HashKeyRange::new(half, HashKey::MAX).unwrap(),
-                starting_sequence: 100,
+                starting_sequence: SequenceNumber::new(100),
                 ending_sequence: None,
             },
         ];
-        let stream =
-            StreamDescriptor::from_parts(name(), 0, StreamSettings::default(), shards).unwrap();
+        let stream = StreamDescriptor::from_parts(
+            name(),
+            Timestamp::from_millis(0),
+            StreamSettings::default(),
+            shards,
+        )
+        .unwrap();
         assert_eq!(stream.route(HashKey(0)), Some(ShardId(1)));
         assert_eq!(stream.route(half), Some(ShardId(2)));
         assert_eq!(stream.open_shards().count(), 2);
@@ -428,8 +448,13 @@ mod tests {
     fn open_shards_that_leave_a_gap_are_rejected() {
         let mut shards = stream(2).shards().to_vec();
         shards[1].range.start = HashKey(shards[1].range.start.0 + 1);
-        let err =
-            StreamDescriptor::from_parts(name(), 0, StreamSettings::default(), shards).unwrap_err();
+        let err = StreamDescriptor::from_parts(
+            name(),
+            Timestamp::from_millis(0),
+            StreamSettings::default(),
+            shards,
+        )
+        .unwrap_err();
         assert_eq!(err.field(), "shards");
     }
 
@@ -446,12 +471,16 @@ mod tests {
         let mut none_open = base.clone();
         none_open
             .iter_mut()
-            .for_each(|s| s.ending_sequence = Some(0));
+            .for_each(|s| s.ending_sequence = Some(SequenceNumber::new(0)));
 
         for shards in [overlapping, unordered, orphaned, none_open, Vec::new()] {
-            assert!(
-                StreamDescriptor::from_parts(name(), 0, StreamSettings::default(), shards).is_err()
-            );
+            assert!(StreamDescriptor::from_parts(
+                name(),
+                Timestamp::from_millis(0),
+                StreamSettings::default(),
+                shards
+            )
+            .is_err());
         }
     }
 

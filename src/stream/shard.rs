@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{HashKeyRange, ModelError};
+use crate::storage::SequenceNumber;
 
 /// Prefix of a shard id's text form.
 const SHARD_ID_PREFIX: &str = "shardId-";
@@ -73,10 +74,10 @@ pub struct ShardDescriptor {
     /// The hash keys routed to this shard while it is open.
     pub range: HashKeyRange,
     /// Sequence number of the first record the shard can hold.
-    pub starting_sequence: u64,
+    pub starting_sequence: SequenceNumber,
     /// Set when the shard was closed by a split or merge: its last sequence number. A closed
     /// shard is still readable, but takes no more records.
-    pub ending_sequence: Option<u64>,
+    pub ending_sequence: Option<SequenceNumber>,
 }
 
 impl ShardDescriptor {
@@ -131,11 +132,11 @@ mod tests {
             parent: None,
             adjacent_parent: None,
             range: HashKeyRange::FULL,
-            starting_sequence: 0,
+            starting_sequence: SequenceNumber::new(0),
             ending_sequence: None,
         };
         assert!(shard.is_open());
-        shard.ending_sequence = Some(10);
+        shard.ending_sequence = Some(SequenceNumber::new(10));
         assert!(!shard.is_open());
     }
 }

@@ -7,12 +7,21 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use shardlog::fsio::{Io, RealIo};
-use shardlog::storage::log::now_ms;
 use shardlog::storage::segment::{file_name, parse_log_name};
 use shardlog::storage::{
-    AppendAck, BatchBuilder, EncodedBatch, LogConfig, Publish, RecordRef, ShardLog, StorageError,
-    StoredRecord,
+    AppendAck, BatchBuilder, EncodedBatch, LogConfig, Publish, RecordRef, SequenceNumber, ShardLog,
+    StorageError, StoredRecord, Timestamp,
 };
+
+/// Sequence number `n`: tests name positions by their plain numbers.
+pub fn seq(n: u64) -> SequenceNumber {
+    SequenceNumber::new(n)
+}
+
+/// The instant `ms` milliseconds after the Unix epoch.
+pub fn at_ms(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
 
 /// A record as a test appends it and expects it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +125,7 @@ pub fn read_all(log: &ShardLog) -> Result<Vec<StoredRecord>, StorageError> {
 }
 
 /// Reads every record from `from` to the durable end in small steps.
-pub fn read_from(log: &ShardLog, from: u64) -> Result<Vec<StoredRecord>, StorageError> {
+pub fn read_from(log: &ShardLog, from: SequenceNumber) -> Result<Vec<StoredRecord>, StorageError> {
     let mut out = Vec::new();
     let mut next = from;
     loop {
@@ -134,7 +143,7 @@ pub fn read_from(log: &ShardLog, from: u64) -> Result<Vec<StoredRecord>, Storage
         }
         assert_eq!(
             batch.next_sequence,
-            batch.records.last().unwrap().sequence + 1
+            batch.records.last().unwrap().sequence.next()
         );
         next = batch.next_sequence;
         out.extend(batch.records);
@@ -143,7 +152,7 @@ pub fn read_from(log: &ShardLog, from: u64) -> Result<Vec<StoredRecord>, Storage
 }
 
 /// Asserts that `stored` are exactly `expected`, numbered from `first`.
-pub fn assert_records(stored: &[StoredRecord], expected: &[Rec], first: u64) {
+pub fn assert_records(stored: &[StoredRecord], expected: &[Rec], first: SequenceNumber) {
     assert_eq!(stored.len(), expected.len(), "record count");
     for (i, (s, e)) in stored.iter().zip(expected).enumerate() {
         assert_eq!(s.sequence, first + i as u64, "sequence of record {i}");
@@ -156,8 +165,8 @@ pub fn assert_records(stored: &[StoredRecord], expected: &[Rec], first: u64) {
 }
 
 /// Base sequences of the segment files in `dir`, ascending.
-pub fn segment_bases(dir: &Path) -> Vec<u64> {
-    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+pub fn segment_bases(dir: &Path) -> Vec<SequenceNumber> {
+    let mut bases: Vec<SequenceNumber> = std::fs::read_dir(dir)
         .expect("list shard directory")
         .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_log_name))
         .collect();
@@ -166,7 +175,7 @@ pub fn segment_bases(dir: &Path) -> Vec<u64> {
 }
 
 /// Path of the file of segment `base` with extension `ext` in `dir`.
-pub fn segment_file(dir: &Path, base: u64, ext: &str) -> PathBuf {
+pub fn segment_file(dir: &Path, base: SequenceNumber, ext: &str) -> PathBuf {
     dir.join(file_name(base, ext))
 }
 
@@ -217,12 +226,12 @@ pub trait AppendExt {
         batches: &mut [EncodedBatch],
         sync: bool,
     ) -> Result<Vec<AppendAck>, StorageError>;
-    /// Appends `batches` stamped with `now_ms` (ms since the Unix epoch).
+    /// Appends `batches` stamped with `now`.
     fn append_at(
         &self,
         batches: &mut [EncodedBatch],
         sync: bool,
-        now_ms: u64,
+        now: Timestamp,
     ) -> Result<Vec<AppendAck>, StorageError>;
 }
 
@@ -232,21 +241,21 @@ impl AppendExt for ShardLog {
         batches: &mut [EncodedBatch],
         sync: bool,
     ) -> Result<Vec<AppendAck>, StorageError> {
-        self.append_at(batches, sync, now_ms())
+        self.append_at(batches, sync, Timestamp::now())
     }
 
     fn append_at(
         &self,
         batches: &mut [EncodedBatch],
         sync: bool,
-        now_ms: u64,
+        now: Timestamp,
     ) -> Result<Vec<AppendAck>, StorageError> {
         if !sync {
-            return self.write(batches, now_ms, Publish::Now);
+            return self.write(batches, now, Publish::Now);
         }
-        let acks = self.write(batches, now_ms, Publish::AfterSync)?;
+        let acks = self.write(batches, now, Publish::AfterSync)?;
         if let Some(last) = acks.last() {
-            self.sync(Some(last.base_sequence + u64::from(last.record_count)))?;
+            self.sync(Some(last.next_sequence()))?;
         }
         Ok(acks)
     }

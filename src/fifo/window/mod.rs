@@ -70,6 +70,7 @@ pub(super) use self::state::{Attempt, State};
 use super::error::FifoError;
 use super::key::DedupKey;
 use super::ticket::{DedupTicket, Gate, Waiter};
+use crate::storage::SequenceNumber;
 // The stream model owns the default; the window's settings start from it.
 pub use crate::stream::DEFAULT_DEDUP_WINDOW;
 
@@ -123,7 +124,7 @@ pub struct Committed {
     /// The shard that holds the record.
     pub shard: u32,
     /// The record's sequence number in that shard.
-    pub sequence: u64,
+    pub sequence: SequenceNumber,
 }
 
 /// The outcome of [`DedupWindow::reserve`].
@@ -265,7 +266,7 @@ impl DedupWindow {
         &self,
         key: DedupKey,
         shard: u32,
-        sequence: u64,
+        sequence: SequenceNumber,
         committed_at: Instant,
     ) -> Result<(), FifoError> {
         let window = self.shared.config.window;

@@ -11,6 +11,7 @@ use super::super::ticket::{Gate, Held};
 use super::index::Index;
 use super::log::{Log, Record, RecordState};
 use super::Committed;
+use crate::storage::SequenceNumber;
 
 /// The tracked ids.
 ///
@@ -135,7 +136,7 @@ impl State {
         ticket: u64,
         held: &[Held],
         shard: u32,
-        first_sequence: u64,
+        first_sequence: SequenceNumber,
         expires_at: Instant,
         gates: &mut Vec<Arc<Gate>>,
     ) {

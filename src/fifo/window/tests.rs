@@ -12,7 +12,7 @@ use crate::stream::DedupScope;
 fn duplicate_within_the_window_returns_the_first_sequence() {
     let window = window();
     let t0 = Instant::now();
-    fresh(window.reserve(key("a"), t0)).commit(3, 41, t0);
+    fresh(window.reserve(key("a"), t0)).commit(3, seq(41), t0);
     let first = first_record(3, 41);
     assert_eq!(duplicate(window.reserve(key("a"), t0)), first);
     let last_moment = t0 + WINDOW - Duration::from_nanos(1);
@@ -24,9 +24,9 @@ fn duplicate_within_the_window_returns_the_first_sequence() {
 fn id_is_fresh_again_once_the_window_has_passed() {
     let window = window();
     let t0 = Instant::now();
-    fresh(window.reserve(key("a"), t0)).commit(0, 1, t0);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(1), t0);
     let ticket = fresh(window.reserve(key("a"), t0 + WINDOW));
-    ticket.commit(0, 7, t0 + WINDOW);
+    ticket.commit(0, seq(7), t0 + WINDOW);
     assert_eq!(
         duplicate(window.reserve(key("a"), t0 + WINDOW)),
         first_record(0, 7)
@@ -37,7 +37,7 @@ fn id_is_fresh_again_once_the_window_has_passed() {
 fn duplicates_do_not_extend_the_window() {
     let window = window();
     let t0 = Instant::now();
-    fresh(window.reserve(key("a"), t0)).commit(0, 1, t0);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(1), t0);
     duplicate(window.reserve(key("a"), t0 + WINDOW / 2));
     drop(fresh(window.reserve(key("a"), t0 + WINDOW)));
 }
@@ -48,7 +48,7 @@ fn expired_ids_are_evicted_by_later_calls() {
     let t0 = Instant::now();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         let at = t0 + Duration::from_secs(i as u64);
-        fresh(window.reserve(key(id), at)).commit(0, i as u64, at);
+        fresh(window.reserve(key(id), at)).commit(0, seq(i as u64), at);
     }
     assert_eq!(window.len(), 3);
     drop(fresh(
@@ -69,14 +69,14 @@ fn group_scope_distinguishes_groups_and_stream_scope_does_not() {
     let t0 = Instant::now();
     let group = |g: &str| DedupKey::for_id(DedupScope::MessageGroup, Some(g), "x");
     let stream = |g: &str| DedupKey::for_id(DedupScope::Stream, Some(g), "x");
-    fresh(window.reserve(group("g1"), t0)).commit(0, 1, t0);
-    fresh(window.reserve(group("g2"), t0)).commit(1, 2, t0);
-    fresh(window.reserve(stream("g1"), t0)).commit(0, 3, t0);
+    fresh(window.reserve(group("g1"), t0)).commit(0, seq(1), t0);
+    fresh(window.reserve(group("g2"), t0)).commit(1, seq(2), t0);
+    fresh(window.reserve(stream("g1"), t0)).commit(0, seq(3), t0);
     assert_eq!(
         duplicate(window.reserve(stream("g2"), t0)),
         first_record(0, 3)
     );
-    assert_eq!(duplicate(window.reserve(group("g2"), t0)).sequence, 2);
+    assert_eq!(duplicate(window.reserve(group("g2"), t0)).sequence, seq(2));
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn content_keys_of_different_data_are_different_ids() {
     let window = window();
     let t0 = Instant::now();
     let content = |data: &[u8]| DedupKey::for_content(DedupScope::Stream, None, data);
-    fresh(window.reserve(content(b"one"), t0)).commit(0, 1, t0);
+    fresh(window.reserve(content(b"one"), t0)).commit(0, seq(1), t0);
     drop(fresh(window.reserve(content(b"two"), t0)));
     duplicate(window.reserve(content(b"one"), t0));
 }
@@ -93,7 +93,7 @@ fn content_keys_of_different_data_are_different_ids() {
 fn cap_refuses_new_ids_but_still_answers_known_ones() {
     let window = window_with_cap(2);
     let t0 = Instant::now();
-    fresh(window.reserve(key("a"), t0)).commit(0, 1, t0);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(1), t0);
     let _held = fresh(window.reserve(key("b"), t0));
     assert_eq!(
         window.reserve(key("c"), t0).unwrap_err(),
@@ -102,10 +102,10 @@ fn cap_refuses_new_ids_but_still_answers_known_ones() {
             max_live_ids: 2
         }
     );
-    assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, 1);
+    assert_eq!(duplicate(window.reserve(key("a"), t0)).sequence, seq(1));
     in_flight(window.reserve(key("b"), t0));
     assert_eq!(
-        window.insert_committed(key("d"), 0, 2, t0),
+        window.insert_committed(key("d"), 0, seq(2), t0),
         Err(FifoError::WindowFull {
             live_ids: 2,
             max_live_ids: 2
@@ -122,13 +122,13 @@ fn expired_id_not_yet_evicted_is_fresh_again() {
     let t1 = t0 + Duration::from_secs(10);
     // "b" commits first with a later clock reading, so "a"'s queue entry sorts behind it
     // and "a" stays in the map after it expires.
-    fresh(window.reserve(key("b"), t1)).commit(0, 1, t1);
-    fresh(window.reserve(key("a"), t0)).commit(0, 2, t0);
+    fresh(window.reserve(key("b"), t1)).commit(0, seq(1), t1);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(2), t0);
     let at = t0 + WINDOW;
     let again = fresh(window.reserve(key("a"), at));
     assert_eq!(window.len(), 2);
-    again.commit(0, 3, at);
-    assert_eq!(duplicate(window.reserve(key("a"), at)).sequence, 3);
+    again.commit(0, seq(3), at);
+    assert_eq!(duplicate(window.reserve(key("a"), at)).sequence, seq(3));
 }
 
 #[test]
@@ -136,8 +136,8 @@ fn queue_entries_waiting_for_eviction_count_toward_the_cap() {
     let window = window_with_cap(2);
     let t0 = Instant::now();
     let t1 = t0 + Duration::from_secs(10);
-    fresh(window.reserve(key("b"), t1)).commit(0, 1, t1);
-    fresh(window.reserve(key("a"), t0)).commit(0, 2, t0);
+    fresh(window.reserve(key("b"), t1)).commit(0, seq(1), t1);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(2), t0);
     // Re-reserving expired "a" would add a third queue entry while two are still queued.
     assert!(matches!(
         window.reserve(key("a"), t0 + WINDOW),
@@ -153,13 +153,16 @@ fn stale_queue_entry_does_not_evict_an_id_committed_again() {
     let window = window();
     let t0 = Instant::now();
     let t5 = t0 + Duration::from_secs(5);
-    fresh(window.reserve(key("front"), t5)).commit(0, 1, t5);
-    fresh(window.reserve(key("a"), t0)).commit(0, 2, t0);
+    fresh(window.reserve(key("front"), t5)).commit(0, seq(1), t5);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(2), t0);
     // "a" expired at t0 + WINDOW but its queue entry waits behind "front" until t5 + WINDOW.
     let again_at = t0 + WINDOW;
-    fresh(window.reserve(key("a"), again_at)).commit(0, 3, again_at);
+    fresh(window.reserve(key("a"), again_at)).commit(0, seq(3), again_at);
     let after_front = t5 + WINDOW + Duration::from_secs(1);
-    assert_eq!(duplicate(window.reserve(key("a"), after_front)).sequence, 3);
+    assert_eq!(
+        duplicate(window.reserve(key("a"), after_front)).sequence,
+        seq(3)
+    );
     // "front" is gone; "a" (committed again) remains.
     assert_eq!(window.len(), 1);
 }
@@ -170,7 +173,7 @@ fn commit_times_out_of_order_are_all_evicted() {
     let t0 = Instant::now();
     for (i, offset) in [10u64, 0, 7, 3].iter().enumerate() {
         let at = t0 + Duration::from_secs(*offset);
-        fresh(window.reserve(key(&i.to_string()), at)).commit(0, i as u64, at);
+        fresh(window.reserve(key(&i.to_string()), at)).commit(0, seq(i as u64), at);
     }
     drop(fresh(window.reserve(
         key("probe"),
@@ -191,9 +194,11 @@ fn rebuild_keeps_the_first_of_two_overlapping_records() {
             feed.reverse();
         }
         for (at, sequence) in feed {
-            window.insert_committed(key("a"), 0, sequence, at).unwrap();
+            window
+                .insert_committed(key("a"), 0, seq(sequence), at)
+                .unwrap();
         }
-        assert_eq!(duplicate(window.reserve(key("a"), later)).sequence, 5);
+        assert_eq!(duplicate(window.reserve(key("a"), later)).sequence, seq(5));
         assert_eq!(window.len(), 1);
     }
 }
@@ -209,9 +214,11 @@ fn rebuild_keeps_the_live_record_when_the_first_had_expired() {
             feed.reverse();
         }
         for (at, sequence) in feed {
-            window.insert_committed(key("a"), 0, sequence, at).unwrap();
+            window
+                .insert_committed(key("a"), 0, seq(sequence), at)
+                .unwrap();
         }
-        assert_eq!(duplicate(window.reserve(key("a"), reused)).sequence, 9);
+        assert_eq!(duplicate(window.reserve(key("a"), reused)).sequence, seq(9));
     }
 }
 
@@ -219,7 +226,7 @@ fn rebuild_keeps_the_live_record_when_the_first_had_expired() {
 fn rebuilt_ids_expire_a_window_after_their_commit() {
     let window = window();
     let t0 = Instant::now();
-    window.insert_committed(key("a"), 2, 8, t0).unwrap();
+    window.insert_committed(key("a"), 2, seq(8), t0).unwrap();
     assert_eq!(
         duplicate(window.reserve(key("a"), t0 + WINDOW / 2)),
         first_record(2, 8)
@@ -258,7 +265,7 @@ fn id_in_flight_at_the_front_does_not_hold_expired_ids_back() {
     let t0 = Instant::now();
     let slow = fresh(window.reserve(key("slow"), t0));
     for (i, id) in ["a", "b"].iter().enumerate() {
-        fresh(window.reserve(key(id), t0)).commit(0, i as u64, t0);
+        fresh(window.reserve(key(id), t0)).commit(0, seq(i as u64), t0);
     }
     let later = t0 + WINDOW;
     drop(fresh(window.reserve(key("probe"), later)));
@@ -266,7 +273,7 @@ fn id_in_flight_at_the_front_does_not_hold_expired_ids_back() {
     assert_eq!(window.len(), 1);
     in_flight(window.reserve(key("slow"), later));
     // Its record moved in the log; the ticket still finds it.
-    slow.commit(4, 9, later);
+    slow.commit(4, seq(9), later);
     assert_eq!(
         duplicate(window.reserve(key("slow"), later)),
         first_record(4, 9)
@@ -279,15 +286,15 @@ fn one_call_evicts_a_bounded_share_and_later_calls_the_rest() {
     let t0 = Instant::now();
     let ids = 3 * MIN_EVICTIONS_PER_CALL;
     for i in 0..ids {
-        fresh(window.reserve(key(&i.to_string()), t0)).commit(0, i as u64, t0);
+        fresh(window.reserve(key(&i.to_string()), t0)).commit(0, seq(i as u64), t0);
     }
     let later = t0 + WINDOW;
     let probe = fresh(window.reserve(key("probe"), later));
     assert_eq!(window.len(), ids - MIN_EVICTIONS_PER_CALL + 1);
     // An expired id not evicted yet is absent all the same.
     let last = key(&(ids - 1).to_string());
-    fresh(window.reserve(last, later)).commit(1, 99, later);
-    assert_eq!(duplicate(window.reserve(last, later)).sequence, 99);
+    fresh(window.reserve(last, later)).commit(1, seq(99), later);
+    assert_eq!(duplicate(window.reserve(last, later)).sequence, seq(99));
     // The calls since evicted the rest: "probe" and "last" remain.
     assert_eq!(window.len(), 2);
     drop(probe);
@@ -304,7 +311,7 @@ async fn window_at_its_cap_evicts_past_a_long_run_of_ids_in_flight() {
         .collect();
     let slow = window.reserve_batch(&keys, || t0).await;
     for i in 0..committed_ids {
-        fresh(window.reserve(key(&i.to_string()), t0)).commit(0, i as u64, t0);
+        fresh(window.reserve(key(&i.to_string()), t0)).commit(0, seq(i as u64), t0);
     }
     assert!(matches!(
         window.reserve(key("new"), t0),
@@ -322,24 +329,27 @@ async fn window_at_its_cap_evicts_past_a_long_run_of_ids_in_flight() {
 fn settling_changes_no_answer() {
     let window = window();
     let t0 = Instant::now();
-    fresh(window.reserve(key("committed"), t0)).commit(0, 1, t0);
+    fresh(window.reserve(key("committed"), t0)).commit(0, seq(1), t0);
     let held = fresh(window.reserve(key("held"), t0));
     let released = fresh(window.reserve(key("released"), t0));
     window.settle(t0);
     assert_eq!(window.shared.lock().index.recent.len(), 0);
-    assert_eq!(duplicate(window.reserve(key("committed"), t0)).sequence, 1);
+    assert_eq!(
+        duplicate(window.reserve(key("committed"), t0)).sequence,
+        seq(1)
+    );
     in_flight(window.reserve(key("held"), t0));
     drop(released);
     drop(fresh(window.reserve(key("released"), t0)));
-    held.commit(0, 2, t0);
-    assert_eq!(duplicate(window.reserve(key("held"), t0)).sequence, 2);
+    held.commit(0, seq(2), t0);
+    assert_eq!(duplicate(window.reserve(key("held"), t0)).sequence, seq(2));
     // Expiry works the same for keys in either table.
     let later = t0 + WINDOW;
-    fresh(window.reserve(key("committed"), later)).commit(0, 3, later);
+    fresh(window.reserve(key("committed"), later)).commit(0, seq(3), later);
     window.settle(later);
     assert_eq!(
         duplicate(window.reserve(key("committed"), later)).sequence,
-        3
+        seq(3)
     );
     assert_eq!(window.len(), 1);
 }
@@ -349,18 +359,18 @@ fn recent_keys_move_to_the_main_table_by_themselves_past_the_limit() {
     let window = window();
     let t0 = Instant::now();
     for i in 0..=MAX_RECENT_IDS {
-        fresh(window.reserve(key(&i.to_string()), t0)).commit(0, i as u64, t0);
+        fresh(window.reserve(key(&i.to_string()), t0)).commit(0, seq(i as u64), t0);
     }
     assert!(window.shared.lock().index.recent.len() <= MAX_RECENT_IDS);
     assert_eq!(window.len(), MAX_RECENT_IDS + 1);
-    assert_eq!(duplicate(window.reserve(key("0"), t0)).sequence, 0);
+    assert_eq!(duplicate(window.reserve(key("0"), t0)).sequence, seq(0));
 }
 
 #[test]
 fn log_is_mapped_ahead_no_further_than_the_cap_allows() {
     let window = window_with_cap(10);
     let t0 = Instant::now();
-    fresh(window.reserve(key("a"), t0)).commit(0, 1, t0);
+    fresh(window.reserve(key("a"), t0)).commit(0, seq(1), t0);
     window.settle(t0);
     let state = window.shared.lock();
     assert_eq!(state.log.len(), 1);
