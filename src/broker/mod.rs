@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use error::BrokerError;
+// The errors a request can meet in the layers below, which are internal: named here so that a
+// caller can match on every cause a `BrokerError` carries.
+pub use crate::consumer::{FenceError, GroupError, MemberId};
+pub use crate::fifo::{FifoError, IdField};
+pub use crate::meta::{CodecError, MetaError};
 pub use groups::{
     GroupDescription, GroupMemberInfo, LeaseInfo, MemberAssignments, ShardProgressInfo,
 };

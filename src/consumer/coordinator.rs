@@ -229,11 +229,6 @@ impl GroupCoordinator {
         })
     }
 
-    /// The settings in force.
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
-
     /// Replaces the set of shards the group consumes (duplicates are ignored) and rebalances.
     /// Keep a closed shard in the set until its checkpoint has reached the shard's end: a shard
     /// not in the set has no owner, so checkpoints for it are fenced.
@@ -408,6 +403,7 @@ impl GroupCoordinator {
         self.members.values().filter_map(Member::deadline).min()
     }
 
+    #[cfg(test)]
     /// The highest lease epoch handed out so far (the construction floor if none).
     pub fn max_epoch(&self) -> u64 {
         self.max_epoch

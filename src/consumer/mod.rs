@@ -18,12 +18,13 @@ mod error;
 mod member;
 
 pub use coordinator::{
-    GroupConfig, GroupCoordinator, Lease, MemberView, Outcome, ShardOwnership, DEFAULT_EPOCH_BLOCK,
-    DEFAULT_MAX_MEMBERS, DEFAULT_SESSION_TIMEOUT, MAX_EPOCH_FLOOR, MAX_SESSION_TIMEOUT,
+    GroupConfig, GroupCoordinator, Lease, DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT,
     MIN_SESSION_TIMEOUT,
 };
+#[cfg(test)]
+use coordinator::{MemberView, MAX_EPOCH_FLOOR};
 pub use error::{FenceError, GroupError};
-pub use member::{MemberId, MAX_MEMBER_ID_CHARS};
+pub use member::MemberId;
 
 #[cfg(test)]
 mod tests;

@@ -55,10 +55,12 @@ fn is_allowed(c: char) -> bool {
     c.is_ascii_alphanumeric() || c.is_ascii_punctuation()
 }
 
+#[cfg(test)]
 /// A validated message group id: all records of one group go to one shard, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageGroupId(String);
 
+#[cfg(test)]
 impl MessageGroupId {
     /// Validates `id` (see [`validate_message_group_id`]).
     pub fn new(id: impl Into<String>) -> Result<Self, FifoError> {
@@ -73,10 +75,12 @@ impl MessageGroupId {
     }
 }
 
+#[cfg(test)]
 /// A validated deduplication id: a second put with the same id within the window is a duplicate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeduplicationId(String);
 
+#[cfg(test)]
 impl DeduplicationId {
     /// Validates `id` (see [`validate_deduplication_id`]).
     pub fn new(id: impl Into<String>) -> Result<Self, FifoError> {

@@ -77,11 +77,6 @@ impl DedupKey {
         Self::derive(scope, group, Source::Content, &content)
     }
 
-    /// The raw digest bytes.
-    pub fn as_bytes(&self) -> &[u8; DEDUP_KEY_LEN] {
-        &self.0
-    }
-
     fn derive(scope: DedupScope, group: Option<&str>, source: Source, value: &[u8]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(DOMAIN);

@@ -62,18 +62,11 @@ mod window;
 #[cfg(test)]
 mod test_support;
 
-pub use batch::{BatchEntry, ReservedBatch};
+pub use batch::BatchEntry;
 pub use error::{FifoError, IdField};
-pub use id::{
-    validate_deduplication_id, validate_message_group_id, DeduplicationId, MessageGroupId,
-    MAX_ID_LEN,
-};
-pub use key::{DedupKey, DedupPolicy, DEDUP_KEY_LEN};
-pub use ticket::{DedupTicket, StoredTicket, Waiter};
-// The scope is a stream setting; it is re-exported here because every dedup key is derived
-// under one.
-pub use crate::stream::DedupScope;
+pub use id::{validate_deduplication_id, validate_message_group_id};
+pub use key::{DedupKey, DedupPolicy};
+pub use ticket::StoredTicket;
 pub use window::{
-    Committed, DedupWindow, DedupWindowConfig, Reservation, Reserved, DEFAULT_DEDUP_WINDOW,
-    DEFAULT_MAX_LIVE_IDS, MAX_DEDUP_WINDOW,
+    Committed, DedupWindow, DedupWindowConfig, DEFAULT_MAX_LIVE_IDS, MAX_DEDUP_WINDOW,
 };

@@ -93,6 +93,7 @@ impl DedupTicket {
         }
     }
 
+    #[cfg(test)]
     /// The reserved keys, by position.
     pub fn keys(&self) -> impl Iterator<Item = DedupKey> + '_ {
         self.held.iter().map(|id| id.key)
@@ -101,11 +102,6 @@ impl DedupTicket {
     /// How many ids the ticket holds.
     pub fn len(&self) -> usize {
         self.held.len()
-    }
-
-    /// True when the ticket holds no id (committing or dropping it does nothing).
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
     }
 
     /// Splits the ticket into `parts` tickets, one per batch the request's records are stored
@@ -146,6 +142,7 @@ impl DedupTicket {
         split
     }
 
+    #[cfg(test)]
     /// Marks each held id committed at (`shard`, `first_sequence + position`) until
     /// `now + window`, and wakes its waiters, who then see a duplicate. For a ticket from
     /// [`reserve`](super::DedupWindow::reserve), the one id's position is 0, so
@@ -213,6 +210,7 @@ pub struct StoredTicket {
 }
 
 impl StoredTicket {
+    #[cfg(test)]
     /// Commits the ids now (see [`DedupTicket::commit`]).
     pub fn commit(self) {
         Self::commit_all([self]);

@@ -65,31 +65,3 @@ pub enum MetaCommand {
         epoch: u64,
     },
 }
-
-impl MetaCommand {
-    /// The stream the command is about.
-    pub fn stream(&self) -> &StreamName {
-        match self {
-            MetaCommand::CreateStream(descriptor) => &descriptor.name,
-            MetaCommand::DeleteStream(stream)
-            | MetaCommand::CreateGroup { stream, .. }
-            | MetaCommand::DeleteGroup { stream, .. }
-            | MetaCommand::CommitCheckpoint { stream, .. }
-            | MetaCommand::ResetCheckpoint { stream, .. }
-            | MetaCommand::RaiseEpochFloor { stream, .. } => stream,
-        }
-    }
-
-    /// A short name of the command's kind, for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            MetaCommand::CreateStream(_) => "create_stream",
-            MetaCommand::DeleteStream(_) => "delete_stream",
-            MetaCommand::CreateGroup { .. } => "create_group",
-            MetaCommand::DeleteGroup { .. } => "delete_group",
-            MetaCommand::CommitCheckpoint { .. } => "commit_checkpoint",
-            MetaCommand::ResetCheckpoint { .. } => "reset_checkpoint",
-            MetaCommand::RaiseEpochFloor { .. } => "raise_epoch_floor",
-        }
-    }
-}

@@ -60,9 +60,10 @@ use std::sync::Arc;
 
 pub use codec::CodecError;
 pub use command::MetaCommand;
-pub use journal::MAX_COMMAND_BYTES;
 pub use state::{GroupRecord, MetaState};
-pub use store::{MetaOptions, MetaStore, DEFAULT_SNAPSHOT_EVERY};
+pub use store::MetaStore;
+#[cfg(test)]
+use store::{MetaOptions, DEFAULT_SNAPSHOT_EVERY};
 
 use crate::storage::SequenceNumber;
 use crate::stream::{GroupName, ShardId, StreamName};

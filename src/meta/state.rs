@@ -33,6 +33,7 @@ pub struct MetaState {
 }
 
 impl MetaState {
+    #[cfg(test)]
     /// The stream called `name`.
     pub fn stream(&self, name: &str) -> Option<&StreamDescriptor> {
         self.streams.get(name)
@@ -43,6 +44,7 @@ impl MetaState {
         self.groups.get(&(stream.clone(), group.clone()))
     }
 
+    #[cfg(test)]
     /// The groups of one stream, by name.
     pub fn groups_of<'a>(
         &'a self,
@@ -54,6 +56,7 @@ impl MetaState {
             .map(|((_, g), record)| (g, record))
     }
 
+    #[cfg(test)]
     /// The group's checkpoint on a shard, if the group exists and has one.
     pub fn checkpoint(
         &self,

@@ -258,11 +258,13 @@ impl MetaStore {
         &self.state
     }
 
+    #[cfg(test)]
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    #[cfg(test)]
     /// True after a write or sync failure: the store refuses commands until reopened.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()

@@ -69,7 +69,9 @@ use self::log::{Log, RecordState, MAP_AHEAD_BATCHES};
 pub(super) use self::state::{Attempt, State};
 use super::error::FifoError;
 use super::key::DedupKey;
-use super::ticket::{DedupTicket, Gate, Waiter};
+#[cfg(test)]
+use super::ticket::Waiter;
+use super::ticket::{DedupTicket, Gate};
 use crate::storage::SequenceNumber;
 // The stream model owns the default; the window's settings start from it.
 pub use crate::stream::DEFAULT_DEDUP_WINDOW;
@@ -127,6 +129,7 @@ pub struct Committed {
     pub sequence: SequenceNumber,
 }
 
+#[cfg(test)]
 /// The outcome of [`DedupWindow::reserve`].
 #[derive(Debug)]
 pub enum Reservation {
@@ -139,6 +142,7 @@ pub enum Reservation {
     InFlight(Waiter),
 }
 
+#[cfg(test)]
 /// The outcome of [`DedupWindow::reserve_or_wait`]: an in-flight id has been waited out.
 #[derive(Debug)]
 pub enum Reserved {
@@ -188,6 +192,7 @@ impl DedupWindow {
         })
     }
 
+    #[cfg(test)]
     /// How long a committed id stays a duplicate.
     pub fn window(&self) -> Duration {
         self.shared.config.window
@@ -204,11 +209,13 @@ impl DedupWindow {
         self.shared.lock().index.len()
     }
 
+    #[cfg(test)]
     /// True when no id is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    #[cfg(test)]
     /// Checks `key` and, if it is new, reserves it — in one step, so two concurrent puts of one
     /// id can never both be told to store it.
     ///
@@ -235,6 +242,7 @@ impl DedupWindow {
         }
     }
 
+    #[cfg(test)]
     /// [`reserve`](Self::reserve), waiting out ids in flight: returns a ticket or the committed
     /// first record. `clock` is read afresh for every attempt.
     ///
