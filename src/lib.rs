@@ -68,4 +68,10 @@ pub mod proto;
 pub mod storage;
 pub mod stream;
 
-pub use storage::SequenceNumber;
+// What a program embedding the engine or talking to a server reaches for first.
+pub use broker::{Broker, BrokerConfig, BrokerError};
+pub use client::{Client, ClientError};
+pub use config::Config;
+pub use fsio::{Io, RealIo};
+pub use storage::{FsyncPolicy, SequenceNumber, Timestamp};
+pub use stream::{HashKey, ShardId, StreamName};
