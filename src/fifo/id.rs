@@ -7,12 +7,12 @@
 use super::error::{FifoError, IdField};
 
 /// The longest message group id or deduplication id, in characters (the SQS limit): the API's
-/// limit. Not [`crate::storage::record::MAX_ID_LEN`], which is the most bytes the record frame
-/// can hold for an id (its length is one byte); this limit must stay within that one.
+/// limit, which must stay within the frame's capacity for an id,
+/// [`crate::storage::record::MAX_FRAME_ID_BYTES`].
 pub const MAX_ID_LEN: usize = 128;
 
 // Every id the API accepts is stored with its record; ids are ASCII, so characters are bytes.
-const _: () = assert!(MAX_ID_LEN <= crate::storage::record::MAX_ID_LEN);
+const _: () = assert!(MAX_ID_LEN <= crate::storage::record::MAX_FRAME_ID_BYTES);
 
 /// Checks a `message_group_id`; the error names that field.
 pub fn validate_message_group_id(id: &str) -> Result<(), FifoError> {

@@ -49,8 +49,9 @@ pub const HEADER_LEN: usize = 48;
 pub const MAX_PAYLOAD_LEN: usize = 64 * 1024 * 1024;
 /// Largest partition key, in bytes.
 pub const MAX_PARTITION_KEY_LEN: usize = u16::MAX as usize;
-/// Largest message group id or deduplication id, in bytes.
-pub const MAX_ID_LEN: usize = u8::MAX as usize;
+/// Most bytes a frame can hold for a message group id or deduplication id (its length is one
+/// byte): the format's capacity, not the API's limit (`fifo::MAX_ID_LEN`, which must fit).
+pub const MAX_FRAME_ID_BYTES: usize = u8::MAX as usize;
 
 const FLAG_HASH_KEY: u8 = 1;
 const FLAG_GROUP: u8 = 1 << 1;
@@ -311,10 +312,10 @@ impl BatchBuilder {
         )?;
         check_len("data", record.data.len(), MAX_PAYLOAD_LEN)?;
         if let Some(g) = record.message_group_id {
-            check_len("message_group_id", g.len(), MAX_ID_LEN)?;
+            check_len("message_group_id", g.len(), MAX_FRAME_ID_BYTES)?;
         }
         if let Some(d) = record.deduplication_id {
-            check_len("deduplication_id", d.len(), MAX_ID_LEN)?;
+            check_len("deduplication_id", d.len(), MAX_FRAME_ID_BYTES)?;
         }
         let payload_len = self.payload_len() + Self::encoded_len(record);
         if payload_len > MAX_PAYLOAD_LEN {
@@ -634,7 +635,7 @@ mod tests {
 
     #[test]
     fn oversized_ids_are_refused_with_the_field_named() {
-        let long = "x".repeat(MAX_ID_LEN + 1);
+        let long = "x".repeat(MAX_FRAME_ID_BYTES + 1);
         let err = BatchBuilder::default()
             .push(&RecordRef {
                 partition_key: "k",
