@@ -220,7 +220,7 @@ impl Broker {
         let epoch_floors = groups::floors_from(meta.state());
         for (descriptor, logs) in opened {
             let handle = Self::make_handle(&config, descriptor, logs)?;
-            Self::rebuild_dedup(&handle, config.log.index_interval_bytes).await?;
+            Self::rebuild_dedup(&handle).await?;
             streams.insert(handle.descriptor.name.clone(), Arc::new(handle));
         }
         let (shutdown, _) = watch::channel(false);
@@ -274,7 +274,7 @@ impl Broker {
 
     /// Re-inserts the dedup ids of every record put within the window, read from the tail of
     /// each shard: the log is the source of truth, the window is derived from it.
-    async fn rebuild_dedup(handle: &StreamHandle, _interval: u64) -> Result<(), BrokerError> {
+    async fn rebuild_dedup(handle: &StreamHandle) -> Result<(), BrokerError> {
         let window = handle.descriptor.settings.dedup_window + DEDUP_REBUILD_MARGIN;
         let now_wall = Timestamp::now();
         let now = Instant::now();

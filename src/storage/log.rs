@@ -434,11 +434,10 @@ impl ShardLog {
             && round_bytes / (batches.len() as u64) < DIRECT_WRITE_MIN_BATCH as u64;
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
-        let (mut seq, mut ts, mut last_indexed) = (
-            w.next_sequence,
-            w.last_timestamp_ms.max(now),
-            w.last_indexed_pos,
-        );
+        // One arrival time for the round, never before the previous round's: time indexes and
+        // retention rely on timestamps that do not go backwards within a shard.
+        let ts = w.last_timestamp_ms.max(now);
+        let (mut seq, mut last_indexed) = (w.next_sequence, w.last_indexed_pos);
         let mut records = 0u64;
         let mut round_len = 0u64;
         for batch in batches.iter_mut() {
@@ -459,7 +458,6 @@ impl ShardLog {
             });
             seq += u64::from(batch.record_count());
             records += u64::from(batch.record_count());
-            ts = ts.max(now);
         }
         debug_assert_eq!(round_len, round_bytes);
         let active = Arc::clone(&w.active);
