@@ -318,8 +318,9 @@ impl ShardLog {
         }
     }
 
-    /// Stamps `batches` with their sequence numbers and arrival time (`now`, raised to the newest batch's time so it never goes backwards) and writes
-    /// them in order with one `write`. Returns one ack per batch. `publish` says when readers
+    /// Stamps `batches` with their sequence numbers and one arrival time (`now`, or the previous
+    /// round's time when that is later, so times never go backwards) and writes them in order
+    /// with one `write`. Returns one ack per batch. `publish` says when readers
     /// see them: the committer chooses it from its fsync policy. On a failed write the file is
     /// cut back and the call fails as a whole (no sequence numbers are used).
     pub fn write(

@@ -91,9 +91,10 @@ impl Segment {
             .map_err(|e| StorageError::io("create segment", &path, e))?;
         let index_path = dir.join(file_name(base, "index"));
         let time_path = dir.join(file_name(base, "timeindex"));
-        // A new segment's indexes start empty even if stale files of that name exist.
-        let _ = io.remove_file(&index_path);
-        let _ = io.remove_file(&time_path);
+        // A new segment's indexes start empty even if stale files of that name exist: a stale
+        // file that cannot be removed would lend the new segment its entries, so that fails.
+        remove_if_present(io, &index_path)?;
+        remove_if_present(io, &time_path)?;
         let index = OffsetIndex::open_active(io, &index_path, index_capacity)
             .map_err(|e| StorageError::io("create index", &index_path, e))?;
         let time_index = TimeIndex::open_active(io, &time_path, index_capacity)
@@ -735,12 +736,16 @@ impl Segment {
 /// caller syncs the directory).
 pub fn remove_files(io: &dyn Io, dir: &Path, base: SequenceNumber) -> Result<(), StorageError> {
     for ext in ["log", "index", "timeindex"] {
-        let path = dir.join(file_name(base, ext));
-        match io.remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::io("remove", &path, e)),
-        }
+        remove_if_present(io, &dir.join(file_name(base, ext)))?;
     }
     Ok(())
+}
+
+/// Removes `path`; a file that is not there is already removed.
+fn remove_if_present(io: &dyn Io, path: &Path) -> Result<(), StorageError> {
+    match io.remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove", path, e)),
+    }
 }
