@@ -155,6 +155,12 @@ pub struct Settings {
     /// Session timeout of a group member that asks for none, in milliseconds [default: 10000]
     #[arg(long, env = "SHARDLOG_DEFAULT_SESSION_TIMEOUT_MS", value_name = "MS")]
     pub default_session_timeout_ms: Option<u64>,
+    /// Most message attributes one record may carry [default: 10]
+    #[arg(long, env = "SHARDLOG_MAX_ATTRIBUTES", value_name = "N")]
+    pub max_attributes: Option<usize>,
+    /// Longest message attribute name, in characters [default: 256]
+    #[arg(long, env = "SHARDLOG_MAX_ATTRIBUTE_NAME_CHARS", value_name = "N")]
+    pub max_attribute_name_chars: Option<usize>,
     /// Log filter, e.g. `info` or `warn,shardlog=debug` [default: info]
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -253,6 +259,14 @@ impl Config {
         );
         set(&mut c.max_dedup_ids, layer!(max_dedup_ids));
         set(
+            &mut c.attribute_limits.max_attributes,
+            layer!(max_attributes),
+        );
+        set(
+            &mut c.attribute_limits.max_name_chars,
+            layer!(max_attribute_name_chars),
+        );
+        set(
             &mut c.default_session_timeout,
             layer!(default_session_timeout_ms).map(ms),
         );
@@ -342,6 +356,11 @@ impl Config {
             || format!("must be between 1 and {}", MAX_DEDUP_WINDOW.as_secs()),
         )?;
         check(c.max_dedup_ids >= 1, "max_dedup_ids", positive)?;
+        check(
+            c.attribute_limits.max_name_chars >= 1,
+            "max_attribute_name_chars",
+            positive,
+        )?;
         check(
             (MIN_SESSION_TIMEOUT..=MAX_SESSION_TIMEOUT).contains(&c.default_session_timeout),
             "default_session_timeout_ms",
@@ -562,6 +581,9 @@ mod tests {
                 c.broker.stream_limits.max_dedup_window = MAX_DEDUP_WINDOW + Duration::from_secs(1)
             }),
             ("max_dedup_ids", |c| c.broker.max_dedup_ids = 0),
+            ("max_attribute_name_chars", |c| {
+                c.broker.attribute_limits.max_name_chars = 0
+            }),
             ("default_session_timeout_ms", |c| {
                 c.broker.default_session_timeout = Duration::from_millis(10)
             }),
@@ -619,6 +641,14 @@ mod tests {
                 d.stream_limits.max_dedup_window.as_secs().to_string(),
             ),
             ("max_dedup_ids", d.max_dedup_ids.to_string()),
+            (
+                "max_attributes",
+                d.attribute_limits.max_attributes.to_string(),
+            ),
+            (
+                "max_attribute_name_chars",
+                d.attribute_limits.max_name_chars.to_string(),
+            ),
             (
                 "default_session_timeout_ms",
                 d.default_session_timeout.as_millis().to_string(),

@@ -419,8 +419,38 @@ fn full_entries(round: usize) -> Vec<pb::PutRecordsRequestEntry> {
             } else {
                 String::new()
             },
+            attributes: attributes_of(i),
         })
         .collect()
+}
+
+/// Attributes of every type on some records, none on others.
+fn attributes_of(i: usize) -> std::collections::HashMap<String, pb::AttributeValue> {
+    let text = |data_type: &str, value: String| pb::AttributeValue {
+        data_type: data_type.into(),
+        string_value: value,
+        ..Default::default()
+    };
+    let mut map = std::collections::HashMap::new();
+    if i % 2 == 0 {
+        map.insert("store".into(), text("String", format!("shop-{i}-ü")));
+        map.insert("price.usd".into(), text("Number", format!("{i}.5e1")));
+    }
+    if i % 3 == 0 {
+        map.insert(
+            "tags".into(),
+            text("String.Array", format!("[\"t{i}\", {i}, null]")),
+        );
+        map.insert(
+            "blob".into(),
+            pb::AttributeValue {
+                data_type: "Binary".into(),
+                binary_value: Bytes::from(vec![i as u8, 0, 255]),
+                ..Default::default()
+            },
+        );
+    }
+    map
 }
 
 fn assert_same_fields(read: &[pb::Record], put: &[pb::PutRecordsRequestEntry]) {
@@ -432,6 +462,7 @@ fn assert_same_fields(read: &[pb::Record], put: &[pb::PutRecordsRequestEntry]) {
         assert_eq!(r.explicit_hash_key, p.explicit_hash_key, "record {i}");
         assert_eq!(r.message_group_id, p.message_group_id, "record {i}");
         assert_eq!(r.deduplication_id, p.deduplication_id, "record {i}");
+        assert_eq!(r.attributes, p.attributes, "record {i}");
         assert!(r.approximate_arrival_timestamp_ms > 0, "record {i}");
     }
 }

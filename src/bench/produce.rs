@@ -85,6 +85,7 @@ impl RecordShape {
                         String::new()
                     },
                     deduplication_id,
+                    attributes: Default::default(),
                 }
             })
             .collect()

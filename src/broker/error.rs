@@ -50,6 +50,16 @@ pub enum BrokerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A message attribute of a put entry breaks a rule (name, type, value, count).
+    #[error("invalid attribute {name:?} of entry {entry}: {reason}")]
+    InvalidAttribute {
+        /// The entry's position in its request (0 for PutRecord).
+        entry: usize,
+        /// The attribute's name, as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A value breaks a rule of the stream model (names, shard counts, hash keys, settings).
     #[error(transparent)]
     Model(#[from] ModelError),

@@ -10,6 +10,7 @@
 //! Durable state is either a shard log (`storage`) or the metadata store (`meta`); everything
 //! else here (dedup windows, group membership) is derived from them on start.
 
+pub mod attributes;
 mod error;
 mod groups;
 pub mod iterator;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+pub use attributes::{AttributeLimits, PutAttribute};
 pub use error::BrokerError;
 // The errors a request can meet in the layers below, which are internal: named here so that a
 // caller can match on every cause a `BrokerError` carries.
@@ -113,6 +115,8 @@ pub struct BrokerConfig {
     pub max_dedup_ids: usize,
     /// Session timeout of a group member that asks for none.
     pub default_session_timeout: Duration,
+    /// How many message attributes a record may carry, and their names' length.
+    pub attribute_limits: AttributeLimits,
 }
 
 impl BrokerConfig {
@@ -137,6 +141,7 @@ impl BrokerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_dedup_ids: crate::fifo::DEFAULT_MAX_LIVE_IDS,
             default_session_timeout: crate::consumer::DEFAULT_SESSION_TIMEOUT,
+            attribute_limits: AttributeLimits::default(),
         }
     }
 }
@@ -301,7 +306,7 @@ impl Broker {
                             .deduplication_id
                             .as_ref()
                             .and_then(|d| std::str::from_utf8(d).ok());
-                        let Some(key): Option<DedupKey> = policy.key_for(group, id, &r.data)
+                        let Some(key): Option<DedupKey> = policy.key_for(group, id, &r.data, r.attributes.as_bytes())
                         else {
                             continue;
                         };

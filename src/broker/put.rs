@@ -8,10 +8,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use super::attributes::{self, PutAttribute};
 use super::{Broker, BrokerError, StreamHandle};
 use crate::fifo::{self, BatchEntry, Committed};
 use crate::storage::SequenceNumber;
-use crate::storage::{AppendAck, BatchBuilder, RecordRef, StorageError};
+use crate::storage::{AppendAck, Attributes, BatchBuilder, RecordRef, StorageError};
 use crate::stream::{HashKey, ShardId, StreamName};
 
 /// One record to put, as the adapter received it (empty strings already mapped to `None`).
@@ -27,6 +28,8 @@ pub struct PutEntry {
     pub message_group_id: Option<String>,
     /// The deduplication id: a repeat within the stream's window is not stored again.
     pub deduplication_id: Option<String>,
+    /// Message attributes, as the producer sent them; checked and stored with the record.
+    pub attributes: Vec<PutAttribute>,
 }
 
 /// Where a put record went.
@@ -49,6 +52,7 @@ struct Routed<'a> {
     entry: &'a PutEntry,
     shard: ShardId,
     hash_key: Option<u128>,
+    attributes: Attributes,
 }
 
 impl Routed<'_> {
@@ -60,6 +64,7 @@ impl Routed<'_> {
             explicit_hash_key: self.hash_key,
             message_group_id: self.entry.message_group_id.as_deref(),
             deduplication_id: self.entry.deduplication_id.as_deref(),
+            attributes: self.attributes.as_bytes(),
         }
     }
 }
@@ -112,27 +117,29 @@ impl Broker {
         let handle = self.stream(stream)?;
         let mut total = 0usize;
         let mut routed = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            total += entry.data.len() + entry.partition_key.len();
-            routed.push(self.route(&handle, entry)?);
+        for (i, entry) in entries.iter().enumerate() {
+            let r = self.route(&handle, i, entry)?;
+            total += entry.data.len() + entry.partition_key.len() + r.attributes.as_bytes().len();
+            routed.push(r);
         }
         if total > cfg.max_put_request_bytes {
             return Err(BrokerError::invalid(
                 "records",
                 format!(
-                    "request holds {total} bytes of data and keys, more than {}",
+                    "request holds {total} bytes of data, keys and attributes, more than {}",
                     cfg.max_put_request_bytes
                 ),
             ));
         }
 
-        let keys: Vec<_> = entries
+        let keys: Vec<_> = routed
             .iter()
-            .map(|e| {
+            .map(|r| {
                 handle.dedup_policy.key_for(
-                    e.message_group_id.as_deref(),
-                    e.deduplication_id.as_deref(),
-                    &e.data,
+                    r.entry.message_group_id.as_deref(),
+                    r.entry.deduplication_id.as_deref(),
+                    &r.entry.data,
+                    r.attributes.as_bytes(),
                 )
             })
             .collect();
@@ -251,6 +258,7 @@ impl Broker {
     fn route<'a>(
         &self,
         handle: &StreamHandle,
+        index: usize,
         entry: &'a PutEntry,
     ) -> Result<Routed<'a>, BrokerError> {
         let cfg = self.config();
@@ -260,6 +268,18 @@ impl Broker {
                 format!(
                     "record data is {} bytes, more than {}",
                     entry.data.len(),
+                    cfg.max_record_bytes
+                ),
+            ));
+        }
+        let attributes = attributes::check(index, &entry.attributes, &cfg.attribute_limits)?;
+        // Attributes count against the record's size, as SNS counts them against a message's.
+        let size = entry.data.len() + attributes.as_bytes().len();
+        if size > cfg.max_record_bytes {
+            return Err(BrokerError::invalid(
+                "attributes",
+                format!(
+                    "record data and attributes are {size} bytes, more than {}",
                     cfg.max_record_bytes
                 ),
             ));
@@ -306,6 +326,7 @@ impl Broker {
             entry,
             shard,
             hash_key: explicit.map(HashKey::value),
+            attributes,
         })
     }
 }

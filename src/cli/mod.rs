@@ -2,6 +2,7 @@
 //! their arguments and the dispatch to one function each; `records`, `groups` and `output`
 //! hold the commands that need more than a line.
 
+mod attributes;
 mod groups;
 mod output;
 mod records;
@@ -119,6 +120,10 @@ pub(crate) struct PutArgs {
     /// Deduplication id; with standard input, line N gets the id D-N
     #[arg(long, value_name = "D")]
     pub(crate) dedup_id: Option<String>,
+    /// A message attribute, NAME=VALUE or NAME:TYPE=VALUE (TYPE: String, Number,
+    /// String.Array, or Binary in base64); repeat for more
+    #[arg(long = "attribute", short = 'a', value_name = "NAME[:TYPE]=VALUE")]
+    pub(crate) attributes: Vec<attributes::AttributeArg>,
     /// The record's data; without it, every line of standard input is a record
     pub(crate) data: Option<String>,
     #[command(flatten)]

@@ -4,7 +4,8 @@ use std::io::{self, Write};
 
 use shardlog::proto::v1::{DedupScope, Record, StreamDescription, StreamStatus};
 
-/// One record, one line: `shardId-000000000000 42 key=<pk> [group=<g>] [dedup=<d>] <data>`.
+/// One record, one line: `shardId-000000000000 42 key=<pk> [group=<g>] [dedup=<d>]
+/// [@name=value …] <data>`.
 pub(crate) fn write_record(
     out: &mut impl Write,
     shard_id: &str,
@@ -20,6 +21,9 @@ pub(crate) fn write_record(
     }
     if !record.deduplication_id.is_empty() {
         write!(out, " dedup={}", record.deduplication_id)?;
+    }
+    for attribute in super::attributes::format(&record.attributes) {
+        write!(out, " @{attribute}")?;
     }
     writeln!(out, " {}", String::from_utf8_lossy(&record.data))
 }

@@ -8,6 +8,7 @@ use shardlog::broker::{DEFAULT_MAX_PUT_ENTRIES, DEFAULT_MAX_PUT_REQUEST_BYTES};
 use shardlog::client::{Client, Position};
 use shardlog::proto::v1::{PutRecordRequest, PutRecordsRequestEntry};
 
+use super::attributes;
 use super::output::{print_lines, write_record};
 use super::{GetArgs, PutArgs, TailArgs};
 
@@ -22,6 +23,7 @@ pub(crate) async fn put(args: PutArgs) -> anyhow::Result<()> {
                 data: data.into(),
                 message_group_id: group,
                 deduplication_id: args.dedup_id.unwrap_or_default(),
+                attributes: attributes::to_map(&args.attributes),
                 ..PutRecordRequest::default()
             })
             .await?;
@@ -47,6 +49,7 @@ pub(crate) async fn put(args: PutArgs) -> anyhow::Result<()> {
                 .dedup_id
                 .as_ref()
                 .map_or_else(String::new, |id| format!("{id}-{}", index + 1)),
+            attributes: attributes::to_map(&args.attributes),
             ..PutRecordsRequestEntry::default()
         };
         let size = entry.data.len() + entry.partition_key.len();

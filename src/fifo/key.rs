@@ -10,7 +10,10 @@
 //! | 1 | scope: `0` stream, `1` message group |
 //! | 1 + 8 + n | message-group scope only: `0` no group, or `1`, group length (u64 BE), group bytes |
 //! | 1 | source: `0` explicit deduplication id, `1` content digest |
-//! | 8 + n | length (u64 BE), then the id bytes or the 32-byte SHA-256 of the record data |
+//! | 8 + n | length (u64 BE), then the id bytes or the 32-byte content digest (below) |
+//!
+//! The content digest is the SHA-256 of the record's data when it has no attributes, else of
+//! its data (length-prefixed, u64 BE) followed by its canonical attribute block.
 //!
 //! Under stream scope the group is not part of the input, so the same id in two groups is one
 //! key; under message-group scope `(g1, "x")` and `(g2, "x")` are distinct keys. An explicit id
@@ -71,9 +74,24 @@ impl DedupKey {
         Self::derive(scope, group, Source::Id, id.as_bytes())
     }
 
-    /// The key of a record deduplicated by content: the SHA-256 of `data`, keyed like an id.
-    pub fn for_content(scope: DedupScope, group: Option<&str>, data: &[u8]) -> Self {
-        let content = Sha256::digest(data);
+    /// The key of a record deduplicated by content, keyed like an id: the SHA-256 of `data`
+    /// alone when the record has no attributes (so keys of records stored before attributes
+    /// existed stay the same), else of the length-prefixed data then the canonical attribute
+    /// block (`storage::attributes`), so records that differ only in attributes differ.
+    pub fn for_content(
+        scope: DedupScope,
+        group: Option<&str>,
+        data: &[u8],
+        attributes: &[u8],
+    ) -> Self {
+        let content = if attributes.is_empty() {
+            Sha256::digest(data)
+        } else {
+            let mut h = Sha256::new();
+            update_prefixed(&mut h, data);
+            h.update(attributes);
+            h.finalize()
+        };
         Self::derive(scope, group, Source::Content, &content)
     }
 
@@ -142,11 +160,12 @@ impl DedupPolicy {
         group: Option<&str>,
         dedup_id: Option<&str>,
         data: &[u8],
+        attributes: &[u8],
     ) -> Option<DedupKey> {
         match dedup_id {
             Some(id) => Some(DedupKey::for_id(self.scope, group, id)),
             None if self.content_based_deduplication => {
-                Some(DedupKey::for_content(self.scope, group, data))
+                Some(DedupKey::for_content(self.scope, group, data, attributes))
             }
             None => None,
         }
@@ -222,9 +241,9 @@ mod tests {
 
     #[test]
     fn content_key_differs_for_different_data() {
-        let a = DedupKey::for_content(DedupScope::Stream, None, b"hello");
-        let b = DedupKey::for_content(DedupScope::Stream, None, b"hellp");
-        let a_again = DedupKey::for_content(DedupScope::Stream, None, b"hello");
+        let a = DedupKey::for_content(DedupScope::Stream, None, b"hello", &[]);
+        let b = DedupKey::for_content(DedupScope::Stream, None, b"hellp", &[]);
+        let a_again = DedupKey::for_content(DedupScope::Stream, None, b"hello", &[]);
         assert_ne!(a, b);
         assert_eq!(a, a_again);
     }
@@ -234,14 +253,14 @@ mod tests {
         let data = b"payload";
         let digest = Sha256::digest(data);
         let as_id = DedupKey::derive(DedupScope::Stream, None, Source::Id, &digest);
-        let as_content = DedupKey::for_content(DedupScope::Stream, None, data);
+        let as_content = DedupKey::for_content(DedupScope::Stream, None, data, &[]);
         assert_ne!(as_id, as_content);
     }
 
     #[test]
     fn content_key_in_group_scope_distinguishes_groups() {
-        let g1 = DedupKey::for_content(DedupScope::MessageGroup, Some("g1"), b"same");
-        let g2 = DedupKey::for_content(DedupScope::MessageGroup, Some("g2"), b"same");
+        let g1 = DedupKey::for_content(DedupScope::MessageGroup, Some("g1"), b"same", &[]);
+        let g2 = DedupKey::for_content(DedupScope::MessageGroup, Some("g2"), b"same", &[]);
         assert_ne!(g1, g2);
     }
 
@@ -252,14 +271,25 @@ mod tests {
             content_based_deduplication: true,
         };
         assert_eq!(
-            content.key_for(None, Some("id"), b"data"),
+            content.key_for(None, Some("id"), b"data", &[]),
             Some(DedupKey::for_id(DedupScope::Stream, None, "id"))
         );
         assert_eq!(
-            content.key_for(None, None, b"data"),
-            Some(DedupKey::for_content(DedupScope::Stream, None, b"data"))
+            content.key_for(None, None, b"data", &[]),
+            Some(DedupKey::for_content(
+                DedupScope::Stream,
+                None,
+                b"data",
+                &[]
+            ))
+        );
+        let with_attributes = content.key_for(None, None, b"data", b"block");
+        assert_ne!(with_attributes, content.key_for(None, None, b"data", &[]));
+        assert_ne!(
+            with_attributes,
+            content.key_for(None, None, b"datablock", &[])
         );
         let plain = DedupPolicy::default();
-        assert_eq!(plain.key_for(Some("g"), None, b"data"), None);
+        assert_eq!(plain.key_for(Some("g"), None, b"data", &[]), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Domain ⇄ protobuf conversions of the gRPC adapters.
 
-use crate::broker::{IteratorKind, PutEntry};
+use crate::broker::{IteratorKind, PutAttribute, PutEntry};
 use crate::proto::v1 as pb;
 use tonic::Status;
 
@@ -60,6 +60,7 @@ pub fn put_entry(
     explicit_hash_key: String,
     message_group_id: String,
     deduplication_id: String,
+    attributes: std::collections::HashMap<String, pb::AttributeValue>,
 ) -> PutEntry {
     PutEntry {
         partition_key,
@@ -67,6 +68,15 @@ pub fn put_entry(
         explicit_hash_key: non_empty(explicit_hash_key),
         message_group_id: non_empty(message_group_id),
         deduplication_id: non_empty(deduplication_id),
+        attributes: attributes
+            .into_iter()
+            .map(|(name, v)| PutAttribute {
+                name,
+                data_type: v.data_type,
+                string_value: v.string_value,
+                binary_value: v.binary_value,
+            })
+            .collect(),
     }
 }
 

@@ -39,6 +39,7 @@ pub fn entries(records: Vec<pb::PutRecordsRequestEntry>) -> Vec<PutEntry> {
                 e.explicit_hash_key,
                 e.message_group_id,
                 e.deduplication_id,
+                e.attributes,
             )
         })
         .collect()

@@ -19,6 +19,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::GroupNotFound { .. } => Code::NotFound,
         BrokerError::StreamExists { .. } => Code::AlreadyExists,
         BrokerError::InvalidArgument { .. }
+        | BrokerError::InvalidAttribute { .. }
         | BrokerError::Model(ModelError::InvalidField { .. }) => Code::InvalidArgument,
         BrokerError::Iterator(IteratorError::Malformed) => Code::InvalidArgument,
         BrokerError::Iterator(IteratorError::Expired { .. }) => Code::FailedPrecondition,
@@ -317,6 +318,14 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (
+                BrokerError::InvalidAttribute {
+                    entry: 2,
+                    name: "AWS.x".into(),
+                    reason: "reserved".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
                 BrokerError::Model(ModelError::InvalidField {
                     field: "stream_name",
                     reason: "empty".into(),
@@ -474,6 +483,7 @@ mod tests {
             BrokerError::StreamExists { .. } => "StreamExists",
             BrokerError::GroupNotFound { .. } => "GroupNotFound",
             BrokerError::InvalidArgument { .. } => "InvalidArgument",
+            BrokerError::InvalidAttribute { .. } => "InvalidAttribute",
             BrokerError::Model(_) => "Model",
             BrokerError::Iterator(IteratorError::Malformed) => "Iterator::Malformed",
             BrokerError::Iterator(IteratorError::Expired { .. }) => "Iterator::Expired",
@@ -491,7 +501,7 @@ mod tests {
         }
     }
 
-    const VARIANTS: usize = 19;
+    const VARIANTS: usize = 20;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

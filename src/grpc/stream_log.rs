@@ -136,6 +136,7 @@ impl StreamLog for StreamLogService {
             r.explicit_hash_key,
             r.message_group_id,
             r.deduplication_id,
+            r.attributes,
         );
         let out = self
             .broker

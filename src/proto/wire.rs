@@ -22,13 +22,17 @@
 //! |   5 | string | explicit_hash_key (decimal)        | `explicit_hash_key`              |
 //! |   6 | string | message_group_id                   | `message_group_id`               |
 //! |   7 | string | deduplication_id                   | `deduplication_id`               |
+//! |   8 | map    | attributes (name → AttributeValue) | `attributes`, in name order      |
+//!
+//! A map entry is a message of its own: `1` the name, `2` an `AttributeValue` of `1` the data
+//! type's name, then `2` the text or `3` the bytes of the value.
 
 use bytes::{Buf, BufMut};
 use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::{DecodeError, Message};
 
 use crate::proto::v1 as pb;
-use crate::storage::StoredRecord;
+use crate::storage::{Attribute, AttributeType, StoredRecord};
 
 const RECORDS_TAG: u32 = 1;
 const LAG_TAG: u32 = 3;
@@ -140,6 +144,47 @@ fn record_len(r: &StoredRecord) -> usize {
         + r.deduplication_id
             .as_ref()
             .map_or(0, |d| bytes_field_len(7, d))
+        + r.attributes
+            .iter()
+            .map(|a| {
+                let len = attribute_entry_len(&a);
+                encoding::key_len(ATTRIBUTES_TAG) + encoded_len_varint(len as u64) + len
+            })
+            .sum::<usize>()
+}
+
+const ATTRIBUTES_TAG: u32 = 8;
+
+/// The tag of an attribute value's bytes in `AttributeValue`: text or binary.
+fn value_tag(a: &Attribute<'_>) -> u32 {
+    if a.kind == AttributeType::Binary {
+        3
+    } else {
+        2
+    }
+}
+
+fn attribute_value_len(a: &Attribute<'_>) -> usize {
+    bytes_field_len(1, a.kind.name().as_bytes()) + bytes_field_len(value_tag(a), a.value)
+}
+
+/// Bytes of one attributes map entry, without its key and length.
+fn attribute_entry_len(a: &Attribute<'_>) -> usize {
+    let value = attribute_value_len(a);
+    bytes_field_len(1, a.name.as_bytes())
+        + encoding::key_len(2)
+        + encoded_len_varint(value as u64)
+        + value
+}
+
+fn encode_attribute(a: &Attribute<'_>, buf: &mut impl BufMut) {
+    encode_key(ATTRIBUTES_TAG, WireType::LengthDelimited, buf);
+    encode_varint(attribute_entry_len(a) as u64, buf);
+    put_bytes_field(1, a.name.as_bytes(), buf);
+    encode_key(2, WireType::LengthDelimited, buf);
+    encode_varint(attribute_value_len(a) as u64, buf);
+    put_bytes_field(1, a.kind.name().as_bytes(), buf);
+    put_bytes_field(value_tag(a), a.value, buf);
 }
 
 fn put_bytes_field(tag: u32, b: &[u8], buf: &mut impl BufMut) {
@@ -230,6 +275,9 @@ fn encode_entry(r: &StoredRecord, buf: &mut impl BufMut) {
     }
     if let Some(d) = &r.deduplication_id {
         put_bytes_field(7, d, buf);
+    }
+    for a in r.attributes.iter() {
+        encode_attribute(&a, buf);
     }
 }
 
@@ -482,7 +530,30 @@ mod tests {
                 .unwrap_or_default(),
             message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
             deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
+            attributes: r
+                .attributes
+                .iter()
+                .map(|a| {
+                    let value = pb::AttributeValue {
+                        data_type: a.kind.name().to_owned(),
+                        string_value: a.text().unwrap_or_default().to_owned(),
+                        binary_value: match a.text() {
+                            Some(_) => Bytes::new(),
+                            None => Bytes::copy_from_slice(a.value),
+                        },
+                    };
+                    (a.name.to_owned(), value)
+                })
+                .collect(),
         }
+    }
+
+    fn attributes(pairs: &[(&str, AttributeType, &[u8])]) -> crate::storage::Attributes {
+        let pairs: Vec<_> = pairs
+            .iter()
+            .map(|&(name, kind, value)| Attribute { name, kind, value })
+            .collect();
+        crate::storage::Attributes::encode(&pairs).unwrap()
     }
 
     fn stored(sequence: u64) -> StoredRecord {
@@ -494,7 +565,29 @@ mod tests {
             explicit_hash_key: None,
             message_group_id: None,
             deduplication_id: None,
+            attributes: crate::storage::Attributes::empty(),
         }
+    }
+
+    /// One attribute of each kind, each alone: a map of one entry encodes the same in any order.
+    fn with_one_attribute() -> Vec<StoredRecord> {
+        [
+            ("s", AttributeType::String, "värde".as_bytes()),
+            ("n", AttributeType::Number, b"3.015e2".as_slice()),
+            ("b", AttributeType::Binary, [0u8, 255, 7].as_slice()),
+            (
+                "l",
+                AttributeType::StringArray,
+                br#"["a",1,null]"#.as_slice(),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, kind, value))| StoredRecord {
+            attributes: attributes(&[(name, kind, value)]),
+            ..stored(10 + i as u64)
+        })
+        .collect()
     }
 
     fn varied() -> Vec<StoredRecord> {
@@ -524,6 +617,17 @@ mod tests {
         all.push(StoredRecord {
             explicit_hash_key: Some(12_345_678_901_234_567_890),
             ..stored(1 << 40)
+        });
+        all.extend(with_one_attribute());
+        all.push(StoredRecord {
+            message_group_id: Some(Bytes::from_static(b"g")),
+            attributes: attributes(&[
+                ("zeta", AttributeType::String, b"last"),
+                ("alpha", AttributeType::Binary, &[1, 2, 3]),
+                ("mid.name-x_y", AttributeType::Number, b"-0.5"),
+                ("long", AttributeType::String, &[b'x'; 300]),
+            ]),
+            ..stored(77)
         });
         // Lengths and values whose varints take more than one byte, up to the longest.
         all.push(StoredRecord {
@@ -560,7 +664,8 @@ mod tests {
 
     #[test]
     fn a_stored_record_encodes_to_the_bytes_of_its_converted_record() {
-        for r in varied() {
+        // Records of at most one attribute: prost writes a map in its hash order.
+        for r in varied().into_iter().filter(|r| r.attributes.len() <= 1) {
             let mut ours = Vec::new();
             encode_entry(&r, &mut ours);
             let mut expected = Vec::new();

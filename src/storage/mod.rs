@@ -6,6 +6,7 @@
 //! | `sequence`  | `SequenceNumber`: a record's dense position in its shard             |
 //! | `time`      | `Timestamp`: wall-clock ms since the Unix epoch, as stored in frames |
 //! | `record`    | the on-disk batch frame: encode, decode, CRC                         |
+//! | `attributes` | a record's message attributes in their canonical encoding           |
 //! | `index`     | memory-mapped sparse sequence → position and time → sequence indexes |
 //! | `segment`   | one segment file and its indexes: write, read, scan, seal            |
 //! | `read_buffer` | reusable read buffers that return to a pool with their last slice  |
@@ -16,6 +17,7 @@
 //!
 //! Every file is opened, written, synced, renamed and removed through the `crate::fsio` seam.
 
+pub mod attributes;
 pub mod commit;
 pub mod error;
 pub mod index;
@@ -28,6 +30,7 @@ pub mod segment;
 pub mod sequence;
 pub mod time;
 
+pub use attributes::{Attribute, AttributeType, Attributes};
 pub use commit::{Committer, FsyncPolicy, PendingAppend};
 pub use error::StorageError;
 pub use log::{AppendAck, LogConfig, LogStats, Publish, ReadBatch, ShardLog};

@@ -6,7 +6,7 @@
 //! | offset | size | field                                                        |
 //! |-------:|-----:|--------------------------------------------------------------|
 //! |      0 |    4 | magic `SLG1`                                                 |
-//! |      4 |    1 | format version (1)                                           |
+//! |      4 |    1 | format version (2; version 1 frames, which cannot carry attributes, are read too) |
 //! |      5 |    3 | reserved, zero                                               |
 //! |      8 |    8 | base sequence number (first record's)                        |
 //! |     16 |    4 | record count (≥ 1)                                           |
@@ -24,25 +24,29 @@
 //!
 //! | size        | field                                                     |
 //! |------------:|-----------------------------------------------------------|
-//! |           1 | flags: bit 0 explicit hash key, bit 1 message group id, bit 2 deduplication id |
+//! |           1 | flags: bit 0 explicit hash key, bit 1 message group id, bit 2 deduplication id, bit 3 attributes (version 2 only) |
 //! |           2 | partition key length `k`                                  |
 //! |           4 | data length `d`                                           |
 //! |     0 or 16 | explicit hash key (u128)                                  |
 //! | 0 or 1 + g  | message group id length `g`, then its bytes               |
 //! | 0 or 1 + i  | deduplication id length `i`, then its bytes               |
+//! | 0 or 4 + a  | attributes block length `a` (u32), then the block (`storage::attributes`) |
 //! |           k | partition key (UTF-8)                                     |
 //! |           d | data                                                      |
 
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::attributes::Attributes;
 use super::sequence::SequenceNumber;
 use super::time::Timestamp;
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"SLG1";
-/// The frame format this code writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The frame format this code writes.
+pub const FORMAT_VERSION: u8 = 2;
+/// The first format, read still: the same layout without attributes.
+pub const FORMAT_VERSION_1: u8 = 1;
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 48;
 /// Largest payload a frame may declare; checked before any allocation.
@@ -56,6 +60,7 @@ pub const MAX_FRAME_ID_BYTES: usize = u8::MAX as usize;
 const FLAG_HASH_KEY: u8 = 1;
 const FLAG_GROUP: u8 = 1 << 1;
 const FLAG_DEDUP: u8 = 1 << 2;
+const FLAG_ATTRIBUTES: u8 = 1 << 3;
 const RECORD_FIXED_LEN: usize = 7;
 
 /// A record as a producer hands it in, borrowed for encoding.
@@ -73,6 +78,8 @@ pub struct RecordRef<'a> {
     /// The producer's deduplication id, if any: stored so the dedup window can be rebuilt
     /// from the log after a restart.
     pub deduplication_id: Option<&'a str>,
+    /// The record's message attributes, canonically encoded; empty when it has none.
+    pub attributes: &'a [u8],
 }
 
 /// A record as stored, with the sequence number and arrival time the log gave it. The byte
@@ -95,6 +102,8 @@ pub struct StoredRecord {
     pub message_group_id: Option<Bytes>,
     /// The deduplication id, checked to be UTF-8, if it had one.
     pub deduplication_id: Option<Bytes>,
+    /// The message attributes, checked to be a canonical block; empty when it had none.
+    pub attributes: Attributes,
 }
 
 impl StoredRecord {
@@ -104,6 +113,7 @@ impl StoredRecord {
             + self.explicit_hash_key.map_or(0, |_| 16)
             + self.message_group_id.as_ref().map_or(0, |g| 1 + g.len())
             + self.deduplication_id.as_ref().map_or(0, |d| 1 + d.len())
+            + attributes_len(self.attributes.as_bytes())
             + self.partition_key.len()
             + self.data.len()
     }
@@ -189,6 +199,8 @@ pub enum FrameError {
 /// A decoded, CRC-checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// The frame format the batch was written in: what its records may hold.
+    pub version: u8,
     /// Sequence number of the batch's first record; scans check that it continues the
     /// previous batch's range.
     pub base_sequence: SequenceNumber,
@@ -224,7 +236,7 @@ impl BatchHeader {
                 available: buf.len(),
             });
         }
-        if buf[0..4] != MAGIC || buf[4] != FORMAT_VERSION {
+        if buf[0..4] != MAGIC || !matches!(buf[4], FORMAT_VERSION | FORMAT_VERSION_1) {
             return Err(FrameError::BadMagic);
         }
         let stored = u32_at(buf, 44);
@@ -233,6 +245,7 @@ impl BatchHeader {
             return Err(FrameError::HeaderCrc { stored, computed });
         }
         let header = BatchHeader {
+            version: buf[4],
             base_sequence: SequenceNumber::new(u64_at(buf, 8)),
             record_count: u32_at(buf, 16),
             first_timestamp_ms: Timestamp::from_millis(u64_at(buf, 20)),
@@ -257,7 +270,7 @@ impl BatchHeader {
 
     fn encode_into(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&MAGIC);
-        out[4] = FORMAT_VERSION;
+        out[4] = self.version;
         out[5..8].fill(0);
         out[8..16].copy_from_slice(&self.base_sequence.get().to_le_bytes());
         out[16..20].copy_from_slice(&self.record_count.to_le_bytes());
@@ -299,6 +312,7 @@ impl BatchBuilder {
             + record.explicit_hash_key.map_or(0, |_| 16)
             + record.message_group_id.map_or(0, |g| 1 + g.len())
             + record.deduplication_id.map_or(0, |d| 1 + d.len())
+            + attributes_len(record.attributes)
             + record.partition_key.len()
             + record.data.len()
     }
@@ -317,6 +331,7 @@ impl BatchBuilder {
         if let Some(d) = record.deduplication_id {
             check_len("deduplication_id", d.len(), MAX_FRAME_ID_BYTES)?;
         }
+        check_len("attributes", record.attributes.len(), MAX_PAYLOAD_LEN)?;
         let payload_len = self.payload_len() + Self::encoded_len(record);
         if payload_len > MAX_PAYLOAD_LEN {
             return Err(EncodeError::BatchTooLarge {
@@ -334,6 +349,9 @@ impl BatchBuilder {
         if record.deduplication_id.is_some() {
             flags |= FLAG_DEDUP;
         }
+        if !record.attributes.is_empty() {
+            flags |= FLAG_ATTRIBUTES;
+        }
         let f = &mut self.frame;
         f.push(flags);
         f.extend_from_slice(&(record.partition_key.len() as u16).to_le_bytes());
@@ -347,6 +365,10 @@ impl BatchBuilder {
         {
             f.push(id.len() as u8);
             f.extend_from_slice(id.as_bytes());
+        }
+        if !record.attributes.is_empty() {
+            f.extend_from_slice(&(record.attributes.len() as u32).to_le_bytes());
+            f.extend_from_slice(record.attributes);
         }
         f.extend_from_slice(record.partition_key.as_bytes());
         f.extend_from_slice(record.data);
@@ -380,6 +402,15 @@ impl BatchBuilder {
             count: self.count,
             payload_crc,
         })
+    }
+}
+
+/// Bytes an attributes block takes in a record: nothing when there is none.
+fn attributes_len(block: &[u8]) -> usize {
+    if block.is_empty() {
+        0
+    } else {
+        4 + block.len()
     }
 }
 
@@ -419,6 +450,7 @@ impl EncodedBatch {
     /// and returns the frame's bytes, ready to be written.
     pub fn stamp(&mut self, base_sequence: SequenceNumber, timestamp_ms: Timestamp) -> &[u8] {
         let header = BatchHeader {
+            version: FORMAT_VERSION,
             base_sequence,
             record_count: self.count,
             first_timestamp_ms: timestamp_ms,
@@ -511,6 +543,23 @@ pub fn decode_records(
                 pos += 1 + len;
             }
         }
+        let attributes = if flags & FLAG_ATTRIBUTES != 0 {
+            if header.version == FORMAT_VERSION_1 {
+                return Err(malformed("attributes in a version 1 frame"));
+            }
+            let raw = buf
+                .get(pos..pos + 4)
+                .ok_or(malformed("attributes past the payload end"))?;
+            let len = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+            let range = pos + 4..pos + 4 + len;
+            if range.end > buf.len() {
+                return Err(malformed("attributes past the payload end"));
+            }
+            pos = range.end;
+            Some(range)
+        } else {
+            None
+        };
         let key = pos..pos + key_len;
         let data = key.end..key.end + data_len;
         if data.end > buf.len() {
@@ -535,6 +584,10 @@ pub fn decode_records(
         if !text(&key) || !group.as_ref().is_none_or(text) || !dedup.as_ref().is_none_or(text) {
             return Err(malformed("a partition key or id is not UTF-8"));
         }
+        let attributes = match attributes {
+            Some(r) => Attributes::decode(payload.slice(r)).map_err(|e| malformed(e.0))?,
+            None => Attributes::empty(),
+        };
         out.push(StoredRecord {
             sequence,
             timestamp_ms: header.first_timestamp_ms,
@@ -543,6 +596,7 @@ pub fn decode_records(
             explicit_hash_key,
             message_group_id: group.map(|r| payload.slice(r)),
             deduplication_id: dedup.map(|r| payload.slice(r)),
+            attributes,
         });
         pushed += 1;
         bytes += pos - start;
@@ -602,8 +656,92 @@ mod tests {
         Ok(out)
     }
 
+    fn some_attributes() -> Attributes {
+        use crate::storage::{Attribute, AttributeType};
+        Attributes::encode(&[
+            Attribute {
+                name: "color",
+                kind: AttributeType::String,
+                value: b"red",
+            },
+            Attribute {
+                name: "blob",
+                kind: AttributeType::Binary,
+                value: &[0, 255],
+            },
+        ])
+        .unwrap()
+    }
+
+    /// `frame` as the first format wrote it: version 1 in the header, its CRC redone.
+    fn as_version_1(mut frame: Vec<u8>) -> Vec<u8> {
+        frame[4] = FORMAT_VERSION_1;
+        let crc = crc32fast::hash(&frame[..44]);
+        frame[44..48].copy_from_slice(&crc.to_le_bytes());
+        frame
+    }
+
+    #[test]
+    fn frames_of_the_first_format_stay_readable() {
+        let record = RecordRef {
+            partition_key: "k",
+            data: b"old",
+            message_group_id: Some("g"),
+            ..Default::default()
+        };
+        let frame = as_version_1(frame_of(&[record], 7, 1));
+        let records = decode_all(&frame).unwrap();
+        assert_eq!(&records[0].data[..], b"old");
+        assert!(records[0].attributes.is_empty());
+        assert_eq!(
+            BatchHeader::decode(&frame).unwrap().version,
+            FORMAT_VERSION_1
+        );
+    }
+
+    #[test]
+    fn attributes_in_a_first_format_frame_are_malformed_not_served() {
+        let attrs = some_attributes();
+        let record = RecordRef {
+            partition_key: "k",
+            data: b"x",
+            attributes: attrs.as_bytes(),
+            ..Default::default()
+        };
+        let frame = as_version_1(frame_of(&[record], 0, 1));
+        assert!(matches!(
+            decode_all(&frame),
+            Err(FrameError::Malformed {
+                reason: "attributes in a version 1 frame",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_damaged_attribute_block_is_malformed_not_served() {
+        let attrs = some_attributes();
+        let mut block = attrs.as_bytes().to_vec();
+        // The type of the first entry ("blob", a four-byte name): no such type.
+        block[2 + 4] = 99;
+        let record = RecordRef {
+            partition_key: "k",
+            data: b"x",
+            attributes: &block,
+            ..Default::default()
+        };
+        assert!(matches!(
+            decode_all(&frame_of(&[record], 0, 1)),
+            Err(FrameError::Malformed {
+                reason: "unknown data type",
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn a_record_with_every_field_round_trips() {
+        let attrs = some_attributes();
         let frame = frame_of(
             &[RecordRef {
                 partition_key: "user-7",
@@ -611,6 +749,7 @@ mod tests {
                 explicit_hash_key: Some(u128::MAX),
                 message_group_id: Some("g"),
                 deduplication_id: Some("d-1"),
+                attributes: attrs.as_bytes(),
             }],
             41,
             1_700_000_000_000,
@@ -625,6 +764,7 @@ mod tests {
         assert_eq!(r.explicit_hash_key, Some(u128::MAX));
         assert_eq!(r.message_group_id.as_deref(), Some(&b"g"[..]));
         assert_eq!(r.deduplication_id.as_deref(), Some(&b"d-1"[..]));
+        assert_eq!(r.attributes, attrs);
         assert_eq!(r.encoded_len(), frame.len() - HEADER_LEN);
     }
 
@@ -801,13 +941,21 @@ mod tests {
                 (".{0,20}", proptest::collection::vec(any::<u8>(), 0..300),
                  proptest::option::of(any::<u128>()),
                  proptest::option::of("[a-z]{1,10}"),
-                 proptest::option::of("[a-z]{1,10}")),
+                 proptest::option::of("[a-z]{1,10}"),
+                 proptest::collection::btree_map("[a-z.]{1,12}", ".{1,30}", 0..4)),
                 1..20),
             base in any::<u32>(),
         ) {
-            let refs: Vec<RecordRef<'_>> = records.iter().map(|(k, d, h, g, i)| RecordRef {
+            let blocks: Vec<Attributes> = records.iter().map(|r| {
+                let pairs: Vec<_> = r.5.iter().map(|(name, value)| crate::storage::Attribute {
+                    name, kind: crate::storage::AttributeType::String, value: value.as_bytes(),
+                }).collect();
+                Attributes::encode(&pairs).unwrap()
+            }).collect();
+            let refs: Vec<RecordRef<'_>> = records.iter().zip(&blocks).map(|((k, d, h, g, i, _), a)| RecordRef {
                 partition_key: k, data: d, explicit_hash_key: *h,
                 message_group_id: g.as_deref(), deduplication_id: i.as_deref(),
+                attributes: a.as_bytes(),
             }).collect();
             let frame = frame_of(&refs, u64::from(base), 5);
             let decoded = decode_all(&frame).unwrap();
@@ -819,6 +967,7 @@ mod tests {
                 prop_assert_eq!(d.explicit_hash_key, r.explicit_hash_key);
                 prop_assert_eq!(d.message_group_id.as_deref(), r.message_group_id.map(str::as_bytes));
                 prop_assert_eq!(d.deduplication_id.as_deref(), r.deduplication_id.map(str::as_bytes));
+                prop_assert_eq!(d.attributes.as_bytes(), r.attributes);
             }
         }
     }

@@ -66,6 +66,7 @@ pub fn encode(records: &[Rec]) -> EncodedBatch {
                 explicit_hash_key: r.hash_key,
                 message_group_id: r.group.as_deref(),
                 deduplication_id: r.dedup.as_deref(),
+                attributes: &[],
             })
             .expect("test records fit a frame");
     }

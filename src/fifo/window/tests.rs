@@ -83,7 +83,7 @@ fn group_scope_distinguishes_groups_and_stream_scope_does_not() {
 fn content_keys_of_different_data_are_different_ids() {
     let window = window();
     let t0 = Instant::now();
-    let content = |data: &[u8]| DedupKey::for_content(DedupScope::Stream, None, data);
+    let content = |data: &[u8]| DedupKey::for_content(DedupScope::Stream, None, data, &[]);
     fresh(window.reserve(content(b"one"), t0)).commit(0, seq(1), t0);
     drop(fresh(window.reserve(content(b"two"), t0)));
     duplicate(window.reserve(content(b"one"), t0));
