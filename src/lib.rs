@@ -65,6 +65,7 @@ pub mod fsio;
 pub mod grpc;
 pub(crate) mod meta;
 pub mod proto;
+pub mod route;
 pub mod storage;
 pub mod stream;
 

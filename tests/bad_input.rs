@@ -490,6 +490,7 @@ async fn a_bad_iterator_type_or_missing_position_is_rejected_naming_the_field() 
         shard_iterator_type: kind,
         starting_sequence_number: seq,
         timestamp_ms: ts,
+        filter: None,
     };
     let cases = [
         ("shard_iterator_type", ask(0, None, None)),
@@ -517,6 +518,7 @@ async fn a_bad_iterator_type_or_missing_position_is_rejected_naming_the_field() 
             stream_name: "s".into(),
             shard_id: SHARD.into(),
             starting_position: None,
+            filter: None,
         })
         .await;
     assert_rejected(no_position, Code::InvalidArgument, "starting_position");
@@ -525,6 +527,7 @@ async fn a_bad_iterator_type_or_missing_position_is_rejected_naming_the_field() 
             stream_name: "s".into(),
             shard_id: SHARD.into(),
             starting_position: Some(pb::StartingPosition::default()),
+            filter: None,
         })
         .await;
     assert_rejected(no_type, Code::InvalidArgument, "starting_position.type");

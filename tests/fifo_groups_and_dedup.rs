@@ -295,6 +295,7 @@ async fn readers_and_subscribers_get_the_group_and_deduplication_ids_back() {
                 r#type: pb::ShardIteratorType::TrimHorizon as i32,
                 ..Default::default()
             }),
+            filter: None,
         })
         .await
         .unwrap()

@@ -148,6 +148,7 @@ async fn sequence_numbers_past_the_end_of_the_shard_are_rejected() {
                 shard_iterator_type: kind as i32,
                 starting_sequence_number: Some(seq),
                 timestamp_ms: None,
+                filter: None,
             })
             .await;
         common::assert_rejected(r, Code::InvalidArgument, "starting_sequence_number");

@@ -69,6 +69,7 @@ async fn every_starting_position_delivers_exactly_the_records_it_names() {
                 sequence_number: None,
                 timestamp_ms: Some(t3),
             }),
+            filter: None,
         })
         .await
         .unwrap()

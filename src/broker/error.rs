@@ -60,6 +60,15 @@ pub enum BrokerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A filter's pattern does not compile.
+    #[error("invalid {field}: {source}")]
+    InvalidPattern {
+        /// The request field holding the pattern.
+        field: &'static str,
+        /// Where in the pattern, and what is wrong.
+        #[source]
+        source: crate::route::PatternError,
+    },
     /// A value breaks a rule of the stream model (names, shard counts, hash keys, settings).
     #[error(transparent)]
     Model(#[from] ModelError),

@@ -12,6 +12,7 @@
 
 pub mod attributes;
 mod error;
+pub mod filter;
 mod groups;
 pub mod iterator;
 mod put;
@@ -117,6 +118,8 @@ pub struct BrokerConfig {
     pub default_session_timeout: Duration,
     /// How many message attributes a record may carry, and their names' length.
     pub attribute_limits: AttributeLimits,
+    /// Size and complexity bounds of filter patterns.
+    pub pattern_limits: crate::route::PatternLimits,
 }
 
 impl BrokerConfig {
@@ -142,6 +145,7 @@ impl BrokerConfig {
             max_dedup_ids: crate::fifo::DEFAULT_MAX_LIVE_IDS,
             default_session_timeout: crate::consumer::DEFAULT_SESSION_TIMEOUT,
             attribute_limits: AttributeLimits::default(),
+            pattern_limits: crate::route::PatternLimits::default(),
         }
     }
 }
@@ -179,6 +183,7 @@ pub(crate) struct Inner {
     pub(crate) streams: RwLock<HashMap<StreamName, Arc<StreamHandle>>>,
     pub(crate) iterators: IteratorCodec,
     pub(crate) groups: groups::Groups,
+    pub(crate) matchers: filter::MatcherCache,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -238,6 +243,7 @@ impl Broker {
                 admin: tokio::sync::Mutex::new(()),
                 streams: RwLock::new(streams),
                 iterators,
+                matchers: filter::MatcherCache::default(),
                 shutdown,
             }),
         };

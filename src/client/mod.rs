@@ -481,6 +481,7 @@ impl Client {
                 shard_iterator_type: position.iterator_type() as i32,
                 starting_sequence_number: position.sequence_number(),
                 timestamp_ms: position.timestamp_ms(),
+                filter: None,
             })
             .await
             .map_err(failed("GetShardIterator"))?;
@@ -520,6 +521,7 @@ impl Client {
                 stream_name: stream.to_owned(),
                 shard_id: shard_id.to_owned(),
                 starting_position: Some(position.to_starting_position()),
+                filter: None,
             })
             .await
             .map_err(failed("SubscribeToShard"))?;

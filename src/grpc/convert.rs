@@ -80,6 +80,34 @@ pub fn put_entry(
     }
 }
 
+/// A request's filter: `None` when absent or its pattern is empty (no filtering).
+pub fn filter(filter: Option<pb::Filter>) -> Option<crate::route::Filter> {
+    let f = filter?;
+    if f.pattern.is_empty() {
+        return None;
+    }
+    let scope = match pb::FilterScope::try_from(f.scope) {
+        Ok(pb::FilterScope::Attributes) => crate::route::FilterScope::Attributes,
+        // Unknown values read as the default scope, as protobuf enums do.
+        _ => crate::route::FilterScope::Data,
+    };
+    Some(crate::route::Filter {
+        pattern: f.pattern,
+        scope,
+    })
+}
+
+/// A filter as the wire carries it.
+pub fn filter_to_pb(filter: &crate::route::Filter) -> pb::Filter {
+    pb::Filter {
+        pattern: filter.pattern.clone(),
+        scope: match filter.scope {
+            crate::route::FilterScope::Data => pb::FilterScope::Data as i32,
+            crate::route::FilterScope::Attributes => pb::FilterScope::Attributes as i32,
+        },
+    }
+}
+
 /// Why a starting position could not be understood.
 #[derive(Debug)]
 pub struct PositionError {

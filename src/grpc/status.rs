@@ -20,6 +20,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         BrokerError::StreamExists { .. } => Code::AlreadyExists,
         BrokerError::InvalidArgument { .. }
         | BrokerError::InvalidAttribute { .. }
+        | BrokerError::InvalidPattern { .. }
         | BrokerError::Model(ModelError::InvalidField { .. }) => Code::InvalidArgument,
         BrokerError::Iterator(IteratorError::Malformed) => Code::InvalidArgument,
         BrokerError::Iterator(IteratorError::Expired { .. }) => Code::FailedPrecondition,
@@ -318,6 +319,16 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (
+                BrokerError::InvalidPattern {
+                    field: "filter.pattern",
+                    source: crate::route::PatternError {
+                        path: "$.price".into(),
+                        message: "numeric needs an operator and a number".into(),
+                    },
+                },
+                Code::InvalidArgument,
+            ),
+            (
                 BrokerError::InvalidAttribute {
                     entry: 2,
                     name: "AWS.x".into(),
@@ -484,6 +495,7 @@ mod tests {
             BrokerError::GroupNotFound { .. } => "GroupNotFound",
             BrokerError::InvalidArgument { .. } => "InvalidArgument",
             BrokerError::InvalidAttribute { .. } => "InvalidAttribute",
+            BrokerError::InvalidPattern { .. } => "InvalidPattern",
             BrokerError::Model(_) => "Model",
             BrokerError::Iterator(IteratorError::Malformed) => "Iterator::Malformed",
             BrokerError::Iterator(IteratorError::Expired { .. }) => "Iterator::Expired",
@@ -501,7 +513,7 @@ mod tests {
         }
     }
 
-    const VARIANTS: usize = 20;
+    const VARIANTS: usize = 21;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

@@ -182,6 +182,7 @@ pub async fn iterator(
         shard_iterator_type: kind as i32,
         starting_sequence_number: sequence,
         timestamp_ms,
+        filter: None,
     })
     .await
     .unwrap_or_else(|s| panic!("iterator for {stream}/{shard_id}: {s}"))
@@ -431,6 +432,7 @@ pub async fn subscribe(
             sequence_number,
             timestamp_ms: None,
         }),
+        filter: None,
     })
     .await
     .map(tonic::Response::into_inner)
