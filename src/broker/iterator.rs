@@ -4,14 +4,20 @@
 //!
 //! | size | field                                                          |
 //! |-----:|----------------------------------------------------------------|
-//! |    1 | version (1)                                                    |
+//! |    1 | version (2; tokens of version 1, without the filter, are read too) |
 //! |    8 | stream creation time, ms (a re-created stream's tokens are void) |
 //! |    4 | shard index                                                    |
 //! |    8 | next sequence number to read                                   |
 //! |    8 | issue time, ms since the Unix epoch                            |
 //! |    1 | stream name length `n`                                         |
 //! |    n | stream name                                                    |
+//! |    1 | version 2: filter scope, 0 none, 1 data, 2 attributes          |
+//! |    4 | version 2, with a filter: pattern length `p`                   |
+//! |    p | version 2, with a filter: the pattern's JSON text              |
 //! |   16 | HMAC-SHA256 of everything before, truncated                    |
+//!
+//! A filtered iterator carries its filter, so the GetRecords calls that follow it filter the
+//! same way with no state on the server; the token grows with the pattern.
 //!
 //! The key is random per data directory and kept in `<data-dir>/iterator.key`, so tokens stay
 //! valid across a restart but cannot be forged or edited by a client.
@@ -23,6 +29,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::route::{Filter, FilterScope};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::StreamName;
 
@@ -30,7 +37,8 @@ use crate::stream::StreamName;
 pub const DEFAULT_ITERATOR_TTL: Duration = Duration::from_secs(300);
 /// Bytes of the iterator key.
 pub const KEY_LEN: usize = 32;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 const MAC_LEN: usize = 16;
 const FIXED_LEN: usize = 1 + 8 + 4 + 8 + 8 + 1;
 
@@ -48,6 +56,8 @@ pub struct IteratorPosition {
     pub sequence: SequenceNumber,
     /// When the token was issued, for its lifetime.
     pub issued_at_ms: Timestamp,
+    /// Only records matching it are returned.
+    pub filter: Option<Filter>,
 }
 
 /// Why a token was refused.
@@ -108,6 +118,17 @@ impl IteratorCodec {
         body.extend_from_slice(&p.issued_at_ms.as_millis().to_le_bytes());
         body.push(name.len().min(255) as u8);
         body.extend_from_slice(&name[..name.len().min(255)]);
+        match &p.filter {
+            None => body.push(0),
+            Some(f) => {
+                body.push(match f.scope {
+                    FilterScope::Data => 1,
+                    FilterScope::Attributes => 2,
+                });
+                body.extend_from_slice(&(f.pattern.len() as u32).to_le_bytes());
+                body.extend_from_slice(f.pattern.as_bytes());
+            }
+        }
         let mac = self.mac(&body);
         body.extend_from_slice(&mac);
         URL_SAFE_NO_PAD.encode(body)
@@ -118,14 +139,11 @@ impl IteratorCodec {
         let raw = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_decode_error| IteratorError::Malformed)?;
-        if raw.len() < FIXED_LEN + MAC_LEN || raw[0] != VERSION {
+        if raw.len() < FIXED_LEN + MAC_LEN || !matches!(raw[0], VERSION | VERSION_1) {
             return Err(IteratorError::Malformed);
         }
         let name_len = raw[FIXED_LEN - 1] as usize;
-        if raw.len() != FIXED_LEN + name_len + MAC_LEN {
-            return Err(IteratorError::Malformed);
-        }
-        let (body, mac) = raw.split_at(FIXED_LEN + name_len);
+        let (body, mac) = raw.split_at(raw.len() - MAC_LEN);
         let mut verifier = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
             .expect("HMAC accepts keys of any length");
         verifier.update(body);
@@ -141,16 +159,40 @@ impl IteratorCodec {
         shard.copy_from_slice(&body[9..13]);
         // Only this server signs tokens, and only for valid names: a name that does not
         // validate means a token of another server's key or format.
-        let stream = std::str::from_utf8(&body[FIXED_LEN..])
-            .ok()
+        let name_end = FIXED_LEN + name_len;
+        let stream = body
+            .get(FIXED_LEN..name_end)
+            .and_then(|name| std::str::from_utf8(name).ok())
             .and_then(|name| StreamName::new(name).ok())
             .ok_or(IteratorError::Malformed)?;
+        let rest = &body[name_end.min(body.len())..];
+        let filter = match (raw[0], rest) {
+            (VERSION_1, []) | (VERSION, [0]) => None,
+            (VERSION, [scope @ (1 | 2), len @ ..]) if len.len() >= 4 => {
+                let (len, pattern) = len.split_at(4);
+                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let pattern = std::str::from_utf8(pattern)
+                    .ok()
+                    .filter(|p| p.len() == len)
+                    .ok_or(IteratorError::Malformed)?;
+                Some(Filter {
+                    pattern: pattern.to_owned(),
+                    scope: if *scope == 1 {
+                        FilterScope::Data
+                    } else {
+                        FilterScope::Attributes
+                    },
+                })
+            }
+            _ => return Err(IteratorError::Malformed),
+        };
         let p = IteratorPosition {
             stream,
             stream_created_at_ms: Timestamp::from_millis(u64_at(1)),
             shard: u32::from_le_bytes(shard),
             sequence: SequenceNumber::new(u64_at(13)),
             issued_at_ms: Timestamp::from_millis(u64_at(21)),
+            filter,
         };
         // The age is in whole ms, so this is `age_ms > ttl_ms` with the ttl cut to whole ms.
         let age = now.saturating_duration_since(p.issued_at_ms);
@@ -175,6 +217,68 @@ mod tests {
             shard: 3,
             sequence: SequenceNumber::new(42),
             issued_at_ms: Timestamp::from_millis(1_000_000),
+            filter: None,
+        }
+    }
+
+    #[test]
+    fn a_filtered_token_carries_its_filter() {
+        let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        for scope in [FilterScope::Data, FilterScope::Attributes] {
+            let filtered = IteratorPosition {
+                filter: Some(Filter {
+                    pattern: r#"{"city": ["Zürich"]}"#.into(),
+                    scope,
+                }),
+                ..position()
+            };
+            let token = codec.encode(&filtered);
+            assert_eq!(
+                codec.decode(&token, Timestamp::from_millis(1_000_001)),
+                Ok(filtered)
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_of_the_first_format_is_still_read() {
+        let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        let mut body = URL_SAFE_NO_PAD.decode(codec.encode(&position())).unwrap();
+        body.truncate(body.len() - MAC_LEN - 1);
+        body[0] = VERSION_1;
+        let mac = codec.mac(&body);
+        body.extend_from_slice(&mac);
+        assert_eq!(
+            codec.decode(
+                &URL_SAFE_NO_PAD.encode(body),
+                Timestamp::from_millis(1_000_000)
+            ),
+            Ok(position())
+        );
+    }
+
+    #[test]
+    fn a_token_cut_or_padded_is_refused() {
+        let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
+        let filtered = IteratorPosition {
+            filter: Some(Filter {
+                pattern: "{}".into(),
+                scope: FilterScope::Data,
+            }),
+            ..position()
+        };
+        let good = URL_SAFE_NO_PAD.decode(codec.encode(&filtered)).unwrap();
+        let body = &good[..good.len() - MAC_LEN];
+        for edited in [&body[..body.len() - 1], &[body, b"x"].concat()[..]] {
+            let mut raw = edited.to_vec();
+            raw.extend_from_slice(&codec.mac(&raw));
+            assert_eq!(
+                codec.decode(
+                    &URL_SAFE_NO_PAD.encode(raw),
+                    Timestamp::from_millis(1_000_000)
+                ),
+                Err(IteratorError::Malformed)
+            );
         }
     }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::iterator::IteratorPosition;
-use super::{blocking, Broker, BrokerError, StreamHandle};
+use super::{blocking, filter, Broker, BrokerError, StreamHandle};
+use crate::route::Filter;
 use crate::storage::{ReadBatch, ShardLog, StoredRecord};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{ShardId, StreamName};
@@ -119,13 +120,18 @@ impl Broker {
         })
     }
 
-    /// Returns an iterator for reading `shard_id` of `stream` from the given position.
+    /// Returns an iterator for reading `shard_id` of `stream` from the given position; with a
+    /// filter, the reads through it return only the records that match.
     pub async fn get_shard_iterator(
         &self,
         stream: &StreamName,
         shard_id: &str,
         kind: IteratorKind,
+        filter: Option<Filter>,
     ) -> Result<String, BrokerError> {
+        if let Some(f) = &filter {
+            self.matcher(f, "filter.pattern")?;
+        }
         let handle = self.stream(stream)?;
         let (id, log) = self.shard_log(&handle, shard_id)?;
         let sequence = self.resolve(&log, kind, "starting_sequence_number").await?;
@@ -135,6 +141,7 @@ impl Broker {
             shard: id.index(),
             sequence,
             issued_at_ms: Timestamp::now(),
+            filter,
         }))
     }
 
@@ -170,13 +177,21 @@ impl Broker {
                 stream: pos.stream.clone(),
                 shard: ShardId(pos.shard).to_string(),
             })?;
+        let matcher = match &pos.filter {
+            Some(f) => Some(self.matcher(f, "shard_iterator")?),
+            None => None,
+        };
         let max_bytes = self.config().max_read_bytes;
         let l = Arc::clone(&log);
-        let batch = blocking("read", move || {
-            l.read(pos.sequence, limit as usize, max_bytes)
+        let from = pos.sequence;
+        let (batch, behind_latest) = blocking("read", move || {
+            let mut batch = l.read(from, limit as usize, max_bytes)?;
+            // The lag is the reader's, whether or not the records match.
+            let behind = lag(&l, &batch);
+            filter::retain_matching(matcher.as_deref(), &mut batch.records);
+            Ok::<_, crate::storage::StorageError>((batch, behind))
         })
         .await??;
-        let behind_latest = lag(&log, &batch);
         let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
             sequence: batch.next_sequence,
             issued_at_ms: Timestamp::now(),
@@ -191,13 +206,20 @@ impl Broker {
 
     /// Starts pushing the shard's records from `start`: first what is stored, then each record
     /// as it becomes durable. The receiver is bounded, so a slow reader slows the push loop
-    /// instead of growing the server's memory; dropping it ends the loop.
+    /// instead of growing the server's memory; dropping it ends the loop. With a filter, only
+    /// matching records are pushed; a read whose records all fail it pushes nothing, and the
+    /// next push (or keep-alive) carries the continuation past them.
     pub async fn subscribe(
         &self,
         stream: &StreamName,
         shard_id: &str,
         start: StartPosition,
+        filter: Option<Filter>,
     ) -> Result<mpsc::Receiver<Result<SubscribeEvent, BrokerError>>, BrokerError> {
+        let matcher = match &filter {
+            Some(f) => Some(self.matcher(f, "filter.pattern")?),
+            None => None,
+        };
         let handle = self.stream(stream)?;
         let (_, log) = self.shard_log(&handle, shard_id)?;
         let mut position = self
@@ -230,10 +252,17 @@ impl Broker {
                     return;
                 }
                 let l = Arc::clone(&log);
-                let read =
-                    tokio::task::spawn_blocking(move || l.read(position, limit, max_bytes)).await;
-                let batch = match read {
-                    Ok(Ok(batch)) => batch,
+                let m = matcher.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut batch = l.read(position, limit, max_bytes)?;
+                    let behind = lag(&l, &batch);
+                    let read_any = !batch.records.is_empty();
+                    filter::retain_matching(m.as_deref(), &mut batch.records);
+                    Ok::<_, crate::storage::StorageError>((batch, behind, read_any))
+                })
+                .await;
+                let (batch, behind_latest, read_any) = match read {
+                    Ok(Ok(read)) => read,
                     Ok(Err(e)) => {
                         push(&tx, Err(e.into()), &mut shutdown).await;
                         return;
@@ -248,7 +277,6 @@ impl Broker {
                     }
                 };
                 if !batch.records.is_empty() {
-                    let behind_latest = lag(&log, &batch);
                     position = batch.next_sequence;
                     let event = SubscribeEvent {
                         records: batch.records,
@@ -262,6 +290,10 @@ impl Broker {
                     continue;
                 }
                 position = batch.next_sequence;
+                if read_any {
+                    // Every record read failed the filter: read on without waiting.
+                    continue;
+                }
                 tokio::select! {
                     changed = durable.changed() => if changed.is_err() { return },
                     _ = deleted.changed() => {}

@@ -54,6 +54,9 @@ pub struct ConsumerConfig {
     pub poll_limit: u32,
     /// Pause after an empty read (default [`DEFAULT_IDLE_WAIT`]).
     pub idle_wait: Duration,
+    /// Only records matching this filter reach the handler (an EventBridge pattern on the data
+    /// or the attributes); the others are skipped by the server.
+    pub filter: Option<crate::proto::v1::Filter>,
 }
 
 impl ConsumerConfig {
@@ -64,6 +67,7 @@ impl ConsumerConfig {
             session_timeout: None,
             poll_limit: DEFAULT_POLL_LIMIT,
             idle_wait: DEFAULT_IDLE_WAIT,
+            filter: None,
         }
     }
 }
@@ -382,7 +386,7 @@ impl ShardWorker {
             .map_or(Position::TrimHorizon, Position::AfterSequence);
         let mut iterator = match self
             .client
-            .get_shard_iterator(stream, shard_id, position)
+            .get_shard_iterator_filtered(stream, shard_id, position, self.config.filter.clone())
             .await
         {
             Ok(iterator) => iterator,
@@ -399,7 +403,12 @@ impl ShardWorker {
                 Err(e) if e.code() == Some(Code::FailedPrecondition) => {
                     match self
                         .client
-                        .get_shard_iterator(stream, shard_id, position)
+                        .get_shard_iterator_filtered(
+                            stream,
+                            shard_id,
+                            position,
+                            self.config.filter.clone(),
+                        )
                         .await
                     {
                         Ok(fresh) => {

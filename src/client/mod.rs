@@ -36,7 +36,7 @@ use crate::proto::v1::consumer_groups_client::ConsumerGroupsClient;
 use crate::proto::v1::stream_log_client::StreamLogClient;
 use crate::proto::v1::{
     CommitCheckpointRequest, CreateStreamRequest, DeleteGroupRequest, DeleteStreamRequest,
-    DescribeGroupRequest, DescribeGroupResponse, DescribeStreamRequest, GetRecordsRequest,
+    DescribeGroupRequest, DescribeGroupResponse, DescribeStreamRequest, Filter, GetRecordsRequest,
     GetRecordsResponse, GetShardIteratorRequest, HeartbeatRequest, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, ListShardsRequest,
     ListStreamsRequest, PutRecordRequest, PutRecordResponse, PutRecordsRequest,
@@ -473,6 +473,18 @@ impl Client {
         shard_id: &str,
         position: Position,
     ) -> Result<String, ClientError> {
+        self.get_shard_iterator_filtered(stream, shard_id, position, None)
+            .await
+    }
+
+    /// An iterator whose reads return only the records matching `filter` (all with `None`).
+    pub async fn get_shard_iterator_filtered(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        position: Position,
+        filter: Option<Filter>,
+    ) -> Result<String, ClientError> {
         let response = self
             .streams()
             .get_shard_iterator(GetShardIteratorRequest {
@@ -481,7 +493,7 @@ impl Client {
                 shard_iterator_type: position.iterator_type() as i32,
                 starting_sequence_number: position.sequence_number(),
                 timestamp_ms: position.timestamp_ms(),
-                filter: None,
+                filter,
             })
             .await
             .map_err(failed("GetShardIterator"))?;
@@ -515,13 +527,25 @@ impl Client {
         shard_id: &str,
         position: Position,
     ) -> Result<Streaming<SubscribeToShardEvent>, ClientError> {
+        self.subscribe_to_shard_filtered(stream, shard_id, position, None)
+            .await
+    }
+
+    /// A subscription that pushes only the records matching `filter` (all with `None`).
+    pub async fn subscribe_to_shard_filtered(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        position: Position,
+        filter: Option<Filter>,
+    ) -> Result<Streaming<SubscribeToShardEvent>, ClientError> {
         let response = self
             .streams()
             .subscribe_to_shard(SubscribeToShardRequest {
                 stream_name: stream.to_owned(),
                 shard_id: shard_id.to_owned(),
                 starting_position: Some(position.to_starting_position()),
-                filter: None,
+                filter,
             })
             .await
             .map_err(failed("SubscribeToShard"))?;

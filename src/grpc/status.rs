@@ -65,10 +65,13 @@ fn meta_code(e: &MetaError) -> Code {
         MetaError::StreamExists { .. } | MetaError::GroupExists { .. } => Code::AlreadyExists,
         MetaError::StreamNotFound { .. }
         | MetaError::GroupNotFound { .. }
-        | MetaError::ShardNotFound { .. } => Code::NotFound,
+        | MetaError::ShardNotFound { .. }
+        | MetaError::RuleNotFound { .. } => Code::NotFound,
+        MetaError::RuleRefused { .. } => Code::FailedPrecondition,
         MetaError::CheckpointBackwards { .. } => Code::FailedPrecondition,
         MetaError::CommandTooLarge { .. } => Code::InvalidArgument,
         MetaError::EpochFloorBackwards { .. }
+        | MetaError::RuleProgressBackwards { .. }
         | MetaError::Io { .. }
         | MetaError::Corrupt { .. }
         | MetaError::Decode { .. }
@@ -191,7 +194,25 @@ mod tests {
     }
 
     fn meta() -> Vec<(MetaError, Code)> {
+        let rule = || crate::stream::RuleName::new("r").unwrap();
         vec![
+            (MetaError::RuleNotFound { rule: rule() }, Code::NotFound),
+            (
+                MetaError::RuleRefused {
+                    rule: rule(),
+                    reason: "it would close a cycle".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                MetaError::RuleProgressBackwards {
+                    rule: rule(),
+                    shard: crate::stream::ShardId(0),
+                    current: crate::storage::SequenceNumber::new(5),
+                    requested: crate::storage::SequenceNumber::new(4),
+                },
+                Code::Internal,
+            ),
             (
                 MetaError::StreamExists { stream: stream() },
                 Code::AlreadyExists,

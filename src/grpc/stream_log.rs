@@ -193,7 +193,12 @@ impl StreamLog for StreamLogService {
         .map_err(invalid)?;
         let shard_iterator = self
             .broker
-            .get_shard_iterator(&convert::stream_name(&r.stream_name)?, &r.shard_id, kind)
+            .get_shard_iterator(
+                &convert::stream_name(&r.stream_name)?,
+                &r.shard_id,
+                kind,
+                convert::filter(r.filter),
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetShardIteratorResponse {
@@ -239,7 +244,12 @@ impl StreamLog for StreamLogService {
         .map_err(invalid)?;
         let rx = self
             .broker
-            .subscribe(&convert::stream_name(&r.stream_name)?, &r.shard_id, kind)
+            .subscribe(
+                &convert::stream_name(&r.stream_name)?,
+                &r.shard_id,
+                kind,
+                convert::filter(r.filter),
+            )
             .await
             .map_err(to_status)?;
         let events = ReceiverStream::new(rx).map(|item| match item {

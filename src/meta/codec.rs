@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::{GroupRecord, MetaCommand, MetaState};
+use super::{GroupRecord, MetaCommand, MetaState, RuleDefinition, RuleRecord, TargetMark};
 use crate::proto::meta as pb;
+use crate::route::{Filter, FilterScope};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{
-    DedupScope, GroupName, HashKey, HashKeyRange, ModelError, ShardDescriptor, ShardId,
+    DedupScope, GroupName, HashKey, HashKeyRange, ModelError, RuleName, ShardDescriptor, ShardId,
     StreamDescriptor, StreamName, StreamSettings,
 };
 
@@ -92,6 +93,27 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
             group: group.to_string(),
             epoch: *epoch,
         }),
+        MetaCommand::PutRule {
+            rule,
+            definition,
+            created_at_ms,
+            start,
+            marks,
+        } => C::PutRule(pb::PutRule {
+            rule: rule.to_string(),
+            definition: Some(definition_to_pb(definition)),
+            created_at_ms: created_at_ms.as_millis(),
+            start: positions_to_pb(start),
+            marks: marks_to_pb(marks),
+        }),
+        MetaCommand::DeleteRule(rule) => C::DeleteRule(pb::DeleteRule {
+            rule: rule.to_string(),
+        }),
+        MetaCommand::RuleProgress { rule, next, marks } => C::RuleProgress(pb::RuleProgress {
+            rule: rule.to_string(),
+            next: positions_to_pb(next),
+            marks: marks_to_pb(marks),
+        }),
     };
     pb::Command {
         command: Some(command),
@@ -136,7 +158,100 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
             group: GroupName::new(c.group)?,
             epoch: c.epoch,
         },
+        C::PutRule(c) => MetaCommand::PutRule {
+            rule: RuleName::new(c.rule)?,
+            definition: definition_from_pb(c.definition.ok_or(CodecError::Missing {
+                field: "definition",
+            })?)?,
+            created_at_ms: Timestamp::from_millis(c.created_at_ms),
+            start: positions_from_pb(c.start),
+            marks: marks_from_pb(c.marks)?,
+        },
+        C::DeleteRule(c) => MetaCommand::DeleteRule(RuleName::new(c.rule)?),
+        C::RuleProgress(c) => MetaCommand::RuleProgress {
+            rule: RuleName::new(c.rule)?,
+            next: positions_from_pb(c.next),
+            marks: marks_from_pb(c.marks)?,
+        },
     })
+}
+
+fn definition_to_pb(d: &RuleDefinition) -> pb::RuleDefinition {
+    pb::RuleDefinition {
+        source: d.source.to_string(),
+        filter: d.filter.as_ref().map(|f| pb::Filter {
+            pattern: f.pattern.clone(),
+            scope: match f.scope {
+                FilterScope::Data => 0,
+                FilterScope::Attributes => 1,
+            },
+        }),
+        targets: d.targets.iter().map(ToString::to_string).collect(),
+        enabled: d.enabled,
+    }
+}
+
+fn definition_from_pb(d: pb::RuleDefinition) -> Result<RuleDefinition, CodecError> {
+    Ok(RuleDefinition {
+        source: StreamName::new(d.source)?,
+        filter: d.filter.map(|f| Filter {
+            pattern: f.pattern,
+            scope: if f.scope == 1 {
+                FilterScope::Attributes
+            } else {
+                FilterScope::Data
+            },
+        }),
+        targets: d
+            .targets
+            .into_iter()
+            .map(StreamName::new)
+            .collect::<Result<_, _>>()?,
+        enabled: d.enabled,
+    })
+}
+
+fn positions_to_pb(p: &BTreeMap<ShardId, SequenceNumber>) -> Vec<pb::ShardPosition> {
+    p.iter()
+        .map(|(shard, sequence)| pb::ShardPosition {
+            shard: shard.index(),
+            sequence: sequence.get(),
+        })
+        .collect()
+}
+
+fn positions_from_pb(p: Vec<pb::ShardPosition>) -> BTreeMap<ShardId, SequenceNumber> {
+    p.into_iter()
+        .map(|p| (ShardId(p.shard), SequenceNumber::new(p.sequence)))
+        .collect()
+}
+
+fn marks_to_pb(marks: &BTreeMap<StreamName, TargetMark>) -> Vec<pb::TargetMark> {
+    marks
+        .iter()
+        .map(|(stream, mark)| pb::TargetMark {
+            stream: stream.to_string(),
+            created_at_ms: mark.created_at_ms.as_millis(),
+            next: positions_to_pb(&mark.next),
+        })
+        .collect()
+}
+
+fn marks_from_pb(
+    marks: Vec<pb::TargetMark>,
+) -> Result<BTreeMap<StreamName, TargetMark>, CodecError> {
+    marks
+        .into_iter()
+        .map(|m| {
+            Ok((
+                StreamName::new(m.stream)?,
+                TargetMark {
+                    created_at_ms: Timestamp::from_millis(m.created_at_ms),
+                    next: positions_from_pb(m.next),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Encodes the whole state, tagged with the generation whose journal follows it.
@@ -160,6 +275,17 @@ pub(crate) fn encode_snapshot(generation: u64, state: &MetaState) -> Vec<u8> {
                     })
                     .collect(),
                 epoch_floor: record.epoch_floor,
+            })
+            .collect(),
+        rules: state
+            .rules
+            .iter()
+            .map(|(name, r)| pb::Rule {
+                rule: name.to_string(),
+                definition: Some(definition_to_pb(&r.definition)),
+                created_at_ms: r.created_at_ms.as_millis(),
+                next: positions_to_pb(&r.next),
+                marks: marks_to_pb(&r.marks),
             })
             .collect(),
     }
@@ -216,6 +342,28 @@ pub(crate) fn decode_snapshot(body: &[u8]) -> Result<(u64, MetaState), CodecErro
         {
             return Err(CodecError::Inconsistent {
                 reason: format!("group {name} of {stream} appears twice"),
+            });
+        }
+    }
+    for rule in snapshot.rules {
+        let name = RuleName::new(rule.rule)?;
+        let definition = definition_from_pb(rule.definition.ok_or(CodecError::Missing {
+            field: "definition",
+        })?)?;
+        if !state.streams.contains_key(&definition.source) {
+            return Err(CodecError::Inconsistent {
+                reason: format!("rule {name} reads missing stream {}", definition.source),
+            });
+        }
+        let record = RuleRecord {
+            definition,
+            created_at_ms: Timestamp::from_millis(rule.created_at_ms),
+            next: positions_from_pb(rule.next),
+            marks: marks_from_pb(rule.marks)?,
+        };
+        if state.rules.insert(name.clone(), record).is_some() {
+            return Err(CodecError::Inconsistent {
+                reason: format!("rule {name} appears twice"),
             });
         }
     }
@@ -343,6 +491,32 @@ mod tests {
         .unwrap()
     }
 
+    fn rule_definition() -> RuleDefinition {
+        RuleDefinition {
+            source: StreamName::new("orders").unwrap(),
+            filter: Some(Filter {
+                pattern: r#"{"price":[{"numeric":[">",10]}]}"#.into(),
+                scope: FilterScope::Attributes,
+            }),
+            targets: vec![
+                StreamName::new("big").unwrap(),
+                StreamName::new("audit").unwrap(),
+            ],
+            enabled: false,
+        }
+    }
+
+    fn marks() -> BTreeMap<StreamName, TargetMark> {
+        [(
+            StreamName::new("big").unwrap(),
+            TargetMark {
+                created_at_ms: Timestamp::from_millis(5),
+                next: [(ShardId(0), SequenceNumber::new(12))].into(),
+            },
+        )]
+        .into()
+    }
+
     #[test]
     fn every_command_kind_round_trips() {
         let stream = StreamName::new("orders").unwrap();
@@ -378,9 +552,22 @@ mod tests {
                 sequence: Some(SequenceNumber::new(0)),
             },
             MetaCommand::RaiseEpochFloor {
-                stream,
+                stream: stream.clone(),
                 group,
                 epoch: 9,
+            },
+            MetaCommand::PutRule {
+                rule: RuleName::new("route-big").unwrap(),
+                definition: rule_definition(),
+                created_at_ms: Timestamp::from_millis(77),
+                start: [(ShardId(0), SequenceNumber::new(3))].into(),
+                marks: marks(),
+            },
+            MetaCommand::DeleteRule(RuleName::new("r").unwrap()),
+            MetaCommand::RuleProgress {
+                rule: RuleName::new("r").unwrap(),
+                next: [(ShardId(1), SequenceNumber::new(9))].into(),
+                marks: marks(),
             },
         ];
         for cmd in commands {
@@ -418,6 +605,15 @@ mod tests {
                 epoch: 12,
             })
             .unwrap();
+        state.rules.insert(
+            RuleName::new("r").unwrap(),
+            RuleRecord {
+                definition: rule_definition(),
+                created_at_ms: Timestamp::from_millis(3),
+                next: [(ShardId(2), SequenceNumber::new(40))].into(),
+                marks: marks(),
+            },
+        );
         let (generation, decoded) = decode_snapshot(&encode_snapshot(8, &state)).unwrap();
         assert_eq!(generation, 8);
         assert_eq!(decoded, state);
@@ -452,6 +648,7 @@ mod tests {
                 group: "billing".to_string(),
                 ..pb::Group::default()
             }],
+            rules: Vec::new(),
         }
         .encode_to_vec();
         assert!(matches!(

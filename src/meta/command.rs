@@ -1,8 +1,34 @@
 //! [`MetaCommand`]: every change the metadata state machine knows, as a value that can be
 //! validated, journaled, replayed and (later) replicated.
 
+use std::collections::BTreeMap;
+
+use crate::route::Filter;
 use crate::storage::{SequenceNumber, Timestamp};
-use crate::stream::{GroupName, ShardId, StreamDescriptor, StreamName};
+use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
+
+/// How far a target stream's shards reached when a rule last recorded its progress: where a
+/// restarted rule starts looking for what it routed since (its deduplication ids tell).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetMark {
+    /// When the target stream was created: a target deleted and made again starts afresh.
+    pub created_at_ms: Timestamp,
+    /// Per target shard, its next sequence number at the time.
+    pub next: BTreeMap<ShardId, SequenceNumber>,
+}
+
+/// A rule's definition, as PutRule gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDefinition {
+    /// The stream it reads.
+    pub source: StreamName,
+    /// Which records it routes; `None` routes all.
+    pub filter: Option<Filter>,
+    /// Where to, without repeats.
+    pub targets: Vec<StreamName>,
+    /// False keeps the rule's position and routes nothing.
+    pub enabled: bool,
+}
 
 /// One change to the metadata. Applying the same commands in the same order to the same state
 /// always gives the same result: no clock, no randomness inside `apply`; times are carried in
@@ -52,6 +78,35 @@ pub enum MetaCommand {
         shard: ShardId,
         /// The new checkpoint, or `None` to clear it.
         sequence: Option<SequenceNumber>,
+    },
+    /// Creates a rule, or replaces the definition of an existing one: a replaced rule keeps its
+    /// creation time and progress, a new target gets the mark the command carries, a kept
+    /// target keeps its older one. Refused when a target is the source or missing, when the
+    /// rule would close a cycle of rules, or when a replacement changes the source.
+    PutRule {
+        /// The rule.
+        rule: RuleName,
+        /// What it does.
+        definition: RuleDefinition,
+        /// Wall-clock time of the request: the creation time of a new rule, which also tells
+        /// its incarnations apart.
+        created_at_ms: Timestamp,
+        /// Where a new rule starts in each source shard.
+        start: BTreeMap<ShardId, SequenceNumber>,
+        /// The targets' current ends, for targets the rule did not have.
+        marks: BTreeMap<StreamName, TargetMark>,
+    },
+    /// Deletes a rule and its progress.
+    DeleteRule(RuleName),
+    /// Records a rule's progress: per source shard, the next sequence number to look at
+    /// (never backwards), and each target's mark at that moment.
+    RuleProgress {
+        /// The rule.
+        rule: RuleName,
+        /// The next sequence number per source shard.
+        next: BTreeMap<ShardId, SequenceNumber>,
+        /// Each target's ends when that progress was reached.
+        marks: BTreeMap<StreamName, TargetMark>,
     },
     /// Raises the group's epoch floor: every lease epoch handed out so far is at most the floor,
     /// so after a restart new epochs start above it and a fenced member stays fenced. Lowering it

@@ -59,14 +59,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use codec::CodecError;
-pub use command::MetaCommand;
-pub use state::{GroupRecord, MetaState};
+pub use command::{MetaCommand, RuleDefinition, TargetMark};
+pub use state::{GroupRecord, MetaState, RuleRecord};
 pub use store::MetaStore;
 #[cfg(test)]
 use store::{MetaOptions, DEFAULT_SNAPSHOT_EVERY};
 
 use crate::storage::SequenceNumber;
-use crate::stream::{GroupName, ShardId, StreamName};
+use crate::stream::{GroupName, RuleName, ShardId, StreamName};
 
 /// What went wrong in the metadata layer.
 ///
@@ -142,6 +142,33 @@ pub enum MetaError {
         /// The lower floor that was asked for.
         requested: u64,
     },
+    /// A command names a rule that does not exist.
+    #[error("rule {rule} not found")]
+    RuleNotFound {
+        /// The rule.
+        rule: RuleName,
+    },
+    /// A rule's definition breaks a rule of the router (a target that is its source, a cycle,
+    /// a changed source).
+    #[error("rule {rule}: {reason}")]
+    RuleRefused {
+        /// The rule.
+        rule: RuleName,
+        /// Why.
+        reason: String,
+    },
+    /// A rule's progress in a shard may only move forward.
+    #[error("rule {rule} is at {current} in shard {shard}; {requested} would move it backwards")]
+    RuleProgressBackwards {
+        /// The rule.
+        rule: RuleName,
+        /// The source shard.
+        shard: ShardId,
+        /// The position in force.
+        current: SequenceNumber,
+        /// The lower position asked for.
+        requested: SequenceNumber,
+    },
     /// The command encodes to more than a journal frame may hold.
     #[error("command encodes to {bytes} bytes, above the limit of {max}")]
     CommandTooLarge {
@@ -216,6 +243,9 @@ impl MetaError {
             | MetaError::ShardNotFound { .. }
             | MetaError::CheckpointBackwards { .. }
             | MetaError::EpochFloorBackwards { .. }
+            | MetaError::RuleNotFound { .. }
+            | MetaError::RuleRefused { .. }
+            | MetaError::RuleProgressBackwards { .. }
             | MetaError::CommandTooLarge { .. } => true,
             MetaError::Io { .. }
             | MetaError::Corrupt { .. }

@@ -3,9 +3,24 @@
 
 use std::collections::BTreeMap;
 
+use super::command::{RuleDefinition, TargetMark};
 use super::{MetaCommand, MetaError};
 use crate::storage::{SequenceNumber, Timestamp};
-use crate::stream::{GroupName, ShardId, StreamDescriptor, StreamName};
+use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
+
+/// The durable state of one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRecord {
+    /// What it does.
+    pub definition: RuleDefinition,
+    /// When it was first created: with its name, the incarnation its deduplication ids carry.
+    pub created_at_ms: Timestamp,
+    /// Per source shard, the next sequence number the rule looks at: everything before it is
+    /// routed (or did not match).
+    pub next: BTreeMap<ShardId, SequenceNumber>,
+    /// Per target, how far the target reached when `next` was recorded.
+    pub marks: BTreeMap<StreamName, TargetMark>,
+}
 
 /// The durable state of one consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +45,8 @@ pub struct MetaState {
     pub streams: BTreeMap<StreamName, StreamDescriptor>,
     /// Every consumer group, by stream and group name.
     pub groups: BTreeMap<(StreamName, GroupName), GroupRecord>,
+    /// Every rule, by name.
+    pub rules: BTreeMap<RuleName, RuleRecord>,
 }
 
 impl MetaState {
@@ -120,6 +137,27 @@ impl MetaState {
                 self.existing_group(stream, group)?;
                 self.existing_shard(stream, *shard)
             }
+            MetaCommand::PutRule {
+                rule, definition, ..
+            } => self.check_rule(rule, definition),
+            MetaCommand::DeleteRule(rule) => self.existing_rule(rule).map(drop),
+            MetaCommand::RuleProgress { rule, next, .. } => {
+                let record = self.existing_rule(rule)?;
+                for (shard, requested) in next {
+                    self.existing_shard(&record.definition.source, *shard)?;
+                    if let Some(&current) = record.next.get(shard) {
+                        if *requested < current {
+                            return Err(MetaError::RuleProgressBackwards {
+                                rule: rule.clone(),
+                                shard: *shard,
+                                current,
+                                requested: *requested,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
             MetaCommand::RaiseEpochFloor {
                 stream,
                 group,
@@ -150,6 +188,52 @@ impl MetaState {
             MetaCommand::DeleteStream(stream) => {
                 self.streams.remove(stream);
                 self.groups.retain(|(s, _), _| s != stream);
+                // A rule reading the stream goes with it; a rule writing to it stays, stuck
+                // on the missing target until the target is back or the rule is changed.
+                self.rules.retain(|_, r| &r.definition.source != stream);
+            }
+            MetaCommand::PutRule {
+                rule,
+                definition,
+                created_at_ms,
+                start,
+                marks,
+            } => match self.rules.get_mut(rule) {
+                Some(record) => {
+                    let mut kept = std::mem::take(&mut record.marks);
+                    kept.retain(|t, _| definition.targets.contains(t));
+                    for (target, mark) in marks {
+                        kept.entry(target.clone()).or_insert_with(|| mark.clone());
+                    }
+                    record.marks = kept;
+                    record.definition = definition.clone();
+                }
+                None => {
+                    let mut marks = marks.clone();
+                    marks.retain(|t, _| definition.targets.contains(t));
+                    self.rules.insert(
+                        rule.clone(),
+                        RuleRecord {
+                            definition: definition.clone(),
+                            created_at_ms: *created_at_ms,
+                            next: start.clone(),
+                            marks,
+                        },
+                    );
+                }
+            },
+            MetaCommand::DeleteRule(rule) => {
+                self.rules.remove(rule);
+            }
+            MetaCommand::RuleProgress { rule, next, marks } => {
+                if let Some(record) = self.rules.get_mut(rule) {
+                    record.next.extend(next.iter().map(|(s, n)| (*s, *n)));
+                    for (target, mark) in marks {
+                        if record.definition.targets.contains(target) {
+                            record.marks.insert(target.clone(), mark.clone());
+                        }
+                    }
+                }
             }
             MetaCommand::CreateGroup {
                 stream,
@@ -195,6 +279,65 @@ impl MetaState {
                 epoch,
             } => {
                 self.group_mut(stream, group)?.epoch_floor = *epoch;
+            }
+        }
+        Ok(())
+    }
+
+    fn existing_rule(&self, rule: &RuleName) -> Result<&RuleRecord, MetaError> {
+        self.rules
+            .get(rule)
+            .ok_or_else(|| MetaError::RuleNotFound { rule: rule.clone() })
+    }
+
+    /// A rule's definition against the others: its streams exist, no target is its source, a
+    /// replacement keeps the source, and no chain of rules leads from a target back to the
+    /// source (records would circle for ever).
+    fn check_rule(&self, rule: &RuleName, definition: &RuleDefinition) -> Result<(), MetaError> {
+        let refuse = |reason: String| MetaError::RuleRefused {
+            rule: rule.clone(),
+            reason,
+        };
+        self.existing_stream(&definition.source)?;
+        if let Some(existing) = self.rules.get(rule) {
+            if existing.definition.source != definition.source {
+                return Err(refuse(format!(
+                    "its source is {}; a rule's source cannot change (delete it and put it again)",
+                    existing.definition.source
+                )));
+            }
+        }
+        for target in &definition.targets {
+            if *target == definition.source {
+                return Err(refuse(format!("target {target} is its own source")));
+            }
+            self.existing_stream(target)?;
+        }
+        // Streams reachable from the targets through the other rules.
+        let mut seen: std::collections::BTreeSet<&StreamName> = std::collections::BTreeSet::new();
+        let mut frontier: Vec<(&StreamName, Vec<&RuleName>)> =
+            definition.targets.iter().map(|t| (t, vec![rule])).collect();
+        while let Some((stream, path)) = frontier.pop() {
+            if stream == &definition.source {
+                let chain: Vec<&str> = path.iter().map(|r| r.as_str()).collect();
+                return Err(refuse(format!(
+                    "it would close a cycle: {} leads back to {} through rules {}",
+                    definition.source,
+                    definition.source,
+                    chain.join(" → ")
+                )));
+            }
+            if !seen.insert(stream) {
+                continue;
+            }
+            for (name, other) in &self.rules {
+                if name != rule && &other.definition.source == stream {
+                    for t in &other.definition.targets {
+                        let mut next = path.clone();
+                        next.push(name);
+                        frontier.push((t, next));
+                    }
+                }
             }
         }
         Ok(())
@@ -447,5 +590,112 @@ mod tests {
         assert_eq!(record.created_at_ms, Timestamp::from_millis(7));
         assert!(record.checkpoints.is_empty());
         assert_eq!(record.epoch_floor, 0);
+    }
+
+    fn rule(name: &str) -> RuleName {
+        RuleName::new(name).unwrap()
+    }
+
+    fn put_rule(r: &str, source: &str, targets: &[&str], at: u64) -> MetaCommand {
+        MetaCommand::PutRule {
+            rule: rule(r),
+            definition: RuleDefinition {
+                source: name(source),
+                filter: None,
+                targets: targets.iter().map(|t| name(t)).collect(),
+                enabled: true,
+            },
+            created_at_ms: Timestamp::from_millis(at),
+            start: [(ShardId(0), SequenceNumber::new(at))].into(),
+            marks: targets
+                .iter()
+                .map(|t| {
+                    (
+                        name(t),
+                        TargetMark {
+                            created_at_ms: Timestamp::from_millis(1),
+                            next: [(ShardId(0), SequenceNumber::new(at))].into(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn three_streams() -> MetaState {
+        let mut state = MetaState::default();
+        for s in ["a", "b", "c"] {
+            state.apply(&create(s, 1)).unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn a_rule_closing_a_cycle_is_refused_naming_the_chain() {
+        let mut state = three_streams();
+        state.apply(&put_rule("ab", "a", &["b"], 1)).unwrap();
+        state.apply(&put_rule("bc", "b", &["c"], 1)).unwrap();
+        let err = state.apply(&put_rule("ca", "c", &["a"], 1)).unwrap_err();
+        assert!(
+            matches!(&err, MetaError::RuleRefused { reason, .. } if reason.contains("cycle") && reason.contains("ab")),
+            "{err}"
+        );
+        let own = state.apply(&put_rule("aa", "a", &["a"], 1)).unwrap_err();
+        assert!(matches!(own, MetaError::RuleRefused { .. }), "{own}");
+        // A chain that does not come back is fine, and so is a second path to one stream.
+        state.apply(&put_rule("ac", "a", &["c"], 1)).unwrap();
+        assert_eq!(state.rules.len(), 3);
+    }
+
+    #[test]
+    fn replacing_a_rule_keeps_its_progress_and_the_marks_of_kept_targets() {
+        let mut state = three_streams();
+        state.apply(&put_rule("r", "a", &["b"], 5)).unwrap();
+        state
+            .apply(&MetaCommand::RuleProgress {
+                rule: rule("r"),
+                next: [(ShardId(0), SequenceNumber::new(50))].into(),
+                marks: BTreeMap::new(),
+            })
+            .unwrap();
+        state.apply(&put_rule("r", "a", &["b", "c"], 9)).unwrap();
+        let r = &state.rules[&rule("r")];
+        assert_eq!(r.created_at_ms, Timestamp::from_millis(5));
+        assert_eq!(r.next[&ShardId(0)], SequenceNumber::new(50));
+        assert_eq!(
+            r.marks[&name("b")].next[&ShardId(0)],
+            SequenceNumber::new(5)
+        );
+        assert_eq!(
+            r.marks[&name("c")].next[&ShardId(0)],
+            SequenceNumber::new(9)
+        );
+        let moved = state.apply(&put_rule("r", "b", &["c"], 9)).unwrap_err();
+        assert!(matches!(moved, MetaError::RuleRefused { .. }), "{moved}");
+    }
+
+    #[test]
+    fn rule_progress_never_goes_back() {
+        let mut state = three_streams();
+        state.apply(&put_rule("r", "a", &["b"], 5)).unwrap();
+        let back = MetaCommand::RuleProgress {
+            rule: rule("r"),
+            next: [(ShardId(0), SequenceNumber::new(4))].into(),
+            marks: BTreeMap::new(),
+        };
+        assert!(matches!(
+            state.apply(&back),
+            Err(MetaError::RuleProgressBackwards { .. })
+        ));
+    }
+
+    #[test]
+    fn deleting_a_source_stream_deletes_its_rules_but_not_those_writing_to_it() {
+        let mut state = three_streams();
+        state.apply(&put_rule("from-a", "a", &["b"], 1)).unwrap();
+        state.apply(&put_rule("to-a", "c", &["a"], 1)).unwrap();
+        state.apply(&MetaCommand::DeleteStream(name("a"))).unwrap();
+        assert!(!state.rules.contains_key(&rule("from-a")));
+        assert!(state.rules.contains_key(&rule("to-a")));
     }
 }

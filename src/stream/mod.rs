@@ -18,13 +18,15 @@ use std::time::Duration;
 
 pub use descriptor::{DedupScope, StreamDescriptor, StreamLimits, StreamSettings};
 pub use hash::{split_evenly, HashKey, HashKeyRange};
-pub use name::{GroupName, StreamName};
+pub use name::{GroupName, RuleName, StreamName};
 pub use shard::{ShardDescriptor, ShardId};
 
 /// Longest stream name, in bytes (names are ASCII).
 pub const MAX_STREAM_NAME_LEN: usize = 128;
 /// Longest consumer group name, in bytes (names are ASCII).
 pub const MAX_GROUP_NAME_LEN: usize = 128;
+/// Longest rule name, in bytes (EventBridge: 64).
+pub const MAX_RULE_NAME_LEN: usize = 64;
 /// Default upper bound on the shard count of one stream (see [`StreamLimits::max_shard_count`]).
 pub const DEFAULT_MAX_SHARD_COUNT: u32 = 1024;
 /// Retention of a stream created without one: 24 hours, as in Kinesis. The shard log's own

@@ -5,7 +5,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
 
-use super::{ModelError, MAX_GROUP_NAME_LEN, MAX_STREAM_NAME_LEN};
+use super::{ModelError, MAX_GROUP_NAME_LEN, MAX_RULE_NAME_LEN, MAX_STREAM_NAME_LEN};
 
 /// Checks `[a-zA-Z0-9_.-]{1,max_len}`, not `.` or `..`: such a name is safe as a directory name.
 fn validate(field: &'static str, name: &str, max_len: usize) -> Result<(), ModelError> {
@@ -40,7 +40,8 @@ macro_rules! validated_name {
         pub struct $name(String);
 
         impl $name {
-            /// Validates `name` against `[a-zA-Z0-9_.-]{1,128}` (and not `.` or `..`).
+            /// Validates `name` against `[a-zA-Z0-9_.-]` and its maximum length (and not `.`
+            /// or `..`).
             pub fn new(name: impl Into<String>) -> Result<Self, ModelError> {
                 let name = name.into();
                 validate($field, &name, $max)?;
@@ -107,6 +108,13 @@ validated_name!(
     GroupName,
     "group_name",
     MAX_GROUP_NAME_LEN
+);
+
+validated_name!(
+    /// The name of a rule: `[a-zA-Z0-9_.-]{1,64}`, not `.` or `..` (EventBridge's rule names).
+    RuleName,
+    "rule_name",
+    MAX_RULE_NAME_LEN
 );
 
 #[cfg(test)]
