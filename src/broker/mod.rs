@@ -17,6 +17,7 @@ mod groups;
 pub mod iterator;
 mod put;
 mod read;
+pub mod rules;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use groups::{
 pub use iterator::{IteratorCodec, IteratorPosition, DEFAULT_ITERATOR_TTL};
 pub use put::{PendingPut, PutEntry, PutOutcome, PutResult};
 pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
+pub use rules::{RuleConfig, RuleDescription, RuleShardProgress, RuleSpec, RuleStatus};
 
 use crate::fifo::{DedupKey, DedupPolicy, DedupWindow, DedupWindowConfig};
 use crate::fsio::{write_file_atomically, Io};
@@ -120,6 +122,8 @@ pub struct BrokerConfig {
     pub attribute_limits: AttributeLimits,
     /// Size and complexity bounds of filter patterns.
     pub pattern_limits: crate::route::PatternLimits,
+    /// Limits and timing of rules.
+    pub rules: rules::RuleConfig,
 }
 
 impl BrokerConfig {
@@ -146,6 +150,7 @@ impl BrokerConfig {
             default_session_timeout: crate::consumer::DEFAULT_SESSION_TIMEOUT,
             attribute_limits: AttributeLimits::default(),
             pattern_limits: crate::route::PatternLimits::default(),
+            rules: rules::RuleConfig::default(),
         }
     }
 }
@@ -184,6 +189,7 @@ pub(crate) struct Inner {
     pub(crate) iterators: IteratorCodec,
     pub(crate) groups: groups::Groups,
     pub(crate) matchers: filter::MatcherCache,
+    pub(crate) rules: rules::Rules,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -244,11 +250,13 @@ impl Broker {
                 streams: RwLock::new(streams),
                 iterators,
                 matchers: filter::MatcherCache::default(),
+                rules: rules::Rules::default(),
                 shutdown,
             }),
         };
         broker.spawn_retention();
         broker.inner.groups.spawn_expiry(broker.clone());
+        broker.start_rules().await;
         Ok(broker)
     }
 
@@ -312,6 +320,10 @@ impl Broker {
                             .deduplication_id
                             .as_ref()
                             .and_then(|d| std::str::from_utf8(d).ok());
+                        // Routed records are deduplicated by their rule's scan, not the window.
+                        if id.is_some_and(|id| id.starts_with(rules::ROUTED_ID_PREFIX)) {
+                            continue;
+                        }
                         let Some(key): Option<DedupKey> = policy.key_for(group, id, &r.data, r.attributes.as_bytes())
                         else {
                             continue;
@@ -445,6 +457,8 @@ impl Broker {
         let _admin = self.inner.admin.lock().await;
         let handle = self.stream(name)?;
         let stream = handle.descriptor.name.clone();
+        // The rules reading the stream go with it (the metadata command deletes them).
+        self.stop_rules_of(&stream).await;
         self.execute_meta(MetaCommand::DeleteStream(stream.clone()))
             .await?;
         self.inner

@@ -32,6 +32,14 @@ pub struct PutEntry {
     pub attributes: Vec<PutAttribute>,
 }
 
+/// Who puts: a producer's ids are reserved in the dedup window; a rule's are not (see
+/// [`Broker::put_routed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Producer,
+    Rule,
+}
+
 /// Where a put record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOutcome {
@@ -103,6 +111,30 @@ impl Broker {
         stream: &StreamName,
         entries: Vec<PutEntry>,
     ) -> Result<PendingPut, BrokerError> {
+        self.begin_put_as(stream, entries, Origin::Producer).await
+    }
+
+    /// Puts records routed by a rule: their ids (`rule/…`) are stored but not reserved in the
+    /// target's dedup window, which the rule's own scan makes unnecessary and which a fast
+    /// rule would fill.
+    pub(crate) async fn put_routed(
+        &self,
+        stream: &StreamName,
+        entries: Vec<PutEntry>,
+    ) -> Result<Vec<PutResult>, BrokerError> {
+        Ok(self
+            .begin_put_as(stream, entries, Origin::Rule)
+            .await?
+            .finish()
+            .await)
+    }
+
+    async fn begin_put_as(
+        &self,
+        stream: &StreamName,
+        entries: Vec<PutEntry>,
+        origin: Origin,
+    ) -> Result<PendingPut, BrokerError> {
         let cfg = self.config();
         if entries.is_empty() || entries.len() > cfg.max_put_entries {
             return Err(BrokerError::invalid(
@@ -118,6 +150,20 @@ impl Broker {
         let mut total = 0usize;
         let mut routed = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
+            if origin == Origin::Producer
+                && entry
+                    .deduplication_id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with(super::rules::ROUTED_ID_PREFIX))
+            {
+                return Err(BrokerError::invalid(
+                    "deduplication_id",
+                    format!(
+                        "entry {i}: ids starting with {:?} are reserved for records that rules route",
+                        super::rules::ROUTED_ID_PREFIX
+                    ),
+                ));
+            }
             let r = self.route(&handle, i, entry)?;
             total += entry.data.len() + entry.partition_key.len() + r.attributes.as_bytes().len();
             routed.push(r);
@@ -135,6 +181,9 @@ impl Broker {
         let keys: Vec<_> = routed
             .iter()
             .map(|r| {
+                if origin == Origin::Rule {
+                    return None;
+                }
                 handle.dedup_policy.key_for(
                     r.entry.message_group_id.as_deref(),
                     r.entry.deduplication_id.as_deref(),

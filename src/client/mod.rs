@@ -33,6 +33,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
 use crate::proto::v1::consumer_groups_client::ConsumerGroupsClient;
+use crate::proto::v1::router_client::RouterClient;
 use crate::proto::v1::stream_log_client::StreamLogClient;
 use crate::proto::v1::{
     CommitCheckpointRequest, CreateStreamRequest, DeleteGroupRequest, DeleteStreamRequest,
@@ -42,6 +43,10 @@ use crate::proto::v1::{
     ListStreamsRequest, PutRecordRequest, PutRecordResponse, PutRecordsRequest,
     PutRecordsRequestEntry, PutRecordsResponse, Shard, ShardIteratorType, StartingPosition,
     StreamDescription, SubscribeToShardEvent, SubscribeToShardRequest,
+};
+use crate::proto::v1::{
+    DeleteRuleRequest, DescribeRuleRequest, ListRulesRequest, PutRuleRequest, Rule,
+    TestPatternRequest,
 };
 
 pub use put_stream::{PutStreamAnswers, PutStreamSender};
@@ -286,6 +291,7 @@ impl Membership {
 pub struct Client {
     streams: StreamLogClient<Channel>,
     groups: ConsumerGroupsClient<Channel>,
+    router: RouterClient<Channel>,
 }
 
 impl Client {
@@ -325,7 +331,10 @@ impl Client {
             streams: StreamLogClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            groups: ConsumerGroupsClient::new(channel)
+            groups: ConsumerGroupsClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            router: RouterClient::new(channel)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         }
@@ -339,6 +348,10 @@ impl Client {
 
     fn groups(&self) -> ConsumerGroupsClient<Channel> {
         self.groups.clone()
+    }
+
+    fn router(&self) -> RouterClient<Channel> {
+        self.router.clone()
     }
 
     // ----- streams -----------------------------------------------------------------------------
@@ -677,6 +690,69 @@ impl Client {
             .map_err(failed("DeleteGroup"))?;
         Ok(())
     }
+
+    // ----- router ------------------------------------------------------------------------------
+
+    /// Whether a record of `data` and `attributes` matches `filter`; an invalid pattern is an
+    /// `INVALID_ARGUMENT` naming where it is wrong.
+    pub async fn test_pattern(&self, request: TestPatternRequest) -> Result<bool, ClientError> {
+        let response = self
+            .router()
+            .test_pattern(request)
+            .await
+            .map_err(failed("TestPattern"))?;
+        Ok(response.into_inner().matches)
+    }
+
+    /// Creates or replaces a rule; returns it as stored.
+    pub async fn put_rule(&self, request: PutRuleRequest) -> Result<Rule, ClientError> {
+        let response = self
+            .router()
+            .put_rule(request)
+            .await
+            .map_err(failed("PutRule"))?;
+        rule(response.into_inner().rule, "PutRule")
+    }
+
+    /// A rule's definition, status, counters and progress.
+    pub async fn describe_rule(&self, name: &str) -> Result<Rule, ClientError> {
+        let response = self
+            .router()
+            .describe_rule(DescribeRuleRequest {
+                rule_name: name.to_owned(),
+            })
+            .await
+            .map_err(failed("DescribeRule"))?;
+        rule(response.into_inner().rule, "DescribeRule")
+    }
+
+    /// Every rule, or those reading `source_stream`, by name.
+    pub async fn list_rules(&self, source_stream: Option<&str>) -> Result<Vec<Rule>, ClientError> {
+        let response = self
+            .router()
+            .list_rules(ListRulesRequest {
+                source_stream: source_stream.unwrap_or_default().to_owned(),
+            })
+            .await
+            .map_err(failed("ListRules"))?;
+        Ok(response.into_inner().rules)
+    }
+
+    /// Deletes a rule.
+    pub async fn delete_rule(&self, name: &str) -> Result<(), ClientError> {
+        self.router()
+            .delete_rule(DeleteRuleRequest {
+                rule_name: name.to_owned(),
+            })
+            .await
+            .map_err(failed("DeleteRule"))?;
+        Ok(())
+    }
+}
+
+/// The contract says a rule call answers with the rule.
+fn rule(rule: Option<Rule>, rpc: &'static str) -> Result<Rule, ClientError> {
+    rule.ok_or_else(|| failed(rpc)(Status::internal("the response carries no rule")))
 }
 
 /// The contract says a successful stream call carries the description; a server that leaves it

@@ -64,7 +64,7 @@ mod test_support;
 
 pub use batch::BatchEntry;
 pub use error::{FifoError, IdField};
-pub use id::{validate_deduplication_id, validate_message_group_id};
+pub use id::{validate_deduplication_id, validate_message_group_id, MAX_ID_LEN};
 pub use key::{DedupKey, DedupPolicy};
 pub use ticket::StoredTicket;
 pub use window::{

@@ -1,10 +1,11 @@
-//! The tonic gRPC services over the broker: `StreamLog`, `ConsumerGroups`, `grpc.health.v1`
+//! The tonic gRPC services over the broker: `StreamLog`, `ConsumerGroups`, `Router`, `grpc.health.v1`
 //! and server reflection. Thin adapters: check, convert, call the broker, map errors (in
 //! `status`, the one place that does).
 
 mod convert;
 mod groups;
 mod put;
+mod router;
 pub mod status;
 mod stream_log;
 
@@ -17,9 +18,11 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::broker::Broker;
 use crate::proto::v1::consumer_groups_server::ConsumerGroupsServer;
+use crate::proto::v1::router_server::RouterServer;
 use crate::proto::v1::stream_log_server::StreamLogServer;
 
 pub use groups::ConsumerGroupsService;
+pub use router::RouterService;
 pub use stream_log::StreamLogService;
 
 /// Largest gRPC message accepted or sent: a 5 MiB PutRecords or a 10 MiB GetRecords fits with
@@ -69,6 +72,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<ConsumerGroupsServer<ConsumerGroupsService>>()
         .await;
+    health_reporter
+        .set_serving::<RouterServer<RouterService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -77,6 +83,9 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let groups = ConsumerGroupsServer::new(ConsumerGroupsService::new(broker.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = RouterServer::new(RouterService::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let local = listener.local_addr().ok();
@@ -97,6 +106,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(stream_log)
         .add_service(groups)
+        .add_service(router)
         .serve_with_incoming_shutdown(
             // `Server::tcp_nodelay` applies only to listeners tonic binds itself; without
             // TCP_NODELAY every response waits on the peer's delayed ACK (~40 ms).

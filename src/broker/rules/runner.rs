@@ -1,0 +1,392 @@
+//! A rule's runner: one worker per source shard routes matching records into the targets, in
+//! source order; the runner records their progress and restarts them after an error.
+//!
+//! Exactly once, in three moves: a worker puts a batch into every target and waits for the
+//! answers before it reads on, so at the points between batches nothing of the rule is in
+//! flight; only at those points does it publish its progress together with the targets' ends
+//! (`Quiet`); and a runner always stops its workers at such points (never mid-put) before the
+//! next one scans the targets from the recorded ends (`recover.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::recover::{routed_id, Routed};
+use super::RuleStats;
+use crate::broker::{Broker, BrokerError, IteratorKind, PutAttribute, PutEntry};
+use crate::meta::{MetaCommand, RuleRecord, TargetMark};
+use crate::storage::AttributeType;
+use crate::storage::{SequenceNumber, StoredRecord};
+use crate::stream::{HashKey, RuleName, ShardId, StreamName};
+
+/// A worker's state at its last point with nothing in flight.
+#[derive(Debug, Clone)]
+struct Quiet {
+    next: SequenceNumber,
+    marks: BTreeMap<StreamName, TargetMark>,
+}
+
+/// Runs rule `name` until it is stopped, deleted or the server stops; after an error it waits
+/// and starts again from its recorded progress.
+pub(super) async fn run(
+    broker: Broker,
+    name: RuleName,
+    stats: Arc<RuleStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        if *stop.borrow() || *shutdown.borrow() {
+            return;
+        }
+        let Some(record) = broker.rule_record(&name) else {
+            return;
+        };
+        if !record.definition.enabled {
+            stats.set_error(None);
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = shutdown.changed() => {}
+            }
+            return;
+        }
+        match route(&broker, &name, &record, &stats, &stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                if *stop.borrow() || *shutdown.borrow() {
+                    return;
+                }
+                tracing::warn!(rule = %name, error = %e, "rule stopped on an error; retrying");
+                stats.set_error(Some(e.to_string()));
+                tokio::select! {
+                    _ = tokio::time::sleep(broker.config().rules.retry) => {}
+                    _ = stop.changed() => return,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// One life of a rule: recover, route until stopped or failed, record the progress.
+async fn route(
+    broker: &Broker,
+    name: &RuleName,
+    record: &RuleRecord,
+    stats: &Arc<RuleStats>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let definition = &record.definition;
+    let routed = broker
+        .scan_routed(
+            name,
+            record.created_at_ms,
+            &definition.targets,
+            &record.marks,
+        )
+        .await?;
+    if routed.len() > 0 {
+        tracing::info!(rule = %name, records = routed.len(), "found records routed after the last progress");
+    }
+    let routed = Arc::new(routed);
+    let source = broker.stream(&definition.source)?;
+    let quiet: Arc<Mutex<BTreeMap<ShardId, Quiet>>> = Arc::new(Mutex::new(
+        source
+            .shards
+            .iter()
+            .map(|s| {
+                let next = record
+                    .next
+                    .get(&s.id)
+                    .copied()
+                    .unwrap_or_else(|| s.log.first_sequence());
+                (
+                    s.id,
+                    Quiet {
+                        next,
+                        marks: record.marks.clone(),
+                    },
+                )
+            })
+            .collect(),
+    ));
+    let starts: Vec<(ShardId, SequenceNumber)> = quiet
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(s, q)| (*s, q.next))
+        .collect();
+    drop(source);
+
+    let (halt, halted) = watch::channel(false);
+    let mut workers = JoinSet::new();
+    for (shard, start) in starts {
+        let ctx = Worker {
+            broker: broker.clone(),
+            rule: name.clone(),
+            record: record.clone(),
+            shard,
+            routed: Arc::clone(&routed),
+            quiet: Arc::clone(&quiet),
+            stats: Arc::clone(stats),
+        };
+        workers.spawn(ctx.run(start, halted.clone()));
+    }
+    let mut stop = stop.clone();
+    let mut shutdown = broker.shutdown_signal();
+    let mut tick = tokio::time::interval(broker.config().rules.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written: Option<MetaCommand> = None;
+    let mut outcome = Ok(());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = record_progress(broker, name, record, &quiet, &mut written).await {
+                    outcome = Err(e);
+                    break;
+                }
+                // A rule that routes again after an error is well again.
+                if stats.error().is_some() && workers.len() == quiet_len(&quiet) {
+                    stats.set_error(None);
+                }
+            }
+            joined = workers.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    outcome = Err(e);
+                    break;
+                }
+                Some(Err(source)) => {
+                    outcome = Err(BrokerError::TaskFailed { task: "rule worker", source });
+                    break;
+                }
+            },
+            _ = stop.changed() => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Every worker stops between two batches, never in the middle of a put: then the progress
+    // and marks are exact, and the next life's scan sees every put this one made.
+    halt.send_replace(true);
+    while let Some(joined) = workers.join_next().await {
+        if let Ok(Err(e)) = joined {
+            if outcome.is_ok() && !matches!(e, BrokerError::ShuttingDown) {
+                outcome = Err(e);
+            }
+        }
+    }
+    if !*broker.shutdown_signal().borrow() {
+        record_progress(broker, name, record, &quiet, &mut written).await?;
+    }
+    outcome
+}
+
+fn quiet_len(quiet: &Mutex<BTreeMap<ShardId, Quiet>>) -> usize {
+    quiet.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// Writes the workers' last quiet points as the rule's progress, unless nothing moved. A
+/// target's mark is the lowest end any worker saw, so the scan after a crash starts below
+/// everything any worker put since its own point.
+async fn record_progress(
+    broker: &Broker,
+    name: &RuleName,
+    record: &RuleRecord,
+    quiet: &Mutex<BTreeMap<ShardId, Quiet>>,
+    written: &mut Option<MetaCommand>,
+) -> Result<(), BrokerError> {
+    let cmd = {
+        let quiet = quiet.lock().unwrap_or_else(|p| p.into_inner());
+        let next = quiet.iter().map(|(s, q)| (*s, q.next)).collect();
+        let mut marks: BTreeMap<StreamName, TargetMark> = BTreeMap::new();
+        for target in &record.definition.targets {
+            let seen: Vec<&TargetMark> =
+                quiet.values().filter_map(|q| q.marks.get(target)).collect();
+            // A worker without a mark for the target keeps the target's recorded one.
+            if seen.len() != quiet.len() || seen.is_empty() {
+                continue;
+            }
+            let created = seen[0].created_at_ms;
+            if seen.iter().any(|m| m.created_at_ms != created) {
+                continue;
+            }
+            let mut lowest: BTreeMap<ShardId, SequenceNumber> = BTreeMap::new();
+            for m in &seen {
+                for (shard, at) in &m.next {
+                    lowest
+                        .entry(*shard)
+                        .and_modify(|l| *l = (*l).min(*at))
+                        .or_insert(*at);
+                }
+            }
+            marks.insert(
+                target.clone(),
+                TargetMark {
+                    created_at_ms: created,
+                    next: lowest,
+                },
+            );
+        }
+        MetaCommand::RuleProgress {
+            rule: name.clone(),
+            next,
+            marks,
+        }
+    };
+    if written.as_ref() == Some(&cmd) {
+        return Ok(());
+    }
+    broker.execute_meta(cmd.clone()).await?;
+    *written = Some(cmd);
+    Ok(())
+}
+
+/// One source shard's worker.
+struct Worker {
+    broker: Broker,
+    rule: RuleName,
+    record: RuleRecord,
+    shard: ShardId,
+    routed: Arc<Routed>,
+    quiet: Arc<Mutex<BTreeMap<ShardId, Quiet>>>,
+    stats: Arc<RuleStats>,
+}
+
+impl Worker {
+    async fn run(
+        self,
+        start: SequenceNumber,
+        mut halt: watch::Receiver<bool>,
+    ) -> Result<(), BrokerError> {
+        let definition = &self.record.definition;
+        let start = {
+            let source = self.broker.stream(&definition.source)?;
+            let first = source
+                .shard(self.shard)
+                .map_or(start, |s| s.log.first_sequence());
+            start.max(first)
+        };
+        let mut events = self
+            .broker
+            .subscribe(
+                &definition.source,
+                &self.shard.to_string(),
+                IteratorKind::AtSequence(start),
+                definition.filter.clone(),
+            )
+            .await?;
+        let mut next = start;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = halt.wait_for(|h| *h) => return Ok(()),
+                event = events.recv() => event,
+            };
+            let Some(event) = event else {
+                // The push loop ended without a word: the server is stopping.
+                return Err(BrokerError::ShuttingDown);
+            };
+            let event = event?;
+            if let Some(c) = event.continuation_sequence {
+                next = c.next();
+            }
+            if !event.records.is_empty() {
+                self.stats
+                    .matched
+                    .fetch_add(event.records.len() as u64, Ordering::Relaxed);
+                for target in &definition.targets {
+                    self.put(target, &event.records).await?;
+                }
+            }
+            // Nothing of this worker is in flight: a point to publish.
+            let marks = self.broker.target_marks(&definition.targets);
+            self.quiet
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.shard, Quiet { next, marks });
+            self.stats
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.shard, (next, event.behind_latest));
+        }
+    }
+
+    /// Puts `records` (those the target does not hold yet) into `target`, in order, in as few
+    /// requests as the limits allow; fails on the first entry that fails.
+    async fn put(&self, target: &StreamName, records: &[StoredRecord]) -> Result<(), BrokerError> {
+        let cfg = self.broker.config();
+        let mut batch: Vec<PutEntry> = Vec::new();
+        let mut bytes = 0usize;
+        for r in records {
+            if self.routed.contains(target, self.shard, r.sequence) {
+                continue;
+            }
+            let entry = self.entry(r);
+            let size = entry.data.len()
+                + entry.partition_key.len()
+                + entry
+                    .attributes
+                    .iter()
+                    .map(|a| a.name.len() + a.string_value.len() + a.binary_value.len() + 16)
+                    .sum::<usize>();
+            if !batch.is_empty()
+                && (batch.len() == cfg.max_put_entries || bytes + size > cfg.max_put_request_bytes)
+            {
+                self.put_batch(target, std::mem::take(&mut batch)).await?;
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(entry);
+        }
+        if !batch.is_empty() {
+            self.put_batch(target, batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_batch(
+        &self,
+        target: &StreamName,
+        batch: Vec<PutEntry>,
+    ) -> Result<(), BrokerError> {
+        let count = batch.len() as u64;
+        for result in self.broker.put_routed(target, batch).await? {
+            result?;
+        }
+        self.stats.routed.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The put of a routed record: its keys, group and attributes as stored, and the id that
+    /// names where it came from.
+    fn entry(&self, r: &StoredRecord) -> PutEntry {
+        let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+        PutEntry {
+            partition_key: text(&r.partition_key),
+            data: r.data.clone(),
+            explicit_hash_key: r.explicit_hash_key.map(|k| HashKey(k).to_string()),
+            message_group_id: r.message_group_id.as_ref().map(text),
+            deduplication_id: Some(routed_id(
+                &self.rule,
+                self.record.created_at_ms,
+                self.shard,
+                r.sequence,
+            )),
+            attributes: r
+                .attributes
+                .iter()
+                .map(|a| match a.kind {
+                    AttributeType::Binary => {
+                        PutAttribute::binary(a.name, bytes::Bytes::copy_from_slice(a.value))
+                    }
+                    kind => PutAttribute::text(a.name, kind, a.text().unwrap_or_default()),
+                })
+                .collect(),
+        }
+    }
+}
