@@ -28,7 +28,10 @@ fn run(case: &Value) -> Result<(), String> {
         Some("attributes") => FilterScope::Attributes,
         Some(other) => return Err(format!("unknown scope {other}")),
     };
-    let expect = case.get("expect").and_then(Value::as_str).ok_or("no expect")?;
+    let expect = case
+        .get("expect")
+        .and_then(Value::as_str)
+        .ok_or("no expect")?;
     let compiled = Matcher::compile(&Filter { pattern, scope }, &PatternLimits::default());
     if expect == "invalid" {
         let wanted = case.get("error").and_then(Value::as_str).unwrap_or("");
@@ -92,11 +95,23 @@ fn every_corpus_case_has_its_expected_outcome() {
             total += 1;
             let name = case.get("name").and_then(Value::as_str).unwrap_or("?");
             if let Err(why) = run(case) {
-                let stem = file.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default();
                 failures.push(format!("{stem}/{name}: {why}"));
             }
         }
     }
-    assert!(total >= 150, "only {total} cases found in {}", dir.display());
-    assert!(failures.is_empty(), "{} of {total} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        total >= 150,
+        "only {total} cases found in {}",
+        dir.display()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
