@@ -1,11 +1,13 @@
-//! The client commands of the binary (`stream`, `put`, `get`, `tail`, `group`, `consume`):
+//! The client commands of the binary (`stream`, `put`, `get`, `tail`, `group`, `consume`,
+//! `pattern`, `rule`):
 //! their arguments and the dispatch to one function each; `records`, `groups` and `output`
-//! hold the commands that need more than a line.
+//! hold the commands that need more than a line, `router` the pattern and rule commands.
 
 mod attributes;
 mod groups;
 mod output;
 mod records;
+mod router;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -35,6 +37,12 @@ pub(crate) enum ClientCommand {
     Group(GroupCommand),
     /// Consume a stream as a member of a consumer group, checkpointing as records are printed.
     Consume(ConsumeArgs),
+    /// Try a filter pattern on a record.
+    #[command(subcommand)]
+    Pattern(router::PatternCommand),
+    /// Create, list, describe or delete rules that route records between streams.
+    #[command(subcommand)]
+    Rule(router::RuleCommand),
 }
 
 /// The server a client command talks to.
@@ -144,6 +152,8 @@ pub(crate) struct GetArgs {
     #[arg(long, default_value_t = DEFAULT_GET_LIMIT, value_name = "N")]
     pub(crate) limit: usize,
     #[command(flatten)]
+    pub(crate) filter: router::FilterArgs,
+    #[command(flatten)]
     pub(crate) server: ServerArg,
 }
 
@@ -154,6 +164,8 @@ pub(crate) struct TailArgs {
     /// Where to start in every shard: trim-horizon, latest, at:SEQ, after:SEQ or time:MS
     #[arg(long, default_value = "latest", value_name = "POSITION")]
     pub(crate) from: Position,
+    #[command(flatten)]
+    pub(crate) filter: router::FilterArgs,
     #[command(flatten)]
     pub(crate) server: ServerArg,
 }
@@ -243,6 +255,8 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
             print_lines([format!("deleted group {group} of stream {stream}")])
         }
         ClientCommand::Consume(args) => groups::consume(args).await,
+        ClientCommand::Pattern(command) => router::pattern(command).await,
+        ClientCommand::Rule(command) => router::rule(command).await,
     }
 }
 

@@ -102,7 +102,12 @@ async fn put_batch(
 pub(crate) async fn get(args: GetArgs) -> anyhow::Result<()> {
     let client = args.server.connect().await?;
     let mut iterator = client
-        .get_shard_iterator(&args.stream, &args.shard, args.from)
+        .get_shard_iterator_filtered(
+            &args.stream,
+            &args.shard,
+            args.from,
+            args.filter.to_filter(),
+        )
         .await?;
     let mut printed = 0usize;
     while printed < args.limit && !iterator.is_empty() {
@@ -130,7 +135,8 @@ pub(crate) async fn tail(args: TailArgs) -> anyhow::Result<()> {
         let client = client.clone();
         let stream = args.stream.clone();
         let from = args.from;
-        subscriptions.spawn(follow_shard(client, stream, shard.shard_id, from));
+        let filter = args.filter.to_filter();
+        subscriptions.spawn(follow_shard(client, stream, shard.shard_id, from, filter));
     }
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
@@ -153,16 +159,20 @@ async fn follow_shard(
     stream: String,
     shard_id: String,
     mut from: Position,
+    filter: Option<shardlog::proto::v1::Filter>,
 ) -> anyhow::Result<()> {
     loop {
-        let mut events = client.subscribe_to_shard(&stream, &shard_id, from).await?;
+        let mut events = client
+            .subscribe_to_shard_filtered(&stream, &shard_id, from, filter.clone())
+            .await?;
         while let Some(event) = events.message().await? {
             let mut out = io::stdout().lock();
             for record in &event.records {
                 write_record(&mut out, &shard_id, record)?;
             }
-            if let Some(last) = event.records.last() {
-                from = Position::AfterSequence(last.sequence_number);
+            // The continuation also covers records a filter left out.
+            if let Some(covered) = event.continuation_sequence_number {
+                from = Position::AfterSequence(covered);
             }
         }
     }
