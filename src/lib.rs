@@ -12,7 +12,9 @@
 //!                 │               ▲
 //!                 │      proto/ ──┘  generated types, hand-written wire encoding and codec
 //!                 ▼
-//!  broker/ ──── the one façade: streams, put pipeline, iterators, subscriptions, groups
+//!  broker/ ──── the one façade: streams, put pipeline, iterators, subscriptions, groups,
+//!     │         filters (a bounded cache of compiled patterns) and rules (`broker/rules/`)
+//!     ├── route/     the pattern language (EventBridge/SNS) compiled to one matcher per set
 //!     ├── consumer/  lease groups: membership, sticky balanced leases, fencing epochs
 //!     ├── fifo/      message groups and the per-stream dedup window
 //!     ├── meta/      durable state machine: streams, groups, checkpoints (journal + snapshot)
@@ -20,8 +22,6 @@
 //!     ▼
 //!  storage/ ─── per-shard append-only log: frames, segments, indexes, group commit, recovery
 //!  fsio/    ─── the one I/O seam (write_at, read_at, sync, rename + fsync dir), fault injector
-//!
-//!  route/   ─── the pattern language (EventBridge/SNS) compiled to one matcher per pattern set
 //! ```
 //!
 //! | module     | job                                                                          |
@@ -30,7 +30,7 @@
 //! | `client`   | a typed Rust client and `GroupConsumer`, used by the binary and the tests    |
 //! | `proto`    | the generated protobuf types, the two read answers' wire encoding, the codec |
 //! | `config`   | the server's settings: flags, environment, TOML file, validation             |
-//! | `broker`   | the façade every adapter calls; owns the error vocabulary of a request       |
+//! | `broker`   | the façade every adapter calls; owns the error vocabulary of a request; rules |
 //! | `consumer` | consumer-group coordination: membership, leases, epochs                      |
 //! | `fifo`     | message group / deduplication id rules and the dedup window                  |
 //! | `meta`     | durable metadata: command journal with CRC, snapshots, replay on start       |
@@ -49,6 +49,12 @@
 //! `storage/segment.rs` and `storage/mapped.rs` (bytes of an active or sealed segment) →
 //! `storage/record.rs` (CRC checked, records decoded in place) → `proto/wire.rs` (encoded to
 //! the client as read).
+//!
+//! A rule, one file a step: `grpc/router.rs` (PutRule) → `broker/rules/mod.rs` (checked, the
+//! definition journaled by `meta/state.rs`, a runner started) → `broker/rules/runner.rs` (a
+//! filtered subscription per source shard, `Broker::put_routed` into each target, progress
+//! recorded at quiet points) → `broker/rules/recover.rs` (on start: the targets read from their
+//! marks for the rule's own ids, so nothing is put twice).
 //!
 //! The crate denies `unsafe` except in the two modules that map files, `storage::index` and
 //! `storage::mapped`, where every block says why the mapping cannot change underneath it.
