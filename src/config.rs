@@ -161,6 +161,21 @@ pub struct Settings {
     /// Longest message attribute name, in characters [default: 256]
     #[arg(long, env = "SHARDLOG_MAX_ATTRIBUTE_NAME_CHARS", value_name = "N")]
     pub max_attribute_name_chars: Option<usize>,
+    /// Longest filter pattern, in bytes [default: 4096]
+    #[arg(long, env = "SHARDLOG_MAX_PATTERN_BYTES", value_name = "BYTES")]
+    pub max_pattern_bytes: Option<usize>,
+    /// Most value combinations of one pattern (SNS's measure of a filter policy) [default: 150]
+    #[arg(long, env = "SHARDLOG_MAX_PATTERN_COMBINATIONS", value_name = "N")]
+    pub max_pattern_combinations: Option<usize>,
+    /// Most rules on the server [default: 300]
+    #[arg(long, env = "SHARDLOG_MAX_RULES", value_name = "N")]
+    pub max_rules: Option<usize>,
+    /// Most targets of one rule [default: 5]
+    #[arg(long, env = "SHARDLOG_MAX_RULE_TARGETS", value_name = "N")]
+    pub max_rule_targets: Option<usize>,
+    /// How often a running rule records its progress, in milliseconds [default: 1000]
+    #[arg(long, env = "SHARDLOG_RULE_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
+    pub rule_checkpoint_interval_ms: Option<u64>,
     /// Log filter, e.g. `info` or `warn,shardlog=debug` [default: info]
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -267,6 +282,20 @@ impl Config {
             layer!(max_attribute_name_chars),
         );
         set(
+            &mut c.pattern_limits.max_pattern_bytes,
+            layer!(max_pattern_bytes),
+        );
+        set(
+            &mut c.pattern_limits.max_combinations,
+            layer!(max_pattern_combinations),
+        );
+        set(&mut c.rules.max_rules, layer!(max_rules));
+        set(&mut c.rules.max_targets, layer!(max_rule_targets));
+        set(
+            &mut c.rules.checkpoint_interval,
+            layer!(rule_checkpoint_interval_ms).map(ms),
+        );
+        set(
             &mut c.default_session_timeout,
             layer!(default_session_timeout_ms).map(ms),
         );
@@ -359,6 +388,22 @@ impl Config {
         check(
             c.attribute_limits.max_name_chars >= 1,
             "max_attribute_name_chars",
+            positive,
+        )?;
+        check(
+            c.pattern_limits.max_pattern_bytes >= 2,
+            "max_pattern_bytes",
+            || "must be at least 2, the length of the smallest pattern `{}`".to_owned(),
+        )?;
+        check(
+            c.pattern_limits.max_combinations >= 1,
+            "max_pattern_combinations",
+            positive,
+        )?;
+        check(c.rules.max_targets >= 1, "max_rule_targets", positive)?;
+        check(
+            !c.rules.checkpoint_interval.is_zero(),
+            "rule_checkpoint_interval_ms",
             positive,
         )?;
         check(
@@ -584,6 +629,16 @@ mod tests {
             ("max_attribute_name_chars", |c| {
                 c.broker.attribute_limits.max_name_chars = 0
             }),
+            ("max_pattern_bytes", |c| {
+                c.broker.pattern_limits.max_pattern_bytes = 1
+            }),
+            ("max_pattern_combinations", |c| {
+                c.broker.pattern_limits.max_combinations = 0
+            }),
+            ("max_rule_targets", |c| c.broker.rules.max_targets = 0),
+            ("rule_checkpoint_interval_ms", |c| {
+                c.broker.rules.checkpoint_interval = Duration::ZERO
+            }),
             ("default_session_timeout_ms", |c| {
                 c.broker.default_session_timeout = Duration::from_millis(10)
             }),
@@ -648,6 +703,20 @@ mod tests {
             (
                 "max_attribute_name_chars",
                 d.attribute_limits.max_name_chars.to_string(),
+            ),
+            (
+                "max_pattern_bytes",
+                d.pattern_limits.max_pattern_bytes.to_string(),
+            ),
+            (
+                "max_pattern_combinations",
+                d.pattern_limits.max_combinations.to_string(),
+            ),
+            ("max_rules", d.rules.max_rules.to_string()),
+            ("max_rule_targets", d.rules.max_targets.to_string()),
+            (
+                "rule_checkpoint_interval_ms",
+                d.rules.checkpoint_interval.as_millis().to_string(),
             ),
             (
                 "default_session_timeout_ms",
