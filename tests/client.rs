@@ -245,9 +245,19 @@ impl RunningConsumer {
 /// Runs a consumer whose handler forwards every batch to its `batches` channel; the consumer
 /// stops when told to (or when dropped).
 fn spawn_consumer(client: Client, member_id: &str) -> RunningConsumer {
+    spawn_filtered_consumer(client, member_id, None)
+}
+
+/// [`spawn_consumer`], with only the records matching `filter` handed to the handler.
+fn spawn_filtered_consumer(
+    client: Client,
+    member_id: &str,
+    filter: Option<shardlog::proto::v1::Filter>,
+) -> RunningConsumer {
     let (batches, received) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let mut config = ConsumerConfig::new(Membership::new("s", "g", member_id));
+    config.filter = filter;
     config.session_timeout = Some(Duration::from_secs(1));
     config.idle_wait = Duration::from_millis(20);
     let consumer = GroupConsumer::new(client, config);
@@ -315,6 +325,47 @@ async fn a_group_consumer_reads_every_shard_and_checkpoints_what_it_handled() {
             assert_eq!(shard.checkpoint, Some(*last), "{}", shard.shard_id);
         }
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_filtered_group_consumer_handles_only_matching_records() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    client.create_stream("s", 2).await.expect("create");
+    let entries = (0..40)
+        .map(|i| PutRecordsRequestEntry {
+            partition_key: format!("key-{i}"),
+            data: format!(r#"{{"n":{i},"even":{}}}"#, i % 2 == 0).into(),
+            ..Default::default()
+        })
+        .collect();
+    client.put_records("s", entries).await.expect("put");
+    let filter = shardlog::proto::v1::Filter {
+        pattern: r#"{"even":[true]}"#.into(),
+        scope: shardlog::proto::v1::FilterScope::Data as i32,
+    };
+    let mut consumer = spawn_filtered_consumer(client.clone(), "m-1", Some(filter));
+    // A last even record after all the others: once it is handled, any odd record handed
+    // out would have been handled before it.
+    client
+        .put_record("s", "key-last", r#"{"n":100,"even":true}"#)
+        .await
+        .expect("put");
+    let mut seen = receive(&mut consumer.batches, 21).await;
+    assert!(
+        seen.contains(&r#"{"n":100,"even":true}"#.to_owned()),
+        "{seen:?}"
+    );
+    seen.retain(|d| !d.contains("100"));
+    seen.sort();
+    let mut expected: Vec<_> = (0..40)
+        .step_by(2)
+        .map(|i| format!(r#"{{"n":{i},"even":true}}"#))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    consumer.stop().await;
     server.stop().await;
 }
 

@@ -116,7 +116,8 @@ impl Broker {
 
     /// Puts records routed by a rule: their ids (`rule/…`) are stored but not reserved in the
     /// target's dedup window, which the rule's own scan makes unnecessary and which a fast
-    /// rule would fill.
+    /// rule would fill; and the request limits of clients do not apply, as the records come
+    /// from one bounded read.
     pub(crate) async fn put_routed(
         &self,
         stream: &StreamName,
@@ -136,7 +137,10 @@ impl Broker {
         origin: Origin,
     ) -> Result<PendingPut, BrokerError> {
         let cfg = self.config();
-        if entries.is_empty() || entries.len() > cfg.max_put_entries {
+        // A rule's put is bounded by the read it comes from (`get_records_limit` records,
+        // `subscribe_event_bytes`), not by the limits of a client's request.
+        let bounded = origin == Origin::Producer;
+        if entries.is_empty() || (bounded && entries.len() > cfg.max_put_entries) {
             return Err(BrokerError::invalid(
                 "records",
                 format!(
@@ -168,7 +172,7 @@ impl Broker {
             total += entry.data.len() + entry.partition_key.len() + r.attributes.as_bytes().len();
             routed.push(r);
         }
-        if total > cfg.max_put_request_bytes {
+        if bounded && total > cfg.max_put_request_bytes {
             return Err(BrokerError::invalid(
                 "records",
                 format!(

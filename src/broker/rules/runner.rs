@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -298,8 +299,13 @@ impl Worker {
                 self.stats
                     .matched
                     .fetch_add(event.records.len() as u64, Ordering::Relaxed);
-                for target in &definition.targets {
-                    self.put(target, &event.records).await?;
+                // Every target at once; each gets this shard's records in order.
+                let puts = definition
+                    .targets
+                    .iter()
+                    .map(|target| self.put(target, &event.records));
+                for result in join_all(puts).await {
+                    result?;
                 }
             }
             // Nothing of this worker is in flight: a point to publish.
@@ -316,44 +322,17 @@ impl Worker {
         }
     }
 
-    /// Puts `records` (those the target does not hold yet) into `target`, in order, in as few
-    /// requests as the limits allow; fails on the first entry that fails.
+    /// Puts `records` (those the target does not hold yet) into `target`, in order, in one
+    /// request; fails on the first entry that fails.
     async fn put(&self, target: &StreamName, records: &[StoredRecord]) -> Result<(), BrokerError> {
-        let cfg = self.broker.config();
-        let mut batch: Vec<PutEntry> = Vec::new();
-        let mut bytes = 0usize;
-        for r in records {
-            if self.routed.contains(target, self.shard, r.sequence) {
-                continue;
-            }
-            let entry = self.entry(r);
-            let size = entry.data.len()
-                + entry.partition_key.len()
-                + entry
-                    .attributes
-                    .iter()
-                    .map(|a| a.name.len() + a.string_value.len() + a.binary_value.len() + 16)
-                    .sum::<usize>();
-            if !batch.is_empty()
-                && (batch.len() == cfg.max_put_entries || bytes + size > cfg.max_put_request_bytes)
-            {
-                self.put_batch(target, std::mem::take(&mut batch)).await?;
-                bytes = 0;
-            }
-            bytes += size;
-            batch.push(entry);
+        let batch: Vec<PutEntry> = records
+            .iter()
+            .filter(|r| !self.routed.contains(target, self.shard, r.sequence))
+            .map(|r| self.entry(r))
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
         }
-        if !batch.is_empty() {
-            self.put_batch(target, batch).await?;
-        }
-        Ok(())
-    }
-
-    async fn put_batch(
-        &self,
-        target: &StreamName,
-        batch: Vec<PutEntry>,
-    ) -> Result<(), BrokerError> {
         let count = batch.len() as u64;
         for result in self.broker.put_routed(target, batch).await? {
             result?;
