@@ -33,11 +33,12 @@ struct Cli {
 enum Command {
     /// Run the server. Every setting is a flag, a SHARDLOG_* environment variable, or a key of
     /// the --config TOML file, in that order of precedence.
-    Serve(Settings),
+    // Boxed: the settings are several times the size of every other command's arguments.
+    Serve(Box<Settings>),
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Load generator: drive a server (--server URL, or --embedded in this process) with a
-    /// produce, consume or e2e workload and report throughput and latency percentiles.
+    /// produce, consume, e2e or route workload and report throughput and latency percentiles.
     Bench(bench::BenchArgs),
 }
 
@@ -46,7 +47,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(settings) => serve(settings).await,
+        Command::Serve(settings) => serve(*settings).await,
         Command::Client(command) => {
             init_client_logging();
             cli::run(command).await

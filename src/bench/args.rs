@@ -10,6 +10,7 @@ use shardlog::broker::{
     DEFAULT_MAX_PUT_ENTRIES, DEFAULT_MAX_PUT_REQUEST_BYTES, DEFAULT_MAX_RECORD_BYTES,
 };
 use shardlog::storage::FsyncPolicy;
+use shardlog::stream::{RuleName, StreamName};
 
 /// Server driven when neither `--server` nor `--embedded` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
@@ -40,6 +41,11 @@ pub const MAX_KEY_SPACE: u64 = 1_000_000;
 pub const DEFAULT_CONSUME_RECORDS: u64 = 100_000;
 /// Bytes at the head of every e2e record: its send time in nanoseconds since the run's epoch.
 pub const TIMESTAMP_BYTES: usize = 8;
+/// The route rule's filter with `--route-attributes` and no `--route-filter`: the records whose
+/// `kind` attribute is `order`, three of every four.
+pub const DEFAULT_ROUTE_ATTRIBUTES_PATTERN: &str = r#"{"kind":["order"]}"#;
+/// Most bytes the `kind` attribute adds to a record, as the server counts a request's size.
+pub const KIND_ATTRIBUTE_BYTES: usize = 64;
 
 /// What the bench does to the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +56,9 @@ pub enum Workload {
     Consume,
     /// Producers and subscribers at once: put-to-receive latency.
     E2e,
+    /// Producers and a rule routing the stream into `<stream>-routed`: routed records/s, the
+    /// rule's lag, and how long it takes to catch up once the producers stop.
+    Route,
 }
 
 impl Workload {
@@ -59,8 +68,44 @@ impl Workload {
             Workload::Produce => "produce",
             Workload::Consume => "consume",
             Workload::E2e => "e2e",
+            Workload::Route => "route",
         }
     }
+
+    /// Whether the workload runs producers (and takes --rate).
+    pub fn produces(self) -> bool {
+        match self {
+            Workload::Produce | Workload::E2e | Workload::Route => true,
+            Workload::Consume => false,
+        }
+    }
+}
+
+/// What a route filter's pattern is applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouteScope {
+    /// The record's data, parsed as JSON (the bench's data is not JSON: no pattern matches it).
+    Data,
+    /// The record's message attributes.
+    Attributes,
+}
+
+impl RouteScope {
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteScope::Data => "data",
+            RouteScope::Attributes => "attributes",
+        }
+    }
+}
+
+/// The pattern a route run's rule filters with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteFilter {
+    /// An EventBridge pattern, as JSON text.
+    pub pattern: String,
+    pub scope: RouteScope,
 }
 
 /// How a consume run reads.
@@ -172,6 +217,17 @@ pub struct BenchArgs {
     /// (checked every second), so that long runs fit on the disk [default: no limit]
     #[arg(long, value_name = "BYTES", requires = "embedded")]
     pub shard_retention_bytes: Option<u64>,
+    /// Route workload: the rule routes only the records matching this EventBridge pattern
+    /// [default: every record; with --route-attributes '{"kind":["order"]}' on the attributes]
+    #[arg(long, value_name = "PATTERN")]
+    pub route_filter: Option<String>,
+    /// Route workload: what --route-filter applies to
+    #[arg(long, value_enum, default_value_t = RouteScope::Data, requires = "route_filter")]
+    pub route_filter_scope: RouteScope,
+    /// Route workload: producers give 3 records of 4 the attribute kind=order and the 4th
+    /// kind=noise
+    #[arg(long)]
+    pub route_attributes: bool,
     /// Print the result as one JSON object on standard output
     #[arg(long)]
     pub json: bool,
@@ -203,6 +259,9 @@ impl Default for BenchArgs {
             dedup: false,
             idle_subscribers: 0,
             shard_retention_bytes: None,
+            route_filter: None,
+            route_filter_scope: RouteScope::Data,
+            route_attributes: false,
             json: false,
         }
     }
@@ -275,6 +334,10 @@ pub struct Plan {
     pub dedup: bool,
     pub idle_subscribers: usize,
     pub shard_retention_bytes: Option<u64>,
+    /// Route: the rule's filter; `None` routes every record.
+    pub route_filter: Option<RouteFilter>,
+    /// Route: producers give records a `kind` attribute.
+    pub route_attributes: bool,
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> BenchError {
@@ -306,7 +369,7 @@ impl Plan {
         if args.shards == 0 {
             return Err(invalid("shards", "must be at least 1"));
         }
-        let produces = matches!(args.workload, Workload::Produce | Workload::E2e);
+        let produces = args.workload.produces();
         let consumes = matches!(args.workload, Workload::Consume | Workload::E2e);
         if args.producers == 0 {
             return Err(invalid("producers", "must be at least 1"));
@@ -360,8 +423,14 @@ impl Plan {
             ));
         }
         let key_bytes = key_name(args.key_space - 1).len();
-        // The server counts a request's data and partition keys against its size limit.
-        let request_bytes = args.batch_size * (args.record_size + key_bytes);
+        let attribute_bytes = if args.route_attributes {
+            KIND_ATTRIBUTE_BYTES
+        } else {
+            0
+        };
+        // The server counts a request's data, partition keys and attributes against its size
+        // limit.
+        let request_bytes = args.batch_size * (args.record_size + key_bytes + attribute_bytes);
         if request_bytes > DEFAULT_MAX_PUT_REQUEST_BYTES {
             return Err(invalid(
                 "batch-size",
@@ -391,13 +460,17 @@ impl Plan {
         match args.rate {
             Some(0) => return Err(invalid("rate", "must be at least 1 record per second")),
             Some(_) if !produces => {
-                return Err(invalid("rate", "applies to the produce and e2e workloads"))
+                return Err(invalid(
+                    "rate",
+                    "applies to the produce, e2e and route workloads",
+                ))
             }
             _ => {}
         }
+        let route_filter = route_filter(args)?;
         let records = match args.workload {
             Workload::Consume => Some(args.records.unwrap_or(DEFAULT_CONSUME_RECORDS)),
-            Workload::Produce | Workload::E2e => args.records,
+            Workload::Produce | Workload::E2e | Workload::Route => args.records,
         };
         Ok(Plan {
             target,
@@ -419,6 +492,8 @@ impl Plan {
             dedup: args.dedup,
             idle_subscribers: args.idle_subscribers,
             shard_retention_bytes: args.shard_retention_bytes,
+            route_filter,
+            route_attributes: args.route_attributes,
         })
     }
 
@@ -429,6 +504,58 @@ impl Plan {
             Target::Remote(_) => None,
         }
     }
+}
+
+/// Checks the route settings: they apply to the route workload only, and the names the run
+/// derives from the stream's must be valid. Returns the rule's filter.
+fn route_filter(args: &BenchArgs) -> Result<Option<RouteFilter>, BenchError> {
+    if args.workload != Workload::Route {
+        if args.route_filter.is_some() {
+            return Err(invalid("route-filter", "applies to the route workload"));
+        }
+        if args.route_attributes {
+            return Err(invalid("route-attributes", "applies to the route workload"));
+        }
+        return Ok(None);
+    }
+    let target = routed_stream_name(&args.stream);
+    if let Err(e) = StreamName::new(target.as_str()) {
+        return Err(invalid(
+            "stream",
+            format!("the route target {target:?} is not a valid stream name: {e}"),
+        ));
+    }
+    let rule = route_rule_name(&args.stream);
+    if let Err(e) = RuleName::new(rule.as_str()) {
+        return Err(invalid(
+            "stream",
+            format!("the route rule {rule:?} is not a valid rule name: {e}"),
+        ));
+    }
+    Ok(match &args.route_filter {
+        Some(pattern) if pattern.trim().is_empty() => {
+            return Err(invalid("route-filter", "must not be empty"))
+        }
+        Some(pattern) => Some(RouteFilter {
+            pattern: pattern.clone(),
+            scope: args.route_filter_scope,
+        }),
+        None if args.route_attributes => Some(RouteFilter {
+            pattern: DEFAULT_ROUTE_ATTRIBUTES_PATTERN.to_owned(),
+            scope: RouteScope::Attributes,
+        }),
+        None => None,
+    })
+}
+
+/// The stream a route run's rule routes `stream` into.
+pub fn routed_stream_name(stream: &str) -> String {
+    format!("{stream}-routed")
+}
+
+/// The rule of a route run on `stream`.
+pub fn route_rule_name(stream: &str) -> String {
+    format!("{stream}-bench")
 }
 
 /// The `n`-th partition key (or message group id).
@@ -581,6 +708,105 @@ mod tests {
         assert_eq!(default.records, Some(DEFAULT_CONSUME_RECORDS));
         let given = plan(&["--workload", "consume", "--records", "7"]).expect("valid");
         assert_eq!(given.records, Some(7));
+    }
+
+    #[test]
+    fn a_route_run_routes_every_record_unless_filtered() {
+        let route = plan(&["--workload", "route"]).expect("valid");
+        assert_eq!(route.workload, Workload::Route);
+        assert_eq!(route.route_filter, None);
+        assert!(!route.route_attributes);
+        assert!(plan(&["--workload", "route", "--rate", "1000"]).is_ok());
+    }
+
+    #[test]
+    fn route_attributes_filter_on_the_kind_attribute_by_default() {
+        let route = plan(&["--workload", "route", "--route-attributes"]).expect("valid");
+        assert!(route.route_attributes);
+        assert_eq!(
+            route.route_filter,
+            Some(RouteFilter {
+                pattern: r#"{"kind":["order"]}"#.to_owned(),
+                scope: RouteScope::Attributes,
+            })
+        );
+    }
+
+    #[test]
+    fn a_route_filter_applies_to_the_data_unless_a_scope_is_given() {
+        let data = plan(&["--workload", "route", "--route-filter", r#"{"a":[1]}"#]).expect("valid");
+        assert_eq!(
+            data.route_filter,
+            Some(RouteFilter {
+                pattern: r#"{"a":[1]}"#.to_owned(),
+                scope: RouteScope::Data,
+            })
+        );
+        let attributes = plan(&[
+            "--workload",
+            "route",
+            "--route-attributes",
+            "--route-filter",
+            r#"{"kind":["noise"]}"#,
+            "--route-filter-scope",
+            "attributes",
+        ])
+        .expect("valid");
+        assert_eq!(
+            attributes.route_filter,
+            Some(RouteFilter {
+                pattern: r#"{"kind":["noise"]}"#.to_owned(),
+                scope: RouteScope::Attributes,
+            })
+        );
+        assert!(parse(&["--workload", "route", "--route-filter-scope", "attributes"]).is_err());
+        assert!(parse(&["--route-filter", "{}", "--route-filter-scope", "body"]).is_err());
+    }
+
+    #[test]
+    fn route_settings_are_refused_outside_a_route_run() {
+        assert_eq!(
+            rejected_setting(&["--route-filter", r#"{"a":[1]}"#]),
+            "route-filter"
+        );
+        assert_eq!(
+            rejected_setting(&["--workload", "e2e", "--route-attributes"]),
+            "route-attributes"
+        );
+        assert_eq!(
+            rejected_setting(&["--workload", "route", "--route-filter", " "]),
+            "route-filter"
+        );
+    }
+
+    #[test]
+    fn a_route_run_needs_names_it_can_derive_from_the_stream() {
+        assert_eq!(routed_stream_name("orders"), "orders-routed");
+        assert_eq!(route_rule_name("orders"), "orders-bench");
+        // A rule name holds at most 64 bytes: `<stream>-bench` must fit.
+        let long = "s".repeat(60);
+        assert_eq!(
+            rejected_setting(&["--workload", "route", "--stream", &long]),
+            "stream"
+        );
+        assert!(plan(&["--stream", &long]).is_ok());
+    }
+
+    #[test]
+    fn route_attributes_count_against_the_request_size_limit() {
+        // 500 records of 10,420 bytes and keys fit 5 MiB; with the kind attribute they do not.
+        let line = [
+            "--workload",
+            "route",
+            "--record-size",
+            "10420",
+            "--batch-size",
+            "500",
+        ];
+        assert!(plan(&line).is_ok());
+        let mut with_attributes = line.to_vec();
+        with_attributes.push("--route-attributes");
+        assert_eq!(rejected_setting(&with_attributes), "batch-size");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!   produce ─────────┼─▶ P producers ── PutRecords ──▶ ack latency, records/s, MB/s
 //!   consume ─────────┼─▶ fill (unless stored) ─▶ probe shard ends ─▶ C readers catch up
 //!                    │      GetRecords polling or SubscribeToShard ──▶ read records/s
-//!   e2e ─────────────┴─▶ subscribers at LATEST, then P producers stamping each record with
-//!                          its send time ──▶ ack latency and put→receive latency
+//!   e2e ─────────────┼─▶ subscribers at LATEST, then P producers stamping each record with
+//!                    │     its send time ──▶ ack latency and put→receive latency
+//!   route ───────────┴─▶ rule <stream>-bench → <stream>-routed at LATEST, then P producers;
+//!                          DescribeRule every 200 ms ──▶ routed/s, lag, drain time
 //!  progress line every second (stderr) ─▶ summary table, or one JSON object (stdout)
 //! ```
 //!
@@ -24,6 +26,7 @@ mod idle;
 mod produce;
 mod progress;
 pub mod report;
+mod route;
 pub mod schedule;
 pub mod stats;
 #[cfg(test)]
@@ -37,10 +40,10 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 pub use args::{BenchArgs, Plan, PutApi, Target, Workload, TIMESTAMP_BYTES};
-pub use report::{BenchReport, FillReport, RssReport};
+pub use report::{BenchReport, FillReport, RouteReport, RssReport};
 
 use embedded::{EmbeddedServer, EmbeddedSettings};
-use produce::{AckedTail, Budget, ProducePhase, RecordShape};
+use produce::{AckedTail, Budget, KindTally, ProducePhase, RecordShape};
 use progress::Progress;
 use shardlog::broker::BrokerError;
 use shardlog::client::{Client, ClientError};
@@ -200,6 +203,7 @@ struct Measured {
     cpu: Option<Duration>,
     e2e_missing: u64,
     fill: Option<FillReport>,
+    route: Option<RouteReport>,
 }
 
 impl Measured {
@@ -238,6 +242,7 @@ impl Measured {
             e2e_latency: self.meter.e2e_latency(),
             fill: self.fill,
             rss,
+            route: self.route,
         }
     }
 }
@@ -295,6 +300,7 @@ fn record_shape(plan: &Plan, run_id: &str, stamp_epoch: Option<Instant>) -> Reco
         message_groups: plan.message_groups,
         dedup_prefix: plan.dedup.then(|| run_id.to_owned()),
         stamp_epoch,
+        kinds: plan.route_attributes,
     }
 }
 
@@ -311,6 +317,7 @@ async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, Bench
         Workload::Produce => measure_produce(plan, url, run_id).await,
         Workload::Consume => measure_consume(plan, url, run_id, &admin).await,
         Workload::E2e => measure_e2e(plan, url, run_id, &shard_ids).await,
+        Workload::Route => measure_route(plan, url, run_id, &admin).await,
     }?;
     if let Some(idle) = idle {
         for problem in idle.close().await {
@@ -327,6 +334,7 @@ fn planned_produce_phase(
     shape: RecordShape,
     meter: &Arc<Meter>,
     acked: Option<Arc<AckedTail>>,
+    kinds: Option<Arc<KindTally>>,
 ) -> Arc<ProducePhase> {
     let start = Instant::now();
     Arc::new(ProducePhase {
@@ -339,13 +347,14 @@ fn planned_produce_phase(
         deadline: start + plan.duration,
         meter: Arc::clone(meter),
         acked,
+        kinds,
     })
 }
 
 async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
     let clients = connections(url, plan.producers).await?;
     let meter = Arc::new(Meter::default());
-    let phase = planned_produce_phase(plan, record_shape(plan, run_id, None), &meter, None);
+    let phase = planned_produce_phase(plan, record_shape(plan, run_id, None), &meter, None, None);
     let progress = Progress::start("produce", Arc::clone(&meter), phase.start);
     let cpu = CpuClock::start();
     let elapsed = produce::run_producers(phase, clients).await;
@@ -357,6 +366,7 @@ async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measure
         cpu,
         e2e_missing: 0,
         fill: None,
+        route: None,
     })
 }
 
@@ -402,6 +412,7 @@ async fn measure_consume(
         cpu,
         e2e_missing: 0,
         fill: Some(fill),
+        route: None,
     })
 }
 
@@ -425,6 +436,7 @@ async fn fill(
         deadline: start + MAX_FILL_TIME,
         meter: Arc::clone(&meter),
         acked: None,
+        kinds: None,
     });
     let progress = Progress::start("fill", Arc::clone(&meter), start);
     let elapsed = produce::run_producers(phase, clients).await;
@@ -466,7 +478,7 @@ async fn measure_e2e(
     )
     .await?;
     let shape = record_shape(plan, run_id, Some(epoch));
-    let phase = planned_produce_phase(plan, shape, &meter, Some(acked));
+    let phase = planned_produce_phase(plan, shape, &meter, Some(acked), None);
     let progress = Progress::start("e2e", Arc::clone(&meter), phase.start);
     let cpu = CpuClock::start();
     let elapsed = produce::run_producers(phase, producers).await;
@@ -480,5 +492,35 @@ async fn measure_e2e(
         elapsed,
         cpu,
         fill: None,
+        route: None,
+    })
+}
+
+/// Producers as in a produce run, with a rule routing what they store (`route.rs`).
+async fn measure_route(
+    plan: &Plan,
+    url: &str,
+    run_id: &str,
+    admin: &Client,
+) -> Result<Measured, BenchError> {
+    let clients = connections(url, plan.producers).await?;
+    let shape = record_shape(plan, run_id, None);
+    let rule = route::RouteRule::put(admin, plan, &shape).await?;
+    let meter = Arc::new(Meter::default());
+    let kinds = plan
+        .route_attributes
+        .then(|| Arc::new(KindTally::default()));
+    let phase = planned_produce_phase(plan, shape, &meter, None, kinds);
+    let progress = Progress::start("route", Arc::clone(&meter), phase.start);
+    let cpu = CpuClock::start();
+    let (elapsed, report) = route::run(admin, rule, phase, clients, progress).await;
+    let cpu = cpu.stop();
+    Ok(Measured {
+        meter,
+        elapsed,
+        cpu,
+        e2e_missing: 0,
+        fill: None,
+        route: Some(report),
     })
 }

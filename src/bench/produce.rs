@@ -1,6 +1,6 @@
 //! Producers: PutRecords in a closed loop (next batch after the last ack) or an open loop
 //! (batches due on a fixed timetable, latency from the intended send time), each producer on
-//! its own connection; used by the produce and e2e workloads and to fill a stream for a
+//! its own connection; used by the produce, e2e and route workloads and to fill a stream for a
 //! consume run.
 
 use std::collections::HashMap;
@@ -16,7 +16,9 @@ use super::schedule::OpenLoopSchedule;
 use super::stats::Meter;
 use super::DEFAULT_RPC_TIMEOUT;
 use shardlog::client::{Client, ClientError};
-use shardlog::proto::v1::{PutRecordsRequestEntry, PutRecordsResponse, PutRecordsStreamResult};
+use shardlog::proto::v1::{
+    AttributeValue, PutRecordsRequestEntry, PutRecordsResponse, PutRecordsStreamResult,
+};
 
 /// Most PutRecords one open-loop producer keeps in flight; past it the producer waits, falls
 /// behind its timetable, and the delay shows in the latency of every late batch.
@@ -39,6 +41,83 @@ pub struct RecordShape {
     /// e2e: the first 8 bytes of each record's data carry its send time, in nanoseconds since
     /// this instant (little-endian).
     pub stamp_epoch: Option<Instant>,
+    /// route: each record carries the attribute [`KIND_ATTRIBUTE`], its [`RecordKind`].
+    pub kinds: bool,
+}
+
+/// Name of the attribute `--route-attributes` gives every record.
+pub const KIND_ATTRIBUTE: &str = "kind";
+
+/// What a record's [`KIND_ATTRIBUTE`] says, decided by its position in its batch so that the
+/// answer to a batch tells how many of each kind were stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Three records of every four (positions 0, 1, 2 of each four).
+    Order,
+    /// The fourth.
+    Noise,
+}
+
+impl RecordKind {
+    /// The kind of the record at `index` of a batch.
+    pub fn at(index: usize) -> RecordKind {
+        if index % 4 == 3 {
+            RecordKind::Noise
+        } else {
+            RecordKind::Order
+        }
+    }
+
+    /// The first position in a batch holding this kind.
+    fn first_index(self) -> usize {
+        match self {
+            RecordKind::Order => 0,
+            RecordKind::Noise => 3,
+        }
+    }
+
+    /// The attribute's value.
+    pub fn value(self) -> &'static str {
+        match self {
+            RecordKind::Order => "order",
+            RecordKind::Noise => "noise",
+        }
+    }
+
+    fn attributes(self) -> HashMap<String, AttributeValue> {
+        HashMap::from([(
+            KIND_ATTRIBUTE.to_owned(),
+            AttributeValue {
+                data_type: "String".to_owned(),
+                string_value: self.value().to_owned(),
+                binary_value: Bytes::new(),
+            },
+        )])
+    }
+}
+
+/// Acknowledged records of each [`RecordKind`].
+#[derive(Debug, Default)]
+pub struct KindTally {
+    order: AtomicU64,
+    noise: AtomicU64,
+}
+
+impl KindTally {
+    fn counter(&self, kind: RecordKind) -> &AtomicU64 {
+        match kind {
+            RecordKind::Order => &self.order,
+            RecordKind::Noise => &self.noise,
+        }
+    }
+
+    pub fn add(&self, kind: RecordKind, records: u64) {
+        self.counter(kind).fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, kind: RecordKind) -> u64 {
+        self.counter(kind).load(Ordering::Relaxed)
+    }
 }
 
 /// What one producer has used so far: where it is in the key cycle and the dedup ids.
@@ -64,31 +143,50 @@ impl RecordShape {
     /// shared buffer): the send time is the batch's.
     fn entries(&self, cursor: &mut Cursor, n: u64, sent: Instant) -> Vec<PutRecordsRequestEntry> {
         let data = self.data(sent);
-        (0..n)
-            .map(|_| {
-                let key = &self.keys[cursor.next_key % self.keys.len()];
-                cursor.next_key = cursor.next_key.wrapping_add(1);
-                let deduplication_id = match &self.dedup_prefix {
-                    Some(prefix) => {
-                        cursor.next_id += 1;
-                        format!("{prefix}-{}-{}", cursor.producer, cursor.next_id)
-                    }
-                    None => String::new(),
-                };
-                PutRecordsRequestEntry {
-                    partition_key: key.clone(),
-                    data: data.clone(),
-                    explicit_hash_key: String::new(),
-                    message_group_id: if self.message_groups {
-                        key.clone()
-                    } else {
-                        String::new()
-                    },
-                    deduplication_id,
-                    attributes: Default::default(),
-                }
-            })
+        (0..n as usize)
+            .map(|index| self.entry(cursor, index, data.clone()))
             .collect()
+    }
+
+    /// The entry at `index` of a batch.
+    fn entry(&self, cursor: &mut Cursor, index: usize, data: Bytes) -> PutRecordsRequestEntry {
+        let key = &self.keys[cursor.next_key % self.keys.len()];
+        cursor.next_key = cursor.next_key.wrapping_add(1);
+        let deduplication_id = match &self.dedup_prefix {
+            Some(prefix) => {
+                cursor.next_id += 1;
+                format!("{prefix}-{}-{}", cursor.producer, cursor.next_id)
+            }
+            None => String::new(),
+        };
+        PutRecordsRequestEntry {
+            partition_key: key.clone(),
+            data,
+            explicit_hash_key: String::new(),
+            message_group_id: if self.message_groups {
+                key.clone()
+            } else {
+                String::new()
+            },
+            deduplication_id,
+            attributes: if self.kinds {
+                RecordKind::at(index).attributes()
+            } else {
+                HashMap::new()
+            },
+        }
+    }
+
+    /// A record as the producers make them, at the first position of `kind` in a batch (the
+    /// first position for `None`): what a route run tries its filter on.
+    pub fn sample(&self, kind: Option<RecordKind>) -> PutRecordsRequestEntry {
+        let mut cursor = Cursor {
+            producer: 0,
+            next_key: 0,
+            next_id: 0,
+        };
+        let index = kind.map_or(0, RecordKind::first_index);
+        self.entry(&mut cursor, index, self.data(Instant::now()))
     }
 }
 
@@ -155,6 +253,8 @@ trait PutAnswer {
     fn failed(&self) -> impl Iterator<Item = (&str, &str)>;
     /// Calls `f` with the shard id and sequence number of every stored entry.
     fn for_each_stored(&self, f: impl FnMut(&str, u64));
+    /// Whether each entry the answer covers was stored, in request order.
+    fn stored(&self) -> impl Iterator<Item = bool>;
 
     /// How many entries failed, and the first failure.
     fn failures(&self) -> (u64, Option<String>) {
@@ -184,6 +284,10 @@ impl PutAnswer for PutRecordsResponse {
             f(&e.shard_id, e.sequence_number);
         }
     }
+
+    fn stored(&self) -> impl Iterator<Item = bool> {
+        self.records.iter().map(|e| e.error_code.is_empty())
+    }
 }
 
 impl PutAnswer for PutRecordsStreamResult {
@@ -205,6 +309,10 @@ impl PutAnswer for PutRecordsStreamResult {
             }
         }
     }
+
+    fn stored(&self) -> impl Iterator<Item = bool> {
+        self.records.iter().map(|e| e.error_code.is_empty())
+    }
 }
 
 /// One produce phase: shared by its producers.
@@ -224,6 +332,8 @@ pub struct ProducePhase {
     pub meter: Arc<Meter>,
     /// e2e: where each shard's acknowledged records end.
     pub acked: Option<Arc<AckedTail>>,
+    /// route with record kinds: the acknowledged records of each kind.
+    pub kinds: Option<Arc<KindTally>>,
 }
 
 /// A batch's answer, its call's failure, or no answer in time.
@@ -247,6 +357,18 @@ impl ProducePhase {
                 });
                 if let Some(acked) = &self.acked {
                     acked.note(&answer);
+                }
+                if let Some(kinds) = &self.kinds {
+                    let (mut order, mut noise) = (0, 0);
+                    let stored = answer.stored().take(sent as usize).enumerate();
+                    for (index, _) in stored.filter(|(_, stored)| *stored) {
+                        match RecordKind::at(index) {
+                            RecordKind::Order => order += 1,
+                            RecordKind::Noise => noise += 1,
+                        }
+                    }
+                    kinds.add(RecordKind::Order, order);
+                    kinds.add(RecordKind::Noise, noise);
                 }
             }
             Ok(Err(error)) => self.meter.add_rpc_error(|| error.to_string()),
@@ -468,6 +590,7 @@ mod tests {
             message_groups: groups,
             dedup_prefix: dedup.then(|| "run".to_owned()),
             stamp_epoch: stamp.then(Instant::now),
+            kinds: false,
         }
     }
 
@@ -521,6 +644,78 @@ mod tests {
         assert!(entries
             .iter()
             .all(|e| e.message_group_id == e.partition_key));
+    }
+
+    #[test]
+    fn three_records_of_four_are_orders_and_the_fourth_is_noise() {
+        let shape = RecordShape {
+            kinds: true,
+            ..shape(false, false, false)
+        };
+        let entries = shape.entries(&mut cursor(), 8, Instant::now());
+        let kinds: Vec<_> = entries
+            .iter()
+            .map(|e| e.attributes[KIND_ATTRIBUTE].string_value.as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["order", "order", "order", "noise", "order", "order", "order", "noise"]
+        );
+        assert!(entries
+            .iter()
+            .all(|e| e.attributes[KIND_ATTRIBUTE].data_type == "String"));
+        for kind in [RecordKind::Order, RecordKind::Noise] {
+            let sample = shape.sample(Some(kind));
+            assert_eq!(sample.attributes[KIND_ATTRIBUTE].string_value, kind.value());
+        }
+    }
+
+    #[test]
+    fn records_have_no_attributes_unless_asked() {
+        let shape = shape(false, false, false);
+        assert!(shape
+            .entries(&mut cursor(), 4, Instant::now())
+            .iter()
+            .all(|e| e.attributes.is_empty()));
+        assert!(shape.sample(Some(RecordKind::Order)).attributes.is_empty());
+    }
+
+    #[test]
+    fn stored_entries_are_tallied_by_the_kind_of_their_position() {
+        let entry = |error: &str| shardlog::proto::v1::PutRecordsResultEntry {
+            error_code: error.to_owned(),
+            ..Default::default()
+        };
+        // Positions 0..=4: order, order (failed), order, noise, order.
+        let answer = PutRecordsResponse {
+            failed_record_count: 1,
+            records: vec![
+                entry(""),
+                entry("InternalFailure"),
+                entry(""),
+                entry(""),
+                entry(""),
+            ],
+        };
+        let meter = Arc::new(Meter::default());
+        let kinds = Arc::new(KindTally::default());
+        let start = Instant::now();
+        let phase = ProducePhase {
+            shape: shape(false, false, false),
+            budget: Budget::new(None),
+            rate: None,
+            producers: 1,
+            in_flight: None,
+            start,
+            deadline: start,
+            meter: Arc::clone(&meter),
+            acked: None,
+            kinds: Some(Arc::clone(&kinds)),
+        };
+        phase.account(Ok(Ok(answer)), Duration::from_millis(1), 5);
+        assert_eq!(kinds.get(RecordKind::Order), 3);
+        assert_eq!(kinds.get(RecordKind::Noise), 1);
+        assert_eq!(meter.counts().records, 4);
     }
 
     #[test]

@@ -12,8 +12,18 @@
 //!   "latency_ms":     { "count", "p50", "p90", "p99", "p999", "max" },
 //!   "e2e_latency_ms": { "count", "p50", "p90", "p99", "p999", "max" },
 //!   "fill":  { "records", "records_per_sec", "mb_per_sec" } | null,
-//!   "rss_mb": { "before", "after", "peak" } | null }
+//!   "rss_mb": { "before", "after", "peak" } | null,
+//!   "route": { "rule", "target", "filter": { "pattern", "scope" } | null, "attributes",
+//!              "expected_records", "routed_records", "routed_records_producing", "count_ok",
+//!              "drained", "routed_per_sec", "routed_per_sec_producing", "max_lag_records",
+//!              "max_millis_behind_latest", "drain_secs", "rule_error",
+//!              "timeline": [ { "secs", "routed", "lag_records", "millis_behind_latest" } ] }
+//!            | null }
 //! ```
+//!
+//! A route run's `records` are the records the producers stored; `route` says what the rule
+//! did with them. Its timeline has one point a second (fewer on long runs), from the producers'
+//! start to the end of the drain.
 
 use std::fmt::{self, Write as _};
 use std::time::Duration;
@@ -41,6 +51,249 @@ pub struct RssReport {
     pub after_bytes: u64,
     /// The most the process held at any time (VmHWM).
     pub peak_bytes: u64,
+}
+
+/// Most points of a route timeline in the JSON; a longer run's points are further apart.
+pub const MAX_JSON_TIMELINE_POINTS: usize = 600;
+/// Most rows of a route timeline in the summary table.
+pub const MAX_TABLE_TIMELINE_ROWS: usize = 12;
+/// Shortest step between two timeline points.
+pub const TIMELINE_STEP: Duration = Duration::from_secs(1);
+
+/// One DescribeRule answer of a route run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSample {
+    /// Since the producers started.
+    pub at: Duration,
+    /// Records the rule routed since the run began.
+    pub routed: u64,
+    /// Records between the rule's positions and the source shards' ends, summed over shards.
+    pub lag_records: u64,
+    /// How far behind its shard's newest record the furthest-behind shard's last read was.
+    pub behind: Duration,
+}
+
+/// What a route run's rule did with the records the producers stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteReport {
+    pub rule: String,
+    /// The stream it routed into.
+    pub target: String,
+    /// Its pattern and what the pattern applies to (`data`, `attributes`); `None` routes every
+    /// record.
+    pub filter: Option<(String, &'static str)>,
+    /// The producers gave each record a `kind` attribute.
+    pub attributes: bool,
+    /// Records the rule should route: the acknowledged records its filter matches.
+    pub expected: u64,
+    /// Records it routed, as DescribeRule counts them (`routed_records`, less what it had
+    /// counted before the run).
+    pub routed: u64,
+    /// Records it had routed when the producers stopped.
+    pub routed_producing: u64,
+    /// How long the producers ran.
+    pub producing: Duration,
+    /// From the producers' end until the rule had routed `expected` records and had no lag,
+    /// or until the bench stopped waiting.
+    pub drain: Duration,
+    /// Whether the rule caught up before the bench stopped waiting.
+    pub drained: bool,
+    /// Most records the rule was behind the source, summed over shards, in any sample.
+    pub max_lag_records: u64,
+    /// Most any shard's last read was behind its newest record, in any sample.
+    pub max_behind: Duration,
+    /// The last error DescribeRule reported during the run.
+    pub rule_error: Option<String>,
+    /// Every sample, in time order.
+    pub timeline: Vec<RouteSample>,
+}
+
+impl RouteReport {
+    /// The rule caught up and routed exactly the records it should have.
+    pub fn count_ok(&self) -> bool {
+        self.drained && self.routed == self.expected
+    }
+
+    /// Records routed per second from the producers' start to the drain's end.
+    pub fn routed_per_sec(&self) -> f64 {
+        per_sec(self.routed as f64, self.producing + self.drain)
+    }
+
+    /// Records routed per second while the producers ran.
+    pub fn routed_per_sec_producing(&self) -> f64 {
+        per_sec(self.routed_producing as f64, self.producing)
+    }
+
+    /// The timeline with at most `max_points` points, at least [`TIMELINE_STEP`] apart: the
+    /// first sample at or past each step, and the last sample.
+    pub fn timeline_points(&self, max_points: usize) -> Vec<RouteSample> {
+        let Some(last) = self.timeline.last() else {
+            return Vec::new();
+        };
+        let steps = u32::try_from(max_points.saturating_sub(1).max(1)).unwrap_or(u32::MAX);
+        let step = TIMELINE_STEP.max(last.at / steps);
+        let mut points = Vec::new();
+        let mut mark = step;
+        for sample in &self.timeline {
+            if sample.at >= mark && points.len() + 1 < max_points {
+                points.push(*sample);
+                while mark <= sample.at {
+                    mark += step;
+                }
+            }
+        }
+        if points.last() != Some(last) {
+            points.push(*last);
+        }
+        points
+    }
+
+    fn to_json(&self) -> Json {
+        let timeline = self
+            .timeline_points(MAX_JSON_TIMELINE_POINTS)
+            .iter()
+            .map(|p| {
+                Json::Object(vec![
+                    ("secs", Json::Float(p.at.as_secs_f64())),
+                    ("routed", Json::Int(p.routed)),
+                    ("lag_records", Json::Int(p.lag_records)),
+                    ("millis_behind_latest", Json::Float(millis(p.behind))),
+                ])
+            })
+            .collect();
+        Json::Object(vec![
+            ("rule", Json::str(&self.rule)),
+            ("target", Json::str(&self.target)),
+            (
+                "filter",
+                self.filter.as_ref().map_or(Json::Null, |(pattern, scope)| {
+                    Json::Object(vec![
+                        ("pattern", Json::str(pattern)),
+                        ("scope", Json::str(scope)),
+                    ])
+                }),
+            ),
+            ("attributes", Json::Bool(self.attributes)),
+            ("expected_records", Json::Int(self.expected)),
+            ("routed_records", Json::Int(self.routed)),
+            ("routed_records_producing", Json::Int(self.routed_producing)),
+            ("count_ok", Json::Bool(self.count_ok())),
+            ("drained", Json::Bool(self.drained)),
+            ("routed_per_sec", Json::Float(self.routed_per_sec())),
+            (
+                "routed_per_sec_producing",
+                Json::Float(self.routed_per_sec_producing()),
+            ),
+            ("max_lag_records", Json::Int(self.max_lag_records)),
+            (
+                "max_millis_behind_latest",
+                Json::Float(millis(self.max_behind)),
+            ),
+            ("drain_secs", Json::Float(self.drain.as_secs_f64())),
+            (
+                "rule_error",
+                self.rule_error.as_deref().map_or(Json::Null, Json::str),
+            ),
+            ("timeline", Json::Array(timeline)),
+        ])
+    }
+
+    /// The route lines of the summary table; `source` is the stream the rule read.
+    fn write_table(&self, source: &str, out: &mut String) {
+        let filter = match &self.filter {
+            Some((pattern, scope)) => format!("filter {pattern} on the {scope}"),
+            None => "every record".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<18}{source} → {} by rule {} · {filter}{}",
+            "route",
+            self.target,
+            self.rule,
+            if self.attributes {
+                " · 3 of 4 records kind=order"
+            } else {
+                ""
+            },
+        );
+        let verdict = if self.count_ok() {
+            "right"
+        } else if !self.drained {
+            "unknown: the rule did not catch up"
+        } else {
+            "WRONG"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<18}{} of {} expected (count {verdict})",
+            "routed",
+            group_digits(self.routed),
+            group_digits(self.expected),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<18}{} records/s over {:.2} s (producing and drain) · {} records/s while producing",
+            "routed rate",
+            group_digits(self.routed_per_sec().round() as u64),
+            (self.producing + self.drain).as_secs_f64(),
+            group_digits(self.routed_per_sec_producing().round() as u64),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<18}max {} records · max {:.0} ms behind latest",
+            "rule lag",
+            group_digits(self.max_lag_records),
+            millis(self.max_behind),
+        );
+        let drain = if self.drained {
+            format!(
+                "{:.2} s after the producers stopped",
+                self.drain.as_secs_f64()
+            )
+        } else {
+            let left = self.timeline.last().map_or(0, |s| s.lag_records);
+            format!(
+                "gave up after {:.0} s, {} records still behind",
+                self.drain.as_secs_f64(),
+                group_digits(left)
+            )
+        };
+        let _ = writeln!(out, "  {:<18}{drain}", "caught up");
+        if let Some(error) = &self.rule_error {
+            let _ = writeln!(out, "  {:<18}{error}", "rule error");
+        }
+        let points = self.timeline_points(MAX_TABLE_TIMELINE_ROWS);
+        if points.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<18}{:>10}{:>14}{:>14}{:>14}",
+            "rule over time", "at (s)", "routed", "routed/s", "lag records"
+        );
+        let mut before = RouteSample {
+            at: Duration::ZERO,
+            routed: 0,
+            lag_records: 0,
+            behind: Duration::ZERO,
+        };
+        for p in points {
+            let rate = per_sec(
+                p.routed.saturating_sub(before.routed) as f64,
+                p.at - before.at,
+            );
+            let _ = writeln!(
+                out,
+                "  {:<18}{:>10.1}{:>14}{:>14}{:>14}",
+                "",
+                p.at.as_secs_f64(),
+                group_digits(p.routed),
+                group_digits(rate.round() as u64),
+                group_digits(p.lag_records),
+            );
+            before = p;
+        }
+    }
 }
 
 /// What one run measured, and how it was set up.
@@ -89,6 +342,8 @@ pub struct BenchReport {
     pub e2e_latency: LatencySummary,
     pub fill: Option<FillReport>,
     pub rss: Option<RssReport>,
+    /// What a route run's rule did.
+    pub route: Option<RouteReport>,
 }
 
 fn per_sec(count: f64, elapsed: Duration) -> f64 {
@@ -196,6 +451,10 @@ impl BenchReport {
                     ])
                 }),
             ),
+            (
+                "route",
+                self.route.as_ref().map_or(Json::Null, RouteReport::to_json),
+            ),
         ])
     }
 
@@ -298,6 +557,10 @@ impl BenchReport {
                 rss.peak_bytes as f64 / BYTES_PER_MB,
             );
         }
+        if let Some(route) = &self.route {
+            let _ = writeln!(out);
+            route.write_table(&self.stream, &mut out);
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -374,6 +637,7 @@ pub enum Json {
     Str(String),
     /// Keys in the order given.
     Object(Vec<(&'static str, Json)>),
+    Array(Vec<Json>),
 }
 
 impl Json {
@@ -417,6 +681,16 @@ impl fmt::Display for Json {
                     write!(f, ":{value}")?;
                 }
                 f.write_char('}')
+            }
+            Json::Array(items) => {
+                f.write_char('[')?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_char(']')
             }
         }
     }
@@ -468,6 +742,38 @@ mod tests {
             e2e_latency: LatencySummary::default(),
             fill: None,
             rss: None,
+            route: None,
+        }
+    }
+
+    fn sample(at_ms: u64, routed: u64, lag_records: u64) -> RouteSample {
+        RouteSample {
+            at: Duration::from_millis(at_ms),
+            routed,
+            lag_records,
+            behind: Duration::from_millis(lag_records / 100),
+        }
+    }
+
+    fn route() -> RouteReport {
+        RouteReport {
+            rule: "bench-bench".into(),
+            target: "bench-routed".into(),
+            filter: Some((r#"{"kind":["order"]}"#.into(), "attributes")),
+            attributes: true,
+            expected: 750_000,
+            routed: 750_000,
+            routed_producing: 600_000,
+            producing: Duration::from_secs(2),
+            drain: Duration::from_millis(500),
+            drained: true,
+            max_lag_records: 180_000,
+            max_behind: Duration::from_millis(1_250),
+            rule_error: None,
+            // Every 200 ms: 300,000 routed a second, lag growing while producing.
+            timeline: (1..=12)
+                .map(|i| sample(i * 200, (i * 60_000).min(750_000), (12 - i) * 10_000))
+                .collect(),
         }
     }
 
@@ -496,6 +802,129 @@ mod tests {
             assert!(json.contains(expected), "{expected} not in {json}");
         }
         assert!(json.starts_with('{') && json.ends_with('}'));
+    }
+
+    #[test]
+    fn a_report_without_a_rule_has_a_null_route() {
+        let json = report().to_json().to_string();
+        assert!(json.ends_with(r#","route":null}"#), "{json}");
+    }
+
+    #[test]
+    fn the_route_section_carries_counts_rates_lag_and_the_timeline() {
+        let r = BenchReport {
+            workload: "route",
+            route: Some(route()),
+            ..report()
+        };
+        let json = r.to_json().to_string();
+        for expected in [
+            r#""route":{"rule":"bench-bench","target":"bench-routed","#,
+            r#""filter":{"pattern":"{\"kind\":[\"order\"]}","scope":"attributes"}"#,
+            r#""expected_records":750000,"routed_records":750000,"#,
+            r#""routed_records_producing":600000,"count_ok":true,"drained":true,"#,
+            // 750,000 in 2.5 s; 600,000 in 2 s.
+            r#""routed_per_sec":300000.000,"routed_per_sec_producing":300000.000,"#,
+            r#""max_lag_records":180000,"max_millis_behind_latest":1250.000,"#,
+            r#""drain_secs":0.500,"rule_error":null,"#,
+            r#""timeline":[{"secs":1.000,"routed":300000,"lag_records":70000,"millis_behind_latest":700.000},"#,
+            r#"{"secs":2.400,"routed":720000,"lag_records":0,"millis_behind_latest":0.000}]}}"#,
+        ] {
+            assert!(json.contains(expected), "{expected} not in {json}");
+        }
+    }
+
+    #[test]
+    fn the_table_shows_what_the_rule_routed_and_how_far_behind_it_was() {
+        let r = BenchReport {
+            workload: "route",
+            route: Some(route()),
+            ..report()
+        };
+        let table = r.to_table();
+        for expected in [
+            r#"filter {"kind":["order"]} on the attributes · 3 of 4 records kind=order"#,
+            "750,000 of 750,000 expected (count right)",
+            "300,000 records/s over 2.50 s (producing and drain) · 300,000 records/s while producing",
+            "max 180,000 records · max 1250 ms behind latest",
+            "0.50 s after the producers stopped",
+            "routed/s",
+        ] {
+            assert!(table.contains(expected), "{expected} not in {table}");
+        }
+    }
+
+    #[test]
+    fn a_rule_that_did_not_catch_up_has_no_verdict_on_its_count() {
+        let route = RouteReport {
+            routed: 700_000,
+            drained: false,
+            drain: Duration::from_secs(60),
+            ..route()
+        };
+        assert!(!route.count_ok());
+        let r = BenchReport {
+            route: Some(route),
+            ..report()
+        };
+        let table = r.to_table();
+        assert!(
+            table
+                .contains("700,000 of 750,000 expected (count unknown: the rule did not catch up)"),
+            "{table}"
+        );
+        assert!(table.contains("gave up after 60 s"), "{table}");
+        assert!(r
+            .to_json()
+            .to_string()
+            .contains(r#""count_ok":false,"drained":false"#));
+    }
+
+    #[test]
+    fn a_caught_up_rule_with_another_count_is_wrong() {
+        let route = RouteReport {
+            routed: 750_001,
+            ..route()
+        };
+        assert!(!route.count_ok());
+        let table = BenchReport {
+            route: Some(route),
+            ..report()
+        }
+        .to_table();
+        assert!(table.contains("(count WRONG)"), "{table}");
+    }
+
+    #[test]
+    fn the_timeline_is_thinned_to_steps_of_at_least_a_second_and_keeps_the_last_sample() {
+        let route = route();
+        let points: Vec<u64> = route
+            .timeline_points(100)
+            .iter()
+            .map(|p| p.at.as_millis() as u64)
+            .collect();
+        assert_eq!(points, [1_000, 2_000, 2_400]);
+        // 10 minutes of samples every 200 ms, at most 11 points: about a minute apart.
+        let long = RouteReport {
+            timeline: (1..=3_000).map(|i| sample(i * 200, i, 0)).collect(),
+            ..route
+        };
+        let points = long.timeline_points(11);
+        assert!(points.len() <= 11, "{points:?}");
+        assert_eq!(points[0].at, Duration::from_secs(60));
+        assert_eq!(points.last().map(|p| p.at), Some(Duration::from_secs(600)));
+        assert!(RouteReport {
+            timeline: Vec::new(),
+            ..long
+        }
+        .timeline_points(10)
+        .is_empty());
+    }
+
+    #[test]
+    fn arrays_are_written_compactly() {
+        let json = Json::Array(vec![Json::Int(1), Json::Null, Json::Array(Vec::new())]);
+        assert_eq!(json.to_string(), "[1,null,[]]");
     }
 
     #[test]

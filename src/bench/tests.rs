@@ -1,9 +1,10 @@
-//! `shardlog bench --embedded`: a tiny produce run and a tiny e2e run against a server started
-//! in process, checked through the JSON the command prints.
+//! `shardlog bench --embedded`: tiny produce, e2e and route runs against a server started in
+//! process, checked through the JSON the command prints.
 
 use std::time::Duration;
 
 use super::{execute, BenchArgs, PutApi, Workload};
+use crate::bench::args::DEFAULT_ROUTE_ATTRIBUTES_PATTERN;
 
 /// The number at `path` (keys separated by `.`) of a JSON object without arrays, such as the
 /// bench prints; `None` when the key is missing or not a number.
@@ -117,4 +118,72 @@ async fn idle_subscribers_stay_open_and_receive_nothing_during_a_run() {
     let json = run_json(&args).await;
     assert_eq!(number_at(&json, "idle_subscribers"), Some(10.0), "{json}");
     assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_embedded_route_run_routes_every_acknowledged_record_once() {
+    let json = run_json(&tiny(Workload::Route)).await;
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    assert_eq!(
+        number_at(&json, "route.expected_records"),
+        Some(2_000.0),
+        "{json}"
+    );
+    assert_eq!(
+        number_at(&json, "route.routed_records"),
+        Some(2_000.0),
+        "{json}"
+    );
+    assert!(json.contains(r#""count_ok":true,"drained":true"#), "{json}");
+    assert!(json.contains(r#""filter":null"#), "{json}");
+    assert!(number_at(&json, "route.routed_per_sec").expect("rate") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_run_with_attributes_routes_only_the_orders() {
+    let args = BenchArgs {
+        route_attributes: true,
+        ..tiny(Workload::Route)
+    };
+    let json = run_json(&args).await;
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    // Batches of 50 hold 12 noise records (positions 3, 7, .., 47) and 38 orders.
+    assert_eq!(
+        number_at(&json, "route.expected_records"),
+        Some(40.0 * 38.0),
+        "{json}"
+    );
+    assert_eq!(
+        number_at(&json, "route.routed_records"),
+        Some(40.0 * 38.0),
+        "{json}"
+    );
+    assert!(json.contains(r#""count_ok":true"#), "{json}");
+    assert!(json.contains(r#""scope":"attributes""#), "{json}");
+    assert!(
+        json.contains(&super::report::Json::str(DEFAULT_ROUTE_ATTRIBUTES_PATTERN).to_string()),
+        "{json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_filter_matches_none_of_the_binary_records_and_the_rule_still_catches_up() {
+    let args = BenchArgs {
+        route_filter: Some(r#"{"kind":["order"]}"#.to_owned()),
+        ..tiny(Workload::Route)
+    };
+    let json = run_json(&args).await;
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    assert_eq!(
+        number_at(&json, "route.expected_records"),
+        Some(0.0),
+        "{json}"
+    );
+    assert_eq!(
+        number_at(&json, "route.routed_records"),
+        Some(0.0),
+        "{json}"
+    );
+    assert!(json.contains(r#""count_ok":true,"drained":true"#), "{json}");
 }
