@@ -362,3 +362,22 @@ async fn routing_is_exactly_once_across_kill_9_mid_routing() {
         assert_exactly_once_in_group_order(t, &got, &acked);
     }
 }
+
+#[tokio::test]
+async fn rules_chain_through_streams_that_other_rules_read() {
+    let server = common::TestServer::start().await;
+    let mut c = server.streams().await;
+    let mut router = RouterClient::new(server.channel().await);
+    for s in ["a", "b", "c"] {
+        common::make_stream(&mut c, s, 1).await;
+    }
+    put_rule(&mut router, rule_request("ab", "a", &["b"])).await;
+    put_rule(&mut router, rule_request("bc", "b", &["c"])).await;
+    common::put_records(&mut c, "a", (0..20).map(|i| entry(i, "x")).collect()).await;
+    wait_for_records(&mut c, "c", 20).await;
+    let got = common::read_stream(&mut c, "c").await;
+    assert_exactly_once_in_group_order("c", &got, &(0..20).collect::<Vec<_>>());
+    assert!(got
+        .iter()
+        .all(|(_, r)| r.deduplication_id.starts_with("rule/bc/")));
+}
