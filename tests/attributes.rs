@@ -129,12 +129,10 @@ async fn attributes_count_against_the_record_size() {
     common::assert_rejected(too_big, Code::InvalidArgument, "attributes");
 }
 
-#[tokio::test]
-async fn content_based_deduplication_counts_the_attributes() {
-    let server = common::TestServer::start().await;
-    let mut c = server.streams().await;
+/// Stream `s`, one shard, deduplicating records without an id by their content.
+async fn content_deduplicated_stream(c: &mut common::Streams) {
     common::make_stream_with(
-        &mut c,
+        c,
         pb::CreateStreamRequest {
             stream_name: "s".into(),
             shard_count: 1,
@@ -143,6 +141,13 @@ async fn content_based_deduplication_counts_the_attributes() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn content_based_deduplication_counts_the_attributes() {
+    let server = common::TestServer::start().await;
+    let mut c = server.streams().await;
+    content_deduplicated_stream(&mut c).await;
     let red = attrs(&[("color", string("red")), ("size", string("L"))]);
     let blue = attrs(&[("color", string("blue")), ("size", string("L"))]);
     let put = |a: HashMap<String, pb::AttributeValue>| pb::PutRecordRequest {
@@ -176,16 +181,7 @@ async fn content_based_deduplication_counts_the_attributes() {
 async fn attributes_survive_a_restart_and_dedup_by_content_still_sees_them() {
     let server = common::TestServer::start().await;
     let mut c = server.streams().await;
-    common::make_stream_with(
-        &mut c,
-        pb::CreateStreamRequest {
-            stream_name: "s".into(),
-            shard_count: 1,
-            content_based_deduplication: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    content_deduplicated_stream(&mut c).await;
     let a = attrs(&[
         (
             "n",

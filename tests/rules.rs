@@ -207,8 +207,8 @@ async fn a_rule_fans_matching_records_out_to_three_targets_in_group_order_with_k
     }
 }
 
-#[tokio::test]
-async fn rules_that_would_close_a_cycle_or_are_malformed_are_refused() {
+/// A server with streams `a`, `b`, `c` of one shard and rules `ab` (a → b) and `bc` (b → c).
+async fn chain_a_b_c() -> (common::TestServer, common::Streams, Router) {
     let server = common::TestServer::start().await;
     let mut c = server.streams().await;
     let mut router = RouterClient::new(server.channel().await);
@@ -217,6 +217,12 @@ async fn rules_that_would_close_a_cycle_or_are_malformed_are_refused() {
     }
     put_rule(&mut router, rule_request("ab", "a", &["b"])).await;
     put_rule(&mut router, rule_request("bc", "b", &["c"])).await;
+    (server, c, router)
+}
+
+#[tokio::test]
+async fn rules_that_would_close_a_cycle_or_are_malformed_are_refused() {
+    let (_server, mut c, mut router) = chain_a_b_c().await;
     let cycle = router.put_rule(rule_request("ca", "c", &["a"])).await;
     common::assert_rejected(cycle, Code::FailedPrecondition, "cycle");
     let own = router.put_rule(rule_request("aa", "a", &["a"])).await;
@@ -365,14 +371,7 @@ async fn routing_is_exactly_once_across_kill_9_mid_routing() {
 
 #[tokio::test]
 async fn rules_chain_through_streams_that_other_rules_read() {
-    let server = common::TestServer::start().await;
-    let mut c = server.streams().await;
-    let mut router = RouterClient::new(server.channel().await);
-    for s in ["a", "b", "c"] {
-        common::make_stream(&mut c, s, 1).await;
-    }
-    put_rule(&mut router, rule_request("ab", "a", &["b"])).await;
-    put_rule(&mut router, rule_request("bc", "b", &["c"])).await;
+    let (_server, mut c, mut router) = chain_a_b_c().await;
     common::put_records(&mut c, "a", (0..20).map(|i| entry(i, "x")).collect()).await;
     wait_for_records(&mut c, "c", 20).await;
     let got = common::read_stream(&mut c, "c").await;
