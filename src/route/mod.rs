@@ -54,6 +54,7 @@ mod condition;
 mod event;
 mod fold;
 mod hash;
+mod index;
 mod json;
 mod machine;
 mod numeric;
@@ -62,6 +63,7 @@ mod paths;
 mod set;
 #[cfg(test)]
 mod tests;
+mod verify;
 mod wildcard;
 
 pub use parse::MAX_ATTRIBUTE_KEYS;
