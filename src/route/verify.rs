@@ -138,8 +138,8 @@ impl<'m, 's, 'x, 'a> Verifier<'m, 's, 'x, 'a> {
     /// Whether the conjunction holds; `anchored` are the (conjunction, leaf) pairs of the
     /// leaves that satisfied its anchor clause, already known from the index.
     pub(crate) fn holds(&mut self, conj: &Conj, anchored: &[(u32, u32)]) -> bool {
-        if conj.clauses.len() == 1 && !anchored.is_empty() && !self.s.leaves.any_membership() {
-            // The anchor was the only clause.
+        if conj.clauses.len() == 1 && !anchored.is_empty() {
+            // The anchor was the only clause, and one leaf is always consistent with itself.
             return true;
         }
         self.s.sat.clear();
