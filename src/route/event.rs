@@ -410,6 +410,32 @@ mod tests {
     }
 
     #[test]
+    fn raw_control_characters_only_between_tokens() {
+        let (t, _) = trie(&["a"]);
+        let mut l = Leaves::default();
+        assert!(l.scan_document(b"{\n\t\"a\" :\r\n \"x\"\n}", &t, 0));
+        assert_eq!(l.leaves.len(), 1);
+        for bad in [
+            &b"{\"a\":\"x\ty\"}"[..],
+            b"{\"b\":\"x\ny\"}",
+            b"{\"a\":\"\x01\"}",
+        ] {
+            l.clear();
+            assert!(!l.scan_document(bad, &t, 0), "{bad:?}");
+        }
+        l.clear();
+        assert!(l.scan_document(
+            br#"{"b":"long enough to take the word-at-a-time path \" on","a":"\\"}"#,
+            &t,
+            0
+        ));
+        assert!(matches!(
+            l.leaves[0].value,
+            LeafValue::Str { escaped: true, .. }
+        ));
+    }
+
+    #[test]
     fn malformed_or_deep_documents_are_refused() {
         let (t, _) = trie(&["a"]);
         let mut l = Leaves::default();
