@@ -151,13 +151,13 @@ impl PathIndex {
         self.anchors = self.anchors.saturating_sub(1);
         for cond in conds {
             if needs_fold(cond) {
-                self.fold_users -= 1;
+                self.fold_users = self.fold_users.saturating_sub(1);
             }
             if matches!(
                 cond,
                 Condition::Numeric(_) | Condition::Num(_) | Condition::AnythingBut(_)
             ) {
-                self.number_users -= 1;
+                self.number_users = self.number_users.saturating_sub(1);
             }
         }
         retain_map(&mut self.strings, c);

@@ -189,6 +189,10 @@ impl Machine {
                     required.push(id)
                 }
             }
+            debug_assert!(
+                self.index.len() >= self.trie.len(),
+                "every trie node has an index"
+            );
             let anchor = required.iter().copied().min_by_key(|&c| self.rank(c));
             if let Some(a) = anchor {
                 if let Some(info) = &self.clauses[a as usize] {

@@ -695,3 +695,16 @@ fn one_clause_patterns_in_arrays_of_objects_match_any_element() {
         r#"{"items":[{"sku":"A"},{"sku":"B"}]}"#
     ));
 }
+
+#[test]
+fn compiled_filters_can_be_shared_between_threads() {
+    fn shareable<T: Clone + std::fmt::Debug + Send + Sync + 'static>(_: &T) {}
+    let m = compile(r#"{"a":["x"]}"#, FilterScope::Data).expect("valid");
+    shareable(&m);
+    let set: MatcherSet<String> = MatcherSet::new();
+    shareable(&set);
+    let m2 = m.clone();
+    let handle = std::thread::spawn(move || m2.matches(br#"{"a":"x"}"#, &[]));
+    assert!(handle.join().expect("the thread ran"));
+    assert_eq!(m.scope(), FilterScope::Data);
+}
