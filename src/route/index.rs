@@ -5,6 +5,7 @@
 
 use super::condition::{needs_fold, Condition, ValueRef};
 use super::hash::FxHashMap;
+use super::key::Key;
 use super::numeric::{NumKey, Range};
 
 /// Identifies a clause.
@@ -14,14 +15,14 @@ pub(crate) type ClauseId = u32;
 /// length some affix has.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Affixes {
-    map: FxHashMap<Box<[u8]>, Vec<ClauseId>>,
+    map: FxHashMap<Key, Vec<ClauseId>>,
     /// Distinct affix lengths, ascending, with how many affixes have each.
     lens: Vec<(usize, u32)>,
 }
 
 impl Affixes {
     fn add(&mut self, affix: &[u8], c: ClauseId) {
-        let list = self.map.entry(affix.into()).or_default();
+        let list = self.map.entry(Key::from(affix)).or_default();
         if list.is_empty() {
             match self.lens.binary_search_by_key(&affix.len(), |l| l.0) {
                 Ok(i) => self.lens[i].1 += 1,
@@ -36,7 +37,7 @@ impl Affixes {
         self.map.retain(|k, list| {
             list.retain(|&x| x != c);
             if list.is_empty() {
-                if let Ok(i) = lens.binary_search_by_key(&k.len(), |l| l.0) {
+                if let Ok(i) = lens.binary_search_by_key(&k.as_bytes().len(), |l| l.0) {
                     lens[i].1 -= 1;
                     if lens[i].1 == 0 {
                         lens.remove(i);
@@ -68,9 +69,9 @@ impl Affixes {
 /// Every condition on one path.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PathIndex {
-    strings: FxHashMap<Box<[u8]>, Vec<ClauseId>>,
+    strings: FxHashMap<Key, Vec<ClauseId>>,
     floats: FxHashMap<u64, Vec<ClauseId>>,
-    literals: FxHashMap<Box<[u8]>, Vec<ClauseId>>,
+    literals: FxHashMap<Key, Vec<ClauseId>>,
     trues: Vec<ClauseId>,
     falses: Vec<ClauseId>,
     nulls: Vec<ClauseId>,
@@ -78,7 +79,7 @@ pub(crate) struct PathIndex {
     suffixes: Affixes,
     prefixes_folded: Affixes,
     suffixes_folded: Affixes,
-    folded: FxHashMap<Box<[u8]>, Vec<ClauseId>>,
+    folded: FxHashMap<Key, Vec<ClauseId>>,
     exists: Vec<ClauseId>,
     /// Sorted by lower bound.
     ranges: Vec<(Range, ClauseId)>,
@@ -118,10 +119,10 @@ impl PathIndex {
             self.number_users += 1;
         }
         match cond {
-            Condition::Str(s) => self.strings.entry(s.clone()).or_default().push(c),
+            Condition::Str(s) => self.strings.entry(Key::from(&s[..])).or_default().push(c),
             Condition::Num(NumKey::Float(bits)) => self.floats.entry(*bits).or_default().push(c),
             Condition::Num(NumKey::Literal(l)) => {
-                self.literals.entry(l.clone()).or_default().push(c)
+                self.literals.entry(Key::from(&l[..])).or_default().push(c)
             }
             Condition::Bool(true) => self.trues.push(c),
             Condition::Bool(false) => self.falses.push(c),
@@ -130,7 +131,7 @@ impl PathIndex {
             Condition::Suffix(p) => self.suffixes.add(p, c),
             Condition::PrefixFold(p) => self.prefixes_folded.add(p, c),
             Condition::SuffixFold(p) => self.suffixes_folded.add(p, c),
-            Condition::EqualsFold(p) => self.folded.entry(p.clone()).or_default().push(c),
+            Condition::EqualsFold(p) => self.folded.entry(Key::from(&p[..])).or_default().push(c),
             Condition::Exists(true) => self.exists.push(c),
             // Absence is judged per candidate, from the clause's flag.
             Condition::Exists(false) => {}
@@ -277,17 +278,17 @@ impl PathIndex {
     pub(crate) fn crowding(&self, c: &Condition) -> usize {
         let len = |l: Option<&Vec<ClauseId>>| l.map_or(0, Vec::len);
         match c {
-            Condition::Str(s) => len(self.strings.get(s)),
+            Condition::Str(s) => len(self.strings.get(&s[..])),
             Condition::Num(NumKey::Float(b)) => len(self.floats.get(b)),
-            Condition::Num(NumKey::Literal(l)) => len(self.literals.get(l)),
+            Condition::Num(NumKey::Literal(l)) => len(self.literals.get(&l[..])),
             Condition::Bool(true) => self.trues.len(),
             Condition::Bool(false) => self.falses.len(),
             Condition::Null => self.nulls.len(),
-            Condition::EqualsFold(s) => len(self.folded.get(s)),
-            Condition::Prefix(p) => len(self.prefixes.map.get(p)),
-            Condition::Suffix(p) => len(self.suffixes.map.get(p)),
-            Condition::PrefixFold(p) => len(self.prefixes_folded.map.get(p)),
-            Condition::SuffixFold(p) => len(self.suffixes_folded.map.get(p)),
+            Condition::EqualsFold(s) => len(self.folded.get(&s[..])),
+            Condition::Prefix(p) => len(self.prefixes.map.get(&p[..])),
+            Condition::Suffix(p) => len(self.suffixes.map.get(&p[..])),
+            Condition::PrefixFold(p) => len(self.prefixes_folded.map.get(&p[..])),
+            Condition::SuffixFold(p) => len(self.suffixes_folded.map.get(&p[..])),
             Condition::Numeric(_) => self.ranges.len(),
             Condition::Exists(_) => self.exists.len(),
             Condition::Cidr(_) | Condition::Wildcard(_) | Condition::AnythingBut(_) => {

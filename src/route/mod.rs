@@ -61,6 +61,7 @@ mod fold;
 mod hash;
 mod index;
 mod json;
+mod key;
 mod machine;
 mod numeric;
 mod parse;
