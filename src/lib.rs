@@ -37,7 +37,7 @@
 //! | `stream`   | stream and shard model: names, shard ids, hash key ranges, settings          |
 //! | `storage`  | the per-shard log; knows nothing of gRPC, streams or consumers               |
 //! | `fsio`     | every durability syscall behind one trait, and the fault-injecting double    |
-//! | `route`    | the pattern language (EventBridge/SNS) compiled to one matcher per pattern set |
+//! | `route`    | the pattern language (EventBridge/SNS), one compiled matcher per pattern set |
 //!
 //! A put, one file a step: `grpc/stream_log.rs` (the PutRecords handler) → `grpc/put.rs`
 //! (entries in, results out) → `broker/put.rs` (route by hash key, reserve dedup ids, one batch

@@ -177,9 +177,15 @@ impl Scanner<'_, '_, '_> {
                     escaped,
                 }
             }
-            b't' => self.literal(pos, b"true", LeafValue::Bool(true))?,
-            b'f' => self.literal(pos, b"false", LeafValue::Bool(false))?,
-            b'n' => self.literal(pos, b"null", LeafValue::Null)?,
+            b't' | b'f' | b'n' => {
+                let (v, end) = match b[pos] {
+                    b't' => self.literal(pos, b"true", LeafValue::Bool(true))?,
+                    b'f' => self.literal(pos, b"false", LeafValue::Bool(false))?,
+                    _ => self.literal(pos, b"null", LeafValue::Null)?,
+                };
+                self.pos = end;
+                v
+            }
             _ => {
                 let end = scan_number(b, pos)?;
                 self.pos = end;
@@ -193,7 +199,9 @@ impl Scanner<'_, '_, '_> {
             let out = &mut *self.out;
             let keep = out.stack.len() - usize::from(direct);
             let memb_start = out.memberships.len() as u32;
-            out.memberships.extend_from_slice(&out.stack[..keep]);
+            if keep > 0 {
+                out.memberships.extend_from_slice(&out.stack[..keep]);
+            }
             out.leaves.push(Leaf {
                 node: n,
                 src: self.src,
@@ -205,12 +213,69 @@ impl Scanner<'_, '_, '_> {
         Some(())
     }
 
-    fn literal(&mut self, pos: usize, word: &[u8], v: LeafValue) -> Option<LeafValue> {
+    /// Checks and passes over the value at `self.pos`, which no pattern looks into.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        let b = self.b;
+        let pos = skip_ws(b, self.pos);
+        match *b.get(pos)? {
+            b'"' => self.pos = scan_string(b, pos + 1)?.0 + 1,
+            b'{' | b'[' if depth >= MAX_DEPTH => return None,
+            b'{' => {
+                let mut p = skip_ws(b, pos + 1);
+                if b.get(p) == Some(&b'}') {
+                    self.pos = p + 1;
+                    return Some(());
+                }
+                loop {
+                    if b.get(p) != Some(&b'"') {
+                        return None;
+                    }
+                    p = skip_ws(b, scan_string(b, p + 1)?.0 + 1);
+                    if b.get(p) != Some(&b':') {
+                        return None;
+                    }
+                    self.pos = p + 1;
+                    self.skip(depth + 1)?;
+                    p = skip_ws(b, self.pos);
+                    match *b.get(p)? {
+                        b',' => p = skip_ws(b, p + 1),
+                        b'}' => break,
+                        _ => return None,
+                    }
+                }
+                self.pos = p + 1;
+            }
+            b'[' => {
+                let mut p = skip_ws(b, pos + 1);
+                if b.get(p) == Some(&b']') {
+                    self.pos = p + 1;
+                    return Some(());
+                }
+                loop {
+                    self.pos = p;
+                    self.skip(depth + 1)?;
+                    p = skip_ws(b, self.pos);
+                    match *b.get(p)? {
+                        b',' => p = skip_ws(b, p + 1),
+                        b']' => break,
+                        _ => return None,
+                    }
+                }
+                self.pos = p + 1;
+            }
+            b't' => self.pos = self.literal(pos, b"true", LeafValue::Null)?.1,
+            b'f' => self.pos = self.literal(pos, b"false", LeafValue::Null)?.1,
+            b'n' => self.pos = self.literal(pos, b"null", LeafValue::Null)?.1,
+            _ => self.pos = scan_number(b, pos)?,
+        }
+        Some(())
+    }
+
+    fn literal(&mut self, pos: usize, word: &[u8], v: LeafValue) -> Option<(LeafValue, usize)> {
         if self.b.get(pos..pos + word.len())? != word {
             return None;
         }
-        self.pos = pos + word.len();
-        Some(v)
+        Some((v, pos + word.len()))
     }
 
     fn object(&mut self, node: Option<NodeId>, depth: usize) -> Option<()> {
@@ -245,7 +310,10 @@ impl Scanner<'_, '_, '_> {
                 return None;
             }
             self.pos = pos + 1;
-            self.value(child, false, depth)?;
+            match child {
+                Some(c) => self.value(Some(c), false, depth)?,
+                None => self.skip(depth)?,
+            }
             pos = skip_ws(b, self.pos);
             match b.get(pos)? {
                 b',' => pos = skip_ws(b, pos + 1),
@@ -281,7 +349,10 @@ impl Scanner<'_, '_, '_> {
                 }
             }
             self.pos = pos;
-            self.value(node, true, depth)?;
+            match node {
+                Some(_) => self.value(node, true, depth)?,
+                None => self.skip(depth)?,
+            }
             index = index.wrapping_add(1);
             pos = skip_ws(b, self.pos);
             match b.get(pos)? {
@@ -336,6 +407,32 @@ mod tests {
         assert_eq!(l.memberships_of(&l.leaves[0]), &[(0, 0)]);
         assert_eq!(l.memberships_of(&l.leaves[1]), &[(0, 0)]);
         assert_eq!(l.memberships_of(&l.leaves[2]), &[(0, 1)]);
+    }
+
+    #[test]
+    fn raw_control_characters_only_between_tokens() {
+        let (t, _) = trie(&["a"]);
+        let mut l = Leaves::default();
+        assert!(l.scan_document(b"{\n\t\"a\" :\r\n \"x\"\n}", &t, 0));
+        assert_eq!(l.leaves.len(), 1);
+        for bad in [
+            &b"{\"a\":\"x\ty\"}"[..],
+            b"{\"b\":\"x\ny\"}",
+            b"{\"a\":\"\x01\"}",
+        ] {
+            l.clear();
+            assert!(!l.scan_document(bad, &t, 0), "{bad:?}");
+        }
+        l.clear();
+        assert!(l.scan_document(
+            br#"{"b":"long enough to take the word-at-a-time path \" on","a":"\\"}"#,
+            &t,
+            0
+        ));
+        assert!(matches!(
+            l.leaves[0].value,
+            LeafValue::Str { escaped: true, .. }
+        ));
     }
 
     #[test]

@@ -51,10 +51,39 @@ impl Hasher for FxHasher {
         self.add(i as u64);
     }
 
+    /// The multiply leaves a byte's influence in the bits above it only, and the table picks
+    /// buckets with the low bits: keys that differ only in their last bytes (`svc-1`, `svc-2`)
+    /// would share a bucket. A final mix (MurmurHash3's) spreads every bit down.
     fn finish(&self) -> u64 {
-        self.hash
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
     }
 }
 
 /// A `HashMap` with [`FxHasher`].
 pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::{BuildHasher, BuildHasherDefault};
+
+    #[test]
+    fn keys_differing_in_their_last_byte_spread_over_the_low_bits() {
+        let build = BuildHasherDefault::<FxHasher>::default();
+        let mut low: Vec<u64> = (0..64u8)
+            .map(|i| {
+                build.hash_one([b'k', b'e', b'y', b'-', b'0', b'0', b'0', i].as_slice()) & 0xff
+            })
+            .collect();
+        low.sort_unstable();
+        low.dedup();
+        assert!(
+            low.len() > 32,
+            "only {} distinct low bytes of 64 keys",
+            low.len()
+        );
+    }
+}

@@ -8,20 +8,36 @@ pub(crate) const MAX_DEPTH: usize = 64;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
+/// The high bit of each byte of an 8-byte chunk set where the byte is `"`, `\` or below
+/// 0x20 (and possibly above such a byte: only the lowest set bit is exact).
+#[inline(always)]
+fn special_mask(chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    let x = u64::from_le_bytes(word);
+    let q = x ^ (ONES * u64::from(b'"'));
+    let s = x ^ (ONES * u64::from(b'\\'));
+    ((q.wrapping_sub(ONES) & !q) | (s.wrapping_sub(ONES) & !s) | (x.wrapping_sub(ONES * 0x20) & !x))
+        & HIGHS
+}
+
 /// Index of the first byte at or after `i` that is `"`, `\` or a control character (or
 /// `b.len()`). Eight bytes a step: the lowest flagged byte of each test is exact, so the lowest
 /// over the three tests is the answer.
 pub(crate) fn find_string_special(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 16) {
+        let (m0, m1) = (special_mask(&chunk[..8]), special_mask(&chunk[8..]));
+        if m0 | m1 != 0 {
+            return if m0 != 0 {
+                i + (m0.trailing_zeros() / 8) as usize
+            } else {
+                i + 8 + (m1.trailing_zeros() / 8) as usize
+            };
+        }
+        i += 16;
+    }
     while let Some(chunk) = b.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let q = x ^ (ONES * u64::from(b'"'));
-        let s = x ^ (ONES * u64::from(b'\\'));
-        let m = ((q.wrapping_sub(ONES) & !q)
-            | (s.wrapping_sub(ONES) & !s)
-            | (x.wrapping_sub(ONES * 0x20) & !x))
-            & HIGHS;
+        let m = special_mask(chunk);
         if m != 0 {
             return i + (m.trailing_zeros() / 8) as usize;
         }

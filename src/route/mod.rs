@@ -10,10 +10,15 @@
 //! attributes ([`FilterScope::Attributes`]), with the same language.
 //!
 //! ```text
-//!  Filter ──parse.rs (validate, $or → conjunctions, limits)──▶ clauses
-//!         ──machine.rs (index by path, then by value)──────▶ one automaton per set
-//!  record ──event.rs / attributes.rs (leaves of named paths)──▶ machine.rs ──▶ matching keys
+//!  Filter ──parse.rs (validate, $or → conjunctions, limits)──▶ clauses (condition.rs)
+//!         ──machine.rs (one anchor clause per conjunction into index.rs)──▶ one set, one pass
+//!  record ──event.rs / attributes.rs (leaves of named paths, paths.rs)──▶ index lookups
+//!         ──▶ candidates ──verify.rs (other clauses, absence, arrays)──▶ matching keys (set.rs)
 //! ```
+//!
+//! Cost: one pass over the record's bytes, a lookup per kept leaf, and a check per candidate.
+//! The number of patterns matters only through how many become candidates, which a
+//! well-chosen anchor keeps to those that are likely to match.
 //!
 //! # Semantics chosen where the sources differ
 //! - **Numbers** are compared as IEEE-754 doubles over their whole range (event-ruler ≥ 1.8), not
@@ -54,7 +59,9 @@ mod condition;
 mod event;
 mod fold;
 mod hash;
+mod index;
 mod json;
+mod key;
 mod machine;
 mod numeric;
 mod parse;
@@ -62,6 +69,7 @@ mod paths;
 mod set;
 #[cfg(test)]
 mod tests;
+mod verify;
 mod wildcard;
 
 pub use parse::MAX_ATTRIBUTE_KEYS;

@@ -9,9 +9,45 @@ pub(crate) type NodeId = u32;
 /// The root: the event's top-level object.
 pub(crate) const ROOT: NodeId = 0;
 
+/// Up to this many children are searched in a list (comparing lengths first is cheaper than
+/// hashing the key); more go into a hash map.
+const LIST_CHILDREN: usize = 8;
+
+/// A node's children by key segment.
+#[derive(Clone, Debug, Default)]
+struct Children {
+    list: Vec<(Box<[u8]>, NodeId)>,
+    map: Option<FxHashMap<Box<[u8]>, NodeId>>,
+}
+
+impl Children {
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<NodeId> {
+        match &self.map {
+            Some(m) => m.get(key).copied(),
+            None => self.list.iter().find(|(k, _)| **k == *key).map(|c| c.1),
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], node: NodeId) {
+        if let Some(m) = &mut self.map {
+            m.insert(key.into(), node);
+            return;
+        }
+        self.list.push((key.into(), node));
+        if self.list.len() > LIST_CHILDREN {
+            self.map = Some(std::mem::take(&mut self.list).into_iter().collect());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty() && self.map.as_ref().is_none_or(|m| m.is_empty())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct TrieNode {
-    children: FxHashMap<Box<[u8]>, NodeId>,
+    children: Children,
     /// How many clauses test this path; 0 for a node that only leads to deeper paths.
     clauses: u32,
 }
@@ -39,9 +75,9 @@ impl PathTrie {
             let next = self.nodes.len() as NodeId;
             let key: &[u8] = seg.as_bytes();
             node = match self.nodes[node as usize].children.get(key) {
-                Some(&n) => n,
+                Some(n) => n,
                 None => {
-                    self.nodes[node as usize].children.insert(key.into(), next);
+                    self.nodes[node as usize].children.insert(key, next);
                     self.nodes.push(TrieNode::default());
                     next
                 }
@@ -79,9 +115,15 @@ impl PathTrie {
     /// The node reached from `node` by an event key (split at its dots).
     #[inline]
     pub(crate) fn walk(&self, mut node: NodeId, key: &[u8]) -> Option<NodeId> {
-        for seg in key.split(|&b| b == b'.') {
-            node = *self.nodes[node as usize].children.get(seg)?;
+        let mut rest = key;
+        loop {
+            match rest.iter().position(|&b| b == b'.') {
+                None => return self.nodes[node as usize].children.get(rest),
+                Some(dot) => {
+                    node = self.nodes[node as usize].children.get(&rest[..dot])?;
+                    rest = &rest[dot + 1..];
+                }
+            }
         }
-        Some(node)
     }
 }

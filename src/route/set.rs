@@ -126,7 +126,7 @@ impl<K: Clone + Eq + Hash> MatcherSet<K> {
             self.data.run(Sources::Data(data), s);
         }
         if !self.attributes.is_empty() && !attributes.is_empty() {
-            scan_attributes(attributes, self.attributes.trie(), Machine::leaves_mut(s));
+            scan_attributes(attributes, self.attributes.trie(), &mut s.leaves);
             self.attributes.run(Sources::Attributes(attributes), s);
         }
         s.owners.sort_unstable();

@@ -655,3 +655,56 @@ fn set_and_single_matchers_agree_on_a_mixed_set() {
         assert_eq!(out, single, "{e}");
     }
 }
+
+#[test]
+fn a_clause_many_patterns_share_does_not_decide_alone() {
+    // Every pattern shares `region`; only `kind` tells them apart.
+    let mut set = MatcherSet::new();
+    for i in 0..300 {
+        let p = format!(r#"{{"region":[{{"prefix":"us-"}}],"kind":["k{i}"]}}"#);
+        set.insert(
+            i,
+            &Filter {
+                pattern: p,
+                scope: FilterScope::Data,
+            },
+            &PatternLimits::default(),
+        )
+        .expect("valid");
+    }
+    let mut out = Vec::new();
+    set.matches_into(br#"{"region":"us-east-1","kind":"k7"}"#, &[], &mut out);
+    assert_eq!(out, vec![7]);
+    out.clear();
+    set.matches_into(br#"{"region":"eu-west-1","kind":"k7"}"#, &[], &mut out);
+    assert!(out.is_empty());
+    assert!(set.remove(&7));
+    set.matches_into(br#"{"region":"us-east-1","kind":"k7"}"#, &[], &mut out);
+    assert!(out.is_empty());
+    assert_eq!(set.len(), 299);
+}
+
+#[test]
+fn one_clause_patterns_in_arrays_of_objects_match_any_element() {
+    assert!(m(
+        r#"{"items":{"sku":["B"]}}"#,
+        r#"{"items":[{"sku":"A"},{"sku":"B"}]}"#
+    ));
+    assert!(!m(
+        r#"{"items":{"sku":["C"]}}"#,
+        r#"{"items":[{"sku":"A"},{"sku":"B"}]}"#
+    ));
+}
+
+#[test]
+fn compiled_filters_can_be_shared_between_threads() {
+    fn shareable<T: Clone + std::fmt::Debug + Send + Sync + 'static>(_: &T) {}
+    let m = compile(r#"{"a":["x"]}"#, FilterScope::Data).expect("valid");
+    shareable(&m);
+    let set: MatcherSet<String> = MatcherSet::new();
+    shareable(&set);
+    let m2 = m.clone();
+    let handle = std::thread::spawn(move || m2.matches(br#"{"a":"x"}"#, &[]));
+    assert!(handle.join().expect("the thread ran"));
+    assert_eq!(m.scope(), FilterScope::Data);
+}
