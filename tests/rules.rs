@@ -371,7 +371,7 @@ async fn routing_is_exactly_once_across_kill_9_mid_routing() {
 
 #[tokio::test]
 async fn rules_chain_through_streams_that_other_rules_read() {
-    let (_server, mut c, mut router) = chain_a_b_c().await;
+    let (_server, mut c, _router) = chain_a_b_c().await;
     common::put_records(&mut c, "a", (0..20).map(|i| entry(i, "x")).collect()).await;
     wait_for_records(&mut c, "c", 20).await;
     let got = common::read_stream(&mut c, "c").await;
