@@ -411,7 +411,9 @@ impl Broker {
         let inner = Arc::clone(&self.inner);
         blocking("metadata command", move || {
             let mut meta = inner.meta.lock().unwrap_or_else(|p| p.into_inner());
-            meta.execute(cmd)
+            let outcome = meta.execute(cmd);
+            inner.rules.publish(&meta.state().rules);
+            outcome
         })
         .await?
         .map_err(BrokerError::from)

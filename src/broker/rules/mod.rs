@@ -166,6 +166,25 @@ pub(crate) struct Rules {
     running: tokio::sync::Mutex<HashMap<RuleName, Running>>,
     /// Stats outlive a runner restart (a replaced definition), so counters keep counting.
     stats: Mutex<HashMap<RuleName, Arc<RuleStats>>>,
+    /// The rules as the metadata last left them. Readers (DescribeRule, ListRules, runners)
+    /// take this copy instead of the metadata store's lock, which a command holds across its
+    /// journal fsync: a read never waits for a disk.
+    records: std::sync::RwLock<BTreeMap<RuleName, RuleRecord>>,
+}
+
+impl Rules {
+    /// Replaces the readers' copy; called after every metadata command, under the store's lock,
+    /// so copies are published in command order.
+    pub(crate) fn publish(&self, rules: &BTreeMap<RuleName, RuleRecord>) {
+        let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+        if *records != *rules {
+            *records = rules.clone();
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<RuleName, RuleRecord>> {
+        self.records.read().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Broker {
@@ -284,9 +303,9 @@ impl Broker {
     /// Every rule, or those reading `source`, by name.
     pub fn list_rules(&self, source: Option<&StreamName>) -> Vec<RuleDescription> {
         let rules: Vec<(RuleName, RuleRecord)> = {
-            let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
-            meta.state()
+            self.inner
                 .rules
+                .read()
                 .iter()
                 .filter(|(_, r)| source.is_none_or(|s| &r.definition.source == s))
                 .map(|(n, r)| (n.clone(), r.clone()))
@@ -350,13 +369,11 @@ impl Broker {
     }
 
     pub(crate) fn rule_record(&self, name: &RuleName) -> Option<RuleRecord> {
-        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
-        meta.state().rules.get(name).cloned()
+        self.inner.rules.read().get(name).cloned()
     }
 
     fn rule_count(&self) -> usize {
-        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
-        meta.state().rules.len()
+        self.inner.rules.read().len()
     }
 
     fn rule_stats(&self, name: &RuleName) -> Arc<RuleStats> {
@@ -373,6 +390,7 @@ impl Broker {
     pub(crate) async fn start_rules(&self) {
         let names: Vec<RuleName> = {
             let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+            self.inner.rules.publish(&meta.state().rules);
             meta.state().rules.keys().cloned().collect()
         };
         let mut running = self.inner.rules.running.lock().await;
