@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Broker, BrokerError};
-use crate::route::{AttrValue, Filter, Matcher};
+use crate::route::{AttrValue, Filter, FilterScope, Matcher};
 use crate::storage::{AttributeType, Attributes, StoredRecord};
 
 /// Most compiled filters the broker keeps for reuse. Past it the cache starts over: compiling
@@ -66,8 +66,11 @@ pub fn record_matches(matcher: &Matcher, record: &StoredRecord) -> bool {
 }
 
 fn matches(matcher: &Matcher, data: &[u8], attributes: &Attributes) -> bool {
-    // Records rarely carry more than a handful of attributes (at most 10 by default): a small
-    // vector on the stack of this call, never a map.
+    // A data filter never looks at the attributes, and most records have none: neither pays
+    // for the list below.
+    if matcher.scope() == FilterScope::Data || attributes.is_empty() {
+        return matcher.matches(data, &[]);
+    }
     let values: Vec<(&str, AttrValue<'_>)> = attributes
         .iter()
         .map(|a| {

@@ -68,16 +68,23 @@ pub fn put_entry(
         explicit_hash_key: non_empty(explicit_hash_key),
         message_group_id: non_empty(message_group_id),
         deduplication_id: non_empty(deduplication_id),
-        attributes: attributes
-            .into_iter()
-            .map(|(name, v)| PutAttribute {
-                name,
-                data_type: v.data_type,
-                string_value: v.string_value,
-                binary_value: v.binary_value,
-            })
-            .collect(),
+        attributes: put_attributes(attributes),
     }
+}
+
+/// A request's attributes map, as the broker checks it.
+pub fn put_attributes(
+    attributes: std::collections::HashMap<String, pb::AttributeValue>,
+) -> Vec<PutAttribute> {
+    attributes
+        .into_iter()
+        .map(|(name, v)| PutAttribute {
+            name,
+            data_type: v.data_type,
+            string_value: v.string_value,
+            binary_value: v.binary_value,
+        })
+        .collect()
 }
 
 /// A request's filter: `None` when absent or its pattern is empty (no filtering).

@@ -75,15 +75,7 @@ impl Router for RouterService {
         let r = request.into_inner();
         let filter = convert::filter(r.filter)
             .ok_or_else(|| to_status(BrokerError::invalid("filter.pattern", "is required")))?;
-        let attributes = convert::put_entry(
-            String::new(),
-            bytes::Bytes::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            r.attributes,
-        )
-        .attributes;
+        let attributes = convert::put_attributes(r.attributes);
         let matches = self
             .broker
             .test_pattern(&filter, &r.data, &attributes)

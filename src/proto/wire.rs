@@ -144,13 +144,21 @@ fn record_len(r: &StoredRecord) -> usize {
         + r.deduplication_id
             .as_ref()
             .map_or(0, |d| bytes_field_len(7, d))
-        + r.attributes
-            .iter()
-            .map(|a| {
-                let len = attribute_entry_len(&a);
-                encoding::key_len(ATTRIBUTES_TAG) + encoded_len_varint(len as u64) + len
-            })
-            .sum::<usize>()
+        + attributes_len(r)
+}
+
+/// Bytes of a stored record's attribute map entries, with their keys and lengths.
+fn attributes_len(r: &StoredRecord) -> usize {
+    if r.attributes.is_empty() {
+        return 0;
+    }
+    r.attributes
+        .iter()
+        .map(|a| {
+            let len = attribute_entry_len(&a);
+            encoding::key_len(ATTRIBUTES_TAG) + encoded_len_varint(len as u64) + len
+        })
+        .sum::<usize>()
 }
 
 const ATTRIBUTES_TAG: u32 = 8;
@@ -276,8 +284,10 @@ fn encode_entry(r: &StoredRecord, buf: &mut impl BufMut) {
     if let Some(d) = &r.deduplication_id {
         put_bytes_field(7, d, buf);
     }
-    for a in r.attributes.iter() {
-        encode_attribute(&a, buf);
+    if !r.attributes.is_empty() {
+        for a in r.attributes.iter() {
+            encode_attribute(&a, buf);
+        }
     }
 }
 

@@ -8,7 +8,10 @@
 //! A primitive that is itself an array element does not record that innermost array, so a
 //! primitive array combines freely with its siblings.
 
-use super::json::{scan_number, scan_string, skip_ws, MAX_DEPTH};
+use super::condition::ValueRef;
+use super::fold::fold_into;
+use super::json::{scan_number, scan_string, skip_ws, unescape, MAX_DEPTH};
+use super::numeric::exact_f64;
 use super::paths::{NodeId, PathTrie, ROOT};
 
 /// A leaf's value, as positions in its source's bytes.
@@ -34,6 +37,64 @@ pub(crate) enum LeafValue {
     Bool(bool),
     /// `null`.
     Null,
+}
+
+impl LeafValue {
+    /// The leaf as a value to match, read from `bytes` (the document it came from): a string
+    /// unescaped into `unescaped` when it needs it; a number with its exact double only when
+    /// `exact` is asked for (it costs a parse). `None` when the bytes are not there or an escape
+    /// is bad: such a leaf matches nothing.
+    pub(crate) fn resolve<'a>(
+        self,
+        bytes: &'a [u8],
+        unescaped: &'a mut Vec<u8>,
+        exact: bool,
+    ) -> Option<ValueRef<'a>> {
+        Some(match self {
+            LeafValue::Str {
+                start,
+                end,
+                escaped,
+            } => {
+                let raw = bytes.get(start as usize..end as usize)?;
+                if escaped {
+                    unescape(raw, unescaped)?;
+                    ValueRef::Str(&unescaped[..])
+                } else {
+                    ValueRef::Str(raw)
+                }
+            }
+            LeafValue::Num { start, end } => {
+                let text = bytes.get(start as usize..end as usize)?;
+                let exact = if exact {
+                    std::str::from_utf8(text).ok().and_then(exact_f64)
+                } else {
+                    None
+                };
+                ValueRef::Num { text, exact }
+            }
+            LeafValue::Bool(b) => ValueRef::Bool(b),
+            LeafValue::Null => ValueRef::Null,
+        })
+    }
+}
+
+/// A string value case-folded into `folded`, when `wanted` (some condition ignores case);
+/// `None` for other values and for bytes that are not UTF-8.
+pub(crate) fn fold_value<'a>(
+    value: &ValueRef<'_>,
+    wanted: bool,
+    folded: &'a mut Vec<u8>,
+) -> Option<&'a [u8]> {
+    match value {
+        ValueRef::Str(text) if wanted => {
+            let t = std::str::from_utf8(text).ok()?;
+            folded.clear();
+            fold_into(t, folded);
+            Some(&folded[..])
+        }
+        _ => None,
+    }
 }
 
 /// One (path, value) pair of the event.

@@ -16,12 +16,9 @@
 //! one clause per conjunction keeps a clause that thousands of patterns share (`region` prefix
 //! `us-`) from making every one of them a candidate on every event.
 
-use super::condition::{Condition, ValueRef};
-use super::event::{LeafValue, Leaves};
-use super::fold::fold_into;
+use super::condition::Condition;
+use super::event::{fold_value, Leaves};
 use super::index::{looseness, ClauseId, PathIndex};
-use super::json::unescape;
-use super::numeric::exact_f64;
 use super::parse::Conjunction;
 use super::paths::{NodeId, PathTrie};
 use super::verify::Verifier;
@@ -280,49 +277,13 @@ impl Machine {
                 continue;
             }
             let bytes = sources.get(leaf.src);
-            let value = match leaf.value {
-                LeafValue::Str {
-                    start,
-                    end,
-                    escaped,
-                } => {
-                    let Some(raw) = bytes.get(start as usize..end as usize) else {
-                        continue;
-                    };
-                    if escaped {
-                        if unescape(raw, &mut s.unescaped).is_none() {
-                            continue;
-                        }
-                        ValueRef::Str(&s.unescaped[..])
-                    } else {
-                        ValueRef::Str(raw)
-                    }
-                }
-                LeafValue::Num { start, end } => {
-                    let Some(text) = bytes.get(start as usize..end as usize) else {
-                        continue;
-                    };
-                    let exact = if idx.number_users > 0 {
-                        std::str::from_utf8(text).ok().and_then(exact_f64)
-                    } else {
-                        None
-                    };
-                    ValueRef::Num { text, exact }
-                }
-                LeafValue::Bool(b) => ValueRef::Bool(b),
-                LeafValue::Null => ValueRef::Null,
+            let Some(value) = leaf
+                .value
+                .resolve(bytes, &mut s.unescaped, idx.number_users > 0)
+            else {
+                continue;
             };
-            let folded = match value {
-                ValueRef::Str(text) if idx.fold_users > 0 => match std::str::from_utf8(text) {
-                    Ok(t) => {
-                        s.folded.clear();
-                        fold_into(t, &mut s.folded);
-                        Some(&s.folded[..])
-                    }
-                    Err(_) => None,
-                },
-                _ => None,
-            };
+            let folded = fold_value(&value, idx.fold_users > 0, &mut s.folded);
             let anchor_conj = &self.anchor_conj;
             let candidates = &mut s.candidates;
             idx.visit(&value, folded, &mut |c| {

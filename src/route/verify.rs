@@ -2,12 +2,9 @@
 //! clause, whether absent fields are absent, and whether one consistent choice of leaves
 //! exists (no two fields taken from different elements of one array).
 
-use super::condition::{needs_fold, Condition, ValueRef};
-use super::event::{Leaf, LeafValue, Leaves};
-use super::fold::fold_into;
-use super::json::unescape;
+use super::condition::{needs_fold, Condition};
+use super::event::{fold_value, Leaf, Leaves};
 use super::machine::{Conj, Machine, Scratch, Sources};
-use super::numeric::exact_f64;
 use super::paths::NodeId;
 
 /// How many steps the array-consistency search may take for one candidate; past it the
@@ -86,52 +83,15 @@ impl<'m, 's, 'x, 'a> Verifier<'m, 's, 'x, 'a> {
         let Scratch {
             leaves,
             unescaped,
-            folded,
+            folded: folded_buf,
             ..
         } = &mut *self.s;
         let leaf = &leaves.leaves[li as usize];
         let bytes = self.sources.get(leaf.src);
-        let value = match leaf.value {
-            LeafValue::Str {
-                start,
-                end,
-                escaped,
-            } => {
-                let Some(raw) = bytes.get(start as usize..end as usize) else {
-                    return false;
-                };
-                if escaped {
-                    if unescape(raw, unescaped).is_none() {
-                        return false;
-                    }
-                    ValueRef::Str(&unescaped[..])
-                } else {
-                    ValueRef::Str(raw)
-                }
-            }
-            LeafValue::Num { start, end } => {
-                let Some(text) = bytes.get(start as usize..end as usize) else {
-                    return false;
-                };
-                let exact = std::str::from_utf8(text).ok().and_then(exact_f64);
-                ValueRef::Num { text, exact }
-            }
-            LeafValue::Bool(b) => ValueRef::Bool(b),
-            LeafValue::Null => ValueRef::Null,
+        let Some(value) = leaf.value.resolve(bytes, unescaped, true) else {
+            return false;
         };
-        let fold = match value {
-            ValueRef::Str(text) if conds.iter().any(needs_fold) => {
-                match std::str::from_utf8(text) {
-                    Ok(t) => {
-                        folded.clear();
-                        fold_into(t, folded);
-                        Some(&folded[..])
-                    }
-                    Err(_) => None,
-                }
-            }
-            _ => None,
-        };
+        let fold = fold_value(&value, conds.iter().any(needs_fold), folded_buf);
         conds.iter().any(|c| c.matches(&value, fold))
     }
 
