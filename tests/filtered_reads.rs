@@ -244,6 +244,66 @@ const ATTRIBUTE_CASES: &[Case] = &[
         yes: "store=String:b",
         no: "store=String:a",
     },
+    Case {
+        name: "anything-but prefix",
+        pattern: r#"{"store":[{"anything-but":{"prefix":"tmp"}}]}"#,
+        yes: "store=String:keep",
+        no: "store=String:tmp-1",
+    },
+    Case {
+        name: "suffix",
+        pattern: r#"{"file":[{"suffix":".png"}]}"#,
+        yes: "file=String:a.png",
+        no: "file=String:a.jpg",
+    },
+    Case {
+        name: "prefix ignoring case",
+        pattern: r#"{"store":[{"prefix":{"equals-ignore-case":"EX"}}]}"#,
+        yes: "store=String:example",
+        no: "store=String:other",
+    },
+    Case {
+        name: "equals-ignore-case",
+        pattern: r#"{"city":[{"equals-ignore-case":"zürich"}]}"#,
+        yes: "city=String:ZÜRICH",
+        no: "city=String:Zurich",
+    },
+    Case {
+        name: "numeric range",
+        pattern: r#"{"n":[{"numeric":[">",0,"<=",5]}]}"#,
+        yes: "n=Number:5",
+        no: "n=Number:5.5",
+    },
+    Case {
+        name: "exists true",
+        pattern: r#"{"debug":[{"exists":true}]}"#,
+        yes: "debug=String:1",
+        no: "store=String:x",
+    },
+    Case {
+        name: "wildcard",
+        pattern: r#"{"arn":[{"wildcard":"arn:*:bus/*"}]}"#,
+        yes: "arn=String:arn:x:bus/y",
+        no: "arn=String:arn:x:queue/y",
+    },
+    Case {
+        name: "cidr",
+        pattern: r#"{"ip":[{"cidr":"10.0.0.0/24"}]}"#,
+        yes: "ip=String:10.0.0.7",
+        no: "ip=String:10.0.1.7",
+    },
+    Case {
+        name: "$or",
+        pattern: r#"{"$or":[{"a":["1"]},{"b":[2]}]}"#,
+        yes: "b=Number:2",
+        no: "a=String:2",
+    },
+    Case {
+        name: "number in a string array",
+        pattern: r#"{"sizes":[{"numeric":[">",40]}]}"#,
+        yes: "sizes=String.Array:[38, 42]",
+        no: r#"sizes=String.Array:["42"]"#,
+    },
 ];
 
 /// `name=Type:value` as one attribute.

@@ -221,6 +221,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a body holds after the fixed fields, a correctly signed token decodes to a
+        /// position or is refused as malformed; it never panics.
+        #[test]
+        fn signed_bodies_of_any_tail_decode_or_are_refused(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            version in 0u8..4,
+        ) {
+            let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);
+            let mut body = URL_SAFE_NO_PAD.decode(codec.encode(&position())).unwrap();
+            body.truncate(body.len() - MAC_LEN - 1);
+            body[0] = version;
+            body.extend_from_slice(&tail);
+            let mac = codec.mac(&body);
+            body.extend_from_slice(&mac);
+            let decoded = codec.decode(&URL_SAFE_NO_PAD.encode(body), Timestamp::from_millis(1_000_000));
+            proptest::prop_assert!(matches!(decoded, Ok(_) | Err(IteratorError::Malformed)));
+        }
+    }
+
     #[test]
     fn a_filtered_token_carries_its_filter() {
         let codec = IteratorCodec::new([9; KEY_LEN], DEFAULT_ITERATOR_TTL);

@@ -316,6 +316,21 @@ mod tests {
         assert!(Attributes::encode(&[attr("a", AttributeType::Binary, &[0xff])]).is_ok());
     }
 
+    proptest::proptest! {
+        /// Bytes from a damaged file: decoding never panics, and what it accepts is canonical
+        /// (encoding its attributes again gives the same bytes).
+        #[test]
+        fn any_bytes_decode_to_a_canonical_block_or_an_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)
+        ) {
+            if let Ok(block) = Attributes::decode(Bytes::from(bytes.clone())) {
+                let pairs: Vec<Attribute<'_>> = block.iter().collect();
+                let again = Attributes::encode(&pairs).unwrap();
+                proptest::prop_assert_eq!(again.as_bytes(), &bytes[..]);
+            }
+        }
+    }
+
     #[test]
     fn type_names_are_the_wire_names() {
         for t in AttributeType::ALL {
