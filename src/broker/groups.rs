@@ -332,6 +332,7 @@ impl Broker {
                     stream: stream.clone(),
                     group: group.clone(),
                     created_at_ms: Timestamp::now(),
+                    queue: None,
                 })
                 .await;
             match created {

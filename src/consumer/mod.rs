@@ -7,6 +7,8 @@
 //! - `assign.rs` — the sticky balanced assignment plan (which member gets which shards).
 //! - `coordinator.rs` — [`GroupCoordinator`]: one group's members, sessions, leases, epochs.
 //! - `error.rs` — [`GroupError`] (refused membership requests), [`FenceError`] (fenced holders).
+//! - `queue.rs` — [`QueueShard`]: one shard of a queue group — visibility, receive counts, FIFO
+//!   message groups, the window above the low-water mark.
 //!
 //! Delivery is at-least-once: a shard moves at once when its owner expires or a rebalance takes
 //! it, the old owner's further checkpoints are fenced by the new epoch, and the new owner
@@ -16,6 +18,7 @@ mod assign;
 mod coordinator;
 mod error;
 mod member;
+pub mod queue;
 
 pub use coordinator::{
     GroupConfig, GroupCoordinator, Lease, DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT,
@@ -25,6 +28,7 @@ pub use coordinator::{
 use coordinator::{MemberView, MAX_EPOCH_FLOOR};
 pub use error::{FenceError, GroupError};
 pub use member::MemberId;
+pub use queue::{QueueShard, MAX_VISIBILITY_TIMEOUT};
 
 #[cfg(test)]
 mod tests;

@@ -67,7 +67,7 @@ fn meta_code(e: &MetaError) -> Code {
         | MetaError::GroupNotFound { .. }
         | MetaError::ShardNotFound { .. }
         | MetaError::RuleNotFound { .. } => Code::NotFound,
-        MetaError::RuleRefused { .. } => Code::FailedPrecondition,
+        MetaError::RuleRefused { .. } | MetaError::NotAQueue { .. } => Code::FailedPrecondition,
         MetaError::CheckpointBackwards { .. } => Code::FailedPrecondition,
         MetaError::CommandTooLarge { .. } => Code::InvalidArgument,
         MetaError::EpochFloorBackwards { .. }

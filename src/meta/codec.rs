@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use prost::Message;
 
+use super::queue::{
+    DoneCounts, QueueCounters, QueueDefinition, QueueKind, QueueLeaseRecord, QueueRecord,
+    QueueShardRecord,
+};
 use super::{GroupRecord, MetaCommand, MetaState, RuleDefinition, RuleRecord, TargetMark};
 use crate::proto::meta as pb;
 use crate::route::{Filter, FilterScope};
@@ -53,10 +57,54 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
             stream,
             group,
             created_at_ms,
+            queue,
         } => C::CreateGroup(pb::CreateGroup {
             stream: stream.to_string(),
             group: group.to_string(),
             created_at_ms: created_at_ms.as_millis(),
+            queue: queue.as_ref().map(|(d, _)| queue_definition_to_pb(d)),
+            queue_start: queue
+                .as_ref()
+                .map(|(_, start)| positions_to_pb(start))
+                .unwrap_or_default(),
+        }),
+        MetaCommand::QueueLease {
+            stream,
+            group,
+            shard,
+            deadline_ms,
+            messages,
+            received,
+        } => C::QueueLease(pb::QueueLease {
+            stream: stream.to_string(),
+            group: group.to_string(),
+            shard: shard.index(),
+            deadline_ms: deadline_ms.as_millis(),
+            messages: messages
+                .iter()
+                .map(|&(sequence, receive_count)| pb::QueueMessage {
+                    sequence: sequence.get(),
+                    receive_count,
+                })
+                .collect(),
+            received: *received,
+        }),
+        MetaCommand::QueueDone {
+            stream,
+            group,
+            shard,
+            sequences,
+            start,
+            counts,
+        } => C::QueueDone(pb::QueueDone {
+            stream: stream.to_string(),
+            group: group.to_string(),
+            shard: shard.index(),
+            sequences: sequences.iter().map(|s| s.get()).collect(),
+            start: start.get(),
+            deleted: counts.deleted,
+            dead_lettered: counts.dead_lettered,
+            expired: counts.expired,
         }),
         MetaCommand::DeleteGroup { stream, group } => C::DeleteGroup(pb::DeleteGroup {
             stream: stream.to_string(),
@@ -136,6 +184,37 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
             created_at_ms: Timestamp::from_millis(c.created_at_ms),
+            queue: match c.queue {
+                Some(d) => Some((
+                    queue_definition_from_pb(d)?,
+                    positions_from_pb(c.queue_start),
+                )),
+                None => None,
+            },
+        },
+        C::QueueLease(c) => MetaCommand::QueueLease {
+            stream: StreamName::new(c.stream)?,
+            group: GroupName::new(c.group)?,
+            shard: ShardId(c.shard),
+            deadline_ms: Timestamp::from_millis(c.deadline_ms),
+            messages: c
+                .messages
+                .into_iter()
+                .map(|m| (SequenceNumber::new(m.sequence), m.receive_count))
+                .collect(),
+            received: c.received,
+        },
+        C::QueueDone(c) => MetaCommand::QueueDone {
+            stream: StreamName::new(c.stream)?,
+            group: GroupName::new(c.group)?,
+            shard: ShardId(c.shard),
+            sequences: c.sequences.into_iter().map(SequenceNumber::new).collect(),
+            start: SequenceNumber::new(c.start),
+            counts: DoneCounts {
+                deleted: c.deleted,
+                dead_lettered: c.dead_lettered,
+                expired: c.expired,
+            },
         },
         C::DeleteGroup(c) => MetaCommand::DeleteGroup {
             stream: StreamName::new(c.stream)?,
@@ -176,16 +255,159 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
     })
 }
 
+fn filter_to_pb(f: &Filter) -> pb::Filter {
+    pb::Filter {
+        pattern: f.pattern.clone(),
+        scope: match f.scope {
+            FilterScope::Data => 0,
+            FilterScope::Attributes => 1,
+        },
+    }
+}
+
+fn filter_from_pb(f: pb::Filter) -> Filter {
+    Filter {
+        pattern: f.pattern,
+        scope: if f.scope == 1 {
+            FilterScope::Attributes
+        } else {
+            FilterScope::Data
+        },
+    }
+}
+
+fn queue_definition_to_pb(d: &QueueDefinition) -> pb::QueueDefinition {
+    pb::QueueDefinition {
+        kind: match d.kind {
+            QueueKind::Fifo => 0,
+            QueueKind::Standard => 1,
+        },
+        visibility_timeout_ms: duration_to_ms(d.visibility_timeout),
+        max_receive_count: d.max_receive_count,
+        dead_letter_stream: d
+            .dead_letter_stream
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        filter: d.filter.as_ref().map(filter_to_pb),
+    }
+}
+
+fn queue_definition_from_pb(d: pb::QueueDefinition) -> Result<QueueDefinition, CodecError> {
+    Ok(QueueDefinition {
+        kind: match d.kind {
+            0 => QueueKind::Fifo,
+            1 => QueueKind::Standard,
+            other => {
+                return Err(ModelError::InvalidField {
+                    field: "queue kind",
+                    reason: format!("unknown value {other}"),
+                }
+                .into())
+            }
+        },
+        visibility_timeout: Duration::from_millis(d.visibility_timeout_ms),
+        max_receive_count: d.max_receive_count,
+        dead_letter_stream: if d.dead_letter_stream.is_empty() {
+            None
+        } else {
+            Some(StreamName::new(d.dead_letter_stream)?)
+        },
+        filter: d.filter.map(filter_from_pb),
+    })
+}
+
+fn queue_to_pb(q: &QueueRecord) -> (Vec<pb::QueueShard>, pb::QueueCounters) {
+    let shards = q
+        .shards
+        .iter()
+        .map(|(shard, r)| pb::QueueShard {
+            shard: shard.index(),
+            start: r.start.get(),
+            done: r.done.iter().map(|s| s.get()).collect(),
+            leased: r
+                .leased
+                .iter()
+                .map(|(s, l)| pb::QueueMessage {
+                    sequence: s.get(),
+                    receive_count: l.receive_count,
+                })
+                .collect(),
+            deadlines: r.leased.values().map(|l| l.deadline_ms.as_millis()).collect(),
+        })
+        .collect();
+    let c = q.counters;
+    (
+        shards,
+        pb::QueueCounters {
+            received: c.received,
+            deleted: c.deleted,
+            dead_lettered: c.dead_lettered,
+            expired: c.expired,
+        },
+    )
+}
+
+fn queue_from_pb(
+    definition: pb::QueueDefinition,
+    shards: Vec<pb::QueueShard>,
+    counters: Option<pb::QueueCounters>,
+) -> Result<QueueRecord, CodecError> {
+    let mut record = QueueRecord::new(queue_definition_from_pb(definition)?, &BTreeMap::new());
+    for shard in shards {
+        if shard.leased.len() != shard.deadlines.len() {
+            return Err(CodecError::Inconsistent {
+                reason: format!(
+                    "queue shard {} has {} leased messages and {} deadlines",
+                    shard.shard,
+                    shard.leased.len(),
+                    shard.deadlines.len()
+                ),
+            });
+        }
+        let start = SequenceNumber::new(shard.start);
+        record.shards.insert(
+            ShardId(shard.shard),
+            QueueShardRecord {
+                start,
+                done: shard
+                    .done
+                    .into_iter()
+                    .map(SequenceNumber::new)
+                    .filter(|&s| s >= start)
+                    .collect(),
+                leased: shard
+                    .leased
+                    .into_iter()
+                    .zip(shard.deadlines)
+                    .map(|(m, deadline)| {
+                        (
+                            SequenceNumber::new(m.sequence),
+                            QueueLeaseRecord {
+                                receive_count: m.receive_count,
+                                deadline_ms: Timestamp::from_millis(deadline),
+                            },
+                        )
+                    })
+                    .filter(|(s, _)| *s >= start)
+                    .collect(),
+            },
+        );
+    }
+    let c = counters.unwrap_or_default();
+    record.counters = QueueCounters {
+        received: c.received,
+        deleted: c.deleted,
+        dead_lettered: c.dead_lettered,
+        expired: c.expired,
+    };
+    Ok(record)
+}
+
 fn definition_to_pb(d: &RuleDefinition) -> pb::RuleDefinition {
     pb::RuleDefinition {
         source: d.source.to_string(),
-        filter: d.filter.as_ref().map(|f| pb::Filter {
-            pattern: f.pattern.clone(),
-            scope: match f.scope {
-                FilterScope::Data => 0,
-                FilterScope::Attributes => 1,
-            },
-        }),
+        filter: d.filter.as_ref().map(filter_to_pb),
         targets: d.targets.iter().map(ToString::to_string).collect(),
         enabled: d.enabled,
     }
@@ -194,14 +416,7 @@ fn definition_to_pb(d: &RuleDefinition) -> pb::RuleDefinition {
 fn definition_from_pb(d: pb::RuleDefinition) -> Result<RuleDefinition, CodecError> {
     Ok(RuleDefinition {
         source: StreamName::new(d.source)?,
-        filter: d.filter.map(|f| Filter {
-            pattern: f.pattern,
-            scope: if f.scope == 1 {
-                FilterScope::Attributes
-            } else {
-                FilterScope::Data
-            },
-        }),
+        filter: d.filter.map(filter_from_pb),
         targets: d
             .targets
             .into_iter()
@@ -262,7 +477,18 @@ pub(crate) fn encode_snapshot(generation: u64, state: &MetaState) -> Vec<u8> {
         groups: state
             .groups
             .iter()
-            .map(|((stream, group), record)| pb::Group {
+            .map(|((stream, group), record)| {
+                let (queue_shards, queue_counters) = match &record.queue {
+                    Some(q) => {
+                        let (shards, counters) = queue_to_pb(q);
+                        (shards, Some(counters))
+                    }
+                    None => (Vec::new(), None),
+                };
+                pb::Group {
+                queue: record.queue.as_ref().map(|q| queue_definition_to_pb(&q.definition)),
+                queue_shards,
+                queue_counters,
                 stream: stream.to_string(),
                 group: group.to_string(),
                 created_at_ms: record.created_at_ms.as_millis(),
@@ -275,7 +501,7 @@ pub(crate) fn encode_snapshot(generation: u64, state: &MetaState) -> Vec<u8> {
                     })
                     .collect(),
                 epoch_floor: record.epoch_floor,
-            })
+            }})
             .collect(),
         rules: state
             .rules
@@ -330,10 +556,15 @@ pub(crate) fn decode_snapshot(body: &[u8]) -> Result<(u64, MetaState), CodecErro
                 });
             }
         }
+        let queue = match group.queue {
+            Some(d) => Some(queue_from_pb(d, group.queue_shards, group.queue_counters)?),
+            None => None,
+        };
         let record = GroupRecord {
             created_at_ms: Timestamp::from_millis(group.created_at_ms),
             checkpoints,
             epoch_floor: group.epoch_floor,
+            queue,
         };
         if state
             .groups
@@ -506,6 +737,19 @@ mod tests {
         }
     }
 
+    fn queue_definition() -> QueueDefinition {
+        QueueDefinition {
+            kind: QueueKind::Standard,
+            visibility_timeout: Duration::from_millis(30_500),
+            max_receive_count: 5,
+            dead_letter_stream: Some(StreamName::new("dead").unwrap()),
+            filter: Some(Filter {
+                pattern: r#"{"a":[1]}"#.into(),
+                scope: FilterScope::Data,
+            }),
+        }
+    }
+
     fn marks() -> BTreeMap<StreamName, TargetMark> {
         [(
             StreamName::new("big").unwrap(),
@@ -528,6 +772,33 @@ mod tests {
                 stream: stream.clone(),
                 group: group.clone(),
                 created_at_ms: Timestamp::from_millis(42),
+                queue: None,
+            },
+            MetaCommand::CreateGroup {
+                stream: stream.clone(),
+                group: group.clone(),
+                created_at_ms: Timestamp::from_millis(42),
+                queue: Some((queue_definition(), [(ShardId(1), SequenceNumber::new(8))].into())),
+            },
+            MetaCommand::QueueLease {
+                stream: stream.clone(),
+                group: group.clone(),
+                shard: ShardId(2),
+                deadline_ms: Timestamp::from_millis(1_000),
+                messages: vec![(SequenceNumber::new(3), 1), (SequenceNumber::new(9), 4)],
+                received: true,
+            },
+            MetaCommand::QueueDone {
+                stream: stream.clone(),
+                group: group.clone(),
+                shard: ShardId(2),
+                sequences: vec![SequenceNumber::new(3)],
+                start: SequenceNumber::new(4),
+                counts: DoneCounts {
+                    deleted: 1,
+                    dead_lettered: 2,
+                    expired: 3,
+                },
             },
             MetaCommand::DeleteGroup {
                 stream: stream.clone(),
@@ -588,6 +859,39 @@ mod tests {
                 stream: stream.clone(),
                 group: group.clone(),
                 created_at_ms: Timestamp::from_millis(5),
+                queue: None,
+            })
+            .unwrap();
+        let queue = GroupName::new("work").unwrap();
+        state
+            .apply(&MetaCommand::CreateGroup {
+                stream: stream.clone(),
+                group: queue.clone(),
+                created_at_ms: Timestamp::from_millis(6),
+                queue: Some((queue_definition(), [(ShardId(0), SequenceNumber::new(2))].into())),
+            })
+            .unwrap();
+        state
+            .apply(&MetaCommand::QueueLease {
+                stream: stream.clone(),
+                group: queue.clone(),
+                shard: ShardId(0),
+                deadline_ms: Timestamp::from_millis(900),
+                messages: vec![(SequenceNumber::new(4), 2)],
+                received: true,
+            })
+            .unwrap();
+        state
+            .apply(&MetaCommand::QueueDone {
+                stream: stream.clone(),
+                group: queue,
+                shard: ShardId(0),
+                sequences: vec![SequenceNumber::new(2), SequenceNumber::new(5)],
+                start: SequenceNumber::new(3),
+                counts: DoneCounts {
+                    deleted: 2,
+                    ..DoneCounts::default()
+                },
             })
             .unwrap();
         state

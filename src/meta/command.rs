@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::queue::{DoneCounts, QueueDefinition};
 use crate::route::Filter;
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
@@ -47,6 +48,40 @@ pub enum MetaCommand {
         group: GroupName,
         /// Wall-clock creation time.
         created_at_ms: Timestamp,
+        /// For a queue group: what it is, and where it starts in each shard.
+        queue: Option<(QueueDefinition, BTreeMap<ShardId, SequenceNumber>)>,
+    },
+    /// Leases messages of a queue group's shard until a deadline: a receive (which counts them
+    /// as received) or a change of visibility. Receive counts never go back; a done message
+    /// stays done.
+    QueueLease {
+        /// The stream.
+        stream: StreamName,
+        /// The queue group.
+        group: GroupName,
+        /// The shard.
+        shard: ShardId,
+        /// When the lease ends.
+        deadline_ms: Timestamp,
+        /// Each message with its receive count after the lease.
+        messages: Vec<(SequenceNumber, u32)>,
+        /// True for a receive.
+        received: bool,
+    },
+    /// Marks messages of a queue group's shard done and raises its low-water mark.
+    QueueDone {
+        /// The stream.
+        stream: StreamName,
+        /// The queue group.
+        group: GroupName,
+        /// The shard.
+        shard: ShardId,
+        /// The messages done.
+        sequences: Vec<SequenceNumber>,
+        /// The shard's low-water mark: everything before it is done. Never goes back.
+        start: SequenceNumber,
+        /// How they were done, for the group's counters.
+        counts: DoneCounts,
     },
     /// Deletes a consumer group with its checkpoints and epoch floor.
     DeleteGroup {
@@ -119,4 +154,15 @@ pub enum MetaCommand {
         /// The new floor.
         epoch: u64,
     },
+}
+
+impl MetaCommand {
+    /// True for the commands of a queue group's messages: they change only that group's
+    /// message state, so a batch of them validates against the state before the batch.
+    pub fn is_queue_command(&self) -> bool {
+        matches!(
+            self,
+            MetaCommand::QueueLease { .. } | MetaCommand::QueueDone { .. }
+        )
+    }
 }

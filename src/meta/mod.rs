@@ -48,6 +48,7 @@
 mod codec;
 mod command;
 mod journal;
+mod queue;
 mod snapshot;
 mod state;
 mod store;
@@ -60,6 +61,10 @@ use std::sync::Arc;
 
 pub use codec::CodecError;
 pub use command::{MetaCommand, RuleDefinition, TargetMark};
+pub use queue::{
+    DoneCounts, QueueCounters, QueueDefinition, QueueKind, QueueLeaseRecord, QueueRecord,
+    QueueShardRecord,
+};
 pub use state::{GroupRecord, MetaState, RuleRecord};
 pub use store::MetaStore;
 #[cfg(test)]
@@ -90,6 +95,14 @@ pub enum MetaError {
     /// CreateGroup for a group that exists.
     #[error("group {group} of stream {stream} already exists")]
     GroupExists {
+        /// The stream.
+        stream: StreamName,
+        /// The group.
+        group: GroupName,
+    },
+    /// A queue command names a group that hands out shards, not messages.
+    #[error("group {group} of stream {stream} is not a queue group")]
+    NotAQueue {
         /// The stream.
         stream: StreamName,
         /// The group.
@@ -240,6 +253,7 @@ impl MetaError {
             | MetaError::StreamNotFound { .. }
             | MetaError::GroupExists { .. }
             | MetaError::GroupNotFound { .. }
+            | MetaError::NotAQueue { .. }
             | MetaError::ShardNotFound { .. }
             | MetaError::CheckpointBackwards { .. }
             | MetaError::EpochFloorBackwards { .. }

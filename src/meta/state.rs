@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::command::{RuleDefinition, TargetMark};
+use super::queue::QueueRecord;
 use super::{MetaCommand, MetaError};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
@@ -33,6 +34,8 @@ pub struct GroupRecord {
     /// Every lease epoch handed out for this group is at most this; after a restart, epochs are
     /// handed out above it, so they never go back and a fenced member stays fenced.
     pub epoch_floor: u64,
+    /// Set for a queue group: its definition and the state of its messages.
+    pub queue: Option<QueueRecord>,
 }
 
 /// All durable metadata.
@@ -108,6 +111,26 @@ impl MetaState {
             }
             MetaCommand::DeleteGroup { stream, group } => {
                 self.existing_group(stream, group).map(drop)
+            }
+            MetaCommand::QueueLease {
+                stream,
+                group,
+                shard,
+                ..
+            }
+            | MetaCommand::QueueDone {
+                stream,
+                group,
+                shard,
+                ..
+            } => {
+                if self.existing_group(stream, group)?.queue.is_none() {
+                    return Err(MetaError::NotAQueue {
+                        stream: stream.clone(),
+                        group: group.clone(),
+                    });
+                }
+                self.existing_shard(stream, *shard)
             }
             MetaCommand::CommitCheckpoint {
                 stream,
@@ -239,14 +262,42 @@ impl MetaState {
                 stream,
                 group,
                 created_at_ms,
+                queue,
             } => {
                 self.groups.insert(
                     (stream.clone(), group.clone()),
                     GroupRecord {
                         created_at_ms: *created_at_ms,
+                        queue: queue
+                            .as_ref()
+                            .map(|(definition, start)| QueueRecord::new(definition.clone(), start)),
                         ..GroupRecord::default()
                     },
                 );
+            }
+            MetaCommand::QueueLease {
+                stream,
+                group,
+                shard,
+                deadline_ms,
+                messages,
+                received,
+            } => {
+                if let Some(queue) = self.group_mut(stream, group)?.queue.as_mut() {
+                    queue.lease(*shard, *deadline_ms, messages, *received);
+                }
+            }
+            MetaCommand::QueueDone {
+                stream,
+                group,
+                shard,
+                sequences,
+                start,
+                counts,
+            } => {
+                if let Some(queue) = self.group_mut(stream, group)?.queue.as_mut() {
+                    queue.done(*shard, sequences, *start, *counts);
+                }
             }
             MetaCommand::DeleteGroup { stream, group } => {
                 self.groups.remove(&(stream.clone(), group.clone()));
@@ -420,6 +471,7 @@ mod tests {
             stream: name(stream),
             group: group(g),
             created_at_ms: Timestamp::from_millis(7),
+            queue: None,
         }
     }
 

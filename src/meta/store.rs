@@ -325,6 +325,74 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Like [`MetaStore::execute`] for several commands at once, with one sync for all of them
+    /// (group commit). Only queue commands ([`MetaCommand::is_queue_command`]) may be batched:
+    /// none changes what another is checked against, so each is validated against the state
+    /// before the batch. A rejected one is skipped; the others are durable when this returns
+    /// `Ok`. Returns
+    /// each command's own outcome, in order; a failed write or sync fails them all and
+    /// poisons the store.
+    pub fn execute_batch(
+        &mut self,
+        cmds: Vec<MetaCommand>,
+    ) -> Result<Vec<Result<(), MetaError>>, MetaError> {
+        self.check_poisoned()?;
+        if self.since_snapshot >= self.options.snapshot_every {
+            self.snapshot_now()?;
+        }
+        let mut outcomes = Vec::with_capacity(cmds.len());
+        let mut accepted = Vec::with_capacity(cmds.len());
+        let mut frames = Vec::new();
+        for cmd in cmds {
+            let checked = self.state.validate(&cmd).and_then(|()| {
+                let body = encode_command(&cmd);
+                if body.len() > MAX_COMMAND_BYTES as usize {
+                    return Err(MetaError::CommandTooLarge {
+                        bytes: body.len(),
+                        max: MAX_COMMAND_BYTES,
+                    });
+                }
+                Ok(body)
+            });
+            match checked {
+                Ok(body) => {
+                    frames.extend_from_slice(&journal::encode_frame(&body));
+                    accepted.push(cmd);
+                    outcomes.push(Ok(()));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(outcomes);
+        }
+        debug_assert!(accepted.iter().all(MetaCommand::is_queue_command));
+        if let Err(source) = self.journal.write_all_at(&frames, self.journal_len) {
+            return Err(self.poison(
+                "append to journal",
+                journal_path(&self.dir, self.generation),
+                source,
+            ));
+        }
+        if let Err(source) = self.journal.sync() {
+            return Err(self.poison(
+                "sync journal",
+                journal_path(&self.dir, self.generation),
+                source,
+            ));
+        }
+        self.journal_len += frames.len() as u64;
+        self.since_snapshot += accepted.len() as u64;
+        for cmd in &accepted {
+            if let Err(error) = self.state.apply(cmd) {
+                let cause = Arc::new(error);
+                self.poisoned = Some(Arc::clone(&cause));
+                return Err(MetaError::Poisoned { cause });
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Writes a snapshot of the current state now and starts a new journal generation, removing
     /// the older files. `execute` calls it every [`MetaOptions::snapshot_every`] commands.
     pub fn snapshot_now(&mut self) -> Result<(), MetaError> {

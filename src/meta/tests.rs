@@ -43,6 +43,7 @@ fn create_group(s: &str, g: &str) -> MetaCommand {
         stream: stream(s),
         group: group(g),
         created_at_ms: Timestamp::from_millis(1_700_000_000_001),
+        queue: None,
     }
 }
 
@@ -724,6 +725,7 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                 stream,
                 group,
                 created_at_ms: Timestamp::from_millis(created_at_ms),
+                queue: None,
             }
         }),
         1 => (arb_stream(), arb_group())
