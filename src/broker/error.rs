@@ -42,6 +42,37 @@ pub enum BrokerError {
         /// The group asked for.
         group: GroupName,
     },
+    /// A queue call names a group that leases shards.
+    #[error("group {group} of stream {stream} is a shard-lease group, not a queue group")]
+    NotAQueueGroup {
+        /// The stream.
+        stream: StreamName,
+        /// The group.
+        group: GroupName,
+    },
+    /// A lease call (join, checkpoint) names a queue group.
+    #[error(
+        "group {group} of stream {stream} is a queue group: receive and delete messages instead"
+    )]
+    IsAQueueGroup {
+        /// The stream.
+        stream: StreamName,
+        /// The group.
+        group: GroupName,
+    },
+    /// A receipt handle that names its message no longer acts on it.
+    #[error("receipt_handle: {reason}")]
+    ReceiptRefused {
+        /// Why.
+        reason: String,
+    },
+    /// Journaling a queue change failed; the change may not survive a restart.
+    #[error("could not make the queue change durable: {source}")]
+    QueueJournal {
+        /// The metadata store's error.
+        #[source]
+        source: std::sync::Arc<MetaError>,
+    },
     /// A request field the broker checks itself is out of range.
     #[error("invalid {field}: {reason}")]
     InvalidArgument {

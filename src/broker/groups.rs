@@ -302,7 +302,7 @@ impl Broker {
         Ok(((handle.descriptor.name.clone(), group), member))
     }
 
-    fn group_names(
+    pub(crate) fn group_names(
         &self,
         stream: &StreamName,
         group: &str,
@@ -326,6 +326,7 @@ impl Broker {
         // Refused before the group is made durable: a rejected first join must not create it.
         self.inner.groups.check_session_timeout(session_timeout)?;
         let stream = handle.descriptor.name.clone();
+        self.refuse_queue_group(&stream, &group)?;
         if self.checkpoints(&stream, &group).is_none() {
             let created = self
                 .execute_meta(MetaCommand::CreateGroup {
@@ -462,6 +463,7 @@ impl Broker {
                 format!("{sequence} is not a stored sequence number of {shard} (next is {next})"),
             ));
         }
+        self.refuse_queue_group(&stream, &group)?;
         let key = (stream.clone(), group.clone());
         let coordinators = self.inner.groups.coordinators.lock().await;
         let coordinator = coordinators
@@ -564,17 +566,44 @@ impl Broker {
         })
     }
 
-    /// Names of the stream's groups, sorted.
-    pub fn list_groups(&self, stream: &StreamName) -> Result<Vec<String>, BrokerError> {
+    /// The stream's groups with their kinds, sorted by name.
+    pub fn list_groups(
+        &self,
+        stream: &StreamName,
+    ) -> Result<Vec<(String, super::GroupType)>, BrokerError> {
         let handle = self.stream(stream)?;
         let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
         Ok(meta
             .state()
             .groups
-            .keys()
-            .filter(|(s, _)| *s == handle.descriptor.name)
-            .map(|(_, g)| g.as_str().to_owned())
+            .iter()
+            .filter(|((s, _), _)| *s == handle.descriptor.name)
+            .map(|((_, g), record)| {
+                let kind = match record.queue.as_ref().map(|q| q.definition.kind) {
+                    None => super::GroupType::ShardLeases,
+                    Some(crate::meta::QueueKind::Fifo) => super::GroupType::QueueFifo,
+                    Some(crate::meta::QueueKind::Standard) => super::GroupType::QueueStandard,
+                };
+                (g.as_str().to_owned(), kind)
+            })
             .collect())
+    }
+
+    /// Lease calls on a queue group are refused: it has no leases to hand out.
+    fn refuse_queue_group(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<(), BrokerError> {
+        match self.group_kind(stream, group) {
+            Some(super::GroupType::QueueFifo | super::GroupType::QueueStandard) => {
+                Err(BrokerError::IsAQueueGroup {
+                    stream: stream.clone(),
+                    group: group.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Deletes a group: its checkpoints and its live membership.
@@ -592,6 +621,7 @@ impl Broker {
         self.execute_meta(MetaCommand::DeleteGroup { stream, group })
             .await?;
         coordinators.remove(&key);
+        self.inner.queues.remove(&key);
         self.inner
             .groups
             .floors

@@ -16,6 +16,7 @@ pub mod filter;
 mod groups;
 pub mod iterator;
 mod put;
+pub mod queues;
 mod read;
 pub mod rules;
 
@@ -37,7 +38,10 @@ pub use groups::{
     GroupDescription, GroupMemberInfo, LeaseInfo, MemberAssignments, ShardProgressInfo,
 };
 pub use iterator::{IteratorCodec, IteratorPosition, DEFAULT_ITERATOR_TTL};
-pub use put::{PendingPut, PutEntry, PutOutcome, PutResult};
+pub use put::{PendingPut, PutEntry, PutOutcome, PutResult, SYSTEM_ATTRIBUTES};
+pub use queues::{
+    DeleteFailure, GroupSpec, GroupType, QueueConfig, QueueDescription, QueueStart, ReceivedMessage,
+};
 pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
 pub use rules::{RuleConfig, RuleDescription, RuleShardProgress, RuleSpec, RuleStatus};
 
@@ -124,6 +128,8 @@ pub struct BrokerConfig {
     pub pattern_limits: crate::route::PatternLimits,
     /// Limits and timing of rules.
     pub rules: rules::RuleConfig,
+    /// Limits and defaults of queue groups.
+    pub queues: queues::QueueConfig,
 }
 
 impl BrokerConfig {
@@ -151,6 +157,7 @@ impl BrokerConfig {
             attribute_limits: AttributeLimits::default(),
             pattern_limits: crate::route::PatternLimits::default(),
             rules: rules::RuleConfig::default(),
+            queues: queues::QueueConfig::default(),
         }
     }
 }
@@ -182,7 +189,7 @@ impl StreamHandle {
 pub(crate) struct Inner {
     pub(crate) config: BrokerConfig,
     pub(crate) io: Arc<dyn Io>,
-    pub(crate) meta: Mutex<MetaStore>,
+    pub(crate) meta: Arc<Mutex<MetaStore>>,
     /// Serialises stream creation and deletion (each touches meta and the directory tree).
     pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) streams: RwLock<HashMap<StreamName, Arc<StreamHandle>>>,
@@ -190,6 +197,7 @@ pub(crate) struct Inner {
     pub(crate) groups: groups::Groups,
     pub(crate) matchers: filter::MatcherCache,
     pub(crate) rules: rules::Rules,
+    pub(crate) queues: queues::Queues,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -240,20 +248,33 @@ impl Broker {
             streams.insert(handle.descriptor.name.clone(), Arc::new(handle));
         }
         let (shutdown, _) = watch::channel(false);
+        let meta = Arc::new(Mutex::new(meta));
+        let queues = queues::Queues::new(Arc::clone(&meta), &key);
         let broker = Broker {
             inner: Arc::new(Inner {
                 groups: groups::Groups::new(config.default_session_timeout, epoch_floors),
                 config,
                 io,
-                meta: Mutex::new(meta),
+                meta,
                 admin: tokio::sync::Mutex::new(()),
                 streams: RwLock::new(streams),
                 iterators,
                 matchers: filter::MatcherCache::default(),
                 rules: rules::Rules::default(),
+                queues,
                 shutdown,
             }),
         };
+        {
+            let state = broker
+                .inner
+                .meta
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .state()
+                .clone();
+            broker.start_queues(&state)?;
+        }
         broker.spawn_retention();
         broker.inner.groups.spawn_expiry(broker.clone());
         broker.start_rules().await;
@@ -469,6 +490,7 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stream);
         self.inner.groups.remove_stream(&stream).await;
+        self.inner.queues.remove_stream(&stream);
         handle.deleted.send_replace(true);
         let io = Arc::clone(&self.inner.io);
         let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());

@@ -12,7 +12,9 @@ use super::attributes::{self, PutAttribute};
 use super::{Broker, BrokerError, StreamHandle};
 use crate::fifo::{self, BatchEntry, Committed};
 use crate::storage::SequenceNumber;
-use crate::storage::{AppendAck, Attributes, BatchBuilder, RecordRef, StorageError};
+use crate::storage::{
+    AppendAck, AttributeType, Attributes, BatchBuilder, RecordRef, StorageError, StoredRecord,
+};
 use crate::stream::{HashKey, ShardId, StreamName};
 
 /// One record to put, as the adapter received it (empty strings already mapped to `None`).
@@ -32,13 +34,44 @@ pub struct PutEntry {
     pub attributes: Vec<PutAttribute>,
 }
 
+impl PutEntry {
+    /// The put of a stored record again: its keys, group, data and attributes, without its
+    /// deduplication id (the caller gives the one that names the copy).
+    pub fn from_stored(r: &StoredRecord) -> PutEntry {
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        PutEntry {
+            partition_key: text(&r.partition_key),
+            data: r.data.clone(),
+            explicit_hash_key: r.explicit_hash_key.map(|k| HashKey(k).to_string()),
+            message_group_id: r.message_group_id.as_ref().map(text),
+            deduplication_id: None,
+            attributes: r
+                .attributes
+                .iter()
+                .map(|a| match a.kind {
+                    AttributeType::Binary => {
+                        PutAttribute::binary(a.name, Bytes::copy_from_slice(a.value))
+                    }
+                    kind => PutAttribute::text(a.name, kind, a.text().unwrap_or_default()),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Who puts: a producer's ids are reserved in the dedup window; a rule's are not (see
-/// [`Broker::put_routed`]).
+/// [`Broker::put_routed`]); the server's own copies (dead letters, moves) are reserved and may
+/// carry [`SYSTEM_ATTRIBUTES`] more attributes than a producer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub(crate) enum Origin {
     Producer,
     Rule,
+    System,
 }
+
+/// Attributes the server adds to a record it copies (a dead letter's source), on top of the
+/// producer's limit.
+pub const SYSTEM_ATTRIBUTES: usize = 5;
 
 /// Where a put record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +163,7 @@ impl Broker {
             .await)
     }
 
-    async fn begin_put_as(
+    pub(crate) async fn begin_put_as(
         &self,
         stream: &StreamName,
         entries: Vec<PutEntry>,
@@ -168,7 +201,7 @@ impl Broker {
                     ),
                 ));
             }
-            let r = self.route(&handle, i, entry)?;
+            let r = self.route(&handle, i, entry, origin)?;
             total += entry.data.len() + entry.partition_key.len() + r.attributes.as_bytes().len();
             routed.push(r);
         }
@@ -313,8 +346,13 @@ impl Broker {
         handle: &StreamHandle,
         index: usize,
         entry: &'a PutEntry,
+        origin: Origin,
     ) -> Result<Routed<'a>, BrokerError> {
         let cfg = self.config();
+        let mut limits = cfg.attribute_limits;
+        if origin == Origin::System {
+            limits.max_attributes += SYSTEM_ATTRIBUTES;
+        }
         if entry.data.len() > cfg.max_record_bytes {
             return Err(BrokerError::invalid(
                 "data",
@@ -325,7 +363,7 @@ impl Broker {
                 ),
             ));
         }
-        let attributes = attributes::check(index, &entry.attributes, &cfg.attribute_limits)?;
+        let attributes = attributes::check(index, &entry.attributes, &limits)?;
         // Attributes count against the record's size, as SNS counts them against a message's.
         let size = entry.data.len() + attributes.as_bytes().len();
         if size > cfg.max_record_bytes {

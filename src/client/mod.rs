@@ -33,8 +33,13 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
 use crate::proto::v1::consumer_groups_client::ConsumerGroupsClient;
+use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::router_client::RouterClient;
 use crate::proto::v1::stream_log_client::StreamLogClient;
+use crate::proto::v1::{
+    ChangeMessageVisibilityRequest, CreateGroupRequest, DeleteMessageResult, DeleteMessagesRequest,
+    GroupSummary, Message, ReceiveMessagesRequest,
+};
 use crate::proto::v1::{
     CommitCheckpointRequest, CreateStreamRequest, DeleteGroupRequest, DeleteStreamRequest,
     DescribeGroupRequest, DescribeGroupResponse, DescribeStreamRequest, Filter, GetRecordsRequest,
@@ -292,6 +297,7 @@ pub struct Client {
     streams: StreamLogClient<Channel>,
     groups: ConsumerGroupsClient<Channel>,
     router: RouterClient<Channel>,
+    queues: QueuesClient<Channel>,
 }
 
 impl Client {
@@ -334,7 +340,10 @@ impl Client {
             groups: ConsumerGroupsClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            router: RouterClient::new(channel)
+            router: RouterClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            queues: QueuesClient::new(channel)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         }
@@ -352,6 +361,10 @@ impl Client {
 
     fn router(&self) -> RouterClient<Channel> {
         self.router.clone()
+    }
+
+    fn queues(&self) -> QueuesClient<Channel> {
+        self.queues.clone()
     }
 
     // ----- streams -----------------------------------------------------------------------------
@@ -677,6 +690,95 @@ impl Client {
             .await
             .map_err(failed("ListGroups"))?;
         Ok(response.into_inner().group_names)
+    }
+
+    /// A stream's groups with their types, sorted by name.
+    pub async fn list_groups_typed(&self, stream: &str) -> Result<Vec<GroupSummary>, ClientError> {
+        let response = self
+            .groups()
+            .list_groups(ListGroupsRequest {
+                stream_name: stream.to_owned(),
+            })
+            .await
+            .map_err(failed("ListGroups"))?;
+        Ok(response.into_inner().groups)
+    }
+
+    /// Creates a group of any type (a queue group, or a lease group ahead of its first join).
+    pub async fn create_group(&self, request: CreateGroupRequest) -> Result<(), ClientError> {
+        self.groups()
+            .create_group(request)
+            .await
+            .map_err(failed("CreateGroup"))?;
+        Ok(())
+    }
+
+    // ----- queues ------------------------------------------------------------------------------
+
+    /// Receives up to `max_messages` messages of a queue group; waits up to `wait` for the
+    /// first when none is available (empty answer after it). `visibility` overrides the
+    /// group's visibility timeout, in whole seconds.
+    pub async fn receive_messages(
+        &self,
+        stream: &str,
+        group: &str,
+        max_messages: u32,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Message>, ClientError> {
+        let response = self
+            .queues()
+            .receive_messages(ReceiveMessagesRequest {
+                stream_name: stream.to_owned(),
+                group_name: group.to_owned(),
+                max_messages,
+                visibility_timeout_seconds: visibility
+                    .map(|v| u32::try_from(v.as_secs()).unwrap_or(u32::MAX)),
+                wait_time_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            })
+            .await
+            .map_err(failed("ReceiveMessages"))?;
+        Ok(response.into_inner().messages)
+    }
+
+    /// Deletes messages by their receipt handles; one result per handle, in order (a failed
+    /// handle has a non-empty `error_code`).
+    pub async fn delete_messages(
+        &self,
+        stream: &str,
+        group: &str,
+        receipt_handles: Vec<String>,
+    ) -> Result<Vec<DeleteMessageResult>, ClientError> {
+        let response = self
+            .queues()
+            .delete_messages(DeleteMessagesRequest {
+                stream_name: stream.to_owned(),
+                group_name: group.to_owned(),
+                receipt_handles,
+            })
+            .await
+            .map_err(failed("DeleteMessages"))?;
+        Ok(response.into_inner().results)
+    }
+
+    /// Makes a received message invisible for `timeout` from now (zero: visible at once).
+    pub async fn change_message_visibility(
+        &self,
+        stream: &str,
+        group: &str,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.queues()
+            .change_message_visibility(ChangeMessageVisibilityRequest {
+                stream_name: stream.to_owned(),
+                group_name: group.to_owned(),
+                receipt_handle: receipt_handle.to_owned(),
+                visibility_timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+            })
+            .await
+            .map_err(failed("ChangeMessageVisibility"))?;
+        Ok(())
     }
 
     /// Deletes a group, its checkpoints and its leases.

@@ -161,7 +161,9 @@ impl QueueShard {
         };
         shard.in_flight = shard.restored_leases.len();
         for (&seq, lease) in &shard.restored_leases {
-            shard.expiries.push(Reverse((lease.deadline_ms.as_millis(), seq)));
+            shard
+                .expiries
+                .push(Reverse((lease.deadline_ms.as_millis(), seq)));
         }
         shard
     }
@@ -189,11 +191,6 @@ impl QueueShard {
     /// How many more messages the window can fetch.
     pub fn room(&self) -> usize {
         self.limits.max_messages.saturating_sub(self.slots.len())
-    }
-
-    /// True when nothing visible is ready to hand out.
-    pub fn nothing_ready(&self) -> bool {
-        self.ready.is_empty()
     }
 
     /// The earliest visibility deadline, if any message is in flight.
@@ -511,7 +508,11 @@ impl QueueShard {
     /// Deletes a message by the receipt of its `receive_count`-th receive. A receipt whose
     /// visibility ran out still deletes in a standard queue (the message was not received
     /// again), not in a FIFO queue (its group may have moved on), as SQS does.
-    pub fn delete(&mut self, seq: SequenceNumber, receive_count: u32) -> Result<Deleted, HandleRefusal> {
+    pub fn delete(
+        &mut self,
+        seq: SequenceNumber,
+        receive_count: u32,
+    ) -> Result<Deleted, HandleRefusal> {
         let seq = seq.get();
         let state = match self.check(seq, receive_count) {
             Ok(state) => state,
@@ -582,7 +583,8 @@ impl QueueShard {
                 }
                 // Never the "expired" marker, even for a time of 0.
                 l.deadline_ms = Timestamp::from_millis(deadline.max(1));
-                self.expiries.push(Reverse((l.deadline_ms.as_millis(), seq)));
+                self.expiries
+                    .push(Reverse((l.deadline_ms.as_millis(), seq)));
             }
             return Ok(Timestamp::from_millis(deadline));
         }
@@ -598,7 +600,9 @@ impl QueueShard {
             }
         }
         let slot = self.slot(seq).expect("checked above");
-        let limit = slot.received_at_ms.saturating_add(duration_ms(MAX_VISIBILITY_TIMEOUT));
+        let limit = slot
+            .received_at_ms
+            .saturating_add(duration_ms(MAX_VISIBILITY_TIMEOUT));
         if deadline > limit {
             return Err(HandleRefusal::TooLong {
                 left: Duration::from_millis(limit.saturating_sub(now_ms)),

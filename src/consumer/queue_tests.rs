@@ -68,8 +68,13 @@ fn a_group_with_its_head_in_flight_is_skipped_and_others_are_served() {
 fn after_expiry_only_the_visible_prefix_of_a_group_is_returned() {
     let mut q = shard(QueueKind::Fifo, &["g", "g", "g"]);
     assert_eq!(receive(&mut q, 10, 0), [0, 1, 2]);
-    q.change_visibility(SequenceNumber::new(1), 1, Duration::from_secs(100), at(1_000))
-        .unwrap();
+    q.change_visibility(
+        SequenceNumber::new(1),
+        1,
+        Duration::from_secs(100),
+        at(1_000),
+    )
+    .unwrap();
     assert_eq!(receive(&mut q, 10, 31_000), [0]);
 }
 
@@ -221,7 +226,9 @@ fn a_restored_lease_whose_deadline_passed_comes_back_with_its_count() {
 #[test]
 fn records_that_do_not_match_are_done_at_once() {
     let mut q = QueueShard::restore(QueueKind::Standard, LIMITS, &QueueShardRecord::default());
-    q.admit((0..4).map(record_at).collect(), |r| r.sequence.get() % 2 == 1);
+    q.admit((0..4).map(record_at).collect(), |r| {
+        r.sequence.get() % 2 == 1
+    });
     assert_eq!(receive(&mut q, 10, 0), [1, 3]);
     assert_eq!(q.start(), SequenceNumber::new(1));
     q.delete(SequenceNumber::new(1), 1).unwrap();

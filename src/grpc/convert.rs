@@ -13,6 +13,17 @@ pub fn stream_name(name: &str) -> Result<StreamName, Status> {
     StreamName::new(name).map_err(|e| to_status(e.into()))
 }
 
+/// A stream name given in another field than `stream_name`, validated; an invalid one is
+/// `INVALID_ARGUMENT` naming `field`.
+pub fn named_stream(field: &'static str, name: &str) -> Result<StreamName, Status> {
+    StreamName::new(name).map_err(|_invalid| {
+        to_status(crate::broker::BrokerError::invalid(
+            field,
+            format!("{name:?} is not a stream name ([a-zA-Z0-9_.-]{{1,128}})"),
+        ))
+    })
+}
+
 /// A span of time as the wire's `millis_behind_latest` carries it: whole ms, saturating.
 pub fn millis_i64(span: std::time::Duration) -> i64 {
     i64::try_from(span.as_millis()).unwrap_or(i64::MAX)

@@ -6,7 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::status::to_status;
-use crate::broker::{Broker, MemberAssignments};
+use crate::broker::{Broker, GroupSpec, GroupType, MemberAssignments, QueueStart};
+use crate::meta::QueueKind;
 use crate::proto::v1 as pb;
 use crate::proto::v1::consumer_groups_server::ConsumerGroups;
 use crate::storage::SequenceNumber;
@@ -33,6 +34,14 @@ fn leases(a: &MemberAssignments) -> Vec<pb::ShardLease> {
             checkpoint: l.checkpoint.map(SequenceNumber::get),
         })
         .collect()
+}
+
+fn group_type_to_pb(t: GroupType) -> pb::GroupType {
+    match t {
+        GroupType::ShardLeases => pb::GroupType::ShardLeases,
+        GroupType::QueueFifo => pb::GroupType::QueueFifo,
+        GroupType::QueueStandard => pb::GroupType::QueueStandard,
+    }
 }
 
 fn millis(d: Duration) -> u32 {
@@ -129,12 +138,52 @@ impl ConsumerGroups for ConsumerGroupsService {
         request: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
         let r = request.into_inner();
+        let stream = convert::stream_name(&r.stream_name)?;
+        if let Some(kind) = self.broker.queue_kind(&stream, &r.group_name) {
+            let q = self
+                .broker
+                .describe_queue(&stream, &r.group_name)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(pb::DescribeGroupResponse {
+                members: Vec::new(),
+                shards: Vec::new(),
+                r#type: match kind {
+                    QueueKind::Fifo => pb::GroupType::QueueFifo,
+                    QueueKind::Standard => pb::GroupType::QueueStandard,
+                } as i32,
+                queue: Some(pb::QueueStatus {
+                    messages_visible: q.visible,
+                    messages_in_flight: q.in_flight,
+                    oldest_message_age_ms: u64::try_from(q.oldest_age.as_millis())
+                        .unwrap_or(u64::MAX),
+                    messages_received: q.counters.received,
+                    messages_deleted: q.counters.deleted,
+                    messages_dead_lettered: q.counters.dead_lettered,
+                    messages_expired: q.counters.expired,
+                    visibility_timeout_seconds: u32::try_from(
+                        q.definition.visibility_timeout.as_secs(),
+                    )
+                    .unwrap_or(u32::MAX),
+                    max_receive_count: q.definition.max_receive_count,
+                    dead_letter_stream: q
+                        .definition
+                        .dead_letter_stream
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    filter: q.definition.filter.as_ref().map(convert::filter_to_pb),
+                }),
+            }));
+        }
         let d = self
             .broker
-            .describe_group(&convert::stream_name(&r.stream_name)?, &r.group_name)
+            .describe_group(&stream, &r.group_name)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::DescribeGroupResponse {
+            r#type: pb::GroupType::ShardLeases as i32,
+            queue: None,
             members: d
                 .members
                 .into_iter()
@@ -164,11 +213,75 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let names = self
+        let groups = self
             .broker
             .list_groups(&convert::stream_name(&request.get_ref().stream_name)?)
             .map_err(to_status)?;
-        Ok(Response::new(pb::ListGroupsResponse { group_names: names }))
+        Ok(Response::new(pb::ListGroupsResponse {
+            group_names: groups.iter().map(|(name, _)| name.clone()).collect(),
+            groups: groups
+                .into_iter()
+                .map(|(group_name, t)| pb::GroupSummary {
+                    group_name,
+                    r#type: group_type_to_pb(t) as i32,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name, group = %request.get_ref().group_name))]
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        let r = request.into_inner();
+        let kind = match pb::GroupType::try_from(r.r#type) {
+            Ok(pb::GroupType::ShardLeases) => GroupType::ShardLeases,
+            Ok(pb::GroupType::QueueFifo) => GroupType::QueueFifo,
+            Ok(pb::GroupType::QueueStandard) => GroupType::QueueStandard,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid type: unknown group type {}",
+                    r.r#type
+                )))
+            }
+        };
+        let start = match pb::QueueStartPosition::try_from(r.start_position) {
+            Ok(pb::QueueStartPosition::TrimHorizon) => QueueStart::TrimHorizon,
+            Ok(pb::QueueStartPosition::Latest) => QueueStart::Latest,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid start_position: unknown position {}",
+                    r.start_position
+                )))
+            }
+        };
+        let dead_letter_stream = if r.dead_letter_stream.is_empty() {
+            None
+        } else {
+            Some(convert::named_stream(
+                "dead_letter_stream",
+                &r.dead_letter_stream,
+            )?)
+        };
+        self.broker
+            .create_group(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                GroupSpec {
+                    kind,
+                    visibility_timeout: r
+                        .visibility_timeout_seconds
+                        .map(|s| Duration::from_secs(u64::from(s))),
+                    max_receive_count: r.max_receive_count,
+                    dead_letter_stream,
+                    start,
+                    filter: convert::filter(r.filter),
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateGroupResponse {}))
     }
 
     async fn delete_group(

@@ -5,6 +5,7 @@
 mod convert;
 mod groups;
 mod put;
+pub mod queues;
 mod router;
 pub mod status;
 mod stream_log;
@@ -18,10 +19,12 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::broker::Broker;
 use crate::proto::v1::consumer_groups_server::ConsumerGroupsServer;
+use crate::proto::v1::queues_server::QueuesServer;
 use crate::proto::v1::router_server::RouterServer;
 use crate::proto::v1::stream_log_server::StreamLogServer;
 
 pub use groups::ConsumerGroupsService;
+pub use queues::QueuesService;
 pub use router::RouterService;
 pub use stream_log::StreamLogService;
 
@@ -75,6 +78,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<RouterServer<RouterService>>()
         .await;
+    health_reporter
+        .set_serving::<QueuesServer<QueuesService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -86,6 +92,9 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = RouterServer::new(RouterService::new(broker.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let queues = QueuesServer::new(QueuesService::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let local = listener.local_addr().ok();
@@ -107,6 +116,7 @@ pub async fn serve(
         .add_service(stream_log)
         .add_service(groups)
         .add_service(router)
+        .add_service(queues)
         .serve_with_incoming_shutdown(
             // `Server::tcp_nodelay` applies only to listeners tonic binds itself; without
             // TCP_NODELAY every response waits on the peer's delayed ACK (~40 ms).

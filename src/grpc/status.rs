@@ -41,7 +41,11 @@ pub fn code_of(e: &BrokerError) -> Code {
                 Code::Internal
             }
         },
-        BrokerError::Fence(_) => Code::FailedPrecondition,
+        BrokerError::Fence(_)
+        | BrokerError::NotAQueueGroup { .. }
+        | BrokerError::IsAQueueGroup { .. }
+        | BrokerError::ReceiptRefused { .. } => Code::FailedPrecondition,
+        BrokerError::QueueJournal { source } => meta_code(source),
         BrokerError::Storage(s) => match s {
             StorageError::Corrupt { .. } => Code::DataLoss,
             StorageError::DiskFull { .. } | StorageError::Busy { .. } => Code::ResourceExhausted,
@@ -340,6 +344,35 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (
+                BrokerError::NotAQueueGroup {
+                    stream: stream(),
+                    group: group(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::IsAQueueGroup {
+                    stream: stream(),
+                    group: group(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::ReceiptRefused {
+                    reason: "the receipt handle has expired".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::QueueJournal {
+                    source: std::sync::Arc::new(MetaError::NotAQueue {
+                        stream: stream(),
+                        group: group(),
+                    }),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
                 BrokerError::InvalidPattern {
                     field: "filter.pattern",
                     source: crate::route::PatternError {
@@ -531,10 +564,14 @@ mod tests {
             BrokerError::MissingResult { .. } => "MissingResult",
             BrokerError::EarlierEntryFailed { .. } => "EarlierEntryFailed",
             BrokerError::Randomness { .. } => "Randomness",
+            BrokerError::NotAQueueGroup { .. } => "NotAQueueGroup",
+            BrokerError::IsAQueueGroup { .. } => "IsAQueueGroup",
+            BrokerError::ReceiptRefused { .. } => "ReceiptRefused",
+            BrokerError::QueueJournal { .. } => "QueueJournal",
         }
     }
 
-    const VARIANTS: usize = 21;
+    const VARIANTS: usize = 25;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

@@ -333,7 +333,11 @@ fn queue_to_pb(q: &QueueRecord) -> (Vec<pb::QueueShard>, pb::QueueCounters) {
                     receive_count: l.receive_count,
                 })
                 .collect(),
-            deadlines: r.leased.values().map(|l| l.deadline_ms.as_millis()).collect(),
+            deadlines: r
+                .leased
+                .values()
+                .map(|l| l.deadline_ms.as_millis())
+                .collect(),
         })
         .collect();
     let c = q.counters;
@@ -486,22 +490,26 @@ pub(crate) fn encode_snapshot(generation: u64, state: &MetaState) -> Vec<u8> {
                     None => (Vec::new(), None),
                 };
                 pb::Group {
-                queue: record.queue.as_ref().map(|q| queue_definition_to_pb(&q.definition)),
-                queue_shards,
-                queue_counters,
-                stream: stream.to_string(),
-                group: group.to_string(),
-                created_at_ms: record.created_at_ms.as_millis(),
-                checkpoints: record
-                    .checkpoints
-                    .iter()
-                    .map(|(shard, sequence)| pb::Checkpoint {
-                        shard: shard.index(),
-                        sequence: sequence.get(),
-                    })
-                    .collect(),
-                epoch_floor: record.epoch_floor,
-            }})
+                    queue: record
+                        .queue
+                        .as_ref()
+                        .map(|q| queue_definition_to_pb(&q.definition)),
+                    queue_shards,
+                    queue_counters,
+                    stream: stream.to_string(),
+                    group: group.to_string(),
+                    created_at_ms: record.created_at_ms.as_millis(),
+                    checkpoints: record
+                        .checkpoints
+                        .iter()
+                        .map(|(shard, sequence)| pb::Checkpoint {
+                            shard: shard.index(),
+                            sequence: sequence.get(),
+                        })
+                        .collect(),
+                    epoch_floor: record.epoch_floor,
+                }
+            })
             .collect(),
         rules: state
             .rules
@@ -778,7 +786,10 @@ mod tests {
                 stream: stream.clone(),
                 group: group.clone(),
                 created_at_ms: Timestamp::from_millis(42),
-                queue: Some((queue_definition(), [(ShardId(1), SequenceNumber::new(8))].into())),
+                queue: Some((
+                    queue_definition(),
+                    [(ShardId(1), SequenceNumber::new(8))].into(),
+                )),
             },
             MetaCommand::QueueLease {
                 stream: stream.clone(),
@@ -868,7 +879,10 @@ mod tests {
                 stream: stream.clone(),
                 group: queue.clone(),
                 created_at_ms: Timestamp::from_millis(6),
-                queue: Some((queue_definition(), [(ShardId(0), SequenceNumber::new(2))].into())),
+                queue: Some((
+                    queue_definition(),
+                    [(ShardId(0), SequenceNumber::new(2))].into(),
+                )),
             })
             .unwrap();
         state

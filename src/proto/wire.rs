@@ -516,47 +516,47 @@ fn lag_len(millis_behind_latest: i64) -> usize {
     }
 }
 
+/// A stored record as a `pb::Record`, for the answers that carry records inside other messages
+/// (queue messages). The read answers above encode stored records without this step.
+pub fn record_to_pb(r: crate::storage::StoredRecord) -> pb::Record {
+    let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+    pb::Record {
+        sequence_number: r.sequence.get(),
+        partition_key: text(&r.partition_key),
+        approximate_arrival_timestamp_ms: i64::try_from(r.timestamp_ms.as_millis())
+            .unwrap_or(i64::MAX),
+        explicit_hash_key: r
+            .explicit_hash_key
+            .map(|k| crate::stream::HashKey(k).to_string())
+            .unwrap_or_default(),
+        message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
+        deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
+        attributes: r
+            .attributes
+            .iter()
+            .map(|a| {
+                let value = pb::AttributeValue {
+                    data_type: a.kind.name().to_owned(),
+                    string_value: a.text().unwrap_or_default().to_owned(),
+                    binary_value: match a.text() {
+                        Some(_) => bytes::Bytes::new(),
+                        None => bytes::Bytes::copy_from_slice(a.value),
+                    },
+                };
+                (a.name.to_owned(), value)
+            })
+            .collect(),
+        data: r.data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::{SequenceNumber, Timestamp};
     use bytes::Bytes;
 
-    fn text(b: &bytes::Bytes) -> String {
-        String::from_utf8_lossy(b).into_owned()
-    }
-
-    /// A stored record as a `pb::Record`: what a consumer decodes from the answers that
-    /// this module encodes straight from stored records: the reference the tests compare with.
-    fn record(r: crate::storage::StoredRecord) -> pb::Record {
-        pb::Record {
-            sequence_number: r.sequence.get(),
-            partition_key: text(&r.partition_key),
-            data: r.data,
-            approximate_arrival_timestamp_ms: r.timestamp_ms.as_millis() as i64,
-            explicit_hash_key: r
-                .explicit_hash_key
-                .map(|k| crate::stream::HashKey(k).to_string())
-                .unwrap_or_default(),
-            message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
-            deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
-            attributes: r
-                .attributes
-                .iter()
-                .map(|a| {
-                    let value = pb::AttributeValue {
-                        data_type: a.kind.name().to_owned(),
-                        string_value: a.text().unwrap_or_default().to_owned(),
-                        binary_value: match a.text() {
-                            Some(_) => Bytes::new(),
-                            None => Bytes::copy_from_slice(a.value),
-                        },
-                    };
-                    (a.name.to_owned(), value)
-                })
-                .collect(),
-        }
-    }
+    use super::record_to_pb as record;
 
     fn attributes(pairs: &[(&str, AttributeType, &[u8])]) -> crate::storage::Attributes {
         let pairs: Vec<_> = pairs

@@ -17,11 +17,10 @@ use tokio::task::JoinSet;
 
 use super::recover::{routed_id, Routed};
 use super::RuleStats;
-use crate::broker::{Broker, BrokerError, IteratorKind, PutAttribute, PutEntry};
+use crate::broker::{Broker, BrokerError, IteratorKind, PutEntry};
 use crate::meta::{MetaCommand, RuleRecord, TargetMark};
-use crate::storage::AttributeType;
 use crate::storage::{SequenceNumber, StoredRecord};
-use crate::stream::{HashKey, RuleName, ShardId, StreamName};
+use crate::stream::{RuleName, ShardId, StreamName};
 
 /// A worker's state at its last point with nothing in flight.
 #[derive(Debug, Clone)]
@@ -344,28 +343,14 @@ impl Worker {
     /// The put of a routed record: its keys, group and attributes as stored, and the id that
     /// names where it came from.
     fn entry(&self, r: &StoredRecord) -> PutEntry {
-        let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
         PutEntry {
-            partition_key: text(&r.partition_key),
-            data: r.data.clone(),
-            explicit_hash_key: r.explicit_hash_key.map(|k| HashKey(k).to_string()),
-            message_group_id: r.message_group_id.as_ref().map(text),
             deduplication_id: Some(routed_id(
                 &self.rule,
                 self.record.created_at_ms,
                 self.shard,
                 r.sequence,
             )),
-            attributes: r
-                .attributes
-                .iter()
-                .map(|a| match a.kind {
-                    AttributeType::Binary => {
-                        PutAttribute::binary(a.name, bytes::Bytes::copy_from_slice(a.value))
-                    }
-                    kind => PutAttribute::text(a.name, kind, a.text().unwrap_or_default()),
-                })
-                .collect(),
+            ..PutEntry::from_stored(r)
         }
     }
 }

@@ -1,0 +1,124 @@
+//! Dead letters: a message received `max_receive_count` times is put into the group's
+//! dead-letter stream — its data, keys and attributes, plus attributes naming where it came
+//! from — and only then counts as done in the group.
+//!
+//! The copy's deduplication id names the group's incarnation, shard and sequence number, so a
+//! crash between storing the copy and journaling the source as done stores it once when the
+//! message is taken again (within the dead-letter stream's deduplication window).
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::QueueGroup;
+use crate::broker::put::Origin;
+use crate::broker::{Broker, PutAttribute, PutEntry};
+use crate::consumer::queue::Taken;
+use crate::storage::{SequenceNumber, StoredRecord, Timestamp};
+use crate::stream::{GroupName, ShardId, StreamName};
+
+/// Attribute naming the stream a dead letter came from.
+pub const SOURCE_STREAM_ATTRIBUTE: &str = "shardlog.source.stream";
+/// Attribute naming the queue group a dead letter came from.
+pub const SOURCE_GROUP_ATTRIBUTE: &str = "shardlog.source.group";
+/// Attribute naming the shard a dead letter came from.
+pub const SOURCE_SHARD_ATTRIBUTE: &str = "shardlog.source.shard";
+/// Attribute giving a dead letter's sequence number in its source shard.
+pub const SOURCE_SEQUENCE_ATTRIBUTE: &str = "shardlog.source.sequence";
+/// Attribute giving how many times a dead letter was received.
+pub const RECEIVE_COUNT_ATTRIBUTE: &str = "shardlog.receive.count";
+/// Prefix of the deduplication ids of dead letters.
+pub const DEAD_LETTER_ID_PREFIX: &str = "dlq/";
+
+/// The deduplication id of the dead-letter copy of one message of one group's incarnation.
+pub fn dead_letter_id(
+    stream: &StreamName,
+    group: &GroupName,
+    created_at_ms: Timestamp,
+    shard: ShardId,
+    sequence: SequenceNumber,
+) -> String {
+    // Names can be long; a digest keeps the id within the id length limit.
+    let mut h = Sha256::new();
+    h.update(stream.as_str());
+    h.update([0]);
+    h.update(group.as_str());
+    h.update(created_at_ms.as_millis().to_le_bytes());
+    let digest = h.finalize();
+    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{DEAD_LETTER_ID_PREFIX}{tag}/{}/{}",
+        shard.index(),
+        sequence.get()
+    )
+}
+
+/// The dead-letter copy of `record`.
+fn copy(q: &QueueGroup, shard: ShardId, t: &Taken, record: &StoredRecord) -> PutEntry {
+    let mut entry = PutEntry::from_stored(record);
+    entry.deduplication_id = Some(dead_letter_id(
+        &q.stream,
+        &q.group,
+        q.created_at_ms,
+        shard,
+        t.sequence,
+    ));
+    // A copy of a copy names its latest source only.
+    entry
+        .attributes
+        .retain(|a| !a.name.starts_with("shardlog.source.") && a.name != RECEIVE_COUNT_ATTRIBUTE);
+    entry.attributes.extend([
+        PutAttribute::string(SOURCE_STREAM_ATTRIBUTE, q.stream.as_str()),
+        PutAttribute::string(SOURCE_GROUP_ATTRIBUTE, q.group.as_str()),
+        PutAttribute::string(SOURCE_SHARD_ATTRIBUTE, shard.to_string()),
+        PutAttribute::number(SOURCE_SEQUENCE_ATTRIBUTE, t.sequence.get().to_string()),
+        PutAttribute::number(RECEIVE_COUNT_ATTRIBUTE, t.receive_count.to_string()),
+    ]);
+    entry
+}
+
+impl Broker {
+    /// Puts the taken messages into the group's dead-letter stream and marks the stored ones
+    /// done. A failure is logged; those messages come back when their visibility runs out.
+    pub(super) async fn dead_letter(&self, q: &Arc<QueueGroup>, taken: Vec<(ShardId, Taken)>) {
+        let Some(target) = q.definition.dead_letter_stream.clone() else {
+            return;
+        };
+        let mut entries = Vec::with_capacity(taken.len());
+        let mut sources = Vec::with_capacity(taken.len());
+        for (shard, t) in &taken {
+            let record = match &t.record {
+                Some(r) => r.clone(),
+                None => match self.read_one(q, *shard, t.sequence).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(stream = %q.stream, group = %q.group, %shard, sequence = %t.sequence, error = %e, "could not read a message for the dead-letter stream");
+                        continue;
+                    }
+                },
+            };
+            entries.push(copy(q, *shard, t, &record));
+            sources.push((*shard, t.sequence));
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let results = match self.begin_put_as(&target, entries, Origin::System).await {
+            Ok(pending) => pending.finish().await,
+            Err(e) => {
+                tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "could not put into the dead-letter stream");
+                return;
+            }
+        };
+        let mut stored = Vec::with_capacity(sources.len());
+        for (source, result) in sources.into_iter().zip(results) {
+            match result {
+                Ok(_) => stored.push(source),
+                Err(e) => {
+                    tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "a dead letter was not stored");
+                }
+            }
+        }
+        self.finish_dead_letters(q, stored).await;
+    }
+}

@@ -1,0 +1,968 @@
+//! Queue groups in the broker: consumer groups that hand out single messages with visibility
+//! timeouts, over the same log that lease groups, rules and subscriptions read.
+//!
+//! ```text
+//!  ReceiveMessages ─▶ each shard (locked): expire, take ready messages, fetch more from the
+//!                     log into the window if short ─▶ journal the leases ─▶ wait durable
+//!                  ─▶ move messages past their receive limit to the dead-letter stream
+//!                  ─▶ nothing yet and a wait asked? sleep until a put, a release, a
+//!                     visibility deadline or the wait's end, then try again
+//!  DeleteMessages  ─▶ shard (locked): done ─▶ journal ─▶ wait durable ─▶ answer
+//! ```
+//!
+//! The live state of each shard is a [`QueueShard`]; what must survive a crash (low-water
+//! marks, done messages above them, receive counts and deadlines) is journaled in the metadata
+//! store through [`journal::QueueJournal`], in batches with one sync each.
+
+mod dead_letter;
+mod journal;
+pub(crate) mod receipt;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{blocking, filter, Broker, BrokerError, StreamHandle};
+use crate::consumer::queue::{Deleted, HandleRefusal, Selection, WindowLimits};
+use crate::consumer::QueueShard;
+use crate::meta::{
+    DoneCounts, MetaCommand, MetaState, MetaStore, QueueCounters, QueueDefinition, QueueKind,
+};
+use crate::route::{Filter, Matcher};
+use crate::storage::{SequenceNumber, ShardLog, StoredRecord, Timestamp};
+use crate::stream::{GroupName, ShardId, StreamName};
+
+pub use crate::consumer::MAX_VISIBILITY_TIMEOUT;
+pub use receipt::RECEIPT_HANDLE_CHARS;
+
+/// Default most messages one ReceiveMessages returns (SQS's is 10; a log can afford more).
+pub const DEFAULT_MAX_RECEIVE_MESSAGES: usize = 1_000;
+/// Default longest wait of a long poll (as SQS).
+pub const DEFAULT_MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
+/// Default most messages in flight in one queue group (SQS's figure).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 120_000;
+/// Default most messages a queue group keeps track of per shard above its low-water mark.
+pub const DEFAULT_QUEUE_WINDOW: usize = 200_000;
+/// Default most bytes of fetched records a queue group keeps ready per shard.
+pub const DEFAULT_QUEUE_WINDOW_BYTES: usize = 8 * 1024 * 1024;
+/// Default visibility timeout of a queue group created without one (as SQS).
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default receive limit of a queue group with a dead-letter stream and no limit given.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 10;
+/// Most a queue group's receive limit may be.
+pub const MAX_MAX_RECEIVE_COUNT: u32 = 1_000;
+/// Most receipt handles in one DeleteMessages.
+pub const DEFAULT_MAX_DELETE_HANDLES: usize = 1_000;
+
+/// Limits and defaults of queue groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Most messages one receive returns.
+    pub max_receive_messages: usize,
+    /// Longest wait of a long poll.
+    pub max_receive_wait: Duration,
+    /// Most messages in flight per group; past it, receives return nothing.
+    pub max_in_flight: usize,
+    /// Most messages tracked per shard above the low-water mark.
+    pub window: usize,
+    /// Most bytes of fetched records kept ready per shard.
+    pub window_bytes: usize,
+    /// Visibility timeout of a group created without one.
+    pub default_visibility_timeout: Duration,
+    /// Most receipt handles per delete.
+    pub max_delete_handles: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_receive_messages: DEFAULT_MAX_RECEIVE_MESSAGES,
+            max_receive_wait: DEFAULT_MAX_RECEIVE_WAIT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            window: DEFAULT_QUEUE_WINDOW,
+            window_bytes: DEFAULT_QUEUE_WINDOW_BYTES,
+            default_visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
+            max_delete_handles: DEFAULT_MAX_DELETE_HANDLES,
+        }
+    }
+}
+
+/// What kind of consumer group CreateGroup makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupType {
+    /// Members lease whole shards and checkpoint (JoinGroup's kind).
+    ShardLeases,
+    /// Single messages, per message group in order.
+    QueueFifo,
+    /// Single messages, any order.
+    QueueStandard,
+}
+
+/// Where a new queue group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStart {
+    /// At the oldest record stored.
+    TrimHorizon,
+    /// After the newest: only records put from now on.
+    Latest,
+}
+
+/// CreateGroup's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The kind of group.
+    pub kind: GroupType,
+    /// Queue groups: the default visibility timeout; `None` takes the server's default.
+    pub visibility_timeout: Option<Duration>,
+    /// Queue groups: receives after which a message goes to the dead-letter stream; 0 takes
+    /// [`DEFAULT_MAX_RECEIVE_COUNT`] when a dead-letter stream is given.
+    pub max_receive_count: u32,
+    /// Queue groups: where messages received too often go.
+    pub dead_letter_stream: Option<StreamName>,
+    /// Queue groups: where they start.
+    pub start: QueueStart,
+    /// Queue groups: only matching records enter the queue.
+    pub filter: Option<Filter>,
+}
+
+/// One message a receive hands out.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    /// The record.
+    pub record: StoredRecord,
+    /// Its shard.
+    pub shard: ShardId,
+    /// Deletes it or changes its visibility, until it is received again.
+    pub receipt_handle: String,
+    /// How many times it was received, this time included.
+    pub receive_count: u32,
+}
+
+/// Why one receipt handle of a DeleteMessages did not delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteFailure {
+    /// Not a handle this server gave for this group.
+    Invalid(String),
+    /// The message was received again since, or (FIFO) its visibility ran out.
+    Expired(String),
+}
+
+/// What a queue group reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDescription {
+    /// FIFO or standard.
+    pub kind: QueueKind,
+    /// Its definition.
+    pub definition: QueueDefinition,
+    /// Messages visible now (approximate with a filter: records not yet looked at count).
+    pub visible: u64,
+    /// Messages in flight.
+    pub in_flight: u64,
+    /// Age of the oldest message not done.
+    pub oldest_age: Duration,
+    /// Durable counters.
+    pub counters: QueueCounters,
+}
+
+type GroupKey = (StreamName, GroupName);
+
+/// One shard of a live queue group.
+struct LiveShard {
+    id: ShardId,
+    log: Arc<ShardLog>,
+    state: tokio::sync::Mutex<QueueShard>,
+}
+
+/// A live queue group.
+pub(crate) struct QueueGroup {
+    stream: StreamName,
+    group: GroupName,
+    created_at_ms: Timestamp,
+    definition: QueueDefinition,
+    matcher: Option<Arc<Matcher>>,
+    shards: Vec<LiveShard>,
+    /// Messages in flight over all shards, for the group's cap.
+    in_flight: AtomicUsize,
+    /// Where the next receive starts its round of the shards.
+    next_shard: AtomicUsize,
+    /// Woken when messages may have become ready without a put: a release, a delete that
+    /// unblocks a FIFO group, a dead letter done.
+    wake: Notify,
+}
+
+/// Every live queue group, and the journal their changes go through.
+pub(crate) struct Queues {
+    groups: RwLock<HashMap<GroupKey, Arc<QueueGroup>>>,
+    journal: journal::QueueJournal,
+    receipts: receipt::ReceiptCodec,
+}
+
+impl Queues {
+    pub(crate) fn new(meta: Arc<Mutex<MetaStore>>, key: &[u8]) -> Queues {
+        Queues {
+            groups: RwLock::new(HashMap::new()),
+            journal: journal::QueueJournal::spawn(meta),
+            receipts: receipt::ReceiptCodec::new(key),
+        }
+    }
+
+    fn get(&self, key: &GroupKey) -> Option<Arc<QueueGroup>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub(crate) fn remove_stream(&self, stream: &StreamName) {
+        self.groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(s, _), _| s != stream);
+    }
+
+    pub(crate) fn remove(&self, key: &GroupKey) {
+        self.groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+fn refusal_text(r: HandleRefusal) -> String {
+    match r {
+        HandleRefusal::Expired => {
+            "the receipt handle has expired: the message was received again since, or its \
+             visibility timeout ran out"
+                .into()
+        }
+        HandleRefusal::Gone => "the message was deleted or is no longer stored".into(),
+        HandleRefusal::TooLong { left } => format!(
+            "a message may stay in flight at most {} s from its receive; {} s are left",
+            MAX_VISIBILITY_TIMEOUT.as_secs(),
+            left.as_secs()
+        ),
+    }
+}
+
+impl Broker {
+    /// Makes the live queue groups from the metadata, on open.
+    pub(crate) fn start_queues(&self, state: &MetaState) -> Result<(), BrokerError> {
+        for ((stream, group), record) in &state.groups {
+            let Some(queue) = &record.queue else { continue };
+            let handle = self.stream(stream)?;
+            let live = self.live_group(&handle, group, record.created_at_ms, queue)?;
+            self.inner
+                .queues
+                .groups
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((stream.clone(), group.clone()), Arc::new(live));
+        }
+        Ok(())
+    }
+
+    fn live_group(
+        &self,
+        handle: &StreamHandle,
+        group: &GroupName,
+        created_at_ms: Timestamp,
+        queue: &crate::meta::QueueRecord,
+    ) -> Result<QueueGroup, BrokerError> {
+        let cfg = &self.config().queues;
+        let limits = WindowLimits {
+            max_messages: cfg.window,
+            max_cached_bytes: cfg.window_bytes,
+        };
+        let matcher = match &queue.definition.filter {
+            Some(f) => Some(self.matcher(f, "filter")?),
+            None => None,
+        };
+        let mut in_flight = 0;
+        let shards = handle
+            .shards
+            .iter()
+            .map(|sh| {
+                let record = queue.shards.get(&sh.id).cloned().unwrap_or_default();
+                let state = QueueShard::restore(queue.definition.kind, limits, &record);
+                in_flight += state.in_flight();
+                LiveShard {
+                    id: sh.id,
+                    log: Arc::clone(&sh.log),
+                    state: tokio::sync::Mutex::new(state),
+                }
+            })
+            .collect();
+        Ok(QueueGroup {
+            stream: handle.descriptor.name.clone(),
+            group: group.clone(),
+            created_at_ms,
+            definition: queue.definition.clone(),
+            matcher,
+            shards,
+            in_flight: AtomicUsize::new(in_flight),
+            next_shard: AtomicUsize::new(0),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The kind of a live queue group; `None` for a lease group or no group.
+    pub fn queue_kind(&self, stream: &StreamName, group: &str) -> Option<QueueKind> {
+        let group = GroupName::new(group).ok()?;
+        self.inner
+            .queues
+            .get(&(stream.clone(), group))
+            .map(|q| q.definition.kind)
+    }
+
+    /// The kind of an existing group: `None` when there is no such group.
+    pub(crate) fn group_kind(&self, stream: &StreamName, group: &GroupName) -> Option<GroupType> {
+        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+        let record = meta.state().group(stream, group)?;
+        Some(match record.queue.as_ref().map(|q| q.definition.kind) {
+            None => GroupType::ShardLeases,
+            Some(QueueKind::Fifo) => GroupType::QueueFifo,
+            Some(QueueKind::Standard) => GroupType::QueueStandard,
+        })
+    }
+
+    /// Creates a consumer group of any kind. A lease group is the one JoinGroup makes on
+    /// first use; a queue group starts at the oldest record or the newest of each shard.
+    pub async fn create_group(
+        &self,
+        stream: &StreamName,
+        group: &str,
+        spec: GroupSpec,
+    ) -> Result<(), BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let stream = handle.descriptor.name.clone();
+        let queue_kind = match spec.kind {
+            GroupType::ShardLeases => None,
+            GroupType::QueueFifo => Some(QueueKind::Fifo),
+            GroupType::QueueStandard => Some(QueueKind::Standard),
+        };
+        let queue = match queue_kind {
+            None => {
+                if spec.dead_letter_stream.is_some() || spec.filter.is_some() {
+                    return Err(BrokerError::invalid(
+                        "type",
+                        "a dead-letter stream and a filter belong to queue groups; a lease group \
+                         takes neither",
+                    ));
+                }
+                None
+            }
+            Some(kind) => Some(self.queue_definition(&stream, kind, &spec)?),
+        };
+        // The start positions are read before the command; a record put meanwhile with
+        // LATEST may or may not be in the queue, as with Kinesis's LATEST.
+        let start: BTreeMap<ShardId, SequenceNumber> = handle
+            .shards
+            .iter()
+            .map(|sh| {
+                let at = match spec.start {
+                    QueueStart::TrimHorizon => sh.log.first_sequence(),
+                    QueueStart::Latest => sh.log.next_sequence(),
+                };
+                (sh.id, at)
+            })
+            .collect();
+        let created_at_ms = Timestamp::now();
+        self.execute_meta(MetaCommand::CreateGroup {
+            stream: stream.clone(),
+            group: group.clone(),
+            created_at_ms,
+            queue: queue.clone().map(|d| (d, start.clone())),
+        })
+        .await?;
+        if let Some(definition) = queue {
+            let record = crate::meta::QueueRecord::new(definition, &start);
+            let live = self.live_group(&handle, &group, created_at_ms, &record)?;
+            self.inner
+                .queues
+                .groups
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((stream, group), Arc::new(live));
+        }
+        Ok(())
+    }
+
+    fn queue_definition(
+        &self,
+        stream: &StreamName,
+        kind: QueueKind,
+        spec: &GroupSpec,
+    ) -> Result<QueueDefinition, BrokerError> {
+        let visibility = spec
+            .visibility_timeout
+            .unwrap_or(self.config().queues.default_visibility_timeout);
+        if visibility > MAX_VISIBILITY_TIMEOUT {
+            return Err(BrokerError::invalid(
+                "visibility_timeout_seconds",
+                format!(
+                    "{} s; at most {} s",
+                    visibility.as_secs(),
+                    MAX_VISIBILITY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        if spec.max_receive_count > MAX_MAX_RECEIVE_COUNT {
+            return Err(BrokerError::invalid(
+                "max_receive_count",
+                format!(
+                    "{}; at most {MAX_MAX_RECEIVE_COUNT}",
+                    spec.max_receive_count
+                ),
+            ));
+        }
+        let max_receive_count = match (&spec.dead_letter_stream, spec.max_receive_count) {
+            (None, 0) => 0,
+            (None, _) => {
+                return Err(BrokerError::invalid(
+                    "max_receive_count",
+                    "needs a dead_letter_stream for the messages received that often",
+                ))
+            }
+            (Some(dlq), n) => {
+                if dlq == stream {
+                    return Err(BrokerError::invalid(
+                        "dead_letter_stream",
+                        "must not be the group's own stream",
+                    ));
+                }
+                self.stream(dlq).map_err(|_not_found| {
+                    BrokerError::invalid(
+                        "dead_letter_stream",
+                        format!("stream {dlq} does not exist (create it first)"),
+                    )
+                })?;
+                if n == 0 {
+                    DEFAULT_MAX_RECEIVE_COUNT
+                } else {
+                    n
+                }
+            }
+        };
+        if let Some(f) = &spec.filter {
+            self.matcher(f, "filter")?;
+        }
+        Ok(QueueDefinition {
+            kind,
+            visibility_timeout: visibility,
+            max_receive_count,
+            dead_letter_stream: spec.dead_letter_stream.clone(),
+            filter: spec.filter.clone(),
+        })
+    }
+
+    fn queue_group(
+        &self,
+        stream: &StreamName,
+        group: &str,
+    ) -> Result<Arc<QueueGroup>, BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let key = (handle.descriptor.name.clone(), group);
+        if let Some(q) = self.inner.queues.get(&key) {
+            return Ok(q);
+        }
+        let (stream, group) = key;
+        Err(match self.group_kind(&stream, &group) {
+            None => BrokerError::GroupNotFound { stream, group },
+            Some(_) => BrokerError::NotAQueueGroup { stream, group },
+        })
+    }
+
+    /// Receives up to `max` messages. With a wait, answers as soon as one is available, or
+    /// empty when the wait ends; without, answers with what is available now.
+    pub async fn receive_messages(
+        &self,
+        stream: &StreamName,
+        group: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
+        let cfg = self.config().queues;
+        if max == 0 || max > cfg.max_receive_messages {
+            return Err(BrokerError::invalid(
+                "max_messages",
+                format!("{max}; a receive takes 1 to {}", cfg.max_receive_messages),
+            ));
+        }
+        if wait > cfg.max_receive_wait {
+            return Err(BrokerError::invalid(
+                "wait_time_ms",
+                format!(
+                    "{} ms; at most {} ms",
+                    wait.as_millis(),
+                    cfg.max_receive_wait.as_millis()
+                ),
+            ));
+        }
+        if visibility.is_some_and(|v| v > MAX_VISIBILITY_TIMEOUT) {
+            return Err(BrokerError::invalid(
+                "visibility_timeout_seconds",
+                format!("at most {} s", MAX_VISIBILITY_TIMEOUT.as_secs()),
+            ));
+        }
+        let q = self.queue_group(stream, group)?;
+        let visibility = visibility.unwrap_or(q.definition.visibility_timeout);
+        let until = tokio::time::Instant::now() + wait;
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            // Listen before looking, so that nothing arriving in between is missed.
+            let woken = q.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let mut puts: Vec<_> = q.shards.iter().map(|s| s.log.subscribe()).collect();
+            for p in &mut puts {
+                p.borrow_and_update();
+            }
+            let got = self.try_receive(&q, max, visibility).await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= until || *shutdown.borrow() {
+                return Ok(got);
+            }
+            let mut next = until;
+            for s in &q.shards {
+                if let Some(d) = s.state.lock().await.next_deadline() {
+                    let ms = d.as_millis().saturating_sub(Timestamp::now().as_millis());
+                    next = next.min(now + Duration::from_millis(ms));
+                }
+            }
+            let any_put =
+                futures_util::future::select_all(puts.iter_mut().map(|p| Box::pin(p.changed())));
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = any_put => {}
+                _ = tokio::time::sleep_until(next) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One pass over the shards: takes what is ready now.
+    async fn try_receive(
+        &self,
+        q: &Arc<QueueGroup>,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
+        let cfg = self.config();
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        let mut durable = Vec::new();
+        let n = q.shards.len();
+        let first = q.next_shard.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let budget = cfg
+                .queues
+                .max_in_flight
+                .saturating_sub(q.in_flight.load(Ordering::Relaxed));
+            let want = (max - out.len()).min(budget);
+            if want == 0 {
+                break;
+            }
+            let shard = &q.shards[(first + i) % n];
+            let mut state = shard.state.lock().await;
+            let now = Timestamp::now();
+            let before = state.in_flight();
+            state.expire(now);
+            let first_stored = shard.log.first_sequence();
+            if first_stored > state.start() {
+                state.skip_to(first_stored);
+            }
+            let mut selection = Selection::default();
+            loop {
+                let got = state.receive(
+                    want - selection.delivered.len() - selection.dead_letters.len(),
+                    now,
+                    visibility,
+                    q.definition.max_receive_count,
+                );
+                selection.delivered.extend(got.delivered);
+                selection.dead_letters.extend(got.dead_letters);
+                let taken = selection.delivered.len() + selection.dead_letters.len();
+                let from = state.fetched();
+                if taken >= want || state.room() == 0 || from >= shard.log.next_sequence() {
+                    break;
+                }
+                let limit = state.room().min(want.max(cfg.get_records_limit as usize));
+                let log = Arc::clone(&shard.log);
+                let max_bytes = cfg.max_read_bytes;
+                let batch =
+                    blocking("queue fetch", move || log.read(from, limit, max_bytes)).await??;
+                if batch.records.is_empty() {
+                    break;
+                }
+                match &q.matcher {
+                    Some(m) => state.admit(batch.records, |r| filter::record_matches(m, r)),
+                    None => state.admit(batch.records, |_| true),
+                }
+            }
+            let after = state.in_flight();
+            adjust(&q.in_flight, before, after);
+            let expired = state.take_expired();
+            if expired > 0 {
+                tracing::warn!(stream = %q.stream, group = %q.group, shard = %shard.id, messages = expired, "retention removed messages the queue group had not finished");
+                durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
+                    stream: q.stream.clone(),
+                    group: q.group.clone(),
+                    shard: shard.id,
+                    sequences: Vec::new(),
+                    start: state.start(),
+                    counts: DoneCounts {
+                        expired,
+                        ..DoneCounts::default()
+                    },
+                }));
+            }
+            if !selection.delivered.is_empty() {
+                let deadline = Timestamp::from_millis(
+                    now.as_millis()
+                        .saturating_add(u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX)),
+                );
+                durable.push(
+                    self.inner.queues.journal.submit(MetaCommand::QueueLease {
+                        stream: q.stream.clone(),
+                        group: q.group.clone(),
+                        shard: shard.id,
+                        deadline_ms: deadline,
+                        messages: selection
+                            .delivered
+                            .iter()
+                            .map(|t| (t.sequence, t.receive_count))
+                            .collect(),
+                        received: true,
+                    }),
+                );
+            }
+            drop(state);
+            for t in selection.delivered {
+                out.push((shard.id, t));
+            }
+            for t in selection.dead_letters {
+                dead.push((shard.id, t));
+            }
+        }
+        for d in durable {
+            wait_durable(d).await?;
+        }
+        if !dead.is_empty() {
+            self.dead_letter(q, dead).await;
+        }
+        let mut messages = Vec::with_capacity(out.len());
+        for (shard, t) in out {
+            let record = match t.record {
+                Some(r) => r,
+                None => self.read_one(q, shard, t.sequence).await?,
+            };
+            messages.push(ReceivedMessage {
+                receipt_handle: self.inner.queues.receipts.encode(
+                    &q.stream,
+                    &q.group,
+                    &receipt::Receipt {
+                        group_created_at_ms: q.created_at_ms,
+                        shard,
+                        sequence: t.sequence,
+                        receive_count: t.receive_count,
+                    },
+                ),
+                record,
+                shard,
+                receive_count: t.receive_count,
+            });
+        }
+        Ok(messages)
+    }
+
+    /// Reads one message again (its record left the window's cache).
+    async fn read_one(
+        &self,
+        q: &QueueGroup,
+        shard: ShardId,
+        sequence: SequenceNumber,
+    ) -> Result<StoredRecord, BrokerError> {
+        let log = q
+            .shards
+            .iter()
+            .find(|s| s.id == shard)
+            .map(|s| Arc::clone(&s.log))
+            .ok_or_else(|| BrokerError::ShardNotFound {
+                stream: q.stream.clone(),
+                shard: shard.to_string(),
+            })?;
+        let max_bytes = self.config().max_read_bytes;
+        let batch = blocking("queue read", move || log.read(sequence, 1, max_bytes)).await??;
+        batch
+            .records
+            .into_iter()
+            .next()
+            .filter(|r| r.sequence == sequence)
+            .ok_or_else(|| {
+                BrokerError::invalid("receipt_handle", "the message is no longer stored")
+            })
+    }
+
+    /// Deletes messages by their receipt handles: one result per handle, in order. Every
+    /// delete is durable before the answer.
+    pub async fn delete_messages(
+        &self,
+        stream: &StreamName,
+        group: &str,
+        handles: &[String],
+    ) -> Result<Vec<Result<(), DeleteFailure>>, BrokerError> {
+        let max = self.config().queues.max_delete_handles;
+        if handles.is_empty() || handles.len() > max {
+            return Err(BrokerError::invalid(
+                "receipt_handles",
+                format!("{} handles; a delete takes 1 to {max}", handles.len()),
+            ));
+        }
+        let q = self.queue_group(stream, group)?;
+        let mut results: Vec<Result<(), DeleteFailure>> = vec![Ok(()); handles.len()];
+        let mut by_shard: BTreeMap<usize, Vec<(usize, receipt::Receipt)>> = BTreeMap::new();
+        for (i, handle) in handles.iter().enumerate() {
+            match self.receipt_of(&q, handle) {
+                Ok((index, r)) => by_shard.entry(index).or_default().push((i, r)),
+                Err(reason) => results[i] = Err(DeleteFailure::Invalid(reason)),
+            }
+        }
+        let mut durable = Vec::new();
+        let mut any = false;
+        for (index, receipts) in by_shard {
+            let shard = &q.shards[index];
+            let mut state = shard.state.lock().await;
+            let before = state.in_flight();
+            let mut done = Vec::new();
+            for (i, r) in receipts {
+                match state.delete(r.sequence, r.receive_count) {
+                    Ok(Deleted::Now) => done.push(r.sequence),
+                    Ok(Deleted::Already) => {}
+                    Err(refusal) => results[i] = Err(DeleteFailure::Expired(refusal_text(refusal))),
+                }
+            }
+            adjust(&q.in_flight, before, state.in_flight());
+            if !done.is_empty() {
+                any = true;
+                let counts = DoneCounts {
+                    deleted: done.len() as u64,
+                    ..DoneCounts::default()
+                };
+                durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
+                    stream: q.stream.clone(),
+                    group: q.group.clone(),
+                    shard: shard.id,
+                    sequences: done,
+                    start: state.start(),
+                    counts,
+                }));
+            }
+        }
+        for d in durable {
+            wait_durable(d).await?;
+        }
+        if any && q.definition.kind == QueueKind::Fifo {
+            q.wake.notify_waiters();
+        }
+        Ok(results)
+    }
+
+    /// The shard (by position) and receipt a handle names, or why it names none.
+    fn receipt_of(
+        &self,
+        q: &QueueGroup,
+        handle: &str,
+    ) -> Result<(usize, receipt::Receipt), String> {
+        let invalid = || format!("the receipt handle {handle:?} is not a valid receipt handle");
+        let r = self
+            .inner
+            .queues
+            .receipts
+            .decode(&q.stream, &q.group, handle)
+            .ok_or_else(invalid)?;
+        if r.group_created_at_ms != q.created_at_ms {
+            return Err(format!(
+                "the receipt handle belongs to an earlier group named {}",
+                q.group
+            ));
+        }
+        let index = q
+            .shards
+            .iter()
+            .position(|s| s.id == r.shard)
+            .ok_or_else(invalid)?;
+        Ok((index, r))
+    }
+
+    /// Changes how long a received message stays invisible, from now; zero makes it visible
+    /// at once. Durable before the answer.
+    pub async fn change_message_visibility(
+        &self,
+        stream: &StreamName,
+        group: &str,
+        handle: &str,
+        timeout: Duration,
+    ) -> Result<(), BrokerError> {
+        if timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(BrokerError::invalid(
+                "visibility_timeout_seconds",
+                format!(
+                    "{} s; at most {} s",
+                    timeout.as_secs(),
+                    MAX_VISIBILITY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        let q = self.queue_group(stream, group)?;
+        let (index, r) = self
+            .receipt_of(&q, handle)
+            .map_err(|reason| BrokerError::invalid("receipt_handle", reason))?;
+        let shard = &q.shards[index];
+        let mut state = shard.state.lock().await;
+        let before = state.in_flight();
+        let now = Timestamp::now();
+        state.expire(now);
+        let outcome = state.change_visibility(r.sequence, r.receive_count, timeout, now);
+        adjust(&q.in_flight, before, state.in_flight());
+        let deadline = match outcome {
+            Ok(deadline) => deadline,
+            Err(HandleRefusal::TooLong { left }) => {
+                return Err(BrokerError::invalid(
+                    "visibility_timeout_seconds",
+                    refusal_text(HandleRefusal::TooLong { left }),
+                ))
+            }
+            Err(refusal) => {
+                return Err(BrokerError::ReceiptRefused {
+                    reason: refusal_text(refusal),
+                })
+            }
+        };
+        let durable = self.inner.queues.journal.submit(MetaCommand::QueueLease {
+            stream: q.stream.clone(),
+            group: q.group.clone(),
+            shard: shard.id,
+            deadline_ms: deadline,
+            messages: vec![(r.sequence, r.receive_count)],
+            received: false,
+        });
+        drop(state);
+        wait_durable(durable).await?;
+        if timeout.is_zero() {
+            q.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// What a queue group holds and has done.
+    pub async fn describe_queue(
+        &self,
+        stream: &StreamName,
+        group: &str,
+    ) -> Result<QueueDescription, BrokerError> {
+        let q = self.queue_group(stream, group)?;
+        let mut visible = 0u64;
+        let mut in_flight = 0u64;
+        let mut oldest: Option<Timestamp> = None;
+        let now = Timestamp::now();
+        for shard in &q.shards {
+            let (start, tracked) = {
+                let mut state = shard.state.lock().await;
+                let before = state.in_flight();
+                state.expire(now);
+                adjust(&q.in_flight, before, state.in_flight());
+                in_flight += state.in_flight() as u64;
+                (
+                    state.start().max(shard.log.first_sequence()),
+                    (state.in_flight() + state.done_in_window()) as u64,
+                )
+            };
+            let next = shard.log.next_sequence();
+            visible += next.saturating_distance_from(start).saturating_sub(tracked);
+            if start < next {
+                let log = Arc::clone(&shard.log);
+                let batch = blocking("queue oldest", move || log.read(start, 1, 1)).await??;
+                if let Some(r) = batch.records.first() {
+                    oldest = Some(oldest.map_or(r.timestamp_ms, |o| o.min(r.timestamp_ms)));
+                }
+            }
+        }
+        let counters = {
+            let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+            meta.state()
+                .group(&q.stream, &q.group)
+                .and_then(|g| g.queue.as_ref())
+                .map(|qr| qr.counters)
+                .unwrap_or_default()
+        };
+        Ok(QueueDescription {
+            kind: q.definition.kind,
+            definition: q.definition.clone(),
+            visible,
+            in_flight,
+            oldest_age: oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+            counters,
+        })
+    }
+
+    /// Marks taken messages done after their dead-letter copies are stored; a message whose
+    /// copy failed stays in flight and is tried again when its visibility runs out.
+    async fn finish_dead_letters(&self, q: &QueueGroup, stored: Vec<(ShardId, SequenceNumber)>) {
+        let mut by_shard: BTreeMap<ShardId, Vec<SequenceNumber>> = BTreeMap::new();
+        for (shard, seq) in stored {
+            by_shard.entry(shard).or_default().push(seq);
+        }
+        let mut durable = Vec::new();
+        for (id, seqs) in by_shard {
+            let Some(shard) = q.shards.iter().find(|s| s.id == id) else {
+                continue;
+            };
+            let mut state = shard.state.lock().await;
+            let before = state.in_flight();
+            for &s in &seqs {
+                state.dead_lettered(s);
+            }
+            adjust(&q.in_flight, before, state.in_flight());
+            durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
+                stream: q.stream.clone(),
+                group: q.group.clone(),
+                shard: id,
+                counts: DoneCounts {
+                    dead_lettered: seqs.len() as u64,
+                    ..DoneCounts::default()
+                },
+                sequences: seqs,
+                start: state.start(),
+            }));
+        }
+        for d in durable {
+            if let Err(e) = wait_durable(d).await {
+                tracing::error!(stream = %q.stream, group = %q.group, error = %e, "could not record dead-lettered messages as done");
+            }
+        }
+        q.wake.notify_waiters();
+    }
+}
+
+/// Moves the group-wide in-flight count by a shard's change.
+fn adjust(total: &AtomicUsize, before: usize, after: usize) {
+    if after > before {
+        total.fetch_add(after - before, Ordering::Relaxed);
+    } else {
+        total.fetch_sub(before - after, Ordering::Relaxed);
+    }
+}
+
+async fn wait_durable(d: journal::Durable) -> Result<(), BrokerError> {
+    match d.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BrokerError::QueueJournal { source: e }),
+        // The journal thread is gone: the broker is being dropped.
+        Err(_closed) => Err(BrokerError::ShuttingDown),
+    }
+}

@@ -1,0 +1,118 @@
+//! The `Queues` gRPC service: receive, delete and change the visibility of single messages of
+//! a queue group.
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::status::to_status;
+use crate::broker::{Broker, DeleteFailure};
+use crate::proto::v1 as pb;
+use crate::proto::v1::queues_server::Queues;
+use crate::proto::wire::record_to_pb;
+
+/// `error_code` of a handle this server did not give for the group.
+pub const RECEIPT_HANDLE_INVALID: &str = "RECEIPT_HANDLE_INVALID";
+/// `error_code` of a handle whose message was received again, or (FIFO) became visible.
+pub const RECEIPT_HANDLE_EXPIRED: &str = "RECEIPT_HANDLE_EXPIRED";
+
+/// The `Queues` service.
+#[derive(Debug, Clone)]
+pub struct QueuesService {
+    broker: Broker,
+}
+
+impl QueuesService {
+    /// A service over `broker`.
+    pub fn new(broker: Broker) -> Self {
+        QueuesService { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl Queues for QueuesService {
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name, group = %request.get_ref().group_name))]
+    async fn receive_messages(
+        &self,
+        request: Request<pb::ReceiveMessagesRequest>,
+    ) -> Result<Response<pb::ReceiveMessagesResponse>, Status> {
+        let r = request.into_inner();
+        let messages = self
+            .broker
+            .receive_messages(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                r.max_messages as usize,
+                r.visibility_timeout_seconds
+                    .map(|s| Duration::from_secs(u64::from(s))),
+                Duration::from_millis(u64::from(r.wait_time_ms)),
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReceiveMessagesResponse {
+            messages: messages
+                .into_iter()
+                .map(|m| pb::Message {
+                    record: Some(record_to_pb(m.record)),
+                    shard_id: m.shard.to_string(),
+                    receipt_handle: m.receipt_handle,
+                    receive_count: m.receive_count,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name, group = %request.get_ref().group_name))]
+    async fn delete_messages(
+        &self,
+        request: Request<pb::DeleteMessagesRequest>,
+    ) -> Result<Response<pb::DeleteMessagesResponse>, Status> {
+        let r = request.into_inner();
+        let results = self
+            .broker
+            .delete_messages(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                &r.receipt_handles,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteMessagesResponse {
+            results: r
+                .receipt_handles
+                .into_iter()
+                .zip(results)
+                .map(|(receipt_handle, result)| {
+                    let (code, message) = match result {
+                        Ok(()) => ("", String::new()),
+                        Err(DeleteFailure::Invalid(m)) => (RECEIPT_HANDLE_INVALID, m),
+                        Err(DeleteFailure::Expired(m)) => (RECEIPT_HANDLE_EXPIRED, m),
+                    };
+                    pb::DeleteMessageResult {
+                        receipt_handle,
+                        error_code: code.to_owned(),
+                        error_message: message,
+                    }
+                })
+                .collect(),
+        }))
+    }
+
+    async fn change_message_visibility(
+        &self,
+        request: Request<pb::ChangeMessageVisibilityRequest>,
+    ) -> Result<Response<pb::ChangeMessageVisibilityResponse>, Status> {
+        let r = request.into_inner();
+        self.broker
+            .change_message_visibility(
+                &convert::stream_name(&r.stream_name)?,
+                &r.group_name,
+                &r.receipt_handle,
+                Duration::from_secs(u64::from(r.visibility_timeout_seconds)),
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ChangeMessageVisibilityResponse {}))
+    }
+}
