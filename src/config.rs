@@ -176,6 +176,31 @@ pub struct Settings {
     /// How often a running rule records its progress, in milliseconds [default: 1000]
     #[arg(long, env = "SHARDLOG_RULE_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
     pub rule_checkpoint_interval_ms: Option<u64>,
+    /// Most messages one ReceiveMessages returns [default: 1000]
+    #[arg(long, env = "SHARDLOG_MAX_RECEIVE_MESSAGES", value_name = "N")]
+    pub max_receive_messages: Option<usize>,
+    /// Longest wait of a ReceiveMessages long poll, in milliseconds [default: 20000]
+    #[arg(long, env = "SHARDLOG_MAX_RECEIVE_WAIT_MS", value_name = "MS")]
+    pub max_receive_wait_ms: Option<u64>,
+    /// Most messages in flight in one queue group; past it receives return nothing [default: 120000]
+    #[arg(long, env = "SHARDLOG_MAX_IN_FLIGHT_MESSAGES", value_name = "N")]
+    pub max_in_flight_messages: Option<usize>,
+    /// Most messages a queue group tracks per shard above its low-water mark [default: 200000]
+    #[arg(long, env = "SHARDLOG_QUEUE_WINDOW", value_name = "N")]
+    pub queue_window: Option<usize>,
+    /// Most bytes of fetched records a queue group keeps ready per shard [default: 8388608]
+    #[arg(long, env = "SHARDLOG_QUEUE_WINDOW_BYTES", value_name = "BYTES")]
+    pub queue_window_bytes: Option<usize>,
+    /// Visibility timeout of queue groups created without one, in seconds [default: 30]
+    #[arg(
+        long,
+        env = "SHARDLOG_DEFAULT_VISIBILITY_TIMEOUT_SECS",
+        value_name = "SECS"
+    )]
+    pub default_visibility_timeout_secs: Option<u64>,
+    /// Most receipt handles in one DeleteMessages [default: 1000]
+    #[arg(long, env = "SHARDLOG_MAX_DELETE_HANDLES", value_name = "N")]
+    pub max_delete_handles: Option<usize>,
     /// Log filter, e.g. `info` or `warn,shardlog=debug` [default: info]
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -290,6 +315,22 @@ impl Config {
             layer!(max_pattern_combinations),
         );
         set(&mut c.rules.max_rules, layer!(max_rules));
+        set(
+            &mut c.queues.max_receive_messages,
+            layer!(max_receive_messages),
+        );
+        set(
+            &mut c.queues.max_receive_wait,
+            layer!(max_receive_wait_ms).map(ms),
+        );
+        set(&mut c.queues.max_in_flight, layer!(max_in_flight_messages));
+        set(&mut c.queues.window, layer!(queue_window));
+        set(&mut c.queues.window_bytes, layer!(queue_window_bytes));
+        set(
+            &mut c.queues.default_visibility_timeout,
+            layer!(default_visibility_timeout_secs).map(Duration::from_secs),
+        );
+        set(&mut c.queues.max_delete_handles, layer!(max_delete_handles));
         set(&mut c.rules.max_targets, layer!(max_rule_targets));
         set(
             &mut c.rules.checkpoint_interval,
@@ -401,6 +442,32 @@ impl Config {
             positive,
         )?;
         check(c.rules.max_targets >= 1, "max_rule_targets", positive)?;
+        check(
+            c.queues.max_receive_messages >= 1,
+            "max_receive_messages",
+            positive,
+        )?;
+        check(
+            c.queues.max_in_flight >= 1,
+            "max_in_flight_messages",
+            positive,
+        )?;
+        check(c.queues.window >= 1, "queue_window", positive)?;
+        check(
+            c.queues.max_delete_handles >= 1,
+            "max_delete_handles",
+            positive,
+        )?;
+        check(
+            c.queues.default_visibility_timeout <= crate::broker::queues::MAX_VISIBILITY_TIMEOUT,
+            "default_visibility_timeout_secs",
+            || {
+                format!(
+                    "must be at most {} (12 hours)",
+                    crate::broker::queues::MAX_VISIBILITY_TIMEOUT.as_secs()
+                )
+            },
+        )?;
         check(
             !c.rules.checkpoint_interval.is_zero(),
             "rule_checkpoint_interval_ms",
@@ -636,6 +703,19 @@ mod tests {
                 c.broker.pattern_limits.max_combinations = 0
             }),
             ("max_rule_targets", |c| c.broker.rules.max_targets = 0),
+            ("max_receive_messages", |c| {
+                c.broker.queues.max_receive_messages = 0
+            }),
+            ("max_in_flight_messages", |c| {
+                c.broker.queues.max_in_flight = 0
+            }),
+            ("queue_window", |c| c.broker.queues.window = 0),
+            ("max_delete_handles", |c| {
+                c.broker.queues.max_delete_handles = 0
+            }),
+            ("default_visibility_timeout_secs", |c| {
+                c.broker.queues.default_visibility_timeout = Duration::from_secs(43_201)
+            }),
             ("rule_checkpoint_interval_ms", |c| {
                 c.broker.rules.checkpoint_interval = Duration::ZERO
             }),
@@ -714,6 +794,25 @@ mod tests {
             ),
             ("max_rules", d.rules.max_rules.to_string()),
             ("max_rule_targets", d.rules.max_targets.to_string()),
+            (
+                "max_receive_messages",
+                d.queues.max_receive_messages.to_string(),
+            ),
+            (
+                "max_receive_wait_ms",
+                d.queues.max_receive_wait.as_millis().to_string(),
+            ),
+            ("max_in_flight_messages", d.queues.max_in_flight.to_string()),
+            ("queue_window", d.queues.window.to_string()),
+            ("queue_window_bytes", d.queues.window_bytes.to_string()),
+            (
+                "default_visibility_timeout_secs",
+                d.queues.default_visibility_timeout.as_secs().to_string(),
+            ),
+            (
+                "max_delete_handles",
+                d.queues.max_delete_handles.to_string(),
+            ),
             (
                 "rule_checkpoint_interval_ms",
                 d.rules.checkpoint_interval.as_millis().to_string(),

@@ -267,3 +267,25 @@ fn the_window_stops_fetching_at_its_limit() {
     q.delete(SequenceNumber::new(0), 1).unwrap();
     assert_eq!(q.room(), 1);
 }
+
+#[test]
+fn the_rest_of_a_group_received_as_often_as_its_head_goes_to_the_dead_letters_too() {
+    let mut q = shard(QueueKind::Fifo, &["g", "g", "g"]);
+    for attempt in 1..=2u32 {
+        let s = q.receive(2, at(0), VIS, 2);
+        assert_eq!(seqs(&s.delivered), [0, 1]);
+        for seq in [0, 1] {
+            q.change_visibility(SequenceNumber::new(seq), attempt, Duration::ZERO, at(0))
+                .unwrap();
+        }
+    }
+    for seq in [0, 1] {
+        let s = q.receive(10, at(0), VIS, 2);
+        assert_eq!(seqs(&s.dead_letters), [seq]);
+        assert!(s.delivered.is_empty());
+        q.dead_lettered(SequenceNumber::new(seq));
+    }
+    let s = q.receive(10, at(0), VIS, 2);
+    assert_eq!(seqs(&s.delivered), [2]);
+    assert_eq!(s.delivered[0].receive_count, 1);
+}
