@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::BenchError;
+use shardlog::broker::queues::{DEFAULT_MAX_DELETE_HANDLES, DEFAULT_MAX_RECEIVE_MESSAGES};
 use shardlog::broker::{
     DEFAULT_MAX_PUT_ENTRIES, DEFAULT_MAX_PUT_REQUEST_BYTES, DEFAULT_MAX_RECORD_BYTES,
 };
@@ -22,6 +23,9 @@ pub const DEFAULT_SHARDS: u32 = 4;
 pub const DEFAULT_PRODUCERS: usize = 2;
 /// Default concurrent consumers, each on its own connection, sharing the shards.
 pub const DEFAULT_CONSUMERS: usize = 1;
+/// Default concurrent workers of a queue run, each on its own connection, sharing the queue
+/// group.
+pub const DEFAULT_QUEUE_CONSUMERS: usize = 2;
 /// Default bytes of data per record.
 pub const DEFAULT_RECORD_BYTES: usize = 1024;
 /// Default records per PutRecords request.
@@ -39,6 +43,12 @@ pub const DEFAULT_KEY_SPACE: u64 = 1024;
 pub const MAX_KEY_SPACE: u64 = 1_000_000;
 /// Records a consume run stores first when `--records` is not given.
 pub const DEFAULT_CONSUME_RECORDS: u64 = 100_000;
+/// Records a queue run stores, then receives and deletes, when `--records` is not given.
+pub const DEFAULT_QUEUE_RECORDS: u64 = 100_000;
+/// Default message groups the records of a queue run cycle through.
+pub const DEFAULT_QUEUE_GROUPS: u64 = 1_000;
+/// Default most messages one ReceiveMessages of a queue run asks for.
+pub const DEFAULT_QUEUE_BATCH: u32 = 500;
 /// Bytes at the head of every e2e record: its send time in nanoseconds since the run's epoch.
 pub const TIMESTAMP_BYTES: usize = 8;
 /// The route rule's filter with `--route-attributes` and no `--route-filter`: the records whose
@@ -59,6 +69,9 @@ pub enum Workload {
     /// Producers and a rule routing the stream into `<stream>-routed`: routed records/s, the
     /// rule's lag, and how long it takes to catch up once the producers stop.
     Route,
+    /// Store --records records, then receive and delete each through a queue group:
+    /// messages/s and receive-to-delete latency.
+    Queue,
 }
 
 impl Workload {
@@ -69,6 +82,7 @@ impl Workload {
             Workload::Consume => "consume",
             Workload::E2e => "e2e",
             Workload::Route => "route",
+            Workload::Queue => "queue",
         }
     }
 
@@ -76,7 +90,7 @@ impl Workload {
     pub fn produces(self) -> bool {
         match self {
             Workload::Produce | Workload::E2e | Workload::Route => true,
-            Workload::Consume => false,
+            Workload::Consume | Workload::Queue => false,
         }
     }
 }
@@ -106,6 +120,35 @@ pub struct RouteFilter {
     /// An EventBridge pattern, as JSON text.
     pub pattern: String,
     pub scope: RouteScope,
+}
+
+/// The kind of queue group a queue run creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    /// In order per message group: a group's next message waits for the one before it.
+    Fifo,
+    /// Any order.
+    Standard,
+}
+
+impl QueueType {
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Fifo => "fifo",
+            QueueType::Standard => "standard",
+        }
+    }
+}
+
+/// How a queue run is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub kind: QueueType,
+    /// Message groups the records cycle through (`g0`, `g1`, …).
+    pub groups: u64,
+    /// Most messages per ReceiveMessages; every one received is deleted in one DeleteMessages.
+    pub batch: u32,
 }
 
 /// How a consume run reads.
@@ -183,8 +226,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = DEFAULT_PRODUCERS, value_name = "N")]
     pub producers: usize,
     /// Concurrent consumers, each on its own connection; the shards are divided between them
-    #[arg(long, default_value_t = DEFAULT_CONSUMERS, value_name = "N")]
-    pub consumers: usize,
+    /// (queue: workers sharing the queue group) [default: 1; queue: 2]
+    #[arg(long, value_name = "N")]
+    pub consumers: Option<usize>,
     /// Bytes of data per record
     #[arg(long, default_value_t = DEFAULT_RECORD_BYTES, value_name = "BYTES")]
     pub record_size: usize,
@@ -194,7 +238,8 @@ pub struct BenchArgs {
     /// Longest time the measured phase runs: 30, 30s, 500ms, 2m
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
     pub duration: Duration,
-    /// Records to put (produce, e2e) or to have stored before reading (consume)
+    /// Records to put (produce, e2e), to have stored before reading (consume), or to store and
+    /// then receive and delete (queue)
     #[arg(long, value_name = "N")]
     pub records: Option<u64>,
     /// Open loop: records per second in total, sent on a fixed schedule; latency counts from
@@ -228,6 +273,17 @@ pub struct BenchArgs {
     /// kind=noise
     #[arg(long)]
     pub route_attributes: bool,
+    /// Queue workload: the kind of queue group [default: fifo]
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub queue_type: Option<QueueType>,
+    /// Queue workload: message groups the records cycle through, as ids g0, g1, …; they take
+    /// the place of --key-space [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub queue_groups: Option<u64>,
+    /// Queue workload: most messages per ReceiveMessages, all deleted by one DeleteMessages
+    /// [default: 500]
+    #[arg(long, value_name = "N")]
+    pub queue_batch: Option<u32>,
     /// Print the result as one JSON object on standard output
     #[arg(long)]
     pub json: bool,
@@ -248,7 +304,7 @@ impl Default for BenchArgs {
             stream: DEFAULT_STREAM.to_owned(),
             shards: DEFAULT_SHARDS,
             producers: DEFAULT_PRODUCERS,
-            consumers: DEFAULT_CONSUMERS,
+            consumers: None,
             record_size: DEFAULT_RECORD_BYTES,
             batch_size: DEFAULT_BATCH_SIZE,
             duration: DEFAULT_DURATION,
@@ -262,6 +318,9 @@ impl Default for BenchArgs {
             route_filter: None,
             route_filter_scope: RouteScope::Data,
             route_attributes: false,
+            queue_type: None,
+            queue_groups: None,
+            queue_batch: None,
             json: false,
         }
     }
@@ -338,6 +397,8 @@ pub struct Plan {
     pub route_filter: Option<RouteFilter>,
     /// Route: producers give records a `kind` attribute.
     pub route_attributes: bool,
+    /// Queue: the queue group and how it is used; `None` for the other workloads.
+    pub queue: Option<QueueSettings>,
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> BenchError {
@@ -370,23 +431,27 @@ impl Plan {
             return Err(invalid("shards", "must be at least 1"));
         }
         let produces = args.workload.produces();
-        let consumes = matches!(args.workload, Workload::Consume | Workload::E2e);
+        let reads_shards = matches!(args.workload, Workload::Consume | Workload::E2e);
         if args.producers == 0 {
             return Err(invalid("producers", "must be at least 1"));
         }
-        if consumes {
-            if args.consumers == 0 {
-                return Err(invalid("consumers", "must be at least 1"));
+        let consumers = args.consumers.unwrap_or(match args.workload {
+            Workload::Queue => DEFAULT_QUEUE_CONSUMERS,
+            Workload::Produce | Workload::Consume | Workload::E2e | Workload::Route => {
+                DEFAULT_CONSUMERS
             }
-            if args.consumers > args.shards as usize {
-                return Err(invalid(
-                    "consumers",
-                    format!(
-                        "{} consumers for {} shards: each shard is read by one consumer",
-                        args.consumers, args.shards
-                    ),
-                ));
-            }
+        });
+        if (reads_shards || args.workload == Workload::Queue) && consumers == 0 {
+            return Err(invalid("consumers", "must be at least 1"));
+        }
+        if reads_shards && consumers > args.shards as usize {
+            return Err(invalid(
+                "consumers",
+                format!(
+                    "{consumers} consumers for {} shards: each shard is read by one consumer",
+                    args.shards
+                ),
+            ));
         }
         let min_record = if args.workload == Workload::E2e {
             TIMESTAMP_BYTES
@@ -422,7 +487,16 @@ impl Plan {
                 format!("{} is outside [1, {MAX_KEY_SPACE}]", args.key_space),
             ));
         }
-        let key_bytes = key_name(args.key_space - 1).len();
+        let queue = queue_settings(args)?;
+        // A queue run's records carry their message group as partition key and group id.
+        let (key_space, message_groups) = match &queue {
+            Some(queue) => (queue.groups, true),
+            None => (args.key_space, args.message_groups),
+        };
+        let key_bytes = match &queue {
+            Some(_) => message_group_name(key_space - 1).len(),
+            None => key_name(key_space - 1).len(),
+        };
         let attribute_bytes = if args.route_attributes {
             KIND_ATTRIBUTE_BYTES
         } else {
@@ -470,6 +544,7 @@ impl Plan {
         let route_filter = route_filter(args)?;
         let records = match args.workload {
             Workload::Consume => Some(args.records.unwrap_or(DEFAULT_CONSUME_RECORDS)),
+            Workload::Queue => Some(args.records.unwrap_or(DEFAULT_QUEUE_RECORDS)),
             Workload::Produce | Workload::E2e | Workload::Route => args.records,
         };
         Ok(Plan {
@@ -481,19 +556,20 @@ impl Plan {
             stream: args.stream.clone(),
             shards: args.shards,
             producers: args.producers,
-            consumers: args.consumers,
+            consumers,
             record_size: args.record_size,
             batch_size: args.batch_size,
             duration: args.duration,
             records,
             rate: args.rate,
-            key_space: args.key_space,
-            message_groups: args.message_groups,
+            key_space,
+            message_groups,
             dedup: args.dedup,
             idle_subscribers: args.idle_subscribers,
             shard_retention_bytes: args.shard_retention_bytes,
             route_filter,
             route_attributes: args.route_attributes,
+            queue,
         })
     }
 
@@ -548,6 +624,55 @@ fn route_filter(args: &BenchArgs) -> Result<Option<RouteFilter>, BenchError> {
     })
 }
 
+/// Checks the queue settings: they apply to the queue workload only, within the server's
+/// default limits. Returns them with their defaults for a queue run.
+fn queue_settings(args: &BenchArgs) -> Result<Option<QueueSettings>, BenchError> {
+    if args.workload != Workload::Queue {
+        let given = [
+            ("queue-type", args.queue_type.is_some()),
+            ("queue-groups", args.queue_groups.is_some()),
+            ("queue-batch", args.queue_batch.is_some()),
+        ];
+        return match given.into_iter().find(|(_, given)| *given) {
+            Some((setting, _)) => Err(invalid(setting, "applies to the queue workload")),
+            None => Ok(None),
+        };
+    }
+    if args.message_groups {
+        return Err(invalid(
+            "message-groups",
+            "a queue run's records always carry a message group id (see --queue-groups)",
+        ));
+    }
+    let groups = args.queue_groups.unwrap_or(DEFAULT_QUEUE_GROUPS);
+    if groups == 0 || groups > MAX_KEY_SPACE {
+        return Err(invalid(
+            "queue-groups",
+            format!("{groups} is outside [1, {MAX_KEY_SPACE}]"),
+        ));
+    }
+    // One receive's handles go out in one delete: both limits apply.
+    let max_batch = DEFAULT_MAX_RECEIVE_MESSAGES.min(DEFAULT_MAX_DELETE_HANDLES);
+    let batch = args.queue_batch.unwrap_or(DEFAULT_QUEUE_BATCH);
+    if batch == 0 || batch as usize > max_batch {
+        return Err(invalid(
+            "queue-batch",
+            format!("{batch} is outside [1, {max_batch}]"),
+        ));
+    }
+    Ok(Some(QueueSettings {
+        kind: args.queue_type.unwrap_or(QueueType::Fifo),
+        groups,
+        batch,
+    }))
+}
+
+/// The queue group of a queue run: the run's own, so that runs against one server never share
+/// one.
+pub fn queue_group_name(run_id: &str) -> String {
+    format!("bench-queue-{run_id}")
+}
+
 /// The stream a route run's rule routes `stream` into.
 pub fn routed_stream_name(stream: &str) -> String {
     format!("{stream}-routed")
@@ -561,6 +686,11 @@ pub fn route_rule_name(stream: &str) -> String {
 /// The `n`-th partition key (or message group id).
 pub fn key_name(n: u64) -> String {
     format!("k{n}")
+}
+
+/// The `n`-th message group id of a queue run (its partition key as well).
+pub fn message_group_name(n: u64) -> String {
+    format!("g{n}")
 }
 
 /// The command-line name of a fsync policy.
@@ -807,6 +937,83 @@ mod tests {
         let mut with_attributes = line.to_vec();
         with_attributes.push("--route-attributes");
         assert_eq!(rejected_setting(&with_attributes), "batch-size");
+    }
+
+    #[test]
+    fn a_queue_run_defaults_to_a_fifo_group_over_a_thousand_message_groups_and_two_workers() {
+        let queue = plan(&["--workload", "queue"]).expect("valid");
+        assert_eq!(
+            queue.queue,
+            Some(QueueSettings {
+                kind: QueueType::Fifo,
+                groups: DEFAULT_QUEUE_GROUPS,
+                batch: DEFAULT_QUEUE_BATCH,
+            })
+        );
+        assert_eq!(queue.consumers, DEFAULT_QUEUE_CONSUMERS);
+        assert_eq!(queue.records, Some(DEFAULT_QUEUE_RECORDS));
+        // The records' keys are the message groups.
+        assert_eq!(queue.key_space, DEFAULT_QUEUE_GROUPS);
+        assert!(queue.message_groups);
+        assert_eq!(plan(&[]).expect("valid").consumers, DEFAULT_CONSUMERS);
+        assert_eq!(plan(&[]).expect("valid").queue, None);
+    }
+
+    #[test]
+    fn a_queue_run_takes_its_type_groups_batch_and_more_workers_than_shards() {
+        let queue = plan(&[
+            "--workload",
+            "queue",
+            "--queue-type",
+            "standard",
+            "--queue-groups",
+            "7",
+            "--queue-batch",
+            "1000",
+            "--shards",
+            "2",
+            "--consumers",
+            "4",
+            "--records",
+            "9",
+        ])
+        .expect("valid");
+        assert_eq!(
+            queue.queue,
+            Some(QueueSettings {
+                kind: QueueType::Standard,
+                groups: 7,
+                batch: 1000,
+            })
+        );
+        assert_eq!((queue.consumers, queue.records), (4, Some(9)));
+        assert_eq!(message_group_name(6), "g6");
+        assert!(parse(&["--workload", "queue", "--queue-type", "lifo"]).is_err());
+    }
+
+    #[test]
+    fn queue_settings_out_of_range_or_outside_a_queue_run_name_the_flag() {
+        let queue = |extra: &[&str]| {
+            let mut line = vec!["--workload", "queue"];
+            line.extend_from_slice(extra);
+            rejected_setting(&line)
+        };
+        assert_eq!(queue(&["--queue-batch", "0"]), "queue-batch");
+        assert_eq!(queue(&["--queue-batch", "1001"]), "queue-batch");
+        assert_eq!(queue(&["--queue-groups", "0"]), "queue-groups");
+        assert_eq!(queue(&["--queue-groups", "1000001"]), "queue-groups");
+        assert_eq!(queue(&["--consumers", "0"]), "consumers");
+        assert_eq!(queue(&["--message-groups"]), "message-groups");
+        assert_eq!(queue(&["--rate", "1000"]), "rate");
+        assert_eq!(rejected_setting(&["--queue-type", "fifo"]), "queue-type");
+        assert_eq!(
+            rejected_setting(&["--workload", "consume", "--queue-groups", "5"]),
+            "queue-groups"
+        );
+        assert_eq!(
+            rejected_setting(&["--workload", "e2e", "--queue-batch", "5"]),
+            "queue-batch"
+        );
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!                    │      GetRecords polling or SubscribeToShard ──▶ read records/s
 //!   e2e ─────────────┼─▶ subscribers at LATEST, then P producers stamping each record with
 //!                    │     its send time ──▶ ack latency and put→receive latency
-//!   route ───────────┴─▶ rule <stream>-bench → <stream>-routed at LATEST, then P producers;
-//!                          DescribeRule every 200 ms ──▶ routed/s, lag, drain time
+//!   route ───────────┼─▶ rule <stream>-bench → <stream>-routed at LATEST, then P producers;
+//!                    │     DescribeRule every 200 ms ──▶ routed/s, lag, drain time
+//!   queue ───────────┴─▶ queue group at LATEST ─▶ fill ─▶ C workers: ReceiveMessages then
+//!                          DeleteMessages of every handle ──▶ messages/s, receive→delete latency
 //!  progress line every second (stderr) ─▶ summary table, or one JSON object (stdout)
 //! ```
 //!
@@ -25,6 +27,7 @@ pub mod embedded;
 mod idle;
 mod produce;
 mod progress;
+mod queue;
 pub mod report;
 mod route;
 pub mod schedule;
@@ -204,6 +207,7 @@ struct Measured {
     e2e_missing: u64,
     fill: Option<FillReport>,
     route: Option<RouteReport>,
+    queue: Option<queue::QueueReport>,
 }
 
 impl Measured {
@@ -243,6 +247,7 @@ impl Measured {
             fill: self.fill,
             rss,
             route: self.route,
+            queue: self.queue,
         }
     }
 }
@@ -296,7 +301,10 @@ fn record_shape(plan: &Plan, run_id: &str, stamp_epoch: Option<Instant>) -> Reco
         stream: plan.stream.clone(),
         record_size: plan.record_size,
         batch_size: plan.batch_size,
-        keys: (0..plan.key_space).map(args::key_name).collect(),
+        keys: match plan.queue {
+            Some(_) => (0..plan.key_space).map(args::message_group_name).collect(),
+            None => (0..plan.key_space).map(args::key_name).collect(),
+        },
         message_groups: plan.message_groups,
         dedup_prefix: plan.dedup.then(|| run_id.to_owned()),
         stamp_epoch,
@@ -318,6 +326,7 @@ async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, Bench
         Workload::Consume => measure_consume(plan, url, run_id, &admin).await,
         Workload::E2e => measure_e2e(plan, url, run_id, &shard_ids).await,
         Workload::Route => measure_route(plan, url, run_id, &admin).await,
+        Workload::Queue => measure_queue(plan, url, run_id, &admin).await,
     }?;
     if let Some(idle) = idle {
         for problem in idle.close().await {
@@ -367,6 +376,7 @@ async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measure
         e2e_missing: 0,
         fill: None,
         route: None,
+        queue: None,
     })
 }
 
@@ -413,6 +423,7 @@ async fn measure_consume(
         e2e_missing: 0,
         fill: Some(fill),
         route: None,
+        queue: None,
     })
 }
 
@@ -493,6 +504,7 @@ async fn measure_e2e(
         cpu,
         fill: None,
         route: None,
+        queue: None,
     })
 }
 
@@ -522,5 +534,58 @@ async fn measure_route(
         e2e_missing: 0,
         fill: None,
         route: Some(report),
+        queue: None,
     })
+}
+
+/// A queue group at LATEST, a fill, then workers receiving and deleting every stored record
+/// (`queue.rs`); the group is deleted at the end, whatever happened.
+async fn measure_queue(
+    plan: &Plan,
+    url: &str,
+    run_id: &str,
+    admin: &Client,
+) -> Result<Measured, BenchError> {
+    // Invariant: `Plan::from_args` sets the queue settings of every queue run.
+    let settings = plan.queue.expect("a queue run has queue settings");
+    let wanted = plan.records.unwrap_or(args::DEFAULT_QUEUE_RECORDS);
+    let group = queue::QueueGroup::create(
+        admin,
+        &plan.stream,
+        &args::queue_group_name(run_id),
+        settings.kind,
+    )
+    .await?;
+    let measured = async {
+        let fill = fill(plan, url, run_id, wanted).await?;
+        let clients = connections(url, plan.consumers).await?;
+        let meter = Arc::new(Meter::default());
+        let start = Instant::now();
+        let progress = Progress::start("queue", Arc::clone(&meter), start);
+        let cpu = CpuClock::start();
+        // The queue holds what the fill stored: a failed put is not a message to wait for.
+        let (elapsed, report) = queue::run(
+            clients,
+            &group,
+            settings,
+            fill.records,
+            start + plan.duration,
+            &meter,
+        )
+        .await;
+        let cpu = cpu.stop();
+        drop(progress);
+        Ok(Measured {
+            meter,
+            elapsed,
+            cpu,
+            e2e_missing: 0,
+            fill: Some(fill),
+            route: None,
+            queue: Some(report),
+        })
+    }
+    .await;
+    group.delete(admin).await;
+    measured
 }

@@ -13,6 +13,11 @@
 //!   "e2e_latency_ms": { "count", "p50", "p90", "p99", "p999", "max" },
 //!   "fill":  { "records", "records_per_sec", "mb_per_sec" } | null,
 //!   "rss_mb": { "before", "after", "peak" } | null,
+//!   "queue": { "group", "type", "message_groups", "max_messages", "target", "received",
+//!              "redelivered", "deleted", "delete_failures", "drained", "receive_calls",
+//!              "empty_receives", "delete_calls",
+//!              "receive_call_ms": { "count", "p50", "p90", "p99", "p999", "max" },
+//!              "delete_call_ms":  { "count", "p50", "p90", "p99", "p999", "max" } } | null,
 //!   "route": { "rule", "target", "filter": { "pattern", "scope" } | null, "attributes",
 //!              "expected_records", "routed_records", "routed_records_producing", "count_ok",
 //!              "drained", "routed_per_sec", "routed_per_sec_producing", "max_lag_records",
@@ -24,10 +29,14 @@
 //! A route run's `records` are the records the producers stored; `route` says what the rule
 //! did with them. Its timeline has one point a second (fewer on long runs), from the producers'
 //! start to the end of the drain.
+//!
+//! A queue run's `records` are the messages deleted, its `latency_ms` runs from each message's
+//! ReceiveMessages answer to its DeleteMessages answer, and `fill` is the store before it.
 
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use super::queue::QueueReport;
 use super::stats::LatencySummary;
 
 /// Bytes in the MB of every `MB/s` figure (the unit `dd` reports in).
@@ -344,6 +353,8 @@ pub struct BenchReport {
     pub rss: Option<RssReport>,
     /// What a route run's rule did.
     pub route: Option<RouteReport>,
+    /// What a queue run's workers did.
+    pub queue: Option<QueueReport>,
 }
 
 fn per_sec(count: f64, elapsed: Duration) -> f64 {
@@ -450,6 +461,10 @@ impl BenchReport {
                         ("peak", Json::Float(r.peak_bytes as f64 / BYTES_PER_MB)),
                     ])
                 }),
+            ),
+            (
+                "queue",
+                self.queue.as_ref().map_or(Json::Null, QueueReport::to_json),
             ),
             (
                 "route",
@@ -561,6 +576,10 @@ impl BenchReport {
             let _ = writeln!(out);
             route.write_table(&self.stream, &mut out);
         }
+        if let Some(queue) = &self.queue {
+            let _ = writeln!(out);
+            queue.write_table(&mut out);
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -570,9 +589,22 @@ impl BenchReport {
         let label = match (self.workload, self.consume_mode) {
             ("consume", Some("subscribe")) => "wait per event",
             ("consume", _) => "per GetRecords call",
+            ("queue", _) => "receive → delete per msg",
             _ => "ack per PutRecords",
         };
         let _ = writeln!(out, "{}", latency_row(label, &self.latency));
+        if let Some(queue) = &self.queue {
+            let _ = writeln!(
+                out,
+                "{}",
+                latency_row("per ReceiveMessages call", &queue.receive_latency)
+            );
+            let _ = writeln!(
+                out,
+                "{}",
+                latency_row("per DeleteMessages call", &queue.delete_latency)
+            );
+        }
         if self.workload == "e2e" {
             let _ = writeln!(
                 out,
@@ -743,6 +775,7 @@ mod tests {
             fill: None,
             rss: None,
             route: None,
+            queue: None,
         }
     }
 

@@ -81,6 +81,13 @@ impl LatencyRecorder {
         self.interval.saturating_record(value);
     }
 
+    /// Records `count` equal latencies at once.
+    pub fn record_n(&mut self, latency: Duration, count: u64) {
+        let value = micros(latency).max(LOWEST_MICROS);
+        self.total.saturating_record_n(value, count);
+        self.interval.saturating_record_n(value, count);
+    }
+
     /// The whole run so far.
     pub fn summary(&self) -> LatencySummary {
         summarize(&self.total)
@@ -168,6 +175,14 @@ impl Meter {
         lock(&self.latency).record(latency);
     }
 
+    /// Records the same latency for `count` records handled together (a queue run's messages
+    /// deleted by one call).
+    pub fn record_latency_n(&self, latency: Duration, count: u64) {
+        if count > 0 {
+            lock(&self.latency).record_n(latency, count);
+        }
+    }
+
     /// Records the put-to-receive latencies of records received together.
     pub fn record_e2e(&self, latencies: impl IntoIterator<Item = Duration>) {
         let mut received = 0;
@@ -239,6 +254,18 @@ mod tests {
         assert!(close(s.p99, ms(990)), "p99 {:?}", s.p99);
         assert!(close(s.p999, ms(999)), "p999 {:?}", s.p999);
         assert!(close(s.max, ms(1000)), "max {:?}", s.max);
+    }
+
+    #[test]
+    fn a_latency_recorded_n_times_counts_n_times() {
+        let meter = Meter::default();
+        meter.record_latency_n(ms(3), 500);
+        meter.record_latency_n(ms(9), 0);
+        meter.record_latency(ms(1));
+        let s = meter.latency();
+        assert_eq!(s.count, 501);
+        assert!(close(s.p50, ms(3)), "p50 {:?}", s.p50);
+        assert!(close(s.max, ms(3)), "max {:?}", s.max);
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! `shardlog bench --embedded`: tiny produce, e2e and route runs against a server started in
-//! process, checked through the JSON the command prints.
+//! `shardlog bench --embedded`: tiny produce, e2e, route and queue runs against a server
+//! started in process, checked through the JSON the command prints.
 
 use std::time::Duration;
 
+use super::embedded::{EmbeddedServer, EmbeddedSettings};
 use super::{execute, BenchArgs, PutApi, Workload};
-use crate::bench::args::DEFAULT_ROUTE_ATTRIBUTES_PATTERN;
+use crate::bench::args::{QueueType, DEFAULT_ROUTE_ATTRIBUTES_PATTERN};
+use shardlog::storage::FsyncPolicy;
 
 /// The number at `path` (keys separated by `.`) of a JSON object without arrays, such as the
 /// bench prints; `None` when the key is missing or not a number.
@@ -24,7 +26,7 @@ fn tiny(workload: Workload) -> BenchArgs {
         workload,
         shards: 2,
         producers: 2,
-        consumers: 2,
+        consumers: Some(2),
         record_size: 64,
         batch_size: 50,
         records: Some(2_000),
@@ -186,4 +188,105 @@ async fn a_data_filter_matches_none_of_the_binary_records_and_the_rule_still_cat
         "{json}"
     );
     assert!(json.contains(r#""count_ok":true,"drained":true"#), "{json}");
+}
+
+/// A tiny queue run: 2,000 records over 50 message groups, batches of 100 messages.
+fn tiny_queue(kind: QueueType) -> BenchArgs {
+    BenchArgs {
+        queue_type: Some(kind),
+        queue_groups: Some(50),
+        queue_batch: Some(100),
+        // Bounds the run only if it hangs: it ends when every message is deleted.
+        duration: Duration::from_secs(60),
+        ..tiny(Workload::Queue)
+    }
+}
+
+/// Checks that a queue run's JSON says every one of 2,000 messages was received and deleted
+/// exactly once, with a receive-to-delete latency for each.
+fn assert_every_message_deleted_once(json: &str) {
+    assert_eq!(number_at(json, "records"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(json, "errors"), Some(0.0), "{json}");
+    assert_eq!(number_at(json, "fill.records"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(json, "queue.target"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(json, "queue.received"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(json, "queue.redelivered"), Some(0.0), "{json}");
+    assert_eq!(number_at(json, "queue.deleted"), Some(2_000.0), "{json}");
+    assert_eq!(
+        number_at(json, "queue.delete_failures"),
+        Some(0.0),
+        "{json}"
+    );
+    assert!(json.contains(r#""drained":true"#), "{json}");
+    assert_latency_object(json, "latency_ms");
+    assert_eq!(number_at(json, "latency_ms.count"), Some(2_000.0), "{json}");
+    assert!(
+        number_at(json, "records_per_sec").expect("rate") > 0.0,
+        "{json}"
+    );
+    // At least one receive per 100 messages, and a delete for each receive that got any.
+    assert!(
+        number_at(json, "queue.receive_calls").expect("receives") >= 20.0,
+        "{json}"
+    );
+    assert!(
+        number_at(json, "queue.delete_calls").expect("deletes") >= 20.0,
+        "{json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_embedded_queue_run_deletes_every_message_once_in_either_queue_type() {
+    for kind in [QueueType::Fifo, QueueType::Standard] {
+        let json = run_json(&tiny_queue(kind)).await;
+        assert!(
+            json.contains(&format!(r#""type":"{}""#, kind.name())),
+            "{json}"
+        );
+        assert_every_message_deleted_once(&json);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_run_against_a_server_holds_only_its_own_records_and_leaves_no_group() {
+    let parent = std::env::temp_dir();
+    let settings = EmbeddedSettings {
+        fsync: FsyncPolicy::Never,
+        max_dedup_ids: 0,
+        shard_retention_bytes: None,
+    };
+    let server = EmbeddedServer::start(&parent, settings)
+        .await
+        .expect("server started");
+    let remote = |workload| BenchArgs {
+        embedded: false,
+        server: Some(server.url()),
+        ..tiny(workload)
+    };
+    // Records already in the stream are not the queue run's: its group starts after them.
+    let produce = BenchArgs {
+        duration: Duration::from_secs(30),
+        ..remote(Workload::Produce)
+    };
+    let json = run_json(&produce).await;
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    for kind in [QueueType::Fifo, QueueType::Standard] {
+        let args = BenchArgs {
+            embedded: false,
+            server: Some(server.url()),
+            ..tiny_queue(kind)
+        };
+        let json = run_json(&args).await;
+        assert!(
+            json.contains(&format!(r#""server":"{}""#, server.url())),
+            "{json}"
+        );
+        assert_every_message_deleted_once(&json);
+    }
+    let client = shardlog::client::Client::connect(server.url())
+        .await
+        .expect("connected");
+    let groups = client.list_groups("bench").await.expect("groups listed");
+    assert!(groups.is_empty(), "queue groups left behind: {groups:?}");
+    server.stop().await.expect("server stopped");
 }

@@ -22,6 +22,7 @@
 
 mod consumer;
 mod put_stream;
+mod queue_worker;
 
 use std::fmt;
 use std::num::ParseIntError;
@@ -38,7 +39,8 @@ use crate::proto::v1::router_client::RouterClient;
 use crate::proto::v1::stream_log_client::StreamLogClient;
 use crate::proto::v1::{
     ChangeMessageVisibilityRequest, CreateGroupRequest, DeleteMessageResult, DeleteMessagesRequest,
-    GroupSummary, Message, ReceiveMessagesRequest,
+    GroupSummary, ListMoveTasksRequest, Message, MoveMessagesRequest, MoveTask,
+    ReceiveMessagesRequest,
 };
 use crate::proto::v1::{
     CommitCheckpointRequest, CreateStreamRequest, DeleteGroupRequest, DeleteStreamRequest,
@@ -59,6 +61,12 @@ pub use put_stream::{PutStreamAnswers, PutStreamSender};
 pub use consumer::{
     random_member_id, Batch, ConsumerConfig, ConsumerError, GroupConsumer, HandlerError,
     DEFAULT_IDLE_WAIT, DEFAULT_POLL_LIMIT, MIN_HEARTBEAT_INTERVAL,
+};
+
+pub use queue_worker::{
+    QueueWorker, QueueWorkerConfig, QueueWorkerError, QueueWorkerStats,
+    DEFAULT_HANDLER_CONCURRENCY, DEFAULT_RECEIVE_MAX_MESSAGES, DEFAULT_RECEIVE_RETRY_BACKOFF,
+    DEFAULT_RECEIVE_WAIT, DEFAULT_VISIBILITY_EXTENSION,
 };
 
 /// Default HTTP/2 flow-control window of one request stream, in bytes. The HTTP/2 default
@@ -779,6 +787,38 @@ impl Client {
             .await
             .map_err(failed("ChangeMessageVisibility"))?;
         Ok(())
+    }
+
+    /// Starts moving what the dead-letter stream `source` holds back to where each message
+    /// came from (`destination` `None`) or into `destination`; returns the task's id.
+    pub async fn move_messages(
+        &self,
+        source: &str,
+        destination: Option<&str>,
+        max_messages_per_second: u32,
+    ) -> Result<String, ClientError> {
+        let response = self
+            .queues()
+            .move_messages(MoveMessagesRequest {
+                source_stream: source.to_owned(),
+                destination_stream: destination.unwrap_or_default().to_owned(),
+                max_messages_per_second,
+            })
+            .await
+            .map_err(failed("MoveMessages"))?;
+        Ok(response.into_inner().task_id)
+    }
+
+    /// The move tasks of a dead-letter stream, newest first.
+    pub async fn list_move_tasks(&self, source: &str) -> Result<Vec<MoveTask>, ClientError> {
+        let response = self
+            .queues()
+            .list_move_tasks(ListMoveTasksRequest {
+                source_stream: source.to_owned(),
+            })
+            .await
+            .map_err(failed("ListMoveTasks"))?;
+        Ok(response.into_inner().tasks)
     }
 
     /// Deletes a group, its checkpoints and its leases.

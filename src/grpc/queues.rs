@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::status::to_status;
 use crate::broker::{Broker, DeleteFailure};
+use crate::meta::MoveStatus;
 use crate::proto::v1 as pb;
 use crate::proto::v1::queues_server::Queues;
 use crate::proto::wire::record_to_pb;
@@ -114,5 +115,53 @@ impl Queues for QueuesService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ChangeMessageVisibilityResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(source = %request.get_ref().source_stream))]
+    async fn move_messages(
+        &self,
+        request: Request<pb::MoveMessagesRequest>,
+    ) -> Result<Response<pb::MoveMessagesResponse>, Status> {
+        let r = request.into_inner();
+        let source = convert::named_stream("source_stream", &r.source_stream)?;
+        let destination = match r.destination_stream.as_str() {
+            "" => None,
+            d => Some(convert::named_stream("destination_stream", d)?),
+        };
+        let task_id = self
+            .broker
+            .move_messages(&source, destination, r.max_messages_per_second)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::MoveMessagesResponse { task_id }))
+    }
+
+    async fn list_move_tasks(
+        &self,
+        request: Request<pb::ListMoveTasksRequest>,
+    ) -> Result<Response<pb::ListMoveTasksResponse>, Status> {
+        let source = convert::named_stream("source_stream", &request.get_ref().source_stream)?;
+        let tasks = self.broker.list_move_tasks(&source).map_err(to_status)?;
+        Ok(Response::new(pb::ListMoveTasksResponse {
+            tasks: tasks
+                .into_iter()
+                .map(|t| pb::MoveTask {
+                    task_id: t.task_id,
+                    source_stream: t.source.to_string(),
+                    destination_stream: t.destination.map(|d| d.to_string()).unwrap_or_default(),
+                    status: match t.status {
+                        MoveStatus::Running => pb::MoveTaskStatus::Running,
+                        MoveStatus::Completed => pb::MoveTaskStatus::Completed,
+                        MoveStatus::Cancelled => pb::MoveTaskStatus::Cancelled,
+                        MoveStatus::Failed => pb::MoveTaskStatus::Failed,
+                    } as i32,
+                    messages_moved: t.moved,
+                    messages_to_move: t.to_move,
+                    failure_reason: t.failure_reason,
+                    started_at_ms: t.started_at_ms.as_millis(),
+                    max_messages_per_second: t.max_per_second,
+                })
+                .collect(),
+        }))
     }
 }

@@ -71,7 +71,9 @@ fn meta_code(e: &MetaError) -> Code {
         | MetaError::GroupNotFound { .. }
         | MetaError::ShardNotFound { .. }
         | MetaError::RuleNotFound { .. } => Code::NotFound,
-        MetaError::RuleRefused { .. } | MetaError::NotAQueue { .. } => Code::FailedPrecondition,
+        MetaError::RuleRefused { .. }
+        | MetaError::NotAQueue { .. }
+        | MetaError::MoveRefused { .. } => Code::FailedPrecondition,
         MetaError::CheckpointBackwards { .. } => Code::FailedPrecondition,
         MetaError::CommandTooLarge { .. } => Code::InvalidArgument,
         MetaError::EpochFloorBackwards { .. }

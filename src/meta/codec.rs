@@ -8,8 +8,8 @@ use std::time::Duration;
 use prost::Message;
 
 use super::queue::{
-    DoneCounts, QueueCounters, QueueDefinition, QueueKind, QueueLeaseRecord, QueueRecord,
-    QueueShardRecord,
+    DoneCounts, MoveStatus, MoveTaskRecord, QueueCounters, QueueDefinition, QueueKind,
+    QueueLeaseRecord, QueueRecord, QueueShardRecord,
 };
 use super::{GroupRecord, MetaCommand, MetaState, RuleDefinition, RuleRecord, TargetMark};
 use crate::proto::meta as pb;
@@ -88,6 +88,22 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
                 })
                 .collect(),
             received: *received,
+        }),
+        MetaCommand::StartMoveTask(task) => C::StartMoveTask(pb::StartMoveTask {
+            task: Some(move_task_to_pb(task)),
+        }),
+        MetaCommand::MoveProgress {
+            task_id,
+            next,
+            moved,
+            status,
+            failure_reason,
+        } => C::MoveProgress(pb::MoveProgress {
+            task_id: task_id.clone(),
+            next: positions_to_pb(next),
+            moved: *moved,
+            status: move_status_to_pb(*status),
+            failure_reason: failure_reason.clone(),
         }),
         MetaCommand::QueueDone {
             stream,
@@ -203,6 +219,16 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
                 .map(|m| (SequenceNumber::new(m.sequence), m.receive_count))
                 .collect(),
             received: c.received,
+        },
+        C::StartMoveTask(c) => MetaCommand::StartMoveTask(move_task_from_pb(
+            c.task.ok_or(CodecError::Missing { field: "task" })?,
+        )?),
+        C::MoveProgress(c) => MetaCommand::MoveProgress {
+            task_id: c.task_id,
+            next: positions_from_pb(c.next),
+            moved: c.moved,
+            status: move_status_from_pb(c.status)?,
+            failure_reason: c.failure_reason,
         },
         C::QueueDone(c) => MetaCommand::QueueDone {
             stream: StreamName::new(c.stream)?,
@@ -408,6 +434,73 @@ fn queue_from_pb(
     Ok(record)
 }
 
+fn move_status_to_pb(s: MoveStatus) -> u32 {
+    match s {
+        MoveStatus::Running => 0,
+        MoveStatus::Completed => 1,
+        MoveStatus::Cancelled => 2,
+        MoveStatus::Failed => 3,
+    }
+}
+
+fn move_status_from_pb(s: u32) -> Result<MoveStatus, CodecError> {
+    Ok(match s {
+        0 => MoveStatus::Running,
+        1 => MoveStatus::Completed,
+        2 => MoveStatus::Cancelled,
+        3 => MoveStatus::Failed,
+        other => {
+            return Err(ModelError::InvalidField {
+                field: "move task status",
+                reason: format!("unknown value {other}"),
+            }
+            .into())
+        }
+    })
+}
+
+fn move_task_to_pb(t: &MoveTaskRecord) -> pb::MoveTask {
+    pb::MoveTask {
+        task_id: t.task_id.clone(),
+        source: t.source.to_string(),
+        destination: t
+            .destination
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        max_messages_per_second: t.max_per_second,
+        started_at_ms: t.started_at_ms.as_millis(),
+        start: positions_to_pb(&t.start),
+        end: positions_to_pb(&t.end),
+        next: positions_to_pb(&t.next),
+        to_move: t.to_move,
+        moved: t.moved,
+        status: move_status_to_pb(t.status),
+        failure_reason: t.failure_reason.clone(),
+    }
+}
+
+fn move_task_from_pb(t: pb::MoveTask) -> Result<MoveTaskRecord, CodecError> {
+    Ok(MoveTaskRecord {
+        task_id: t.task_id,
+        source: StreamName::new(t.source)?,
+        destination: if t.destination.is_empty() {
+            None
+        } else {
+            Some(StreamName::new(t.destination)?)
+        },
+        max_per_second: t.max_messages_per_second,
+        started_at_ms: Timestamp::from_millis(t.started_at_ms),
+        start: positions_from_pb(t.start),
+        end: positions_from_pb(t.end),
+        next: positions_from_pb(t.next),
+        to_move: t.to_move,
+        moved: t.moved,
+        status: move_status_from_pb(t.status)?,
+        failure_reason: t.failure_reason,
+    })
+}
+
 fn definition_to_pb(d: &RuleDefinition) -> pb::RuleDefinition {
     pb::RuleDefinition {
         source: d.source.to_string(),
@@ -522,6 +615,7 @@ pub(crate) fn encode_snapshot(generation: u64, state: &MetaState) -> Vec<u8> {
                 marks: marks_to_pb(&r.marks),
             })
             .collect(),
+        move_tasks: state.move_tasks.values().map(move_task_to_pb).collect(),
     }
     .encode_to_vec()
 }
@@ -605,6 +699,18 @@ pub(crate) fn decode_snapshot(body: &[u8]) -> Result<(u64, MetaState), CodecErro
                 reason: format!("rule {name} appears twice"),
             });
         }
+    }
+    for task in snapshot.move_tasks {
+        let task = move_task_from_pb(task)?;
+        if !state.streams.contains_key(&task.source) {
+            return Err(CodecError::Inconsistent {
+                reason: format!(
+                    "move task {} reads missing stream {}",
+                    task.task_id, task.source
+                ),
+            });
+        }
+        state.move_tasks.insert(task.task_id.clone(), task);
     }
     Ok((snapshot.generation, state))
 }
@@ -745,6 +851,23 @@ mod tests {
         }
     }
 
+    fn move_task() -> MoveTaskRecord {
+        MoveTaskRecord {
+            task_id: "t1".into(),
+            source: StreamName::new("orders").unwrap(),
+            destination: Some(StreamName::new("back").unwrap()),
+            max_per_second: 50,
+            started_at_ms: Timestamp::from_millis(9),
+            start: [(ShardId(0), SequenceNumber::new(1))].into(),
+            end: [(ShardId(0), SequenceNumber::new(8))].into(),
+            next: [(ShardId(0), SequenceNumber::new(1))].into(),
+            to_move: 7,
+            moved: 0,
+            status: MoveStatus::Running,
+            failure_reason: String::new(),
+        }
+    }
+
     fn queue_definition() -> QueueDefinition {
         QueueDefinition {
             kind: QueueKind::Standard,
@@ -790,6 +913,14 @@ mod tests {
                     queue_definition(),
                     [(ShardId(1), SequenceNumber::new(8))].into(),
                 )),
+            },
+            MetaCommand::StartMoveTask(move_task()),
+            MetaCommand::MoveProgress {
+                task_id: "t1".into(),
+                next: [(ShardId(0), SequenceNumber::new(4))].into(),
+                moved: 4,
+                status: MoveStatus::Failed,
+                failure_reason: "stream gone".into(),
             },
             MetaCommand::QueueLease {
                 stream: stream.clone(),
@@ -909,6 +1040,9 @@ mod tests {
             })
             .unwrap();
         state
+            .apply(&MetaCommand::StartMoveTask(move_task()))
+            .unwrap();
+        state
             .apply(&MetaCommand::CommitCheckpoint {
                 stream: stream.clone(),
                 group: group.clone(),
@@ -967,6 +1101,7 @@ mod tests {
                 ..pb::Group::default()
             }],
             rules: Vec::new(),
+            move_tasks: Vec::new(),
         }
         .encode_to_vec();
         assert!(matches!(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::queue::{DoneCounts, QueueDefinition};
+use super::queue::{DoneCounts, MoveStatus, MoveTaskRecord, QueueDefinition};
 use crate::route::Filter;
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
@@ -82,6 +82,22 @@ pub enum MetaCommand {
         start: SequenceNumber,
         /// How they were done, for the group's counters.
         counts: DoneCounts,
+    },
+    /// Starts a task moving dead letters. Refused while another task of the same source runs.
+    StartMoveTask(MoveTaskRecord),
+    /// Records a move task's progress (never backwards) and, unless `status` is running, its
+    /// end.
+    MoveProgress {
+        /// The task.
+        task_id: String,
+        /// Per source shard, the next sequence number to move.
+        next: BTreeMap<ShardId, SequenceNumber>,
+        /// Messages moved in total.
+        moved: u64,
+        /// Where it stands now.
+        status: MoveStatus,
+        /// Why it failed.
+        failure_reason: String,
     },
     /// Deletes a consumer group with its checkpoints and epoch floor.
     DeleteGroup {

@@ -62,8 +62,8 @@ use std::sync::Arc;
 pub use codec::CodecError;
 pub use command::{MetaCommand, RuleDefinition, TargetMark};
 pub use queue::{
-    DoneCounts, QueueCounters, QueueDefinition, QueueKind, QueueLeaseRecord, QueueRecord,
-    QueueShardRecord,
+    DoneCounts, MoveStatus, MoveTaskRecord, QueueCounters, QueueDefinition, QueueKind,
+    QueueLeaseRecord, QueueRecord, QueueShardRecord,
 };
 pub use state::{GroupRecord, MetaState, RuleRecord};
 pub use store::MetaStore;
@@ -107,6 +107,14 @@ pub enum MetaError {
         stream: StreamName,
         /// The group.
         group: GroupName,
+    },
+    /// A move task that cannot start or change as asked.
+    #[error("move task {task}: {reason}")]
+    MoveRefused {
+        /// The task.
+        task: String,
+        /// Why.
+        reason: String,
     },
     /// A command names a group that does not exist.
     #[error("group {group} of stream {stream} not found")]
@@ -254,6 +262,7 @@ impl MetaError {
             | MetaError::GroupExists { .. }
             | MetaError::GroupNotFound { .. }
             | MetaError::NotAQueue { .. }
+            | MetaError::MoveRefused { .. }
             | MetaError::ShardNotFound { .. }
             | MetaError::CheckpointBackwards { .. }
             | MetaError::EpochFloorBackwards { .. }

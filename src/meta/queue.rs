@@ -99,6 +99,53 @@ pub struct DoneCounts {
     pub expired: u64,
 }
 
+/// Where a move task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveStatus {
+    /// Moving.
+    Running,
+    /// Moved everything it counted at the start.
+    Completed,
+    /// Stopped on request; what it moved stays moved.
+    Cancelled,
+    /// Stopped by an error (its reason is kept).
+    Failed,
+}
+
+/// A task moving what a dead-letter stream holds back to where each message came from, or
+/// into another stream. Finished tasks are kept (the newest [`MAX_KEPT_MOVE_TASKS`] per
+/// source) so that the next task of the source starts where they stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveTaskRecord {
+    /// Its id.
+    pub task_id: String,
+    /// The dead-letter stream it reads.
+    pub source: StreamName,
+    /// Where every message goes; `None`: back to its source stream.
+    pub destination: Option<StreamName>,
+    /// Most messages per second; 0: no limit.
+    pub max_per_second: u32,
+    /// When it started.
+    pub started_at_ms: Timestamp,
+    /// Per source shard, the first sequence number it moves.
+    pub start: BTreeMap<ShardId, SequenceNumber>,
+    /// Per source shard, where it stops (the shard's end when it started).
+    pub end: BTreeMap<ShardId, SequenceNumber>,
+    /// Per source shard, the next sequence number to move.
+    pub next: BTreeMap<ShardId, SequenceNumber>,
+    /// Messages to move, counted at the start.
+    pub to_move: u64,
+    /// Messages moved.
+    pub moved: u64,
+    /// Where it stands.
+    pub status: MoveStatus,
+    /// Why it failed.
+    pub failure_reason: String,
+}
+
+/// Finished move tasks kept per source stream.
+pub const MAX_KEPT_MOVE_TASKS: usize = 10;
+
 impl QueueRecord {
     /// A new queue group starting at `start` in each shard.
     pub fn new(definition: QueueDefinition, start: &BTreeMap<ShardId, SequenceNumber>) -> Self {

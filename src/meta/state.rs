@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::command::{RuleDefinition, TargetMark};
-use super::queue::QueueRecord;
+use super::queue::{MoveStatus, MoveTaskRecord, QueueRecord, MAX_KEPT_MOVE_TASKS};
 use super::{MetaCommand, MetaError};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
@@ -50,6 +50,8 @@ pub struct MetaState {
     pub groups: BTreeMap<(StreamName, GroupName), GroupRecord>,
     /// Every rule, by name.
     pub rules: BTreeMap<RuleName, RuleRecord>,
+    /// Move tasks, running and recently finished, by id.
+    pub move_tasks: BTreeMap<String, MoveTaskRecord>,
 }
 
 impl MetaState {
@@ -111,6 +113,45 @@ impl MetaState {
             }
             MetaCommand::DeleteGroup { stream, group } => {
                 self.existing_group(stream, group).map(drop)
+            }
+            MetaCommand::StartMoveTask(task) => {
+                self.existing_stream(&task.source)?;
+                let refuse = |reason: String| MetaError::MoveRefused {
+                    task: task.task_id.clone(),
+                    reason,
+                };
+                if self.move_tasks.contains_key(&task.task_id) {
+                    return Err(refuse("a task with this id exists".into()));
+                }
+                if let Some(running) = self
+                    .move_tasks
+                    .values()
+                    .find(|t| t.source == task.source && t.status == MoveStatus::Running)
+                {
+                    return Err(refuse(format!(
+                        "task {} is already moving the messages of {}",
+                        running.task_id, task.source
+                    )));
+                }
+                Ok(())
+            }
+            MetaCommand::MoveProgress { task_id, next, .. } => {
+                let task = self
+                    .move_tasks
+                    .get(task_id)
+                    .ok_or_else(|| MetaError::MoveRefused {
+                        task: task_id.clone(),
+                        reason: "no such task".into(),
+                    })?;
+                for (shard, n) in next {
+                    if task.next.get(shard).is_some_and(|current| n < current) {
+                        return Err(MetaError::MoveRefused {
+                            task: task_id.clone(),
+                            reason: format!("progress on {shard} would go back"),
+                        });
+                    }
+                }
+                Ok(())
             }
             MetaCommand::QueueLease {
                 stream,
@@ -211,6 +252,7 @@ impl MetaState {
             MetaCommand::DeleteStream(stream) => {
                 self.streams.remove(stream);
                 self.groups.retain(|(s, _), _| s != stream);
+                self.move_tasks.retain(|_, t| &t.source != stream);
                 // A rule reading the stream goes with it; a rule writing to it stays, stuck
                 // on the missing target until the target is back or the rule is changed.
                 self.rules.retain(|_, r| &r.definition.source != stream);
@@ -274,6 +316,35 @@ impl MetaState {
                         ..GroupRecord::default()
                     },
                 );
+            }
+            MetaCommand::StartMoveTask(task) => {
+                self.move_tasks.insert(task.task_id.clone(), task.clone());
+                // Keep the newest finished tasks of the source only.
+                let mut finished: Vec<(Timestamp, String)> = self
+                    .move_tasks
+                    .values()
+                    .filter(|t| t.source == task.source && t.status != MoveStatus::Running)
+                    .map(|t| (t.started_at_ms, t.task_id.clone()))
+                    .collect();
+                finished.sort();
+                let excess = finished.len().saturating_sub(MAX_KEPT_MOVE_TASKS);
+                for (_, id) in finished.into_iter().take(excess) {
+                    self.move_tasks.remove(&id);
+                }
+            }
+            MetaCommand::MoveProgress {
+                task_id,
+                next,
+                moved,
+                status,
+                failure_reason,
+            } => {
+                if let Some(task) = self.move_tasks.get_mut(task_id) {
+                    task.next.extend(next.iter().map(|(s, n)| (*s, *n)));
+                    task.moved = *moved;
+                    task.status = *status;
+                    task.failure_reason = failure_reason.clone();
+                }
             }
             MetaCommand::QueueLease {
                 stream,

@@ -459,12 +459,25 @@ impl Segment {
         out_bytes: &mut usize,
     ) -> Result<(), StorageError> {
         let readable = self.readable_len.load(Ordering::Acquire);
-        let mut pos = match self.index.read() {
-            Ok(idx) => idx
-                .lookup(from.saturating_distance_from(self.base))
-                .map_or(0, |e| u64::from(e.position)),
-            Err(_) => 0,
+        let relative = from.saturating_distance_from(self.base);
+        let (mut pos, indexed) = match self.index.read() {
+            Ok(idx) => idx.lookup(relative).map_or((0, 0), |e| {
+                (u64::from(e.position), u64::from(e.relative_sequence))
+            }),
+            Err(_) => (0, 0),
         };
+        // What a read of `max_records` needs at this segment's average bytes per record, from
+        // the index entry on: a small read (one queue message) then reads about its frames,
+        // not a chunk sized for the whole byte budget.
+        let stored = self
+            .next_sequence
+            .load(Ordering::Acquire)
+            .saturating_sub(self.base.get())
+            .max(1);
+        let per_record = (readable / stored).max(1) as usize;
+        let records_wanted =
+            (relative.saturating_sub(indexed) as usize).saturating_add(max_records);
+        let hint = per_record.saturating_mul(records_wanted);
         let mut buf = Bytes::new();
         let mut buf_pos = pos;
         while pos < readable && out.len() < max_records && *out_bytes < max_bytes {
@@ -486,7 +499,9 @@ impl Segment {
                             },
                         ));
                     }
-                    let budget = (max_bytes - *out_bytes).saturating_add(HEADER_LEN);
+                    let budget = (max_bytes - *out_bytes)
+                        .saturating_add(HEADER_LEN)
+                        .min(hint);
                     let want = budget
                         .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
                         .max(need)

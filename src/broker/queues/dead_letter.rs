@@ -84,18 +84,27 @@ impl Broker {
         let Some(target) = q.definition.dead_letter_stream.clone() else {
             return;
         };
+        let missing = taken
+            .iter()
+            .filter(|(_, t)| t.record.is_none())
+            .map(|(shard, t)| (*shard, t.sequence))
+            .collect();
+        let mut reread = match self.read_messages(q, missing).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(stream = %q.stream, group = %q.group, error = %e, "could not read messages for the dead-letter stream");
+                return;
+            }
+        };
         let mut entries = Vec::with_capacity(taken.len());
         let mut sources = Vec::with_capacity(taken.len());
         for (shard, t) in &taken {
-            let record = match &t.record {
-                Some(r) => r.clone(),
-                None => match self.read_one(q, *shard, t.sequence).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(stream = %q.stream, group = %q.group, %shard, sequence = %t.sequence, error = %e, "could not read a message for the dead-letter stream");
-                        continue;
-                    }
-                },
+            let Some(record) = t
+                .record
+                .clone()
+                .or_else(|| reread.remove(&(*shard, t.sequence)))
+            else {
+                continue;
             };
             entries.push(copy(q, *shard, t, &record));
             sources.push((*shard, t.sequence));

@@ -16,6 +16,7 @@
 
 mod dead_letter;
 mod journal;
+mod moves;
 pub(crate) mod receipt;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,11 @@ use crate::storage::{SequenceNumber, ShardLog, StoredRecord, Timestamp};
 use crate::stream::{GroupName, ShardId, StreamName};
 
 pub use crate::consumer::MAX_VISIBILITY_TIMEOUT;
+pub use dead_letter::{
+    DEAD_LETTER_ID_PREFIX, RECEIVE_COUNT_ATTRIBUTE, SOURCE_GROUP_ATTRIBUTE,
+    SOURCE_SEQUENCE_ATTRIBUTE, SOURCE_SHARD_ATTRIBUTE, SOURCE_STREAM_ATTRIBUTE,
+};
+pub use moves::{MoveTaskInfo, DEFAULT_MAX_MOVE_RATE, MOVED_ID_PREFIX};
 pub use receipt::RECEIPT_HANDLE_CHARS;
 
 /// Default most messages one ReceiveMessages returns (SQS's is 10; a log can afford more).
@@ -56,6 +62,8 @@ pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 10;
 pub const MAX_MAX_RECEIVE_COUNT: u32 = 1_000;
 /// Most receipt handles in one DeleteMessages.
 pub const DEFAULT_MAX_DELETE_HANDLES: usize = 1_000;
+/// Fewest records one fetch into a queue group's window reads.
+const MIN_FETCH: usize = 256;
 
 /// Limits and defaults of queue groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +82,8 @@ pub struct QueueConfig {
     pub default_visibility_timeout: Duration,
     /// Most receipt handles per delete.
     pub max_delete_handles: usize,
+    /// Highest rate a move task may be given, in messages per second.
+    pub max_move_rate: u32,
 }
 
 impl Default for QueueConfig {
@@ -86,6 +96,7 @@ impl Default for QueueConfig {
             window_bytes: DEFAULT_QUEUE_WINDOW_BYTES,
             default_visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             max_delete_handles: DEFAULT_MAX_DELETE_HANDLES,
+            max_move_rate: DEFAULT_MAX_MOVE_RATE,
         }
     }
 }
@@ -262,6 +273,7 @@ impl Broker {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert((stream.clone(), group.clone()), Arc::new(live));
         }
+        self.resume_moves(state.move_tasks.values().cloned().collect());
         Ok(())
     }
 
@@ -591,7 +603,9 @@ impl Broker {
                 if taken >= want || state.room() == 0 || from >= shard.log.next_sequence() {
                     break;
                 }
-                let limit = state.room().min(want.max(cfg.get_records_limit as usize));
+                // Fetch about what is wanted: records fetched beyond the window's byte
+                // budget are read again when handed out.
+                let limit = state.room().min(want.max(MIN_FETCH));
                 let log = Arc::clone(&shard.log);
                 let max_bytes = cfg.max_read_bytes;
                 let batch =
@@ -655,11 +669,18 @@ impl Broker {
         if !dead.is_empty() {
             self.dead_letter(q, dead).await;
         }
+        let missing: Vec<(ShardId, SequenceNumber)> = out
+            .iter()
+            .filter(|(_, t)| t.record.is_none())
+            .map(|(shard, t)| (*shard, t.sequence))
+            .collect();
+        let mut reread = self.read_messages(q, missing).await?;
         let mut messages = Vec::with_capacity(out.len());
         for (shard, t) in out {
-            let record = match t.record {
-                Some(r) => r,
-                None => self.read_one(q, shard, t.sequence).await?,
+            // A message retention removed since it was taken is not handed out; the window
+            // counts it as lost when it next looks at the shard's start.
+            let Some(record) = t.record.or_else(|| reread.remove(&(shard, t.sequence))) else {
+                continue;
             };
             messages.push(ReceivedMessage {
                 receipt_handle: self.inner.queues.receipts.encode(
@@ -680,32 +701,42 @@ impl Broker {
         Ok(messages)
     }
 
-    /// Reads one message again (its record left the window's cache).
-    async fn read_one(
+    /// Reads messages again (their records left the window's cache), one read per run of
+    /// consecutive sequence numbers. A message retention removed meanwhile is missing.
+    pub(super) async fn read_messages(
         &self,
         q: &QueueGroup,
-        shard: ShardId,
-        sequence: SequenceNumber,
-    ) -> Result<StoredRecord, BrokerError> {
-        let log = q
-            .shards
-            .iter()
-            .find(|s| s.id == shard)
-            .map(|s| Arc::clone(&s.log))
-            .ok_or_else(|| BrokerError::ShardNotFound {
-                stream: q.stream.clone(),
-                shard: shard.to_string(),
-            })?;
-        let max_bytes = self.config().max_read_bytes;
-        let batch = blocking("queue read", move || log.read(sequence, 1, max_bytes)).await??;
-        batch
-            .records
-            .into_iter()
-            .next()
-            .filter(|r| r.sequence == sequence)
-            .ok_or_else(|| {
-                BrokerError::invalid("receipt_handle", "the message is no longer stored")
-            })
+        mut wanted: Vec<(ShardId, SequenceNumber)>,
+    ) -> Result<HashMap<(ShardId, SequenceNumber), StoredRecord>, BrokerError> {
+        wanted.sort();
+        let mut found = HashMap::with_capacity(wanted.len());
+        let mut i = 0;
+        while i < wanted.len() {
+            let (shard, first) = wanted[i];
+            let mut n = 1;
+            while i + n < wanted.len()
+                && wanted[i + n].0 == shard
+                && wanted[i + n].1.get() == first.get() + n as u64
+            {
+                n += 1;
+            }
+            i += n;
+            let log = q
+                .shards
+                .iter()
+                .find(|s| s.id == shard)
+                .map(|s| Arc::clone(&s.log))
+                .ok_or_else(|| BrokerError::ShardNotFound {
+                    stream: q.stream.clone(),
+                    shard: shard.to_string(),
+                })?;
+            let max_bytes = self.config().max_read_bytes;
+            let batch = blocking("queue read", move || log.read(first, n, max_bytes)).await??;
+            for r in batch.records {
+                found.insert((shard, r.sequence), r);
+            }
+        }
+        Ok(found)
     }
 
     /// Deletes messages by their receipt handles: one result per handle, in order. Every
