@@ -1,11 +1,13 @@
 //! The client commands of the binary (`stream`, `put`, `get`, `tail`, `group`, `consume`,
-//! `pattern`, `rule`):
+//! `receive`, `delete`, `visibility`, `pattern`, `rule`):
 //! their arguments and the dispatch to one function each; `records`, `groups` and `output`
-//! hold the commands that need more than a line, `router` the pattern and rule commands.
+//! hold the commands that need more than a line, `queues` the queue-group commands (and
+//! `group create`), `router` the pattern and rule commands.
 
 mod attributes;
 mod groups;
 mod output;
+mod queues;
 mod records;
 mod router;
 
@@ -32,11 +34,17 @@ pub(crate) enum ClientCommand {
     Get(GetArgs),
     /// Print records of every shard as they arrive, until Ctrl-C.
     Tail(TailArgs),
-    /// List, describe or delete consumer groups.
+    /// Create, list, describe or delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
     /// Consume a stream as a member of a consumer group, checkpointing as records are printed.
     Consume(ConsumeArgs),
+    /// Receive messages of a queue group and print them with their receipt handles.
+    Receive(queues::ReceiveArgs),
+    /// Delete received messages of a queue group by their receipt handles.
+    Delete(queues::DeleteMessagesArgs),
+    /// Change how long a received message of a queue group stays invisible.
+    Visibility(queues::VisibilityArgs),
     /// Try a filter pattern on a record.
     #[command(subcommand)]
     Pattern(router::PatternCommand),
@@ -172,14 +180,17 @@ pub(crate) struct TailArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupCommand {
-    /// List a stream's consumer groups.
+    /// Create a group: a lease group ahead of its first member, or a queue group.
+    Create(queues::CreateGroupArgs),
+    /// List a stream's consumer groups and their types.
     List {
         /// Name of the stream
         stream: String,
         #[command(flatten)]
         server: ServerArg,
     },
-    /// Show a group's members and, per shard, owner, epoch, checkpoint and lag.
+    /// Show a lease group's members and, per shard, owner, epoch, checkpoint and lag; or a
+    /// queue group's settings, messages visible and in flight, and counts.
     Describe {
         /// Name of the stream
         stream: String,
@@ -233,9 +244,9 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Put(args) => records::put(args).await,
         ClientCommand::Get(args) => records::get(args).await,
         ClientCommand::Tail(args) => records::tail(args).await,
+        ClientCommand::Group(GroupCommand::Create(args)) => queues::create_group(args).await,
         ClientCommand::Group(GroupCommand::List { stream, server }) => {
-            let names = server.connect().await?.list_groups(&stream).await?;
-            print_lines(names)
+            groups::list(&server.connect().await?, &stream).await
         }
         ClientCommand::Group(GroupCommand::Describe {
             stream,
@@ -255,6 +266,9 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
             print_lines([format!("deleted group {group} of stream {stream}")])
         }
         ClientCommand::Consume(args) => groups::consume(args).await,
+        ClientCommand::Receive(args) => queues::receive(args).await,
+        ClientCommand::Delete(args) => queues::delete_messages(args).await,
+        ClientCommand::Visibility(args) => queues::visibility(args).await,
         ClientCommand::Pattern(command) => router::pattern(command).await,
         ClientCommand::Rule(command) => router::rule(command).await,
     }
