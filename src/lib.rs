@@ -15,9 +15,9 @@
 //!  broker/ ──── the one façade: streams, put pipeline, iterators, subscriptions, groups,
 //!     │         filters (a bounded cache of compiled patterns) and rules (`broker/rules/`)
 //!     ├── route/     the pattern language (EventBridge/SNS) compiled to one matcher per set
-//!     ├── consumer/  lease groups: membership, sticky balanced leases, fencing epochs
+//!     ├── consumer/  lease groups (membership, leases, epochs); queue groups' per-shard state
 //!     ├── fifo/      message groups and the per-stream dedup window
-//!     ├── meta/      durable state machine: streams, groups, checkpoints (journal + snapshot)
+//!     ├── meta/      durable state machine: streams, groups, checkpoints, queue state, rules
 //!     ├── stream/    streams, shards, names, the 128-bit hash key space
 //!     ▼
 //!  storage/ ─── per-shard append-only log: frames, segments, indexes, group commit, recovery
@@ -27,11 +27,11 @@
 //! | module     | job                                                                          |
 //! |------------|------------------------------------------------------------------------------|
 //! | `grpc`     | the tonic services, health, reflection; the one error → status mapping      |
-//! | `client`   | a typed Rust client and `GroupConsumer`, used by the binary and the tests    |
+//! | `client`   | a typed Rust client, `GroupConsumer` and `QueueWorker`, for binary and tests  |
 //! | `proto`    | the generated protobuf types, the two read answers' wire encoding, the codec |
 //! | `config`   | the server's settings: flags, environment, TOML file, validation             |
 //! | `broker`   | the façade every adapter calls; owns the error vocabulary of a request; rules |
-//! | `consumer` | consumer-group coordination: membership, leases, epochs                      |
+//! | `consumer` | lease groups (membership, leases, epochs) and queue groups' message state    |
 //! | `fifo`     | message group / deduplication id rules and the dedup window                  |
 //! | `meta`     | durable metadata: command journal with CRC, snapshots, replay on start       |
 //! | `stream`   | stream and shard model: names, shard ids, hash key ranges, settings          |
@@ -55,6 +55,14 @@
 //! filtered subscription per source shard, `Broker::put_routed` into each target, progress
 //! recorded at quiet points) → `broker/rules/recover.rs` (on start: the targets read from their
 //! marks for the rule's own ids, so nothing is put twice).
+//!
+//! A queue message, one file a step: `grpc/queues.rs` (ReceiveMessages) →
+//! `broker/queues/mod.rs` (each shard locked in turn, the window fetched from the log) →
+//! `consumer/queue.rs` (visible → in flight, FIFO group heads, receive counts) →
+//! `broker/queues/journal.rs` (the leases journaled in batches with one sync, by
+//! `meta/queue.rs`'s rules) → back with receipt handles (`broker/queues/receipt.rs`); a delete
+//! takes the same path to done; `broker/queues/dead_letter.rs` and `moves.rs` copy messages out
+//! and back.
 //!
 //! The crate denies `unsafe` except in the two modules that map files, `storage::index` and
 //! `storage::mapped`, where every block says why the mapping cannot change underneath it.

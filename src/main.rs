@@ -38,7 +38,7 @@ enum Command {
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Load generator: drive a server (--server URL, or --embedded in this process) with a
-    /// produce, consume, e2e or route workload and report throughput and latency percentiles.
+    /// produce, consume, e2e, route or queue workload and report throughput and latency percentiles.
     Bench(bench::BenchArgs),
 }
 

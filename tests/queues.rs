@@ -156,10 +156,12 @@ async fn fifo_order_holds_with_fifty_workers_and_a_thousand_groups_on_two_shards
             .expect("the workers finish")
             .expect("a worker failed");
     }
-    let received = received.lock().unwrap();
-    assert_eq!(received.len(), GROUPS);
-    for (g, ks) in received.iter() {
-        assert_eq!(ks, &(0..PER_GROUP).collect::<Vec<_>>(), "group {g}");
+    {
+        let received = received.lock().unwrap();
+        assert_eq!(received.len(), GROUPS);
+        for (g, ks) in received.iter() {
+            assert_eq!(ks, &(0..PER_GROUP).collect::<Vec<_>>(), "group {g}");
+        }
     }
     let busy = busy_workers.lock().unwrap().len();
     assert!(

@@ -18,7 +18,9 @@
 //!
 //! Both services share one HTTP/2 connection (a `tonic` [`Channel`]); [`Client`] is cheap to
 //! clone and every clone multiplexes over that connection. [`GroupConsumer`] builds the usual
-//! consumer-group loop (join, heartbeat, read, checkpoint, follow rebalances) on top of it.
+//! consumer-group loop (join, heartbeat, read, checkpoint, follow rebalances) on top of it;
+//! [`QueueWorker`] the loop of a queue group's worker (receive, handle, delete, extend the
+//! visibility of a message while it is handled).
 
 mod consumer;
 mod put_stream;
@@ -725,7 +727,7 @@ impl Client {
 
     /// Receives up to `max_messages` messages of a queue group; waits up to `wait` for the
     /// first when none is available (empty answer after it). `visibility` overrides the
-    /// group's visibility timeout, in whole seconds.
+    /// group's visibility timeout, rounded up to whole seconds.
     pub async fn receive_messages(
         &self,
         stream: &str,
@@ -740,8 +742,7 @@ impl Client {
                 stream_name: stream.to_owned(),
                 group_name: group.to_owned(),
                 max_messages,
-                visibility_timeout_seconds: visibility
-                    .map(|v| u32::try_from(v.as_secs()).unwrap_or(u32::MAX)),
+                visibility_timeout_seconds: visibility.map(whole_seconds),
                 wait_time_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
             })
             .await
@@ -769,7 +770,8 @@ impl Client {
         Ok(response.into_inner().results)
     }
 
-    /// Makes a received message invisible for `timeout` from now (zero: visible at once).
+    /// Makes a received message invisible for `timeout` from now, rounded up to whole seconds
+    /// (zero: visible at once).
     pub async fn change_message_visibility(
         &self,
         stream: &str,
@@ -782,7 +784,7 @@ impl Client {
                 stream_name: stream.to_owned(),
                 group_name: group.to_owned(),
                 receipt_handle: receipt_handle.to_owned(),
-                visibility_timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+                visibility_timeout_seconds: whole_seconds(timeout),
             })
             .await
             .map_err(failed("ChangeMessageVisibility"))?;
@@ -890,6 +892,13 @@ impl Client {
             .map_err(failed("DeleteRule"))?;
         Ok(())
     }
+}
+
+/// A visibility timeout in the wire's whole seconds, rounded up: a part of a second asked for
+/// must not become zero, which means "visible at once".
+fn whole_seconds(d: Duration) -> u32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 /// The contract says a rule call answers with the rule.

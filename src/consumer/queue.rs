@@ -564,13 +564,15 @@ impl QueueShard {
 
     /// Changes the visibility of a message in flight to `now + timeout`; zero makes it
     /// visible at once. The total since its receive may not pass [`MAX_VISIBILITY_TIMEOUT`].
+    /// Returns the new deadline to journal, or `None` when nothing changed (a message already
+    /// visible made visible).
     pub fn change_visibility(
         &mut self,
         seq: SequenceNumber,
         receive_count: u32,
         timeout: Duration,
         now: Timestamp,
-    ) -> Result<Timestamp, HandleRefusal> {
+    ) -> Result<Option<Timestamp>, HandleRefusal> {
         let seq = seq.get();
         let state = self.check(seq, receive_count)?;
         let now_ms = now.as_millis();
@@ -586,14 +588,14 @@ impl QueueShard {
                 self.expiries
                     .push(Reverse((l.deadline_ms.as_millis(), seq)));
             }
-            return Ok(Timestamp::from_millis(deadline));
+            return Ok(Some(Timestamp::from_millis(deadline)));
         }
         if state == State::Visible {
             // Its visibility ran out and nobody received it again: SQS acts on it in a
             // standard queue; in a FIFO queue its group may have moved on.
             if self.kind == QueueKind::Fifo || timeout.is_zero() {
                 return if timeout.is_zero() {
-                    Ok(now)
+                    Ok(None)
                 } else {
                     Err(HandleRefusal::Expired)
                 };
@@ -613,7 +615,7 @@ impl QueueShard {
             slot.state = State::Visible;
             self.in_flight -= 1;
             self.mark_ready(seq);
-            return Ok(now);
+            return Ok(Some(now));
         }
         if state == State::Visible {
             self.ready.remove(&seq);
@@ -623,7 +625,7 @@ impl QueueShard {
         slot.state = State::InFlight;
         slot.deadline_ms = deadline;
         self.expiries.push(Reverse((deadline, seq)));
-        Ok(Timestamp::from_millis(deadline))
+        Ok(Some(Timestamp::from_millis(deadline)))
     }
 }
 

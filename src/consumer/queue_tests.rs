@@ -188,7 +188,7 @@ fn a_restored_shard_keeps_deletes_counts_and_deadlines() {
     let mut q = QueueShard::restore(QueueKind::Standard, LIMITS, &record);
     assert_eq!(q.in_flight(), 1);
     q.expire(at(10_000));
-    q.admit((1..5).map(|s| record_at(s)).collect(), |_| true);
+    q.admit((1..5).map(record_at).collect(), |_| true);
     let got = q.receive(10, at(10_000), VIS, 0).delivered;
     assert_eq!(seqs(&got), [1, 4]);
     // The restored receipt still deletes until its deadline.

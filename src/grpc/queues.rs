@@ -100,6 +100,7 @@ impl Queues for QueuesService {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name, group = %request.get_ref().group_name))]
     async fn change_message_visibility(
         &self,
         request: Request<pb::ChangeMessageVisibilityRequest>,

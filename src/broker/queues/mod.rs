@@ -10,9 +10,9 @@
 //!  DeleteMessages  ─▶ shard (locked): done ─▶ journal ─▶ wait durable ─▶ answer
 //! ```
 //!
-//! The live state of each shard is a [`QueueShard`]; what must survive a crash (low-water
+//! The live state of each shard is a `consumer::QueueShard`; what must survive a crash (low-water
 //! marks, done messages above them, receive counts and deadlines) is journaled in the metadata
-//! store through [`journal::QueueJournal`], in batches with one sync each.
+//! store through `journal::QueueJournal`, in batches with one sync each.
 
 mod dead_letter;
 mod journal;
@@ -861,7 +861,9 @@ impl Broker {
         let outcome = state.change_visibility(r.sequence, r.receive_count, timeout, now);
         adjust(&q.in_flight, before, state.in_flight());
         let deadline = match outcome {
-            Ok(deadline) => deadline,
+            Ok(Some(deadline)) => deadline,
+            // Visible already: nothing to make durable.
+            Ok(None) => return Ok(()),
             Err(HandleRefusal::TooLong { left }) => {
                 return Err(BrokerError::invalid(
                     "visibility_timeout_seconds",

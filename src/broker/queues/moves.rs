@@ -137,7 +137,7 @@ impl Broker {
             .filter(|t| &t.source == source)
             .cloned()
             .collect();
-        tasks.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.started_at_ms));
         Ok(tasks)
     }
 
