@@ -4,29 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-/// Runs `shardlog ARGS --server URL` and returns what it did, whether it succeeded or not.
-fn run(server: &common::TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args(args)
-        .arg("--server")
-        .arg(server.url())
-        .output()
-        .expect("run the shardlog binary")
-}
-
-/// Runs `shardlog ARGS --server URL` and returns its standard output; fails the test when the
-/// command fails.
-fn shardlog(server: &common::TestServer, args: &[&str]) -> String {
-    let out = run(server, args);
-    assert!(
-        out.status.success(),
-        "shardlog {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
+use common::cli::{run, shardlog};
 
 /// The value of `field` in a `group describe` table of a queue group.
 fn field<'a>(described: &'a str, field: &str) -> Option<&'a str> {
@@ -283,5 +261,51 @@ async fn deleting_a_garbage_handle_fails_and_names_the_error_code() {
     assert!(
         stderr.contains("1 of 1 messages were not deleted"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_moved_back_and_the_move_is_listed_from_the_command_line() {
+    let server = common::TestServer::start().await;
+    shardlog(&server, &["stream", "create", "jobs", "--shards", "1"]);
+    shardlog(&server, &["stream", "create", "dead", "--shards", "1"]);
+    shardlog(
+        &server,
+        &[
+            "group",
+            "create",
+            "jobs",
+            "w",
+            "--type",
+            "queue-standard",
+            "--max-receive-count",
+            "1",
+            "--dead-letter-stream",
+            "dead",
+        ],
+    );
+    shardlog(&server, &["put", "jobs", "--partition-key", "k", "poison"]);
+    let first = shardlog(&server, &["receive", "jobs", "w"]);
+    let handle = &handles(&first)[0];
+    shardlog(&server, &["visibility", "jobs", "w", handle, "0"]);
+    // Past its one receive: into the dead-letter stream, not handed out.
+    assert_eq!(shardlog(&server, &["receive", "jobs", "w"]), "");
+    let task = shardlog(&server, &["dlq", "move", "dead"]);
+    let task = task.trim();
+    assert_eq!(task.len(), 16, "a task id: {task}");
+    let back = shardlog(&server, &["receive", "jobs", "w", "--wait-ms", "10000"]);
+    assert!(back.contains("poison"), "{back}");
+    assert!(back.contains("receive_count=1"), "{back}");
+    let tasks = shardlog(&server, &["dlq", "tasks", "dead"]);
+    assert!(
+        tasks.lines().nth(1).is_some_and(|l| l.starts_with(task)),
+        "{tasks}"
+    );
+    let refused = run(&server, &["dlq", "move", "jobs"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("source_stream"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }

@@ -4,24 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-/// Runs `shardlog ARGS --server URL` and returns its standard output; fails the test when the
-/// command fails.
-fn shardlog(server: &common::TestServer, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args(args)
-        .arg("--server")
-        .arg(server.url())
-        .output()
-        .expect("run the shardlog binary");
-    assert!(
-        out.status.success(),
-        "shardlog {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
+use common::cli::shardlog;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patterns_rules_and_filtered_reads_work_from_the_command_line() {

@@ -45,6 +45,9 @@ pub(crate) enum ClientCommand {
     Delete(queues::DeleteMessagesArgs),
     /// Change how long a received message of a queue group stays invisible.
     Visibility(queues::VisibilityArgs),
+    /// Move what a dead-letter stream holds back, or list the moves.
+    #[command(subcommand)]
+    Dlq(queues::DlqCommand),
     /// Try a filter pattern on a record.
     #[command(subcommand)]
     Pattern(router::PatternCommand),
@@ -269,6 +272,7 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Receive(args) => queues::receive(args).await,
         ClientCommand::Delete(args) => queues::delete_messages(args).await,
         ClientCommand::Visibility(args) => queues::visibility(args).await,
+        ClientCommand::Dlq(command) => queues::dlq(command).await,
         ClientCommand::Pattern(command) => router::pattern(command).await,
         ClientCommand::Rule(command) => router::rule(command).await,
     }

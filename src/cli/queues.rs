@@ -4,13 +4,15 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use shardlog::broker::queues::DEFAULT_MAX_DELETE_HANDLES;
 use shardlog::client::Client;
-use shardlog::proto::v1::{CreateGroupRequest, DeleteMessageResult, GroupType, QueueStartPosition};
+use shardlog::proto::v1::{
+    CreateGroupRequest, DeleteMessageResult, GroupType, MoveTaskStatus, QueueStartPosition,
+};
 
-use super::output::write_record;
+use super::output::{write_record, write_table};
 use super::router::{FilterArgs, Start};
 use super::{groups, ServerArg};
 
@@ -127,6 +129,87 @@ pub(crate) struct VisibilityArgs {
     pub(crate) secs: u32,
     #[command(flatten)]
     pub(crate) server: ServerArg,
+}
+
+/// `dlq move` and `dlq tasks`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Start a durable task that puts each message of a dead-letter stream back into the
+    /// stream it came from (or into --to), once; prints the task's id.
+    Move {
+        /// The dead-letter stream
+        source: String,
+        /// Put every message into this stream instead of back where it came from
+        #[arg(long, value_name = "STREAM")]
+        to: Option<String>,
+        /// Most messages moved per second; 0 moves as fast as the destinations take them
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        rate: u32,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the move tasks of a dead-letter stream, newest first.
+    Tasks {
+        /// The dead-letter stream
+        source: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// Runs a `dlq` command.
+pub(crate) async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::Move {
+            source,
+            to,
+            rate,
+            server,
+        } => {
+            let task = server
+                .connect()
+                .await?
+                .move_messages(&source, to.as_deref(), rate)
+                .await?;
+            println!("{task}");
+        }
+        DlqCommand::Tasks { source, server } => {
+            let tasks = server.connect().await?.list_move_tasks(&source).await?;
+            let mut rows = vec![[
+                "TASK",
+                "STATUS",
+                "MOVED",
+                "TO_MOVE",
+                "DESTINATION",
+                "REASON",
+            ]
+            .map(str::to_owned)
+            .to_vec()];
+            for t in tasks {
+                let status = MoveTaskStatus::try_from(t.status).map_or("unknown", |s| match s {
+                    MoveTaskStatus::Running => "running",
+                    MoveTaskStatus::Completed => "completed",
+                    MoveTaskStatus::Cancelled => "cancelled",
+                    MoveTaskStatus::Failed => "failed",
+                });
+                let destination = if t.destination_stream.is_empty() {
+                    "(sources)".to_owned()
+                } else {
+                    t.destination_stream
+                };
+                rows.push(vec![
+                    t.task_id,
+                    status.to_owned(),
+                    t.messages_moved.to_string(),
+                    t.messages_to_move.to_string(),
+                    destination,
+                    t.failure_reason,
+                ]);
+            }
+            write_table(&mut io::stdout().lock(), &rows)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates a group and shows it as `group describe` does.

@@ -1,6 +1,8 @@
 //! Test harness: a real shardlog server on 127.0.0.1:0, talked to over real gRPC.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
