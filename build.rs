@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .file_descriptor_set_path(out_dir.join("shardlog_descriptor.bin"))
         // Sizes each message's buffer before encoding it; see `src/proto/codec.rs`.
         .codec_path("crate::proto::codec::PresizedCodec")
-        // The two read answers are written by hand so that stored records are encoded as
+        // The answers carrying stored records are written by hand so that stored records are encoded as
         // read, without a `pb::Record` per record; see `src/proto/wire.rs`.
         .extern_path(
             ".shardlog.v1.GetRecordsResponse",
@@ -34,12 +34,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             ".shardlog.v1.SubscribeToShardEvent",
             "crate::proto::wire::SubscribeToShardEvent",
         )
+        .extern_path(
+            ".shardlog.v1.ReceiveMessagesResponse",
+            "crate::proto::wire::ReceiveMessagesResponse",
+        )
         .compile_protos(PROTOS, &["proto"])?;
     // Callers keep finding every message of the contract in `proto::v1`.
     let v1 = out_dir.join("shardlog.v1.rs");
     let mut generated = std::fs::read_to_string(&v1)?;
     generated
-        .push_str("\npub use crate::proto::wire::{GetRecordsResponse, SubscribeToShardEvent};\n");
+        .push_str("\npub use crate::proto::wire::{GetRecordsResponse, ReceiveMessagesResponse, SubscribeToShardEvent};\n");
     std::fs::write(&v1, generated)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::broker::{Broker, DeleteFailure};
 use crate::meta::MoveStatus;
 use crate::proto::v1 as pb;
 use crate::proto::v1::queues_server::Queues;
-use crate::proto::wire::record_to_pb;
+use crate::proto::wire::OutgoingMessage;
 
 /// `error_code` of a handle this server did not give for the group.
 pub const RECEIPT_HANDLE_INVALID: &str = "RECEIPT_HANDLE_INVALID";
@@ -52,10 +52,11 @@ impl Queues for QueuesService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ReceiveMessagesResponse {
-            messages: messages
+            messages: Vec::new(),
+            outgoing: messages
                 .into_iter()
-                .map(|m| pb::Message {
-                    record: Some(record_to_pb(m.record)),
+                .map(|m| OutgoingMessage {
+                    record: m.record,
                     shard_id: m.shard.to_string(),
                     receipt_handle: m.receipt_handle,
                     receive_count: m.receive_count,

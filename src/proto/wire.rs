@@ -1,5 +1,6 @@
-//! The two read answers of the contract, `GetRecordsResponse` and `SubscribeToShardEvent`, as
-//! hand-written protobuf messages that encode stored records straight from the read buffers.
+//! The answers of the contract that carry stored records — `GetRecordsResponse`,
+//! `SubscribeToShardEvent` and `ReceiveMessagesResponse` — as hand-written protobuf messages
+//! that encode stored records straight from the read buffers.
 //!
 //! The generated messages would need every record turned into a `pb::Record` first: a `String`
 //! allocated and validated per partition key, a decimal string per explicit hash key, and a
@@ -516,37 +517,97 @@ fn lag_len(millis_behind_latest: i64) -> usize {
     }
 }
 
-/// A stored record as a `pb::Record`, for the answers that carry records inside other messages
-/// (queue messages). The read answers above encode stored records without this step.
-pub fn record_to_pb(r: crate::storage::StoredRecord) -> pb::Record {
-    let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
-    pb::Record {
-        sequence_number: r.sequence.get(),
-        partition_key: text(&r.partition_key),
-        approximate_arrival_timestamp_ms: i64::try_from(r.timestamp_ms.as_millis())
-            .unwrap_or(i64::MAX),
-        explicit_hash_key: r
-            .explicit_hash_key
-            .map(|k| crate::stream::HashKey(k).to_string())
-            .unwrap_or_default(),
-        message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
-        deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
-        attributes: r
-            .attributes
-            .iter()
-            .map(|a| {
-                let value = pb::AttributeValue {
-                    data_type: a.kind.name().to_owned(),
-                    string_value: a.text().unwrap_or_default().to_owned(),
-                    binary_value: match a.text() {
-                        Some(_) => bytes::Bytes::new(),
-                        None => bytes::Bytes::copy_from_slice(a.value),
-                    },
-                };
-                (a.name.to_owned(), value)
-            })
-            .collect(),
-        data: r.data,
+/// A queue message on its way to a client: a stored record with where it is and its receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The record, as read.
+    pub record: StoredRecord,
+    /// Its shard's id.
+    pub shard_id: String,
+    /// Its receipt handle.
+    pub receipt_handle: String,
+    /// Its receive count.
+    pub receive_count: u32,
+}
+
+impl OutgoingMessage {
+    /// Bytes of its `Message`, without key and length: `1` the record (written as a read
+    /// answer writes a `records` entry, whose tag is also 1), `2` the shard id, `3` the
+    /// receipt handle, `4` the receive count.
+    fn len(&self) -> usize {
+        let record = record_len(&self.record);
+        encoding::key_len(1)
+            + encoded_len_varint(record as u64)
+            + record
+            + bytes_field_len(2, self.shard_id.as_bytes())
+            + bytes_field_len(3, self.receipt_handle.as_bytes())
+            + varint_field_len(4, u64::from(self.receive_count))
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        let mut head = Small::new();
+        head.key(MESSAGES_TAG, WireType::LengthDelimited);
+        head.varint(self.len() as u64);
+        head.put_to(buf);
+        encode_entry(&self.record, buf);
+        put_bytes_field(2, self.shard_id.as_bytes(), buf);
+        put_bytes_field(3, self.receipt_handle.as_bytes(), buf);
+        if self.receive_count != 0 {
+            encoding::uint32::encode(4, &self.receive_count, buf);
+        }
+    }
+}
+
+const MESSAGES_TAG: u32 = 1;
+
+/// The messages of a receive (`shardlog.v1.ReceiveMessagesResponse`), written from the stored
+/// records as `GetRecordsResponse` writes them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceiveMessagesResponse {
+    /// The messages, in order per message group. A decoded answer holds every message here.
+    pub messages: Vec<pb::Message>,
+    /// Messages a server sends from stored records, on the wire after those of `messages`.
+    /// Decoding never fills it.
+    pub outgoing: Vec<OutgoingMessage>,
+}
+
+impl Message for ReceiveMessagesResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode_repeated(MESSAGES_TAG, &self.messages, buf);
+        for m in &self.outgoing {
+            m.encode(buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: encoding::DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            MESSAGES_TAG => {
+                encoding::message::merge_repeated(wire_type, &mut self.messages, buf, ctx)
+            }
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(MESSAGES_TAG, &self.messages)
+            + self
+                .outgoing
+                .iter()
+                .map(|m| {
+                    let len = m.len();
+                    encoding::key_len(MESSAGES_TAG) + encoded_len_varint(len as u64) + len
+                })
+                .sum::<usize>()
+    }
+
+    fn clear(&mut self) {
+        *self = ReceiveMessagesResponse::default();
     }
 }
 
@@ -556,7 +617,39 @@ mod tests {
     use crate::storage::{SequenceNumber, Timestamp};
     use bytes::Bytes;
 
-    use super::record_to_pb as record;
+    /// A stored record as a `pb::Record`: what a consumer decodes from the answers that this
+    /// module encodes straight from stored records, the reference the tests compare with.
+    fn record(r: crate::storage::StoredRecord) -> pb::Record {
+        let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+        pb::Record {
+            sequence_number: r.sequence.get(),
+            partition_key: text(&r.partition_key),
+            // As the encoder above writes it: the stored u64 taken as the wire's int64.
+            approximate_arrival_timestamp_ms: r.timestamp_ms.as_millis() as i64,
+            explicit_hash_key: r
+                .explicit_hash_key
+                .map(|k| crate::stream::HashKey(k).to_string())
+                .unwrap_or_default(),
+            message_group_id: r.message_group_id.as_ref().map(text).unwrap_or_default(),
+            deduplication_id: r.deduplication_id.as_ref().map(text).unwrap_or_default(),
+            attributes: r
+                .attributes
+                .iter()
+                .map(|a| {
+                    let value = pb::AttributeValue {
+                        data_type: a.kind.name().to_owned(),
+                        string_value: a.text().unwrap_or_default().to_owned(),
+                        binary_value: match a.text() {
+                            Some(_) => bytes::Bytes::new(),
+                            None => bytes::Bytes::copy_from_slice(a.value),
+                        },
+                    };
+                    (a.name.to_owned(), value)
+                })
+                .collect(),
+            data: r.data,
+        }
+    }
 
     fn attributes(pairs: &[(&str, AttributeType, &[u8])]) -> crate::storage::Attributes {
         let pairs: Vec<_> = pairs
@@ -814,5 +907,36 @@ mod tests {
                 Ok(k.to_string().as_str())
             );
         }
+    }
+
+    #[test]
+    fn a_queue_message_encodes_byte_for_byte_as_the_generated_message_would() {
+        let mut r = stored(7);
+        r.attributes = attributes(&[("a", AttributeType::String, b"x")]);
+        let outgoing = OutgoingMessage {
+            record: r.clone(),
+            shard_id: "shardId-000000000001".into(),
+            receipt_handle: "handle".into(),
+            receive_count: 3,
+        };
+        let ours = ReceiveMessagesResponse {
+            messages: Vec::new(),
+            outgoing: vec![outgoing.clone(), outgoing],
+        };
+        let message = pb::Message {
+            record: Some(record(r)),
+            shard_id: "shardId-000000000001".into(),
+            receipt_handle: "handle".into(),
+            receive_count: 3,
+        };
+        let mut expected = Vec::new();
+        for m in [&message, &message] {
+            prost::encoding::message::encode(1, m, &mut expected);
+        }
+        let bytes = ours.encode_to_vec();
+        assert_eq!(bytes.len(), ours.encoded_len());
+        assert_eq!(bytes, expected);
+        let decoded = ReceiveMessagesResponse::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded.messages, vec![message.clone(), message]);
     }
 }

@@ -64,6 +64,11 @@ pub const MAX_MAX_RECEIVE_COUNT: u32 = 1_000;
 pub const DEFAULT_MAX_DELETE_HANDLES: usize = 1_000;
 /// Fewest records one fetch into a queue group's window reads.
 const MIN_FETCH: usize = 256;
+/// How many times what it wants one receive fetches at most per shard.
+const FETCH_AHEAD: usize = 4;
+/// Sequence numbers apart that one read of a shard still covers when messages are read again:
+/// the records between are read and dropped, which costs less than another read.
+const REREAD_GAP: u64 = 32;
 
 /// Limits and defaults of queue groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -589,6 +594,10 @@ impl Broker {
                 state.skip_to(first_stored);
             }
             let mut selection = Selection::default();
+            // Records this receive fetched: bounded, so that a shard whose groups are all
+            // blocked is not read to the end of the window by every receive (later receives
+            // go on from where this one stopped).
+            let mut fetched_here = 0;
             loop {
                 let got = state.receive(
                     want - selection.delivered.len() - selection.dead_letters.len(),
@@ -600,7 +609,11 @@ impl Broker {
                 selection.dead_letters.extend(got.dead_letters);
                 let taken = selection.delivered.len() + selection.dead_letters.len();
                 let from = state.fetched();
-                if taken >= want || state.room() == 0 || from >= shard.log.next_sequence() {
+                if taken >= want
+                    || state.room() == 0
+                    || from >= shard.log.next_sequence()
+                    || fetched_here >= want.max(MIN_FETCH) * FETCH_AHEAD
+                {
                     break;
                 }
                 // Fetch about what is wanted: records fetched beyond the window's byte
@@ -613,6 +626,7 @@ impl Broker {
                 if batch.records.is_empty() {
                     break;
                 }
+                fetched_here += batch.records.len();
                 match &q.matcher {
                     Some(m) => state.admit(batch.records, |r| filter::record_matches(m, r)),
                     None => state.admit(batch.records, |_| true),
@@ -714,13 +728,16 @@ impl Broker {
         while i < wanted.len() {
             let (shard, first) = wanted[i];
             let mut n = 1;
+            let mut last = first;
             while i + n < wanted.len()
                 && wanted[i + n].0 == shard
-                && wanted[i + n].1.get() == first.get() + n as u64
+                && wanted[i + n].1.get() <= last.get() + REREAD_GAP
             {
+                last = wanted[i + n].1;
                 n += 1;
             }
             i += n;
+            let span = (last.get() - first.get() + 1) as usize;
             let log = q
                 .shards
                 .iter()
@@ -731,8 +748,30 @@ impl Broker {
                     shard: shard.to_string(),
                 })?;
             let max_bytes = self.config().max_read_bytes;
-            let batch = blocking("queue read", move || log.read(first, n, max_bytes)).await??;
-            for r in batch.records {
+            let needed: std::collections::HashSet<SequenceNumber> =
+                wanted[i - n..i].iter().map(|(_, s)| *s).collect();
+            let records = blocking("queue read", move || -> Result<_, BrokerError> {
+                let mut out = Vec::with_capacity(needed.len());
+                let mut from = first;
+                // One read may stop at its byte budget; go on until the span is covered.
+                while from <= last {
+                    let left = (last.get() - from.get() + 1) as usize;
+                    let batch = log.read(from, left.min(span), max_bytes)?;
+                    if batch.records.is_empty() {
+                        break;
+                    }
+                    out.extend(
+                        batch
+                            .records
+                            .into_iter()
+                            .filter(|r| needed.contains(&r.sequence)),
+                    );
+                    from = batch.next_sequence;
+                }
+                Ok(out)
+            })
+            .await??;
+            for r in records {
                 found.insert((shard, r.sequence), r);
             }
         }
