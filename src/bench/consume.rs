@@ -112,7 +112,7 @@ fn data_bytes(records: &[Record]) -> u64 {
 
 /// Runs one call of `rpc` within the RPC timeout; a failure or a timeout is counted on `meter`
 /// and gives `None`.
-async fn within_timeout<T>(
+pub(super) async fn within_timeout<T>(
     meter: &Meter,
     rpc: &'static str,
     call: impl Future<Output = Result<T, ClientError>>,

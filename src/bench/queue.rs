@@ -17,7 +17,6 @@
 //! its latency is receive-to-delete per message, and its CPU time covers the receives and
 //! deletes (with `--embedded`, the server's work for them too), not the fill.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,11 +24,11 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::args::{QueueSettings, QueueType};
-use super::consume::MAX_CONSECUTIVE_ERRORS;
+use super::consume::{within_timeout, MAX_CONSECUTIVE_ERRORS};
 use super::report::{group_digits, latency_json, Json};
 use super::stats::{LatencyRecorder, LatencySummary, Meter};
-use super::{BenchError, DEFAULT_RPC_TIMEOUT};
-use shardlog::client::{Client, ClientError};
+use super::BenchError;
+use shardlog::client::Client;
 use shardlog::proto::v1::{CreateGroupRequest, GroupType, QueueStartPosition};
 
 /// How long a receive waits for a message when none is ready.
@@ -188,26 +187,6 @@ pub async fn run(
         delete_latency: lock(&tally.delete_latency).summary(),
     };
     (end.saturating_duration_since(start), report)
-}
-
-/// Runs one call within the RPC timeout; a failure or a timeout is counted on `meter` and
-/// gives `None`.
-async fn within_timeout<T>(
-    meter: &Meter,
-    rpc: &'static str,
-    call: impl Future<Output = Result<T, ClientError>>,
-) -> Option<T> {
-    match tokio::time::timeout(DEFAULT_RPC_TIMEOUT, call).await {
-        Ok(Ok(answer)) => Some(answer),
-        Ok(Err(error)) => {
-            meter.add_rpc_error(|| error.to_string());
-            None
-        }
-        Err(_elapsed) => {
-            meter.add_rpc_error(|| format!("{rpc} timed out after {DEFAULT_RPC_TIMEOUT:?}"));
-            None
-        }
-    }
 }
 
 /// One worker: receive, delete every handle received in one call, repeat. Messages whose

@@ -298,23 +298,7 @@ impl MetaStore {
         if self.since_snapshot >= self.options.snapshot_every {
             self.snapshot_now()?;
         }
-        let frame = journal::encode_frame(&body);
-        if let Err(source) = self.journal.write_all_at(&frame, self.journal_len) {
-            return Err(self.poison(
-                "append to journal",
-                journal_path(&self.dir, self.generation),
-                source,
-            ));
-        }
-        if let Err(source) = self.journal.sync() {
-            return Err(self.poison(
-                "sync journal",
-                journal_path(&self.dir, self.generation),
-                source,
-            ));
-        }
-        self.journal_len += frame.len() as u64;
-        self.since_snapshot += 1;
+        self.append_and_sync(&journal::encode_frame(&body), 1)?;
         // Validated above against this very state, so it applies; if it ever did not, memory
         // and journal would disagree, and only a restart (replaying the journal) can fix that.
         if let Err(error) = self.state.apply(&cmd) {
@@ -367,7 +351,21 @@ impl MetaStore {
             return Ok(outcomes);
         }
         debug_assert!(accepted.iter().all(MetaCommand::is_queue_command));
-        if let Err(source) = self.journal.write_all_at(&frames, self.journal_len) {
+        self.append_and_sync(&frames, accepted.len() as u64)?;
+        for cmd in &accepted {
+            if let Err(error) = self.state.apply(cmd) {
+                let cause = Arc::new(error);
+                self.poisoned = Some(Arc::clone(&cause));
+                return Err(MetaError::Poisoned { cause });
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Appends whole frames holding `commands` commands to the journal and syncs it; a failure
+    /// poisons the store.
+    fn append_and_sync(&mut self, frames: &[u8], commands: u64) -> Result<(), MetaError> {
+        if let Err(source) = self.journal.write_all_at(frames, self.journal_len) {
             return Err(self.poison(
                 "append to journal",
                 journal_path(&self.dir, self.generation),
@@ -382,15 +380,8 @@ impl MetaStore {
             ));
         }
         self.journal_len += frames.len() as u64;
-        self.since_snapshot += accepted.len() as u64;
-        for cmd in &accepted {
-            if let Err(error) = self.state.apply(cmd) {
-                let cause = Arc::new(error);
-                self.poisoned = Some(Arc::clone(&cause));
-                return Err(MetaError::Poisoned { cause });
-            }
-        }
-        Ok(outcomes)
+        self.since_snapshot += commands;
+        Ok(())
     }
 
     /// Writes a snapshot of the current state now and starts a new journal generation, removing
