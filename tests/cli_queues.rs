@@ -288,8 +288,18 @@ async fn dead_letters_are_moved_back_and_the_move_is_listed_from_the_command_lin
     let first = shardlog(&server, &["receive", "jobs", "w"]);
     let handle = &handles(&first)[0];
     shardlog(&server, &["visibility", "jobs", "w", handle, "0"]);
-    // Past its one receive: into the dead-letter stream, not handed out.
+    // Past its one receive: into the dead-letter stream, not handed out; the group reports
+    // it once it is there.
     assert_eq!(shardlog(&server, &["receive", "jobs", "w"]), "");
+    let deadline = std::time::Instant::now() + common::EVENT_TIMEOUT;
+    while field(
+        &shardlog(&server, &["group", "describe", "jobs", "w"]),
+        "messages_dead_lettered",
+    ) != Some("1")
+    {
+        assert!(std::time::Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let task = shardlog(&server, &["dlq", "move", "dead"]);
     let task = task.trim();
     assert_eq!(task.len(), 16, "a task id: {task}");

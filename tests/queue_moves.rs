@@ -80,6 +80,19 @@ async fn dead_lettered(c: &Client, stream: &str, n: usize) -> Vec<String> {
             .unwrap();
         assert!(none.is_empty());
     }
+    // The group reports them once they are there.
+    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    loop {
+        let described = c.describe_group(stream, "q").await.unwrap();
+        if described.queue.unwrap().messages_dead_lettered == n as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the messages never reached the dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     names
 }
 

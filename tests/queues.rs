@@ -137,6 +137,11 @@ async fn fifo_order_holds_with_fifty_workers_and_a_thousand_groups_on_two_shards
                         r.entry(g.to_owned()).or_default().push(k.parse().unwrap());
                     }
                 }
+                // Hold the groups a while, letting the other workers receive meanwhile: a
+                // group handed to two workers at once shows up above.
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
                 // Let go of the groups before the delete that unblocks them.
                 {
                     let mut h = holders.lock().unwrap();
@@ -718,4 +723,47 @@ async fn a_group_deleted_and_made_again_refuses_the_old_handles() {
         .await
         .unwrap();
     assert_eq!(again[0].receive_count, 1);
+}
+
+#[tokio::test]
+async fn past_the_in_flight_cap_receives_return_nothing_until_messages_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = shardlog::broker::BrokerConfig::new(tmp.path());
+    config.queues.max_in_flight = 5;
+    let server = TestServer::start_with(config).await;
+    let c = client(server.url()).await;
+    c.create_stream("s", 2).await.unwrap();
+    let messages: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("k{i}"), format!("m{i}")))
+        .collect();
+    put(&c, "s", &messages).await;
+    let mut req = queue("s", "q", pb::GroupType::QueueStandard);
+    req.visibility_timeout_seconds = Some(1);
+    c.create_group(req).await.unwrap();
+    let first = c
+        .receive_messages("s", "q", 10, None, NO_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 5, "no more than the cap in flight");
+    assert!(c
+        .receive_messages("s", "q", 10, None, NO_WAIT)
+        .await
+        .unwrap()
+        .is_empty());
+    // Their visibility runs out: the cap lets go, and a long poll answers with them.
+    let again = c
+        .receive_messages("s", "q", 10, None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 5);
+    assert!(again
+        .iter()
+        .all(|m| m.receive_count == 2 || m.receive_count == 1));
+    // Deleting frees the budget at once.
+    delete_all(&c, "s", "q", &again).await;
+    let more = c
+        .receive_messages("s", "q", 10, None, NO_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(more.len(), 5);
 }

@@ -589,21 +589,20 @@ impl Broker {
             .collect())
     }
 
-    /// Lease calls on a queue group are refused: it has no leases to hand out.
+    /// Lease calls on a queue group are refused: it has no leases to hand out. Asks the live
+    /// queue groups, not the metadata, whose lock the queue journal holds while it syncs.
     fn refuse_queue_group(
         &self,
         stream: &StreamName,
         group: &GroupName,
     ) -> Result<(), BrokerError> {
-        match self.group_kind(stream, group) {
-            Some(super::GroupType::QueueFifo | super::GroupType::QueueStandard) => {
-                Err(BrokerError::IsAQueueGroup {
-                    stream: stream.clone(),
-                    group: group.clone(),
-                })
-            }
-            _ => Ok(()),
+        if self.queue_kind(stream, group.as_str()).is_some() {
+            return Err(BrokerError::IsAQueueGroup {
+                stream: stream.clone(),
+                group: group.clone(),
+            });
         }
+        Ok(())
     }
 
     /// Deletes a group: its checkpoints and its live membership.

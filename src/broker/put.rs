@@ -72,6 +72,9 @@ pub(crate) enum Origin {
 /// Attributes the server adds to a record it copies (a dead letter's source), on top of the
 /// producer's limit.
 pub const SYSTEM_ATTRIBUTES: usize = 5;
+/// Bytes the server's own attributes may add to a record it copies, on top of the record size
+/// limit: names and values of [`SYSTEM_ATTRIBUTES`] attributes, with room to spare.
+pub const SYSTEM_ATTRIBUTE_BYTES: usize = 2048;
 
 /// Where a put record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,7 +369,12 @@ impl Broker {
         let attributes = attributes::check(index, &entry.attributes, &limits)?;
         // Attributes count against the record's size, as SNS counts them against a message's.
         let size = entry.data.len() + attributes.as_bytes().len();
-        if size > cfg.max_record_bytes {
+        let max_size = match origin {
+            // A copy's own attributes must not make a record that fit too big to copy.
+            Origin::System => cfg.max_record_bytes + SYSTEM_ATTRIBUTE_BYTES,
+            Origin::Producer | Origin::Rule => cfg.max_record_bytes,
+        };
+        if size > max_size {
             return Err(BrokerError::invalid(
                 "attributes",
                 format!(

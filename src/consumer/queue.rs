@@ -31,6 +31,9 @@ use crate::storage::{SequenceNumber, StoredRecord, Timestamp};
 
 /// Longest a message may stay in flight, counted from its receive (SQS's 12 hours).
 pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
+/// How long a message taken for the dead letters stays leased while it moves: should the move
+/// be abandoned (its receive cancelled), it comes back after this.
+pub const DEAD_LETTER_LEASE: Duration = Duration::from_secs(60);
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ struct Slot {
     group: u64,
     deadline_ms: u64,
     received_at_ms: u64,
+    /// Bytes of the record's data, key and attributes: what it adds to an answer.
+    bytes: u32,
 }
 
 /// A message a receive hands out (or moves to the dead letters).
@@ -71,6 +76,25 @@ pub struct Selection {
     pub delivered: Vec<Taken>,
     /// Messages past their receive limit, to move to the dead-letter stream.
     pub dead_letters: Vec<Taken>,
+    /// Bytes of the messages handed out.
+    pub delivered_bytes: usize,
+    /// True when the byte budget, not the count or a lack of ready messages, ended it.
+    pub stopped_at_budget: bool,
+}
+
+impl Selection {
+    /// Bytes of the messages handed out.
+    pub fn bytes(&self) -> usize {
+        self.delivered_bytes
+    }
+
+    /// Adds what a later receive of the same shard took.
+    pub fn extend(&mut self, other: Selection) {
+        self.delivered.extend(other.delivered);
+        self.dead_letters.extend(other.dead_letters);
+        self.delivered_bytes += other.delivered_bytes;
+        self.stopped_at_budget |= other.stopped_at_budget;
+    }
 }
 
 /// Why a receipt handle does not act on its message.
@@ -212,28 +236,33 @@ impl QueueShard {
         if first <= self.start {
             return;
         }
+        // The fetched slots below `first`, one by one (at most the window)…
         while self.start < first {
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
             let seq = self.start;
-            match self.slots.pop_front() {
-                Some(slot) => {
-                    if slot.state != State::Done {
-                        self.expired += 1;
-                    }
-                    if matches!(slot.state, State::InFlight | State::Moving) {
-                        self.in_flight -= 1;
-                    }
-                    self.forget(seq, &slot);
-                }
-                None => {
-                    if !self.restored_done.remove(&seq) {
-                        self.expired += 1;
-                    }
-                    if self.restored_leases.remove(&seq).is_some_and(|l| live(&l)) {
-                        self.in_flight -= 1;
-                    }
-                }
+            if slot.state != State::Done {
+                self.expired += 1;
             }
+            if matches!(slot.state, State::InFlight | State::Moving) {
+                self.in_flight -= 1;
+            }
+            self.forget(seq, &slot);
             self.start += 1;
+        }
+        // …then the rest of the gap at once: what the journal says of it, and the count.
+        if self.start < first {
+            let gap = first - self.start;
+            let kept_done = self.restored_done.split_off(&first);
+            let done_in_gap = self.restored_done.len() as u64;
+            self.restored_done = kept_done;
+            let kept_leases = self.restored_leases.split_off(&first);
+            let live_in_gap = self.restored_leases.values().filter(|l| live(l)).count();
+            self.restored_leases = kept_leases;
+            self.in_flight -= live_in_gap;
+            self.expired += gap - done_in_gap;
+            self.start = first;
         }
         self.fetched = self.fetched.max(first);
         // FIFO heads may have moved; recompute readiness of the groups touched.
@@ -266,9 +295,13 @@ impl QueueShard {
     pub fn admit(&mut self, records: Vec<StoredRecord>, matches: impl Fn(&StoredRecord) -> bool) {
         for record in records {
             let seq = record.sequence.get();
-            debug_assert_eq!(seq, self.fetched, "fetch continues without a gap");
-            if seq != self.fetched {
+            if seq < self.fetched {
                 continue;
+            }
+            if seq > self.fetched {
+                // Retention removed records between the fetch position and this one (a read
+                // starts at the oldest stored record).
+                self.skip_to(record.sequence);
             }
             self.fetched += 1;
             let group = if self.kind == QueueKind::Fifo {
@@ -282,6 +315,12 @@ impl QueueShard {
                 group,
                 deadline_ms: 0,
                 received_at_ms: 0,
+                bytes: u32::try_from(
+                    record.data.len()
+                        + record.partition_key.len()
+                        + record.attributes.as_bytes().len(),
+                )
+                .unwrap_or(u32::MAX),
             };
             if self.restored_done.remove(&seq) || !matches(&record) {
                 slot.state = State::Done;
@@ -405,24 +444,35 @@ impl QueueShard {
         }
     }
 
-    /// Takes up to `max` ready messages: each becomes in flight until `now + visibility`
-    /// with its receive count one higher — or, when that would exceed `max_receive_count`
-    /// (0: no limit), moves to the dead letters instead.
+    /// Takes up to `max` ready messages, and no more than `max_bytes` of records (at least
+    /// one): each becomes in flight until `now + visibility` with its receive count one higher
+    /// — or, when that would exceed `max_receive_count` (0: no limit), is taken to move to the
+    /// dead letters instead, leased for [`DEAD_LETTER_LEASE`] while it moves.
     pub fn receive(
         &mut self,
         max: usize,
+        max_bytes: usize,
         now: Timestamp,
         visibility: Duration,
         max_receive_count: u32,
     ) -> Selection {
         let now_ms = now.as_millis();
         let deadline = now_ms.saturating_add(duration_ms(visibility));
+        let moving_deadline = now_ms.saturating_add(duration_ms(DEAD_LETTER_LEASE));
         let mut out = Selection::default();
         let mut taken = 0;
-        while taken < max {
+        let mut bytes = 0usize;
+        let fits = |bytes: usize, taken: usize, slot: Option<&Slot>| {
+            taken == 0 || bytes + slot.map_or(0, |s| s.bytes as usize) <= max_bytes
+        };
+        'groups: while taken < max {
             let Some(&first) = self.ready.iter().next() else {
                 break;
             };
+            if !fits(bytes, taken, self.slot(first)) {
+                out.stopped_at_budget = true;
+                break;
+            }
             self.ready.remove(&first);
             // Standard: the message alone. FIFO: its group from the head, while visible.
             let run: Vec<u64> = match self.kind {
@@ -446,34 +496,44 @@ impl QueueShard {
                 }
             };
             for seq in run {
+                if !fits(bytes, taken, self.slot(seq)) {
+                    out.stopped_at_budget = true;
+                    break 'groups;
+                }
                 let record = self.cache.remove(&seq).inspect(|r| {
                     self.cached_bytes -= r.data.len();
                 });
                 let Some(slot) = self.slot_mut(seq) else {
                     continue;
                 };
-                slot.deadline_ms = deadline;
-                let exhausted = max_receive_count > 0 && slot.receive_count >= max_receive_count;
-                self.expiries.push(Reverse((deadline, seq)));
-                self.in_flight += 1;
+                let size = slot.bytes as usize;
+                bytes += size;
                 taken += 1;
-                let slot = self.slot_mut(seq).expect("checked above");
-                if exhausted {
+                if max_receive_count > 0 && slot.receive_count >= max_receive_count {
                     slot.state = State::Moving;
+                    slot.deadline_ms = moving_deadline;
+                    let receive_count = slot.receive_count;
+                    self.expiries.push(Reverse((moving_deadline, seq)));
+                    self.in_flight += 1;
                     out.dead_letters.push(Taken {
                         sequence: SequenceNumber::new(seq),
-                        receive_count: slot.receive_count,
+                        receive_count,
                         record,
                     });
                     // The rest of a FIFO group waits until the head is in the dead letters.
                     break;
                 }
                 slot.state = State::InFlight;
+                slot.deadline_ms = deadline;
                 slot.receive_count += 1;
                 slot.received_at_ms = now_ms;
+                let receive_count = slot.receive_count;
+                self.expiries.push(Reverse((deadline, seq)));
+                self.in_flight += 1;
+                out.delivered_bytes += size;
                 out.delivered.push(Taken {
                     sequence: SequenceNumber::new(seq),
-                    receive_count: slot.receive_count,
+                    receive_count,
                     record,
                 });
             }
@@ -526,11 +586,25 @@ impl QueueShard {
         Ok(Deleted::Now)
     }
 
-    /// A message taken for the dead letters is there now.
-    pub fn dead_lettered(&mut self, seq: SequenceNumber) {
+    /// A message taken for the dead letters is there now; false when it was no longer
+    /// moving (its move lease ran out and it was taken again, or it is done).
+    pub fn dead_lettered(&mut self, seq: SequenceNumber) -> bool {
         let seq = seq.get();
         if self.slot(seq).is_some_and(|s| s.state == State::Moving) {
             self.finish(seq);
+            return true;
+        }
+        false
+    }
+
+    /// A message taken for the dead letters could not be stored there: visible again, to be
+    /// taken again by a later receive.
+    pub fn dead_letter_failed(&mut self, seq: SequenceNumber) {
+        let seq = seq.get();
+        if let Some(slot) = self.slot_mut(seq).filter(|s| s.state == State::Moving) {
+            slot.state = State::Visible;
+            self.in_flight -= 1;
+            self.mark_ready(seq);
         }
     }
 

@@ -46,7 +46,7 @@ fn seqs(taken: &[Taken]) -> Vec<u64> {
 
 fn receive(q: &mut QueueShard, max: usize, now: u64) -> Vec<u64> {
     q.expire(at(now));
-    seqs(&q.receive(max, at(now), VIS, 0).delivered)
+    seqs(&q.receive(max, usize::MAX, at(now), VIS, 0).delivered)
 }
 
 #[test]
@@ -103,7 +103,9 @@ fn each_receive_counts_and_an_old_receipt_no_longer_acts() {
     let mut q = shard(QueueKind::Standard, &["x"]);
     for count in 1..=3 {
         q.expire(at(count * 40_000));
-        let got = q.receive(1, at(count * 40_000), VIS, 0).delivered;
+        let got = q
+            .receive(1, usize::MAX, at(count * 40_000), VIS, 0)
+            .delivered;
         assert_eq!(got[0].receive_count, count as u32);
     }
     assert_eq!(
@@ -136,17 +138,17 @@ fn a_message_past_its_receive_limit_goes_to_the_dead_letters_and_its_group_moves
     for round in 0..2u64 {
         let now = at(round * 40_000);
         q.expire(now);
-        let s = q.receive(1, now, VIS, 2);
+        let s = q.receive(1, usize::MAX, now, VIS, 2);
         assert_eq!(seqs(&s.delivered), [0]);
     }
     let now = at(80_000);
     q.expire(now);
-    let s = q.receive(10, now, VIS, 2);
+    let s = q.receive(10, usize::MAX, now, VIS, 2);
     assert!(s.delivered.is_empty(), "the group waits for its head");
     assert_eq!(seqs(&s.dead_letters), [0]);
     assert_eq!(s.dead_letters[0].receive_count, 2);
     q.dead_lettered(SequenceNumber::new(0));
-    assert_eq!(seqs(&q.receive(10, now, VIS, 2).delivered), [1]);
+    assert_eq!(seqs(&q.receive(10, usize::MAX, now, VIS, 2).delivered), [1]);
 }
 
 #[test]
@@ -189,7 +191,7 @@ fn a_restored_shard_keeps_deletes_counts_and_deadlines() {
     assert_eq!(q.in_flight(), 1);
     q.expire(at(10_000));
     q.admit((1..5).map(record_at).collect(), |_| true);
-    let got = q.receive(10, at(10_000), VIS, 0).delivered;
+    let got = q.receive(10, usize::MAX, at(10_000), VIS, 0).delivered;
     assert_eq!(seqs(&got), [1, 4]);
     // The restored receipt still deletes until its deadline.
     assert_eq!(q.delete(SequenceNumber::new(3), 4), Ok(Deleted::Now));
@@ -217,7 +219,7 @@ fn a_restored_lease_whose_deadline_passed_comes_back_with_its_count() {
     q.expire(at(2_000));
     assert_eq!(q.in_flight(), 0);
     q.admit(vec![record_at(0), record_at(1)], |_| true);
-    let got = q.receive(10, at(2_000), VIS, 0).delivered;
+    let got = q.receive(10, usize::MAX, at(2_000), VIS, 0).delivered;
     assert_eq!(seqs(&got), [0, 1]);
     assert_eq!(got[0].receive_count, 3);
     assert_eq!(got[1].receive_count, 1);
@@ -262,7 +264,7 @@ fn the_window_stops_fetching_at_its_limit() {
     assert_eq!(q.room(), 3);
     q.admit((0..3).map(record_at).collect(), |_| true);
     assert_eq!(q.room(), 0);
-    let got = q.receive(10, at(0), VIS, 0).delivered;
+    let got = q.receive(10, usize::MAX, at(0), VIS, 0).delivered;
     assert!(got.iter().all(|t| t.record.is_none()), "nothing was cached");
     q.delete(SequenceNumber::new(0), 1).unwrap();
     assert_eq!(q.room(), 1);
@@ -272,7 +274,7 @@ fn the_window_stops_fetching_at_its_limit() {
 fn the_rest_of_a_group_received_as_often_as_its_head_goes_to_the_dead_letters_too() {
     let mut q = shard(QueueKind::Fifo, &["g", "g", "g"]);
     for attempt in 1..=2u32 {
-        let s = q.receive(2, at(0), VIS, 2);
+        let s = q.receive(2, usize::MAX, at(0), VIS, 2);
         assert_eq!(seqs(&s.delivered), [0, 1]);
         for seq in [0, 1] {
             q.change_visibility(SequenceNumber::new(seq), attempt, Duration::ZERO, at(0))
@@ -280,12 +282,65 @@ fn the_rest_of_a_group_received_as_often_as_its_head_goes_to_the_dead_letters_to
         }
     }
     for seq in [0, 1] {
-        let s = q.receive(10, at(0), VIS, 2);
+        let s = q.receive(10, usize::MAX, at(0), VIS, 2);
         assert_eq!(seqs(&s.dead_letters), [seq]);
         assert!(s.delivered.is_empty());
         q.dead_lettered(SequenceNumber::new(seq));
     }
-    let s = q.receive(10, at(0), VIS, 2);
+    let s = q.receive(10, usize::MAX, at(0), VIS, 2);
     assert_eq!(seqs(&s.delivered), [2]);
     assert_eq!(s.delivered[0].receive_count, 1);
+}
+
+#[test]
+fn a_receive_stops_at_its_byte_budget_but_always_takes_one() {
+    let mut q = shard(QueueKind::Standard, &["a", "b", "c"]);
+    let per = q.slot(0).map(|s| s.bytes as usize).unwrap();
+    let s = q.receive(10, per * 2, at(0), VIS, 0);
+    assert_eq!(seqs(&s.delivered), [0, 1]);
+    let s = q.receive(10, 1, at(0), VIS, 0);
+    assert_eq!(seqs(&s.delivered), [2], "one message even past the budget");
+}
+
+#[test]
+fn a_dead_letter_that_could_not_be_stored_is_visible_again_and_counts_once_when_stored() {
+    let mut q = shard(QueueKind::Fifo, &["g", "g"]);
+    q.receive(1, usize::MAX, at(0), VIS, 1);
+    q.change_visibility(SequenceNumber::new(0), 1, Duration::ZERO, at(0))
+        .unwrap();
+    let s = q.receive(10, usize::MAX, at(0), VIS, 1);
+    assert_eq!(seqs(&s.dead_letters), [0]);
+    q.dead_letter_failed(SequenceNumber::new(0));
+    assert_eq!(q.in_flight(), 0);
+    let s = q.receive(10, usize::MAX, at(0), VIS, 1);
+    assert_eq!(seqs(&s.dead_letters), [0], "taken again");
+    assert!(q.dead_lettered(SequenceNumber::new(0)));
+    assert!(!q.dead_lettered(SequenceNumber::new(0)), "counted once");
+}
+
+#[test]
+fn retention_far_past_the_window_skips_in_one_step() {
+    let mut record = QueueShardRecord::default();
+    record.done.insert(SequenceNumber::new(5));
+    record.leased.insert(
+        SequenceNumber::new(7),
+        QueueLeaseRecord {
+            receive_count: 1,
+            deadline_ms: at(u64::MAX / 2),
+        },
+    );
+    let mut q = QueueShard::restore(QueueKind::Standard, LIMITS, &record);
+    assert_eq!(q.in_flight(), 1);
+    q.skip_to(SequenceNumber::new(1 << 40));
+    assert_eq!(q.in_flight(), 0);
+    assert_eq!(q.take_expired(), (1 << 40) - 1);
+    assert_eq!(q.start(), SequenceNumber::new(1 << 40));
+}
+
+#[test]
+fn a_fetch_that_starts_past_the_window_after_retention_skips_the_gap() {
+    let mut q = QueueShard::restore(QueueKind::Standard, LIMITS, &QueueShardRecord::default());
+    q.admit(vec![record_at(5), record_at(6)], |_| true);
+    assert_eq!(q.take_expired(), 5);
+    assert_eq!(receive(&mut q, 10, 0), [5, 6]);
 }

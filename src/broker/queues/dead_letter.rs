@@ -79,10 +79,15 @@ fn copy(q: &QueueGroup, shard: ShardId, t: &Taken, record: &StoredRecord) -> Put
 
 impl Broker {
     /// Puts the taken messages into the group's dead-letter stream and marks the stored ones
-    /// done. A failure is logged; those messages come back when their visibility runs out.
+    /// done. A failure is logged and the messages concerned are visible again, so a later
+    /// receive tries again (with the same deduplication ids).
     pub(super) async fn dead_letter(&self, q: &Arc<QueueGroup>, taken: Vec<(ShardId, Taken)>) {
+        let all: Vec<(ShardId, SequenceNumber)> = taken
+            .iter()
+            .map(|(shard, t)| (*shard, t.sequence))
+            .collect();
         let Some(target) = q.definition.dead_letter_stream.clone() else {
-            return;
+            return self.finish_dead_letters(q, Vec::new(), all).await;
         };
         let missing = taken
             .iter()
@@ -93,30 +98,34 @@ impl Broker {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(stream = %q.stream, group = %q.group, error = %e, "could not read messages for the dead-letter stream");
-                return;
+                return self.finish_dead_letters(q, Vec::new(), all).await;
             }
         };
         let mut entries = Vec::with_capacity(taken.len());
         let mut sources = Vec::with_capacity(taken.len());
+        let mut failed = Vec::new();
         for (shard, t) in &taken {
-            let Some(record) = t
+            match t
                 .record
                 .clone()
                 .or_else(|| reread.remove(&(*shard, t.sequence)))
-            else {
-                continue;
-            };
-            entries.push(copy(q, *shard, t, &record));
-            sources.push((*shard, t.sequence));
+            {
+                Some(record) => {
+                    entries.push(copy(q, *shard, t, &record));
+                    sources.push((*shard, t.sequence));
+                }
+                // Retention removed it meanwhile; the window counts it as lost.
+                None => failed.push((*shard, t.sequence)),
+            }
         }
         if entries.is_empty() {
-            return;
+            return self.finish_dead_letters(q, Vec::new(), failed).await;
         }
         let results = match self.begin_put_as(&target, entries, Origin::System).await {
             Ok(pending) => pending.finish().await,
             Err(e) => {
                 tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "could not put into the dead-letter stream");
-                return;
+                return self.finish_dead_letters(q, Vec::new(), all).await;
             }
         };
         let mut stored = Vec::with_capacity(sources.len());
@@ -125,9 +134,10 @@ impl Broker {
                 Ok(_) => stored.push(source),
                 Err(e) => {
                     tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "a dead letter was not stored");
+                    failed.push(source);
                 }
             }
         }
-        self.finish_dead_letters(q, stored).await;
+        self.finish_dead_letters(q, stored, failed).await;
     }
 }

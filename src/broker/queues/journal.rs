@@ -22,10 +22,14 @@ const MAX_BATCH: usize = 4096;
 
 type Reply = oneshot::Sender<Result<(), Arc<MetaError>>>;
 
+/// What the thread is asked: a command to make durable, or a barrier that resolves once
+/// everything submitted before it is durable.
+type Request = (Option<MetaCommand>, Reply);
+
 /// The sending side; the thread ends when it is dropped.
 #[derive(Debug)]
 pub(crate) struct QueueJournal {
-    tx: Mutex<mpsc::Sender<(MetaCommand, Reply)>>,
+    tx: Mutex<mpsc::Sender<Request>>,
 }
 
 /// Resolves when a submitted command is durable (or failed).
@@ -33,7 +37,7 @@ pub(crate) type Durable = oneshot::Receiver<Result<(), Arc<MetaError>>>;
 
 impl QueueJournal {
     pub(crate) fn spawn(meta: Arc<Mutex<MetaStore>>) -> QueueJournal {
-        let (tx, rx) = mpsc::channel::<(MetaCommand, Reply)>();
+        let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("queue-journal".into())
             .spawn(move || run(&meta, &rx))
@@ -43,6 +47,16 @@ impl QueueJournal {
 
     /// Queues `cmd`; the receiver resolves once it is durable.
     pub(crate) fn submit(&self, cmd: MetaCommand) -> Durable {
+        self.send(Some(cmd))
+    }
+
+    /// Resolves once every command submitted before it is durable: an answer that relies on
+    /// an earlier request's change (a repeated delete) waits for it.
+    pub(crate) fn barrier(&self) -> Durable {
+        self.send(None)
+    }
+
+    fn send(&self, cmd: Option<MetaCommand>) -> Durable {
         let (reply, durable) = oneshot::channel();
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         // A send fails only once the thread is gone; the dropped reply then reads as failed.
@@ -51,7 +65,7 @@ impl QueueJournal {
     }
 }
 
-fn run(meta: &Mutex<MetaStore>, rx: &mpsc::Receiver<(MetaCommand, Reply)>) {
+fn run(meta: &Mutex<MetaStore>, rx: &mpsc::Receiver<Request>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -60,8 +74,21 @@ fn run(meta: &Mutex<MetaStore>, rx: &mpsc::Receiver<(MetaCommand, Reply)>) {
                 Err(_) => break,
             }
         }
-        let (cmds, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let outcome = {
+        let mut cmds = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut barriers = Vec::new();
+        for (cmd, reply) in batch {
+            match cmd {
+                Some(cmd) => {
+                    cmds.push(cmd);
+                    replies.push(reply);
+                }
+                None => barriers.push(reply),
+            }
+        }
+        let outcome = if cmds.is_empty() {
+            Ok(Vec::new())
+        } else {
             let mut store = meta.lock().unwrap_or_else(|p| p.into_inner());
             store.execute_batch(cmds)
         };
@@ -70,11 +97,14 @@ fn run(meta: &Mutex<MetaStore>, rx: &mpsc::Receiver<(MetaCommand, Reply)>) {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result.map_err(Arc::new));
                 }
+                for reply in barriers {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "queue journal write failed");
                 let e = Arc::new(e);
-                for reply in replies {
+                for reply in replies.into_iter().chain(barriers) {
                     let _ = reply.send(Err(Arc::clone(&e)));
                 }
             }

@@ -190,6 +190,16 @@ struct LiveShard {
     id: ShardId,
     log: Arc<ShardLog>,
     state: tokio::sync::Mutex<QueueShard>,
+    /// The state's in-flight count as of its last change, readable without the lock.
+    in_flight: AtomicUsize,
+}
+
+impl LiveShard {
+    /// Publishes the state's in-flight count; called after every change, before any await,
+    /// so a request cancelled at an await cannot leave it stale.
+    fn mirror(&self, state: &QueueShard) {
+        self.in_flight.store(state.in_flight(), Ordering::Relaxed);
+    }
 }
 
 /// A live queue group.
@@ -200,8 +210,6 @@ pub(crate) struct QueueGroup {
     definition: QueueDefinition,
     matcher: Option<Arc<Matcher>>,
     shards: Vec<LiveShard>,
-    /// Messages in flight over all shards, for the group's cap.
-    in_flight: AtomicUsize,
     /// Where the next receive starts its round of the shards.
     next_shard: AtomicUsize,
     /// Woken when messages may have become ready without a put: a release, a delete that
@@ -214,6 +222,16 @@ pub(crate) struct Queues {
     groups: RwLock<HashMap<GroupKey, Arc<QueueGroup>>>,
     journal: journal::QueueJournal,
     receipts: receipt::ReceiptCodec,
+}
+
+impl QueueGroup {
+    /// Messages in flight over all shards, for the group's cap.
+    fn in_flight(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.in_flight.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 impl Queues {
@@ -298,17 +316,16 @@ impl Broker {
             Some(f) => Some(self.matcher(f, "filter")?),
             None => None,
         };
-        let mut in_flight = 0;
         let shards = handle
             .shards
             .iter()
             .map(|sh| {
                 let record = queue.shards.get(&sh.id).cloned().unwrap_or_default();
                 let state = QueueShard::restore(queue.definition.kind, limits, &record);
-                in_flight += state.in_flight();
                 LiveShard {
                     id: sh.id,
                     log: Arc::clone(&sh.log),
+                    in_flight: AtomicUsize::new(state.in_flight()),
                     state: tokio::sync::Mutex::new(state),
                 }
             })
@@ -320,7 +337,6 @@ impl Broker {
             definition: queue.definition.clone(),
             matcher,
             shards,
-            in_flight: AtomicUsize::new(in_flight),
             next_shard: AtomicUsize::new(0),
             wake: Notify::new(),
         })
@@ -539,10 +555,15 @@ impl Broker {
             for p in &mut puts {
                 p.borrow_and_update();
             }
-            let got = self.try_receive(&q, max, visibility).await?;
+            let (got, more) = self.try_receive(&q, max, visibility).await?;
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= until || *shutdown.borrow() {
                 return Ok(got);
+            }
+            if more {
+                // Log not looked at yet: look on, letting other tasks run in between.
+                tokio::task::yield_now().await;
+                continue;
             }
             let mut next = until;
             for s in &q.shards {
@@ -562,58 +583,61 @@ impl Broker {
         }
     }
 
-    /// One pass over the shards: takes what is ready now.
+    /// One pass over the shards: takes what is ready now. Also says whether a shard has more
+    /// of its log to look at than this pass fetched (a long poll then looks again at once).
     async fn try_receive(
         &self,
         q: &Arc<QueueGroup>,
         max: usize,
         visibility: Duration,
-    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
+    ) -> Result<(Vec<ReceivedMessage>, bool), BrokerError> {
         let cfg = self.config();
         let mut out = Vec::new();
+        let mut out_bytes = 0usize;
         let mut dead = Vec::new();
         let mut durable = Vec::new();
+        let mut more = false;
         let n = q.shards.len();
         let first = q.next_shard.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
-            let budget = cfg
-                .queues
-                .max_in_flight
-                .saturating_sub(q.in_flight.load(Ordering::Relaxed));
-            let want = (max - out.len()).min(budget);
-            if want == 0 {
-                break;
-            }
             let shard = &q.shards[(first + i) % n];
             let mut state = shard.state.lock().await;
             let now = Timestamp::now();
-            let before = state.in_flight();
+            // Visibility runs out whether or not this receive may take anything: the group's
+            // in-flight count must fall for the cap to let go.
             state.expire(now);
             let first_stored = shard.log.first_sequence();
             if first_stored > state.start() {
                 state.skip_to(first_stored);
             }
+            shard.mirror(&state);
+            let budget = cfg.queues.max_in_flight.saturating_sub(q.in_flight());
+            let want = (max - out.len()).min(budget);
+            let byte_budget = cfg.max_read_bytes.saturating_sub(out_bytes);
             let mut selection = Selection::default();
             // Records this receive fetched: bounded, so that a shard whose groups are all
             // blocked is not read to the end of the window by every receive (later receives
             // go on from where this one stopped).
             let mut fetched_here = 0;
-            loop {
+            while want > 0 && (out.is_empty() || byte_budget > 0) {
                 let got = state.receive(
                     want - selection.delivered.len() - selection.dead_letters.len(),
+                    byte_budget.saturating_sub(selection.bytes()),
                     now,
                     visibility,
                     q.definition.max_receive_count,
                 );
-                selection.delivered.extend(got.delivered);
-                selection.dead_letters.extend(got.dead_letters);
+                let stop_for_bytes = got.stopped_at_budget;
+                selection.extend(got);
+                shard.mirror(&state);
                 let taken = selection.delivered.len() + selection.dead_letters.len();
                 let from = state.fetched();
-                if taken >= want
-                    || state.room() == 0
-                    || from >= shard.log.next_sequence()
-                    || fetched_here >= want.max(MIN_FETCH) * FETCH_AHEAD
-                {
+                let end = shard.log.next_sequence();
+                if taken >= want || stop_for_bytes || state.room() == 0 || from >= end {
+                    break;
+                }
+                if fetched_here >= want.max(MIN_FETCH) * FETCH_AHEAD {
+                    more = true;
                     break;
                 }
                 // Fetch about what is wanted: records fetched beyond the window's byte
@@ -621,8 +645,19 @@ impl Broker {
                 let limit = state.room().min(want.max(MIN_FETCH));
                 let log = Arc::clone(&shard.log);
                 let max_bytes = cfg.max_read_bytes;
-                let batch =
-                    blocking("queue fetch", move || log.read(from, limit, max_bytes)).await??;
+                let read = blocking("queue fetch", move || log.read(from, limit, max_bytes)).await;
+                let batch = match read {
+                    Ok(Ok(batch)) => batch,
+                    // What was taken is still handed out; the next receive tries the log again.
+                    Ok(Err(e)) => {
+                        tracing::error!(stream = %q.stream, group = %q.group, shard = %shard.id, error = %e, "queue fetch failed");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(stream = %q.stream, group = %q.group, shard = %shard.id, error = %e, "queue fetch failed");
+                        break;
+                    }
+                };
                 if batch.records.is_empty() {
                     break;
                 }
@@ -631,9 +666,8 @@ impl Broker {
                     Some(m) => state.admit(batch.records, |r| filter::record_matches(m, r)),
                     None => state.admit(batch.records, |_| true),
                 }
+                shard.mirror(&state);
             }
-            let after = state.in_flight();
-            adjust(&q.in_flight, before, after);
             let expired = state.take_expired();
             if expired > 0 {
                 tracing::warn!(stream = %q.stream, group = %q.group, shard = %shard.id, messages = expired, "retention removed messages the queue group had not finished");
@@ -670,6 +704,7 @@ impl Broker {
                 );
             }
             drop(state);
+            out_bytes += selection.bytes();
             for t in selection.delivered {
                 out.push((shard.id, t));
             }
@@ -677,11 +712,15 @@ impl Broker {
                 dead.push((shard.id, t));
             }
         }
+        if !dead.is_empty() {
+            // Owned by the broker, not this request: a receive cancelled meanwhile must not
+            // leave the moves half done.
+            let broker = self.clone();
+            let q = Arc::clone(q);
+            tokio::spawn(async move { broker.dead_letter(&q, dead).await });
+        }
         for d in durable {
             wait_durable(d).await?;
-        }
-        if !dead.is_empty() {
-            self.dead_letter(q, dead).await;
         }
         let missing: Vec<(ShardId, SequenceNumber)> = out
             .iter()
@@ -712,7 +751,7 @@ impl Broker {
                 receive_count: t.receive_count,
             });
         }
-        Ok(messages)
+        Ok((messages, more))
     }
 
     /// Reads messages again (their records left the window's cache), one read per run of
@@ -804,19 +843,21 @@ impl Broker {
         }
         let mut durable = Vec::new();
         let mut any = false;
+        let mut repeated = false;
         for (index, receipts) in by_shard {
             let shard = &q.shards[index];
             let mut state = shard.state.lock().await;
-            let before = state.in_flight();
             let mut done = Vec::new();
             for (i, r) in receipts {
                 match state.delete(r.sequence, r.receive_count) {
                     Ok(Deleted::Now) => done.push(r.sequence),
-                    Ok(Deleted::Already) => {}
+                    // Done already — perhaps by a delete whose journal entry is not durable
+                    // yet: the answer waits for it below.
+                    Ok(Deleted::Already) => repeated = true,
                     Err(refusal) => results[i] = Err(DeleteFailure::Expired(refusal_text(refusal))),
                 }
             }
-            adjust(&q.in_flight, before, state.in_flight());
+            shard.mirror(&state);
             if !done.is_empty() {
                 any = true;
                 let counts = DoneCounts {
@@ -833,10 +874,14 @@ impl Broker {
                 }));
             }
         }
+        if repeated {
+            durable.push(self.inner.queues.journal.barrier());
+        }
         for d in durable {
             wait_durable(d).await?;
         }
-        if any && q.definition.kind == QueueKind::Fifo {
+        if any {
+            // A FIFO group may be unblocked, window room or in-flight budget freed.
             q.wake.notify_waiters();
         }
         Ok(results)
@@ -894,11 +939,10 @@ impl Broker {
             .map_err(|reason| BrokerError::invalid("receipt_handle", reason))?;
         let shard = &q.shards[index];
         let mut state = shard.state.lock().await;
-        let before = state.in_flight();
         let now = Timestamp::now();
         state.expire(now);
         let outcome = state.change_visibility(r.sequence, r.receive_count, timeout, now);
-        adjust(&q.in_flight, before, state.in_flight());
+        shard.mirror(&state);
         let deadline = match outcome {
             Ok(Some(deadline)) => deadline,
             // Visible already: nothing to make durable.
@@ -945,9 +989,8 @@ impl Broker {
         for shard in &q.shards {
             let (start, tracked) = {
                 let mut state = shard.state.lock().await;
-                let before = state.in_flight();
                 state.expire(now);
-                adjust(&q.in_flight, before, state.in_flight());
+                shard.mirror(&state);
                 in_flight += state.in_flight() as u64;
                 (
                     state.start().max(shard.log.first_sequence()),
@@ -982,33 +1025,49 @@ impl Broker {
         })
     }
 
-    /// Marks taken messages done after their dead-letter copies are stored; a message whose
-    /// copy failed stays in flight and is tried again when its visibility runs out.
-    async fn finish_dead_letters(&self, q: &QueueGroup, stored: Vec<(ShardId, SequenceNumber)>) {
-        let mut by_shard: BTreeMap<ShardId, Vec<SequenceNumber>> = BTreeMap::new();
+    /// Marks taken messages done once their dead-letter copies are stored, and makes those
+    /// whose copy failed visible again (a later receive takes them again). A message that is
+    /// no longer moving (its move lease ran out and it was taken again) is not counted twice.
+    async fn finish_dead_letters(
+        &self,
+        q: &QueueGroup,
+        stored: Vec<(ShardId, SequenceNumber)>,
+        failed: Vec<(ShardId, SequenceNumber)>,
+    ) {
+        let mut by_shard: BTreeMap<ShardId, (Vec<SequenceNumber>, Vec<SequenceNumber>)> =
+            BTreeMap::new();
         for (shard, seq) in stored {
-            by_shard.entry(shard).or_default().push(seq);
+            by_shard.entry(shard).or_default().0.push(seq);
+        }
+        for (shard, seq) in failed {
+            by_shard.entry(shard).or_default().1.push(seq);
         }
         let mut durable = Vec::new();
-        for (id, seqs) in by_shard {
+        for (id, (stored, failed)) in by_shard {
             let Some(shard) = q.shards.iter().find(|s| s.id == id) else {
                 continue;
             };
             let mut state = shard.state.lock().await;
-            let before = state.in_flight();
-            for &s in &seqs {
-                state.dead_lettered(s);
+            let done: Vec<SequenceNumber> = stored
+                .into_iter()
+                .filter(|&s| state.dead_lettered(s))
+                .collect();
+            for s in failed {
+                state.dead_letter_failed(s);
             }
-            adjust(&q.in_flight, before, state.in_flight());
+            shard.mirror(&state);
+            if done.is_empty() {
+                continue;
+            }
             durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
                 stream: q.stream.clone(),
                 group: q.group.clone(),
                 shard: id,
                 counts: DoneCounts {
-                    dead_lettered: seqs.len() as u64,
+                    dead_lettered: done.len() as u64,
                     ..DoneCounts::default()
                 },
-                sequences: seqs,
+                sequences: done,
                 start: state.start(),
             }));
         }
@@ -1018,15 +1077,6 @@ impl Broker {
             }
         }
         q.wake.notify_waiters();
-    }
-}
-
-/// Moves the group-wide in-flight count by a shard's change.
-fn adjust(total: &AtomicUsize, before: usize, after: usize) {
-    if after > before {
-        total.fetch_add(after - before, Ordering::Relaxed);
-    } else {
-        total.fetch_sub(before - after, Ordering::Relaxed);
     }
 }
 

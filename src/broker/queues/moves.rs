@@ -4,18 +4,21 @@
 //!
 //! ```text
 //!  MoveMessages ─▶ StartMoveTask{start = where the source's last task stopped, end = its end now}
-//!  runner: read a batch ─▶ put each message (id move/<task>/<shard>/<seq>) ─▶ MoveProgress
+//!  runner: read a batch ─▶ put each message (id move/<source>/<shard>/<seq>) ─▶ MoveProgress
 //!          … until every shard reaches its end ─▶ MoveProgress{Completed}
 //! ```
 //!
-//! A message is put before the progress past it is journaled; after a crash between the two,
-//! the task puts it again under the same deduplication id, which the destination's window
+//! A message is put before the progress past it is journaled; after a crash between the two
+//! (or a task that failed halfway and a new one), it is put again under the same deduplication
+//! id — named by the source stream, shard and sequence number — which the destination's window
 //! (rebuilt from its log on start) recognises, so it is stored once as long as the restart
 //! comes within that window.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use super::dead_letter::{RECEIVE_COUNT_ATTRIBUTE, SOURCE_STREAM_ATTRIBUTE};
 use crate::broker::put::Origin;
@@ -30,6 +33,19 @@ pub const DEFAULT_MAX_MOVE_RATE: u32 = 10_000;
 const MOVE_BATCH: usize = 500;
 /// Prefix of the deduplication ids of moved messages.
 pub const MOVED_ID_PREFIX: &str = "move/";
+
+/// The deduplication id of the moved copy of one message of a dead-letter stream: the same
+/// whichever task moves it, so a task that failed halfway and the next one store it once.
+fn moved_id(source: &StreamName, shard: ShardId, sequence: SequenceNumber) -> String {
+    // Names can be long; a digest keeps the id within the id length limit.
+    let digest = Sha256::digest(source.as_str().as_bytes());
+    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{MOVED_ID_PREFIX}{tag}/{}/{}",
+        shard.index(),
+        sequence.get()
+    )
+}
 
 /// A move task as ListMoveTasks shows it.
 pub type MoveTaskInfo = MoveTaskRecord;
@@ -196,7 +212,7 @@ impl Broker {
                 }
                 task.moved += records.len() as u64;
                 task.next.insert(shard, last.next());
-                self.record_move(&task, shard).await?;
+                self.record_move(&task).await?;
                 if task.max_per_second > 0 {
                     let due = Duration::from_secs_f64(
                         (task.moved - moved_at_start) as f64 / f64::from(task.max_per_second),
@@ -206,8 +222,7 @@ impl Broker {
             }
         }
         task.status = MoveStatus::Completed;
-        let last = task.end.keys().next_back().copied().unwrap_or(ShardId(0));
-        self.record_move(&task, last).await
+        self.record_move(&task).await
     }
 
     async fn read_dead_letters(
@@ -269,12 +284,7 @@ impl Broker {
             entry.attributes.retain(|a| {
                 !a.name.starts_with("shardlog.source.") && a.name != RECEIVE_COUNT_ATTRIBUTE
             });
-            entry.deduplication_id = Some(format!(
-                "{MOVED_ID_PREFIX}{}/{}/{}",
-                task.task_id,
-                shard.index(),
-                r.sequence.get()
-            ));
+            entry.deduplication_id = Some(moved_id(&task.source, shard, r.sequence));
             by_destination.entry(destination).or_default().push(entry);
         }
         for (destination, entries) in by_destination {
@@ -292,14 +302,10 @@ impl Broker {
         Ok(())
     }
 
-    async fn record_move(&self, task: &MoveTaskRecord, shard: ShardId) -> Result<(), BrokerError> {
+    async fn record_move(&self, task: &MoveTaskRecord) -> Result<(), BrokerError> {
         self.execute_meta(MetaCommand::MoveProgress {
             task_id: task.task_id.clone(),
-            next: task
-                .next
-                .get(&shard)
-                .map(|n| [(shard, *n)].into())
-                .unwrap_or_default(),
+            next: task.next.clone(),
             moved: task.moved,
             status: task.status,
             failure_reason: task.failure_reason.clone(),
@@ -315,7 +321,6 @@ impl Broker {
         tracing::warn!(task = %task.task_id, %reason, "move task failed");
         task.status = MoveStatus::Failed;
         task.failure_reason = reason;
-        let last = task.end.keys().next_back().copied().unwrap_or(ShardId(0));
-        self.record_move(task, last).await
+        self.record_move(task).await
     }
 }
