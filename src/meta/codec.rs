@@ -71,6 +71,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
         MetaCommand::QueueLease {
             stream,
             group,
+            incarnation,
             shard,
             deadline_ms,
             messages,
@@ -78,6 +79,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
         } => C::QueueLease(pb::QueueLease {
             stream: stream.to_string(),
             group: group.to_string(),
+            incarnation_ms: incarnation.as_millis(),
             shard: shard.index(),
             deadline_ms: deadline_ms.as_millis(),
             messages: messages
@@ -108,6 +110,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
         MetaCommand::QueueDone {
             stream,
             group,
+            incarnation,
             shard,
             sequences,
             start,
@@ -115,6 +118,7 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
         } => C::QueueDone(pb::QueueDone {
             stream: stream.to_string(),
             group: group.to_string(),
+            incarnation_ms: incarnation.as_millis(),
             shard: shard.index(),
             sequences: sequences.iter().map(|s| s.get()).collect(),
             start: start.get(),
@@ -211,6 +215,7 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
         C::QueueLease(c) => MetaCommand::QueueLease {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
+            incarnation: Timestamp::from_millis(c.incarnation_ms),
             shard: ShardId(c.shard),
             deadline_ms: Timestamp::from_millis(c.deadline_ms),
             messages: c
@@ -233,6 +238,7 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
         C::QueueDone(c) => MetaCommand::QueueDone {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
+            incarnation: Timestamp::from_millis(c.incarnation_ms),
             shard: ShardId(c.shard),
             sequences: c.sequences.into_iter().map(SequenceNumber::new).collect(),
             start: SequenceNumber::new(c.start),
@@ -925,6 +931,7 @@ mod tests {
             MetaCommand::QueueLease {
                 stream: stream.clone(),
                 group: group.clone(),
+                incarnation: Timestamp::from_millis(42),
                 shard: ShardId(2),
                 deadline_ms: Timestamp::from_millis(1_000),
                 messages: vec![(SequenceNumber::new(3), 1), (SequenceNumber::new(9), 4)],
@@ -933,6 +940,7 @@ mod tests {
             MetaCommand::QueueDone {
                 stream: stream.clone(),
                 group: group.clone(),
+                incarnation: Timestamp::from_millis(42),
                 shard: ShardId(2),
                 sequences: vec![SequenceNumber::new(3)],
                 start: SequenceNumber::new(4),
@@ -1020,6 +1028,7 @@ mod tests {
             .apply(&MetaCommand::QueueLease {
                 stream: stream.clone(),
                 group: queue.clone(),
+                incarnation: Timestamp::from_millis(6),
                 shard: ShardId(0),
                 deadline_ms: Timestamp::from_millis(900),
                 messages: vec![(SequenceNumber::new(4), 2)],
@@ -1030,6 +1039,7 @@ mod tests {
             .apply(&MetaCommand::QueueDone {
                 stream: stream.clone(),
                 group: queue,
+                incarnation: Timestamp::from_millis(6),
                 shard: ShardId(0),
                 sequences: vec![SequenceNumber::new(2), SequenceNumber::new(5)],
                 start: SequenceNumber::new(3),

@@ -59,6 +59,9 @@ pub enum MetaCommand {
         stream: StreamName,
         /// The queue group.
         group: GroupName,
+        /// The group's creation time: a command of a group deleted and made again under the
+        /// same name is refused instead of changing the new one.
+        incarnation: Timestamp,
         /// The shard.
         shard: ShardId,
         /// When the lease ends.
@@ -74,6 +77,8 @@ pub enum MetaCommand {
         stream: StreamName,
         /// The queue group.
         group: GroupName,
+        /// The group's creation time, as in `QueueLease`.
+        incarnation: Timestamp,
         /// The shard.
         shard: ShardId,
         /// The messages done.

@@ -156,16 +156,26 @@ impl MetaState {
             MetaCommand::QueueLease {
                 stream,
                 group,
+                incarnation,
                 shard,
                 ..
             }
             | MetaCommand::QueueDone {
                 stream,
                 group,
+                incarnation,
                 shard,
                 ..
             } => {
-                if self.existing_group(stream, group)?.queue.is_none() {
+                let record = self.existing_group(stream, group)?;
+                if record.created_at_ms != *incarnation {
+                    // The group the command was made for was deleted; this is another.
+                    return Err(MetaError::GroupNotFound {
+                        stream: stream.clone(),
+                        group: group.clone(),
+                    });
+                }
+                if record.queue.is_none() {
                     return Err(MetaError::NotAQueue {
                         stream: stream.clone(),
                         group: group.clone(),
@@ -353,6 +363,7 @@ impl MetaState {
                 deadline_ms,
                 messages,
                 received,
+                ..
             } => {
                 if let Some(queue) = self.group_mut(stream, group)?.queue.as_mut() {
                     queue.lease(*shard, *deadline_ms, messages, *received);
@@ -365,6 +376,7 @@ impl MetaState {
                 sequences,
                 start,
                 counts,
+                ..
             } => {
                 if let Some(queue) = self.group_mut(stream, group)?.queue.as_mut() {
                     queue.done(*shard, sequences, *start, *counts);
@@ -820,5 +832,56 @@ mod tests {
         state.apply(&MetaCommand::DeleteStream(name("a"))).unwrap();
         assert!(!state.rules.contains_key(&rule("from-a")));
         assert!(state.rules.contains_key(&rule("to-a")));
+    }
+
+    #[test]
+    fn a_queue_command_of_a_group_deleted_and_made_again_is_refused() {
+        use crate::meta::{DoneCounts, QueueDefinition, QueueKind};
+        let mut state = MetaState::default();
+        state.apply(&create("s", 1)).unwrap();
+        let queue_group = |at: u64| MetaCommand::CreateGroup {
+            stream: name("s"),
+            group: group("q"),
+            created_at_ms: Timestamp::from_millis(at),
+            queue: Some((
+                QueueDefinition {
+                    kind: QueueKind::Fifo,
+                    visibility_timeout: std::time::Duration::from_secs(30),
+                    max_receive_count: 0,
+                    dead_letter_stream: None,
+                    filter: None,
+                },
+                [(ShardId(0), SequenceNumber::new(0))].into(),
+            )),
+        };
+        let done = |incarnation: u64| MetaCommand::QueueDone {
+            stream: name("s"),
+            group: group("q"),
+            incarnation: Timestamp::from_millis(incarnation),
+            shard: ShardId(0),
+            sequences: vec![SequenceNumber::new(0)],
+            start: SequenceNumber::new(1),
+            counts: DoneCounts::default(),
+        };
+        state.apply(&queue_group(1)).unwrap();
+        state.apply(&done(1)).unwrap();
+        state
+            .apply(&MetaCommand::DeleteGroup {
+                stream: name("s"),
+                group: group("q"),
+            })
+            .unwrap();
+        state.apply(&queue_group(2)).unwrap();
+        assert!(matches!(
+            state.apply(&done(1)),
+            Err(MetaError::GroupNotFound { .. })
+        ));
+        let q = state
+            .group(&name("s"), &group("q"))
+            .unwrap()
+            .queue
+            .as_ref()
+            .unwrap();
+        assert_eq!(q.shards[&ShardId(0)].start, SequenceNumber::new(0));
     }
 }

@@ -674,6 +674,7 @@ impl Broker {
                 durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
                     stream: q.stream.clone(),
                     group: q.group.clone(),
+                    incarnation: q.created_at_ms,
                     shard: shard.id,
                     sequences: Vec::new(),
                     start: state.start(),
@@ -692,6 +693,7 @@ impl Broker {
                     self.inner.queues.journal.submit(MetaCommand::QueueLease {
                         stream: q.stream.clone(),
                         group: q.group.clone(),
+                        incarnation: q.created_at_ms,
                         shard: shard.id,
                         deadline_ms: deadline,
                         messages: selection
@@ -867,6 +869,7 @@ impl Broker {
                 durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
                     stream: q.stream.clone(),
                     group: q.group.clone(),
+                    incarnation: q.created_at_ms,
                     shard: shard.id,
                     sequences: done,
                     start: state.start(),
@@ -962,6 +965,7 @@ impl Broker {
         let durable = self.inner.queues.journal.submit(MetaCommand::QueueLease {
             stream: q.stream.clone(),
             group: q.group.clone(),
+            incarnation: q.created_at_ms,
             shard: shard.id,
             deadline_ms: deadline,
             messages: vec![(r.sequence, r.receive_count)],
@@ -1062,6 +1066,7 @@ impl Broker {
             durable.push(self.inner.queues.journal.submit(MetaCommand::QueueDone {
                 stream: q.stream.clone(),
                 group: q.group.clone(),
+                incarnation: q.created_at_ms,
                 shard: id,
                 counts: DoneCounts {
                     dead_lettered: done.len() as u64,
