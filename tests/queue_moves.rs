@@ -286,3 +286,38 @@ async fn bad_move_requests_are_refused_naming_the_field() {
         &slow,
     );
 }
+
+#[tokio::test]
+async fn a_move_task_cut_by_kill_9_resumes_and_moves_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let server = common::ChildServer::spawn(&data_dir, &log).await;
+    let c = client(server.url()).await;
+    c.create_stream("dead", 1).await.unwrap();
+    let names = dead_lettered(&c, "a", 1_500).await;
+    let task = c.move_messages("dead", None, 1_000).await.unwrap();
+    // Killed once the task has moved some of its messages, not all.
+    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    loop {
+        let t = c.list_move_tasks("dead").await.unwrap().remove(0);
+        assert_eq!(t.status, pb::MoveTaskStatus::Running as i32, "{t:?}");
+        if t.messages_moved > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never moved anything");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill_9();
+    let server = common::ChildServer::spawn(&data_dir, &log).await;
+    let c = client(server.url()).await;
+    let done = wait_for_task(&c, "dead", &task).await;
+    assert_eq!(
+        done.status,
+        pb::MoveTaskStatus::Completed as i32,
+        "{done:?}"
+    );
+    assert_eq!(done.messages_moved, 1_500);
+    let got = drain(&c, "a").await;
+    assert_eq!(got.len(), names.len(), "each message back once");
+}

@@ -169,9 +169,7 @@ pub enum DeleteFailure {
 /// What a queue group reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDescription {
-    /// FIFO or standard.
-    pub kind: QueueKind,
-    /// Its definition.
+    /// Its definition (FIFO or standard among it).
     pub definition: QueueDefinition,
     /// Messages visible now (approximate with a filter: records not yet looked at count).
     pub visible: u64,
@@ -1020,7 +1018,6 @@ impl Broker {
                 .unwrap_or_default()
         };
         Ok(QueueDescription {
-            kind: q.definition.kind,
             definition: q.definition.clone(),
             visible,
             in_flight,
