@@ -73,6 +73,16 @@ pub enum BrokerError {
         #[source]
         source: std::sync::Arc<MetaError>,
     },
+    /// A stream would have more of something than its limits allow.
+    #[error("stream {stream} cannot have more than {limit} {what}")]
+    TooMany {
+        /// What: `tags` or `consumers`.
+        what: &'static str,
+        /// The stream.
+        stream: StreamName,
+        /// The limit.
+        limit: usize,
+    },
     /// A request field the broker checks itself is out of range.
     #[error("invalid {field}: {reason}")]
     InvalidArgument {

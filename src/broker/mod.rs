@@ -51,7 +51,10 @@ use crate::meta::{MetaCommand, MetaStore};
 use crate::storage::commit::CommitConfig;
 use crate::storage::Timestamp;
 use crate::storage::{Committer, LogConfig, ShardLog};
-use crate::stream::{ShardId, StreamDescriptor, StreamLimits, StreamName, StreamSettings};
+use crate::stream::{
+    ShardId, StreamChange, StreamDescriptor, StreamLimits, StreamName, StreamOptions,
+    StreamSettings,
+};
 
 /// Default largest record data, in bytes (as Kinesis).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -172,7 +175,11 @@ pub(crate) struct ShardHandle {
 
 /// One open stream.
 pub(crate) struct StreamHandle {
+    /// The stream as created or recovered: name, shards, settings. Its retention and options
+    /// may have changed since; `options` and the shard logs hold those.
     pub(crate) descriptor: StreamDescriptor,
+    /// The stream's options as they stand.
+    pub(crate) options: RwLock<StreamOptions>,
     pub(crate) shards: Vec<ShardHandle>,
     pub(crate) dedup: DedupWindow,
     pub(crate) dedup_policy: DedupPolicy,
@@ -305,6 +312,7 @@ impl Broker {
                 scope: settings.dedup_scope,
                 content_based_deduplication: settings.content_based_deduplication,
             },
+            options: RwLock::new(descriptor.options.clone()),
             descriptor,
             shards,
             dedup,
@@ -447,13 +455,26 @@ impl Broker {
         shard_count: u32,
         settings: StreamSettings,
     ) -> Result<StreamDescriptor, BrokerError> {
-        let descriptor = StreamDescriptor::create(
+        self.create_stream_with(name, shard_count, settings, StreamOptions::default())
+            .await
+    }
+
+    /// Creates a stream with options (mode, tags) set from the start.
+    pub async fn create_stream_with(
+        &self,
+        name: StreamName,
+        shard_count: u32,
+        settings: StreamSettings,
+        options: StreamOptions,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let mut descriptor = StreamDescriptor::create(
             name.clone(),
             Timestamp::now(),
             settings,
             shard_count,
             &self.inner.config.stream_limits,
         )?;
+        descriptor.options = options;
         let _admin = self.inner.admin.lock().await;
         if self.stream(&name).is_ok() {
             return Err(BrokerError::StreamExists { stream: name });
@@ -507,9 +528,79 @@ impl Broker {
         Ok(())
     }
 
-    /// The stream's description.
+    /// The stream's description, with its retention and options as they stand.
     pub fn describe_stream(&self, name: &StreamName) -> Result<StreamDescriptor, BrokerError> {
-        Ok(self.stream(name)?.descriptor.clone())
+        let handle = self.stream(name)?;
+        let mut descriptor = handle.descriptor.clone();
+        if let Some(shard) = handle.shards.first() {
+            descriptor.settings.retention = shard.log.retention();
+        }
+        descriptor.options = handle
+            .options
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(descriptor)
+    }
+
+    /// Changes a stream's retention or one of its options: durable first, then in force.
+    /// Refused beyond the stream limits' tag and consumer counts, and (by the metadata) when a
+    /// consumer to register exists or one to deregister does not.
+    pub async fn update_stream(
+        &self,
+        name: &StreamName,
+        change: StreamChange,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let _admin = self.inner.admin.lock().await;
+        let handle = self.stream(name)?;
+        let limits = &self.inner.config.stream_limits;
+        {
+            let options = handle.options.read().unwrap_or_else(|p| p.into_inner());
+            match &change {
+                StreamChange::AddTags(tags) => {
+                    let added = tags
+                        .keys()
+                        .filter(|k| !options.tags.contains_key(*k))
+                        .count();
+                    if options.tags.len() + added > limits.max_tags {
+                        return Err(BrokerError::TooMany {
+                            what: "tags",
+                            stream: name.clone(),
+                            limit: limits.max_tags,
+                        });
+                    }
+                }
+                StreamChange::RegisterConsumer(_)
+                    if options.consumers.len() >= limits.max_consumers =>
+                {
+                    return Err(BrokerError::TooMany {
+                        what: "consumers",
+                        stream: name.clone(),
+                        limit: limits.max_consumers,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.execute_meta(MetaCommand::UpdateStream {
+            stream: name.clone(),
+            change: change.clone(),
+        })
+        .await?;
+        match &change {
+            StreamChange::Retention(retention) => {
+                for shard in &handle.shards {
+                    shard.log.set_retention(*retention);
+                }
+            }
+            other => handle
+                .options
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply(other),
+        }
+        drop(_admin);
+        self.describe_stream(name)
     }
 
     /// Names of all streams, sorted.

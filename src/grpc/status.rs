@@ -18,6 +18,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::ShardNotFound { .. }
         | BrokerError::GroupNotFound { .. } => Code::NotFound,
         BrokerError::StreamExists { .. } => Code::AlreadyExists,
+        BrokerError::TooMany { .. } => Code::ResourceExhausted,
         BrokerError::InvalidArgument { .. }
         | BrokerError::InvalidAttribute { .. }
         | BrokerError::InvalidPattern { .. }
@@ -66,8 +67,11 @@ pub fn code_of(e: &BrokerError) -> Code {
 
 fn meta_code(e: &MetaError) -> Code {
     match e {
-        MetaError::StreamExists { .. } | MetaError::GroupExists { .. } => Code::AlreadyExists,
+        MetaError::StreamExists { .. }
+        | MetaError::GroupExists { .. }
+        | MetaError::ConsumerExists { .. } => Code::AlreadyExists,
         MetaError::StreamNotFound { .. }
+        | MetaError::ConsumerNotFound { .. }
         | MetaError::GroupNotFound { .. }
         | MetaError::ShardNotFound { .. }
         | MetaError::RuleNotFound { .. } => Code::NotFound,
@@ -224,6 +228,20 @@ mod tests {
                 Code::AlreadyExists,
             ),
             (
+                MetaError::ConsumerExists {
+                    stream: stream(),
+                    consumer: "fan-out".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                MetaError::ConsumerNotFound {
+                    stream: stream(),
+                    consumer: "fan-out".into(),
+                },
+                Code::NotFound,
+            ),
+            (
                 MetaError::StreamNotFound { stream: stream() },
                 Code::NotFound,
             ),
@@ -333,6 +351,14 @@ mod tests {
             (
                 BrokerError::StreamExists { stream: stream() },
                 Code::AlreadyExists,
+            ),
+            (
+                BrokerError::TooMany {
+                    what: "tags",
+                    stream: stream(),
+                    limit: 50,
+                },
+                Code::ResourceExhausted,
             ),
             (
                 BrokerError::GroupNotFound {
@@ -548,6 +574,7 @@ mod tests {
             BrokerError::StreamNotFound { .. } => "StreamNotFound",
             BrokerError::ShardNotFound { .. } => "ShardNotFound",
             BrokerError::StreamExists { .. } => "StreamExists",
+            BrokerError::TooMany { .. } => "TooMany",
             BrokerError::GroupNotFound { .. } => "GroupNotFound",
             BrokerError::InvalidArgument { .. } => "InvalidArgument",
             BrokerError::InvalidAttribute { .. } => "InvalidAttribute",
@@ -573,7 +600,7 @@ mod tests {
         }
     }
 
-    const VARIANTS: usize = 25;
+    const VARIANTS: usize = 26;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

@@ -17,7 +17,8 @@ use crate::route::{Filter, FilterScope};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{
     DedupScope, GroupName, HashKey, HashKeyRange, ModelError, RuleName, ShardDescriptor, ShardId,
-    StreamDescriptor, StreamName, StreamSettings,
+    StreamChange, StreamConsumer, StreamDescriptor, StreamMode, StreamName, StreamOptions,
+    StreamSettings,
 };
 
 /// Why bytes whose checksum holds do not decode into metadata.
@@ -126,6 +127,10 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
             dead_lettered: counts.dead_lettered,
             expired: counts.expired,
         }),
+        MetaCommand::UpdateStream { stream, change } => C::UpdateStream(pb::UpdateStream {
+            stream: stream.to_string(),
+            change: Some(change_to_pb(change)),
+        }),
         MetaCommand::DeleteGroup { stream, group } => C::DeleteGroup(pb::DeleteGroup {
             stream: stream.to_string(),
             group: group.to_string(),
@@ -200,6 +205,10 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
             c.stream.ok_or(CodecError::Missing { field: "stream" })?,
         )?),
         C::DeleteStream(c) => MetaCommand::DeleteStream(StreamName::new(c.stream)?),
+        C::UpdateStream(c) => MetaCommand::UpdateStream {
+            stream: StreamName::new(c.stream)?,
+            change: change_from_pb(c.change.ok_or(CodecError::Missing { field: "change" })?)?,
+        },
         C::CreateGroup(c) => MetaCommand::CreateGroup {
             stream: StreamName::new(c.stream)?,
             group: GroupName::new(c.group)?,
@@ -748,7 +757,98 @@ fn stream_to_pb(descriptor: &StreamDescriptor) -> pb::StreamDescriptor {
                 ending_sequence: shard.ending_sequence.map(SequenceNumber::get),
             })
             .collect(),
+        options: Some(options_to_pb(&descriptor.options)),
     }
+}
+
+fn mode_to_pb(mode: StreamMode) -> i32 {
+    let mode = match mode {
+        StreamMode::Provisioned => pb::StreamMode::Provisioned,
+        StreamMode::OnDemand => pb::StreamMode::OnDemand,
+    };
+    mode as i32
+}
+
+fn mode_from_pb(mode: i32) -> Result<StreamMode, CodecError> {
+    match pb::StreamMode::try_from(mode) {
+        Ok(pb::StreamMode::Provisioned) => Ok(StreamMode::Provisioned),
+        Ok(pb::StreamMode::OnDemand) => Ok(StreamMode::OnDemand),
+        Err(unknown) => Err(ModelError::InvalidField {
+            field: "mode",
+            reason: format!("unknown value {}", unknown.0),
+        }
+        .into()),
+    }
+}
+
+fn consumer_to_pb(consumer: &StreamConsumer) -> pb::StreamConsumer {
+    pb::StreamConsumer {
+        name: consumer.name.clone(),
+        created_at_ms: consumer.created_at_ms.as_millis(),
+    }
+}
+
+fn consumer_from_pb(consumer: pb::StreamConsumer) -> StreamConsumer {
+    StreamConsumer {
+        name: consumer.name,
+        created_at_ms: Timestamp::from_millis(consumer.created_at_ms),
+    }
+}
+
+fn options_to_pb(options: &StreamOptions) -> pb::StreamOptions {
+    pb::StreamOptions {
+        mode: mode_to_pb(options.mode),
+        tags: options
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        consumers: options.consumers.iter().map(consumer_to_pb).collect(),
+        shard_level_metrics: options.shard_level_metrics.iter().cloned().collect(),
+    }
+}
+
+fn options_from_pb(options: pb::StreamOptions) -> Result<StreamOptions, CodecError> {
+    Ok(StreamOptions {
+        mode: mode_from_pb(options.mode)?,
+        tags: options.tags.into_iter().collect(),
+        consumers: options
+            .consumers
+            .into_iter()
+            .map(consumer_from_pb)
+            .collect(),
+        shard_level_metrics: options.shard_level_metrics.into_iter().collect(),
+    })
+}
+
+fn change_to_pb(change: &StreamChange) -> pb::update_stream::Change {
+    use pb::update_stream::Change as C;
+    match change {
+        StreamChange::Retention(retention) => C::RetentionMs(duration_to_ms(*retention)),
+        StreamChange::Mode(mode) => C::Mode(mode_to_pb(*mode)),
+        StreamChange::AddTags(tags) => C::AddTags(pb::Tags {
+            tags: tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }),
+        StreamChange::RemoveTags(keys) => C::RemoveTags(pb::TagKeys { keys: keys.clone() }),
+        StreamChange::RegisterConsumer(c) => C::RegisterConsumer(consumer_to_pb(c)),
+        StreamChange::DeregisterConsumer(name) => C::DeregisterConsumer(name.clone()),
+        StreamChange::ShardLevelMetrics(names) => C::ShardLevelMetrics(pb::MetricNames {
+            names: names.iter().cloned().collect(),
+        }),
+    }
+}
+
+fn change_from_pb(change: pb::update_stream::Change) -> Result<StreamChange, CodecError> {
+    use pb::update_stream::Change as C;
+    Ok(match change {
+        C::RetentionMs(ms) => StreamChange::Retention(Duration::from_millis(ms)),
+        C::Mode(mode) => StreamChange::Mode(mode_from_pb(mode)?),
+        C::AddTags(t) => StreamChange::AddTags(t.tags.into_iter().collect()),
+        C::RemoveTags(k) => StreamChange::RemoveTags(k.keys),
+        C::RegisterConsumer(c) => StreamChange::RegisterConsumer(consumer_from_pb(c)),
+        C::DeregisterConsumer(name) => StreamChange::DeregisterConsumer(name),
+        C::ShardLevelMetrics(m) => StreamChange::ShardLevelMetrics(m.names.into_iter().collect()),
+    })
 }
 
 fn stream_from_pb(stream: pb::StreamDescriptor) -> Result<StreamDescriptor, CodecError> {
@@ -792,12 +892,16 @@ fn stream_from_pb(stream: pb::StreamDescriptor) -> Result<StreamDescriptor, Code
             })
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
-    Ok(StreamDescriptor::from_parts(
+    let mut descriptor = StreamDescriptor::from_parts(
         StreamName::new(stream.name)?,
         Timestamp::from_millis(stream.created_at_ms),
         settings,
         shards,
-    )?)
+    )?;
+    if let Some(options) = stream.options {
+        descriptor.options = options_from_pb(options)?;
+    }
+    Ok(descriptor)
 }
 
 fn hash_key_to_pb(key: HashKey) -> pb::HashKey {
@@ -905,6 +1009,37 @@ mod tests {
         let commands = [
             MetaCommand::CreateStream(descriptor()),
             MetaCommand::DeleteStream(stream.clone()),
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::Retention(Duration::from_secs(48 * 3600)),
+            },
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::Mode(StreamMode::OnDemand),
+            },
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::AddTags([("team".into(), "data".into())].into()),
+            },
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::RemoveTags(vec!["team".into()]),
+            },
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::RegisterConsumer(StreamConsumer {
+                    name: "fan-out".into(),
+                    created_at_ms: Timestamp::from_millis(77),
+                }),
+            },
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::DeregisterConsumer("fan-out".into()),
+            },
+            MetaCommand::UpdateStream {
+                stream: stream.clone(),
+                change: StreamChange::ShardLevelMetrics(["IncomingBytes".into()].into()),
+            },
             MetaCommand::CreateGroup {
                 stream: stream.clone(),
                 group: group.clone(),
@@ -1003,6 +1138,22 @@ mod tests {
             .apply(&MetaCommand::CreateStream(descriptor()))
             .unwrap();
         let stream = StreamName::new("orders").unwrap();
+        for change in [
+            StreamChange::Mode(StreamMode::OnDemand),
+            StreamChange::AddTags([("team".into(), "data".into())].into()),
+            StreamChange::RegisterConsumer(StreamConsumer {
+                name: "fan-out".into(),
+                created_at_ms: Timestamp::from_millis(77),
+            }),
+            StreamChange::ShardLevelMetrics(["IncomingBytes".into()].into()),
+        ] {
+            state
+                .apply(&MetaCommand::UpdateStream {
+                    stream: stream.clone(),
+                    change,
+                })
+                .unwrap();
+        }
         let group = GroupName::new("billing").unwrap();
         state
             .apply(&MetaCommand::CreateGroup {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::queue::{DoneCounts, MoveStatus, MoveTaskRecord, QueueDefinition};
 use crate::route::Filter;
 use crate::storage::{SequenceNumber, Timestamp};
-use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
+use crate::stream::{GroupName, RuleName, ShardId, StreamChange, StreamDescriptor, StreamName};
 
 /// How far a target stream's shards reached when a rule last recorded its progress: where a
 /// restarted rule starts looking for what it routed since (its deduplication ids tell).
@@ -40,6 +40,14 @@ pub enum MetaCommand {
     CreateStream(StreamDescriptor),
     /// Deletes a stream and every consumer group of it.
     DeleteStream(StreamName),
+    /// Changes a stream's retention or one of its options. Registering a consumer whose name
+    /// is taken, or deregistering one that is not there, is refused.
+    UpdateStream {
+        /// The stream.
+        stream: StreamName,
+        /// The change.
+        change: StreamChange,
+    },
     /// Creates a consumer group on an existing stream.
     CreateGroup {
         /// The stream.

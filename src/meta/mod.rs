@@ -116,6 +116,22 @@ pub enum MetaError {
         /// Why.
         reason: String,
     },
+    /// A consumer is registered under that name already.
+    #[error("consumer {consumer} of stream {stream} already exists")]
+    ConsumerExists {
+        /// The stream.
+        stream: StreamName,
+        /// The consumer's name.
+        consumer: String,
+    },
+    /// No consumer is registered under that name.
+    #[error("consumer {consumer} of stream {stream} not found")]
+    ConsumerNotFound {
+        /// The stream.
+        stream: StreamName,
+        /// The consumer's name.
+        consumer: String,
+    },
     /// A command names a group that does not exist.
     #[error("group {group} of stream {stream} not found")]
     GroupNotFound {
@@ -263,6 +279,8 @@ impl MetaError {
             | MetaError::GroupNotFound { .. }
             | MetaError::NotAQueue { .. }
             | MetaError::MoveRefused { .. }
+            | MetaError::ConsumerExists { .. }
+            | MetaError::ConsumerNotFound { .. }
             | MetaError::ShardNotFound { .. }
             | MetaError::CheckpointBackwards { .. }
             | MetaError::EpochFloorBackwards { .. }

@@ -7,7 +7,7 @@ use super::command::{RuleDefinition, TargetMark};
 use super::queue::{MoveStatus, MoveTaskRecord, QueueRecord, MAX_KEPT_MOVE_TASKS};
 use super::{MetaCommand, MetaError};
 use crate::storage::{SequenceNumber, Timestamp};
-use crate::stream::{GroupName, RuleName, ShardId, StreamDescriptor, StreamName};
+use crate::stream::{GroupName, RuleName, ShardId, StreamChange, StreamDescriptor, StreamName};
 
 /// The durable state of one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,24 @@ impl MetaState {
                 Ok(())
             }
             MetaCommand::DeleteStream(stream) => self.existing_stream(stream).map(drop),
+            MetaCommand::UpdateStream { stream, change } => {
+                let options = &self.existing_stream(stream)?.options;
+                match change {
+                    StreamChange::RegisterConsumer(c) if options.consumer(&c.name).is_some() => {
+                        Err(MetaError::ConsumerExists {
+                            stream: stream.clone(),
+                            consumer: c.name.clone(),
+                        })
+                    }
+                    StreamChange::DeregisterConsumer(name) if options.consumer(name).is_none() => {
+                        Err(MetaError::ConsumerNotFound {
+                            stream: stream.clone(),
+                            consumer: name.clone(),
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            }
             MetaCommand::CreateGroup { stream, group, .. } => {
                 self.existing_stream(stream)?;
                 if self.group(stream, group).is_some() {
@@ -266,6 +284,16 @@ impl MetaState {
                 // A rule reading the stream goes with it; a rule writing to it stays, stuck
                 // on the missing target until the target is back or the rule is changed.
                 self.rules.retain(|_, r| &r.definition.source != stream);
+            }
+            MetaCommand::UpdateStream { stream, change } => {
+                if let Some(descriptor) = self.streams.get_mut(stream) {
+                    match change {
+                        StreamChange::Retention(retention) => {
+                            descriptor.settings.retention = *retention;
+                        }
+                        other => descriptor.options.apply(other),
+                    }
+                }
             }
             MetaCommand::PutRule {
                 rule,

@@ -252,6 +252,8 @@ pub struct ShardLog {
     durable_next_fast: AtomicU64,
     last_timestamp_ms: AtomicU64,
     first_sequence: AtomicU64,
+    /// Retention in ms: the config's at first, changed by [`ShardLog::set_retention`].
+    retention_ms: AtomicU64,
     counters: Counters,
 }
 
@@ -286,6 +288,7 @@ impl ShardLog {
             closed: false,
         };
         let (durable_next, _) = watch::channel(next);
+        let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
         Ok(ShardLog {
             dir: dir.to_owned(),
             io,
@@ -297,6 +300,7 @@ impl ShardLog {
             durable_next_fast: AtomicU64::new(next.get()),
             last_timestamp_ms: AtomicU64::new(last_ts.as_millis()),
             first_sequence: AtomicU64::new(first.get()),
+            retention_ms: AtomicU64::new(retention_ms),
             counters: Counters::default(),
         })
     }
@@ -702,7 +706,7 @@ impl ShardLog {
     /// Deletes whole sealed segments older than the retention or past the size limit, oldest
     /// first; the trim horizon moves to the first remaining record.
     pub fn apply_retention(&self, now: Timestamp) -> Result<RetentionOutcome, StorageError> {
-        let cutoff = now.saturating_sub(self.config.retention);
+        let cutoff = now.saturating_sub(self.retention());
         let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
         let mut total: u64 = segs.iter().map(|s| s.len()).sum();
         let mut outcome = RetentionOutcome::default();
@@ -789,7 +793,20 @@ impl ShardLog {
         &self.dir
     }
 
-    /// The settings in force.
+    /// How old a sealed segment's newest record must be before retention deletes it.
+    pub fn retention(&self) -> Duration {
+        Duration::from_millis(self.retention_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes how old a sealed segment's newest record must be before retention deletes it;
+    /// the next retention pass uses it.
+    pub fn set_retention(&self, retention: Duration) {
+        let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        self.retention_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The log's configuration as opened (its retention may have changed since: see
+    /// [`ShardLog::retention`]).
     pub fn config(&self) -> &LogConfig {
         &self.config
     }

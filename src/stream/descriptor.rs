@@ -6,8 +6,9 @@ use std::time::Duration;
 use crate::storage::{SequenceNumber, Timestamp};
 
 use super::{
-    split_evenly, HashKey, ModelError, ShardDescriptor, ShardId, StreamName, DEFAULT_DEDUP_WINDOW,
-    DEFAULT_MAX_DEDUP_WINDOW, DEFAULT_MAX_SHARD_COUNT, DEFAULT_RETENTION, MAX_RETENTION_HOURS,
+    options::StreamOptions, split_evenly, HashKey, ModelError, ShardDescriptor, ShardId,
+    StreamName, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_CONSUMERS, DEFAULT_MAX_DEDUP_WINDOW,
+    DEFAULT_MAX_SHARD_COUNT, DEFAULT_MAX_TAGS, DEFAULT_RETENTION, MAX_RETENTION_HOURS,
     MIN_RETENTION_HOURS,
 };
 
@@ -33,6 +34,10 @@ pub struct StreamLimits {
     pub max_shard_count: u32,
     /// Longest deduplication window. Every id inside the window is held in memory.
     pub max_dedup_window: Duration,
+    /// Most tags one stream may carry.
+    pub max_tags: usize,
+    /// Most consumers registered on one stream.
+    pub max_consumers: usize,
 }
 
 impl Default for StreamLimits {
@@ -40,6 +45,8 @@ impl Default for StreamLimits {
         StreamLimits {
             max_shard_count: DEFAULT_MAX_SHARD_COUNT,
             max_dedup_window: DEFAULT_MAX_DEDUP_WINDOW,
+            max_tags: DEFAULT_MAX_TAGS,
+            max_consumers: DEFAULT_MAX_CONSUMERS,
         }
     }
 }
@@ -139,6 +146,8 @@ pub struct StreamDescriptor {
     pub created_at_ms: Timestamp,
     /// The stream's settings.
     pub settings: StreamSettings,
+    /// Its options: mode, tags, consumers, metrics.
+    pub options: StreamOptions,
     /// Every shard, open and closed, by increasing id.
     shards: Vec<ShardDescriptor>,
     /// The open shards' ranges sorted by starting key: `(start, end, id)`. Derived from `shards`.
@@ -232,6 +241,7 @@ impl StreamDescriptor {
             name,
             created_at_ms,
             settings,
+            options: StreamOptions::default(),
             shards,
             routes,
         })

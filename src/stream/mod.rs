@@ -12,6 +12,7 @@
 mod descriptor;
 mod hash;
 mod name;
+mod options;
 mod shard;
 
 use std::time::Duration;
@@ -19,6 +20,10 @@ use std::time::Duration;
 pub use descriptor::{DedupScope, StreamDescriptor, StreamLimits, StreamSettings};
 pub use hash::{split_evenly, HashKey, HashKeyRange};
 pub use name::{GroupName, RuleName, StreamName};
+pub use options::{
+    StreamChange, StreamConsumer, StreamMode, StreamOptions, DEFAULT_MAX_CONSUMERS,
+    DEFAULT_MAX_TAGS,
+};
 pub use shard::{ShardDescriptor, ShardId};
 
 /// Longest stream name, in bytes (names are ASCII).
