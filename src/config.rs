@@ -24,6 +24,7 @@ use crate::broker::BrokerConfig;
 use crate::consumer::{MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT};
 use crate::fifo::MAX_DEDUP_WINDOW;
 use crate::grpc::MAX_MESSAGE_BYTES;
+use crate::kinesis::KinesisConfig;
 use crate::storage::commit::{FsyncPolicy, DEFAULT_SYNC_INTERVAL};
 use crate::storage::StorageError;
 
@@ -201,6 +202,25 @@ pub struct Settings {
     /// Most receipt handles in one DeleteMessages [default: 1000]
     #[arg(long, env = "SHARDLOG_MAX_DELETE_HANDLES", value_name = "N")]
     pub max_delete_handles: Option<usize>,
+    /// Most tags one stream may carry [default: 50]
+    #[arg(long, env = "SHARDLOG_MAX_STREAM_TAGS", value_name = "N")]
+    pub max_stream_tags: Option<usize>,
+    /// Most consumers registered on one stream (Kinesis enhanced fan-out) [default: 20]
+    #[arg(long, env = "SHARDLOG_MAX_STREAM_CONSUMERS", value_name = "N")]
+    pub max_stream_consumers: Option<usize>,
+    /// Address the Kinesis Data Streams API (HTTP, JSON and CBOR) listens on, or `off`
+    /// [default: 127.0.0.1:4567]
+    #[arg(long, env = "SHARDLOG_KINESIS_LISTEN", value_name = "ADDR|off")]
+    pub kinesis_listen: Option<String>,
+    /// Region named in the Kinesis API's ARNs [default: us-east-1]
+    #[arg(long, env = "SHARDLOG_KINESIS_REGION", value_name = "REGION")]
+    pub kinesis_region: Option<String>,
+    /// Account id (12 digits) named in the Kinesis API's ARNs and messages [default: 000000000000]
+    #[arg(long, env = "SHARDLOG_KINESIS_ACCOUNT", value_name = "ID")]
+    pub kinesis_account: Option<String>,
+    /// How long one Kinesis SubscribeToShard call streams, in seconds [default: 300]
+    #[arg(long, env = "SHARDLOG_KINESIS_SUBSCRIPTION_SECS", value_name = "SECS")]
+    pub kinesis_subscription_secs: Option<u64>,
     /// Log filter, e.g. `info` or `warn,shardlog=debug` [default: info]
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -220,6 +240,10 @@ fn fsync_policy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FsyncPolicy>, 
 pub struct Config {
     /// Address the gRPC server listens on. Default `127.0.0.1:50051`.
     pub listen: SocketAddr,
+    /// Address the Kinesis API listens on; `None` when it is off. Default `127.0.0.1:4567`.
+    pub kinesis_listen: Option<String>,
+    /// The Kinesis API's settings.
+    pub kinesis: KinesisConfig,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax. Default `info`.
     pub log: String,
     /// Everything the engine is opened with; `data_dir` defaults to `./data` here.
@@ -230,6 +254,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: DEFAULT_LISTEN,
+            kinesis_listen: Some(crate::kinesis::DEFAULT_LISTEN.to_owned()),
+            kinesis: KinesisConfig::default(),
             log: DEFAULT_LOG.to_owned(),
             broker: BrokerConfig::new(DEFAULT_DATA_DIR),
         }
@@ -340,6 +366,17 @@ impl Config {
             &mut c.default_session_timeout,
             layer!(default_session_timeout_ms).map(ms),
         );
+        set(&mut c.stream_limits.max_tags, layer!(max_stream_tags));
+        set(&mut c.stream_limits.max_consumers, layer!(max_stream_consumers));
+        if let Some(addr) = layer!(kinesis_listen) {
+            config.kinesis_listen = (addr != "off").then_some(addr);
+        }
+        set(&mut config.kinesis.region, layer!(kinesis_region));
+        set(&mut config.kinesis.account, layer!(kinesis_account));
+        set(
+            &mut config.kinesis.subscription_lifetime,
+            layer!(kinesis_subscription_secs).map(secs),
+        );
         set(&mut config.listen, layer!(listen));
         set(&mut config.log, layer!(log));
         config
@@ -363,6 +400,31 @@ impl Config {
         }
         let c = &self.broker;
         let positive = || "must be at least 1".to_owned();
+        if let Some(addr) = &self.kinesis_listen {
+            check(addr.parse::<SocketAddr>().is_ok(), "kinesis_listen", || {
+                format!("{addr:?} is neither an address (HOST:PORT) nor `off`")
+            })?;
+        }
+        let account = &self.kinesis.account;
+        check(
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+            "kinesis_account",
+            || format!("{account:?} is not 12 digits"),
+        )?;
+        let region = &self.kinesis.region;
+        check(
+            !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "kinesis_region",
+            || format!("{region:?} is not a region name (lowercase letters, digits, `-`)"),
+        )?;
+        check(
+            self.kinesis.subscription_lifetime >= Duration::from_secs(1),
+            "kinesis_subscription_secs",
+            positive,
+        )?;
         check(
             c.commit.policy != FsyncPolicy::Interval(Duration::ZERO),
             "fsync_interval_ms",

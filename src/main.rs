@@ -94,6 +94,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let kinesis = match &config.kinesis_listen {
+        Some(addr) => Some((
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--kinesis-listen)"))?,
+            config.kinesis.clone(),
+        )),
+        None => None,
+    };
     tracing::info!(
         data_dir = %config.broker.data_dir.display(),
         fsync = ?config.broker.commit.policy,
@@ -107,7 +116,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 config.broker.data_dir.display()
             )
         })?;
-    shardlog::grpc::serve(broker, listener, shutdown).await?;
+    shardlog::grpc::serve_with_kinesis(broker, listener, kinesis, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::broker::Broker;
+use crate::kinesis::KinesisConfig;
 use crate::proto::v1::consumer_groups_server::ConsumerGroupsServer;
 use crate::proto::v1::queues_server::QueuesServer;
 use crate::proto::v1::router_server::RouterServer;
@@ -68,6 +69,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with_kinesis(broker, listener, None, shutdown).await
+}
+
+/// [`serve`], and the Kinesis API on its own listener beside it when one is given: both stop
+/// on `shutdown`, and the shards are synced once both have finished (or the grace is over).
+pub async fn serve_with_kinesis(
+    broker: Broker,
+    listener: TcpListener,
+    kinesis: Option<(TcpListener, KinesisConfig)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StreamLogServer<StreamLogService>>()
@@ -98,6 +110,18 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let local = listener.local_addr().ok();
+    let kinesis = kinesis.map(|(listener, config)| {
+        let mut stopping = broker.shutdown_signal();
+        let stopped = async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        };
+        tokio::spawn(crate::kinesis::serve(
+            broker.clone(),
+            listener,
+            config,
+            stopped,
+        ))
+    });
     let signal = broker.clone();
     let (stopping, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
@@ -141,6 +165,16 @@ pub async fn serve(
             Ok(())
         }
     };
+    if let Some(task) = kinesis {
+        // The Kinesis server began its graceful stop with the gRPC one; its subscriptions end
+        // on the broker's shutdown signal, so it finishes unless a client stopped reading.
+        match tokio::time::timeout(grace, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the Kinesis API server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the Kinesis API task failed"),
+            Err(_) => tracing::warn!(?grace, "Kinesis requests still in flight after the shutdown grace"),
+        }
+    }
     tracing::info!("stopped accepting; syncing shards");
     let synced = broker.shutdown().await;
     result?;

@@ -55,7 +55,7 @@ pub const DEFAULT_ON_DEMAND_SHARDS: u32 = 4;
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
 /// The Kinesis endpoint's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KinesisConfig {
     /// Region named in ARNs.
     pub region: String,

@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 /// A server running in this process on its own data directory.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where the Kinesis API listens.
+    pub kinesis_addr: SocketAddr,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -61,6 +63,11 @@ impl TestServer {
 
     pub fn url(&self) -> String {
         url_of(self.addr)
+    }
+
+    /// The Kinesis API's endpoint URL.
+    pub fn kinesis_url(&self) -> String {
+        url_of(self.kinesis_addr)
     }
 
     pub async fn channel(&self) -> Channel {
@@ -669,22 +676,41 @@ impl TestServer {
         config: BrokerConfig,
         io: std::sync::Arc<dyn shardlog::fsio::Io>,
     ) -> TestServer {
+        Self::start_full(config, io, shardlog::kinesis::KinesisConfig::default()).await
+    }
+
+    /// Starts a server with the given engine and Kinesis API settings.
+    pub async fn start_full(
+        config: BrokerConfig,
+        io: std::sync::Arc<dyn shardlog::fsio::Io>,
+        kinesis: shardlog::kinesis::KinesisConfig,
+    ) -> TestServer {
         let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
+        let kinesis_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let kinesis_addr = kinesis_listener.local_addr().expect("local addr");
         let broker = Broker::open(config, io).await.expect("open broker");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            shardlog::grpc::serve(broker, listener, async {
-                let _ = stopped.await;
-            })
+            shardlog::grpc::serve_with_kinesis(
+                broker,
+                listener,
+                Some((kinesis_listener, kinesis)),
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await
             .expect("server ran");
         });
         TestServer {
             addr,
+            kinesis_addr,
             data_dir,
             stop: Some(stop),
             task: Some(task),
@@ -695,3 +721,4 @@ impl TestServer {
 
 pub mod fifo;
 pub mod groups;
+pub mod kinesis;
