@@ -587,6 +587,8 @@ impl ChildServer {
             .arg(data_dir)
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--kinesis-listen")
+            .arg("127.0.0.1:0")
             .arg("--fsync")
             .arg("always")
             .stdin(Stdio::null())

@@ -686,6 +686,31 @@ def check_subscribe_to_shard():
     eq(datas(resumed), (before + after)[3:], "records after AFTER_SEQUENCE_NUMBER")
 
 
+def check_subscribe_to_empty_shard_names_a_continuation():
+    # ContinuationSequenceNumber is a required member of SubscribeToShardEvent, present "even
+    # when no data is written to the shard"; KCL reads an event without one as the shard's end.
+    stream = create("subempty")
+    consumer = kinesis.register_stream_consumer(
+        StreamARN=stream_arn(stream), ConsumerName="idle"
+    )["Consumer"]["ConsumerARN"]
+    out = kinesis.subscribe_to_shard(
+        ConsumerARN=consumer,
+        ShardId="shardId-000000000000",
+        StartingPosition={"Type": "TRIM_HORIZON"},
+    )
+    try:
+        for event in out["EventStream"]:
+            ev = event["SubscribeToShardEvent"]
+            eq(ev["Records"], [], "records of an empty shard")
+            assert "ContinuationSequenceNumber" in ev, (
+                f"an event on an empty shard has no ContinuationSequenceNumber: {ev}"
+            )
+            assert DECIMAL.match(ev["ContinuationSequenceNumber"]), ev
+            break
+    finally:
+        out["EventStream"].close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors as botocore parses them
 # ---------------------------------------------------------------------------------------------
