@@ -367,7 +367,10 @@ impl Config {
             layer!(default_session_timeout_ms).map(ms),
         );
         set(&mut c.stream_limits.max_tags, layer!(max_stream_tags));
-        set(&mut c.stream_limits.max_consumers, layer!(max_stream_consumers));
+        set(
+            &mut c.stream_limits.max_consumers,
+            layer!(max_stream_consumers),
+        );
         if let Some(addr) = layer!(kinesis_listen) {
             config.kinesis_listen = (addr != "off").then_some(addr);
         }

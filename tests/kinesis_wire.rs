@@ -92,11 +92,17 @@ async fn records_travel_byte_for_byte_through_json_cbor_and_grpc() {
         datas,
         [all_bytes(), b"\x00cbor\xff".to_vec(), b"from grpc".to_vec()]
     );
-    let keys: Vec<&str> = records.iter().map(|r| r["PartitionKey"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = records
+        .iter()
+        .map(|r| r["PartitionKey"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["j", "c", "g"]);
     let arrival = records[0]["ApproximateArrivalTimestamp"].as_f64().unwrap();
     let now = common::now_ms() as f64 / 1000.0;
-    assert!((now - arrival).abs() < 60.0, "arrival {arrival} is epoch seconds");
+    assert!(
+        (now - arrival).abs() < 60.0,
+        "arrival {arrival} is epoch seconds"
+    );
     assert_eq!(got["MillisBehindLatest"], 0);
     assert!(got["NextShardIterator"].is_string());
 
@@ -114,7 +120,10 @@ async fn records_travel_byte_for_byte_through_json_cbor_and_grpc() {
     match cbor_get(first, "ApproximateArrivalTimestamp") {
         ciborium::Value::Tag(1, ms) => {
             let ms = i128::from(ms.as_integer().expect("an integer"));
-            assert!((ms as f64 / 1000.0 - arrival).abs() < 0.002, "{ms} vs {arrival}");
+            assert!(
+                (ms as f64 / 1000.0 - arrival).abs() < 0.002,
+                "{ms} vs {arrival}"
+            );
         }
         other => panic!("not a tag 1 timestamp: {other:?}"),
     }
@@ -144,7 +153,12 @@ async fn every_iterator_type_starts_where_kinesis_says() {
             req[key] = v.clone();
         }
         let it = k::ok(addr, "GetShardIterator", req).await["ShardIterator"].clone();
-        let got = k::ok(addr, "GetRecords", json!({"ShardIterator": it, "Limit": 10})).await;
+        let got = k::ok(
+            addr,
+            "GetRecords",
+            json!({"ShardIterator": it, "Limit": 10}),
+        )
+        .await;
         got["Records"]
             .as_array()
             .unwrap()
@@ -152,14 +166,21 @@ async fn every_iterator_type_starts_where_kinesis_says() {
             .map(|r| r["SequenceNumber"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(read("TRIM_HORIZON", json!({})).await, ["0", "1", "2", "3", "4"]);
+    assert_eq!(
+        read("TRIM_HORIZON", json!({})).await,
+        ["0", "1", "2", "3", "4"]
+    );
     assert!(read("LATEST", json!({})).await.is_empty());
     assert_eq!(
         read("AT_SEQUENCE_NUMBER", json!({"StartingSequenceNumber": "3"})).await,
         ["3", "4"]
     );
     assert_eq!(
-        read("AFTER_SEQUENCE_NUMBER", json!({"StartingSequenceNumber": "3"})).await,
+        read(
+            "AFTER_SEQUENCE_NUMBER",
+            json!({"StartingSequenceNumber": "3"})
+        )
+        .await,
         ["4"]
     );
     assert_eq!(
@@ -175,7 +196,10 @@ async fn every_iterator_type_starts_where_kinesis_says() {
     .await;
     let (kind, message) = a.error();
     assert_eq!(kind, "InvalidArgumentException");
-    assert!(message.starts_with("Must either specify (1) AT_SEQUENCE_NUMBER"), "{message}");
+    assert!(
+        message.starts_with("Must either specify (1) AT_SEQUENCE_NUMBER"),
+        "{message}"
+    );
     // Limit pages through.
     let it = k::ok(
         addr,
@@ -429,7 +453,12 @@ async fn an_iterator_past_its_lifetime_is_expired() {
         .clone();
     // The lifetime is a span of wall-clock time: waiting it out is the event.
     common::wait_until_clock_passes(common::now_ms() + 300).await;
-    let a = k::json(server.kinesis_addr, "GetRecords", json!({"ShardIterator": it})).await;
+    let a = k::json(
+        server.kinesis_addr,
+        "GetRecords",
+        json!({"ShardIterator": it}),
+    )
+    .await;
     let (kind, message) = a.error();
     assert_eq!(kind, "ExpiredIteratorException", "{message}");
 }
@@ -447,9 +476,11 @@ async fn a_body_larger_than_the_limit_is_refused_and_stores_nothing() {
     .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     let mut grpc = server.streams().await;
-    assert!(common::read_from_start(&mut grpc, "big", "shardId-000000000000")
-        .await
-        .is_empty());
+    assert!(
+        common::read_from_start(&mut grpc, "big", "shardId-000000000000")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +490,12 @@ async fn list_shards_and_list_streams_page_with_tokens() {
     create(&server, "pages", 5).await;
     create(&server, "other", 1).await;
     let mut ids = Vec::new();
-    let mut page = k::ok(addr, "ListShards", json!({"StreamName": "pages", "MaxResults": 2})).await;
+    let mut page = k::ok(
+        addr,
+        "ListShards",
+        json!({"StreamName": "pages", "MaxResults": 2}),
+    )
+    .await;
     loop {
         for s in page["Shards"].as_array().unwrap() {
             ids.push(s["ShardId"].as_str().unwrap().to_owned());
@@ -486,7 +522,12 @@ async fn list_shards_and_list_streams_page_with_tokens() {
         first["StreamSummaries"][0]["StreamARN"],
         "arn:aws:kinesis:us-east-1:000000000000:stream/other"
     );
-    let second = k::ok(addr, "ListStreams", json!({"NextToken": first["NextToken"]})).await;
+    let second = k::ok(
+        addr,
+        "ListStreams",
+        json!({"NextToken": first["NextToken"]}),
+    )
+    .await;
     assert_eq!(second["StreamNames"], json!(["pages"]));
     assert_eq!(second["HasMoreStreams"], false);
 
@@ -500,13 +541,18 @@ async fn list_shards_and_list_streams_page_with_tokens() {
     assert_eq!(d["Shards"].as_array().unwrap().len(), 3);
     assert_eq!(d["HasMoreShards"], true);
     assert_eq!(
-        d["Shards"][4 - 4]["HashKeyRange"]["StartingHashKey"], "0",
+        d["Shards"][4 - 4]["HashKeyRange"]["StartingHashKey"],
+        "0",
         "shards cover the key space from 0"
     );
 }
 
 /// The event-stream messages of `body` until `count` have arrived.
-async fn messages(body: &mut hyper::body::Incoming, buf: &mut BytesMut, count: usize) -> Vec<Message> {
+async fn messages(
+    body: &mut hyper::body::Incoming,
+    buf: &mut BytesMut,
+    count: usize,
+) -> Vec<Message> {
     let mut out = Vec::new();
     while out.len() < count {
         if let Some((m, used)) = Message::decode(buf).expect("a valid frame") {
@@ -548,7 +594,10 @@ async fn subscribe_to_shard_streams_events_over_http2_until_its_lifetime_ends() 
         json!({"StreamARN": stream_arn, "ConsumerName": "fan"}),
     )
     .await;
-    let consumer_arn = consumer["Consumer"]["ConsumerARN"].as_str().unwrap().to_owned();
+    let consumer_arn = consumer["Consumer"]["ConsumerARN"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(consumer_arn.starts_with(&format!("{stream_arn}/consumer/fan:")));
     k::ok(
         addr,
@@ -568,7 +617,10 @@ async fn subscribe_to_shard_streams_events_over_http2_until_its_lifetime_ends() 
     let first = messages(&mut body, &mut buf, 2).await;
     assert_eq!(first[0].header(":event-type"), Some("initial-response"));
     assert_eq!(first[1].header(":message-type"), Some("event"));
-    assert_eq!(first[1].header(":event-type"), Some("SubscribeToShardEvent"));
+    assert_eq!(
+        first[1].header(":event-type"),
+        Some("SubscribeToShardEvent")
+    );
     let event: serde_json::Value = serde_json::from_slice(&first[1].payload).unwrap();
     assert_eq!(event["Records"][0]["Data"], STANDARD.encode("before"));
     assert_eq!(event["ContinuationSequenceNumber"], "0");
@@ -627,14 +679,54 @@ async fn tags_consumers_retention_mode_and_monitoring_survive_a_restart() {
     let addr = server.kinesis_addr;
     create(&server, "kept", 2).await;
     let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/kept";
-    k::ok(addr, "AddTagsToStream", json!({"StreamName": "kept", "Tags": {"team": "data", "env": "dev"}})).await;
-    k::ok(addr, "RemoveTagsFromStream", json!({"StreamName": "kept", "TagKeys": ["env"]})).await;
-    k::ok(addr, "TagResource", json!({"ResourceARN": arn, "Tags": {"cost": "7"}})).await;
-    k::ok(addr, "IncreaseStreamRetentionPeriod", json!({"StreamName": "kept", "RetentionPeriodHours": 48})).await;
-    k::ok(addr, "UpdateStreamMode", json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}})).await;
-    k::ok(addr, "EnableEnhancedMonitoring", json!({"StreamName": "kept", "ShardLevelMetrics": ["IncomingBytes"]})).await;
-    k::ok(addr, "RegisterStreamConsumer", json!({"StreamARN": arn, "ConsumerName": "c1"})).await;
-    let refused = k::json(addr, "DecreaseStreamRetentionPeriod", json!({"StreamName": "kept", "RetentionPeriodHours": 72})).await;
+    k::ok(
+        addr,
+        "AddTagsToStream",
+        json!({"StreamName": "kept", "Tags": {"team": "data", "env": "dev"}}),
+    )
+    .await;
+    k::ok(
+        addr,
+        "RemoveTagsFromStream",
+        json!({"StreamName": "kept", "TagKeys": ["env"]}),
+    )
+    .await;
+    k::ok(
+        addr,
+        "TagResource",
+        json!({"ResourceARN": arn, "Tags": {"cost": "7"}}),
+    )
+    .await;
+    k::ok(
+        addr,
+        "IncreaseStreamRetentionPeriod",
+        json!({"StreamName": "kept", "RetentionPeriodHours": 48}),
+    )
+    .await;
+    k::ok(
+        addr,
+        "UpdateStreamMode",
+        json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}),
+    )
+    .await;
+    k::ok(
+        addr,
+        "EnableEnhancedMonitoring",
+        json!({"StreamName": "kept", "ShardLevelMetrics": ["IncomingBytes"]}),
+    )
+    .await;
+    k::ok(
+        addr,
+        "RegisterStreamConsumer",
+        json!({"StreamARN": arn, "ConsumerName": "c1"}),
+    )
+    .await;
+    let refused = k::json(
+        addr,
+        "DecreaseStreamRetentionPeriod",
+        json!({"StreamName": "kept", "RetentionPeriodHours": 72}),
+    )
+    .await;
     assert_eq!(refused.error().0, "InvalidArgumentException");
 
     let server = server.restart().await;
@@ -649,7 +741,10 @@ async fn tags_consumers_retention_mode_and_monitoring_survive_a_restart() {
     assert_eq!(s["RetentionPeriodHours"], 48);
     assert_eq!(s["StreamModeDetails"]["StreamMode"], "ON_DEMAND");
     assert_eq!(s["ConsumerCount"], 1);
-    assert_eq!(s["EnhancedMonitoring"][0]["ShardLevelMetrics"], json!(["IncomingBytes"]));
+    assert_eq!(
+        s["EnhancedMonitoring"][0]["ShardLevelMetrics"],
+        json!(["IncomingBytes"])
+    );
     let consumers = k::ok(addr, "ListStreamConsumers", json!({"StreamARN": arn})).await;
     assert_eq!(consumers["Consumers"][0]["ConsumerName"], "c1");
     // gRPC sees the retention too.
@@ -659,7 +754,12 @@ async fn tags_consumers_retention_mode_and_monitoring_survive_a_restart() {
     // A stream with a consumer is deleted only when told to take it along.
     let a = k::json(addr, "DeleteStream", json!({"StreamName": "kept"})).await;
     assert_eq!(a.error().0, "ResourceInUseException");
-    k::ok(addr, "DeleteStream", json!({"StreamName": "kept", "EnforceConsumerDeletion": true})).await;
+    k::ok(
+        addr,
+        "DeleteStream",
+        json!({"StreamName": "kept", "EnforceConsumerDeletion": true}),
+    )
+    .await;
     let a = k::json(addr, "DescribeStream", json!({"StreamName": "kept"})).await;
     assert_eq!(a.error().0, "ResourceNotFoundException");
 }
@@ -672,7 +772,12 @@ async fn put_records_answers_every_entry_in_order() {
     let records: Vec<serde_json::Value> = (0..500)
         .map(|i| json!({"PartitionKey": format!("key-{i}"), "Data": STANDARD.encode(format!("v{i}"))}))
         .collect();
-    let a = k::ok(addr, "PutRecords", json!({"StreamName": "batch", "Records": records})).await;
+    let a = k::ok(
+        addr,
+        "PutRecords",
+        json!({"StreamName": "batch", "Records": records}),
+    )
+    .await;
     assert_eq!(a["FailedRecordCount"], 0);
     let results = a["Records"].as_array().unwrap();
     assert_eq!(results.len(), 500);
@@ -694,8 +799,16 @@ async fn put_records_answers_every_entry_in_order() {
     let records: Vec<serde_json::Value> = (0..501)
         .map(|i| json!({"PartitionKey": format!("{i}"), "Data": "aGk="}))
         .collect();
-    let a = k::json(addr, "PutRecords", json!({"StreamName": "batch", "Records": records})).await;
+    let a = k::json(
+        addr,
+        "PutRecords",
+        json!({"StreamName": "batch", "Records": records}),
+    )
+    .await;
     let (kind, message) = a.error();
     assert_eq!(kind, "ValidationException");
-    assert!(message.contains("Member must have length less than or equal to 500"), "{message}");
+    assert!(
+        message.contains("Member must have length less than or equal to 500"),
+        "{message}"
+    );
 }

@@ -172,7 +172,10 @@ pub async fn serve_with_kinesis(
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the Kinesis API server failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "the Kinesis API task failed"),
-            Err(_) => tracing::warn!(?grace, "Kinesis requests still in flight after the shutdown grace"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "Kinesis requests still in flight after the shutdown grace"
+            ),
         }
     }
     tracing::info!("stopped accepting; syncing shards");

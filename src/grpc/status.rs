@@ -111,7 +111,7 @@ pub fn entry_error_code(e: &BrokerError) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
 
     use crate::storage::SequenceNumber;
@@ -334,7 +334,7 @@ mod tests {
         ]
     }
 
-    async fn broker() -> Vec<(BrokerError, Code)> {
+    pub(crate) async fn broker() -> Vec<(BrokerError, Code)> {
         let id_field = IdField::DeduplicationId;
         let mut all = vec![
             (

@@ -143,10 +143,14 @@ impl Account<'_> {
             }
             BrokerError::Iterator(IteratorError::Expired { ttl_ms, .. }) => KinesisError::new(
                 ErrorKind::ExpiredIterator,
-                format!(
-                    "Iterator expired. Shard iterators are only valid for {} seconds.",
-                    ttl_ms / 1000
-                ),
+                if ttl_ms % 1000 == 0 {
+                    format!(
+                        "Iterator expired. Shard iterators are only valid for {} seconds.",
+                        ttl_ms / 1000
+                    )
+                } else {
+                    format!("Iterator expired. Shard iterators are only valid for {ttl_ms} ms.")
+                },
             ),
             BrokerError::TooMany {
                 what: "consumers",
@@ -259,6 +263,49 @@ mod tests {
                 .status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    /// Every broker error, by its gRPC code, becomes the exception whose retry behaviour the
+    /// code means: throttling and unavailability retried, bad input not, failures as 5xx.
+    #[tokio::test]
+    async fn every_broker_error_maps_to_the_exception_its_code_means() {
+        use tonic::Code;
+        for (error, code) in crate::grpc::status::tests::broker().await {
+            let e = account().error(&error);
+            let allowed: &[ErrorKind] = match code {
+                Code::NotFound => &[ErrorKind::ResourceNotFound],
+                Code::AlreadyExists => &[ErrorKind::ResourceInUse],
+                Code::FailedPrecondition => &[ErrorKind::ResourceInUse, ErrorKind::ExpiredIterator],
+                Code::InvalidArgument => &[ErrorKind::InvalidArgument],
+                Code::ResourceExhausted => &[
+                    ErrorKind::ProvisionedThroughputExceeded,
+                    ErrorKind::LimitExceeded,
+                    ErrorKind::InvalidArgument,
+                ],
+                Code::Unavailable => &[ErrorKind::ServiceUnavailable],
+                Code::Internal | Code::DataLoss => &[ErrorKind::InternalFailure],
+                other => panic!("a code the table should not hold: {other:?}"),
+            };
+            assert!(
+                allowed.contains(&e.kind),
+                "{error:?} ({code:?}) became {e:?}"
+            );
+            let retried = matches!(
+                e.kind,
+                ErrorKind::ProvisionedThroughputExceeded
+                    | ErrorKind::LimitExceeded
+                    | ErrorKind::ServiceUnavailable
+                    | ErrorKind::InternalFailure
+            );
+            let transient = matches!(
+                code,
+                Code::ResourceExhausted | Code::Unavailable | Code::Internal | Code::DataLoss
+            );
+            // Too many tags is a request to fix, not to retry.
+            if !matches!(error, BrokerError::TooMany { what: "tags", .. }) {
+                assert_eq!(retried, transient, "{error:?} became {e:?}");
+            }
+        }
     }
 
     #[test]

@@ -82,13 +82,25 @@ pub async fn raw(
 
 /// A JSON request.
 pub async fn json(addr: SocketAddr, target: &str, body: Json) -> Answer {
-    raw(addr, "POST", Some(target), JSON, serde_json::to_vec(&body).unwrap()).await
+    raw(
+        addr,
+        "POST",
+        Some(target),
+        JSON,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
 }
 
 /// A JSON request that must succeed; its answer.
 pub async fn ok(addr: SocketAddr, target: &str, body: Json) -> Json {
     let a = json(addr, target, body).await;
-    assert_eq!(a.status, StatusCode::OK, "{target}: {:?}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{target}: {:?}",
+        String::from_utf8_lossy(&a.body)
+    );
     if a.body.is_empty() {
         Json::Null
     } else {
@@ -123,11 +135,7 @@ pub fn cbor_get<'a>(v: &'a ciborium::Value, name: &str) -> &'a ciborium::Value {
 
 /// Opens an HTTP/2 (h2c, prior knowledge) connection and sends one request; the answer's
 /// status, and its body as it streams.
-pub async fn h2(
-    addr: SocketAddr,
-    target: &str,
-    body: Json,
-) -> (StatusCode, hyper::body::Incoming) {
+pub async fn h2(addr: SocketAddr, target: &str, body: Json) -> (StatusCode, hyper::body::Incoming) {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
