@@ -479,6 +479,77 @@ mod tests {
         assert_eq!(back, expected);
     }
 
+    use proptest::prelude::*;
+
+    /// Answers of any shape: what `Out` writes, `decode` reads back the same, in both encodings.
+    fn out_strategy() -> impl Strategy<Value = Out> {
+        let leaf = prop_oneof![
+            Just(Out::Bool(true)),
+            any::<i32>().prop_map(|i| Out::Int(i64::from(i))),
+            "[ -~]{0,20}".prop_map(Out::Str),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Out::Blob(b.into())),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Out::List),
+                proptest::collection::btree_map("[a-z]{1,8}", inner, 0..6)
+                    .prop_map(|m| Out::Map(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// What a decoded answer should be: blobs are base64 text in JSON, bytes in CBOR.
+    fn expected(out: &Out, encoding: Encoding) -> Value<'static> {
+        match out {
+            Out::Null => Value::Null,
+            Out::Bool(b) => Value::Bool(*b),
+            Out::Int(i) => Value::Number(*i as f64),
+            Out::Str(s) => Value::Str(Cow::Owned(s.clone())),
+            Out::Blob(b) => match encoding {
+                Encoding::Json => Value::Str(Cow::Owned(base64::Engine::encode(&STANDARD, b))),
+                Encoding::Cbor => Value::Bytes(Cow::Owned(b.to_vec())),
+            },
+            Out::Time(t) => Value::Number(t.as_millis() as f64),
+            Out::List(items) => Value::List(items.iter().map(|i| expected(i, encoding)).collect()),
+            Out::Struct(m) => Value::Map(
+                m.iter()
+                    .map(|(k, v)| (Cow::Owned(k.to_string()), expected(v, encoding)))
+                    .collect(),
+            ),
+            Out::Map(m) => Value::Map(
+                m.iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), expected(v, encoding)))
+                    .collect(),
+            ),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn what_is_written_reads_back(out in out_strategy()) {
+            for encoding in [Encoding::Json, Encoding::Cbor] {
+                let bytes = out.encode(encoding);
+                let back = decode(&bytes, encoding).expect("an answer decodes");
+                prop_assert_eq!(back, expected(&out, encoding));
+            }
+        }
+
+        #[test]
+        fn any_bytes_decode_or_are_refused_without_panicking(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let _ = decode(&bytes, Encoding::Json);
+            let _ = decode(&bytes, Encoding::Cbor);
+        }
+
+        #[test]
+        fn deeply_nested_cbor_is_refused(depth in 40usize..200) {
+            let mut body = vec![0x81u8; depth];
+            body.push(0x01);
+            prop_assert!(decode(&body, Encoding::Cbor).is_err());
+        }
+    }
+
     #[test]
     fn content_types_name_their_encoding() {
         assert_eq!(
