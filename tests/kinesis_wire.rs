@@ -674,6 +674,54 @@ async fn subscribe_to_shard_streams_events_over_http2_until_its_lifetime_ends() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_subscription_takes_over_an_earlier_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = KinesisConfig {
+        resubscribe_interval: Duration::from_millis(300),
+        ..KinesisConfig::default()
+    };
+    let server = TestServer::start_full(
+        BrokerConfig::new(tmp.path()),
+        shardlog::fsio::RealIo::shared(),
+        kinesis,
+    )
+    .await;
+    let addr = server.kinesis_addr;
+    create(&server, "over", 1).await;
+    let consumer = k::ok(
+        addr,
+        "RegisterStreamConsumer",
+        json!({"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/over", "ConsumerName": "c"}),
+    )
+    .await;
+    let request = json!({"ConsumerARN": consumer["Consumer"]["ConsumerARN"], "ShardId": "shardId-000000000000", "StartingPosition": {"Type": "LATEST"}});
+    let (status, mut first) = k::h2(addr, "SubscribeToShard", request.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut buf = BytesMut::new();
+    messages(&mut first, &mut buf, 1).await;
+    let started = common::now_ms();
+    let refused = k::json(addr, "SubscribeToShard", request.clone()).await;
+    assert_eq!(refused.error().0, "ResourceInUseException");
+    // The interval is a span of wall-clock time: waiting it out is the event.
+    common::wait_until_clock_passes(started + 400).await;
+    let (status, mut second) = k::h2(addr, "SubscribeToShard", request).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut buf2 = BytesMut::new();
+    assert_eq!(
+        messages(&mut second, &mut buf2, 1).await[0].header(":event-type"),
+        Some("initial-response")
+    );
+    // The first one ends: its body finishes.
+    let ended = tokio::time::timeout(EVENT_TIMEOUT, async {
+        while let Some(frame) = first.frame().await {
+            frame.expect("the first stream ends cleanly");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the subscription taken over did not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_consumers_retention_mode_and_monitoring_survive_a_restart() {
     let server = TestServer::start().await;
     let addr = server.kinesis_addr;

@@ -3,11 +3,12 @@
 //! chunked for the ones that do not), for one subscription lifetime.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::{ErrorKind, KinesisError};
@@ -16,7 +17,7 @@ use super::records::{position, record_out};
 use super::schema::{is_consumer_arn, is_name, member, Member, Rule, Ty, SHARD_ID};
 use super::token::PageToken;
 use super::value::{Encoding, Out, Value};
-use super::{arn, Kinesis, Reply, RESUBSCRIBE_INTERVAL};
+use super::{arn, Kinesis, Reply, Subscription};
 use crate::broker::SubscribeEvent;
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{StreamChange, StreamConsumer, StreamName};
@@ -351,67 +352,117 @@ pub(super) async fn subscribe(
         stream.as_str(),
         &k.config.account,
     )?;
+    let key = (consumer_arn.clone(), shard.clone());
+    let taken_over = Arc::new(Notify::new());
     {
-        let mut recent = k.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = k.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        recent.retain(|_, at| now.duration_since(*at) < RESUBSCRIBE_INTERVAL);
-        let key = (consumer_arn.clone(), shard.clone());
-        if recent.contains_key(&key) {
-            return Err(KinesisError::new(
-                ErrorKind::ResourceInUse,
-                format!(
-                    "Another active subscription exists for consumer {consumer_arn} and shard \
-                     {shard}; subscribe again after {} seconds.",
-                    RESUBSCRIBE_INTERVAL.as_secs()
-                ),
-            ));
+        if let Some(previous) = live.get(&key) {
+            let interval = k.config.resubscribe_interval;
+            if now.duration_since(previous.started) < interval {
+                return Err(KinesisError::new(
+                    ErrorKind::ResourceInUse,
+                    format!(
+                        "Another active subscription exists for consumer {consumer_arn} and \
+                         shard {shard}; a new one may take it over {} seconds after it started.",
+                        interval.as_secs_f64()
+                    ),
+                ));
+            }
+            // A later call takes the subscription over: the earlier one ends.
+            previous.taken_over.notify_one();
         }
-        recent.insert(key, now);
+        live.insert(
+            key.clone(),
+            Subscription {
+                started: now,
+                taken_over: Arc::clone(&taken_over),
+            },
+        );
     }
-    let mut events = k
-        .broker
-        .subscribe(&stream, &shard, kind, None)
-        .await
-        .map_err(|e| k.broker_error(&e))?;
-    let content_type = encoding.content_type();
+    let live = Arc::clone(&k.subscriptions);
+    let taken_over_mine = Arc::clone(&taken_over);
+    let forget = move || {
+        let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+        if live
+            .get(&key)
+            .is_some_and(|s| Arc::ptr_eq(&s.taken_over, &taken_over_mine))
+        {
+            live.remove(&key);
+        }
+    };
+    let mut events = match k.broker.subscribe(&stream, &shard, kind, None).await {
+        Ok(events) => events,
+        Err(e) => {
+            forget();
+            return Err(k.broker_error(&e));
+        }
+    };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(SUBSCRIPTION_BUFFER);
     let initial = Message::event(
         "initial-response",
-        content_type,
+        encoding.content_type(),
         Out::Struct(vec![]).encode(encoding),
     );
     let lifetime = k.config.subscription_lifetime;
     let account = k.config.account.clone();
     tokio::spawn(async move {
-        if tx.send(Ok(initial.encode())).await.is_err() {
-            return;
-        }
-        let end = tokio::time::sleep(lifetime);
-        tokio::pin!(end);
-        loop {
-            let item = tokio::select! {
-                () = &mut end => return,
-                () = tx.closed() => return,
-                item = events.recv() => item,
-            };
-            let message = match item {
-                Some(Ok(ev)) => Message::event(
-                    "SubscribeToShardEvent",
-                    content_type,
-                    event_out(ev).encode(encoding),
-                ),
-                Some(Err(e)) => {
-                    let e = super::error::Account { id: &account }.error(&e);
-                    let m = Message::exception(e.kind.type_name(), content_type, e.body(encoding));
-                    let _ = tx.send(Ok(m.encode())).await;
-                    return;
-                }
-                None => return,
-            };
-            if tx.send(Ok(message.encode())).await.is_err() {
-                return;
-            }
-        }
+        forward(
+            tx,
+            initial,
+            &mut events,
+            lifetime,
+            &taken_over,
+            encoding,
+            &account,
+        )
+        .await;
+        forget();
     });
     Ok(Reply::Stream(Body::from_stream(ReceiverStream::new(rx))))
+}
+
+/// Sends the initial response, then every event, until the lifetime is over, the subscription
+/// is taken over, the reader goes away or the subscription fails (its error is the last
+/// message).
+async fn forward(
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    initial: Message,
+    events: &mut mpsc::Receiver<Result<SubscribeEvent, crate::broker::BrokerError>>,
+    lifetime: std::time::Duration,
+    taken_over: &Notify,
+    encoding: Encoding,
+    account: &str,
+) {
+    let content_type = encoding.content_type();
+    if tx.send(Ok(initial.encode())).await.is_err() {
+        return;
+    }
+    let end = tokio::time::sleep(lifetime);
+    tokio::pin!(end);
+    loop {
+        let item = tokio::select! {
+            () = &mut end => return,
+            () = taken_over.notified() => return,
+            () = tx.closed() => return,
+            item = events.recv() => item,
+        };
+        let message = match item {
+            Some(Ok(ev)) => Message::event(
+                "SubscribeToShardEvent",
+                content_type,
+                event_out(ev).encode(encoding),
+            ),
+            Some(Err(e)) => {
+                let e = super::error::Account { id: account }.error(&e);
+                let m = Message::exception(e.kind.type_name(), content_type, e.body(encoding));
+                let _ = tx.send(Ok(m.encode())).await;
+                return;
+            }
+            None => return,
+        };
+        if tx.send(Ok(message.encode())).await.is_err() {
+            return;
+        }
+    }
 }

@@ -67,6 +67,9 @@ pub struct KinesisConfig {
     pub subscription_lifetime: Duration,
     /// How long a pagination token is honoured.
     pub next_token_ttl: Duration,
+    /// How long after a SubscribeToShard call another for the same consumer and shard is
+    /// refused; after it, a new call takes the subscription over.
+    pub resubscribe_interval: Duration,
 }
 
 impl Default for KinesisConfig {
@@ -77,8 +80,17 @@ impl Default for KinesisConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             subscription_lifetime: DEFAULT_SUBSCRIPTION_LIFETIME,
             next_token_ttl: token::DEFAULT_NEXT_TOKEN_TTL,
+            resubscribe_interval: RESUBSCRIBE_INTERVAL,
         }
     }
+}
+
+/// A running SubscribeToShard call.
+struct Subscription {
+    /// When it started.
+    started: Instant,
+    /// Told when a later call takes it over.
+    taken_over: Arc<tokio::sync::Notify>,
 }
 
 /// What every request handler shares.
@@ -86,8 +98,8 @@ impl Default for KinesisConfig {
 pub(crate) struct Kinesis {
     broker: Broker,
     config: Arc<KinesisConfig>,
-    /// When each consumer last subscribed to each shard: (consumer ARN, shard) → time.
-    subscriptions: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    /// The live subscription of each consumer to each shard: (consumer ARN, shard) → it.
+    subscriptions: Arc<Mutex<HashMap<(String, String), Subscription>>>,
 }
 
 impl Kinesis {
