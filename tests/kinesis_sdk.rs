@@ -103,12 +103,12 @@ async fn boto3_suite_passes() {
     let server = TestServer::start().await;
     let script = manifest_dir().join("tests/kinesis/boto3_suite.py");
     let outcome = run_suite("python3", script, &server).await;
+    server.stop().await;
     assert!(
         outcome.passed(),
         "{}",
         outcome.report("the boto3 suite (needs `pip install boto3`)")
     );
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,10 +124,10 @@ async fn node_sdk_http2_suite_passes() {
     );
     let server = TestServer::start().await;
     let outcome = run_suite("node", suite_dir.join("suite.mjs"), &server).await;
+    server.stop().await;
     assert!(
         outcome.passed(),
         "{}",
         outcome.report("the Node (HTTP/2) suite")
     );
-    server.stop().await;
 }

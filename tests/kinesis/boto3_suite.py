@@ -687,8 +687,10 @@ def check_subscribe_to_shard():
 
 
 def check_subscribe_to_empty_shard_names_a_continuation():
-    # ContinuationSequenceNumber is a required member of SubscribeToShardEvent, present "even
-    # when no data is written to the shard"; KCL reads an event without one as the shard's end.
+    # ContinuationSequenceNumber is a required member of SubscribeToShardEvent; KCL reads an
+    # event without one as the shard's end. On a shard with nothing stored yet there is no
+    # sequence number to continue after, so no event may come until one does, and that one
+    # names it.
     stream = create("subempty")
     consumer = kinesis.register_stream_consumer(
         StreamARN=stream_arn(stream), ConsumerName="idle"
@@ -699,13 +701,15 @@ def check_subscribe_to_empty_shard_names_a_continuation():
         StartingPosition={"Type": "TRIM_HORIZON"},
     )
     try:
+        kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"first")
         for event in out["EventStream"]:
             ev = event["SubscribeToShardEvent"]
-            eq(ev["Records"], [], "records of an empty shard")
             assert "ContinuationSequenceNumber" in ev, (
-                f"an event on an empty shard has no ContinuationSequenceNumber: {ev}"
+                f"an event has no ContinuationSequenceNumber: {ev}"
             )
             assert DECIMAL.match(ev["ContinuationSequenceNumber"]), ev
+            eq([r["Data"] for r in ev["Records"]], [b"first"], "the first event's records")
+            eq(ev["ContinuationSequenceNumber"], ev["Records"][-1]["SequenceNumber"], "continuation")
             break
     finally:
         out["EventStream"].close()
@@ -791,6 +795,14 @@ def _on_alarm(signum, frame):
 def main():
     print(f"boto3 {boto3.__version__}, botocore {botocore.__version__}, endpoint {ENDPOINT}")
     signal.signal(signal.SIGALRM, _on_alarm)
+    # One call without retries first: an endpoint that is not there fails the suite at once,
+    # instead of every check retrying its way to the timeout.
+    probe = make_client(retries={"total_max_attempts": 1})
+    try:
+        probe.list_streams(Limit=1)
+    except (botocore.exceptions.BotoCoreError, ClientError) as e:
+        print(f"FAIL the endpoint does not answer ListStreams: {e}", file=sys.stderr)
+        sys.exit(1)
     checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
     failed = []
     for check_name, check in checks:
