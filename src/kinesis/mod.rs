@@ -13,6 +13,7 @@ mod consumers;
 pub mod error;
 pub mod eventstream;
 mod records;
+pub use records::record_out;
 pub mod schema;
 mod streams;
 pub mod token;
@@ -309,6 +310,11 @@ enum Op {
     ListConsumers,
     DeregisterConsumer,
     SubscribeToShard,
+}
+
+/// The input shape of an operation, by its name in `X-Amz-Target`; `None` for one not served.
+pub fn request_shape(operation: &str) -> Option<&'static [Member]> {
+    operation_of(operation).map(|(shape, _)| shape)
 }
 
 /// An operation's input shape and handler, by its name in `X-Amz-Target`.

@@ -284,7 +284,7 @@ pub(super) async fn get_shard_iterator(k: &Kinesis, r: Value<'_>) -> Result<Out,
 }
 
 /// A record as Kinesis returns it.
-pub(super) fn record_out(r: StoredRecord) -> Out {
+pub fn record_out(r: StoredRecord) -> Out {
     Out::Struct(vec![
         ("SequenceNumber", Out::str(r.sequence.get().to_string())),
         ("ApproximateArrivalTimestamp", Out::Time(r.timestamp_ms)),
