@@ -342,7 +342,7 @@ pub(super) async fn subscribe(
 ) -> Result<Reply, KinesisError> {
     let consumer_arn = r.str("ConsumerARN").unwrap_or_default().to_owned();
     let (stream, _consumer) = named_consumer(k, &r)?;
-    let shard = r.str("ShardId").unwrap_or_default().to_owned();
+    let shard = super::records::resolve_shard(k, &stream, r.str("ShardId").unwrap_or_default())?;
     let start = r.get("StartingPosition");
     let kind = position(
         start.and_then(|p| p.str("Type")).unwrap_or_default(),

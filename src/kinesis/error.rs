@@ -141,17 +141,19 @@ impl Account<'_> {
             BrokerError::Iterator(IteratorError::Malformed) => {
                 KinesisError::invalid("Invalid ShardIterator.")
             }
-            BrokerError::Iterator(IteratorError::Expired { ttl_ms, .. }) => KinesisError::new(
-                ErrorKind::ExpiredIterator,
-                if ttl_ms % 1000 == 0 {
+            BrokerError::Iterator(IteratorError::Expired { age_ms, ttl_ms }) => {
+                let now = crate::storage::Timestamp::now().as_millis();
+                KinesisError::new(
+                    ErrorKind::ExpiredIterator,
                     format!(
-                        "Iterator expired. Shard iterators are only valid for {} seconds.",
-                        ttl_ms / 1000
-                    )
-                } else {
-                    format!("Iterator expired. Shard iterators are only valid for {ttl_ms} ms.")
-                },
-            ),
+                        "Iterator expired. The iterator was created at time {} while right now \
+                         it is {} which is further in the future than the tolerated delay of \
+                         {ttl_ms} milliseconds.",
+                        java_date(now.saturating_sub(*age_ms)),
+                        java_date(now)
+                    ),
+                )
+            }
             BrokerError::TooMany {
                 what: "consumers",
                 stream,
@@ -167,8 +169,8 @@ impl Account<'_> {
                 stream,
                 limit,
             } => KinesisError::invalid(format!(
-                "Failed to update stream {stream} under account {account} because a given stream \
-                 cannot have more than {limit} {what}."
+                "Failed to add {what} to stream {stream} under account {account} because a given \
+                 stream cannot have more than {limit} {what} associated with it."
             )),
             BrokerError::Meta(MetaError::ConsumerExists { stream, consumer }) => {
                 KinesisError::new(
@@ -192,6 +194,37 @@ impl Account<'_> {
             other => by_code(other),
         }
     }
+}
+
+/// A time as Java's `Date.toString` writes it in UTC: `Thu Jun 17 12:22:44 UTC 2021`.
+fn java_date(ms: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    // The civil date of a day count since 1970-01-01 (Howard Hinnant's days_from_civil,
+    // inverted).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {year}",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
 }
 
 /// The exception for an error of no particular wording, by its gRPC code.
@@ -306,6 +339,14 @@ mod tests {
                 assert_eq!(retried, transient, "{error:?} became {e:?}");
             }
         }
+    }
+
+    #[test]
+    fn dates_read_as_java_writes_them() {
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        // 2021-06-17T12:22:44Z, the time in Kinesis's documented message.
+        assert_eq!(java_date(1_623_932_564_000), "Thu Jun 17 12:22:44 UTC 2021");
+        assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
     }
 
     #[test]

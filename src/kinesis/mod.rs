@@ -50,6 +50,8 @@ pub const DEFAULT_SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
 /// A second SubscribeToShard for the same consumer and shard within this time of a successful
 /// one is refused with `ResourceInUseException` (Kinesis: 5 seconds).
 pub const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Shortest retention the Kinesis API sets, in hours (Kinesis's own minimum).
+pub const DEFAULT_MIN_RETENTION_HOURS: u32 = 24;
 /// Shards a stream created in on-demand mode starts with (Kinesis: 4).
 pub const DEFAULT_ON_DEMAND_SHARDS: u32 = 4;
 /// The target prefix of every operation.
@@ -68,6 +70,8 @@ pub struct KinesisConfig {
     pub subscription_lifetime: Duration,
     /// How long a pagination token is honoured.
     pub next_token_ttl: Duration,
+    /// Shortest retention the Kinesis API sets, in hours (Kinesis: 24; gRPC allows less).
+    pub min_retention_hours: u32,
     /// How long after a SubscribeToShard call another for the same consumer and shard is
     /// refused; after it, a new call takes the subscription over.
     pub resubscribe_interval: Duration,
@@ -81,6 +85,7 @@ impl Default for KinesisConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             subscription_lifetime: DEFAULT_SUBSCRIPTION_LIFETIME,
             next_token_ttl: token::DEFAULT_NEXT_TOKEN_TTL,
+            min_retention_hours: DEFAULT_MIN_RETENTION_HOURS,
             resubscribe_interval: RESUBSCRIBE_INTERVAL,
         }
     }
@@ -206,6 +211,10 @@ async fn handle(
         );
     };
     match run(&kinesis, operation, &body, encoding).await {
+        // An operation without output answers with an empty body, as Kinesis does.
+        Ok(Reply::Body(Out::Struct(members))) if members.is_empty() => {
+            respond(StatusCode::OK, encoding, Vec::new())
+        }
         Ok(Reply::Body(out)) => respond(StatusCode::OK, encoding, out.encode(encoding)),
         Ok(Reply::Stream(stream)) => {
             let mut response = Response::new(stream);

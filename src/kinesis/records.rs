@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::error::KinesisError;
+use super::error::{ErrorKind, KinesisError};
 use super::schema::{
     is_hash_key, is_sequence_number, member, Member, Rule, Shape, Ty, SHARD_ID, STREAM_ARN,
     STREAM_NAME,
@@ -125,8 +125,30 @@ fn entry_of(v: &mut Value<'_>) -> PutEntry {
     }
 }
 
+/// Refuses an explicit hash key beyond the key space, in Kinesis's words.
+fn check_hash_key(key: Option<&str>) -> Result<(), KinesisError> {
+    match key {
+        Some(k) if k.parse::<u128>().is_err() => Err(KinesisError::invalid(format!(
+            "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. \
+             Specified value was {k}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn put_record(k: &Kinesis, mut r: Value<'_>) -> Result<Out, KinesisError> {
     let name = k.stream_of(&r)?;
+    check_hash_key(r.str("ExplicitHashKey"))?;
+    if let Some(seq) = r.str("SequenceNumberForOrdering") {
+        // Every sequence number of the log fits 64 bits: a larger one was never handed out.
+        if seq.parse::<u64>().is_err() {
+            return Err(KinesisError::invalid(format!(
+                "ExclusiveMinimumSequenceNumber {seq} used in PutRecord on stream {name} under \
+                 account {} is invalid.",
+                k.config.account
+            )));
+        }
+    }
     let entry = entry_of(&mut r);
     let out = k
         .broker
@@ -142,6 +164,9 @@ pub(super) async fn put_record(k: &Kinesis, mut r: Value<'_>) -> Result<Out, Kin
 
 pub(super) async fn put_records(k: &Kinesis, mut r: Value<'_>) -> Result<Out, KinesisError> {
     let name = k.stream_of(&r)?;
+    for entry in r.list("Records").unwrap_or_default() {
+        check_hash_key(entry.str("ExplicitHashKey"))?;
+    }
     let entries: Vec<PutEntry> = match &mut r {
         Value::Map(members) => members
             .iter_mut()
@@ -224,8 +249,8 @@ pub(super) fn position(
              StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. \
              Request specified {kind} and {}.",
             match sequence_number {
-                Some(s) => format!("StartingSequenceNumber {s}"),
-                None => "no StartingSequenceNumber".into(),
+                Some(_) => "also a StartingSequenceNumber",
+                None => "no StartingSequenceNumber",
             }
         )));
     }
@@ -264,9 +289,56 @@ pub(super) fn position(
     })
 }
 
+/// The largest shard index a shard id may name (Java's `Integer.MAX_VALUE`).
+const MAX_SHARD_INDEX: u64 = i32::MAX as u64;
+
+/// A shard id as Kinesis reads it: the digits after the first `-` (or the whole id without
+/// one) are the index, so `shardId-0`, `shard-7` and `7` name shards 0 and 7. The canonical
+/// form, or `None` when the id names no index.
+pub(super) fn canonical_shard_id(id: &str) -> Option<String> {
+    let digits = id.split_once('-').map_or(id, |(_, rest)| rest);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let index = digits
+        .parse::<u64>()
+        .ok()
+        .filter(|&i| i <= MAX_SHARD_INDEX)?;
+    Some(crate::stream::ShardId(index as u32).to_string())
+}
+
+/// The shard a request names, canonical; `ResourceNotFoundException` in Kinesis's words when
+/// it names none, or the stream lacks it.
+pub(super) fn resolve_shard(
+    k: &Kinesis,
+    stream: &crate::stream::StreamName,
+    id: &str,
+) -> Result<String, KinesisError> {
+    let account = &k.config.account;
+    let Some(canonical) = canonical_shard_id(id) else {
+        return Err(KinesisError::new(
+            ErrorKind::ResourceNotFound,
+            format!("Could not find shard {id} in stream {stream} under account {account}."),
+        ));
+    };
+    let exists = k
+        .broker
+        .describe_stream(stream)
+        .ok()
+        .is_some_and(|d| d.shards().iter().any(|s| s.id.to_string() == canonical));
+    if !exists {
+        return Err(KinesisError::new(
+            ErrorKind::ResourceNotFound,
+            format!("Shard {canonical} in stream {stream} under account {account} does not exist"),
+        ));
+    }
+    Ok(canonical)
+}
+
 pub(super) async fn get_shard_iterator(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError> {
     let name = k.stream_of(&r)?;
-    let shard = r.str("ShardId").unwrap_or_default();
+    let shard = resolve_shard(k, &name, r.str("ShardId").unwrap_or_default())?;
+    let shard = shard.as_str();
     let kind = position(
         r.str("ShardIteratorType").unwrap_or_default(),
         r.str("StartingSequenceNumber"),

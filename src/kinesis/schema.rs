@@ -266,10 +266,14 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, KinesisError> {
             text.len()
         )));
     }
-    if let Some(c) = text
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')))
-    {
+    let bytes = text.as_bytes();
+    let bad = bytes.iter().enumerate().find(|&(i, &b)| {
+        !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            // Padding only ends the text: `=` followed by anything but `=` is misplaced.
+            || (b == b'=' && bytes.get(i + 1).is_some_and(|&next| next != b'='))
+    });
+    if let Some((i, _)) = bad {
+        let c = text[i..].chars().next().unwrap_or('?');
         return Err(refuse(format!("Invalid Base64 character: '{c}'")));
     }
     STANDARD
@@ -325,40 +329,7 @@ fn validate_value(value: Option<&Value<'_>>, shape: &Shape, path: &str, out: &mu
             }
             continue;
         };
-        let failed = match *rule {
-            Rule::Required => None,
-            Rule::MinLen(min) => (length(v) < min)
-                .then(|| format!("Member must have length greater than or equal to {min}")),
-            Rule::MaxLen(max) => (length(v) > max)
-                .then(|| format!("Member must have length less than or equal to {max}")),
-            Rule::Min(min) => (number(v) < min as f64)
-                .then(|| format!("Member must have value greater than or equal to {min}")),
-            Rule::Max(max) => (number(v) > max as f64)
-                .then(|| format!("Member must have value less than or equal to {max}")),
-            Rule::Pattern(text, matches) => v
-                .as_str()
-                .is_some_and(|s| !matches(s))
-                .then(|| format!("Member must satisfy regular expression pattern: {text}")),
-            Rule::OneOf(values) => v.as_str().is_some_and(|s| !values.contains(&s)).then(|| {
-                format!(
-                    "Member must satisfy enum value set: [{}]",
-                    values.join(", ")
-                )
-            }),
-            Rule::KeyLen(min, max) => match v {
-                Value::Map(members) => members
-                    .iter()
-                    .any(|(k, _)| !(min..=max).contains(&k.chars().count()))
-                    .then(|| {
-                        format!(
-                            "Map keys must satisfy constraint: [Member must have length less \
-                             than or equal to {max}, Member must have length greater than or \
-                             equal to {min}]"
-                        )
-                    }),
-                _ => None,
-            },
-        };
+        let failed = broken(*rule, v);
         if let Some(constraint) = failed {
             out.push(format!(
                 "Value {} at '{path}' failed to satisfy constraint: {constraint}",
@@ -368,16 +339,30 @@ fn validate_value(value: Option<&Value<'_>>, shape: &Shape, path: &str, out: &mu
     }
     let Some(v) = value else { return };
     match (shape.ty, v) {
-        (Ty::List(item), Value::List(items)) => {
+        // A list of structures is checked member by member (`records.1.member.data`); a list
+        // or map of plain values once, as a whole, naming what its members must satisfy.
+        (Ty::List(item), Value::List(items)) if matches!(item.ty, Ty::Struct(_)) => {
             for (i, item_value) in items.iter().enumerate() {
                 let item_path = format!("{path}.{}.member", i + 1);
                 validate_value(Some(item_value), item, &item_path, out);
             }
         }
+        (Ty::List(item), Value::List(items)) => {
+            if let Some(constraint) = members_broken(item, items.iter()) {
+                out.push(format!(
+                    "Value {} at '{path}' failed to satisfy constraint: Member must satisfy \
+                     constraint: {constraint}",
+                    shown(v)
+                ));
+            }
+        }
         (Ty::Map(item), Value::Map(members)) => {
-            for (k, item_value) in members {
-                let item_path = format!("{path}.{k}.member");
-                validate_value(Some(item_value), item, &item_path, out);
+            if let Some(constraint) = members_broken(item, members.iter().map(|(_, v)| v)) {
+                out.push(format!(
+                    "Value {} at '{path}' failed to satisfy constraint: Map value must satisfy \
+                     constraint: {constraint}",
+                    shown(v)
+                ));
             }
         }
         (Ty::Struct(members), Value::Map(_)) => {
@@ -385,6 +370,88 @@ fn validate_value(value: Option<&Value<'_>>, shape: &Shape, path: &str, out: &mu
         }
         _ => {}
     }
+}
+
+/// What `v` fails of `rule`, in the service's words; `None` when it holds.
+fn broken(rule: Rule, v: &Value<'_>) -> Option<String> {
+    match rule {
+        Rule::Required => None,
+        Rule::MinLen(min) => (length(v) < min)
+            .then(|| format!("Member must have length greater than or equal to {min}")),
+        Rule::MaxLen(max) => (length(v) > max)
+            .then(|| format!("Member must have length less than or equal to {max}")),
+        Rule::Min(min) => (number(v) < min as f64)
+            .then(|| format!("Member must have value greater than or equal to {min}")),
+        Rule::Max(max) => (number(v) > max as f64)
+            .then(|| format!("Member must have value less than or equal to {max}")),
+        Rule::Pattern(text, matches) => v
+            .as_str()
+            .is_some_and(|s| !matches(s))
+            .then(|| format!("Member must satisfy regular expression pattern: {text}")),
+        Rule::OneOf(values) => v.as_str().is_some_and(|s| !values.contains(&s)).then(|| {
+            format!(
+                "Member must satisfy enum value set: [{}]",
+                values.join(", ")
+            )
+        }),
+        Rule::KeyLen(min, max) => match v {
+            Value::Map(members) => members
+                .iter()
+                .any(|(k, _)| !(min..=max).contains(&k.chars().count()))
+                .then(|| {
+                    format!(
+                        "Map keys must satisfy constraint: [Member must have length less than \
+                         or equal to {max}, Member must have length greater than or equal to \
+                         {min}]"
+                    )
+                }),
+            _ => None,
+        },
+    }
+}
+
+/// When a member of a list or map of plain values breaks the member shape, every constraint
+/// of that shape as the service lists it (`[Member must have length less than or equal to
+/// 128, Member must have length greater than or equal to 1]`).
+fn members_broken<'v, 'a: 'v>(
+    item: &Shape,
+    mut members: impl Iterator<Item = &'v Value<'a>>,
+) -> Option<String> {
+    if !members.any(|m| item.rules.iter().any(|r| broken(*r, m).is_some())) {
+        return None;
+    }
+    let mut texts = Vec::new();
+    let max = item.rules.iter().find_map(|r| match r {
+        Rule::MaxLen(n) => Some(*n),
+        _ => None,
+    });
+    let min = item.rules.iter().find_map(|r| match r {
+        Rule::MinLen(n) => Some(*n),
+        _ => None,
+    });
+    if let Some(max) = max {
+        texts.push(format!(
+            "Member must have length less than or equal to {max}"
+        ));
+    }
+    if let Some(min) = min {
+        texts.push(format!(
+            "Member must have length greater than or equal to {min}"
+        ));
+    }
+    for rule in item.rules {
+        match rule {
+            Rule::Pattern(text, _) => texts.push(format!(
+                "Member must satisfy regular expression pattern: {text}"
+            )),
+            Rule::OneOf(values) => texts.push(format!(
+                "Member must satisfy enum value set: [{}]",
+                values.join(", ")
+            )),
+            _ => {}
+        }
+    }
+    Some(format!("[{}]", texts.join(", ")))
 }
 
 fn length(v: &Value<'_>) -> usize {
@@ -404,21 +471,40 @@ fn number(v: &Value<'_>) -> f64 {
     }
 }
 
-/// A value as the service's messages show it.
+/// A value as the service's messages show it: in quotes, as Java prints it.
 fn shown(v: &Value<'_>) -> String {
     match v {
         Value::Null => "null".into(),
-        Value::Bool(b) => format!("'{b}'"),
-        Value::Number(n) => format!("'{n}'"),
-        Value::Str(s) => format!("'{}'", shorten(s)),
+        other => format!("'{}'", java_text(other)),
+    }
+}
+
+/// A value as Java's `toString` writes it: lists `[a, b]`, maps `{a=1, b=2}`, blobs as the
+/// buffer they are read into.
+fn java_text(v: &Value<'_>) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Str(s) => s.to_string(),
         Value::Bytes(b) => format!(
-            "'java.nio.HeapByteBuffer[pos=0 lim={} cap={}]'",
+            "java.nio.HeapByteBuffer[pos=0 lim={} cap={}]",
             b.len(),
             b.len()
         ),
-        Value::Time(ms) => format!("'{ms}'"),
-        Value::List(items) => format!("'[{} items]'", items.len()),
-        Value::Map(members) => format!("'{{{} entries}}'", members.len()),
+        Value::Time(ms) => ms.to_string(),
+        Value::List(items) => format!(
+            "[{}]",
+            items.iter().map(java_text).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Map(members) => format!(
+            "{{{}}}",
+            members
+                .iter()
+                .map(|(k, v)| format!("{k}={}", java_text(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

@@ -15,7 +15,7 @@ use super::{Kinesis, DEFAULT_ON_DEMAND_SHARDS};
 use crate::storage::Timestamp;
 use crate::stream::{
     DedupScope, ShardDescriptor, StreamChange, StreamDescriptor, StreamMode, StreamName,
-    StreamOptions, StreamSettings, MAX_RETENTION_HOURS, MIN_RETENTION_HOURS,
+    StreamOptions, StreamSettings, MAX_RETENTION_HOURS,
 };
 
 const SECS_PER_HOUR: u64 = 3600;
@@ -36,7 +36,7 @@ const MODE_DETAILS: &[Member] = &[member(
 )];
 const TAG_VALUE: Shape = Shape {
     ty: Ty::Str,
-    rules: &[Rule::MaxLen(256)],
+    rules: &[Rule::MinLen(0), Rule::MaxLen(256)],
 };
 const TAG_KEY: Shape = Shape {
     ty: Ty::Str,
@@ -360,7 +360,10 @@ pub(super) async fn create_stream(k: &Kinesis, r: Value<'_>) -> Result<Out, Kine
             format!(
                 "This request would exceed the shard limit for the account {} in {}. \
                  Current shard count for the account: 0. Limit: {}. Number of additional shards \
-                 that would have resulted from this request: {shard_count}.",
+                 that would have resulted from this request: {shard_count}. Refer to the AWS \
+                 Service Limits page \
+                 (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for \
+                 current limits and how to request higher limits.",
                 k.config.account, k.config.region, limits.max_shard_count
             ),
         ));
@@ -371,10 +374,16 @@ pub(super) async fn create_stream(k: &Kinesis, r: Value<'_>) -> Result<Out, Kine
         .iter()
         .map(|(key, v)| (key.to_string(), v.as_str().unwrap_or_default().to_owned()))
         .collect();
+    check_tag_text(
+        k,
+        name.as_str(),
+        true,
+        tags.iter().flat_map(|(key, v)| [key.as_str(), v.as_str()]),
+    )?;
     if tags.len() > limits.max_tags {
         return Err(KinesisError::invalid(format!(
-            "Failed to create stream {name} under account {} because a given stream cannot have \
-             more than {} tags.",
+            "Failed to add tags to stream {name} under account {} because a given stream cannot \
+             have more than {} tags associated with it.",
             k.config.account, limits.max_tags
         )));
     }
@@ -558,6 +567,11 @@ pub(super) fn list_shards(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError
             let limit = r.int("MaxResults").map_or(t.limit, |n| n as usize);
             (name, Some(t.after), limit, None)
         }
+        None if r.str("StreamName").is_none() && r.str("StreamARN").is_none() => {
+            return Err(KinesisError::invalid(
+                "Either NextToken or StreamName should be provided.",
+            ))
+        }
         None => (
             k.stream_of(&r)?,
             r.str("ExclusiveStartShardId").map(str::to_owned),
@@ -626,10 +640,11 @@ pub(super) async fn change_retention(
     let hours = r.int("RetentionPeriodHours").unwrap_or_default();
     let d = describe(k, &name)?;
     let current = i64::from(d.settings.retention_period_hours());
-    if hours < i64::from(MIN_RETENTION_HOURS) {
+    let min = i64::from(k.config.min_retention_hours);
+    if hours < min {
         return Err(KinesisError::invalid(format!(
-            "Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Requested \
-             retention period ({hours} hours) is too short."
+            "Minimum allowed retention period is {min} hours. Requested retention period \
+             ({hours} hours) is too short."
         )));
     }
     if increase && hours < current {
@@ -693,6 +708,39 @@ pub(super) fn describe_limits(k: &Kinesis) -> Result<Out, KinesisError> {
     ]))
 }
 
+/// Whether a tag key or value holds only what Kinesis allows: Unicode letters and digits,
+/// spaces, and `_ . / = + - @`.
+fn tag_text_ok(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '.' | '/' | '=' | '+' | '-' | '@'))
+}
+
+/// Refuses tags with characters Kinesis does not allow, in its words (which differ for `%`).
+fn check_tag_text<'t>(
+    k: &Kinesis,
+    stream: &str,
+    adding: bool,
+    mut texts: impl Iterator<Item = &'t str>,
+) -> Result<(), KinesisError> {
+    let Some(bad) = texts.find(|t| !tag_text_ok(t)) else {
+        return Ok(());
+    };
+    if bad.contains('%') {
+        return Err(KinesisError::invalid(format!(
+            "Failed to {} tags {} stream {stream} under account {} because some tags contained \
+             illegal characters. The allowed characters are Unicode letters, white-spaces, \
+             '_',',','/','=','+','-','@'.",
+            if adding { "add" } else { "remove" },
+            if adding { "to" } else { "from" },
+            k.config.account
+        )));
+    }
+    Err(KinesisError::invalid(
+        "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white \
+         space, _ . / = + - % @.",
+    ))
+}
+
 fn tags_of(members: &[(std::borrow::Cow<'_, str>, Value<'_>)]) -> BTreeMap<String, String> {
     members
         .iter()
@@ -710,12 +758,15 @@ fn keys_of(items: &[Value<'_>]) -> Vec<String> {
 pub(super) async fn add_tags(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError> {
     let name = k.stream_of(&r)?;
     let tags = tags_of(r.map("Tags").unwrap_or_default());
+    let texts = tags.iter().flat_map(|(key, v)| [key.as_str(), v.as_str()]);
+    check_tag_text(k, name.as_str(), true, texts)?;
     change(k, &name, StreamChange::AddTags(tags)).await
 }
 
 pub(super) async fn remove_tags(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError> {
     let name = k.stream_of(&r)?;
     let keys = keys_of(r.list("TagKeys").unwrap_or_default());
+    check_tag_text(k, name.as_str(), false, keys.iter().map(String::as_str))?;
     change(k, &name, StreamChange::RemoveTags(keys)).await
 }
 
@@ -773,12 +824,15 @@ fn tagged_stream(k: &Kinesis, r: &Value<'_>) -> Result<StreamName, KinesisError>
 pub(super) async fn tag_resource(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError> {
     let name = tagged_stream(k, &r)?;
     let tags = tags_of(r.map("Tags").unwrap_or_default());
+    let texts = tags.iter().flat_map(|(key, v)| [key.as_str(), v.as_str()]);
+    check_tag_text(k, name.as_str(), true, texts)?;
     change(k, &name, StreamChange::AddTags(tags)).await
 }
 
 pub(super) async fn untag_resource(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError> {
     let name = tagged_stream(k, &r)?;
     let keys = keys_of(r.list("TagKeys").unwrap_or_default());
+    check_tag_text(k, name.as_str(), false, keys.iter().map(String::as_str))?;
     change(k, &name, StreamChange::RemoveTags(keys)).await
 }
 
