@@ -13,6 +13,7 @@ mod descriptor;
 mod hash;
 mod name;
 mod options;
+mod reshard;
 mod shard;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use options::{
     StreamChange, StreamConsumer, StreamMode, StreamOptions, DEFAULT_MAX_CONSUMERS,
     DEFAULT_MAX_TAGS,
 };
+pub use reshard::Reshard;
 pub use shard::{ShardDescriptor, ShardId};
 
 /// Longest stream name, in bytes (names are ASCII).
