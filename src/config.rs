@@ -886,6 +886,21 @@ mod tests {
                 "default_session_timeout_ms",
                 d.default_session_timeout.as_millis().to_string(),
             ),
+            ("max_stream_tags", d.stream_limits.max_tags.to_string()),
+            (
+                "max_stream_consumers",
+                d.stream_limits.max_consumers.to_string(),
+            ),
+            (
+                "kinesis_listen",
+                config.kinesis_listen.clone().unwrap_or_default(),
+            ),
+            ("kinesis_region", config.kinesis.region.clone()),
+            ("kinesis_account", config.kinesis.account.clone()),
+            (
+                "kinesis_subscription_secs",
+                config.kinesis.subscription_lifetime.as_secs().to_string(),
+            ),
             ("log", config.log.clone()),
         ];
         let command = Serve::command();
