@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::kinesis::KinesisEndpoint;
 use super::BenchError;
 use shardlog::broker::queues::{DEFAULT_MAX_DELETE_HANDLES, DEFAULT_MAX_RECEIVE_MESSAGES};
 use shardlog::broker::{
@@ -15,6 +16,9 @@ use shardlog::stream::{RuleName, StreamName};
 
 /// Server driven when neither `--server` nor `--embedded` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// Kinesis endpoint driven with `--api kinesis` when neither `--kinesis-endpoint` nor
+/// `--embedded` is given: the server's default `--kinesis-listen`.
+pub const DEFAULT_KINESIS_ENDPOINT: &str = "http://127.0.0.1:4567";
 /// Stream the bench writes and reads when `--stream` is not given.
 pub const DEFAULT_STREAM: &str = "bench";
 /// Default shards of the stream the bench creates.
@@ -170,6 +174,26 @@ impl ConsumeMode {
     }
 }
 
+/// The API the measured traffic goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Api {
+    /// shardlog's gRPC API (HTTP/2, protobuf).
+    Grpc,
+    /// The Kinesis Data Streams API: PutRecords and GetRecords in JSON over keep-alive
+    /// HTTP/1.1 connections. Produce and consume workloads only.
+    Kinesis,
+}
+
+impl Api {
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Grpc => "grpc",
+            Api::Kinesis => "kinesis",
+        }
+    }
+}
+
 /// How producers put their batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PutApi {
@@ -189,12 +213,22 @@ impl PutApi {
     }
 }
 
-/// Load generator: drives a shardlog server over gRPC and reports throughput and latency.
+/// Load generator: drives a shardlog server over gRPC (or the Kinesis API) and reports
+/// throughput and latency.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// URL of a running server to drive [default: http://127.0.0.1:50051]
     #[arg(long = "server", value_name = "URL", conflicts_with = "embedded")]
     pub server: Option<String>,
+    /// The API the measured traffic goes over: gRPC, or the Kinesis Data Streams API (JSON
+    /// over HTTP/1.1; produce and consume workloads; the run's setup goes over it too, so any
+    /// Kinesis endpoint can be driven)
+    #[arg(long, value_enum, default_value_t = Api::Grpc)]
+    pub api: Api,
+    /// With --api kinesis: URL of the Kinesis endpoint to drive (plain http) [default:
+    /// http://127.0.0.1:4567; with --embedded, the embedded server's own]
+    #[arg(long, value_name = "URL")]
+    pub kinesis_endpoint: Option<String>,
     /// Start a server in this process on a temporary directory, removed at the end
     #[arg(long)]
     pub embedded: bool,
@@ -210,7 +244,7 @@ pub struct BenchArgs {
     /// How the consume workload reads
     #[arg(long, value_enum, default_value_t = ConsumeMode::GetRecords)]
     pub consume_mode: ConsumeMode,
-    /// How producers put their batches
+    /// How gRPC producers put their batches (Kinesis producers send one PutRecords per batch)
     #[arg(long, value_enum, default_value_t = PutApi::Stream)]
     pub put_api: PutApi,
     /// With --put-api stream: batches each producer keeps unanswered
@@ -294,6 +328,8 @@ impl Default for BenchArgs {
     fn default() -> Self {
         BenchArgs {
             server: None,
+            api: Api::Grpc,
+            kinesis_endpoint: None,
             embedded: true,
             data_dir: None,
             fsync: None,
@@ -358,7 +394,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Where the bench's server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A server already running at this URL.
+    /// A server already running at this URL: its gRPC URL, or with `--api kinesis` its Kinesis
+    /// endpoint's.
     Remote(String),
     /// A server started in this process for the run.
     Embedded {
@@ -372,6 +409,8 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: Target,
+    /// The API of the measured traffic (and, for Kinesis, of the setup).
+    pub api: Api,
     pub workload: Workload,
     pub consume_mode: ConsumeMode,
     pub put_api: PutApi,
@@ -421,6 +460,7 @@ impl Plan {
                 fsync: args.fsync.unwrap_or_default(),
             },
         };
+        let target = kinesis_target(args, target)?;
         if matches!(target, Target::Remote(_)) && args.fsync.is_some() {
             return Err(invalid("fsync", "applies only to --embedded"));
         }
@@ -549,9 +589,14 @@ impl Plan {
         };
         Ok(Plan {
             target,
+            api: args.api,
             workload: args.workload,
             consume_mode: args.consume_mode,
-            put_api: args.put_api,
+            // A Kinesis producer sends one PutRecords per batch and waits for its answer.
+            put_api: match args.api {
+                Api::Grpc => args.put_api,
+                Api::Kinesis => PutApi::Unary,
+            },
             in_flight: args.in_flight,
             stream: args.stream.clone(),
             shards: args.shards,
@@ -578,6 +623,81 @@ impl Plan {
         match &self.target {
             Target::Embedded { fsync, .. } => Some(*fsync),
             Target::Remote(_) => None,
+        }
+    }
+}
+
+/// Checks the settings of `--api` against the rest, and returns where a Kinesis run goes:
+/// `target` unchanged for a gRPC run or an embedded one, `--kinesis-endpoint` (or its default)
+/// for any other.
+fn kinesis_target(args: &BenchArgs, target: Target) -> Result<Target, BenchError> {
+    if args.api == Api::Grpc {
+        return match args.kinesis_endpoint {
+            Some(_) => Err(invalid("kinesis-endpoint", "applies with --api kinesis")),
+            None => Ok(target),
+        };
+    }
+    match args.workload {
+        Workload::Produce | Workload::Consume => {}
+        Workload::E2e | Workload::Route | Workload::Queue => {
+            return Err(invalid(
+                "api",
+                format!(
+                    "kinesis applies to the produce and consume workloads, not {}",
+                    args.workload.name()
+                ),
+            ))
+        }
+    }
+    // Each of these needs a gRPC call the Kinesis API does not have.
+    let refused = [
+        (
+            "server",
+            args.server.is_some(),
+            "a Kinesis run drives --kinesis-endpoint (or --embedded)",
+        ),
+        (
+            "rate",
+            args.rate.is_some(),
+            "an open loop needs several requests in flight on one connection, which HTTP/1.1 \
+             does not do: a Kinesis run is closed loop",
+        ),
+        (
+            "dedup",
+            args.dedup,
+            "the Kinesis API has no deduplication ids",
+        ),
+        (
+            "message-groups",
+            args.message_groups,
+            "the Kinesis API has no message groups",
+        ),
+        (
+            "idle-subscribers",
+            args.idle_subscribers > 0,
+            "the idle subscriptions are gRPC ones",
+        ),
+        (
+            "consume-mode",
+            args.consume_mode == ConsumeMode::Subscribe,
+            "a Kinesis consume run reads with GetRecords (SubscribeToShard needs HTTP/2 event \
+             streams, which the bench does not drive)",
+        ),
+    ];
+    if let Some((setting, _, reason)) = refused.into_iter().find(|(_, given, _)| *given) {
+        return Err(invalid(setting, reason));
+    }
+    match (&args.kinesis_endpoint, target) {
+        (Some(_), Target::Embedded { .. }) => Err(invalid(
+            "kinesis-endpoint",
+            "give either --kinesis-endpoint or --embedded (the embedded server serves the \
+             Kinesis API on an address of its own)",
+        )),
+        (None, target @ Target::Embedded { .. }) => Ok(target),
+        (endpoint, Target::Remote(_)) => {
+            let url = endpoint.as_deref().unwrap_or(DEFAULT_KINESIS_ENDPOINT);
+            KinesisEndpoint::parse(url).map_err(|reason| invalid("kinesis-endpoint", reason))?;
+            Ok(Target::Remote(url.to_owned()))
         }
     }
 }
@@ -1014,6 +1134,109 @@ mod tests {
             rejected_setting(&["--workload", "e2e", "--queue-batch", "5"]),
             "queue-batch"
         );
+    }
+
+    #[test]
+    fn the_api_is_grpc_unless_kinesis_is_asked_for() {
+        assert_eq!(plan(&[]).expect("valid").api, Api::Grpc);
+        let kinesis = plan(&["--api", "kinesis"]).expect("valid");
+        assert_eq!(kinesis.api, Api::Kinesis);
+        // The server's default --kinesis-listen, not the gRPC default.
+        assert_eq!(
+            kinesis.target,
+            Target::Remote(DEFAULT_KINESIS_ENDPOINT.to_owned())
+        );
+        // One PutRecords per batch, closed loop: nothing streams over HTTP/1.1.
+        assert_eq!(kinesis.put_api, PutApi::Unary);
+        assert!(parse(&["--api", "rest"]).is_err());
+    }
+
+    #[test]
+    fn a_kinesis_run_drives_the_endpoint_given_or_the_embedded_servers() {
+        let given = plan(&[
+            "--api",
+            "kinesis",
+            "--kinesis-endpoint",
+            "http://127.0.0.1:4569",
+            "--workload",
+            "consume",
+        ])
+        .expect("valid");
+        assert_eq!(
+            given.target,
+            Target::Remote("http://127.0.0.1:4569".to_owned())
+        );
+        let embedded =
+            plan(&["--api", "kinesis", "--embedded", "--fsync", "never"]).expect("valid");
+        assert!(matches!(embedded.target, Target::Embedded { .. }));
+        assert_eq!(embedded.fsync(), Some(FsyncPolicy::Never));
+    }
+
+    #[test]
+    fn kinesis_is_refused_outside_the_produce_and_consume_workloads() {
+        for workload in ["e2e", "route", "queue"] {
+            assert_eq!(
+                rejected_setting(&["--api", "kinesis", "--workload", workload]),
+                "api",
+                "{workload}"
+            );
+        }
+        match plan(&["--api", "kinesis", "--workload", "e2e"]) {
+            Err(e) => assert_eq!(
+                e.to_string(),
+                "invalid --api: kinesis applies to the produce and consume workloads, not e2e"
+            ),
+            Ok(plan) => panic!("accepted: {plan:?}"),
+        }
+    }
+
+    #[test]
+    fn a_kinesis_endpoint_needs_the_kinesis_api_no_embedded_server_and_a_plain_http_url() {
+        let endpoint = ["--kinesis-endpoint", "http://127.0.0.1:4569"];
+        assert_eq!(rejected_setting(&endpoint), "kinesis-endpoint");
+        let mut embedded = vec!["--api", "kinesis", "--embedded"];
+        embedded.extend_from_slice(&endpoint);
+        assert_eq!(rejected_setting(&embedded), "kinesis-endpoint");
+        for url in [
+            "https://127.0.0.1:4567",
+            "127.0.0.1:4567",
+            "http://h:1/path",
+        ] {
+            assert_eq!(
+                rejected_setting(&["--api", "kinesis", "--kinesis-endpoint", url]),
+                "kinesis-endpoint",
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_the_kinesis_api_has_no_call_for_are_refused_by_name() {
+        let kinesis = |extra: &[&str]| {
+            let mut line = vec!["--api", "kinesis"];
+            line.extend_from_slice(extra);
+            rejected_setting(&line)
+        };
+        assert_eq!(kinesis(&["--server", "http://127.0.0.1:50051"]), "server");
+        assert_eq!(kinesis(&["--rate", "1000"]), "rate");
+        assert_eq!(kinesis(&["--dedup"]), "dedup");
+        assert_eq!(kinesis(&["--message-groups"]), "message-groups");
+        assert_eq!(kinesis(&["--idle-subscribers", "2"]), "idle-subscribers");
+        assert_eq!(
+            kinesis(&["--workload", "consume", "--consume-mode", "subscribe"]),
+            "consume-mode"
+        );
+        // The limits of a batch are the same as over gRPC.
+        assert_eq!(kinesis(&["--batch-size", "501"]), "batch-size");
+        assert!(plan(&[
+            "--api",
+            "kinesis",
+            "--batch-size",
+            "500",
+            "--workload",
+            "consume"
+        ])
+        .is_ok());
     }
 
     #[test]

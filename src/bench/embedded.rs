@@ -1,6 +1,7 @@
-//! `--embedded`: a real shardlog server started inside the bench process, on 127.0.0.1:0 and
-//! a fresh temporary data directory that is removed when the run ends; and the process's
-//! resident memory, read from `/proc/self/status`.
+//! `--embedded`: a real shardlog server started inside the bench process, serving gRPC and the
+//! Kinesis API each on a port of 127.0.0.1:0, on a fresh temporary data directory that is
+//! removed when the run ends; and the process's resident memory, read from
+//! `/proc/self/status`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,21 +16,23 @@ use super::BenchError;
 use shardlog::broker::{Broker, BrokerConfig};
 use shardlog::fsio::RealIo;
 use shardlog::grpc::ServerError;
+use shardlog::kinesis::KinesisConfig;
 use shardlog::storage::FsyncPolicy;
 
 /// Tells apart the directories of embedded servers started by one process.
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
-/// A server serving real gRPC from a task of this process.
+/// A server serving real gRPC (and the Kinesis API) from a task of this process.
 #[derive(Debug)]
 pub struct EmbeddedServer {
     addr: SocketAddr,
+    kinesis_addr: SocketAddr,
     dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<ServerTask>,
 }
 
-/// The task serving gRPC; it ends with the server's outcome.
+/// The task serving gRPC and the Kinesis API; it ends with the server's outcome.
 type ServerTask = JoinHandle<Result<(), ServerError>>;
 
 /// Settings of an embedded server beyond the defaults.
@@ -52,6 +55,24 @@ fn unique_dir(parent: &Path) -> PathBuf {
         .map_or(0, |d| d.as_nanos());
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
     parent.join(format!("shardlog-bench-{}-{nanos}-{n}", std::process::id()))
+}
+
+/// Where an embedded server serves each API.
+struct Addrs {
+    grpc: SocketAddr,
+    kinesis: SocketAddr,
+}
+
+/// A listener on an ephemeral loopback port, and its address.
+async fn bind_loopback() -> Result<(TcpListener, SocketAddr), BenchError> {
+    let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| BenchError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| BenchError::Bind { addr: bind, source })?;
+    Ok((listener, addr))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -94,8 +115,9 @@ impl EmbeddedServer {
             source,
         })?;
         match Self::serve(&dir, settings).await {
-            Ok((addr, stop, task)) => Ok(EmbeddedServer {
-                addr,
+            Ok((addrs, stop, task)) => Ok(EmbeddedServer {
+                addr: addrs.grpc,
+                kinesis_addr: addrs.kinesis,
                 dir,
                 stop: Some(stop),
                 task: Some(task),
@@ -114,14 +136,9 @@ impl EmbeddedServer {
     async fn serve(
         dir: &Path,
         settings: EmbeddedSettings,
-    ) -> Result<(SocketAddr, oneshot::Sender<()>, ServerTask), BenchError> {
-        let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|source| BenchError::Bind { addr: bind, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| BenchError::Bind { addr: bind, source })?;
+    ) -> Result<(Addrs, oneshot::Sender<()>, ServerTask), BenchError> {
+        let (listener, addr) = bind_loopback().await?;
+        let (kinesis_listener, kinesis_addr) = bind_loopback().await?;
         let mut config = BrokerConfig::new(dir);
         config.commit.policy = settings.fsync;
         config.max_dedup_ids = config.max_dedup_ids.max(settings.max_dedup_ids);
@@ -133,16 +150,33 @@ impl EmbeddedServer {
             .await
             .map_err(BenchError::OpenBroker)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(shardlog::grpc::serve(broker, listener, async {
-            // A dropped sender stops the server as well.
-            let _ = stopped.await;
-        }));
-        Ok((addr, stop, task))
+        let task = tokio::spawn(shardlog::grpc::serve_with_kinesis(
+            broker,
+            listener,
+            Some((kinesis_listener, KinesisConfig::default())),
+            async {
+                // A dropped sender stops the server as well.
+                let _ = stopped.await;
+            },
+        ));
+        Ok((
+            Addrs {
+                grpc: addr,
+                kinesis: kinesis_addr,
+            },
+            stop,
+            task,
+        ))
     }
 
-    /// The URL clients connect to.
+    /// The URL gRPC clients connect to.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The URL of the Kinesis endpoint.
+    pub fn kinesis_url(&self) -> String {
+        format!("http://{}", self.kinesis_addr)
     }
 
     /// Stops the server gracefully (every shard synced and closed), then removes its

@@ -1,5 +1,6 @@
 //! `shardlog bench`: a load generator that drives a shardlog server over real gRPC and reports
-//! throughput, ack latency and put-to-receive latency from HDR histograms.
+//! throughput, ack latency and put-to-receive latency from HDR histograms. With `--api kinesis`
+//! the produce and consume workloads go over the Kinesis API instead (`kinesis/`).
 //!
 //! ```text
 //!  args ─▶ Plan ─▶ server: --server URL, or --embedded (127.0.0.1:0, temp dir, removed after)
@@ -25,6 +26,7 @@ mod consume;
 mod e2e;
 pub mod embedded;
 mod idle;
+pub mod kinesis;
 mod produce;
 mod progress;
 mod queue;
@@ -42,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-pub use args::{BenchArgs, Plan, PutApi, Target, Workload, TIMESTAMP_BYTES};
+pub use args::{Api, BenchArgs, Plan, PutApi, Target, Workload, TIMESTAMP_BYTES};
 pub use report::{BenchReport, FillReport, RouteReport, RssReport};
 
 use embedded::{EmbeddedServer, EmbeddedSettings};
@@ -77,6 +79,18 @@ pub enum BenchError {
     },
     #[error("when {step}: no answer after {after:?}")]
     Timeout { step: &'static str, after: Duration },
+    #[error("when {step} over the Kinesis API")]
+    Kinesis {
+        step: &'static str,
+        #[source]
+        source: kinesis::CallError,
+    },
+    #[error("the stream {stream} is still {status}, not ACTIVE, after {after:?}")]
+    StreamNotActive {
+        stream: String,
+        status: String,
+        after: Duration,
+    },
     #[error("when trying to {action} the embedded data directory {}", dir.display())]
     DataDir {
         action: &'static str,
@@ -136,11 +150,17 @@ pub async fn execute(args: &BenchArgs) -> Result<BenchReport, BenchError> {
                 shard_retention_bytes: plan.shard_retention_bytes,
             };
             let server = EmbeddedServer::start(parent, settings).await?;
-            let url = server.url();
+            let url = match plan.api {
+                Api::Grpc => server.url(),
+                Api::Kinesis => server.kinesis_url(),
+            };
             (Some(server), url)
         }
     };
-    let measured = measure(&plan, &url, &run_id).await;
+    let measured = match plan.api {
+        Api::Grpc => measure(&plan, &url, &run_id).await,
+        Api::Kinesis => kinesis::measure(&plan, &url, &run_id).await,
+    };
     let rss_after = embedded::process_rss();
     let stopped = match server {
         Some(server) => server.stop().await,
@@ -215,6 +235,7 @@ impl Measured {
         let counts = self.meter.counts();
         BenchReport {
             workload: plan.workload.name(),
+            api: plan.api.name(),
             consume_mode: (plan.workload == Workload::Consume).then(|| plan.consume_mode.name()),
             put_api: plan.put_api.name(),
             idle_subscribers: plan.idle_subscribers,

@@ -122,15 +122,34 @@ impl KindTally {
 
 /// What one producer has used so far: where it is in the key cycle and the dedup ids.
 #[derive(Debug)]
-struct Cursor {
+pub(super) struct Cursor {
     producer: usize,
     next_key: usize,
     next_id: u64,
 }
 
+impl Cursor {
+    /// Producer `producer`'s: it starts its key cycle at its own index, so that producers
+    /// spread over the keys from the first batch.
+    pub(super) fn new(producer: usize) -> Cursor {
+        Cursor {
+            producer,
+            next_key: producer,
+            next_id: 0,
+        }
+    }
+
+    /// The next partition key of `shape`'s cycle.
+    pub(super) fn next_key<'a>(&mut self, shape: &'a RecordShape) -> &'a str {
+        let key = &shape.keys[self.next_key % shape.keys.len()];
+        self.next_key = self.next_key.wrapping_add(1);
+        key
+    }
+}
+
 impl RecordShape {
     /// The data of a record sent at `sent`: a fixed filler, preceded by the send time in e2e.
-    fn data(&self, sent: Instant) -> Bytes {
+    pub(super) fn data(&self, sent: Instant) -> Bytes {
         let mut data = BytesMut::with_capacity(self.record_size);
         if let Some(epoch) = self.stamp_epoch {
             data.put_u64_le(nanos_since(epoch, sent));
@@ -150,8 +169,7 @@ impl RecordShape {
 
     /// The entry at `index` of a batch.
     fn entry(&self, cursor: &mut Cursor, index: usize, data: Bytes) -> PutRecordsRequestEntry {
-        let key = &self.keys[cursor.next_key % self.keys.len()];
-        cursor.next_key = cursor.next_key.wrapping_add(1);
+        let key = cursor.next_key(self);
         let deduplication_id = match &self.dedup_prefix {
             Some(prefix) => {
                 cursor.next_id += 1;
@@ -160,11 +178,11 @@ impl RecordShape {
             None => String::new(),
         };
         PutRecordsRequestEntry {
-            partition_key: key.clone(),
+            partition_key: key.to_owned(),
             data,
             explicit_hash_key: String::new(),
             message_group_id: if self.message_groups {
-                key.clone()
+                key.to_owned()
             } else {
                 String::new()
             },
@@ -180,11 +198,7 @@ impl RecordShape {
     /// A record as the producers make them, at the first position of `kind` in a batch (the
     /// first position for `None`): what a route run tries its filter on.
     pub fn sample(&self, kind: Option<RecordKind>) -> PutRecordsRequestEntry {
-        let mut cursor = Cursor {
-            producer: 0,
-            next_key: 0,
-            next_id: 0,
-        };
+        let mut cursor = Cursor::new(0);
         let index = kind.map_or(0, RecordKind::first_index);
         self.entry(&mut cursor, index, self.data(Instant::now()))
     }
@@ -246,7 +260,7 @@ impl AckedTail {
 }
 
 /// What the bench reads from the answer to a batch, whichever call gave it.
-trait PutAnswer {
+pub(super) trait PutAnswer {
     /// Entries the answer has a result for.
     fn answered(&self) -> u64;
     /// Error code and message of every failed entry.
@@ -337,11 +351,18 @@ pub struct ProducePhase {
 }
 
 /// A batch's answer, its call's failure, or no answer in time.
-type PutOutcome<A = PutRecordsResponse> =
-    Result<Result<A, ClientError>, tokio::time::error::Elapsed>;
+pub(super) type PutOutcome<A = PutRecordsResponse, E = ClientError> =
+    Result<Result<A, E>, tokio::time::error::Elapsed>;
 
 impl ProducePhase {
-    fn account<A: PutAnswer>(&self, outcome: PutOutcome<A>, latency: Duration, sent: u64) {
+    /// Counts what the answer to a batch of `sent` records says: its latency, the records
+    /// stored and the entries failed, or the call's failure.
+    pub(super) fn account<A: PutAnswer, E: std::fmt::Display>(
+        &self,
+        outcome: PutOutcome<A, E>,
+        latency: Duration,
+        sent: u64,
+    ) {
         match outcome {
             Ok(Ok(answer)) => {
                 self.meter.record_latency(latency);
@@ -393,11 +414,7 @@ pub async fn run_producers(phase: Arc<ProducePhase>, clients: Vec<Client>) -> Du
     let mut producers = JoinSet::new();
     for (index, client) in clients.into_iter().enumerate() {
         let phase = Arc::clone(&phase);
-        let cursor = Cursor {
-            producer: index,
-            next_key: index,
-            next_id: 0,
-        };
+        let cursor = Cursor::new(index);
         let schedule = phase.rate.map(|rate| {
             OpenLoopSchedule::new(rate, phase.shape.batch_size, phase.producers, index)
         });
@@ -712,7 +729,7 @@ mod tests {
             acked: None,
             kinds: Some(Arc::clone(&kinds)),
         };
-        phase.account(Ok(Ok(answer)), Duration::from_millis(1), 5);
+        phase.account::<_, ClientError>(Ok(Ok(answer)), Duration::from_millis(1), 5);
         assert_eq!(kinds.get(RecordKind::Order), 3);
         assert_eq!(kinds.get(RecordKind::Noise), 1);
         assert_eq!(meter.counts().records, 4);

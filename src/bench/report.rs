@@ -4,7 +4,7 @@
 //! JSON fields (times in milliseconds, rates per second, MB = 10^6 bytes of record data):
 //!
 //! ```text
-//! { "workload", "consume_mode", "put_api", "in_flight", "idle_subscribers", "server", "fsync", "stream", "shards", "producers",
+//! { "workload", "api", "consume_mode", "put_api", "in_flight", "idle_subscribers", "server", "fsync", "stream", "shards", "producers",
 //!   "consumers", "record_size", "batch_size", "rate", "key_space", "dedup", "message_groups",
 //!   "records", "bytes", "elapsed_secs", "records_per_sec", "mb_per_sec", "cpu_secs",
 //!   "cpu_us_per_record",
@@ -309,6 +309,8 @@ impl RouteReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchReport {
     pub workload: &'static str,
+    /// `grpc` or `kinesis`: the API the measured traffic went over.
+    pub api: &'static str,
     /// `get-records` or `subscribe` for a consume run.
     pub consume_mode: Option<&'static str>,
     /// `stream` or `unary`: how producers put.
@@ -401,6 +403,7 @@ impl BenchReport {
         let optional_str = |s: Option<&str>| s.map_or(Json::Null, Json::str);
         Json::Object(vec![
             ("workload", Json::str(self.workload)),
+            ("api", Json::str(self.api)),
             ("consume_mode", optional_str(self.consume_mode)),
             ("put_api", Json::str(self.put_api)),
             (
@@ -481,7 +484,16 @@ impl BenchReport {
         if let Some(mode) = self.consume_mode {
             let _ = write!(setup, " ({mode})");
         }
-        let _ = write!(setup, " on {}", self.server);
+        let _ = write!(
+            setup,
+            " over {} on {}",
+            match self.api {
+                "kinesis" => "the Kinesis API (JSON, HTTP/1.1)",
+                "grpc" => "gRPC",
+                other => other,
+            },
+            self.server
+        );
         if let Some(fsync) = self.fsync {
             let _ = write!(setup, " (fsync {fsync})");
         }
@@ -746,6 +758,7 @@ mod tests {
     fn report() -> BenchReport {
         BenchReport {
             workload: "produce",
+            api: "grpc",
             consume_mode: None,
             put_api: "stream",
             in_flight: Some(4),
@@ -822,6 +835,7 @@ mod tests {
     fn report_json_carries_the_rates_errors_and_both_latencies() {
         let json = report().to_json().to_string();
         for expected in [
+            r#""workload":"produce","api":"grpc","#,
             r#""records":1000000,"#,
             r#""records_per_sec":500000.000,"#,
             r#""mb_per_sec":512.000,"#,
@@ -1005,6 +1019,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("ack per PutRecords"), "{table}");
+        assert!(
+            table.starts_with("produce workload over gRPC on embedded (fsync always)"),
+            "{table}"
+        );
         assert!(table.contains("4.250"), "{table}");
         assert!(!table.contains("put → receive"), "{table}");
     }

@@ -1,10 +1,11 @@
 //! `shardlog bench --embedded`: tiny produce, e2e, route and queue runs against a server
-//! started in process, checked through the JSON the command prints.
+//! started in process, over gRPC and over the Kinesis API, checked through the JSON the
+//! command prints.
 
 use std::time::Duration;
 
 use super::embedded::{EmbeddedServer, EmbeddedSettings};
-use super::{execute, BenchArgs, PutApi, Workload};
+use super::{execute, Api, BenchArgs, BenchError, PutApi, Workload};
 use crate::bench::args::{QueueType, DEFAULT_ROUTE_ATTRIBUTES_PATTERN};
 use shardlog::storage::FsyncPolicy;
 
@@ -289,4 +290,88 @@ async fn a_queue_run_against_a_server_holds_only_its_own_records_and_leaves_no_g
     let groups = client.list_groups("bench").await.expect("groups listed");
     assert!(groups.is_empty(), "queue groups left behind: {groups:?}");
     server.stop().await.expect("server stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_produce_run_stores_the_whole_budget_one_put_records_per_batch() {
+    let args = BenchArgs {
+        api: Api::Kinesis,
+        duration: Duration::from_secs(30),
+        ..tiny(Workload::Produce)
+    };
+    let json = run_json(&args).await;
+    assert!(json.contains(r#""api":"kinesis""#), "{json}");
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(&json, "bytes"), Some(2_000.0 * 64.0), "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    assert_eq!(
+        number_at(&json, "latency_ms.count"),
+        Some(40.0),
+        "one ack per batch of 50: {json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_consume_run_reads_back_every_record_it_stored() {
+    let args = BenchArgs {
+        api: Api::Kinesis,
+        duration: Duration::from_secs(30),
+        ..tiny(Workload::Consume)
+    };
+    let json = run_json(&args).await;
+    assert!(json.contains(r#""consume_mode":"get-records""#), "{json}");
+    assert_eq!(number_at(&json, "fill.records"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    // The data decoded from base64: 64 bytes a record.
+    assert_eq!(number_at(&json, "bytes"), Some(2_000.0 * 64.0), "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    assert!(
+        number_at(&json, "latency_ms.count").expect("count") >= 2.0,
+        "a GetRecords at least per shard: {json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_run_on_a_server_takes_the_stream_it_finds() {
+    let settings = EmbeddedSettings {
+        fsync: FsyncPolicy::Never,
+        max_dedup_ids: 0,
+        shard_retention_bytes: None,
+    };
+    let server = EmbeddedServer::start(&std::env::temp_dir(), settings)
+        .await
+        .expect("server started");
+    let remote = |workload| BenchArgs {
+        embedded: false,
+        api: Api::Kinesis,
+        kinesis_endpoint: Some(server.kinesis_url()),
+        stream: "kinesis-bench".to_owned(),
+        duration: Duration::from_secs(30),
+        ..tiny(workload)
+    };
+    // The first run creates the stream; the second finds it with the first run's records,
+    // and reads them as well as its own.
+    let json = run_json(&remote(Workload::Produce)).await;
+    assert_eq!(number_at(&json, "records"), Some(2_000.0), "{json}");
+    let json = run_json(&remote(Workload::Consume)).await;
+    assert!(
+        json.contains(&format!(r#""server":"{}""#, server.kinesis_url())),
+        "{json}"
+    );
+    assert_eq!(number_at(&json, "fill.records"), Some(2_000.0), "{json}");
+    assert_eq!(number_at(&json, "records"), Some(4_000.0), "{json}");
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    server.stop().await.expect("server stopped");
+}
+
+#[tokio::test]
+async fn a_kinesis_run_of_another_workload_is_refused_before_any_server_starts() {
+    let args = BenchArgs {
+        api: Api::Kinesis,
+        ..tiny(Workload::E2e)
+    };
+    assert!(matches!(
+        execute(&args).await,
+        Err(BenchError::InvalidArgument { setting: "api", .. })
+    ));
 }

@@ -266,6 +266,11 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, KinesisError> {
             text.len()
         )));
     }
+    // The decoder takes only the alphabet and padding at the end, so a blob it decodes needs
+    // no scan: the scan below only chooses which error to report.
+    if let Ok(decoded) = STANDARD.decode(text) {
+        return Ok(decoded);
+    }
     let bytes = text.as_bytes();
     let bad = bytes.iter().enumerate().find(|&(i, &b)| {
         !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
@@ -276,9 +281,9 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, KinesisError> {
         let c = text[i..].chars().next().unwrap_or('?');
         return Err(refuse(format!("Invalid Base64 character: '{c}'")));
     }
-    STANDARD
-        .decode(text)
-        .map_err(|_| refuse("Invalid last non-pad Base64 character dectected".into()))
+    Err(refuse(
+        "Invalid last non-pad Base64 character dectected".into(),
+    ))
 }
 
 /// Long values are cut in messages: a 1 MiB blob does not belong in an error.
