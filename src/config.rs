@@ -202,6 +202,13 @@ pub struct Settings {
     /// Most receipt handles in one DeleteMessages [default: 1000]
     #[arg(long, env = "SHARDLOG_MAX_DELETE_HANDLES", value_name = "N")]
     pub max_delete_handles: Option<usize>,
+    /// Most a uniform scaling (UpdateShardCount) may multiply or divide a stream's open shard
+    /// count by [default: 2]
+    #[arg(long, env = "SHARDLOG_MAX_SCALING_FACTOR", value_name = "N")]
+    pub max_scaling_factor: Option<u32>,
+    /// Most uniform scalings of one stream in 24 hours [default: 10]
+    #[arg(long, env = "SHARDLOG_MAX_SCALINGS_PER_DAY", value_name = "N")]
+    pub max_scalings_per_day: Option<u32>,
     /// Most tags one stream may carry [default: 50]
     #[arg(long, env = "SHARDLOG_MAX_STREAM_TAGS", value_name = "N")]
     pub max_stream_tags: Option<usize>,
@@ -368,6 +375,14 @@ impl Config {
         );
         set(&mut c.stream_limits.max_tags, layer!(max_stream_tags));
         set(
+            &mut c.stream_limits.max_scaling_factor,
+            layer!(max_scaling_factor),
+        );
+        set(
+            &mut c.stream_limits.max_scalings_per_day,
+            layer!(max_scalings_per_day),
+        );
+        set(
             &mut c.stream_limits.max_consumers,
             layer!(max_stream_consumers),
         );
@@ -437,6 +452,16 @@ impl Config {
         check(
             c.stream_limits.max_shard_count >= 1,
             "max_shard_count",
+            positive,
+        )?;
+        check(
+            c.stream_limits.max_scaling_factor >= 2,
+            "max_scaling_factor",
+            || "must be at least 2 (a factor of 1 allows no scaling)".to_owned(),
+        )?;
+        check(
+            c.stream_limits.max_scalings_per_day >= 1,
+            "max_scalings_per_day",
             positive,
         )?;
         check(c.max_record_bytes >= 1, "max_record_bytes", positive)?;
@@ -728,6 +753,12 @@ mod tests {
             ("max_shard_count", |c| {
                 c.broker.stream_limits.max_shard_count = 0
             }),
+            ("max_scaling_factor", |c| {
+                c.broker.stream_limits.max_scaling_factor = 1
+            }),
+            ("max_scalings_per_day", |c| {
+                c.broker.stream_limits.max_scalings_per_day = 0
+            }),
             ("max_record_bytes", |c| c.broker.max_record_bytes = 0),
             ("max_put_request_bytes", |c| {
                 c.broker.max_put_request_bytes = c.broker.max_record_bytes - 1
@@ -887,6 +918,14 @@ mod tests {
                 d.default_session_timeout.as_millis().to_string(),
             ),
             ("max_stream_tags", d.stream_limits.max_tags.to_string()),
+            (
+                "max_scaling_factor",
+                d.stream_limits.max_scaling_factor.to_string(),
+            ),
+            (
+                "max_scalings_per_day",
+                d.stream_limits.max_scalings_per_day.to_string(),
+            ),
             (
                 "max_stream_consumers",
                 d.stream_limits.max_consumers.to_string(),

@@ -550,6 +550,7 @@ async fn an_unknown_stream_is_not_found_on_every_rpc() {
     assert_rejected(
         c.list_shards(pb::ListShardsRequest {
             stream_name: missing.into(),
+            shard_filter: None,
         })
         .await,
         Code::NotFound,

@@ -204,6 +204,7 @@ async fn deleting_a_stream_removes_it_and_its_readers_get_not_found() {
     let shards = c
         .list_shards(pb::ListShardsRequest {
             stream_name: "doomed".into(),
+            shard_filter: None,
         })
         .await;
     common::assert_rejected(shards, Code::NotFound, "doomed");

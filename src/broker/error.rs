@@ -28,6 +28,30 @@ pub enum BrokerError {
         /// The shard id, as the request gave it.
         shard: String,
     },
+    /// The stream is switching shards (a split, merge or scaling runs) and takes no second
+    /// reshard until it is done.
+    #[error("stream {stream} is updating: a reshard is running")]
+    StreamUpdating {
+        /// The stream.
+        stream: StreamName,
+    },
+    /// A reshard the stream's state or limits do not allow now.
+    #[error("stream {stream} cannot be resharded now: {reason}")]
+    ReshardRefused {
+        /// The stream.
+        stream: StreamName,
+        /// Why.
+        reason: String,
+    },
+    /// A reshard past one of Kinesis's scaling limits (open shards, the factor of one scaling,
+    /// scalings per day).
+    #[error("stream {stream}: {reason}")]
+    ReshardLimit {
+        /// The stream.
+        stream: StreamName,
+        /// The limit and the value asked for.
+        reason: String,
+    },
     /// A stream of that name exists already.
     #[error("stream {stream} already exists")]
     StreamExists {

@@ -199,10 +199,43 @@ fn unknown_member(member: &MemberId) -> BrokerError {
     })
 }
 
-fn open_shards(handle: &StreamHandle) -> Vec<u32> {
+/// Whether the group is done with a shard: it is closed, and the group's checkpoint reached
+/// its end (or it never held a record, or retention has removed all it held).
+fn finished(
+    handle: &StreamHandle,
+    checkpoints: &BTreeMap<ShardId, SequenceNumber>,
+    id: ShardId,
+) -> bool {
+    let Some(shard) = handle.shard(id) else {
+        return true;
+    };
+    let Some(end) = shard.ending() else {
+        return false;
+    };
+    let Some(last) = end.checked_sub(1) else {
+        return true;
+    };
+    shard.log.first_sequence() >= end || checkpoints.get(&id).is_some_and(|&c| c >= last)
+}
+
+/// The shards a group leases now, following lineage as the KCL does: a shard the group is not
+/// done with, whose parents (both, after a merge) it is done with. So a child is read only
+/// after its parents have been read to their ends, and order per key holds across a reshard.
+fn leasable_shards(
+    handle: &StreamHandle,
+    checkpoints: &BTreeMap<ShardId, SequenceNumber>,
+) -> Vec<u32> {
     handle
         .descriptor
-        .open_shards()
+        .shards()
+        .iter()
+        .filter(|s| {
+            !finished(handle, checkpoints, s.id)
+                && s.parent
+                    .into_iter()
+                    .chain(s.adjacent_parent)
+                    .all(|p| finished(handle, checkpoints, p))
+        })
         .map(|s| s.id.index())
         .collect()
 }
@@ -359,7 +392,8 @@ impl Broker {
             }
         };
         let now = Instant::now();
-        let set = coordinator.set_shards(&open_shards(&handle), now);
+        let checkpoints = self.checkpoints(&stream, &group).unwrap_or_default();
+        let set = coordinator.set_shards(&leasable_shards(&handle, &checkpoints), now);
         let outcome = coordinator.join(&member, session_timeout, now)?;
         let floor = [set.persist_epoch_floor, outcome.persist_epoch_floor]
             .into_iter()
@@ -386,13 +420,21 @@ impl Broker {
         member_id: &str,
     ) -> Result<MemberAssignments, BrokerError> {
         let (key, member) = self.member_of(stream, group, member_id)?;
+        let handle = self.stream(stream)?;
+        let checkpoints = self.checkpoints(&key.0, &key.1).unwrap_or_default();
         let mut coordinators = self.inner.groups.coordinators.lock().await;
         let coordinator = coordinators
             .get_mut(&key)
             .ok_or_else(|| unknown_member(&member))?;
-        let outcome = coordinator.heartbeat(&member, Instant::now())?;
-        self.persist_before_answer(&key, coordinator, outcome.persist_epoch_floor)
-            .await?;
+        // A reshard or a checkpoint at the end of a parent changes what the group leases.
+        let now = Instant::now();
+        let set = coordinator.set_shards(&leasable_shards(&handle, &checkpoints), now);
+        let outcome = coordinator.heartbeat(&member, now)?;
+        let floor = [set.persist_epoch_floor, outcome.persist_epoch_floor]
+            .into_iter()
+            .flatten()
+            .max();
+        self.persist_before_answer(&key, coordinator, floor).await?;
         drop(coordinators);
         let view = outcome.value;
         let (stream, group) = &key;
@@ -522,6 +564,10 @@ impl Broker {
             let Some(sh) = handle.shard(shard.id) else {
                 continue;
             };
+            // A closed shard shows until the group is done with it.
+            if finished(&handle, &checkpoints, shard.id) {
+                continue;
+            }
             let log = Arc::clone(&sh.log);
             let own = ownership.iter().find(|o| o.shard == shard.id.index());
             let checkpoint = checkpoints.get(&shard.id).copied();

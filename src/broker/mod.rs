@@ -18,6 +18,7 @@ pub mod iterator;
 mod put;
 pub mod queues;
 mod read;
+mod reshard;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -43,14 +44,14 @@ pub use queues::{
     DeleteFailure, GroupSpec, GroupType, QueueConfig, QueueDescription, QueueStart, ReceivedMessage,
 };
 pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
+pub use reshard::{ShardFilter, CRASH_AT_ENV, SCALING_PERIOD};
 pub use rules::{RuleConfig, RuleDescription, RuleShardProgress, RuleSpec, RuleStatus};
 
 use crate::fifo::{DedupKey, DedupPolicy, DedupWindow, DedupWindowConfig};
 use crate::fsio::{write_file_atomically, Io};
 use crate::meta::{MetaCommand, MetaStore};
 use crate::storage::commit::CommitConfig;
-use crate::storage::Timestamp;
-use crate::storage::{Committer, LogConfig, ShardLog};
+use crate::storage::{Committer, LogConfig, SequenceNumber, ShardLog, Timestamp};
 use crate::stream::{
     ShardId, StreamChange, StreamDescriptor, StreamLimits, StreamName, StreamOptions,
     StreamSettings,
@@ -165,12 +166,47 @@ impl BrokerConfig {
     }
 }
 
-/// One open shard: its log and the committer that writes it.
+/// One shard: its log, the committer that writes it, and whether a reshard closed it.
 #[derive(Debug)]
 pub(crate) struct ShardHandle {
     pub(crate) id: ShardId,
     pub(crate) log: Arc<ShardLog>,
     pub(crate) committer: Committer,
+    /// `Some(end)` once the shard is closed: it holds no record at or past `end`. Readers
+    /// waiting at the end of the shard wake when it closes.
+    pub(crate) closed: watch::Sender<Option<SequenceNumber>>,
+}
+
+impl ShardHandle {
+    fn new(
+        id: ShardId,
+        log: Arc<ShardLog>,
+        commit: CommitConfig,
+        ending: Option<SequenceNumber>,
+    ) -> ShardHandle {
+        ShardHandle {
+            id,
+            committer: Committer::spawn(Arc::clone(&log), commit),
+            log,
+            closed: watch::channel(ending).0,
+        }
+    }
+
+    /// Where the shard ended, once closed.
+    pub(crate) fn ending(&self) -> Option<SequenceNumber> {
+        *self.closed.borrow()
+    }
+}
+
+/// What every incarnation of a stream's handle shares: a reshard replaces the handle, not this.
+pub(crate) struct StreamShared {
+    /// Puts hold it shared from routing until their appends are acknowledged; a reshard holds
+    /// it exclusively for its switch, so no put straddles two layouts.
+    pub(crate) put_gate: Arc<tokio::sync::RwLock<()>>,
+    /// True while a reshard runs.
+    pub(crate) resharding: std::sync::atomic::AtomicBool,
+    /// Flips to true when the stream is deleted; subscribers end on it.
+    pub(crate) deleted: watch::Sender<bool>,
 }
 
 /// One open stream.
@@ -180,16 +216,19 @@ pub(crate) struct StreamHandle {
     pub(crate) descriptor: StreamDescriptor,
     /// The stream's options as they stand.
     pub(crate) options: RwLock<StreamOptions>,
-    pub(crate) shards: Vec<ShardHandle>,
+    /// Every shard, open and closed, by id (ids are dense from 0).
+    pub(crate) shards: Vec<Arc<ShardHandle>>,
     pub(crate) dedup: DedupWindow,
     pub(crate) dedup_policy: DedupPolicy,
-    /// Flips to true when the stream is deleted; subscribers end on it.
-    pub(crate) deleted: watch::Sender<bool>,
+    pub(crate) shared: Arc<StreamShared>,
 }
 
 impl StreamHandle {
     pub(crate) fn shard(&self, id: ShardId) -> Option<&ShardHandle> {
-        self.shards.get(id.index() as usize).filter(|s| s.id == id)
+        self.shards
+            .get(id.index() as usize)
+            .filter(|s| s.id == id)
+            .map(|s| &**s)
     }
 }
 
@@ -205,6 +244,7 @@ pub(crate) struct Inner {
     pub(crate) matchers: filter::MatcherCache,
     pub(crate) rules: rules::Rules,
     pub(crate) queues: queues::Queues,
+    pub(crate) scalings: reshard::ScalingLog,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -269,6 +309,7 @@ impl Broker {
                 matchers: filter::MatcherCache::default(),
                 rules: rules::Rules::default(),
                 queues,
+                scalings: reshard::ScalingLog::default(),
                 shutdown,
             }),
         };
@@ -295,10 +336,9 @@ impl Broker {
     ) -> Result<StreamHandle, BrokerError> {
         let shards = logs
             .into_iter()
-            .map(|(id, log)| ShardHandle {
-                id,
-                committer: Committer::spawn(Arc::clone(&log), config.commit),
-                log,
+            .map(|(id, log)| {
+                let ending = descriptor.shard(id).and_then(|s| s.ending_sequence);
+                Arc::new(ShardHandle::new(id, log, config.commit, ending))
             })
             .collect();
         let settings = descriptor.settings;
@@ -306,7 +346,11 @@ impl Broker {
             window: settings.dedup_window,
             max_live_ids: config.max_dedup_ids,
         })?;
-        let (deleted, _) = watch::channel(false);
+        let shared = Arc::new(StreamShared {
+            put_gate: Arc::new(tokio::sync::RwLock::new(())),
+            resharding: std::sync::atomic::AtomicBool::new(false),
+            deleted: watch::channel(false).0,
+        });
         Ok(StreamHandle {
             dedup_policy: DedupPolicy {
                 scope: settings.dedup_scope,
@@ -316,7 +360,7 @@ impl Broker {
             descriptor,
             shards,
             dedup,
-            deleted,
+            shared,
         })
     }
 
@@ -512,7 +556,7 @@ impl Broker {
             .remove(&stream);
         self.inner.groups.remove_stream(&stream).await;
         self.inner.queues.remove_stream(&stream);
-        handle.deleted.send_replace(true);
+        handle.shared.deleted.send_replace(true);
         let io = Arc::clone(&self.inner.io);
         let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());
         let logs: Vec<Arc<ShardLog>> = handle.shards.iter().map(|s| Arc::clone(&s.log)).collect();
@@ -669,21 +713,39 @@ fn open_blocking(config: &BrokerConfig, io: Arc<dyn Io>) -> Result<Opened, Broke
 }
 
 /// Stream directories without metadata are left-overs of a creation or deletion cut short by
-/// a crash: the metadata is the truth, so they go.
+/// a crash, and shard directories a stream's metadata does not name are those of a reshard
+/// cut short before its switch: the metadata is the truth, so they go.
 fn remove_orphans(io: &dyn Io, config: &BrokerConfig, meta: &MetaStore) {
     let dir = streams_dir(&config.data_dir);
     let Ok(names) = io.list_dir(&dir) else { return };
+    let remove = |path: &Path, what: &str| {
+        tracing::warn!(dir = %path.display(), "removing data of a {what} that has no metadata");
+        if let Err(e) = io.remove_dir_all(path) {
+            tracing::error!(dir = %path.display(), error = %e, "could not remove orphan {what} data");
+        }
+    };
     for name in names {
-        let known = meta
+        let stream = meta
             .state()
             .streams
-            .keys()
-            .any(|k| Path::new(k.as_str()) == name.as_path());
-        if !known {
-            let path = dir.join(&name);
-            tracing::warn!(dir = %path.display(), "removing data of a stream that has no metadata");
-            if let Err(e) = io.remove_dir_all(&path) {
-                tracing::error!(dir = %path.display(), error = %e, "could not remove orphan stream data");
+            .values()
+            .find(|d| Path::new(d.name.as_str()) == name.as_path());
+        let path = dir.join(&name);
+        let Some(stream) = stream else {
+            remove(&path, "stream");
+            continue;
+        };
+        let Ok(shards) = io.list_dir(&path) else {
+            continue;
+        };
+        for shard in shards {
+            let known = stream
+                .shards()
+                .iter()
+                .any(|s| Path::new(&s.id.to_string()) == shard.as_path());
+            let is_shard = shard.to_str().is_some_and(|s| s.starts_with("shardId-"));
+            if is_shard && !known {
+                remove(&path.join(&shard), "shard");
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::OwnedRwLockReadGuard;
 use tokio::task::JoinHandle;
 
 use super::attributes::{self, PutAttribute};
@@ -186,7 +187,10 @@ impl Broker {
                 ),
             ));
         }
-        let handle = self.stream(stream)?;
+        // The put routes by the layout in force once it holds the stream's put gate, and its
+        // appends hold the gate until acknowledged: a reshard, which takes the gate alone,
+        // sees every put either wholly before its switch or wholly after.
+        let (handle, pass) = self.enter_put_gate(stream).await?;
         let mut total = 0usize;
         let mut routed = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -314,9 +318,11 @@ impl Broker {
                 // and spawning, so the task always exists for a queued batch.
                 let shard_ticket = shard_tickets.get_mut(s).and_then(Option::take);
                 let queued = handle.shards[s].committer.submit(batch).await;
+                let pass = Arc::clone(&pass);
                 appends.push((
                     s,
                     tokio::spawn(async move {
+                        let _pass = pass;
                         let ack = match queued {
                             Ok(pending) => pending.acked().await,
                             Err(e) => Err(e),
@@ -339,6 +345,22 @@ impl Broker {
             dedup_entries,
             appends,
         })
+    }
+
+    /// The stream's handle as it stands once the put holds the stream's put gate (shared), and
+    /// that hold. A stream deleted and made again meanwhile is looked up afresh.
+    async fn enter_put_gate(
+        &self,
+        stream: &StreamName,
+    ) -> Result<(Arc<StreamHandle>, Arc<OwnedRwLockReadGuard<()>>), BrokerError> {
+        loop {
+            let seen = self.stream(stream)?;
+            let pass = Arc::clone(&seen.shared.put_gate).read_owned().await;
+            let handle = self.stream(stream)?;
+            if Arc::ptr_eq(&handle.shared, &seen.shared) {
+                return Ok((handle, Arc::new(pass)));
+            }
+        }
     }
 
     /// Validates an entry and picks its shard: the message group id wins over both the

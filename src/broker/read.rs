@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::iterator::IteratorPosition;
-use super::{blocking, filter, Broker, BrokerError, StreamHandle};
+use super::{blocking, filter, Broker, BrokerError, ShardHandle, StreamHandle};
 use crate::route::Filter;
 use crate::storage::{ReadBatch, ShardLog, StoredRecord};
 use crate::storage::{SequenceNumber, Timestamp};
-use crate::stream::{ShardId, StreamName};
+use crate::stream::{ChildShard, ShardId, StreamName};
 
 /// Where an iterator or a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +35,11 @@ pub type StartPosition = IteratorKind;
 pub struct GetRecordsOutput {
     /// The records read, in sequence order.
     pub records: Vec<StoredRecord>,
-    /// Where the next read continues.
-    pub next_shard_iterator: String,
+    /// Where the next read continues; `None` once the reader has reached the end of a closed
+    /// shard, which is then continued by `child_shards`.
+    pub next_shard_iterator: Option<String>,
+    /// The shards that continue a closed shard, given with the read that reaches its end.
+    pub child_shards: Vec<ChildShard>,
     /// How far the last record returned is behind the newest record of the shard, in whole ms
     /// (zero when the reader is at the end).
     pub behind_latest: Duration,
@@ -53,6 +56,9 @@ pub struct SubscribeEvent {
     pub continuation_sequence: Option<SequenceNumber>,
     /// How far the last record pushed is behind the shard's newest, in whole ms.
     pub behind_latest: Duration,
+    /// Set on the last event of a subscription to a closed shard: the shards that continue
+    /// it. The subscription ends after it.
+    pub child_shards: Vec<ChildShard>,
 }
 
 /// How far `batch`'s last record is behind the shard's newest one, by arrival time: zero when
@@ -74,14 +80,18 @@ impl Broker {
         &self,
         handle: &StreamHandle,
         shard_id: &str,
-    ) -> Result<(ShardId, Arc<ShardLog>), BrokerError> {
+    ) -> Result<Arc<ShardHandle>, BrokerError> {
         let not_found = || BrokerError::ShardNotFound {
             stream: handle.descriptor.name.clone(),
             shard: shard_id.to_owned(),
         };
         let id: ShardId = shard_id.parse().map_err(|_parse_error| not_found())?;
-        let shard = handle.shard(id).ok_or_else(not_found)?;
-        Ok((id, Arc::clone(&shard.log)))
+        handle
+            .shards
+            .get(id.index() as usize)
+            .filter(|s| s.id == id)
+            .cloned()
+            .ok_or_else(not_found)
     }
 
     /// Resolves a starting position to a sequence number in the shard.
@@ -133,8 +143,20 @@ impl Broker {
             self.matcher(f, "filter.pattern")?;
         }
         let handle = self.stream(stream)?;
-        let (id, log) = self.shard_log(&handle, shard_id)?;
-        let sequence = self.resolve(&log, kind, "starting_sequence_number").await?;
+        let shard = self.shard_log(&handle, shard_id)?;
+        let id = shard.id;
+        if kind == IteratorKind::Latest && shard.ending().is_some() {
+            return Err(BrokerError::invalid(
+                "shard_iterator_type",
+                format!(
+                    "shard {id} is closed: LATEST would never see a record; read it from another \
+                     position, or read its child shards"
+                ),
+            ));
+        }
+        let sequence = self
+            .resolve(&shard.log, kind, "starting_sequence_number")
+            .await?;
         Ok(self.inner.iterators.encode(&IteratorPosition {
             stream: handle.descriptor.name.clone(),
             stream_created_at_ms: handle.descriptor.created_at_ms,
@@ -170,13 +192,16 @@ impl Broker {
         if handle.descriptor.created_at_ms != pos.stream_created_at_ms {
             return Err(BrokerError::StreamNotFound { stream: pos.stream });
         }
-        let log = handle
-            .shard(ShardId(pos.shard))
-            .map(|s| Arc::clone(&s.log))
+        let shard = handle
+            .shards
+            .get(pos.shard as usize)
+            .filter(|s| s.id == ShardId(pos.shard))
+            .cloned()
             .ok_or_else(|| BrokerError::ShardNotFound {
                 stream: pos.stream.clone(),
                 shard: ShardId(pos.shard).to_string(),
             })?;
+        let log = Arc::clone(&shard.log);
         let matcher = match &pos.filter {
             Some(f) => Some(self.matcher(f, "shard_iterator")?),
             None => None,
@@ -192,14 +217,23 @@ impl Broker {
             Ok::<_, crate::storage::StorageError>((batch, behind))
         })
         .await??;
-        let next_shard_iterator = self.inner.iterators.encode(&IteratorPosition {
-            sequence: batch.next_sequence,
-            issued_at_ms: Timestamp::now(),
-            ..pos
-        });
+        // A closed shard ends at its ending sequence: the read that reaches it names the
+        // children instead of a next iterator.
+        let ended = shard.ending().is_some_and(|end| batch.next_sequence >= end);
+        let (next_shard_iterator, child_shards) = if ended {
+            (None, handle.descriptor.children_of(shard.id))
+        } else {
+            let next = self.inner.iterators.encode(&IteratorPosition {
+                sequence: batch.next_sequence,
+                issued_at_ms: Timestamp::now(),
+                ..pos
+            });
+            (Some(next), Vec::new())
+        };
         Ok(GetRecordsOutput {
             records: batch.records,
             next_shard_iterator,
+            child_shards,
             behind_latest,
         })
     }
@@ -221,7 +255,9 @@ impl Broker {
             None => None,
         };
         let handle = self.stream(stream)?;
-        let (_, log) = self.shard_log(&handle, shard_id)?;
+        let shard = self.shard_log(&handle, shard_id)?;
+        let log = Arc::clone(&shard.log);
+        let mut closed = shard.closed.subscribe();
         let mut position = self
             .resolve(&log, start, "starting_position.sequence_number")
             .await?;
@@ -233,10 +269,12 @@ impl Broker {
             cfg.subscribe_keepalive,
         );
         let mut durable = log.subscribe();
-        let mut deleted = handle.deleted.subscribe();
+        let mut deleted = handle.shared.deleted.subscribe();
         let mut shutdown = self.shutdown_signal();
         let stream_name = handle.descriptor.name.clone();
-        drop(handle);
+        let shard_id = shard.id;
+        let broker = self.clone();
+        drop((handle, shard));
         tokio::spawn(async move {
             loop {
                 durable.borrow_and_update();
@@ -283,6 +321,7 @@ impl Broker {
                         // The batch is not empty, so `position` (its last sequence + 1) is >= 1.
                         continuation_sequence: position.checked_sub(1),
                         behind_latest,
+                        child_shards: Vec::new(),
                     };
                     if !push(&tx, Ok(event), &mut shutdown).await {
                         return;
@@ -294,8 +333,25 @@ impl Broker {
                     // Every record read failed the filter: read on without waiting.
                     continue;
                 }
+                let ending = *closed.borrow_and_update();
+                if ending.is_some_and(|end| position >= end) {
+                    // The end of a closed shard: a last event names its children.
+                    let child_shards = broker
+                        .stream(&stream_name)
+                        .map(|h| h.descriptor.children_of(shard_id))
+                        .unwrap_or_default();
+                    let event = SubscribeEvent {
+                        records: Vec::new(),
+                        continuation_sequence: position.checked_sub(1),
+                        behind_latest: Duration::ZERO,
+                        child_shards,
+                    };
+                    push(&tx, Ok(event), &mut shutdown).await;
+                    return;
+                }
                 tokio::select! {
                     changed = durable.changed() => if changed.is_err() { return },
+                    _ = closed.changed() => {}
                     _ = deleted.changed() => {}
                     _ = shutdown.changed() => {
                         let _ = tx.try_send(Err(BrokerError::ShuttingDown));
@@ -308,6 +364,7 @@ impl Broker {
                             // Nothing precedes sequence 0: no continuation to name.
                             continuation_sequence: position.checked_sub(1),
                             behind_latest: Duration::ZERO,
+                            child_shards: Vec::new(),
                         };
                         if !push(&tx, Ok(event), &mut shutdown).await {
                             return;

@@ -14,7 +14,7 @@ mod router;
 use clap::{Args, Subcommand, ValueEnum};
 
 use shardlog::client::{Client, Position};
-use shardlog::proto::v1::{CreateStreamRequest, DedupScope};
+use shardlog::proto::v1::{CreateStreamRequest, DedupScope, StreamDescription};
 
 use output::{print_description, print_lines};
 
@@ -90,6 +90,39 @@ pub(crate) enum StreamCommand {
     Delete {
         /// Name of the stream
         name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Split an open shard in two at a hash key.
+    Split {
+        /// Name of the stream
+        name: String,
+        /// The open shard to split, e.g. shardId-000000000000
+        shard: String,
+        /// First hash key of the second child (decimal) [default: the middle of the shard]
+        #[arg(long, value_name = "KEY")]
+        at: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Merge two open shards with adjacent ranges into one.
+    Merge {
+        /// Name of the stream
+        name: String,
+        /// One shard
+        shard: String,
+        /// The shard next to it
+        adjacent: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Rescale a stream to a number of open shards of equal ranges.
+    Scale {
+        /// Name of the stream
+        name: String,
+        /// Open shards wanted (within the server's scaling factor of the current count)
+        #[arg(long, value_name = "N")]
+        shards: u32,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -228,6 +261,18 @@ pub(crate) struct ConsumeArgs {
     pub(crate) server: ServerArg,
 }
 
+/// The hash key that splits `shard` of `stream` in halves: its starting key plus half its span.
+fn middle_of(stream: &StreamDescription, shard: &str) -> anyhow::Result<String> {
+    let s = stream
+        .shards
+        .iter()
+        .find(|s| s.shard_id == shard)
+        .ok_or_else(|| anyhow::anyhow!("stream {} has no shard {shard}", stream.stream_name))?;
+    let start: u128 = s.starting_hash_key.parse()?;
+    let end: u128 = s.ending_hash_key.parse()?;
+    Ok((start + (end - start) / 2 + 1).to_string())
+}
+
 /// Runs one client command.
 pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
     match command {
@@ -243,6 +288,36 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Stream(StreamCommand::Delete { name, server }) => {
             server.connect().await?.delete_stream(&name).await?;
             print_lines([format!("deleted stream {name}")])
+        }
+        ClientCommand::Stream(StreamCommand::Split {
+            name,
+            shard,
+            at,
+            server,
+        }) => {
+            let client = server.connect().await?;
+            let key = match at {
+                Some(key) => key,
+                None => middle_of(&client.describe_stream(&name).await?, &shard)?,
+            };
+            print_description(&client.split_shard(&name, &shard, &key).await?)
+        }
+        ClientCommand::Stream(StreamCommand::Merge {
+            name,
+            shard,
+            adjacent,
+            server,
+        }) => {
+            let client = server.connect().await?;
+            print_description(&client.merge_shards(&name, &shard, &adjacent).await?)
+        }
+        ClientCommand::Stream(StreamCommand::Scale {
+            name,
+            shards,
+            server,
+        }) => {
+            let client = server.connect().await?;
+            print_description(&client.update_shard_count(&name, shards).await?)
         }
         ClientCommand::Put(args) => records::put(args).await,
         ClientCommand::Get(args) => records::get(args).await,

@@ -42,6 +42,7 @@ pub(crate) fn print_description(stream: &StreamDescription) -> anyhow::Result<()
         StreamStatus::Creating => "CREATING",
         StreamStatus::Active => "ACTIVE",
         StreamStatus::Deleting => "DELETING",
+        StreamStatus::Updating => "UPDATING",
     });
     let scope = match DedupScope::try_from(stream.dedup_scope) {
         Ok(DedupScope::Stream) => "stream",

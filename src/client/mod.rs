@@ -57,6 +57,9 @@ use crate::proto::v1::{
     DeleteRuleRequest, DescribeRuleRequest, ListRulesRequest, PutRuleRequest, Rule,
     TestPatternRequest,
 };
+use crate::proto::v1::{
+    MergeShardsRequest, ScalingType, ShardFilter, SplitShardRequest, UpdateShardCountRequest,
+};
 
 pub use put_stream::{PutStreamAnswers, PutStreamSender};
 
@@ -442,14 +445,80 @@ impl Client {
 
     /// Every shard of a stream, open and closed.
     pub async fn list_shards(&self, stream: &str) -> Result<Vec<Shard>, ClientError> {
+        self.list_shards_filtered(stream, None).await
+    }
+
+    /// The shards of a stream that pass `filter` (every shard without one).
+    pub async fn list_shards_filtered(
+        &self,
+        stream: &str,
+        filter: Option<ShardFilter>,
+    ) -> Result<Vec<Shard>, ClientError> {
         let response = self
             .streams()
             .list_shards(ListShardsRequest {
                 stream_name: stream.to_owned(),
+                shard_filter: filter,
             })
             .await
             .map_err(failed("ListShards"))?;
         Ok(response.into_inner().shards)
+    }
+
+    /// Splits open shard `shard` at `new_starting_hash_key` (decimal); returns the stream after.
+    pub async fn split_shard(
+        &self,
+        stream: &str,
+        shard: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<StreamDescription, ClientError> {
+        let response = self
+            .streams()
+            .split_shard(SplitShardRequest {
+                stream_name: stream.to_owned(),
+                shard_to_split: shard.to_owned(),
+                new_starting_hash_key: new_starting_hash_key.to_owned(),
+            })
+            .await
+            .map_err(failed("SplitShard"))?;
+        description(response.into_inner().stream, "SplitShard")
+    }
+
+    /// Merges open shards `shard` and `adjacent` (adjacent ranges); returns the stream after.
+    pub async fn merge_shards(
+        &self,
+        stream: &str,
+        shard: &str,
+        adjacent: &str,
+    ) -> Result<StreamDescription, ClientError> {
+        let response = self
+            .streams()
+            .merge_shards(MergeShardsRequest {
+                stream_name: stream.to_owned(),
+                shard_to_merge: shard.to_owned(),
+                adjacent_shard_to_merge: adjacent.to_owned(),
+            })
+            .await
+            .map_err(failed("MergeShards"))?;
+        description(response.into_inner().stream, "MergeShards")
+    }
+
+    /// Rescales the stream to `target` open shards of equal ranges; returns the stream after.
+    pub async fn update_shard_count(
+        &self,
+        stream: &str,
+        target: u32,
+    ) -> Result<StreamDescription, ClientError> {
+        let response = self
+            .streams()
+            .update_shard_count(UpdateShardCountRequest {
+                stream_name: stream.to_owned(),
+                target_shard_count: target,
+                scaling_type: ScalingType::UniformScaling as i32,
+            })
+            .await
+            .map_err(failed("UpdateShardCount"))?;
+        description(response.into_inner().stream, "UpdateShardCount")
     }
 
     // ----- records -----------------------------------------------------------------------------

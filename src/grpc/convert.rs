@@ -6,7 +6,7 @@ use tonic::Status;
 
 use super::status::to_status;
 use crate::storage::{SequenceNumber, Timestamp};
-use crate::stream::{DedupScope, ShardDescriptor, StreamDescriptor, StreamName};
+use crate::stream::{ChildShard, DedupScope, ShardDescriptor, StreamDescriptor, StreamName};
 
 /// A request's `stream_name`, validated: an invalid one is `INVALID_ARGUMENT` naming it.
 pub fn stream_name(name: &str) -> Result<StreamName, Status> {
@@ -47,7 +47,17 @@ pub fn shard(s: &ShardDescriptor) -> pb::Shard {
     }
 }
 
-/// A stream as described to clients.
+/// A child shard as readers are told of it.
+pub fn child_shard(c: &ChildShard) -> pb::ChildShard {
+    pb::ChildShard {
+        shard_id: c.id.to_string(),
+        parent_shards: c.parents.iter().map(ToString::to_string).collect(),
+        starting_hash_key: c.range.start.to_string(),
+        ending_hash_key: c.range.end.to_string(),
+    }
+}
+
+/// A stream as described to clients (`ACTIVE`; the caller marks it `UPDATING`).
 pub fn stream(d: &StreamDescriptor) -> pb::StreamDescription {
     pb::StreamDescription {
         stream_name: d.name.as_str().to_owned(),

@@ -18,7 +18,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::ShardNotFound { .. }
         | BrokerError::GroupNotFound { .. } => Code::NotFound,
         BrokerError::StreamExists { .. } => Code::AlreadyExists,
-        BrokerError::TooMany { .. } => Code::ResourceExhausted,
+        BrokerError::TooMany { .. } | BrokerError::ReshardLimit { .. } => Code::ResourceExhausted,
         BrokerError::InvalidArgument { .. }
         | BrokerError::InvalidAttribute { .. }
         | BrokerError::InvalidPattern { .. }
@@ -45,7 +45,9 @@ pub fn code_of(e: &BrokerError) -> Code {
         BrokerError::Fence(_)
         | BrokerError::NotAQueueGroup { .. }
         | BrokerError::IsAQueueGroup { .. }
-        | BrokerError::ReceiptRefused { .. } => Code::FailedPrecondition,
+        | BrokerError::ReceiptRefused { .. }
+        | BrokerError::StreamUpdating { .. }
+        | BrokerError::ReshardRefused { .. } => Code::FailedPrecondition,
         BrokerError::QueueJournal { source } => meta_code(source),
         BrokerError::Storage(s) => match s {
             StorageError::Corrupt { .. } => Code::DataLoss,
@@ -77,7 +79,8 @@ fn meta_code(e: &MetaError) -> Code {
         | MetaError::RuleNotFound { .. } => Code::NotFound,
         MetaError::RuleRefused { .. }
         | MetaError::NotAQueue { .. }
-        | MetaError::MoveRefused { .. } => Code::FailedPrecondition,
+        | MetaError::MoveRefused { .. }
+        | MetaError::ReshardRefused { .. } => Code::FailedPrecondition,
         MetaError::CheckpointBackwards { .. } => Code::FailedPrecondition,
         MetaError::CommandTooLarge { .. } => Code::InvalidArgument,
         MetaError::EpochFloorBackwards { .. }
@@ -228,6 +231,13 @@ pub(crate) mod tests {
                 Code::AlreadyExists,
             ),
             (
+                MetaError::ReshardRefused {
+                    stream: stream(),
+                    reason: "it opens no shard".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
                 MetaError::ConsumerExists {
                     stream: stream(),
                     consumer: "fan-out".into(),
@@ -351,6 +361,24 @@ pub(crate) mod tests {
             (
                 BrokerError::StreamExists { stream: stream() },
                 Code::AlreadyExists,
+            ),
+            (
+                BrokerError::ReshardLimit {
+                    stream: stream(),
+                    reason: "10 scalings in 24 hours at most".into(),
+                },
+                Code::ResourceExhausted,
+            ),
+            (
+                BrokerError::StreamUpdating { stream: stream() },
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::ReshardRefused {
+                    stream: stream(),
+                    reason: "queue group q reads it".into(),
+                },
+                Code::FailedPrecondition,
             ),
             (
                 BrokerError::TooMany {
@@ -597,6 +625,9 @@ pub(crate) mod tests {
             BrokerError::IsAQueueGroup { .. } => "IsAQueueGroup",
             BrokerError::ReceiptRefused { .. } => "ReceiptRefused",
             BrokerError::QueueJournal { .. } => "QueueJournal",
+            BrokerError::StreamUpdating { .. } => "StreamUpdating",
+            BrokerError::ReshardRefused { .. } => "ReshardRefused",
+            BrokerError::ReshardLimit { .. } => "ReshardLimit",
         }
     }
 

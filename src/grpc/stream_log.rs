@@ -9,11 +9,11 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{self, PositionError};
 use super::put;
 use super::status::to_status;
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, ShardFilter};
 use crate::proto::v1 as pb;
 use crate::proto::v1::stream_log_server::StreamLog;
 use crate::storage::SequenceNumber;
-use crate::stream::{DedupScope, StreamSettings};
+use crate::stream::{DedupScope, StreamName, StreamSettings};
 
 /// The `StreamLog` service.
 #[derive(Debug, Clone)]
@@ -35,6 +35,18 @@ fn invalid(p: PositionError) -> Status {
 type PutAnswerStream =
     Pin<Box<dyn Stream<Item = Result<pb::PutRecordsStreamResponse, Status>> + Send>>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeToShardEvent, Status>> + Send>>;
+
+impl StreamLogService {
+    /// The stream's description, `UPDATING` while a reshard runs.
+    fn description(&self, name: &StreamName) -> Result<pb::StreamDescription, Status> {
+        let d = self.broker.describe_stream(name).map_err(to_status)?;
+        let mut out = convert::stream(&d);
+        if self.broker.stream_updating(name).map_err(to_status)? {
+            out.status = pb::StreamStatus::Updating as i32;
+        }
+        Ok(out)
+    }
+}
 
 #[tonic::async_trait]
 impl StreamLog for StreamLogService {
@@ -93,12 +105,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::DescribeStreamRequest>,
     ) -> Result<Response<pb::DescribeStreamResponse>, Status> {
-        let d = self
-            .broker
-            .describe_stream(&convert::stream_name(&request.get_ref().stream_name)?)
-            .map_err(to_status)?;
+        let name = convert::stream_name(&request.get_ref().stream_name)?;
         Ok(Response::new(pb::DescribeStreamResponse {
-            stream: Some(convert::stream(&d)),
+            stream: Some(self.description(&name)?),
         }))
     }
 
@@ -115,12 +124,98 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::ListShardsRequest>,
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let r = request.into_inner();
+        let name = convert::stream_name(&r.stream_name)?;
+        let filter = match r.shard_filter {
+            None => ShardFilter::All,
+            Some(f) => match pb::ShardFilterType::try_from(f.r#type) {
+                Ok(pb::ShardFilterType::Unspecified) => ShardFilter::All,
+                Ok(pb::ShardFilterType::AtLatest) => ShardFilter::AtLatest,
+                Ok(pb::ShardFilterType::AtTrimHorizon) => ShardFilter::AtTrimHorizon,
+                Ok(pb::ShardFilterType::FromTrimHorizon) => ShardFilter::FromTrimHorizon,
+                Ok(pb::ShardFilterType::AfterShardId) => {
+                    let id = f.shard_id.unwrap_or_default();
+                    ShardFilter::AfterShardId(id.parse().map_err(|_| {
+                        to_status(BrokerError::invalid(
+                            "shard_filter.shard_id",
+                            format!("{id:?} is not a shard id (AFTER_SHARD_ID needs one)"),
+                        ))
+                    })?)
+                }
+                Err(_) => {
+                    return Err(to_status(BrokerError::invalid(
+                        "shard_filter.type",
+                        format!("{} is not a shard filter type", f.r#type),
+                    )))
+                }
+            },
+        };
+        let shards = self.broker.list_shards(&name, filter).map_err(to_status)?;
+        Ok(Response::new(pb::ListShardsResponse {
+            shards: shards.iter().map(convert::shard).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name))]
+    async fn split_shard(
+        &self,
+        request: Request<pb::SplitShardRequest>,
+    ) -> Result<Response<pb::SplitShardResponse>, Status> {
+        let r = request.into_inner();
+        let name = convert::stream_name(&r.stream_name)?;
         let d = self
             .broker
-            .describe_stream(&convert::stream_name(&request.get_ref().stream_name)?)
+            .split_shard(&name, &r.shard_to_split, &r.new_starting_hash_key)
+            .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::ListShardsResponse {
-            shards: d.shards().iter().map(convert::shard).collect(),
+        Ok(Response::new(pb::SplitShardResponse {
+            stream: Some(convert::stream(&d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name))]
+    async fn merge_shards(
+        &self,
+        request: Request<pb::MergeShardsRequest>,
+    ) -> Result<Response<pb::MergeShardsResponse>, Status> {
+        let r = request.into_inner();
+        let name = convert::stream_name(&r.stream_name)?;
+        let d = self
+            .broker
+            .merge_shards(&name, &r.shard_to_merge, &r.adjacent_shard_to_merge)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::MergeShardsResponse {
+            stream: Some(convert::stream(&d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream_name))]
+    async fn update_shard_count(
+        &self,
+        request: Request<pb::UpdateShardCountRequest>,
+    ) -> Result<Response<pb::UpdateShardCountResponse>, Status> {
+        let r = request.into_inner();
+        let name = convert::stream_name(&r.stream_name)?;
+        match pb::ScalingType::try_from(r.scaling_type) {
+            Ok(pb::ScalingType::Unspecified | pb::ScalingType::UniformScaling) => {}
+            Err(_) => {
+                return Err(to_status(BrokerError::invalid(
+                    "scaling_type",
+                    format!("{} is not UNIFORM_SCALING", r.scaling_type),
+                )))
+            }
+        }
+        let before = self.broker.describe_stream(&name).map_err(to_status)?;
+        let d = self
+            .broker
+            .update_shard_count(&name, r.target_shard_count)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateShardCountResponse {
+            current_shard_count: before.open_shards().count() as u32,
+            target_shard_count: d.open_shards().count() as u32,
+            stream: Some(convert::stream(&d)),
         }))
     }
 
@@ -218,8 +313,9 @@ impl StreamLog for StreamLogService {
             .map_err(to_status)?;
         Ok(Response::new(pb::GetRecordsResponse {
             records: Vec::new(),
-            next_shard_iterator: out.next_shard_iterator,
+            next_shard_iterator: out.next_shard_iterator.unwrap_or_default(),
             millis_behind_latest: convert::millis_i64(out.behind_latest),
+            child_shards: out.child_shards.iter().map(convert::child_shard).collect(),
             outgoing: out.records.into(),
         }))
     }
@@ -257,6 +353,7 @@ impl StreamLog for StreamLogService {
                 records: Vec::new(),
                 continuation_sequence_number: ev.continuation_sequence.map(SequenceNumber::get),
                 millis_behind_latest: convert::millis_i64(ev.behind_latest),
+                child_shards: ev.child_shards.iter().map(convert::child_shard).collect(),
                 outgoing: ev.records.into(),
             }),
             Err(e) => Err(to_status(e)),

@@ -332,6 +332,10 @@ fn event_out(ev: SubscribeEvent) -> Out {
             "MillisBehindLatest",
             Out::Int(i64::try_from(ev.behind_latest.as_millis()).unwrap_or(i64::MAX)),
         ),
+        (
+            "ChildShards",
+            super::records::child_shards_out(&ev.child_shards),
+        ),
     ])
 }
 

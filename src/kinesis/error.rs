@@ -188,6 +188,18 @@ impl Account<'_> {
                     ),
                 )
             }
+            BrokerError::StreamUpdating { stream } => KinesisError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Stream {stream} under account {account} not ACTIVE, instead in state UPDATING"
+                ),
+            ),
+            BrokerError::ReshardRefused { .. } => {
+                KinesisError::new(ErrorKind::ResourceInUse, e.to_string())
+            }
+            BrokerError::ReshardLimit { .. } => {
+                KinesisError::new(ErrorKind::LimitExceeded, e.to_string())
+            }
             BrokerError::InvalidArgument { .. }
             | BrokerError::InvalidAttribute { .. }
             | BrokerError::Model(_) => KinesisError::invalid(e.to_string()),

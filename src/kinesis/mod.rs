@@ -13,6 +13,7 @@ mod consumers;
 pub mod error;
 pub mod eventstream;
 mod records;
+mod reshard;
 pub use records::record_out;
 pub mod schema;
 mod streams;
@@ -270,7 +271,9 @@ async fn run(
         Op::StopEncryption => streams::stop_encryption(k, r),
         Op::ResourcePolicy => Err(streams::no_resource_policies()),
         Op::UpdateMaxRecordSize => streams::update_max_record_size(k, r),
-        Op::Reshard => Err(streams::no_resharding(operation)),
+        Op::SplitShard => reshard::split_shard(k, r).await,
+        Op::MergeShards => reshard::merge_shards(k, r).await,
+        Op::UpdateShardCount => reshard::update_shard_count(k, r).await,
         Op::PutRecord => records::put_record(k, r).await,
         Op::PutRecords => records::put_records(k, r).await,
         Op::GetShardIterator => records::get_shard_iterator(k, r).await,
@@ -309,7 +312,9 @@ enum Op {
     StopEncryption,
     ResourcePolicy,
     UpdateMaxRecordSize,
-    Reshard,
+    SplitShard,
+    MergeShards,
+    UpdateShardCount,
     PutRecord,
     PutRecords,
     GetShardIterator,
@@ -353,7 +358,9 @@ fn operation_of(name: &str) -> Option<(&'static [Member], Op)> {
             (&[], Op::ResourcePolicy)
         }
         "UpdateMaxRecordSize" => (streams::STREAM_ONLY, Op::UpdateMaxRecordSize),
-        "SplitShard" | "MergeShards" | "UpdateShardCount" => (&[], Op::Reshard),
+        "SplitShard" => (reshard::SPLIT_SHARD, Op::SplitShard),
+        "MergeShards" => (reshard::MERGE_SHARDS, Op::MergeShards),
+        "UpdateShardCount" => (reshard::UPDATE_SHARD_COUNT, Op::UpdateShardCount),
         "PutRecord" => (records::PUT_RECORD, Op::PutRecord),
         "PutRecords" => (records::PUT_RECORDS, Op::PutRecords),
         "GetShardIterator" => (records::GET_SHARD_ITERATOR, Op::GetShardIterator),

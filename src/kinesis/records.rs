@@ -384,10 +384,42 @@ pub(super) async fn get_records(k: &Kinesis, r: Value<'_>) -> Result<Out, Kinesi
             "Records",
             Out::List(out.records.into_iter().map(record_out).collect()),
         ),
-        ("NextShardIterator", Out::Str(out.next_shard_iterator)),
+        (
+            "NextShardIterator",
+            out.next_shard_iterator.map_or(Out::Null, Out::Str),
+        ),
         (
             "MillisBehindLatest",
             Out::Int(i64::try_from(out.behind_latest.as_millis()).unwrap_or(i64::MAX)),
         ),
+        ("ChildShards", child_shards_out(&out.child_shards)),
     ]))
+}
+
+/// `ChildShards` of a read that reached the end of a closed shard; null (left out) otherwise.
+pub(super) fn child_shards_out(children: &[crate::stream::ChildShard]) -> Out {
+    if children.is_empty() {
+        return Out::Null;
+    }
+    Out::List(
+        children
+            .iter()
+            .map(|c| {
+                Out::Struct(vec![
+                    ("ShardId", Out::str(c.id.to_string())),
+                    (
+                        "ParentShards",
+                        Out::List(c.parents.iter().map(|p| Out::str(p.to_string())).collect()),
+                    ),
+                    (
+                        "HashKeyRange",
+                        Out::Struct(vec![
+                            ("StartingHashKey", Out::str(c.range.start.to_string())),
+                            ("EndingHashKey", Out::str(c.range.end.to_string())),
+                        ]),
+                    ),
+                ])
+            })
+            .collect(),
+    )
 }

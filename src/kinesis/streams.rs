@@ -12,6 +12,7 @@ use super::schema::{
 use super::token::PageToken;
 use super::value::{Out, Value};
 use super::{Kinesis, DEFAULT_ON_DEMAND_SHARDS};
+use crate::broker::ShardFilter;
 use crate::storage::Timestamp;
 use crate::stream::{
     DedupScope, ShardDescriptor, StreamChange, StreamDescriptor, StreamMode, StreamName,
@@ -270,9 +271,14 @@ pub(super) const ENCRYPTION: &[Member] = &[
     ),
 ];
 
-fn status_of(_d: &StreamDescriptor) -> &'static str {
-    // Streams are created and deleted synchronously: one that can be described is active.
-    "ACTIVE"
+/// Streams are created and deleted synchronously: one that can be described is active, or
+/// updating while a reshard runs.
+fn status_of(k: &Kinesis, d: &StreamDescriptor) -> &'static str {
+    if k.broker.stream_updating(&d.name).unwrap_or(false) {
+        "UPDATING"
+    } else {
+        "ACTIVE"
+    }
 }
 
 fn mode_details(options: &StreamOptions) -> Out {
@@ -443,7 +449,7 @@ pub(super) fn describe_stream(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisE
         Out::Struct(vec![
             ("StreamName", Out::str(name.as_str())),
             ("StreamARN", Out::str(k.stream_arn(name.as_str()))),
-            ("StreamStatus", Out::str(status_of(&d))),
+            ("StreamStatus", Out::str(status_of(k, &d))),
             ("StreamModeDetails", mode_details(&d.options)),
             (
                 "Shards",
@@ -474,7 +480,7 @@ pub(super) fn describe_stream_summary(k: &Kinesis, r: Value<'_>) -> Result<Out, 
         Out::Struct(vec![
             ("StreamName", Out::str(name.as_str())),
             ("StreamARN", Out::str(k.stream_arn(name.as_str()))),
-            ("StreamStatus", Out::str(status_of(&d))),
+            ("StreamStatus", Out::str(status_of(k, &d))),
             ("StreamModeDetails", mode_details(&d.options)),
             (
                 "RetentionPeriodHours",
@@ -518,7 +524,7 @@ pub(super) fn list_streams(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisErro
             Some(Out::Struct(vec![
                 ("StreamName", Out::str(n.as_str())),
                 ("StreamARN", Out::str(k.stream_arn(n))),
-                ("StreamStatus", Out::str(status_of(&d))),
+                ("StreamStatus", Out::str(status_of(k, &d))),
                 ("StreamModeDetails", mode_details(&d.options)),
                 ("StreamCreationTimestamp", Out::Time(d.created_at_ms)),
             ]))
@@ -579,9 +585,8 @@ pub(super) fn list_shards(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError
             r.get("ShardFilter"),
         ),
     };
-    let d = describe(k, &name)?;
     let mut after = after;
-    let open_only = match filter.and_then(|f| f.str("Type")) {
+    let chosen_filter = match filter.and_then(|f| f.str("Type")) {
         Some("AFTER_SHARD_ID") => {
             let Some(id) = filter.and_then(|f| f.str("ShardId")) else {
                 return Err(KinesisError::invalid(
@@ -589,7 +594,7 @@ pub(super) fn list_shards(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError
                 ));
             };
             after = Some(after.map_or(id.to_owned(), |a| a.max(id.to_owned())));
-            false
+            ShardFilter::All
         }
         Some("AT_TIMESTAMP" | "FROM_TIMESTAMP")
             if filter.and_then(|f| f.time("Timestamp")).is_none() =>
@@ -598,17 +603,18 @@ pub(super) fn list_shards(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError
                 "ShardFilter of type AT_TIMESTAMP or FROM_TIMESTAMP must give a Timestamp.",
             ))
         }
-        Some("AT_LATEST") => true,
-        // Every shard of a stream exists from the stream's creation, and stays until
-        // retention removes the stream's records: all are open at the trim horizon and at
-        // any time since.
-        _ => false,
+        Some("AT_LATEST") => ShardFilter::AtLatest,
+        // Shards do not keep when they closed: a time reads as the trim horizon, which
+        // returns every shard a reader from that time could need.
+        Some("AT_TRIM_HORIZON" | "AT_TIMESTAMP") => ShardFilter::AtTrimHorizon,
+        Some("FROM_TRIM_HORIZON" | "FROM_TIMESTAMP") => ShardFilter::FromTrimHorizon,
+        _ => ShardFilter::All,
     };
-    let shards = d
-        .shards()
-        .iter()
-        .filter(|s| !open_only || s.ending_sequence.is_none());
-    let (chosen, more) = page(shards, after.as_deref(), limit);
+    let listed = k
+        .broker
+        .list_shards(&name, chosen_filter)
+        .map_err(|e| k.broker_error(&e))?;
+    let (chosen, more) = page(listed.iter(), after.as_deref(), limit);
     let next = match (more, chosen.last()) {
         (true, Some(last)) => Out::str(
             PageToken {
@@ -916,11 +922,4 @@ pub(super) fn update_max_record_size(k: &Kinesis, r: Value<'_>) -> Result<Out, K
          stream's.",
         k.broker.config().max_record_bytes
     )))
-}
-
-pub(super) fn no_resharding(operation: &str) -> KinesisError {
-    KinesisError::invalid(format!(
-        "{operation} is not available on this server yet: a stream keeps the shards it was \
-         created with."
-    ))
 }

@@ -127,6 +127,9 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
             dead_lettered: counts.dead_lettered,
             expired: counts.expired,
         }),
+        MetaCommand::ReshardStream(descriptor) => C::ReshardStream(pb::ReshardStream {
+            stream: Some(stream_to_pb(descriptor)),
+        }),
         MetaCommand::UpdateStream { stream, change } => C::UpdateStream(pb::UpdateStream {
             stream: stream.to_string(),
             change: Some(change_to_pb(change)),
@@ -205,6 +208,9 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
             c.stream.ok_or(CodecError::Missing { field: "stream" })?,
         )?),
         C::DeleteStream(c) => MetaCommand::DeleteStream(StreamName::new(c.stream)?),
+        C::ReshardStream(c) => MetaCommand::ReshardStream(stream_from_pb(
+            c.stream.ok_or(CodecError::Missing { field: "stream" })?,
+        )?),
         C::UpdateStream(c) => MetaCommand::UpdateStream {
             stream: StreamName::new(c.stream)?,
             change: change_from_pb(c.change.ok_or(CodecError::Missing { field: "change" })?)?,

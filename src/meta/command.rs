@@ -40,6 +40,10 @@ pub enum MetaCommand {
     CreateStream(StreamDescriptor),
     /// Deletes a stream and every consumer group of it.
     DeleteStream(StreamName),
+    /// Switches a stream to a new shard layout: the descriptor after a split, merge or
+    /// scaling. Refused unless it keeps every shard the stream has (closing some) and only
+    /// adds new ones.
+    ReshardStream(StreamDescriptor),
     /// Changes a stream's retention or one of its options. Registering a consumer whose name
     /// is taken, or deregistering one that is not there, is refused.
     UpdateStream {

@@ -116,7 +116,15 @@ pub enum MetaError {
         /// Why.
         reason: String,
     },
-    /// A consumer is registered under that name already.
+    /// ReshardStream whose layout does not extend the stream's.
+    #[error("stream {stream} cannot switch to that shard layout: {reason}")]
+    ReshardRefused {
+        /// The stream.
+        stream: StreamName,
+        /// What the new layout gets wrong.
+        reason: String,
+    },
+    /// RegisterConsumer for a name that is taken.
     #[error("consumer {consumer} of stream {stream} already exists")]
     ConsumerExists {
         /// The stream.
@@ -281,6 +289,7 @@ impl MetaError {
             | MetaError::MoveRefused { .. }
             | MetaError::ConsumerExists { .. }
             | MetaError::ConsumerNotFound { .. }
+            | MetaError::ReshardRefused { .. }
             | MetaError::ShardNotFound { .. }
             | MetaError::CheckpointBackwards { .. }
             | MetaError::EpochFloorBackwards { .. }

@@ -101,6 +101,31 @@ impl MetaState {
                 Ok(())
             }
             MetaCommand::DeleteStream(stream) => self.existing_stream(stream).map(drop),
+            MetaCommand::ReshardStream(next) => {
+                let current = self.existing_stream(&next.name)?;
+                let refuse = |reason: &str| MetaError::ReshardRefused {
+                    stream: next.name.clone(),
+                    reason: reason.to_owned(),
+                };
+                if current.created_at_ms != next.created_at_ms {
+                    return Err(refuse("it describes another incarnation of the stream"));
+                }
+                let (old, new) = (current.shards(), next.shards());
+                if new.len() <= old.len() {
+                    return Err(refuse("it opens no shard"));
+                }
+                let kept = old.iter().zip(new).all(|(a, b)| {
+                    a.id == b.id
+                        && a.range == b.range
+                        && a.parent == b.parent
+                        && a.adjacent_parent == b.adjacent_parent
+                        && (a.ending_sequence.is_none() || a.ending_sequence == b.ending_sequence)
+                });
+                if !kept {
+                    return Err(refuse("it changes a shard other than by closing it"));
+                }
+                Ok(())
+            }
             MetaCommand::UpdateStream { stream, change } => {
                 let options = &self.existing_stream(stream)?.options;
                 match change {
@@ -284,6 +309,16 @@ impl MetaState {
                 // A rule reading the stream goes with it; a rule writing to it stays, stuck
                 // on the missing target until the target is back or the rule is changed.
                 self.rules.retain(|_, r| &r.definition.source != stream);
+            }
+            MetaCommand::ReshardStream(next) => {
+                if let Some(descriptor) = self.streams.get_mut(&next.name) {
+                    // Retention and options may have changed since the layout was planned:
+                    // the switch carries the shards only.
+                    let mut next = next.clone();
+                    next.settings = descriptor.settings;
+                    next.options = std::mem::take(&mut descriptor.options);
+                    *descriptor = next;
+                }
             }
             MetaCommand::UpdateStream { stream, change } => {
                 if let Some(descriptor) = self.streams.get_mut(stream) {

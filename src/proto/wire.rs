@@ -378,6 +378,9 @@ fn read_varint(b: &[u8], i: &mut usize) -> Option<u64> {
     None
 }
 
+/// Field number of `child_shards` in both read answers.
+const CHILD_SHARDS_TAG: u32 = 4;
+
 /// Records read, and where to continue (`shardlog.v1.GetRecordsResponse`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GetRecordsResponse {
@@ -389,6 +392,8 @@ pub struct GetRecordsResponse {
     /// How far the read position is behind the shard's newest record, in milliseconds; 0 when
     /// caught up.
     pub millis_behind_latest: i64,
+    /// With the read that reaches the end of a closed shard: the shards that continue it.
+    pub child_shards: Vec<pb::ChildShard>,
     /// Records a server sends as read from storage, on the wire after those of `records` (as
     /// more `records` entries). Decoding never fills it.
     pub outgoing: OutgoingRecords,
@@ -401,6 +406,7 @@ impl Message for GetRecordsResponse {
             encoding::string::encode(2, &self.next_shard_iterator, buf);
         }
         encode_lag(self.millis_behind_latest, buf);
+        encoding::message::encode_repeated(CHILD_SHARDS_TAG, &self.child_shards, buf);
     }
 
     fn merge_field(
@@ -414,6 +420,9 @@ impl Message for GetRecordsResponse {
             1 => merge_record(wire_type, &mut self.records, buf, ctx),
             2 => encoding::string::merge(wire_type, &mut self.next_shard_iterator, buf, ctx),
             3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
+            CHILD_SHARDS_TAG => {
+                encoding::message::merge_repeated(wire_type, &mut self.child_shards, buf, ctx)
+            }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -426,6 +435,7 @@ impl Message for GetRecordsResponse {
                 encoding::string::encoded_len(2, &self.next_shard_iterator)
             }
             + lag_len(self.millis_behind_latest)
+            + encoding::message::encoded_len_repeated(CHILD_SHARDS_TAG, &self.child_shards)
     }
 
     fn clear(&mut self) {
@@ -444,6 +454,8 @@ pub struct SubscribeToShardEvent {
     pub continuation_sequence_number: Option<u64>,
     /// How far the subscription is behind the shard's newest record, in milliseconds.
     pub millis_behind_latest: i64,
+    /// On the last event of a subscription to a closed shard: the shards that continue it.
+    pub child_shards: Vec<pb::ChildShard>,
     /// Records a server sends as read from storage, on the wire after those of `records` (as
     /// more `records` entries). Decoding never fills it.
     pub outgoing: OutgoingRecords,
@@ -456,6 +468,7 @@ impl Message for SubscribeToShardEvent {
             encoding::uint64::encode(2, continuation, buf);
         }
         encode_lag(self.millis_behind_latest, buf);
+        encoding::message::encode_repeated(CHILD_SHARDS_TAG, &self.child_shards, buf);
     }
 
     fn merge_field(
@@ -474,6 +487,9 @@ impl Message for SubscribeToShardEvent {
                 ctx,
             ),
             3 => encoding::int64::merge(wire_type, &mut self.millis_behind_latest, buf, ctx),
+            CHILD_SHARDS_TAG => {
+                encoding::message::merge_repeated(wire_type, &mut self.child_shards, buf, ctx)
+            }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -485,6 +501,7 @@ impl Message for SubscribeToShardEvent {
                 .as_ref()
                 .map_or(0, |c| encoding::uint64::encoded_len(2, c))
             + lag_len(self.millis_behind_latest)
+            + encoding::message::encoded_len_repeated(CHILD_SHARDS_TAG, &self.child_shards)
     }
 
     fn clear(&mut self) {
@@ -754,6 +771,7 @@ mod tests {
             records: Vec::new(),
             next_shard_iterator: "next".into(),
             millis_behind_latest: 17,
+            child_shards: vec![child()],
             outgoing: records.clone().into(),
         };
         let bytes = answer.encode_to_vec();
@@ -762,7 +780,18 @@ mod tests {
         assert_eq!(decoded.records, generated_answer(&records));
         assert_eq!(decoded.next_shard_iterator, "next");
         assert_eq!(decoded.millis_behind_latest, 17);
+        assert_eq!(decoded.child_shards, vec![child()]);
         assert!(decoded.outgoing.is_empty());
+    }
+
+    /// A child shard after a merge: two parents.
+    fn child() -> pb::ChildShard {
+        pb::ChildShard {
+            shard_id: "shardId-000000000005".into(),
+            parent_shards: vec!["shardId-000000000003".into(), "shardId-000000000004".into()],
+            starting_hash_key: "0".into(),
+            ending_hash_key: "340282366920938463463374607431768211455".into(),
+        }
     }
 
     #[test]
@@ -784,6 +813,7 @@ mod tests {
             records: generated_answer(&records[..2]),
             continuation_sequence_number: Some(u64::MAX),
             millis_behind_latest: -1,
+            child_shards: vec![child()],
             outgoing: records[2..].to_vec().into(),
         };
         let bytes = event.encode_to_vec();
@@ -792,6 +822,7 @@ mod tests {
         assert_eq!(decoded.records, generated_answer(&records));
         assert_eq!(decoded.continuation_sequence_number, Some(u64::MAX));
         assert_eq!(decoded.millis_behind_latest, -1);
+        assert_eq!(decoded.child_shards, vec![child()]);
     }
 
     #[test]

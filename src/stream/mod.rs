@@ -25,7 +25,7 @@ pub use options::{
     StreamChange, StreamConsumer, StreamMode, StreamOptions, DEFAULT_MAX_CONSUMERS,
     DEFAULT_MAX_TAGS,
 };
-pub use reshard::Reshard;
+pub use reshard::{ChildShard, Reshard};
 pub use shard::{ShardDescriptor, ShardId};
 
 /// Longest stream name, in bytes (names are ASCII).
@@ -36,6 +36,10 @@ pub const MAX_GROUP_NAME_LEN: usize = 128;
 pub const MAX_RULE_NAME_LEN: usize = 64;
 /// Default upper bound on the shard count of one stream (see [`StreamLimits::max_shard_count`]).
 pub const DEFAULT_MAX_SHARD_COUNT: u32 = 1024;
+/// Default most a uniform scaling may multiply or divide the open shard count by (Kinesis: 2).
+pub const DEFAULT_MAX_SCALING_FACTOR: u32 = 2;
+/// Default most uniform scalings of one stream in 24 hours (Kinesis: 10).
+pub const DEFAULT_MAX_SCALINGS_PER_DAY: u32 = 10;
 /// Retention of a stream created without one: 24 hours, as in Kinesis. The shard log's own
 /// default, so that a log opened without a stream's settings keeps what a stream would.
 pub use crate::storage::log::DEFAULT_RETENTION;

@@ -26,7 +26,31 @@ pub struct Reshard {
     pub opens: Vec<ShardDescriptor>,
 }
 
+/// A shard that continues another: what a reader at the end of a closed shard reads next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildShard {
+    /// The child's id.
+    pub id: ShardId,
+    /// Its parents: one after a split, two after a merge.
+    pub parents: Vec<ShardId>,
+    /// The hash keys it owns.
+    pub range: HashKeyRange,
+}
+
 impl StreamDescriptor {
+    /// The shards that continue `id`, by increasing id: none while it is open.
+    pub fn children_of(&self, id: ShardId) -> Vec<ChildShard> {
+        self.shards()
+            .iter()
+            .filter(|s| s.parent == Some(id) || s.adjacent_parent == Some(id))
+            .map(|s| ChildShard {
+                id: s.id,
+                parents: s.parent.into_iter().chain(s.adjacent_parent).collect(),
+                range: s.range,
+            })
+            .collect()
+    }
+
     /// The id the next new shard gets.
     pub fn next_shard_id(&self) -> ShardId {
         ShardId(self.shards().last().map_or(0, |s| s.id.index() + 1))

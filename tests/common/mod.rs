@@ -169,6 +169,7 @@ pub async fn put(
 pub async fn list_shards(c: &mut Streams, stream: &str) -> Vec<shardlog::proto::v1::Shard> {
     c.list_shards(shardlog::proto::v1::ListShardsRequest {
         stream_name: stream.into(),
+        shard_filter: None,
     })
     .await
     .unwrap_or_else(|s| panic!("list shards of {stream}: {s}"))

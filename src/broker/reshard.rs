@@ -1,0 +1,381 @@
+//! Resharding: split a shard, merge two, or rescale the stream, as one atomic switch.
+//!
+//! ```text
+//!  plan (stream model) ─▶ open the new shards' logs ─▶ take the put gate alone
+//!    (waits for every put in flight to be acknowledged; new puts wait behind it)
+//!  ─▶ each closing shard ends at its next sequence ─▶ one metadata command (the switch)
+//!  ─▶ new handle in place (same dedup window, same gate) ─▶ closed shards wake their readers
+//!  ─▶ gate released: waiting puts route by the new layout
+//! ```
+//!
+//! A crash before the metadata command leaves the old layout (the new shards' directories are
+//! orphans, removed on start); after it, the new one. Puts are never refused because of a
+//! reshard: they wait for the switch, which lasts one commit round.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::{blocking, open_stream_logs, Broker, BrokerError, ShardHandle, StreamHandle};
+use crate::meta::MetaCommand;
+use crate::storage::SequenceNumber;
+use crate::stream::{HashKey, ModelError, Reshard, ShardId, StreamDescriptor, StreamName};
+
+/// The window the scalings-per-day limit counts in.
+pub const SCALING_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Environment variable naming a step of a reshard at which the process aborts: a failure
+/// point for crash tests (`reshard:children-opened`, `reshard:puts-drained`,
+/// `reshard:switched`). Unset in normal operation.
+pub const CRASH_AT_ENV: &str = "SHARDLOG_CRASH_AT";
+
+/// Aborts the process, as `kill -9` would, when [`CRASH_AT_ENV`] names this step.
+fn failure_point(step: &str) {
+    if std::env::var(CRASH_AT_ENV).is_ok_and(|at| at == step) {
+        tracing::error!(step, "aborting at the failure point {CRASH_AT_ENV} names");
+        std::process::abort();
+    }
+}
+
+/// Recent scalings per stream, for the per-day limit (kept in memory: a restart forgets them).
+#[derive(Default)]
+pub(crate) struct ScalingLog {
+    calls: Mutex<HashMap<StreamName, VecDeque<Instant>>>,
+}
+
+impl ScalingLog {
+    /// Counts a scaling of `stream` now, or refuses it when `limit` ran in the last period.
+    fn admit(&self, stream: &StreamName, limit: u32) -> Result<(), BrokerError> {
+        let now = Instant::now();
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = calls.entry(stream.clone()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= SCALING_PERIOD)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= limit as usize {
+            return Err(BrokerError::ReshardLimit {
+                stream: stream.clone(),
+                reason: format!(
+                    "UpdateShardCount ran {} times in the last 24 hours, the most allowed",
+                    recent.len()
+                ),
+            });
+        }
+        recent.push_back(now);
+        Ok(())
+    }
+}
+
+/// Clears a stream's `resharding` flag when the reshard ends, however it ends.
+struct Updating<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Updating<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Broker {
+    /// Splits open shard `shard` of `stream` at `new_starting_hash_key` (a decimal 128-bit
+    /// key): the shard closes and two children cover its range. Returns the stream after.
+    pub async fn split_shard(
+        &self,
+        stream: &StreamName,
+        shard: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let key = HashKey::parse(new_starting_hash_key, "new_starting_hash_key")?;
+        let id = self.shard_id_of(stream, shard)?;
+        self.reshard(stream, false, |d| Ok(d.plan_split(id, key)?))
+            .await
+    }
+
+    /// Merges open shards `shard` and `adjacent` of `stream`, whose ranges touch, into one.
+    pub async fn merge_shards(
+        &self,
+        stream: &StreamName,
+        shard: &str,
+        adjacent: &str,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let a = self.shard_id_of(stream, shard)?;
+        let b = self.shard_id_of(stream, adjacent)?;
+        if a == b {
+            return Err(BrokerError::invalid(
+                "adjacent_shard_to_merge",
+                format!("{b} is the shard to merge itself"),
+            ));
+        }
+        self.reshard(stream, false, |d| Ok(d.plan_merge(a, b)?))
+            .await
+    }
+
+    /// Rescales `stream` to `target` open shards of equal ranges (uniform scaling), within
+    /// the scaling factor and the scalings-per-day limits.
+    pub async fn update_shard_count(
+        &self,
+        stream: &StreamName,
+        target: u32,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let limits = self.config().stream_limits;
+        let name = stream.clone();
+        self.reshard(stream, true, move |d| {
+            let open = d.open_shards().count() as u32;
+            let factor = limits.max_scaling_factor;
+            if target == 0 || target > open.saturating_mul(factor) || target * factor < open {
+                return Err(BrokerError::ReshardLimit {
+                    stream: name.clone(),
+                    reason: format!(
+                        "target_shard_count {target} is not within a factor of {factor} of the \
+                         {open} open shards"
+                    ),
+                });
+            }
+            Ok(d.plan_scale(target)?)
+        })
+        .await
+    }
+
+    /// The shard `text` names, `NOT_FOUND` unless the stream has it.
+    fn shard_id_of(&self, stream: &StreamName, text: &str) -> Result<ShardId, BrokerError> {
+        let handle = self.stream(stream)?;
+        match text.parse::<ShardId>() {
+            Ok(id) if handle.shard(id).is_some() => Ok(id),
+            _ => Err(BrokerError::ShardNotFound {
+                stream: stream.clone(),
+                shard: text.to_owned(),
+            }),
+        }
+    }
+
+    /// Plans a reshard against the stream as it stands and makes the switch. A scaling counts
+    /// against the scalings-per-day limit.
+    async fn reshard(
+        &self,
+        stream: &StreamName,
+        is_scaling: bool,
+        plan: impl FnOnce(&StreamDescriptor) -> Result<Reshard, BrokerError>,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let handle = self.stream(stream)?;
+        let shared = Arc::clone(&handle.shared);
+        if shared.resharding.swap(true, Ordering::AcqRel) {
+            return Err(BrokerError::StreamUpdating {
+                stream: stream.clone(),
+            });
+        }
+        let _updating = Updating(&shared.resharding);
+        let _admin = self.inner.admin.lock().await;
+        // Deleted (or deleted and made again) while waiting for the admin lock.
+        let handle = self.stream(stream)?;
+        if !Arc::ptr_eq(&handle.shared, &shared) {
+            return Err(BrokerError::StreamNotFound {
+                stream: stream.clone(),
+            });
+        }
+        self.refuse_reshard_of_followed_stream(stream)?;
+        let reshard = plan(&handle.descriptor)?;
+        let open_after =
+            handle.descriptor.open_shards().count() + reshard.opens.len() - reshard.closes.len();
+        let limits = self.config().stream_limits;
+        if open_after > limits.max_shard_count as usize {
+            return Err(BrokerError::ReshardLimit {
+                stream: stream.clone(),
+                reason: format!(
+                    "the reshard would leave {open_after} open shards, more than {}",
+                    limits.max_shard_count
+                ),
+            });
+        }
+        if is_scaling {
+            self.inner
+                .scalings
+                .admit(stream, limits.max_scalings_per_day)?;
+        }
+
+        // The new shards' logs exist before the switch names them.
+        let cfg = self.inner.config.clone();
+        let io = Arc::clone(&self.inner.io);
+        let opened = {
+            let d = reshard_preview(&handle.descriptor, &reshard)?;
+            let opens: Vec<ShardId> = reshard.opens.iter().map(|s| s.id).collect();
+            blocking("open new shards", move || {
+                let logs = open_stream_logs(&cfg, &io, &d)?;
+                Ok::<_, BrokerError>(
+                    logs.into_iter()
+                        .filter(|(id, _)| opens.contains(id))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await??
+        };
+        failure_point("reshard:children-opened");
+
+        let stall = Instant::now();
+        let _gate = shared.put_gate.write().await;
+        failure_point("reshard:puts-drained");
+        let mut ends = BTreeMap::new();
+        for &id in &reshard.closes {
+            let end = handle
+                .shard(id)
+                .map_or(SequenceNumber::ZERO, |s| s.log.next_sequence());
+            ends.insert(id, end);
+        }
+        let mut next = handle.descriptor.apply_reshard(&reshard, &ends)?;
+        next.options = handle
+            .options
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.execute_meta(MetaCommand::ReshardStream(next.clone()))
+            .await?;
+        failure_point("reshard:switched");
+
+        let commit = self.inner.config.commit;
+        let mut shards = handle.shards.clone();
+        for (id, log) in opened {
+            let ending = ends.get(&id).copied();
+            shards.push(Arc::new(ShardHandle::new(id, log, commit, ending)));
+        }
+        shards.sort_by_key(|s| s.id);
+        let replacement = Arc::new(StreamHandle {
+            descriptor: next.clone(),
+            options: RwLock::new(next.options.clone()),
+            shards,
+            dedup: handle.dedup.clone(),
+            dedup_policy: handle.dedup_policy,
+            shared: Arc::clone(&shared),
+        });
+        self.inner
+            .streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stream.clone(), Arc::clone(&replacement));
+        for (id, end) in &ends {
+            if let Some(shard) = replacement.shard(*id) {
+                shard.closed.send_replace(Some(*end));
+            }
+        }
+        drop(_gate);
+        tracing::info!(
+            stream = %stream.as_str(),
+            closed = reshard.closes.len(),
+            opened = reshard.opens.len(),
+            open = next.open_shards().count(),
+            stall_ms = stall.elapsed().as_millis() as u64,
+            "stream resharded"
+        );
+        Ok(next)
+    }
+
+    /// Queue groups and rules read a stream shard by shard and do not follow lineage yet: a
+    /// stream they read keeps its shards.
+    fn refuse_reshard_of_followed_stream(&self, stream: &StreamName) -> Result<(), BrokerError> {
+        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+        let state = meta.state();
+        let queue = state
+            .groups
+            .iter()
+            .find(|((s, _), g)| s == stream && g.queue.is_some())
+            .map(|((_, g), _)| format!("queue group {g} reads it"));
+        let rule = state
+            .rules
+            .iter()
+            .find(|(_, r)| &r.definition.source == stream)
+            .map(|(name, _)| format!("rule {name} reads it"));
+        match queue.or(rule) {
+            Some(reason) => Err(BrokerError::ReshardRefused {
+                stream: stream.clone(),
+                reason: format!("{reason}, and queue groups and rules do not follow resharding"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The stream with the reshard's shards added, all still open: the set of logs to open.
+fn reshard_preview(
+    d: &StreamDescriptor,
+    reshard: &Reshard,
+) -> Result<StreamDescriptor, ModelError> {
+    let ends = reshard
+        .closes
+        .iter()
+        .map(|&id| (id, SequenceNumber::ZERO))
+        .collect();
+    d.apply_reshard(reshard, &ends)
+}
+
+/// Which shards [`Broker::list_shards`] returns (Kinesis's `ShardFilter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardFilter {
+    /// Every shard, open and closed.
+    All,
+    /// The shards with a higher id.
+    AfterShardId(ShardId),
+    /// The open shards.
+    AtLatest,
+    /// The oldest shards still holding records (none of whose parents does), and open shards
+    /// without such a parent: where a reader of the whole stream starts.
+    AtTrimHorizon,
+    /// Open shards and closed ones still holding records.
+    FromTrimHorizon,
+}
+
+impl Broker {
+    /// True while a reshard of the stream runs (Kinesis's `UPDATING`).
+    pub fn stream_updating(&self, stream: &StreamName) -> Result<bool, BrokerError> {
+        Ok(self
+            .stream(stream)?
+            .shared
+            .resharding
+            .load(Ordering::Acquire))
+    }
+
+    /// The stream's shards that pass `filter`, by increasing id.
+    pub fn list_shards(
+        &self,
+        stream: &StreamName,
+        filter: ShardFilter,
+    ) -> Result<Vec<crate::stream::ShardDescriptor>, BrokerError> {
+        let handle = self.stream(stream)?;
+        let shards = handle.descriptor.shards();
+        // A closed shard holds records while retention has not passed its end.
+        let holds_records = |id: ShardId| {
+            handle.shard(id).is_some_and(|s| match s.ending() {
+                None => true,
+                Some(end) => s.log.first_sequence() < end,
+            })
+        };
+        let live: Vec<bool> = shards.iter().map(|s| holds_records(s.id)).collect();
+        let is_live = |id: ShardId| live.get(id.index() as usize).copied().unwrap_or(false);
+        // Whether an ancestor still holds records (parents have lower ids: one pass).
+        let mut behind_live = vec![false; shards.len()];
+        for s in shards {
+            let parents = s.parent.into_iter().chain(s.adjacent_parent);
+            let covered = parents.into_iter().any(|p| {
+                is_live(p)
+                    || behind_live
+                        .get(p.index() as usize)
+                        .copied()
+                        .unwrap_or(false)
+            });
+            if let Some(slot) = behind_live.get_mut(s.id.index() as usize) {
+                *slot = covered;
+            }
+        }
+        Ok(shards
+            .iter()
+            .filter(|s| match filter {
+                ShardFilter::All => true,
+                ShardFilter::AfterShardId(after) => s.id > after,
+                ShardFilter::AtLatest => s.is_open(),
+                ShardFilter::FromTrimHorizon => is_live(s.id),
+                ShardFilter::AtTrimHorizon => is_live(s.id) && !behind_live[s.id.index() as usize],
+            })
+            .cloned()
+            .collect())
+    }
+}
