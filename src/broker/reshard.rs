@@ -379,3 +379,80 @@ impl Broker {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::BrokerConfig;
+    use crate::fsio::RealIo;
+    use crate::stream::StreamSettings;
+
+    async fn broker_with_stream(dir: &std::path::Path, shards: u32) -> (Broker, StreamName) {
+        let broker = Broker::open(BrokerConfig::new(dir), RealIo::shared())
+            .await
+            .unwrap();
+        let name = StreamName::new("s").unwrap();
+        broker
+            .create_stream(name.clone(), shards, StreamSettings::default())
+            .await
+            .unwrap();
+        (broker, name)
+    }
+
+    #[tokio::test]
+    async fn a_second_reshard_while_one_waits_for_the_puts_is_refused_and_the_stream_is_updating() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, name) = broker_with_stream(dir.path(), 2).await;
+        // A put in flight holds the gate: the first reshard waits for it.
+        let gate = Arc::clone(&broker.stream(&name).unwrap().shared.put_gate);
+        let in_flight = gate.read_owned().await;
+        let first = tokio::spawn({
+            let broker = broker.clone();
+            let name = name.clone();
+            async move { broker.update_shard_count(&name, 4).await }
+        });
+        // The first reshard has started once the stream says so (it sets the flag first).
+        while !broker.stream_updating(&name).unwrap() {
+            tokio::task::yield_now().await;
+        }
+        let second = broker
+            .split_shard(&name, "shardId-000000000000", "1000")
+            .await;
+        assert!(
+            matches!(second, Err(BrokerError::StreamUpdating { .. })),
+            "{second:?}"
+        );
+        drop(in_flight);
+        let after = first.await.unwrap().unwrap();
+        assert_eq!(after.open_shards().count(), 4);
+        assert!(!broker.stream_updating(&name).unwrap());
+    }
+
+    #[tokio::test]
+    async fn scalings_past_the_daily_limit_are_refused_and_splits_are_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.stream_limits.max_scalings_per_day = 2;
+        let broker = Broker::open(config, RealIo::shared()).await.unwrap();
+        let name = StreamName::new("s").unwrap();
+        broker
+            .create_stream(name.clone(), 1, StreamSettings::default())
+            .await
+            .unwrap();
+        broker
+            .split_shard(&name, "shardId-000000000000", "1000")
+            .await
+            .unwrap();
+        broker.update_shard_count(&name, 4).await.unwrap();
+        broker.update_shard_count(&name, 2).await.unwrap();
+        let third = broker.update_shard_count(&name, 4).await;
+        assert!(
+            matches!(&third, Err(BrokerError::ReshardLimit { reason, .. }) if reason.contains("24 hours")),
+            "{third:?}"
+        );
+        assert_eq!(
+            broker.describe_stream(&name).unwrap().open_shards().count(),
+            2
+        );
+    }
+}

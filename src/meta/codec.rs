@@ -952,6 +952,17 @@ mod tests {
         .unwrap()
     }
 
+    /// `descriptor()` after a merge of its shards 1 and 2, which ended at 7 and 9.
+    fn resharded() -> StreamDescriptor {
+        let d = descriptor();
+        let merge = d.plan_merge(ShardId(1), ShardId(2)).unwrap();
+        let ends = [
+            (ShardId(1), SequenceNumber::new(7)),
+            (ShardId(2), SequenceNumber::new(9)),
+        ];
+        d.apply_reshard(&merge, &ends.into()).unwrap()
+    }
+
     fn rule_definition() -> RuleDefinition {
         RuleDefinition {
             source: StreamName::new("orders").unwrap(),
@@ -1014,6 +1025,7 @@ mod tests {
         let group = GroupName::new("billing").unwrap();
         let commands = [
             MetaCommand::CreateStream(descriptor()),
+            MetaCommand::ReshardStream(resharded()),
             MetaCommand::DeleteStream(stream.clone()),
             MetaCommand::UpdateStream {
                 stream: stream.clone(),

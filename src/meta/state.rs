@@ -638,6 +638,52 @@ mod tests {
     }
 
     #[test]
+    fn a_reshard_must_extend_the_layout_and_keeps_the_streams_options() {
+        let mut state = MetaState::default();
+        state.apply(&create("s", 2)).unwrap();
+        state
+            .apply(&MetaCommand::UpdateStream {
+                stream: name("s"),
+                change: StreamChange::AddTags([("team".into(), "data".into())].into()),
+            })
+            .unwrap();
+        let current = state.stream("s").unwrap().clone();
+        let split = current
+            .plan_split(ShardId(0), crate::stream::HashKey(1 << 100))
+            .unwrap();
+        let ends = [(ShardId(0), SequenceNumber::new(4))].into();
+        // Planned before the tag was added: the switch must not drop it.
+        let mut next = current.apply_reshard(&split, &ends).unwrap();
+        next.options = Default::default();
+        let before = state.clone();
+        // The same layout again opens nothing; another incarnation is not this stream.
+        let same = MetaCommand::ReshardStream(current.clone());
+        assert!(matches!(
+            state.apply(&same),
+            Err(MetaError::ReshardRefused { .. })
+        ));
+        let mut other = next.clone();
+        other.created_at_ms = Timestamp::from_millis(2);
+        let other = MetaCommand::ReshardStream(other);
+        assert!(matches!(
+            state.apply(&other),
+            Err(MetaError::ReshardRefused { .. })
+        ));
+        assert_eq!(state, before);
+        state.apply(&MetaCommand::ReshardStream(next)).unwrap();
+        let after = state.stream("s").unwrap();
+        assert_eq!(after.shards().len(), 4);
+        assert_eq!(
+            after.shards()[0].ending_sequence,
+            Some(SequenceNumber::new(4))
+        );
+        assert_eq!(
+            after.options.tags.get("team").map(String::as_str),
+            Some("data")
+        );
+    }
+
+    #[test]
     fn creating_a_taken_stream_is_rejected() {
         let mut state = MetaState::default();
         state.apply(&create("s", 1)).unwrap();

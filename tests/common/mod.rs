@@ -571,6 +571,11 @@ impl ChildServer {
     /// Starts `shardlog serve --data-dir DIR --listen 127.0.0.1:PORT --fsync always` on a free
     /// port and waits (bounded) until it answers a request. Its output goes to `log`.
     pub async fn spawn(data_dir: &Path, log: &Path) -> ChildServer {
+        Self::spawn_with_env(data_dir, log, &[]).await
+    }
+
+    /// As [`ChildServer::spawn`], with extra environment variables (a failure point).
+    pub async fn spawn_with_env(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> ChildServer {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
             probe.local_addr().expect("probe addr").port()
@@ -592,6 +597,7 @@ impl ChildServer {
             .arg("127.0.0.1:0")
             .arg("--fsync")
             .arg("always")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -655,6 +661,21 @@ impl ChildServer {
     /// A `ConsumerGroups` client.
     pub async fn groups(&self) -> ConsumerGroupsClient<Channel> {
         ConsumerGroupsClient::new(self.channel().await)
+    }
+
+    /// Waits (bounded) for the process to end by itself, as at a failure point; its status.
+    pub async fn wait_exit(mut self) -> std::process::ExitStatus {
+        let deadline = Deadline::after(CHILD_START_TIMEOUT);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                return status;
+            }
+            assert!(
+                deadline.tick().await,
+                "the server process did not end; its output:\n{}",
+                self.output()
+            );
+        }
     }
 
     /// Kills the process with SIGKILL and waits for it to be gone.
