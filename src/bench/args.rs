@@ -32,6 +32,8 @@ pub const DEFAULT_CONSUMERS: usize = 1;
 pub const DEFAULT_QUEUE_CONSUMERS: usize = 2;
 /// Default bytes of data per record.
 pub const DEFAULT_RECORD_BYTES: usize = 1024;
+/// Default open shard count a reshard run scales up to.
+pub const DEFAULT_RESHARD_TO: u32 = 64;
 /// Default records per PutRecords request.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default batches a streaming producer keeps unanswered: enough to keep the server's put
@@ -76,6 +78,10 @@ pub enum Workload {
     /// Store --records records, then receive and delete each through a queue group:
     /// messages/s and receive-to-delete latency.
     Queue,
+    /// Producers at full speed while the stream is scaled from --shards to --reshard-to and
+    /// back, doubling and halving: the longest put stall of each switch, and throughput
+    /// before, during and after.
+    Reshard,
 }
 
 impl Workload {
@@ -87,13 +93,14 @@ impl Workload {
             Workload::E2e => "e2e",
             Workload::Route => "route",
             Workload::Queue => "queue",
+            Workload::Reshard => "reshard",
         }
     }
 
     /// Whether the workload runs producers (and takes --rate).
     pub fn produces(self) -> bool {
         match self {
-            Workload::Produce | Workload::E2e | Workload::Route => true,
+            Workload::Produce | Workload::E2e | Workload::Route | Workload::Reshard => true,
             Workload::Consume | Workload::Queue => false,
         }
     }
@@ -307,6 +314,10 @@ pub struct BenchArgs {
     /// kind=noise
     #[arg(long)]
     pub route_attributes: bool,
+    /// Reshard workload: the open shard count the stream is doubled up to, then halved back
+    /// from, in steps the server's scaling factor of 2 allows [default: 64]
+    #[arg(long, value_name = "N")]
+    pub reshard_to: Option<u32>,
     /// Queue workload: the kind of queue group [default: fifo]
     #[arg(long, value_enum, value_name = "TYPE")]
     pub queue_type: Option<QueueType>,
@@ -354,6 +365,7 @@ impl Default for BenchArgs {
             route_filter: None,
             route_filter_scope: RouteScope::Data,
             route_attributes: false,
+            reshard_to: None,
             queue_type: None,
             queue_groups: None,
             queue_batch: None,
@@ -438,6 +450,8 @@ pub struct Plan {
     pub route_attributes: bool,
     /// Queue: the queue group and how it is used; `None` for the other workloads.
     pub queue: Option<QueueSettings>,
+    /// Reshard: the open shard count after each switch, in order; empty for the others.
+    pub reshard_steps: Vec<u32>,
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> BenchError {
@@ -477,9 +491,11 @@ impl Plan {
         }
         let consumers = args.consumers.unwrap_or(match args.workload {
             Workload::Queue => DEFAULT_QUEUE_CONSUMERS,
-            Workload::Produce | Workload::Consume | Workload::E2e | Workload::Route => {
-                DEFAULT_CONSUMERS
-            }
+            Workload::Produce
+            | Workload::Consume
+            | Workload::E2e
+            | Workload::Route
+            | Workload::Reshard => DEFAULT_CONSUMERS,
         });
         if (reads_shards || args.workload == Workload::Queue) && consumers == 0 {
             return Err(invalid("consumers", "must be at least 1"));
@@ -585,8 +601,9 @@ impl Plan {
         let records = match args.workload {
             Workload::Consume => Some(args.records.unwrap_or(DEFAULT_CONSUME_RECORDS)),
             Workload::Queue => Some(args.records.unwrap_or(DEFAULT_QUEUE_RECORDS)),
-            Workload::Produce | Workload::E2e | Workload::Route => args.records,
+            Workload::Produce | Workload::E2e | Workload::Route | Workload::Reshard => args.records,
         };
+        let reshard_steps = reshard_steps(args)?;
         Ok(Plan {
             target,
             api: args.api,
@@ -615,6 +632,7 @@ impl Plan {
             route_filter,
             route_attributes: args.route_attributes,
             queue,
+            reshard_steps,
         })
     }
 
@@ -639,7 +657,7 @@ fn kinesis_target(args: &BenchArgs, target: Target) -> Result<Target, BenchError
     }
     match args.workload {
         Workload::Produce | Workload::Consume => {}
-        Workload::E2e | Workload::Route | Workload::Queue => {
+        Workload::E2e | Workload::Route | Workload::Queue | Workload::Reshard => {
             return Err(invalid(
                 "api",
                 format!(
@@ -700,6 +718,36 @@ fn kinesis_target(args: &BenchArgs, target: Target) -> Result<Target, BenchError
             Ok(Target::Remote(url.to_owned()))
         }
     }
+}
+
+/// Checks `--reshard-to` and returns the shard counts a reshard run switches through: doubling
+/// from `--shards` up to it, then halving back (the last step of each way may be smaller).
+fn reshard_steps(args: &BenchArgs) -> Result<Vec<u32>, BenchError> {
+    if args.workload != Workload::Reshard {
+        return match args.reshard_to {
+            Some(_) => Err(invalid("reshard-to", "applies to the reshard workload")),
+            None => Ok(Vec::new()),
+        };
+    }
+    let top = args.reshard_to.unwrap_or(DEFAULT_RESHARD_TO);
+    if top <= args.shards || top > shardlog::stream::DEFAULT_MAX_SHARD_COUNT {
+        return Err(invalid(
+            "reshard-to",
+            format!(
+                "{top} must be above --shards ({}) and at most {}",
+                args.shards,
+                shardlog::stream::DEFAULT_MAX_SHARD_COUNT
+            ),
+        ));
+    }
+    let mut up = vec![args.shards];
+    while *up.last().unwrap_or(&top) < top {
+        let next = (up[up.len() - 1] * 2).min(top);
+        up.push(next);
+    }
+    let mut steps: Vec<u32> = up[1..].to_vec();
+    steps.extend(up[..up.len() - 1].iter().rev());
+    Ok(steps)
 }
 
 /// Checks the route settings: they apply to the route workload only, and the names the run

@@ -31,6 +31,7 @@ mod produce;
 mod progress;
 mod queue;
 pub mod report;
+mod reshard;
 mod route;
 pub mod schedule;
 pub mod stats;
@@ -228,6 +229,7 @@ struct Measured {
     fill: Option<FillReport>,
     route: Option<RouteReport>,
     queue: Option<queue::QueueReport>,
+    reshard: Option<reshard::ReshardReport>,
 }
 
 impl Measured {
@@ -269,6 +271,7 @@ impl Measured {
             rss,
             route: self.route,
             queue: self.queue,
+            reshard: self.reshard,
         }
     }
 }
@@ -348,6 +351,7 @@ async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, Bench
         Workload::E2e => measure_e2e(plan, url, run_id, &shard_ids).await,
         Workload::Route => measure_route(plan, url, run_id, &admin).await,
         Workload::Queue => measure_queue(plan, url, run_id, &admin).await,
+        Workload::Reshard => measure_reshard(plan, url, run_id, &admin).await,
     }?;
     if let Some(idle) = idle {
         for problem in idle.close().await {
@@ -398,6 +402,7 @@ async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measure
         fill: None,
         route: None,
         queue: None,
+        reshard: None,
     })
 }
 
@@ -445,6 +450,7 @@ async fn measure_consume(
         fill: Some(fill),
         route: None,
         queue: None,
+        reshard: None,
     })
 }
 
@@ -526,6 +532,7 @@ async fn measure_e2e(
         fill: None,
         route: None,
         queue: None,
+        reshard: None,
     })
 }
 
@@ -556,6 +563,44 @@ async fn measure_route(
         fill: None,
         route: Some(report),
         queue: None,
+        reshard: None,
+    })
+}
+
+/// Producers as in a produce run while the stream is scaled up and back (`reshard.rs`).
+async fn measure_reshard(
+    plan: &Plan,
+    url: &str,
+    run_id: &str,
+    admin: &Client,
+) -> Result<Measured, BenchError> {
+    let clients = connections(url, plan.producers).await?;
+    let probe = connect(url).await?;
+    let meter = Arc::new(Meter::default());
+    let phase = planned_produce_phase(plan, record_shape(plan, run_id, None), &meter, None, None);
+    let progress = Progress::start("reshard", Arc::clone(&meter), phase.start);
+    let cpu = CpuClock::start();
+    let (elapsed, report) = reshard::run(
+        admin,
+        probe,
+        &plan.stream,
+        plan.shards,
+        &plan.reshard_steps,
+        phase,
+        clients,
+    )
+    .await;
+    let cpu = cpu.stop();
+    drop(progress);
+    Ok(Measured {
+        meter,
+        elapsed,
+        cpu,
+        e2e_missing: 0,
+        fill: None,
+        route: None,
+        queue: None,
+        reshard: Some(report),
     })
 }
 
@@ -604,6 +649,7 @@ async fn measure_queue(
             fill: Some(fill),
             route: None,
             queue: Some(report),
+            reshard: None,
         })
     }
     .await;

@@ -357,6 +357,8 @@ pub struct BenchReport {
     pub route: Option<RouteReport>,
     /// What a queue run's workers did.
     pub queue: Option<QueueReport>,
+    /// What a reshard run's switches did.
+    pub reshard: Option<super::reshard::ReshardReport>,
 }
 
 fn per_sec(count: f64, elapsed: Duration) -> f64 {
@@ -472,6 +474,12 @@ impl BenchReport {
             (
                 "route",
                 self.route.as_ref().map_or(Json::Null, RouteReport::to_json),
+            ),
+            (
+                "reshard",
+                self.reshard
+                    .as_ref()
+                    .map_or(Json::Null, super::reshard::ReshardReport::to_json),
             ),
         ])
     }
@@ -592,6 +600,10 @@ impl BenchReport {
             let _ = writeln!(out);
             queue.write_table(&mut out);
         }
+        if let Some(reshard) = &self.reshard {
+            let _ = writeln!(out);
+            reshard.write_table(&mut out);
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -641,7 +653,7 @@ fn latency_row(label: &str, s: &LatencySummary) -> String {
     )
 }
 
-fn millis(d: Duration) -> f64 {
+pub(super) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -789,6 +801,7 @@ mod tests {
             rss: None,
             route: None,
             queue: None,
+            reshard: None,
         }
     }
 

@@ -375,3 +375,64 @@ async fn a_kinesis_run_of_another_workload_is_refused_before_any_server_starts()
         Err(BenchError::InvalidArgument { setting: "api", .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_reshard_run_doubles_up_halves_back_and_times_every_switch() {
+    let args = BenchArgs {
+        shards: 1,
+        reshard_to: Some(4),
+        records: None,
+        ..tiny(Workload::Reshard)
+    };
+    let json = run_json(&args).await;
+    assert_eq!(number_at(&json, "errors"), Some(0.0), "{json}");
+    assert!(
+        number_at(&json, "records").expect("records") > 0.0,
+        "{json}"
+    );
+    let steps: Vec<(u64, u64)> = json
+        .match_indices(r#"{"from":"#)
+        .map(|(at, _)| {
+            let rest = &json[at..];
+            (
+                number_at(rest, "from").expect("from") as u64,
+                number_at(rest, "to").expect("to") as u64,
+            )
+        })
+        .collect();
+    assert_eq!(steps, [(1, 2), (2, 4), (4, 2), (2, 1)], "{json}");
+    assert_eq!(json.matches(r#""error":null"#).count(), 4, "{json}");
+    assert!(
+        number_at(&json, "reshard.probe_puts").expect("probe") > 0.0,
+        "{json}"
+    );
+    assert!(
+        number_at(&json, "reshard.records_per_sec_during").expect("during") > 0.0,
+        "{json}"
+    );
+}
+
+#[test]
+fn reshard_steps_double_to_the_top_and_halve_back() {
+    let args = |shards, top| BenchArgs {
+        shards,
+        reshard_to: Some(top),
+        ..tiny(Workload::Reshard)
+    };
+    let plan = super::Plan::from_args(&args(4, 64)).unwrap();
+    assert_eq!(plan.reshard_steps, [8, 16, 32, 64, 32, 16, 8, 4]);
+    let plan = super::Plan::from_args(&args(3, 10)).unwrap();
+    assert_eq!(plan.reshard_steps, [6, 10, 6, 3]);
+    assert!(super::Plan::from_args(&args(4, 4)).is_err());
+    let produce = BenchArgs {
+        reshard_to: Some(8),
+        ..tiny(Workload::Produce)
+    };
+    assert!(matches!(
+        super::Plan::from_args(&produce),
+        Err(BenchError::InvalidArgument {
+            setting: "reshard-to",
+            ..
+        })
+    ));
+}

@@ -56,13 +56,15 @@ pub(super) async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Meas
         Workload::Produce => measure_produce(plan, &endpoint, run_id).await,
         Workload::Consume => measure_consume(plan, &endpoint, run_id).await,
         // `Plan::from_args` refuses these with `--api kinesis`.
-        Workload::E2e | Workload::Route | Workload::Queue => Err(BenchError::InvalidArgument {
-            setting: "api",
-            reason: format!(
-                "kinesis applies to the produce and consume workloads, not {}",
-                plan.workload.name()
-            ),
-        }),
+        Workload::E2e | Workload::Route | Workload::Queue | Workload::Reshard => {
+            Err(BenchError::InvalidArgument {
+                setting: "api",
+                reason: format!(
+                    "kinesis applies to the produce and consume workloads, not {}",
+                    plan.workload.name()
+                ),
+            })
+        }
     }
 }
 
@@ -168,6 +170,7 @@ async fn measure_produce(
         fill: None,
         route: None,
         queue: None,
+        reshard: None,
     })
 }
 
@@ -212,6 +215,7 @@ async fn measure_consume(
         fill: Some(fill),
         route: None,
         queue: None,
+        reshard: None,
     })
 }
 
