@@ -17,10 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{blocking, open_stream_logs, Broker, BrokerError, ShardHandle, StreamHandle};
+use super::{blocking, shard_dir, Broker, BrokerError, ShardHandle, StreamHandle};
 use crate::meta::MetaCommand;
-use crate::storage::SequenceNumber;
-use crate::stream::{HashKey, ModelError, Reshard, ShardId, StreamDescriptor, StreamName};
+use crate::storage::{SequenceNumber, ShardLog};
+use crate::stream::{HashKey, Reshard, ShardId, StreamDescriptor, StreamName};
 
 /// The window the scalings-per-day limit counts in.
 pub const SCALING_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
@@ -195,22 +195,21 @@ impl Broker {
                 .admit(stream, limits.max_scalings_per_day)?;
         }
 
-        // The new shards' logs exist before the switch names them.
+        // The new shards' logs exist before the switch names them. Only theirs: the live
+        // shards' logs are open already, and a second instance must never recover a log its
+        // committer is writing.
         let cfg = self.inner.config.clone();
         let io = Arc::clone(&self.inner.io);
-        let opened = {
-            let d = reshard_preview(&handle.descriptor, &reshard)?;
-            let opens: Vec<ShardId> = reshard.opens.iter().map(|s| s.id).collect();
-            blocking("open new shards", move || {
-                let logs = open_stream_logs(&cfg, &io, &d)?;
-                Ok::<_, BrokerError>(
-                    logs.into_iter()
-                        .filter(|(id, _)| opens.contains(id))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .await??
-        };
+        let new_shards: Vec<ShardId> = reshard.opens.iter().map(|s| s.id).collect();
+        let stream_name = stream.clone();
+        let retention = handle
+            .shards
+            .first()
+            .map_or(handle.descriptor.settings.retention, |s| s.log.retention());
+        let opened = blocking("open new shards", move || {
+            open_new_logs(&cfg, &io, &stream_name, retention, &new_shards)
+        })
+        .await??;
         failure_point("reshard:children-opened");
 
         let stall = Instant::now();
@@ -295,17 +294,46 @@ impl Broker {
     }
 }
 
-/// The stream with the reshard's shards added, all still open: the set of logs to open.
-fn reshard_preview(
-    d: &StreamDescriptor,
-    reshard: &Reshard,
-) -> Result<StreamDescriptor, ModelError> {
-    let ends = reshard
-        .closes
-        .iter()
-        .map(|&id| (id, SequenceNumber::ZERO))
-        .collect();
-    d.apply_reshard(reshard, &ends)
+/// Most new shard logs created at once: creating one is a few syncs, which the disk can
+/// overlap.
+const PARALLEL_LOG_OPENS: usize = 8;
+
+/// Creates the logs of a reshard's new shards, several at a time.
+fn open_new_logs(
+    config: &super::BrokerConfig,
+    io: &Arc<dyn crate::fsio::Io>,
+    stream: &StreamName,
+    retention: Duration,
+    ids: &[ShardId],
+) -> Result<Vec<(ShardId, Arc<ShardLog>)>, BrokerError> {
+    let mut log_config = config.log.clone();
+    log_config.retention = retention;
+    let mut opened = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(PARALLEL_LOG_OPENS) {
+        let results: Vec<Result<(ShardId, Arc<ShardLog>), BrokerError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&id| {
+                        let dir = shard_dir(&config.data_dir, stream, id);
+                        let io = Arc::clone(io);
+                        let log_config = log_config.clone();
+                        scope.spawn(move || {
+                            let log = ShardLog::open(io, &dir, log_config)?;
+                            Ok((id, Arc::new(log)))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+        for result in results {
+            opened.push(result?);
+        }
+    }
+    Ok(opened)
 }
 
 /// Which shards [`Broker::list_shards`] returns (Kinesis's `ShardFilter`).
