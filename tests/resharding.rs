@@ -508,3 +508,26 @@ async fn reshards_of_a_stream_read_by_a_queue_group_are_refused_naming_it() {
     common::assert_rejected(refused, Code::FailedPrecondition, "work");
     assert_eq!(list_shards(&mut c, "s").await.len(), 1);
 }
+
+// The CLI blocks its thread while it runs: the server needs a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_splits_at_the_middle_merges_and_scales() {
+    use common::cli::shardlog;
+    let server = TestServer::start().await;
+    shardlog(&server, &["stream", "create", "orders", "--shards", "2"]);
+    let split = shardlog(&server, &["stream", "split", "orders", SHARD_0]);
+    assert!(split.contains(&id(3)), "{split}");
+    let mut c = server.streams().await;
+    let shards = list_shards(&mut c, "orders").await;
+    let (start, end) = common::hash_range(&shards[0]);
+    let middle = start + (end - start) / 2 + 1;
+    assert_eq!(common::hash_range(&shards[3]), (middle, end));
+    let merged = shardlog(&server, &["stream", "merge", "orders", &id(2), &id(3)]);
+    assert!(merged.contains(&id(4)), "{merged}");
+    shardlog(&server, &["stream", "scale", "orders", "--shards", "4"]);
+    let shards = list_shards(&mut c, "orders").await;
+    assert_eq!(open(&shards).len(), 4);
+    let refused = common::cli::run(&server, &["stream", "scale", "orders", "--shards", "9"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("factor"));
+}
