@@ -908,3 +908,96 @@ async fn put_records_answers_every_entry_in_order() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_over_kinesis_shows_lineage_child_shards_and_filters() {
+    let server = TestServer::start().await;
+    let addr = server.kinesis_addr;
+    create(&server, "grow", 1).await;
+    k::ok(
+        addr,
+        "PutRecord",
+        json!({"StreamName": "grow", "PartitionKey": "a", "Data": STANDARD.encode(b"first")}),
+    )
+    .await;
+    let middle = (1u128 << 127).to_string();
+    let split = k::json(
+        addr,
+        "SplitShard",
+        json!({"StreamName": "grow", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": middle}),
+    )
+    .await;
+    assert_eq!(split.status, StatusCode::OK, "{:?}", split.json());
+    let latest = k::ok(
+        addr,
+        "ListShards",
+        json!({"StreamName": "grow", "ShardFilter": {"Type": "AT_LATEST"}}),
+    )
+    .await;
+    let ids: Vec<&str> = latest["Shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ShardId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["shardId-000000000001", "shardId-000000000002"]);
+    let all = k::ok(addr, "ListShards", json!({"StreamName": "grow"})).await;
+    let parent = &all["Shards"][0];
+    assert_eq!(parent["SequenceNumberRange"]["EndingSequenceNumber"], "1");
+    assert_eq!(all["Shards"][2]["ParentShardId"], "shardId-000000000000");
+    // Read the closed parent to its end: its record, then the children and no iterator.
+    let it = k::ok(
+        addr,
+        "GetShardIterator",
+        json!({"StreamName": "grow", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+    )
+    .await;
+    let read = k::ok(
+        addr,
+        "GetRecords",
+        json!({"ShardIterator": it["ShardIterator"]}),
+    )
+    .await;
+    assert_eq!(read["Records"].as_array().unwrap().len(), 1);
+    assert!(read.get("NextShardIterator").is_none(), "{read}");
+    let children: Vec<&str> = read["ChildShards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ShardId"].as_str().unwrap())
+        .collect();
+    assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+    assert_eq!(
+        read["ChildShards"][0]["ParentShards"],
+        json!(["shardId-000000000000"])
+    );
+    // Merge the children back, then scale; the errors are Kinesis's.
+    k::ok(
+        addr,
+        "MergeShards",
+        json!({"StreamName": "grow", "ShardToMerge": "shardId-000000000001", "AdjacentShardToMerge": "shardId-000000000002"}),
+    )
+    .await;
+    let scaled = k::ok(
+        addr,
+        "UpdateShardCount",
+        json!({"StreamName": "grow", "TargetShardCount": 2, "ScalingType": "UNIFORM_SCALING"}),
+    )
+    .await;
+    assert_eq!(scaled["CurrentShardCount"], 1);
+    assert_eq!(scaled["TargetShardCount"], 2);
+    let too_far = k::json(
+        addr,
+        "UpdateShardCount",
+        json!({"StreamName": "grow", "TargetShardCount": 5, "ScalingType": "UNIFORM_SCALING"}),
+    )
+    .await;
+    assert_eq!(too_far.error().0, "LimitExceededException");
+    let closed = k::json(
+        addr,
+        "SplitShard",
+        json!({"StreamName": "grow", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "5"}),
+    )
+    .await;
+    assert_eq!(closed.error().0, "InvalidArgumentException");
+}

@@ -531,3 +531,44 @@ async fn the_cli_splits_at_the_middle_merges_and_scales() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("factor"));
 }
+
+#[tokio::test]
+async fn a_resharded_stream_takes_no_new_queue_group_or_rule() {
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    let mut g = server.groups().await;
+    let mut router = shardlog::proto::v1::router_client::RouterClient::new(server.channel().await);
+    make_stream(&mut c, "s", 1).await;
+    make_stream(&mut c, "t", 1).await;
+    split(&mut c, "s", SHARD_0, 1u128 << 127).await.unwrap();
+    let queue = g
+        .create_group(pb::CreateGroupRequest {
+            stream_name: "s".into(),
+            group_name: "work".into(),
+            r#type: pb::GroupType::QueueFifo as i32,
+            ..Default::default()
+        })
+        .await;
+    common::assert_rejected(queue, Code::FailedPrecondition, "resharded");
+    let rule = router
+        .put_rule(pb::PutRuleRequest {
+            rule_name: "copy".into(),
+            source_stream: "s".into(),
+            targets: vec![pb::RuleTarget {
+                stream_name: "t".into(),
+            }],
+            state: pb::RuleState::Enabled as i32,
+            ..Default::default()
+        })
+        .await;
+    common::assert_rejected(rule, Code::FailedPrecondition, "resharded");
+    // A lease group follows lineage: it is welcome.
+    g.join_group(pb::JoinGroupRequest {
+        stream_name: "s".into(),
+        group_name: "leases".into(),
+        member_id: "m".into(),
+        session_timeout_ms: 0,
+    })
+    .await
+    .unwrap();
+}

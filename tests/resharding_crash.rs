@@ -64,6 +64,15 @@ async fn crash_during(
     (server, shards, acked)
 }
 
+/// Splits the stream's first shard (keys below 2^127) at 2^126.
+fn split_first_shard() -> pb::SplitShardRequest {
+    pb::SplitShardRequest {
+        stream_name: "s".into(),
+        shard_to_split: "shardId-000000000000".into(),
+        new_starting_hash_key: (1u128 << 126).to_string(),
+    }
+}
+
 fn shard_dirs(data: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data.join("streams").join("s"))
         .expect("the stream's directory")
@@ -78,13 +87,7 @@ async fn a_split_cut_short_before_its_switch_leaves_the_old_layout_and_no_orphan
     for step in ["reshard:children-opened", "reshard:puts-drained"] {
         let dir = tempfile::tempdir().unwrap();
         let (server, shards, acked) = crash_during(step, dir.path(), async |c| {
-            c.split_shard(pb::SplitShardRequest {
-                stream_name: "s".into(),
-                shard_to_split: "shardId-000000000000".into(),
-                new_starting_hash_key: (1u128 << 126).to_string(),
-            })
-            .await
-            .map(drop)
+            c.split_shard(split_first_shard()).await.map(drop)
         })
         .await;
         let ids: Vec<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
@@ -106,13 +109,9 @@ async fn a_split_cut_short_before_its_switch_leaves_the_old_layout_and_no_orphan
         assert_stored(&mut c, &acked).await;
         // The stream works, and the split can be made now.
         let more = put_some(&mut c, "after", 5).await;
-        c.split_shard(pb::SplitShardRequest {
-            stream_name: "s".into(),
-            shard_to_split: "shardId-000000000000".into(),
-            new_starting_hash_key: (1u128 << 126).to_string(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{step}: split after restart: {e}"));
+        c.split_shard(split_first_shard())
+            .await
+            .unwrap_or_else(|e| panic!("{step}: split after restart: {e}"));
         assert_stored(&mut c, &acked).await;
         assert_stored(&mut c, &more).await;
     }
@@ -122,13 +121,7 @@ async fn a_split_cut_short_before_its_switch_leaves_the_old_layout_and_no_orphan
 async fn a_split_cut_short_after_its_switch_leaves_the_new_layout_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (server, shards, acked) = crash_during("reshard:switched", dir.path(), async |c| {
-        c.split_shard(pb::SplitShardRequest {
-            stream_name: "s".into(),
-            shard_to_split: "shardId-000000000000".into(),
-            new_starting_hash_key: (1u128 << 126).to_string(),
-        })
-        .await
-        .map(drop)
+        c.split_shard(split_first_shard()).await.map(drop)
     })
     .await;
     let in_parent = acked

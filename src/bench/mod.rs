@@ -233,6 +233,20 @@ struct Measured {
 }
 
 impl Measured {
+    /// What a phase counted, with nothing workload-specific yet.
+    fn new(meter: Arc<Meter>, elapsed: Duration, cpu: Option<Duration>) -> Measured {
+        Measured {
+            meter,
+            elapsed,
+            cpu,
+            e2e_missing: 0,
+            fill: None,
+            route: None,
+            queue: None,
+            reshard: None,
+        }
+    }
+
     fn into_report(self, plan: &Plan, rss: Option<RssReport>) -> BenchReport {
         let counts = self.meter.counts();
         BenchReport {
@@ -394,16 +408,7 @@ async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measure
     let elapsed = produce::run_producers(phase, clients).await;
     let cpu = cpu.stop();
     drop(progress);
-    Ok(Measured {
-        meter,
-        elapsed,
-        cpu,
-        e2e_missing: 0,
-        fill: None,
-        route: None,
-        queue: None,
-        reshard: None,
-    })
+    Ok(Measured::new(meter, elapsed, cpu))
 }
 
 async fn measure_consume(
@@ -443,14 +448,8 @@ async fn measure_consume(
     let cpu = cpu.stop();
     drop(progress);
     Ok(Measured {
-        meter,
-        elapsed,
-        cpu,
-        e2e_missing: 0,
         fill: Some(fill),
-        route: None,
-        queue: None,
-        reshard: None,
+        ..Measured::new(meter, elapsed, cpu)
     })
 }
 
@@ -526,13 +525,7 @@ async fn measure_e2e(
     let counts = meter.counts();
     Ok(Measured {
         e2e_missing: counts.records.saturating_sub(counts.received),
-        meter,
-        elapsed,
-        cpu,
-        fill: None,
-        route: None,
-        queue: None,
-        reshard: None,
+        ..Measured::new(meter, elapsed, cpu)
     })
 }
 
@@ -556,14 +549,8 @@ async fn measure_route(
     let (elapsed, report) = route::run(admin, rule, phase, clients, progress).await;
     let cpu = cpu.stop();
     Ok(Measured {
-        meter,
-        elapsed,
-        cpu,
-        e2e_missing: 0,
-        fill: None,
         route: Some(report),
-        queue: None,
-        reshard: None,
+        ..Measured::new(meter, elapsed, cpu)
     })
 }
 
@@ -593,14 +580,8 @@ async fn measure_reshard(
     let cpu = cpu.stop();
     drop(progress);
     Ok(Measured {
-        meter,
-        elapsed,
-        cpu,
-        e2e_missing: 0,
-        fill: None,
-        route: None,
-        queue: None,
         reshard: Some(report),
+        ..Measured::new(meter, elapsed, cpu)
     })
 }
 
@@ -642,14 +623,9 @@ async fn measure_queue(
         let cpu = cpu.stop();
         drop(progress);
         Ok(Measured {
-            meter,
-            elapsed,
-            cpu,
-            e2e_missing: 0,
             fill: Some(fill),
-            route: None,
             queue: Some(report),
-            reshard: None,
+            ..Measured::new(meter, elapsed, cpu)
         })
     }
     .await;

@@ -269,6 +269,23 @@ impl Broker {
         Ok(next)
     }
 
+    /// Refuses a queue group or rule on a stream with closed shards (see
+    /// [`BrokerError::ReshardedStream`]).
+    pub(crate) fn refuse_resharded(
+        &self,
+        stream: &StreamName,
+        what: &'static str,
+    ) -> Result<(), BrokerError> {
+        let handle = self.stream(stream)?;
+        if handle.descriptor.shards().iter().any(|s| !s.is_open()) {
+            return Err(BrokerError::ReshardedStream {
+                stream: stream.clone(),
+                what,
+            });
+        }
+        Ok(())
+    }
+
     /// Queue groups and rules read a stream shard by shard and do not follow lineage yet: a
     /// stream they read keeps its shards.
     fn refuse_reshard_of_followed_stream(&self, stream: &StreamName) -> Result<(), BrokerError> {

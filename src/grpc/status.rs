@@ -47,7 +47,8 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::IsAQueueGroup { .. }
         | BrokerError::ReceiptRefused { .. }
         | BrokerError::StreamUpdating { .. }
-        | BrokerError::ReshardRefused { .. } => Code::FailedPrecondition,
+        | BrokerError::ReshardRefused { .. }
+        | BrokerError::ReshardedStream { .. } => Code::FailedPrecondition,
         BrokerError::QueueJournal { source } => meta_code(source),
         BrokerError::Storage(s) => match s {
             StorageError::Corrupt { .. } => Code::DataLoss,
@@ -370,6 +371,13 @@ pub(crate) mod tests {
                 Code::ResourceExhausted,
             ),
             (
+                BrokerError::ReshardedStream {
+                    stream: stream(),
+                    what: "rule",
+                },
+                Code::FailedPrecondition,
+            ),
+            (
                 BrokerError::StreamUpdating { stream: stream() },
                 Code::FailedPrecondition,
             ),
@@ -628,10 +636,11 @@ pub(crate) mod tests {
             BrokerError::StreamUpdating { .. } => "StreamUpdating",
             BrokerError::ReshardRefused { .. } => "ReshardRefused",
             BrokerError::ReshardLimit { .. } => "ReshardLimit",
+            BrokerError::ReshardedStream { .. } => "ReshardedStream",
         }
     }
 
-    const VARIANTS: usize = 26;
+    const VARIANTS: usize = 30;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

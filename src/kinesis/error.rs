@@ -194,7 +194,7 @@ impl Account<'_> {
                     "Stream {stream} under account {account} not ACTIVE, instead in state UPDATING"
                 ),
             ),
-            BrokerError::ReshardRefused { .. } => {
+            BrokerError::ReshardRefused { .. } | BrokerError::ReshardedStream { .. } => {
                 KinesisError::new(ErrorKind::ResourceInUse, e.to_string())
             }
             BrokerError::ReshardLimit { .. } => {

@@ -162,16 +162,7 @@ async fn measure_produce(
     let elapsed = produce::run_producers(phase, producers, Arc::clone(endpoint), None).await;
     let cpu = cpu.stop();
     drop(progress);
-    Ok(Measured {
-        meter,
-        elapsed,
-        cpu,
-        e2e_missing: 0,
-        fill: None,
-        route: None,
-        queue: None,
-        reshard: None,
-    })
+    Ok(Measured::new(meter, elapsed, cpu))
 }
 
 async fn measure_consume(
@@ -208,14 +199,8 @@ async fn measure_consume(
     let cpu = cpu.stop();
     drop(progress);
     Ok(Measured {
-        meter,
-        elapsed,
-        cpu,
-        e2e_missing: 0,
         fill: Some(fill),
-        route: None,
-        queue: None,
-        reshard: None,
+        ..Measured::new(meter, elapsed, cpu)
     })
 }
 

@@ -388,6 +388,19 @@ impl Broker {
             }
             Some(kind) => Some(self.queue_definition(&stream, kind, &spec)?),
         };
+        // A queue reads shard by shard: held under the admin lock, so that no reshard runs
+        // between reading the shards and making the group.
+        let _admin = match queue {
+            Some(_) => Some(self.inner.admin.lock().await),
+            None => None,
+        };
+        let handle = match queue {
+            Some(_) => {
+                self.refuse_resharded(&stream, "queue group")?;
+                self.stream(&stream)?
+            }
+            None => handle,
+        };
         // The start positions are read before the command; a record put meanwhile with
         // LATEST may or may not be in the queue, as with Kinesis's LATEST.
         let start: BTreeMap<ShardId, SequenceNumber> = handle

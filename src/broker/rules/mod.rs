@@ -231,6 +231,9 @@ impl Broker {
             .collect::<Result<_, BrokerError>>()?;
         drop(source);
         let _admin = self.inner.admin.lock().await;
+        // Under the admin lock no reshard runs: the layout read above is the one in force
+        // unless the stream has closed shards, which rules do not follow yet.
+        self.refuse_resharded(&spec.source, "rule")?;
         let exists = self.rule_record(&spec.name).is_some();
         if !exists && self.rule_count() >= cfg.max_rules {
             return Err(BrokerError::invalid(
