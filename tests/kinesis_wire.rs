@@ -943,7 +943,8 @@ async fn resharding_over_kinesis_shows_lineage_child_shards_and_filters() {
     assert_eq!(ids, ["shardId-000000000001", "shardId-000000000002"]);
     let all = k::ok(addr, "ListShards", json!({"StreamName": "grow"})).await;
     let parent = &all["Shards"][0];
-    assert_eq!(parent["SequenceNumberRange"]["EndingSequenceNumber"], "1");
+    // One record, sequence 0: the last record's number, as Kinesis gives it.
+    assert_eq!(parent["SequenceNumberRange"]["EndingSequenceNumber"], "0");
     assert_eq!(all["Shards"][2]["ParentShardId"], "shardId-000000000000");
     // Read the closed parent to its end: its record, then the children and no iterator.
     let it = k::ok(

@@ -572,3 +572,65 @@ async fn a_resharded_stream_takes_no_new_queue_group_or_rule() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn after_a_scaling_a_child_waits_for_every_ancestor_behind_its_empty_intermediates() {
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    let mut g = server.groups().await;
+    make_stream(&mut c, "s", 3).await;
+    // One record in each shard.
+    for key in [0u128, u128::MAX / 3 + 5, u128::MAX] {
+        common::put_at_hash_key(&mut c, "s", "k", "x", key.to_string()).await;
+    }
+    // 3 → 2: shard 1 splits into empty intermediates 3 and 4 at 2^127; 0+3 merge into 5 and
+    // 4+2 into 6.
+    scale(&mut c, "s", 2).await.unwrap();
+    let shards = list_shards(&mut c, "s").await;
+    assert_eq!(shards[5].parent_shard_id.as_deref(), Some(SHARD_0));
+    assert_eq!(shards[5].adjacent_parent_shard_id, Some(id(3)));
+    assert_eq!(shards[3].parent_shard_id.as_deref(), Some(SHARD_1));
+    let join = pb::JoinGroupRequest {
+        stream_name: "s".into(),
+        group_name: "g".into(),
+        member_id: "m".into(),
+        session_timeout_ms: 0,
+    };
+    let leases = |r: &[pb::ShardLease]| -> Vec<(String, u64)> {
+        r.iter()
+            .map(|l| (l.shard_id.clone(), l.lease_epoch))
+            .collect()
+    };
+    let joined = leases(
+        &g.join_group(join.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .assignments,
+    );
+    let ids: Vec<&str> = joined.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(ids, [SHARD_0, SHARD_1, SHARD_2]);
+    let commit = |shard: &str, epoch: u64| pb::CommitCheckpointRequest {
+        stream_name: "s".into(),
+        group_name: "g".into(),
+        member_id: "m".into(),
+        shard_id: shard.into(),
+        lease_epoch: epoch,
+        sequence_number: 0,
+        ..Default::default()
+    };
+    // Shard 0 done: 5 still waits for shard 1, behind the empty intermediate 3.
+    g.commit_checkpoint(commit(SHARD_0, joined[0].1))
+        .await
+        .unwrap();
+    let beat = g.join_group(join.clone()).await.unwrap().into_inner();
+    let ids: Vec<String> = leases(&beat.assignments).into_iter().map(|l| l.0).collect();
+    assert_eq!(ids, [SHARD_1, SHARD_2]);
+    // Shard 1 done too: 5 is leased; 6 still waits for shard 2.
+    g.commit_checkpoint(commit(SHARD_1, joined[1].1))
+        .await
+        .unwrap();
+    let beat = g.join_group(join).await.unwrap().into_inner();
+    let ids: Vec<String> = leases(&beat.assignments).into_iter().map(|l| l.0).collect();
+    assert_eq!(ids, [SHARD_2.to_owned(), id(5)]);
+}

@@ -199,23 +199,35 @@ fn unknown_member(member: &MemberId) -> BrokerError {
     })
 }
 
-/// Whether the group is done with a shard: it is closed, and the group's checkpoint reached
-/// its end (or it never held a record, or retention has removed all it held).
-fn finished(
+/// Per shard (by index), whether the group is done with it: it is closed, the group's
+/// checkpoint reached its end (or it never held a record, or retention removed all it held),
+/// and the group is done with its parents. The last part matters for the empty intermediate
+/// shards of a scaling: done with nothing of their own, they are done only once their parents
+/// are. Parents have lower ids, so one pass in id order decides every shard.
+fn finished_shards(
     handle: &StreamHandle,
     checkpoints: &BTreeMap<ShardId, SequenceNumber>,
-    id: ShardId,
-) -> bool {
-    let Some(shard) = handle.shard(id) else {
-        return true;
-    };
-    let Some(end) = shard.ending() else {
-        return false;
-    };
-    let Some(last) = end.checked_sub(1) else {
-        return true;
-    };
-    shard.log.first_sequence() >= end || checkpoints.get(&id).is_some_and(|&c| c >= last)
+) -> Vec<bool> {
+    let mut finished = Vec::with_capacity(handle.shards.len());
+    for shard in handle.descriptor.shards() {
+        let own = handle.shard(shard.id).is_none_or(|sh| match sh.ending() {
+            None => false,
+            Some(end) => match end.checked_sub(1) {
+                None => true,
+                Some(last) => {
+                    sh.log.first_sequence() >= end
+                        || checkpoints.get(&shard.id).is_some_and(|&c| c >= last)
+                }
+            },
+        });
+        let parents_done = parents(shard).all(|p| finished.get(p.index() as usize) == Some(&true));
+        finished.push(own && parents_done);
+    }
+    finished
+}
+
+fn parents(shard: &crate::stream::ShardDescriptor) -> impl Iterator<Item = ShardId> {
+    shard.parent.into_iter().chain(shard.adjacent_parent)
 }
 
 /// The shards a group leases now, following lineage as the KCL does: a shard the group is not
@@ -225,17 +237,13 @@ fn leasable_shards(
     handle: &StreamHandle,
     checkpoints: &BTreeMap<ShardId, SequenceNumber>,
 ) -> Vec<u32> {
+    let finished = finished_shards(handle, checkpoints);
+    let done = |id: ShardId| finished.get(id.index() as usize) == Some(&true);
     handle
         .descriptor
         .shards()
         .iter()
-        .filter(|s| {
-            !finished(handle, checkpoints, s.id)
-                && s.parent
-                    .into_iter()
-                    .chain(s.adjacent_parent)
-                    .all(|p| finished(handle, checkpoints, p))
-        })
+        .filter(|s| !done(s.id) && parents(s).all(done))
         .map(|s| s.id.index())
         .collect()
 }
@@ -392,6 +400,9 @@ impl Broker {
             }
         };
         let now = Instant::now();
+        // Under the coordinators' lock, where checkpoints are committed: the layout and the
+        // checkpoints as they stand now.
+        let handle = self.stream(&stream)?;
         let checkpoints = self.checkpoints(&stream, &group).unwrap_or_default();
         let set = coordinator.set_shards(&leasable_shards(&handle, &checkpoints), now);
         let outcome = coordinator.join(&member, session_timeout, now)?;
@@ -420,12 +431,13 @@ impl Broker {
         member_id: &str,
     ) -> Result<MemberAssignments, BrokerError> {
         let (key, member) = self.member_of(stream, group, member_id)?;
-        let handle = self.stream(stream)?;
-        let checkpoints = self.checkpoints(&key.0, &key.1).unwrap_or_default();
         let mut coordinators = self.inner.groups.coordinators.lock().await;
         let coordinator = coordinators
             .get_mut(&key)
             .ok_or_else(|| unknown_member(&member))?;
+        // Read under the lock, where checkpoints are committed (see `join_group`).
+        let handle = self.stream(stream)?;
+        let checkpoints = self.checkpoints(&key.0, &key.1).unwrap_or_default();
         // A reshard or a checkpoint at the end of a parent changes what the group leases.
         let now = Instant::now();
         let set = coordinator.set_shards(&leasable_shards(&handle, &checkpoints), now);
@@ -560,12 +572,15 @@ impl Broker {
             }
         };
         let mut shards = Vec::new();
+        let finished = finished_shards(&handle, &checkpoints);
         for shard in handle.descriptor.shards() {
             let Some(sh) = handle.shard(shard.id) else {
                 continue;
             };
-            // A closed shard shows until the group is done with it.
-            if finished(&handle, &checkpoints, shard.id) {
+            // A closed shard shows until the group is done with it; the empty intermediate
+            // shards of a scaling never do.
+            let empty_closed = shard.ending_sequence == Some(SequenceNumber::ZERO);
+            if finished[shard.id.index() as usize] || empty_closed {
                 continue;
             }
             let log = Arc::clone(&sh.log);

@@ -337,7 +337,15 @@ impl Broker {
         let shards = logs
             .into_iter()
             .map(|(id, log)| {
-                let ending = descriptor.shard(id).and_then(|s| s.ending_sequence);
+                let ending = descriptor.shard(id).and_then(|s| s.ending_sequence).map(|end| {
+                    // Only a power loss under `interval` or `never` can leave a closed shard
+                    // shorter than its recorded end: readers then end where the log does.
+                    let next = log.next_sequence();
+                    if next < end {
+                        tracing::warn!(shard = %id, end = %end, next = %next, "closed shard ends before its recorded end; reading to where it ends");
+                    }
+                    end.min(next)
+                });
                 Arc::new(ShardHandle::new(id, log, config.commit, ending))
             })
             .collect();

@@ -75,6 +75,15 @@ fn lag(log: &ShardLog, batch: &ReadBatch) -> Duration {
     }
 }
 
+/// A closed shard holds nothing at or past its end: a batch written but never acknowledged
+/// (its sync failed) that recovery kept there is not served as the parent's.
+fn clamp_to_end(batch: &mut ReadBatch, end: Option<SequenceNumber>) {
+    if let Some(end) = end {
+        batch.records.retain(|r| r.sequence < end);
+        batch.next_sequence = batch.next_sequence.min(end);
+    }
+}
+
 impl Broker {
     fn shard_log(
         &self,
@@ -209,8 +218,10 @@ impl Broker {
         let max_bytes = self.config().max_read_bytes;
         let l = Arc::clone(&log);
         let from = pos.sequence;
+        let end = shard.ending();
         let (batch, behind_latest) = blocking("read", move || {
             let mut batch = l.read(from, limit as usize, max_bytes)?;
+            clamp_to_end(&mut batch, end);
             // The lag is the reader's, whether or not the records match.
             let behind = lag(&l, &batch);
             filter::retain_matching(matcher.as_deref(), &mut batch.records);
@@ -291,8 +302,10 @@ impl Broker {
                 }
                 let l = Arc::clone(&log);
                 let m = matcher.clone();
+                let end = *closed.borrow();
                 let read = tokio::task::spawn_blocking(move || {
                     let mut batch = l.read(position, limit, max_bytes)?;
+                    clamp_to_end(&mut batch, end);
                     let behind = lag(&l, &batch);
                     let read_any = !batch.records.is_empty();
                     filter::retain_matching(m.as_deref(), &mut batch.records);

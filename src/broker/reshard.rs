@@ -90,7 +90,7 @@ impl Broker {
     ) -> Result<StreamDescriptor, BrokerError> {
         let key = HashKey::parse(new_starting_hash_key, "new_starting_hash_key")?;
         let id = self.shard_id_of(stream, shard)?;
-        self.reshard(stream, false, |d| Ok(d.plan_split(id, key)?))
+        self.reshard(stream, false, move |d| Ok(d.plan_split(id, key)?))
             .await
     }
 
@@ -109,7 +109,7 @@ impl Broker {
                 format!("{b} is the shard to merge itself"),
             ));
         }
-        self.reshard(stream, false, |d| Ok(d.plan_merge(a, b)?))
+        self.reshard(stream, false, move |d| Ok(d.plan_merge(a, b)?))
             .await
     }
 
@@ -152,8 +152,25 @@ impl Broker {
     }
 
     /// Plans a reshard against the stream as it stands and makes the switch. A scaling counts
-    /// against the scalings-per-day limit.
+    /// against the scalings-per-day limit. The work runs in a task of its own: a caller that
+    /// goes away (a client's deadline) must not leave the metadata switched and the handle not.
     async fn reshard(
+        &self,
+        stream: &StreamName,
+        is_scaling: bool,
+        plan: impl FnOnce(&StreamDescriptor) -> Result<Reshard, BrokerError> + Send + 'static,
+    ) -> Result<StreamDescriptor, BrokerError> {
+        let broker = self.clone();
+        let name = stream.clone();
+        tokio::spawn(async move { broker.switch(&name, is_scaling, plan).await })
+            .await
+            .map_err(|source| BrokerError::TaskFailed {
+                task: "reshard",
+                source,
+            })?
+    }
+
+    async fn switch(
         &self,
         stream: &StreamName,
         is_scaling: bool,
@@ -177,6 +194,10 @@ impl Broker {
         }
         self.refuse_reshard_of_followed_stream(stream)?;
         let reshard = plan(&handle.descriptor)?;
+        if reshard.opens.is_empty() {
+            // Already the layout asked for (a scaling to the uniform count in force).
+            return Ok(self.describe_stream(stream)?);
+        }
         let open_after =
             handle.descriptor.open_shards().count() + reshard.opens.len() - reshard.closes.len();
         let limits = self.config().stream_limits;
@@ -215,6 +236,17 @@ impl Broker {
         let stall = Instant::now();
         let _gate = shared.put_gate.write().await;
         failure_point("reshard:puts-drained");
+        // Every put routed to a closing shard is acknowledged; under `interval` and `never`
+        // it may not be synced yet, and the end the switch records must not outlive it.
+        let closing: Vec<Arc<ShardLog>> = reshard
+            .closes
+            .iter()
+            .filter_map(|&id| handle.shard(id).map(|s| Arc::clone(&s.log)))
+            .collect();
+        blocking("sync closing shards", move || {
+            closing.iter().try_for_each(|log| log.sync(None))
+        })
+        .await??;
         let mut ends = BTreeMap::new();
         for &id in &reshard.closes {
             let end = handle

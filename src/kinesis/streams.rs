@@ -313,10 +313,13 @@ fn shard_out(shard: &ShardDescriptor) -> Out {
                     Out::str(shard.starting_sequence.get().to_string()),
                 ),
                 (
+                    // Kinesis names the last record's number (the first one for an empty
+                    // shard); the store keeps one past it.
                     "EndingSequenceNumber",
-                    shard
-                        .ending_sequence
-                        .map_or(Out::Null, |s| Out::str(s.get().to_string())),
+                    shard.ending_sequence.map_or(Out::Null, |s| {
+                        let last = s.checked_sub(1).unwrap_or(s);
+                        Out::str(last.get().to_string())
+                    }),
                 ),
             ]),
         ),

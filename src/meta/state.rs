@@ -124,6 +124,25 @@ impl MetaState {
                 if !kept {
                     return Err(refuse("it changes a shard other than by closing it"));
                 }
+                // New shards continue the numbering without gaps, and descend from shards this
+                // switch closes (or from new shards it opens and closes).
+                let closed_now = |id: ShardId| {
+                    old.iter()
+                        .zip(new)
+                        .any(|(a, b)| a.id == id && a.is_open() && !b.is_open())
+                        || new[old.len()..].iter().any(|s| s.id == id)
+                };
+                for (i, shard) in new.iter().enumerate().skip(old.len()) {
+                    if shard.id != ShardId(i as u32) {
+                        return Err(refuse("its new shard ids do not continue the numbering"));
+                    }
+                    let parents = shard.parent.into_iter().chain(shard.adjacent_parent);
+                    if shard.parent.is_none() || !parents.into_iter().all(closed_now) {
+                        return Err(refuse(
+                            "a new shard does not descend from a shard it closes",
+                        ));
+                    }
+                }
                 Ok(())
             }
             MetaCommand::UpdateStream { stream, change } => {
@@ -656,6 +675,26 @@ mod tests {
         let mut next = current.apply_reshard(&split, &ends).unwrap();
         next.options = Default::default();
         let before = state.clone();
+        // New ids must continue the numbering, and new shards descend from closed ones.
+        let renumber =
+            |d: &StreamDescriptor, f: &dyn Fn(&mut Vec<crate::stream::ShardDescriptor>)| {
+                let mut shards = d.shards().to_vec();
+                f(&mut shards);
+                StreamDescriptor::from_parts(d.name.clone(), d.created_at_ms, d.settings, shards)
+                    .unwrap()
+            };
+        let gap = renumber(&next, &|s| {
+            s[2].id = ShardId(7);
+            s[3].id = ShardId(8);
+        });
+        let adopted = renumber(&next, &|s| s[3].parent = Some(ShardId(1)));
+        for bad in [gap, adopted] {
+            let refused = state.apply(&MetaCommand::ReshardStream(bad));
+            assert!(
+                matches!(refused, Err(MetaError::ReshardRefused { .. })),
+                "{refused:?}"
+            );
+        }
         // The same layout again opens nothing; another incarnation is not this stream.
         let same = MetaCommand::ReshardStream(current.clone());
         assert!(matches!(
