@@ -196,7 +196,7 @@ impl Broker {
         let reshard = plan(&handle.descriptor)?;
         if reshard.opens.is_empty() {
             // Already the layout asked for (a scaling to the uniform count in force).
-            return Ok(self.describe_stream(stream)?);
+            return self.describe_stream(stream);
         }
         let open_after =
             handle.descriptor.open_shards().count() + reshard.opens.len() - reshard.closes.len();
