@@ -304,6 +304,10 @@ async fn scaling_2_4_8_then_3_keeps_to_the_factor_and_ends_with_equal_ranges() {
         .shards;
     assert_eq!(after.first().map(|s| s.shard_id.clone()), Some(id(3)));
     assert_eq!(after.len(), shards.len() - 3);
+    // Scaling to the layout in force changes nothing.
+    let same = scale(&mut c, "s", 3).await.unwrap();
+    assert_eq!((same.current_shard_count, same.target_shard_count), (3, 3));
+    assert_eq!(list_shards(&mut c, "s").await, shards);
 }
 
 #[tokio::test]
