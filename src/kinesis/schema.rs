@@ -266,9 +266,14 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, KinesisError> {
             text.len()
         )));
     }
-    // The decoder takes only the alphabet and padding at the end, so a blob it decodes needs
-    // no scan: the scan below only chooses which error to report.
-    if let Ok(decoded) = STANDARD.decode(text) {
+    // The SIMD decoder takes only the alphabet and padding at the end; canonical bits are
+    // checked here. A blob it decodes needs no scan: the scan below only chooses which error
+    // to report.
+    if let Ok(decoded) = base64_simd::STANDARD.decode_to_vec(text) {
+        if canonical_tail(text.as_bytes()) {
+            return Ok(decoded);
+        }
+    } else if let Ok(decoded) = STANDARD.decode(text) {
         return Ok(decoded);
     }
     let bytes = text.as_bytes();
@@ -284,6 +289,23 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, KinesisError> {
     Err(refuse(
         "Invalid last non-pad Base64 character dectected".into(),
     ))
+}
+
+/// Whether the bits a padded text's last symbol does not use are zero, as a canonical encoding
+/// has them (`QQ==` is, `QR==` is not).
+fn canonical_tail(text: &[u8]) -> bool {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    match text {
+        [.., last, b'=', b'='] => value(*last) & 0x0f == 0,
+        [.., last, b'='] => value(*last) & 0x03 == 0,
+        _ => true,
+    }
 }
 
 /// Long values are cut in messages: a 1 MiB blob does not belong in an error.
@@ -706,5 +728,29 @@ mod tests {
         assert!(!is_sequence_number("-1"));
         assert!(is_name("shardId-000000000000"));
         assert!(!is_name("a/b"));
+    }
+
+    proptest::proptest! {
+        /// The fast decoder accepts exactly what the strict reference decoder accepts, with
+        /// the same bytes: canonical, padded standard base64.
+        #[test]
+        fn blobs_decode_as_the_strict_reference_does(
+            text in "[A-Za-z0-9+/=]{0,12}",
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let reference = STANDARD.decode(&text).ok();
+            let ours = decode_base64(&text).ok();
+            proptest::prop_assert_eq!(ours, reference, "{}", text);
+            let encoded = STANDARD.encode(&data);
+            proptest::prop_assert_eq!(decode_base64(&encoded).ok(), Some(data));
+        }
+    }
+
+    #[test]
+    fn non_canonical_padding_bits_are_refused() {
+        assert_eq!(decode_base64("QQ==").ok(), Some(b"A".to_vec()));
+        assert!(decode_base64("QR==").is_err());
+        assert_eq!(decode_base64("QUE=").ok(), Some(b"AA".to_vec()));
+        assert!(decode_base64("QUF=").is_err());
     }
 }

@@ -14,8 +14,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use base64::display::Base64Display;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -354,7 +352,7 @@ impl Serialize for Out {
             Out::Str(s) => serializer.serialize_str(s),
             Out::Blob(b) => {
                 if serializer.is_human_readable() {
-                    serializer.collect_str(&Base64Display::new(b, &STANDARD))
+                    serializer.serialize_str(&base64_simd::STANDARD.encode_to_string(b))
                 } else {
                     serializer.serialize_bytes(b)
                 }
@@ -506,7 +504,10 @@ mod tests {
             Out::Int(i) => Value::Number(*i as f64),
             Out::Str(s) => Value::Str(Cow::Owned(s.clone())),
             Out::Blob(b) => match encoding {
-                Encoding::Json => Value::Str(Cow::Owned(base64::Engine::encode(&STANDARD, b))),
+                Encoding::Json => Value::Str(Cow::Owned(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    b,
+                ))),
                 Encoding::Cbor => Value::Bytes(Cow::Owned(b.to_vec())),
             },
             Out::Time(t) => Value::Number(t.as_millis() as f64),
