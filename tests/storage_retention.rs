@@ -245,3 +245,22 @@ fn deleted_segments_are_let_go_even_when_they_were_sealed_without_a_sync() {
     assert_eq!(deleted_but_open(dir.path()), Vec::<String>::new());
     log.sync(None).unwrap();
 }
+
+#[test]
+fn a_sealed_log_loses_every_record_to_retention_and_keeps_its_end_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_real(dir.path(), config(Duration::from_secs(1), None));
+    fill(&log);
+    let end = log.next_sequence();
+    log.seal_active().unwrap();
+    // Sealing an empty active segment again changes nothing.
+    log.seal_active().unwrap();
+    assert_eq!(*segment_bases(dir.path()).last().unwrap(), end);
+    log.apply_retention(at_ms(u64::MAX / 2)).unwrap();
+    assert_eq!(segment_bases(dir.path()), vec![end]);
+    assert_eq!((log.first_sequence(), log.next_sequence()), (end, end));
+    assert!(read_all(&log).unwrap().is_empty());
+    drop(log);
+    let log = open_real(dir.path(), config(Duration::from_secs(1), None));
+    assert_eq!((log.first_sequence(), log.next_sequence()), (end, end));
+}

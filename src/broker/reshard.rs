@@ -237,14 +237,16 @@ impl Broker {
         let _gate = shared.put_gate.write().await;
         failure_point("reshard:puts-drained");
         // Every put routed to a closing shard is acknowledged; under `interval` and `never`
-        // it may not be synced yet, and the end the switch records must not outlive it.
+        // it may not be synced yet, and the end the switch records must not outlive it. The
+        // closing shards' active segments are sealed (and synced) too, so that retention can
+        // in time delete all they hold.
         let closing: Vec<Arc<ShardLog>> = reshard
             .closes
             .iter()
             .filter_map(|&id| handle.shard(id).map(|s| Arc::clone(&s.log)))
             .collect();
-        blocking("sync closing shards", move || {
-            closing.iter().try_for_each(|log| log.sync(None))
+        blocking("seal closing shards", move || {
+            closing.iter().try_for_each(|log| log.seal_active())
         })
         .await??;
         let mut ends = BTreeMap::new();

@@ -345,6 +345,18 @@ impl ShardLog {
         Ok(acks)
     }
 
+    /// Seals the active segment, synced, and starts an empty one at the next sequence number:
+    /// for a shard that takes no more records (closed by a reshard), so that retention, which
+    /// never deletes the active segment, can in time delete every record it holds. Nothing to
+    /// do when the active segment holds no record.
+    pub fn seal_active(&self) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if w.active.base() == w.next_sequence {
+            return Ok(());
+        }
+        self.roll(&mut w, true)
+    }
+
     /// Makes records durable and readable: syncs everything written so far (outside the
     /// writer's lock, so the next round can be written meanwhile), then publishes it. With
     /// `through: Some(end)` (the records of one group-commit round), a sync that finds `end`
