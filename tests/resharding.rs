@@ -494,25 +494,6 @@ async fn a_lease_group_reads_a_child_only_after_its_parent_is_checkpointed_to_it
     assert_eq!(describe(&mut g).await, [SHARD_1, SHARD_2]);
 }
 
-#[tokio::test]
-async fn reshards_of_a_stream_read_by_a_queue_group_are_refused_naming_it() {
-    let server = TestServer::start().await;
-    let mut c = server.streams().await;
-    let mut g = server.groups().await;
-    make_stream(&mut c, "s", 1).await;
-    g.create_group(pb::CreateGroupRequest {
-        stream_name: "s".into(),
-        group_name: "work".into(),
-        r#type: pb::GroupType::QueueStandard as i32,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let refused = split(&mut c, "s", SHARD_0, 1u128 << 127).await;
-    common::assert_rejected(refused, Code::FailedPrecondition, "work");
-    assert_eq!(list_shards(&mut c, "s").await.len(), 1);
-}
-
 // The CLI blocks its thread while it runs: the server needs a thread of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_splits_at_the_middle_merges_and_scales() {
@@ -534,47 +515,6 @@ async fn the_cli_splits_at_the_middle_merges_and_scales() {
     let refused = common::cli::run(&server, &["stream", "scale", "orders", "--shards", "9"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("factor"));
-}
-
-#[tokio::test]
-async fn a_resharded_stream_takes_no_new_queue_group_or_rule() {
-    let server = TestServer::start().await;
-    let mut c = server.streams().await;
-    let mut g = server.groups().await;
-    let mut router = shardlog::proto::v1::router_client::RouterClient::new(server.channel().await);
-    make_stream(&mut c, "s", 1).await;
-    make_stream(&mut c, "t", 1).await;
-    split(&mut c, "s", SHARD_0, 1u128 << 127).await.unwrap();
-    let queue = g
-        .create_group(pb::CreateGroupRequest {
-            stream_name: "s".into(),
-            group_name: "work".into(),
-            r#type: pb::GroupType::QueueFifo as i32,
-            ..Default::default()
-        })
-        .await;
-    common::assert_rejected(queue, Code::FailedPrecondition, "resharded");
-    let rule = router
-        .put_rule(pb::PutRuleRequest {
-            rule_name: "copy".into(),
-            source_stream: "s".into(),
-            targets: vec![pb::RuleTarget {
-                stream_name: "t".into(),
-            }],
-            state: pb::RuleState::Enabled as i32,
-            ..Default::default()
-        })
-        .await;
-    common::assert_rejected(rule, Code::FailedPrecondition, "resharded");
-    // A lease group follows lineage: it is welcome.
-    g.join_group(pb::JoinGroupRequest {
-        stream_name: "s".into(),
-        group_name: "leases".into(),
-        member_id: "m".into(),
-        session_timeout_ms: 0,
-    })
-    .await
-    .unwrap();
 }
 
 #[tokio::test]

@@ -35,26 +35,6 @@ pub enum BrokerError {
         /// The stream.
         stream: StreamName,
     },
-    /// A reshard the stream's state or limits do not allow now.
-    #[error("stream {stream} cannot be resharded now: {reason}")]
-    ReshardRefused {
-        /// The stream.
-        stream: StreamName,
-        /// Why.
-        reason: String,
-    },
-    /// A queue group or rule on a stream that has been resharded: they read shard by shard
-    /// and do not follow lineage from parents to children yet.
-    #[error(
-        "stream {stream} has been resharded: a {what} would read its parent and child shards \
-         side by side and lose the order between them"
-    )]
-    ReshardedStream {
-        /// The stream.
-        stream: StreamName,
-        /// What was to read it: `queue group`, `rule`.
-        what: &'static str,
-    },
     /// A reshard past one of Kinesis's scaling limits (open shards, the factor of one scaling,
     /// scalings per day).
     #[error("stream {stream}: {reason}")]

@@ -192,7 +192,6 @@ impl Broker {
                 stream: stream.clone(),
             });
         }
-        self.refuse_reshard_of_followed_stream(stream)?;
         let reshard = plan(&handle.descriptor)?;
         if reshard.opens.is_empty() {
             // Already the layout asked for (a scaling to the uniform count in force).
@@ -286,6 +285,7 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(stream.clone(), Arc::clone(&replacement));
+        self.queues_follow_reshard(&replacement);
         for (id, end) in &ends {
             if let Some(shard) = replacement.shard(*id) {
                 shard.closed.send_replace(Some(*end));
@@ -301,47 +301,6 @@ impl Broker {
             "stream resharded"
         );
         Ok(next)
-    }
-
-    /// Refuses a queue group or rule on a stream with closed shards (see
-    /// [`BrokerError::ReshardedStream`]).
-    pub(crate) fn refuse_resharded(
-        &self,
-        stream: &StreamName,
-        what: &'static str,
-    ) -> Result<(), BrokerError> {
-        let handle = self.stream(stream)?;
-        if handle.descriptor.shards().iter().any(|s| !s.is_open()) {
-            return Err(BrokerError::ReshardedStream {
-                stream: stream.clone(),
-                what,
-            });
-        }
-        Ok(())
-    }
-
-    /// Queue groups and rules read a stream shard by shard and do not follow lineage yet: a
-    /// stream they read keeps its shards.
-    fn refuse_reshard_of_followed_stream(&self, stream: &StreamName) -> Result<(), BrokerError> {
-        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
-        let state = meta.state();
-        let queue = state
-            .groups
-            .iter()
-            .find(|((s, _), g)| s == stream && g.queue.is_some())
-            .map(|((_, g), _)| format!("queue group {g} reads it"));
-        let rule = state
-            .rules
-            .iter()
-            .find(|(_, r)| &r.definition.source == stream)
-            .map(|(name, _)| format!("rule {name} reads it"));
-        match queue.or(rule) {
-            Some(reason) => Err(BrokerError::ReshardRefused {
-                stream: stream.clone(),
-                reason: format!("{reason}, and queue groups and rules do not follow resharding"),
-            }),
-            None => Ok(()),
-        }
     }
 }
 

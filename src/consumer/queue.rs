@@ -22,7 +22,7 @@
 //! whose deadline has not passed.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -444,10 +444,24 @@ impl QueueShard {
         }
     }
 
+    /// FIFO: the message groups with a message in the window not done yet. Once the whole
+    /// shard is fetched, these are every group a child shard must hold back.
+    pub fn undone_groups(&self) -> impl Iterator<Item = u64> + '_ {
+        self.groups
+            .iter()
+            .filter(|(_, members)| {
+                members
+                    .iter()
+                    .any(|&seq| self.slot(seq).is_some_and(|s| s.state != State::Done))
+            })
+            .map(|(&group, _)| group)
+    }
+
     /// Takes up to `max` ready messages, and no more than `max_bytes` of records (at least
     /// one): each becomes in flight until `now + visibility` with its receive count one higher
     /// — or, when that would exceed `max_receive_count` (0: no limit), is taken to move to the
-    /// dead letters instead, leased for [`DEAD_LETTER_LEASE`] while it moves.
+    /// dead letters instead, leased for [`DEAD_LETTER_LEASE`] while it moves. FIFO message
+    /// groups in `held` (those a parent shard has not finished) are passed over.
     pub fn receive(
         &mut self,
         max: usize,
@@ -455,6 +469,7 @@ impl QueueShard {
         now: Timestamp,
         visibility: Duration,
         max_receive_count: u32,
+        held: Option<&HashSet<u64>>,
     ) -> Selection {
         let now_ms = now.as_millis();
         let deadline = now_ms.saturating_add(duration_ms(visibility));
@@ -465,10 +480,16 @@ impl QueueShard {
         let fits = |bytes: usize, taken: usize, slot: Option<&Slot>| {
             taken == 0 || bytes + slot.map_or(0, |s| s.bytes as usize) <= max_bytes
         };
+        // A receive only takes from `ready`: every head before the cursor is held.
+        let mut cursor = 0u64;
         'groups: while taken < max {
-            let Some(&first) = self.ready.iter().next() else {
+            let is_held = |seq: u64| {
+                held.is_some_and(|h| self.slot(seq).is_some_and(|s| h.contains(&s.group)))
+            };
+            let Some(first) = self.ready.range(cursor..).copied().find(|&s| !is_held(s)) else {
                 break;
             };
+            cursor = first + 1;
             if !fits(bytes, taken, self.slot(first)) {
                 out.stopped_at_budget = true;
                 break;

@@ -46,7 +46,7 @@ fn seqs(taken: &[Taken]) -> Vec<u64> {
 
 fn receive(q: &mut QueueShard, max: usize, now: u64) -> Vec<u64> {
     q.expire(at(now));
-    seqs(&q.receive(max, usize::MAX, at(now), VIS, 0).delivered)
+    seqs(&q.receive(max, usize::MAX, at(now), VIS, 0, None).delivered)
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn each_receive_counts_and_an_old_receipt_no_longer_acts() {
     for count in 1..=3 {
         q.expire(at(count * 40_000));
         let got = q
-            .receive(1, usize::MAX, at(count * 40_000), VIS, 0)
+            .receive(1, usize::MAX, at(count * 40_000), VIS, 0, None)
             .delivered;
         assert_eq!(got[0].receive_count, count as u32);
     }
@@ -138,17 +138,20 @@ fn a_message_past_its_receive_limit_goes_to_the_dead_letters_and_its_group_moves
     for round in 0..2u64 {
         let now = at(round * 40_000);
         q.expire(now);
-        let s = q.receive(1, usize::MAX, now, VIS, 2);
+        let s = q.receive(1, usize::MAX, now, VIS, 2, None);
         assert_eq!(seqs(&s.delivered), [0]);
     }
     let now = at(80_000);
     q.expire(now);
-    let s = q.receive(10, usize::MAX, now, VIS, 2);
+    let s = q.receive(10, usize::MAX, now, VIS, 2, None);
     assert!(s.delivered.is_empty(), "the group waits for its head");
     assert_eq!(seqs(&s.dead_letters), [0]);
     assert_eq!(s.dead_letters[0].receive_count, 2);
     q.dead_lettered(SequenceNumber::new(0));
-    assert_eq!(seqs(&q.receive(10, usize::MAX, now, VIS, 2).delivered), [1]);
+    assert_eq!(
+        seqs(&q.receive(10, usize::MAX, now, VIS, 2, None).delivered),
+        [1]
+    );
 }
 
 #[test]
@@ -191,7 +194,9 @@ fn a_restored_shard_keeps_deletes_counts_and_deadlines() {
     assert_eq!(q.in_flight(), 1);
     q.expire(at(10_000));
     q.admit((1..5).map(record_at).collect(), |_| true);
-    let got = q.receive(10, usize::MAX, at(10_000), VIS, 0).delivered;
+    let got = q
+        .receive(10, usize::MAX, at(10_000), VIS, 0, None)
+        .delivered;
     assert_eq!(seqs(&got), [1, 4]);
     // The restored receipt still deletes until its deadline.
     assert_eq!(q.delete(SequenceNumber::new(3), 4), Ok(Deleted::Now));
@@ -219,7 +224,7 @@ fn a_restored_lease_whose_deadline_passed_comes_back_with_its_count() {
     q.expire(at(2_000));
     assert_eq!(q.in_flight(), 0);
     q.admit(vec![record_at(0), record_at(1)], |_| true);
-    let got = q.receive(10, usize::MAX, at(2_000), VIS, 0).delivered;
+    let got = q.receive(10, usize::MAX, at(2_000), VIS, 0, None).delivered;
     assert_eq!(seqs(&got), [0, 1]);
     assert_eq!(got[0].receive_count, 3);
     assert_eq!(got[1].receive_count, 1);
@@ -264,7 +269,7 @@ fn the_window_stops_fetching_at_its_limit() {
     assert_eq!(q.room(), 3);
     q.admit((0..3).map(record_at).collect(), |_| true);
     assert_eq!(q.room(), 0);
-    let got = q.receive(10, usize::MAX, at(0), VIS, 0).delivered;
+    let got = q.receive(10, usize::MAX, at(0), VIS, 0, None).delivered;
     assert!(got.iter().all(|t| t.record.is_none()), "nothing was cached");
     q.delete(SequenceNumber::new(0), 1).unwrap();
     assert_eq!(q.room(), 1);
@@ -274,7 +279,7 @@ fn the_window_stops_fetching_at_its_limit() {
 fn the_rest_of_a_group_received_as_often_as_its_head_goes_to_the_dead_letters_too() {
     let mut q = shard(QueueKind::Fifo, &["g", "g", "g"]);
     for attempt in 1..=2u32 {
-        let s = q.receive(2, usize::MAX, at(0), VIS, 2);
+        let s = q.receive(2, usize::MAX, at(0), VIS, 2, None);
         assert_eq!(seqs(&s.delivered), [0, 1]);
         for seq in [0, 1] {
             q.change_visibility(SequenceNumber::new(seq), attempt, Duration::ZERO, at(0))
@@ -282,12 +287,12 @@ fn the_rest_of_a_group_received_as_often_as_its_head_goes_to_the_dead_letters_to
         }
     }
     for seq in [0, 1] {
-        let s = q.receive(10, usize::MAX, at(0), VIS, 2);
+        let s = q.receive(10, usize::MAX, at(0), VIS, 2, None);
         assert_eq!(seqs(&s.dead_letters), [seq]);
         assert!(s.delivered.is_empty());
         q.dead_lettered(SequenceNumber::new(seq));
     }
-    let s = q.receive(10, usize::MAX, at(0), VIS, 2);
+    let s = q.receive(10, usize::MAX, at(0), VIS, 2, None);
     assert_eq!(seqs(&s.delivered), [2]);
     assert_eq!(s.delivered[0].receive_count, 1);
 }
@@ -296,23 +301,23 @@ fn the_rest_of_a_group_received_as_often_as_its_head_goes_to_the_dead_letters_to
 fn a_receive_stops_at_its_byte_budget_but_always_takes_one() {
     let mut q = shard(QueueKind::Standard, &["a", "b", "c"]);
     let per = q.slot(0).map(|s| s.bytes as usize).unwrap();
-    let s = q.receive(10, per * 2, at(0), VIS, 0);
+    let s = q.receive(10, per * 2, at(0), VIS, 0, None);
     assert_eq!(seqs(&s.delivered), [0, 1]);
-    let s = q.receive(10, 1, at(0), VIS, 0);
+    let s = q.receive(10, 1, at(0), VIS, 0, None);
     assert_eq!(seqs(&s.delivered), [2], "one message even past the budget");
 }
 
 #[test]
 fn a_dead_letter_that_could_not_be_stored_is_visible_again_and_counts_once_when_stored() {
     let mut q = shard(QueueKind::Fifo, &["g", "g"]);
-    q.receive(1, usize::MAX, at(0), VIS, 1);
+    q.receive(1, usize::MAX, at(0), VIS, 1, None);
     q.change_visibility(SequenceNumber::new(0), 1, Duration::ZERO, at(0))
         .unwrap();
-    let s = q.receive(10, usize::MAX, at(0), VIS, 1);
+    let s = q.receive(10, usize::MAX, at(0), VIS, 1, None);
     assert_eq!(seqs(&s.dead_letters), [0]);
     q.dead_letter_failed(SequenceNumber::new(0));
     assert_eq!(q.in_flight(), 0);
-    let s = q.receive(10, usize::MAX, at(0), VIS, 1);
+    let s = q.receive(10, usize::MAX, at(0), VIS, 1, None);
     assert_eq!(seqs(&s.dead_letters), [0], "taken again");
     assert!(q.dead_lettered(SequenceNumber::new(0)));
     assert!(!q.dead_lettered(SequenceNumber::new(0)), "counted once");
@@ -343,4 +348,40 @@ fn a_fetch_that_starts_past_the_window_after_retention_skips_the_gap() {
     q.admit(vec![record_at(5), record_at(6)], |_| true);
     assert_eq!(q.take_expired(), 5);
     assert_eq!(receive(&mut q, 10, 0), [5, 6]);
+}
+
+#[test]
+fn held_groups_are_passed_over_and_served_once_released() {
+    // A parent shard with group a undone; its child holds a's messages back, serves b's.
+    let mut parent = shard(QueueKind::Fifo, &["a", "b"]);
+    let mut child = shard(QueueKind::Fifo, &["a", "b", "a", "c"]);
+    let taken = seqs(&parent.receive(1, usize::MAX, at(0), VIS, 0, None).delivered);
+    assert_eq!(taken, [0]);
+    let mut undone: Vec<u64> = parent.undone_groups().collect();
+    undone.sort_unstable();
+    let mut both = vec![group_of(&record(0, "a")), group_of(&record(1, "b"))];
+    both.sort_unstable();
+    assert_eq!(undone, both);
+
+    let held: HashSet<u64> = [group_of(&record(0, "a"))].into();
+    let got = child.receive(10, usize::MAX, at(0), VIS, 0, Some(&held));
+    assert_eq!(seqs(&got.delivered), [1, 3]);
+    // a's messages stay visible, in order, for when the parent is done with a.
+    assert_eq!(
+        seqs(
+            &child
+                .receive(10, usize::MAX, at(0), VIS, 0, Some(&held))
+                .delivered
+        ),
+        Vec::<u64>::new()
+    );
+    assert_eq!(parent.delete(SequenceNumber::new(0), 1), Ok(Deleted::Now));
+    assert_eq!(
+        parent.undone_groups().collect::<Vec<_>>(),
+        [group_of(&record(1, "b"))]
+    );
+    assert_eq!(
+        seqs(&child.receive(10, usize::MAX, at(0), VIS, 0, None).delivered),
+        [0, 2]
+    );
 }

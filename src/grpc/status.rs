@@ -46,9 +46,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::NotAQueueGroup { .. }
         | BrokerError::IsAQueueGroup { .. }
         | BrokerError::ReceiptRefused { .. }
-        | BrokerError::StreamUpdating { .. }
-        | BrokerError::ReshardRefused { .. }
-        | BrokerError::ReshardedStream { .. } => Code::FailedPrecondition,
+        | BrokerError::StreamUpdating { .. } => Code::FailedPrecondition,
         BrokerError::QueueJournal { source } => meta_code(source),
         BrokerError::Storage(s) => match s {
             StorageError::Corrupt { .. } => Code::DataLoss,
@@ -371,21 +369,7 @@ pub(crate) mod tests {
                 Code::ResourceExhausted,
             ),
             (
-                BrokerError::ReshardedStream {
-                    stream: stream(),
-                    what: "rule",
-                },
-                Code::FailedPrecondition,
-            ),
-            (
                 BrokerError::StreamUpdating { stream: stream() },
-                Code::FailedPrecondition,
-            ),
-            (
-                BrokerError::ReshardRefused {
-                    stream: stream(),
-                    reason: "queue group q reads it".into(),
-                },
                 Code::FailedPrecondition,
             ),
             (
@@ -634,9 +618,7 @@ pub(crate) mod tests {
             BrokerError::ReceiptRefused { .. } => "ReceiptRefused",
             BrokerError::QueueJournal { .. } => "QueueJournal",
             BrokerError::StreamUpdating { .. } => "StreamUpdating",
-            BrokerError::ReshardRefused { .. } => "ReshardRefused",
             BrokerError::ReshardLimit { .. } => "ReshardLimit",
-            BrokerError::ReshardedStream { .. } => "ReshardedStream",
         }
     }
 

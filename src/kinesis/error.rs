@@ -194,9 +194,6 @@ impl Account<'_> {
                     "Stream {stream} under account {account} not ACTIVE, instead in state UPDATING"
                 ),
             ),
-            BrokerError::ReshardRefused { .. } | BrokerError::ReshardedStream { .. } => {
-                KinesisError::new(ErrorKind::ResourceInUse, e.to_string())
-            }
             BrokerError::ReshardLimit { .. } => {
                 KinesisError::new(ErrorKind::LimitExceeded, e.to_string())
             }

@@ -19,14 +19,14 @@ mod journal;
 mod moves;
 pub(crate) mod receipt;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{blocking, filter, Broker, BrokerError, StreamHandle};
+use super::{blocking, filter, Broker, BrokerError, ShardHandle, StreamHandle};
 use crate::consumer::queue::{Deleted, HandleRefusal, Selection, WindowLimits};
 use crate::consumer::QueueShard;
 use crate::meta::{
@@ -187,9 +187,16 @@ type GroupKey = (StreamName, GroupName);
 struct LiveShard {
     id: ShardId,
     log: Arc<ShardLog>,
+    /// The stream's shard: says where it ended once a reshard closed it.
+    shard: Arc<ShardHandle>,
+    /// The shards it was split or merged from.
+    parents: Vec<ShardId>,
     state: tokio::sync::Mutex<QueueShard>,
     /// The state's in-flight count as of its last change, readable without the lock.
     in_flight: AtomicUsize,
+    /// Set once this shard and every shard it descends from are closed and done: its
+    /// children need not look behind it again. Never unset.
+    settled: AtomicBool,
 }
 
 impl LiveShard {
@@ -207,7 +214,9 @@ pub(crate) struct QueueGroup {
     created_at_ms: Timestamp,
     definition: QueueDefinition,
     matcher: Option<Arc<Matcher>>,
-    shards: Vec<LiveShard>,
+    /// Every shard of the stream, open and closed, by id (ids are dense); a reshard appends
+    /// the new ones.
+    shards: RwLock<Arc<Vec<Arc<LiveShard>>>>,
     /// Where the next receive starts its round of the shards.
     next_shard: AtomicUsize,
     /// Woken when messages may have become ready without a put: a release, a delete that
@@ -225,10 +234,22 @@ pub(crate) struct Queues {
 impl QueueGroup {
     /// Messages in flight over all shards, for the group's cap.
     fn in_flight(&self) -> usize {
-        self.shards
+        self.shards()
             .iter()
             .map(|s| s.in_flight.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The shards as they stand.
+    fn shards(&self) -> Arc<Vec<Arc<LiveShard>>> {
+        Arc::clone(&self.shards.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn shard(&self, id: ShardId) -> Option<Arc<LiveShard>> {
+        self.shards()
+            .get(id.index() as usize)
+            .filter(|s| s.id == id)
+            .cloned()
     }
 }
 
@@ -262,6 +283,44 @@ impl Queues {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
+}
+
+/// A shard's live state in a queue group, from what the journal holds of it.
+fn live_shard(
+    handle: &StreamHandle,
+    shard: &Arc<ShardHandle>,
+    kind: QueueKind,
+    limits: WindowLimits,
+    record: &crate::meta::QueueShardRecord,
+) -> LiveShard {
+    let state = QueueShard::restore(kind, limits, record);
+    let parents = handle
+        .descriptor
+        .shards()
+        .iter()
+        .find(|d| d.id == shard.id)
+        .map(|d| d.parent.into_iter().chain(d.adjacent_parent).collect())
+        .unwrap_or_default();
+    LiveShard {
+        id: shard.id,
+        log: Arc::clone(&shard.log),
+        shard: Arc::clone(shard),
+        parents,
+        in_flight: AtomicUsize::new(state.in_flight()),
+        state: tokio::sync::Mutex::new(state),
+        settled: AtomicBool::new(false),
+    }
+}
+
+/// What a FIFO queue group's shard may not hand out yet because a shard it descends from has
+/// messages of the same message groups not done.
+enum Held {
+    /// Nothing: no ancestor has a message left.
+    Nothing,
+    /// The messages of these message groups.
+    Groups(HashSet<u64>),
+    /// Everything: an ancestor has messages not yet looked at, whose groups are unknown.
+    All,
 }
 
 fn refusal_text(r: HandleRefusal) -> String {
@@ -319,13 +378,13 @@ impl Broker {
             .iter()
             .map(|sh| {
                 let record = queue.shards.get(&sh.id).cloned().unwrap_or_default();
-                let state = QueueShard::restore(queue.definition.kind, limits, &record);
-                LiveShard {
-                    id: sh.id,
-                    log: Arc::clone(&sh.log),
-                    in_flight: AtomicUsize::new(state.in_flight()),
-                    state: tokio::sync::Mutex::new(state),
-                }
+                Arc::new(live_shard(
+                    handle,
+                    sh,
+                    queue.definition.kind,
+                    limits,
+                    &record,
+                ))
             })
             .collect();
         Ok(QueueGroup {
@@ -334,10 +393,48 @@ impl Broker {
             created_at_ms,
             definition: queue.definition.clone(),
             matcher,
-            shards,
+            shards: RwLock::new(Arc::new(shards)),
             next_shard: AtomicUsize::new(0),
             wake: Notify::new(),
         })
+    }
+
+    /// Gives every queue group of a stream the shards a reshard made; they start at their
+    /// first record, and a FIFO group holds their messages back behind their parents'.
+    pub(crate) fn queues_follow_reshard(&self, handle: &StreamHandle) {
+        let cfg = &self.config().queues;
+        let limits = WindowLimits {
+            max_messages: cfg.window,
+            max_cached_bytes: cfg.window_bytes,
+        };
+        let groups: Vec<Arc<QueueGroup>> = self
+            .inner
+            .queues
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|g| g.stream == handle.descriptor.name)
+            .cloned()
+            .collect();
+        for group in groups {
+            {
+                let mut shards = group.shards.write().unwrap_or_else(|p| p.into_inner());
+                let mut grown: Vec<Arc<LiveShard>> = shards.as_ref().clone();
+                for sh in handle.shards.iter().skip(grown.len()) {
+                    let record = crate::meta::QueueShardRecord::default();
+                    grown.push(Arc::new(live_shard(
+                        handle,
+                        sh,
+                        group.definition.kind,
+                        limits,
+                        &record,
+                    )));
+                }
+                *shards = Arc::new(grown);
+            }
+            group.wake.notify_waiters();
+        }
     }
 
     /// The kind of a live queue group; `None` for a lease group or no group.
@@ -395,10 +492,7 @@ impl Broker {
             None => None,
         };
         let handle = match queue {
-            Some(_) => {
-                self.refuse_resharded(&stream, "queue group")?;
-                self.stream(&stream)?
-            }
+            Some(_) => self.stream(&stream)?,
             None => handle,
         };
         // The start positions are read before the command; a record put meanwhile with
@@ -562,7 +656,8 @@ impl Broker {
             let woken = q.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let mut puts: Vec<_> = q.shards.iter().map(|s| s.log.subscribe()).collect();
+            let shards = q.shards();
+            let mut puts: Vec<_> = shards.iter().map(|s| s.log.subscribe()).collect();
             for p in &mut puts {
                 p.borrow_and_update();
             }
@@ -577,7 +672,7 @@ impl Broker {
                 continue;
             }
             let mut next = until;
-            for s in &q.shards {
+            for s in shards.iter() {
                 if let Some(d) = s.state.lock().await.next_deadline() {
                     let ms = d.as_millis().saturating_sub(Timestamp::now().as_millis());
                     next = next.min(now + Duration::from_millis(ms));
@@ -608,10 +703,15 @@ impl Broker {
         let mut dead = Vec::new();
         let mut durable = Vec::new();
         let mut more = false;
-        let n = q.shards.len();
+        let shards = q.shards();
+        let n = shards.len();
         let first = q.next_shard.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
-            let shard = &q.shards[(first + i) % n];
+            let shard = &shards[(first + i) % n];
+            let held = match q.definition.kind {
+                QueueKind::Fifo => held_by_ancestors(&shards, shard).await,
+                QueueKind::Standard => Held::Nothing,
+            };
             let mut state = shard.state.lock().await;
             let now = Timestamp::now();
             // Visibility runs out whether or not this receive may take anything: the group's
@@ -622,6 +722,12 @@ impl Broker {
                 state.skip_to(first_stored);
             }
             shard.mirror(&state);
+            let held = match held {
+                Held::Nothing => None,
+                Held::Groups(groups) => Some(groups),
+                // Nothing to hand out before the shards it descends from are looked at whole.
+                Held::All => continue,
+            };
             let budget = cfg.queues.max_in_flight.saturating_sub(q.in_flight());
             let want = (max - out.len()).min(budget);
             let byte_budget = cfg.max_read_bytes.saturating_sub(out_bytes);
@@ -637,6 +743,7 @@ impl Broker {
                     now,
                     visibility,
                     q.definition.max_receive_count,
+                    held.as_ref(),
                 );
                 let stop_for_bytes = got.stopped_at_budget;
                 selection.extend(got);
@@ -790,15 +897,12 @@ impl Broker {
             }
             i += n;
             let span = (last.get() - first.get() + 1) as usize;
-            let log = q
-                .shards
-                .iter()
-                .find(|s| s.id == shard)
-                .map(|s| Arc::clone(&s.log))
-                .ok_or_else(|| BrokerError::ShardNotFound {
+            let log = q.shard(shard).map(|s| Arc::clone(&s.log)).ok_or_else(|| {
+                BrokerError::ShardNotFound {
                     stream: q.stream.clone(),
                     shard: shard.to_string(),
-                })?;
+                }
+            })?;
             let max_bytes = self.config().max_read_bytes;
             let needed: std::collections::HashSet<SequenceNumber> =
                 wanted[i - n..i].iter().map(|(_, s)| *s).collect();
@@ -847,18 +951,22 @@ impl Broker {
         }
         let q = self.queue_group(stream, group)?;
         let mut results: Vec<Result<(), DeleteFailure>> = vec![Ok(()); handles.len()];
-        let mut by_shard: BTreeMap<usize, Vec<(usize, receipt::Receipt)>> = BTreeMap::new();
+        let mut by_shard: BTreeMap<ShardId, (Arc<LiveShard>, Vec<(usize, receipt::Receipt)>)> =
+            BTreeMap::new();
         for (i, handle) in handles.iter().enumerate() {
             match self.receipt_of(&q, handle) {
-                Ok((index, r)) => by_shard.entry(index).or_default().push((i, r)),
+                Ok((shard, r)) => by_shard
+                    .entry(shard.id)
+                    .or_insert_with(|| (shard, Vec::new()))
+                    .1
+                    .push((i, r)),
                 Err(reason) => results[i] = Err(DeleteFailure::Invalid(reason)),
             }
         }
         let mut durable = Vec::new();
         let mut any = false;
         let mut repeated = false;
-        for (index, receipts) in by_shard {
-            let shard = &q.shards[index];
+        for (_, (shard, receipts)) in by_shard {
             let mut state = shard.state.lock().await;
             let mut done = Vec::new();
             for (i, r) in receipts {
@@ -901,12 +1009,12 @@ impl Broker {
         Ok(results)
     }
 
-    /// The shard (by position) and receipt a handle names, or why it names none.
+    /// The shard and receipt a handle names, or why it names none.
     fn receipt_of(
         &self,
         q: &QueueGroup,
         handle: &str,
-    ) -> Result<(usize, receipt::Receipt), String> {
+    ) -> Result<(Arc<LiveShard>, receipt::Receipt), String> {
         let invalid = || format!("the receipt handle {handle:?} is not a valid receipt handle");
         let r = self
             .inner
@@ -920,12 +1028,8 @@ impl Broker {
                 q.group
             ));
         }
-        let index = q
-            .shards
-            .iter()
-            .position(|s| s.id == r.shard)
-            .ok_or_else(invalid)?;
-        Ok((index, r))
+        let shard = q.shard(r.shard).ok_or_else(invalid)?;
+        Ok((shard, r))
     }
 
     /// Changes how long a received message stays invisible, from now; zero makes it visible
@@ -948,10 +1052,9 @@ impl Broker {
             ));
         }
         let q = self.queue_group(stream, group)?;
-        let (index, r) = self
+        let (shard, r) = self
             .receipt_of(&q, handle)
             .map_err(|reason| BrokerError::invalid("receipt_handle", reason))?;
-        let shard = &q.shards[index];
         let mut state = shard.state.lock().await;
         let now = Timestamp::now();
         state.expire(now);
@@ -1001,7 +1104,7 @@ impl Broker {
         let mut in_flight = 0u64;
         let mut oldest: Option<Timestamp> = None;
         let now = Timestamp::now();
-        for shard in &q.shards {
+        for shard in q.shards().iter() {
             let (start, tracked) = {
                 let mut state = shard.state.lock().await;
                 state.expire(now);
@@ -1058,7 +1161,7 @@ impl Broker {
         }
         let mut durable = Vec::new();
         for (id, (stored, failed)) in by_shard {
-            let Some(shard) = q.shards.iter().find(|s| s.id == id) else {
+            let Some(shard) = q.shard(id) else {
                 continue;
             };
             let mut state = shard.state.lock().await;
@@ -1092,6 +1195,55 @@ impl Broker {
             }
         }
         q.wake.notify_waiters();
+    }
+}
+
+/// What `shard` of a FIFO queue group must hold back: the message groups its ancestors (every
+/// shard it was split or merged from, transitively) still have messages of, so that no message
+/// of a group in a child is handed out while one in its parent is not done. Locks one ancestor
+/// at a time, never while the caller holds `shard`'s lock; ancestors are closed, so what they
+/// hold back only shrinks, and an answer a moment old is safe.
+async fn held_by_ancestors(shards: &[Arc<LiveShard>], shard: &LiveShard) -> Held {
+    let settled = |id: ShardId| {
+        shards
+            .get(id.index() as usize)
+            .is_some_and(|s| s.settled.load(Ordering::Acquire))
+    };
+    let mut held = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut todo: Vec<ShardId> = shard.parents.clone();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) || settled(id) {
+            continue;
+        }
+        let Some(ancestor) = shards.get(id.index() as usize) else {
+            continue;
+        };
+        // A parent is closed before its children exist; an open one is a layout not yet
+        // switched, and holds everything back.
+        let Some(end) = ancestor.shard.ending() else {
+            return Held::All;
+        };
+        {
+            let state = ancestor.state.lock().await;
+            let start = state.start().max(ancestor.log.first_sequence());
+            if start >= end {
+                if ancestor.parents.iter().all(|&p| settled(p)) {
+                    ancestor.settled.store(true, Ordering::Release);
+                    continue;
+                }
+            } else if state.fetched() < end {
+                return Held::All;
+            } else {
+                held.extend(state.undone_groups());
+            }
+        }
+        todo.extend(ancestor.parents.iter().copied());
+    }
+    if held.is_empty() {
+        Held::Nothing
+    } else {
+        Held::Groups(held)
     }
 }
 

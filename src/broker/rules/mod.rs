@@ -213,6 +213,9 @@ impl Broker {
         if let Some(f) = &spec.filter {
             self.matcher(f, "filter.pattern")?;
         }
+        let _admin = self.inner.admin.lock().await;
+        // Under the admin lock no reshard runs: the layout read here is the one in force. A
+        // closed shard starts at its end with LATEST, so the rule begins at its children.
         let source = self.stream(&spec.source)?;
         let start: BTreeMap<ShardId, SequenceNumber> = source
             .shards
@@ -230,10 +233,6 @@ impl Broker {
             })
             .collect::<Result<_, BrokerError>>()?;
         drop(source);
-        let _admin = self.inner.admin.lock().await;
-        // Under the admin lock no reshard runs: the layout read above is the one in force
-        // unless the stream has closed shards, which rules do not follow yet.
-        self.refuse_resharded(&spec.source, "rule")?;
         let exists = self.rule_record(&spec.name).is_some();
         if !exists && self.rule_count() >= cfg.max_rules {
             return Err(BrokerError::invalid(

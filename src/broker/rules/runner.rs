@@ -27,6 +27,17 @@ use crate::stream::{RuleName, ShardId, StreamName};
 struct Quiet {
     next: SequenceNumber,
     marks: BTreeMap<StreamName, TargetMark>,
+    /// The shard is closed and routed to its end: its children may start, and its marks no
+    /// longer hold anything back.
+    finished: bool,
+}
+
+/// How a worker ended.
+enum WorkerEnd {
+    /// Asked to halt, between two batches.
+    Halted,
+    /// Its shard is closed and every record of it is routed.
+    Finished(ShardId),
 }
 
 /// Runs rule `name` until it is stopped, deleted or the server stops; after an error it waits
@@ -92,49 +103,15 @@ async fn route(
         tracing::info!(rule = %name, records = routed.len(), "found records routed after the last progress");
     }
     let routed = Arc::new(routed);
-    let source = broker.stream(&definition.source)?;
-    let quiet: Arc<Mutex<BTreeMap<ShardId, Quiet>>> = Arc::new(Mutex::new(
-        source
-            .shards
-            .iter()
-            .map(|s| {
-                let next = record
-                    .next
-                    .get(&s.id)
-                    .copied()
-                    .unwrap_or_else(|| s.log.first_sequence());
-                (
-                    s.id,
-                    Quiet {
-                        next,
-                        marks: record.marks.clone(),
-                    },
-                )
-            })
-            .collect(),
-    ));
-    let starts: Vec<(ShardId, SequenceNumber)> = quiet
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(s, q)| (*s, q.next))
-        .collect();
-    drop(source);
-
+    let quiet: Arc<Mutex<BTreeMap<ShardId, Quiet>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let (halt, halted) = watch::channel(false);
     let mut workers = JoinSet::new();
-    for (shard, start) in starts {
-        let ctx = Worker {
-            broker: broker.clone(),
-            rule: name.clone(),
-            record: record.clone(),
-            shard,
-            routed: Arc::clone(&routed),
-            quiet: Arc::clone(&quiet),
-            stats: Arc::clone(stats),
-        };
-        workers.spawn(ctx.run(start, halted.clone()));
-    }
+    let start_ready = |workers: &mut JoinSet<Result<WorkerEnd, BrokerError>>| {
+        start_ready_shards(
+            broker, name, record, stats, &routed, &quiet, workers, &halted,
+        )
+    };
+    start_ready(&mut workers)?;
     let mut stop = stop.clone();
     let mut shutdown = broker.shutdown_signal();
     let mut tick = tokio::time::interval(broker.config().rules.checkpoint_interval);
@@ -149,13 +126,23 @@ async fn route(
                     break;
                 }
                 // A rule that routes again after an error is well again.
-                if stats.error().is_some() && workers.len() == quiet_len(&quiet) {
+                if stats.error().is_some() && workers.len() == routing(&quiet) {
                     stats.set_error(None);
                 }
             }
             joined = workers.join_next() => match joined {
+                // Every shard finished and none to start: a stream keeps an open shard, so
+                // this is only a stream deleted under the rule.
                 None => break,
-                Some(Ok(Ok(()))) => {}
+                Some(Ok(Ok(WorkerEnd::Finished(shard)))) => {
+                    tracing::debug!(rule = %name, shard = %shard, "closed shard routed to its end");
+                    // Its children may be ready now (a merge's child waits for both parents).
+                    if let Err(e) = start_ready(&mut workers) {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+                Some(Ok(Ok(WorkerEnd::Halted))) => {}
                 Some(Ok(Err(e))) => {
                     outcome = Err(e);
                     break;
@@ -185,8 +172,88 @@ async fn route(
     outcome
 }
 
-fn quiet_len(quiet: &Mutex<BTreeMap<ShardId, Quiet>>) -> usize {
-    quiet.lock().unwrap_or_else(|p| p.into_inner()).len()
+/// How many shards are being routed (started, not finished).
+fn routing(quiet: &Mutex<BTreeMap<ShardId, Quiet>>) -> usize {
+    quiet
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter(|q| !q.finished)
+        .count()
+}
+
+/// Starts a worker for every shard of the source not started yet whose ancestors are all
+/// routed to their ends, so that a child's records follow its parents' in every target
+/// (per partition key and message group, order holds across a reshard). A shard closed and
+/// routed to its end already (by the recorded progress) counts as finished without a worker.
+#[allow(clippy::too_many_arguments)]
+fn start_ready_shards(
+    broker: &Broker,
+    name: &RuleName,
+    record: &RuleRecord,
+    stats: &Arc<RuleStats>,
+    routed: &Arc<Routed>,
+    quiet: &Arc<Mutex<BTreeMap<ShardId, Quiet>>>,
+    workers: &mut JoinSet<Result<WorkerEnd, BrokerError>>,
+    halted: &watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let source = broker.stream(&record.definition.source)?;
+    let mut started = Vec::new();
+    {
+        let mut quiet = quiet.lock().unwrap_or_else(|p| p.into_inner());
+        // Shards in id order: a parent's id is below its children's, so one pass settles a
+        // whole lineage whose recorded progress is at its ends.
+        for desc in source.descriptor.shards() {
+            if quiet.contains_key(&desc.id) {
+                continue;
+            }
+            let Some(shard) = source.shard(desc.id) else {
+                continue;
+            };
+            let parents_done = desc
+                .parent
+                .into_iter()
+                .chain(desc.adjacent_parent)
+                .all(|p| quiet.get(&p).is_some_and(|q| q.finished));
+            if !parents_done {
+                continue;
+            }
+            let first = shard.log.first_sequence();
+            let next = record
+                .next
+                .get(&desc.id)
+                .copied()
+                .unwrap_or(first)
+                .max(first);
+            let finished = shard.ending().is_some_and(|end| next >= end);
+            quiet.insert(
+                desc.id,
+                Quiet {
+                    next,
+                    // What the recorded marks say, until the worker publishes its own: the
+                    // worker has put nothing yet.
+                    marks: record.marks.clone(),
+                    finished,
+                },
+            );
+            if !finished {
+                started.push((desc.id, next));
+            }
+        }
+    }
+    for (shard, start) in started {
+        let ctx = Worker {
+            broker: broker.clone(),
+            rule: name.clone(),
+            record: record.clone(),
+            shard,
+            routed: Arc::clone(routed),
+            quiet: Arc::clone(quiet),
+            stats: Arc::clone(stats),
+        };
+        workers.spawn(ctx.run(start, halted.clone()));
+    }
+    Ok(())
 }
 
 /// Writes the workers' last quiet points as the rule's progress, unless nothing moved. A
@@ -203,11 +270,13 @@ async fn record_progress(
         let quiet = quiet.lock().unwrap_or_else(|p| p.into_inner());
         let next = quiet.iter().map(|(s, q)| (*s, q.next)).collect();
         let mut marks: BTreeMap<StreamName, TargetMark> = BTreeMap::new();
+        // A finished shard has nothing in flight, and never will again.
+        let routing: Vec<&Quiet> = quiet.values().filter(|q| !q.finished).collect();
         for target in &record.definition.targets {
             let seen: Vec<&TargetMark> =
-                quiet.values().filter_map(|q| q.marks.get(target)).collect();
+                routing.iter().filter_map(|q| q.marks.get(target)).collect();
             // A worker without a mark for the target keeps the target's recorded one.
-            if seen.len() != quiet.len() || seen.is_empty() {
+            if seen.len() != routing.len() || seen.is_empty() {
                 continue;
             }
             let created = seen[0].created_at_ms;
@@ -261,7 +330,7 @@ impl Worker {
         self,
         start: SequenceNumber,
         mut halt: watch::Receiver<bool>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<WorkerEnd, BrokerError> {
         let definition = &self.record.definition;
         let start = {
             let source = self.broker.stream(&definition.source)?;
@@ -283,7 +352,7 @@ impl Worker {
         loop {
             let event = tokio::select! {
                 biased;
-                _ = halt.wait_for(|h| *h) => return Ok(()),
+                _ = halt.wait_for(|h| *h) => return Ok(WorkerEnd::Halted),
                 event = events.recv() => event,
             };
             let Some(event) = event else {
@@ -307,17 +376,26 @@ impl Worker {
                     result?;
                 }
             }
-            // Nothing of this worker is in flight: a point to publish.
+            // Nothing of this worker is in flight: a point to publish. The last event of a
+            // closed shard names its children: the shard is routed to its end.
+            let finished = !event.child_shards.is_empty();
             let marks = self.broker.target_marks(&definition.targets);
-            self.quiet
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(self.shard, Quiet { next, marks });
+            self.quiet.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                self.shard,
+                Quiet {
+                    next,
+                    marks,
+                    finished,
+                },
+            );
             self.stats
                 .progress
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(self.shard, (next, event.behind_latest));
+            if finished {
+                return Ok(WorkerEnd::Finished(self.shard));
+            }
         }
     }
 
