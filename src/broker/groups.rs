@@ -208,7 +208,7 @@ fn finished_shards(
     handle: &StreamHandle,
     checkpoints: &BTreeMap<ShardId, SequenceNumber>,
 ) -> Vec<bool> {
-    let mut finished = Vec::with_capacity(handle.shards.len());
+    let mut finished = Vec::with_capacity(handle.slots.len());
     for shard in handle.descriptor.shards() {
         let own = handle.shard(shard.id).is_none_or(|sh| match sh.ending() {
             None => false,

@@ -19,6 +19,7 @@ mod put;
 pub mod queues;
 mod read;
 mod reshard;
+mod retire;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -216,8 +217,8 @@ pub(crate) struct StreamHandle {
     pub(crate) descriptor: StreamDescriptor,
     /// The stream's options as they stand.
     pub(crate) options: RwLock<StreamOptions>,
-    /// Every shard, open and closed, by id (ids are dense from 0).
-    pub(crate) shards: Vec<Arc<ShardHandle>>,
+    /// Every shard by id (ids are dense from 0): open and closed ones, `None` for a retired one.
+    pub(crate) slots: Vec<Option<Arc<ShardHandle>>>,
     pub(crate) dedup: DedupWindow,
     pub(crate) dedup_policy: DedupPolicy,
     pub(crate) shared: Arc<StreamShared>,
@@ -225,10 +226,17 @@ pub(crate) struct StreamHandle {
 
 impl StreamHandle {
     pub(crate) fn shard(&self, id: ShardId) -> Option<&ShardHandle> {
-        self.shards
-            .get(id.index() as usize)
-            .filter(|s| s.id == id)
-            .map(|s| &**s)
+        self.slot(id.index() as usize).filter(|s| s.id == id)
+    }
+
+    /// The shard at index `index`, unless it is retired (or there is none).
+    pub(crate) fn slot(&self, index: usize) -> Option<&ShardHandle> {
+        self.slots.get(index).and_then(Option::as_deref)
+    }
+
+    /// The shards not retired, open and closed, by increasing id.
+    pub(crate) fn shards(&self) -> impl Iterator<Item = &Arc<ShardHandle>> {
+        self.slots.iter().flatten()
     }
 }
 
@@ -334,6 +342,8 @@ impl Broker {
         descriptor: StreamDescriptor,
         logs: Vec<(ShardId, Arc<ShardLog>)>,
     ) -> Result<StreamHandle, BrokerError> {
+        let mut slots: Vec<Option<Arc<ShardHandle>>> =
+            descriptor.shards().iter().map(|_| None).collect();
         let shards = logs
             .into_iter()
             .map(|(id, log)| {
@@ -347,8 +357,12 @@ impl Broker {
                     end.min(next)
                 });
                 Arc::new(ShardHandle::new(id, log, config.commit, ending))
-            })
-            .collect();
+            });
+        for shard in shards {
+            if let Some(slot) = slots.get_mut(shard.id.index() as usize) {
+                *slot = Some(shard);
+            }
+        }
         let settings = descriptor.settings;
         let dedup = DedupWindow::new(DedupWindowConfig {
             window: settings.dedup_window,
@@ -366,7 +380,7 @@ impl Broker {
             },
             options: RwLock::new(descriptor.options.clone()),
             descriptor,
-            shards,
+            slots,
             dedup,
             shared,
         })
@@ -379,7 +393,7 @@ impl Broker {
         let now_wall = Timestamp::now();
         let now = Instant::now();
         let since = now_wall.saturating_sub(window);
-        for shard in &handle.shards {
+        for shard in handle.shards() {
             let log = Arc::clone(&shard.log);
             let dedup = handle.dedup.clone();
             let policy = handle.dedup_policy;
@@ -444,10 +458,10 @@ impl Broker {
                 let logs: Vec<Arc<ShardLog>> = broker
                     .stream_handles()
                     .iter()
-                    .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
+                    .flat_map(|s| s.shards().map(|sh| Arc::clone(&sh.log)))
                     .collect();
+                let now = Timestamp::now();
                 let result = blocking("retention", move || {
-                    let now = Timestamp::now();
                     for log in logs {
                         if let Err(e) = log.apply_retention(now) {
                             tracing::error!(shard = %log.dir().display(), error = %e, "retention failed");
@@ -457,6 +471,9 @@ impl Broker {
                 .await;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "retention task failed");
+                }
+                if let Err(e) = broker.retire_shards(now).await {
+                    tracing::error!(error = %e, "retiring closed shards failed");
                 }
             }
         });
@@ -567,7 +584,7 @@ impl Broker {
         handle.shared.deleted.send_replace(true);
         let io = Arc::clone(&self.inner.io);
         let dir = streams_dir(&self.inner.config.data_dir).join(stream.as_str());
-        let logs: Vec<Arc<ShardLog>> = handle.shards.iter().map(|s| Arc::clone(&s.log)).collect();
+        let logs: Vec<Arc<ShardLog>> = handle.shards().map(|s| Arc::clone(&s.log)).collect();
         blocking("delete stream", move || {
             for log in &logs {
                 let _ = log.close();
@@ -584,7 +601,7 @@ impl Broker {
     pub fn describe_stream(&self, name: &StreamName) -> Result<StreamDescriptor, BrokerError> {
         let handle = self.stream(name)?;
         let mut descriptor = handle.descriptor.clone();
-        if let Some(shard) = handle.shards.first() {
+        if let Some(shard) = handle.shards().next() {
             descriptor.settings.retention = shard.log.retention();
         }
         descriptor.options = handle
@@ -641,7 +658,7 @@ impl Broker {
         .await?;
         match &change {
             StreamChange::Retention(retention) => {
-                for shard in &handle.shards {
+                for shard in handle.shards() {
                     shard.log.set_retention(*retention);
                 }
             }
@@ -678,7 +695,7 @@ impl Broker {
         let logs: Vec<Arc<ShardLog>> = self
             .stream_handles()
             .iter()
-            .flat_map(|s| s.shards.iter().map(|sh| Arc::clone(&sh.log)))
+            .flat_map(|s| s.shards().map(|sh| Arc::clone(&sh.log)))
             .collect();
         blocking("shutdown sync", move || {
             let mut first_error = None;
@@ -747,9 +764,10 @@ fn remove_orphans(io: &dyn Io, config: &BrokerConfig, meta: &MetaStore) {
             continue;
         };
         for shard in shards {
+            // A retired shard's directory is deleted after the command that retires it: a
+            // crash in between leaves it here.
             let known = stream
-                .shards()
-                .iter()
+                .listed_shards()
                 .any(|s| Path::new(&s.id.to_string()) == shard.as_path());
             let is_shard = shard.to_str().is_some_and(|s| s.starts_with("shardId-"));
             if is_shard && !known {
@@ -767,8 +785,7 @@ fn open_stream_logs(
     let mut log_config = config.log.clone();
     log_config.retention = descriptor.settings.retention;
     descriptor
-        .shards()
-        .iter()
+        .listed_shards()
         .map(|shard| {
             let dir = shard_dir(&config.data_dir, &descriptor.name, shard.id);
             let log = ShardLog::open(Arc::clone(io), &dir, log_config.clone())?;

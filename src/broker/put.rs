@@ -245,7 +245,7 @@ impl Broker {
         // One batch per shard, records in request order; `members[shard]` maps batch position
         // back to the entry. Each batch is sized for its records up front, so building it
         // never reallocates.
-        let shard_count = handle.shards.len();
+        let shard_count = handle.slots.len();
         let mut frame_bytes = vec![0usize; shard_count];
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); shard_count];
         let mut results: Vec<Option<PutResult>> = (0..entries.len()).map(|_| None).collect();
@@ -306,7 +306,11 @@ impl Broker {
         let mut appends = Vec::new();
         for (s, builder) in builders.into_iter().enumerate() {
             if let Some(batch) = builder.and_then(BatchBuilder::finish) {
-                let shard = handle.shards[s].id;
+                // Routes name open shards only, never a retired one.
+                let Some(target) = handle.slot(s) else {
+                    continue;
+                };
+                let shard = target.id;
                 // The ids of the batch's records travel with it, in one ticket numbered by
                 // position in the batch. Once queued, the batch belongs to the committer and
                 // the spawned task, not this request, owns the append's outcome: if the append
@@ -317,7 +321,7 @@ impl Broker {
                 // release an id whose record is stored. Nothing is awaited between queueing
                 // and spawning, so the task always exists for a queued batch.
                 let shard_ticket = shard_tickets.get_mut(s).and_then(Option::take);
-                let queued = handle.shards[s].committer.submit(batch).await;
+                let queued = target.committer.submit(batch).await;
                 let pass = Arc::clone(&pass);
                 appends.push((
                     s,
@@ -492,7 +496,7 @@ impl PendingPut {
             // reservation's way.
             handle.dedup.settle(Instant::now());
         }
-        let shard_count = handle.shards.len();
+        let shard_count = handle.slots.len();
         let mut acks: Vec<Option<Result<AppendAck, StorageError>>> =
             (0..shard_count).map(|_| None).collect();
         let mut stored = Vec::new();
@@ -503,9 +507,9 @@ impl PendingPut {
                     r
                 }
                 Err(e) => Err(StorageError::Poisoned {
-                    dir: handle.shards[s].log.dir().to_owned(),
+                    dir: shard_dir(&handle, s),
                     op: "run the append task of",
-                    path: handle.shards[s].log.dir().to_owned(),
+                    path: shard_dir(&handle, s),
                     cause: std::sync::Arc::new(std::io::Error::other(e)),
                 }),
             };
@@ -518,7 +522,7 @@ impl PendingPut {
             for (pos, &i) in idxs.iter().enumerate() {
                 results[i] = Some(match ack {
                     Ok(a) => Ok(PutOutcome {
-                        shard: handle.shards[s].id,
+                        shard: ShardId(s as u32),
                         sequence: a.base_sequence + pos as u64,
                         duplicate: false,
                     }),
@@ -571,4 +575,11 @@ fn repeat_failure(first: usize, e: &BrokerError) -> BrokerError {
             reason: other.to_string(),
         },
     }
+}
+
+/// The directory of the shard at index `s`, for an error naming it.
+fn shard_dir(handle: &StreamHandle, s: usize) -> std::path::PathBuf {
+    handle
+        .slot(s)
+        .map_or_else(Default::default, |sh| sh.log.dir().to_owned())
 }

@@ -96,8 +96,9 @@ impl Broker {
         };
         let id: ShardId = shard_id.parse().map_err(|_parse_error| not_found())?;
         handle
-            .shards
+            .slots
             .get(id.index() as usize)
+            .and_then(Option::as_ref)
             .filter(|s| s.id == id)
             .cloned()
             .ok_or_else(not_found)
@@ -202,8 +203,9 @@ impl Broker {
             return Err(BrokerError::StreamNotFound { stream: pos.stream });
         }
         let shard = handle
-            .shards
+            .slots
             .get(pos.shard as usize)
+            .and_then(Option::as_ref)
             .filter(|s| s.id == ShardId(pos.shard))
             .cloned()
             .ok_or_else(|| BrokerError::ShardNotFound {

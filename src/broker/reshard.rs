@@ -223,8 +223,8 @@ impl Broker {
         let new_shards: Vec<ShardId> = reshard.opens.iter().map(|s| s.id).collect();
         let stream_name = stream.clone();
         let retention = handle
-            .shards
-            .first()
+            .shards()
+            .next()
             .map_or(handle.descriptor.settings.retention, |s| s.log.retention());
         let opened = blocking("open new shards", move || {
             open_new_logs(&cfg, &io, &stream_name, retention, &new_shards)
@@ -255,7 +255,10 @@ impl Broker {
                 .map_or(SequenceNumber::ZERO, |s| s.log.next_sequence());
             ends.insert(id, end);
         }
-        let mut next = handle.descriptor.apply_reshard(&reshard, &ends)?;
+        let mut next =
+            handle
+                .descriptor
+                .apply_reshard(&reshard, &ends, crate::storage::Timestamp::now())?;
         next.options = handle
             .options
             .read()
@@ -266,16 +269,16 @@ impl Broker {
         failure_point("reshard:switched");
 
         let commit = self.inner.config.commit;
-        let mut shards = handle.shards.clone();
+        let mut slots = handle.slots.clone();
         for (id, log) in opened {
             let ending = ends.get(&id).copied();
-            shards.push(Arc::new(ShardHandle::new(id, log, commit, ending)));
+            slots.resize(slots.len().max(id.index() as usize + 1), None);
+            slots[id.index() as usize] = Some(Arc::new(ShardHandle::new(id, log, commit, ending)));
         }
-        shards.sort_by_key(|s| s.id);
         let replacement = Arc::new(StreamHandle {
             descriptor: next.clone(),
             options: RwLock::new(next.options.clone()),
-            shards,
+            slots,
             dedup: handle.dedup.clone(),
             dedup_policy: handle.dedup_policy,
             shared: Arc::clone(&shared),
@@ -372,7 +375,7 @@ impl Broker {
             .load(Ordering::Acquire))
     }
 
-    /// The stream's shards that pass `filter`, by increasing id.
+    /// The stream's shards that pass `filter`, by increasing id; never a retired one.
     pub fn list_shards(
         &self,
         stream: &StreamName,
@@ -406,6 +409,7 @@ impl Broker {
         }
         Ok(shards
             .iter()
+            .filter(|s| !s.retired)
             .filter(|s| match filter {
                 ShardFilter::All => true,
                 ShardFilter::AfterShardId(after) => s.id > after,

@@ -64,7 +64,7 @@ pub fn stream(d: &StreamDescriptor) -> pb::StreamDescription {
         status: pb::StreamStatus::Active as i32,
         retention_period_hours: d.settings.retention_period_hours(),
         created_at_ms: d.created_at_ms.as_millis() as i64,
-        shards: d.shards().iter().map(shard).collect(),
+        shards: d.listed_shards().map(shard).collect(),
         content_based_deduplication: d.settings.content_based_deduplication,
         dedup_window_seconds: d.settings.dedup_window_seconds(),
         dedup_scope: match d.settings.dedup_scope {

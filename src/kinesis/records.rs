@@ -325,7 +325,7 @@ pub(super) fn resolve_shard(
         .broker
         .describe_stream(stream)
         .ok()
-        .is_some_and(|d| d.shards().iter().any(|s| s.id.to_string() == canonical));
+        .is_some_and(|d| d.listed_shards().any(|s| s.id.to_string() == canonical));
     if !exists {
         return Err(KinesisError::new(
             ErrorKind::ResourceNotFound,

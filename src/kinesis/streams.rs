@@ -446,7 +446,7 @@ pub(super) fn describe_stream(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisE
     let name = k.stream_of(&r)?;
     let d = describe(k, &name)?;
     let limit = r.int("Limit").map_or(DESCRIBE_STREAM_PAGE, |n| n as usize);
-    let (shards, more) = page(d.shards().iter(), r.str("ExclusiveStartShardId"), limit);
+    let (shards, more) = page(d.listed_shards(), r.str("ExclusiveStartShardId"), limit);
     Ok(Out::Struct(vec![(
         "StreamDescription",
         Out::Struct(vec![

@@ -130,6 +130,10 @@ pub(crate) fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
         MetaCommand::ReshardStream(descriptor) => C::ReshardStream(pb::ReshardStream {
             stream: Some(stream_to_pb(descriptor)),
         }),
+        MetaCommand::RetireShards { stream, shards } => C::RetireShards(pb::RetireShards {
+            stream: stream.to_string(),
+            shards: shards.iter().map(|s| s.index()).collect(),
+        }),
         MetaCommand::UpdateStream { stream, change } => C::UpdateStream(pb::UpdateStream {
             stream: stream.to_string(),
             change: Some(change_to_pb(change)),
@@ -211,6 +215,10 @@ pub(crate) fn decode_command(body: &[u8]) -> Result<MetaCommand, CodecError> {
         C::ReshardStream(c) => MetaCommand::ReshardStream(stream_from_pb(
             c.stream.ok_or(CodecError::Missing { field: "stream" })?,
         )?),
+        C::RetireShards(c) => MetaCommand::RetireShards {
+            stream: StreamName::new(c.stream)?,
+            shards: c.shards.into_iter().map(ShardId).collect(),
+        },
         C::UpdateStream(c) => MetaCommand::UpdateStream {
             stream: StreamName::new(c.stream)?,
             change: change_from_pb(c.change.ok_or(CodecError::Missing { field: "change" })?)?,
@@ -761,6 +769,8 @@ fn stream_to_pb(descriptor: &StreamDescriptor) -> pb::StreamDescriptor {
                 range_end: Some(hash_key_to_pb(shard.range.end)),
                 starting_sequence: shard.starting_sequence.get(),
                 ending_sequence: shard.ending_sequence.map(SequenceNumber::get),
+                closed_at_ms: shard.closed_at.map(Timestamp::as_millis),
+                retired: shard.retired,
             })
             .collect(),
         options: Some(options_to_pb(&descriptor.options)),
@@ -895,6 +905,8 @@ fn stream_from_pb(stream: pb::StreamDescriptor) -> Result<StreamDescriptor, Code
                 range: HashKeyRange::new(hash_key_from_pb(&start), hash_key_from_pb(&end))?,
                 starting_sequence: SequenceNumber::new(shard.starting_sequence),
                 ending_sequence: shard.ending_sequence.map(SequenceNumber::new),
+                closed_at: shard.closed_at_ms.map(Timestamp::from_millis),
+                retired: shard.retired,
             })
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
@@ -960,7 +972,8 @@ mod tests {
             (ShardId(1), SequenceNumber::new(7)),
             (ShardId(2), SequenceNumber::new(9)),
         ];
-        d.apply_reshard(&merge, &ends.into()).unwrap()
+        d.apply_reshard(&merge, &ends.into(), Timestamp::from_millis(7))
+            .unwrap()
     }
 
     fn rule_definition() -> RuleDefinition {
@@ -1026,6 +1039,10 @@ mod tests {
         let commands = [
             MetaCommand::CreateStream(descriptor()),
             MetaCommand::ReshardStream(resharded()),
+            MetaCommand::RetireShards {
+                stream: StreamName::new("orders").unwrap(),
+                shards: vec![ShardId(0), ShardId(2)],
+            },
             MetaCommand::DeleteStream(stream.clone()),
             MetaCommand::UpdateStream {
                 stream: stream.clone(),

@@ -44,6 +44,15 @@ pub enum MetaCommand {
     /// scaling. Refused unless it keeps every shard the stream has (closing some) and only
     /// adds new ones.
     ReshardStream(StreamDescriptor),
+    /// Retires closed shards that retention has emptied: they are no longer listed and their
+    /// logs are deleted; their ids stay taken and their children still name them. Refused
+    /// for an open shard or one retired already.
+    RetireShards {
+        /// The stream.
+        stream: StreamName,
+        /// The shards.
+        shards: Vec<ShardId>,
+    },
     /// Changes a stream's retention or one of its options. Registering a consumer whose name
     /// is taken, or deregistering one that is not there, is refused.
     UpdateStream {

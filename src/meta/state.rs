@@ -145,6 +145,22 @@ impl MetaState {
                 }
                 Ok(())
             }
+            MetaCommand::RetireShards { stream, shards } => {
+                let current = self.existing_stream(stream)?;
+                for &id in shards {
+                    let reason = match current.shard(id) {
+                        None => "no such shard",
+                        Some(s) if s.is_open() => "the shard is open",
+                        Some(s) if s.retired => "the shard is retired already",
+                        Some(_) => continue,
+                    };
+                    return Err(MetaError::ReshardRefused {
+                        stream: stream.clone(),
+                        reason: format!("cannot retire {id}: {reason}"),
+                    });
+                }
+                Ok(())
+            }
             MetaCommand::UpdateStream { stream, change } => {
                 let options = &self.existing_stream(stream)?.options;
                 match change {
@@ -337,6 +353,11 @@ impl MetaState {
                     next.settings = descriptor.settings;
                     next.options = std::mem::take(&mut descriptor.options);
                     *descriptor = next;
+                }
+            }
+            MetaCommand::RetireShards { stream, shards } => {
+                if let Some(descriptor) = self.streams.get_mut(stream) {
+                    descriptor.retire(shards);
                 }
             }
             MetaCommand::UpdateStream { stream, change } => {
@@ -672,7 +693,9 @@ mod tests {
             .unwrap();
         let ends = [(ShardId(0), SequenceNumber::new(4))].into();
         // Planned before the tag was added: the switch must not drop it.
-        let mut next = current.apply_reshard(&split, &ends).unwrap();
+        let mut next = current
+            .apply_reshard(&split, &ends, Timestamp::from_millis(5))
+            .unwrap();
         next.options = Default::default();
         let before = state.clone();
         // New ids must continue the numbering, and new shards descend from closed ones.

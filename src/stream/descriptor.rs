@@ -186,6 +186,8 @@ impl StreamDescriptor {
                 range,
                 starting_sequence: SequenceNumber::ZERO,
                 ending_sequence: None,
+                closed_at: None,
+                retired: false,
             })
             .collect();
         StreamDescriptor::from_parts(name, created_at_ms, settings, shards)
@@ -256,6 +258,21 @@ impl StreamDescriptor {
     /// Every shard, open and closed, by increasing id.
     pub fn shards(&self) -> &[ShardDescriptor] {
         &self.shards
+    }
+
+    /// The shards not retired, open and closed, by increasing id: what DescribeStream and
+    /// ListShards show.
+    pub fn listed_shards(&self) -> impl Iterator<Item = &ShardDescriptor> {
+        self.shards.iter().filter(|s| !s.retired)
+    }
+
+    /// Marks closed shards retired (open ones are left alone).
+    pub fn retire(&mut self, ids: &[ShardId]) {
+        for shard in &mut self.shards {
+            if ids.contains(&shard.id) && !shard.is_open() {
+                shard.retired = true;
+            }
+        }
     }
 
     /// The shards that take new records, by increasing id.
@@ -429,6 +446,8 @@ mod tests {
                 range: HashKeyRange::FULL,
                 starting_sequence: SequenceNumber::ZERO,
                 ending_sequence: Some(SequenceNumber::new(99)),
+                closed_at: None,
+                retired: false,
             },
             ShardDescriptor {
                 id: ShardId(1),
@@ -437,6 +456,8 @@ mod tests {
                 range: HashKeyRange::new(HashKey::MIN, HashKey(half.0 - 1)).unwrap(),
                 starting_sequence: SequenceNumber::new(100),
                 ending_sequence: None,
+                closed_at: None,
+                retired: false,
             },
             ShardDescriptor {
                 id: ShardId(2),
@@ -445,6 +466,8 @@ mod tests {
                 range: HashKeyRange::new(half, HashKey::MAX).unwrap(),
                 starting_sequence: SequenceNumber::new(100),
                 ending_sequence: None,
+                closed_at: None,
+                retired: false,
             },
         ];
         let stream = StreamDescriptor::from_parts(

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::{
     split_evenly, HashKey, HashKeyRange, ModelError, ShardDescriptor, ShardId, StreamDescriptor,
 };
-use crate::storage::SequenceNumber;
+use crate::storage::{SequenceNumber, Timestamp};
 
 /// One atomic change of a stream's shards.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -102,6 +102,8 @@ impl StreamDescriptor {
             range: HashKeyRange { start, end },
             starting_sequence: SequenceNumber::ZERO,
             ending_sequence: None,
+            closed_at: None,
+            retired: false,
         };
         Ok(Reshard {
             closes: vec![parent],
@@ -146,6 +148,8 @@ impl StreamDescriptor {
                 },
                 starting_sequence: SequenceNumber::ZERO,
                 ending_sequence: None,
+                closed_at: None,
+                retired: false,
             }],
         })
     }
@@ -210,6 +214,7 @@ impl StreamDescriptor {
         &self,
         reshard: &Reshard,
         ends: &BTreeMap<ShardId, SequenceNumber>,
+        closed_at: Timestamp,
     ) -> Result<StreamDescriptor, ModelError> {
         let mut shards: Vec<ShardDescriptor> = self.shards().to_vec();
         shards.extend(reshard.opens.iter().cloned());
@@ -219,6 +224,7 @@ impl StreamDescriptor {
                     ModelError::invalid("shards", format!("{} closes without an end", shard.id))
                 })?;
                 shard.ending_sequence = Some(end);
+                shard.closed_at = Some(closed_at);
             }
         }
         let mut next = StreamDescriptor::from_parts(
@@ -266,6 +272,8 @@ impl Planner {
             range: HashKeyRange { start, end },
             starting_sequence: SequenceNumber::ZERO,
             ending_sequence: None,
+            closed_at: None,
+            retired: false,
         };
         self.next_id += 1;
         self.reshard.opens.push(shard.clone());
@@ -315,7 +323,8 @@ mod tests {
             .iter()
             .map(|&id| (id, SequenceNumber::ZERO))
             .collect();
-        d.apply_reshard(plan, &ends).unwrap()
+        d.apply_reshard(plan, &ends, Timestamp::from_millis(1))
+            .unwrap()
     }
 
     #[test]

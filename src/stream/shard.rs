@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{HashKeyRange, ModelError};
-use crate::storage::SequenceNumber;
+use crate::storage::{SequenceNumber, Timestamp};
 
 /// Prefix of a shard id's text form.
 const SHARD_ID_PREFIX: &str = "shardId-";
@@ -78,6 +78,12 @@ pub struct ShardDescriptor {
     /// Set when the shard was closed by a split or merge: its last sequence number. A closed
     /// shard is still readable, but takes no more records.
     pub ending_sequence: Option<SequenceNumber>,
+    /// When the shard was closed (absent for shards closed before this was recorded).
+    pub closed_at: Option<Timestamp>,
+    /// Set once retention has deleted every record of the closed shard and it has been closed
+    /// for the stream's retention period: the shard is gone (no log, not listed); its id stays
+    /// taken and its children still name it as their parent.
+    pub retired: bool,
 }
 
 impl ShardDescriptor {
@@ -134,6 +140,8 @@ mod tests {
             range: HashKeyRange::FULL,
             starting_sequence: SequenceNumber::new(0),
             ending_sequence: None,
+            closed_at: None,
+            retired: false,
         };
         assert!(shard.is_open());
         shard.ending_sequence = Some(SequenceNumber::new(10));

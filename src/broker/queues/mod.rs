@@ -183,6 +183,9 @@ pub struct QueueDescription {
 
 type GroupKey = (StreamName, GroupName);
 
+/// A shard and the receipts of one delete that name it, with their places in the request.
+type ShardReceipts = (Arc<LiveShard>, Vec<(usize, receipt::Receipt)>);
+
 /// One shard of a live queue group.
 struct LiveShard {
     id: ShardId,
@@ -214,8 +217,8 @@ pub(crate) struct QueueGroup {
     created_at_ms: Timestamp,
     definition: QueueDefinition,
     matcher: Option<Arc<Matcher>>,
-    /// Every shard of the stream, open and closed, by id (ids are dense); a reshard appends
-    /// the new ones.
+    /// Every shard of the stream not retired, open and closed, by increasing id; a reshard
+    /// appends the new ones.
     shards: RwLock<Arc<Vec<Arc<LiveShard>>>>,
     /// Where the next receive starts its round of the shards.
     next_shard: AtomicUsize,
@@ -246,10 +249,7 @@ impl QueueGroup {
     }
 
     fn shard(&self, id: ShardId) -> Option<Arc<LiveShard>> {
-        self.shards()
-            .get(id.index() as usize)
-            .filter(|s| s.id == id)
-            .cloned()
+        find_shard(&self.shards(), id).cloned()
     }
 }
 
@@ -374,8 +374,7 @@ impl Broker {
             None => None,
         };
         let shards = handle
-            .shards
-            .iter()
+            .shards()
             .map(|sh| {
                 let record = queue.shards.get(&sh.id).cloned().unwrap_or_default();
                 Arc::new(live_shard(
@@ -421,7 +420,8 @@ impl Broker {
             {
                 let mut shards = group.shards.write().unwrap_or_else(|p| p.into_inner());
                 let mut grown: Vec<Arc<LiveShard>> = shards.as_ref().clone();
-                for sh in handle.shards.iter().skip(grown.len()) {
+                let known = grown.last().map(|s| s.id);
+                for sh in handle.shards().filter(|sh| Some(sh.id) > known) {
                     let record = crate::meta::QueueShardRecord::default();
                     grown.push(Arc::new(live_shard(
                         handle,
@@ -434,6 +434,29 @@ impl Broker {
                 *shards = Arc::new(grown);
             }
             group.wake.notify_waiters();
+        }
+    }
+
+    /// Lets every queue group of a stream forget the shards retired since.
+    pub(crate) fn queues_follow_retirement(&self, handle: &StreamHandle) {
+        let groups: Vec<Arc<QueueGroup>> = self
+            .inner
+            .queues
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|g| g.stream == handle.descriptor.name)
+            .cloned()
+            .collect();
+        for group in groups {
+            let mut shards = group.shards.write().unwrap_or_else(|p| p.into_inner());
+            let kept: Vec<Arc<LiveShard>> = shards
+                .iter()
+                .filter(|s| handle.shard(s.id).is_some())
+                .cloned()
+                .collect();
+            *shards = Arc::new(kept);
         }
     }
 
@@ -498,8 +521,7 @@ impl Broker {
         // The start positions are read before the command; a record put meanwhile with
         // LATEST may or may not be in the queue, as with Kinesis's LATEST.
         let start: BTreeMap<ShardId, SequenceNumber> = handle
-            .shards
-            .iter()
+            .shards()
             .map(|sh| {
                 let at = match spec.start {
                     QueueStart::TrimHorizon => sh.log.first_sequence(),
@@ -951,8 +973,7 @@ impl Broker {
         }
         let q = self.queue_group(stream, group)?;
         let mut results: Vec<Result<(), DeleteFailure>> = vec![Ok(()); handles.len()];
-        let mut by_shard: BTreeMap<ShardId, (Arc<LiveShard>, Vec<(usize, receipt::Receipt)>)> =
-            BTreeMap::new();
+        let mut by_shard: BTreeMap<ShardId, ShardReceipts> = BTreeMap::new();
         for (i, handle) in handles.iter().enumerate() {
             match self.receipt_of(&q, handle) {
                 Ok((shard, r)) => by_shard
@@ -1204,11 +1225,10 @@ impl Broker {
 /// at a time, never while the caller holds `shard`'s lock; ancestors are closed, so what they
 /// hold back only shrinks, and an answer a moment old is safe.
 async fn held_by_ancestors(shards: &[Arc<LiveShard>], shard: &LiveShard) -> Held {
-    let settled = |id: ShardId| {
-        shards
-            .get(id.index() as usize)
-            .is_some_and(|s| s.settled.load(Ordering::Acquire))
-    };
+    // A retired ancestor (gone from the list) held nothing when it went, and neither did the
+    // older shards it descends from.
+    let settled =
+        |id: ShardId| find_shard(shards, id).is_none_or(|s| s.settled.load(Ordering::Acquire));
     let mut held = HashSet::new();
     let mut seen = HashSet::new();
     let mut todo: Vec<ShardId> = shard.parents.clone();
@@ -1216,7 +1236,7 @@ async fn held_by_ancestors(shards: &[Arc<LiveShard>], shard: &LiveShard) -> Held
         if !seen.insert(id) || settled(id) {
             continue;
         }
-        let Some(ancestor) = shards.get(id.index() as usize) else {
+        let Some(ancestor) = find_shard(shards, id) else {
             continue;
         };
         // A parent is closed before its children exist; an open one is a layout not yet
@@ -1245,6 +1265,14 @@ async fn held_by_ancestors(shards: &[Arc<LiveShard>], shard: &LiveShard) -> Held
     } else {
         Held::Groups(held)
     }
+}
+
+/// The shard with id `id` of a group's shards (sorted by id).
+fn find_shard(shards: &[Arc<LiveShard>], id: ShardId) -> Option<&Arc<LiveShard>> {
+    shards
+        .binary_search_by_key(&id, |s| s.id)
+        .ok()
+        .map(|i| &shards[i])
 }
 
 async fn wait_durable(d: journal::Durable) -> Result<(), BrokerError> {

@@ -104,7 +104,7 @@ impl Broker {
         let mut start = BTreeMap::new();
         let mut end = BTreeMap::new();
         let mut to_move = 0;
-        for sh in &handle.shards {
+        for sh in handle.shards() {
             let from = sh.log.first_sequence().max(
                 previous
                     .get(&sh.id)

@@ -218,8 +218,7 @@ impl Broker {
         // closed shard starts at its end with LATEST, so the rule begins at its children.
         let source = self.stream(&spec.source)?;
         let start: BTreeMap<ShardId, SequenceNumber> = source
-            .shards
-            .iter()
+            .shards()
             .map(|s| {
                 let at = match spec.start {
                     IteratorKind::TrimHorizon => Ok(s.log.first_sequence()),
@@ -336,8 +335,7 @@ impl Broker {
         };
         let shards = match self.stream(&record.definition.source) {
             Ok(handle) => handle
-                .shards
-                .iter()
+                .shards()
                 .map(|s| {
                     let (next, behind_latest) = live.get(&s.id).copied().unwrap_or((
                         record

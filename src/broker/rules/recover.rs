@@ -101,7 +101,7 @@ impl Broker {
             let mark = marks
                 .get(target)
                 .filter(|m| m.created_at_ms == handle.descriptor.created_at_ms);
-            for shard in &handle.shards {
+            for shard in handle.shards() {
                 let from = mark
                     .and_then(|m| m.next.get(&shard.id).copied())
                     .unwrap_or(SequenceNumber::ZERO);
@@ -149,8 +149,7 @@ impl Broker {
                     TargetMark {
                         created_at_ms: handle.descriptor.created_at_ms,
                         next: handle
-                            .shards
-                            .iter()
+                            .shards()
                             .map(|s| (s.id, s.log.next_sequence()))
                             .collect(),
                     },

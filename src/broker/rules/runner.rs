@@ -210,11 +210,12 @@ fn start_ready_shards(
             let Some(shard) = source.shard(desc.id) else {
                 continue;
             };
+            // A retired parent (no log left) had nothing left to route.
             let parents_done = desc
                 .parent
                 .into_iter()
                 .chain(desc.adjacent_parent)
-                .all(|p| quiet.get(&p).is_some_and(|q| q.finished));
+                .all(|p| source.shard(p).is_none() || quiet.get(&p).is_some_and(|q| q.finished));
             if !parents_done {
                 continue;
             }
