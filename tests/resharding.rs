@@ -64,6 +64,29 @@ async fn scale(
     .map(tonic::Response::into_inner)
 }
 
+/// ListShards of stream `s` through a filter.
+async fn filtered(
+    c: &mut Streams,
+    kind: pb::ShardFilterType,
+    shard_id: Option<String>,
+    timestamp_ms: Option<i64>,
+) -> Result<Vec<pb::Shard>, tonic::Status> {
+    c.list_shards(pb::ListShardsRequest {
+        stream_name: "s".into(),
+        shard_filter: Some(pb::ShardFilter {
+            r#type: kind as i32,
+            shard_id,
+            timestamp_ms,
+        }),
+    })
+    .await
+    .map(|r| r.into_inner().shards)
+}
+
+fn ids(shards: &[pb::Shard]) -> Vec<String> {
+    shards.iter().map(|s| s.shard_id.clone()).collect()
+}
+
 fn open(shards: &[pb::Shard]) -> Vec<&pb::Shard> {
     shards
         .iter()
@@ -263,45 +286,18 @@ async fn scaling_2_4_8_then_3_keeps_to_the_factor_and_ends_with_equal_ranges() {
             assert!(p < &s.shard_id, "{p} before {}", s.shard_id);
         }
     }
-    let latest = c
-        .list_shards(pb::ListShardsRequest {
-            stream_name: "s".into(),
-            shard_filter: Some(pb::ShardFilter {
-                r#type: pb::ShardFilterType::AtLatest as i32,
-                shard_id: None,
-            }),
-        })
+    let latest = filtered(&mut c, pb::ShardFilterType::AtLatest, None, None)
         .await
-        .unwrap()
-        .into_inner()
-        .shards;
+        .unwrap();
     assert_eq!(latest.len(), 3);
     // No records anywhere: the trim horizon starts at the open shards.
-    let horizon = c
-        .list_shards(pb::ListShardsRequest {
-            stream_name: "s".into(),
-            shard_filter: Some(pb::ShardFilter {
-                r#type: pb::ShardFilterType::AtTrimHorizon as i32,
-                shard_id: None,
-            }),
-        })
+    let horizon = filtered(&mut c, pb::ShardFilterType::AtTrimHorizon, None, None)
         .await
-        .unwrap()
-        .into_inner()
-        .shards;
+        .unwrap();
     assert_eq!(horizon, latest);
-    let after = c
-        .list_shards(pb::ListShardsRequest {
-            stream_name: "s".into(),
-            shard_filter: Some(pb::ShardFilter {
-                r#type: pb::ShardFilterType::AfterShardId as i32,
-                shard_id: Some(id(2)),
-            }),
-        })
+    let after = filtered(&mut c, pb::ShardFilterType::AfterShardId, Some(id(2)), None)
         .await
-        .unwrap()
-        .into_inner()
-        .shards;
+        .unwrap();
     assert_eq!(after.first().map(|s| s.shard_id.clone()), Some(id(3)));
     assert_eq!(after.len(), shards.len() - 3);
     // Scaling to the layout in force changes nothing.
@@ -577,4 +573,42 @@ async fn after_a_scaling_a_child_waits_for_every_ancestor_behind_its_empty_inter
     let beat = g.join_group(join).await.unwrap().into_inner();
     let ids: Vec<String> = leases(&beat.assignments).into_iter().map(|l| l.0).collect();
     assert_eq!(ids, [SHARD_2.to_owned(), id(5)]);
+}
+
+#[tokio::test]
+async fn list_shards_at_and_from_a_timestamp_follows_when_shards_opened_and_closed() {
+    use pb::ShardFilterType::{AtTimestamp, FromTimestamp};
+    let server = TestServer::start().await;
+    let mut c = server.streams().await;
+    make_stream(&mut c, "s", 1).await;
+    let t1 = common::now_ms();
+    common::wait_until_clock_passes(t1).await;
+    split(&mut c, "s", SHARD_0, 1u128 << 127).await.unwrap();
+    common::wait_until_clock_passes(common::now_ms()).await;
+    let t2 = common::now_ms();
+    common::wait_until_clock_passes(t2).await;
+    split(&mut c, "s", SHARD_1, 1u128 << 126).await.unwrap();
+    common::wait_until_clock_passes(common::now_ms()).await;
+    let t3 = common::now_ms();
+
+    for (t, expected) in [
+        (t1, vec![id(0)]),
+        // Before the stream: its first shards.
+        (0, vec![id(0)]),
+        (t2, vec![id(1), id(2)]),
+        (t3, vec![id(2), id(3), id(4)]),
+    ] {
+        let at = filtered(&mut c, AtTimestamp, None, Some(t)).await.unwrap();
+        assert_eq!(ids(&at), expected, "at {t}");
+    }
+    let from = filtered(&mut c, FromTimestamp, None, Some(t1))
+        .await
+        .unwrap();
+    assert_eq!(from.len(), 5);
+    let from = filtered(&mut c, FromTimestamp, None, Some(t2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&from), [id(1), id(2), id(3), id(4)]);
+    let missing = filtered(&mut c, AtTimestamp, None, None).await;
+    common::assert_rejected(missing, Code::InvalidArgument, "shard_filter.timestamp_ms");
 }

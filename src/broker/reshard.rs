@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::{blocking, shard_dir, Broker, BrokerError, ShardHandle, StreamHandle};
 use crate::meta::MetaCommand;
-use crate::storage::{SequenceNumber, ShardLog};
+use crate::storage::{SequenceNumber, ShardLog, Timestamp};
 use crate::stream::{HashKey, Reshard, ShardId, StreamDescriptor, StreamName};
 
 /// The window the scalings-per-day limit counts in.
@@ -255,10 +255,9 @@ impl Broker {
                 .map_or(SequenceNumber::ZERO, |s| s.log.next_sequence());
             ends.insert(id, end);
         }
-        let mut next =
-            handle
-                .descriptor
-                .apply_reshard(&reshard, &ends, crate::storage::Timestamp::now())?;
+        let mut next = handle
+            .descriptor
+            .apply_reshard(&reshard, &ends, Timestamp::now())?;
         next.options = handle
             .options
             .read()
@@ -305,6 +304,11 @@ impl Broker {
         );
         Ok(next)
     }
+}
+
+/// True when `s` closed before `t` (a shard without a recorded close time never did).
+fn closed_before(s: &crate::stream::ShardDescriptor, t: Timestamp) -> bool {
+    !s.is_open() && s.closed_at.is_some_and(|c| c < t)
 }
 
 /// Most new shard logs created at once: creating one is a few syncs, which the disk can
@@ -363,6 +367,11 @@ pub enum ShardFilter {
     AtTrimHorizon,
     /// Open shards and closed ones still holding records.
     FromTrimHorizon,
+    /// The shards open at this time: opened at or before it, and open still or closed at or
+    /// after it (a time before the stream's creation reads as its creation).
+    AtTimestamp(Timestamp),
+    /// The shards open at this time and every shard opened since.
+    FromTimestamp(Timestamp),
 }
 
 impl Broker {
@@ -407,10 +416,23 @@ impl Broker {
                 *slot = covered;
             }
         }
+        // When a shard opened: its stream's creation, or when its parents closed. A shard
+        // closed before close times were recorded has none: it counts as open at any time.
+        let opened_at = |s: &crate::stream::ShardDescriptor| {
+            s.parent
+                .and_then(|p| handle.descriptor.shard(p))
+                .map_or(Some(handle.descriptor.created_at_ms), |p| p.closed_at)
+        };
+        let open_at = |s: &crate::stream::ShardDescriptor, t: Timestamp| {
+            let t = t.max(handle.descriptor.created_at_ms);
+            opened_at(s).is_none_or(|o| o <= t) && !closed_before(s, t)
+        };
         Ok(shards
             .iter()
             .filter(|s| !s.retired)
             .filter(|s| match filter {
+                ShardFilter::AtTimestamp(t) => open_at(s, t),
+                ShardFilter::FromTimestamp(t) => !closed_before(s, t),
                 ShardFilter::All => true,
                 ShardFilter::AfterShardId(after) => s.id > after,
                 ShardFilter::AtLatest => s.is_open(),

@@ -12,7 +12,7 @@ use super::status::to_status;
 use crate::broker::{Broker, BrokerError, ShardFilter};
 use crate::proto::v1 as pb;
 use crate::proto::v1::stream_log_server::StreamLog;
-use crate::storage::SequenceNumber;
+use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{DedupScope, StreamName, StreamSettings};
 
 /// The `StreamLog` service.
@@ -133,6 +133,27 @@ impl StreamLog for StreamLogService {
                 Ok(pb::ShardFilterType::AtLatest) => ShardFilter::AtLatest,
                 Ok(pb::ShardFilterType::AtTrimHorizon) => ShardFilter::AtTrimHorizon,
                 Ok(pb::ShardFilterType::FromTrimHorizon) => ShardFilter::FromTrimHorizon,
+                Ok(
+                    kind @ (pb::ShardFilterType::AtTimestamp | pb::ShardFilterType::FromTimestamp),
+                ) => {
+                    let Some(ms) = f.timestamp_ms else {
+                        return Err(to_status(BrokerError::invalid(
+                            "shard_filter.timestamp_ms",
+                            "AT_TIMESTAMP and FROM_TIMESTAMP need a time",
+                        )));
+                    };
+                    let at = u64::try_from(ms).map(Timestamp::from_millis).map_err(|_| {
+                        to_status(BrokerError::invalid(
+                            "shard_filter.timestamp_ms",
+                            format!("{ms} is negative"),
+                        ))
+                    })?;
+                    if kind == pb::ShardFilterType::AtTimestamp {
+                        ShardFilter::AtTimestamp(at)
+                    } else {
+                        ShardFilter::FromTimestamp(at)
+                    }
+                }
                 Ok(pb::ShardFilterType::AfterShardId) => {
                     let id = f.shard_id.unwrap_or_default();
                     ShardFilter::AfterShardId(id.parse().map_err(|_| {

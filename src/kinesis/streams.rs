@@ -607,10 +607,18 @@ pub(super) fn list_shards(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError
             ))
         }
         Some("AT_LATEST") => ShardFilter::AtLatest,
-        // Shards do not keep when they closed: a time reads as the trim horizon, which
-        // returns every shard a reader from that time could need.
-        Some("AT_TRIM_HORIZON" | "AT_TIMESTAMP") => ShardFilter::AtTrimHorizon,
-        Some("FROM_TRIM_HORIZON" | "FROM_TIMESTAMP") => ShardFilter::FromTrimHorizon,
+        Some("AT_TRIM_HORIZON") => ShardFilter::AtTrimHorizon,
+        Some("FROM_TRIM_HORIZON") => ShardFilter::FromTrimHorizon,
+        Some(kind @ ("AT_TIMESTAMP" | "FROM_TIMESTAMP")) => {
+            // Checked present above; a time before 1970 reads as the stream's creation.
+            let ms = filter.and_then(|f| f.time("Timestamp")).unwrap_or(0);
+            let at = Timestamp::from_millis(u64::try_from(ms).unwrap_or(0));
+            if kind == "AT_TIMESTAMP" {
+                ShardFilter::AtTimestamp(at)
+            } else {
+                ShardFilter::FromTimestamp(at)
+            }
+        }
         _ => ShardFilter::All,
     };
     let listed = k
