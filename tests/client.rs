@@ -370,6 +370,59 @@ async fn a_filtered_group_consumer_handles_only_matching_records() {
 }
 
 #[tokio::test]
+async fn a_filtered_group_consumer_goes_on_to_the_children_of_a_shard_whose_last_records_do_not_match(
+) {
+    let server = Server::start().await;
+    let client = server.client().await;
+    client.create_stream("s", 1).await.expect("create");
+    let put = |n: usize, even: bool| {
+        let client = client.clone();
+        async move {
+            client
+                .put_record(
+                    "s",
+                    &format!("key-{n}"),
+                    format!(r#"{{"n":{n},"even":{even}}}"#),
+                )
+                .await
+                .expect("put");
+        }
+    };
+    put(0, true).await;
+    put(1, false).await;
+    put(3, false).await;
+    let filter = shardlog::proto::v1::Filter {
+        pattern: r#"{"even":[true]}"#.into(),
+        scope: shardlog::proto::v1::FilterScope::Data as i32,
+    };
+    let mut consumer = spawn_filtered_consumer(client.clone(), "m-1", Some(filter));
+    assert_eq!(
+        receive(&mut consumer.batches, 1).await,
+        [r#"{"n":0,"even":true}"#]
+    );
+    // The parent closes with two records the filter passes over.
+    client
+        .split_shard("s", "shardId-000000000000", &(1u128 << 127).to_string())
+        .await
+        .expect("split");
+    put(4, true).await;
+    assert_eq!(
+        receive(&mut consumer.batches, 1).await,
+        [r#"{"n":4,"even":true}"#]
+    );
+    consumer.stop().await;
+    let group = client.describe_group("s", "g").await.expect("describe");
+    assert!(
+        group
+            .shards
+            .iter()
+            .all(|s| s.shard_id != "shardId-000000000000"),
+        "the group is done with the parent: {group:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_new_member_resumes_after_the_groups_checkpoints() {
     let server = Server::start().await;
     let client = server.client().await;

@@ -370,6 +370,30 @@ struct ShardWorker {
 }
 
 impl ShardWorker {
+    /// Checkpoints a closed shard at its last record, unless `position` (where the worker
+    /// checkpointed last) is there already. A shard that never held a record needs none.
+    async fn checkpoint_shard_end(&self, position: Position) -> Result<(), ClientError> {
+        let stream = &self.config.membership.stream;
+        let shard_id = &self.lease.shard_id;
+        let shards = self.client.list_shards(stream).await?;
+        // The end a closed shard reports is one past its last record.
+        let Some(last) = shards
+            .iter()
+            .find(|s| &s.shard_id == shard_id)
+            .and_then(|s| s.ending_sequence_number)
+            .and_then(|end| end.checked_sub(1))
+        else {
+            return Ok(());
+        };
+        if matches!(position, Position::AfterSequence(at) if at >= last) {
+            return Ok(());
+        }
+        let membership = &self.config.membership;
+        self.client
+            .commit_checkpoint(membership, shard_id, self.lease.lease_epoch, last)
+            .await
+    }
+
     async fn run<H, Fut, E>(self, handler: Arc<H>, mut stop: watch::Receiver<bool>) -> WorkerExit
     where
         H: Fn(Batch) -> Fut + Send + Sync + 'static,
@@ -450,7 +474,13 @@ impl ShardWorker {
                 }
             }
             if read.next_shard_iterator.is_empty() {
-                return WorkerExit::ShardEnded;
+                // With a filter the shard's last records may not have come: the group is
+                // done with the shard (and leases its children) only at its last record.
+                return match self.checkpoint_shard_end(position).await {
+                    Ok(()) => WorkerExit::ShardEnded,
+                    Err(e) if e.code() == Some(Code::FailedPrecondition) => WorkerExit::LeaseLost,
+                    Err(e) => WorkerExit::Failed(e),
+                };
             }
             iterator = read.next_shard_iterator;
         }
