@@ -219,6 +219,10 @@ pub struct Settings {
     /// [default: 127.0.0.1:4567]
     #[arg(long, env = "SHARDLOG_KINESIS_LISTEN", value_name = "ADDR|off")]
     pub kinesis_listen: Option<String>,
+    /// Address the HTTP admin endpoints (/metrics, /healthz, /readyz) listen on, or `off`
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "SHARDLOG_HTTP_LISTEN", value_name = "ADDR|off")]
+    pub http_listen: Option<String>,
     /// Region named in the Kinesis API's ARNs [default: us-east-1]
     #[arg(long, env = "SHARDLOG_KINESIS_REGION", value_name = "REGION")]
     pub kinesis_region: Option<String>,
@@ -251,6 +255,8 @@ pub struct Config {
     pub kinesis_listen: Option<String>,
     /// The Kinesis API's settings.
     pub kinesis: KinesisConfig,
+    /// Address the HTTP admin endpoints listen on; `None` when off. Default `127.0.0.1:8080`.
+    pub http_listen: Option<String>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax. Default `info`.
     pub log: String,
     /// Everything the engine is opened with; `data_dir` defaults to `./data` here.
@@ -263,6 +269,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             kinesis_listen: Some(crate::kinesis::DEFAULT_LISTEN.to_owned()),
             kinesis: KinesisConfig::default(),
+            http_listen: Some(crate::http::DEFAULT_LISTEN.to_owned()),
             log: DEFAULT_LOG.to_owned(),
             broker: BrokerConfig::new(DEFAULT_DATA_DIR),
         }
@@ -389,6 +396,9 @@ impl Config {
         if let Some(addr) = layer!(kinesis_listen) {
             config.kinesis_listen = (addr != "off").then_some(addr);
         }
+        if let Some(addr) = layer!(http_listen) {
+            config.http_listen = (addr != "off").then_some(addr);
+        }
         set(&mut config.kinesis.region, layer!(kinesis_region));
         set(&mut config.kinesis.account, layer!(kinesis_account));
         set(
@@ -420,6 +430,11 @@ impl Config {
         let positive = || "must be at least 1".to_owned();
         if let Some(addr) = &self.kinesis_listen {
             check(addr.parse::<SocketAddr>().is_ok(), "kinesis_listen", || {
+                format!("{addr:?} is neither an address (HOST:PORT) nor `off`")
+            })?;
+        }
+        if let Some(addr) = &self.http_listen {
+            check(addr.parse::<SocketAddr>().is_ok(), "http_listen", || {
                 format!("{addr:?} is neither an address (HOST:PORT) nor `off`")
             })?;
         }
@@ -821,6 +836,9 @@ mod tests {
             ("default_session_timeout_ms", |c| {
                 c.broker.default_session_timeout = MAX_SESSION_TIMEOUT * 2
             }),
+            ("http_listen", |c| {
+                c.http_listen = Some("localhost".to_owned())
+            }),
             ("log", |c| c.log = "shardlog=loudest".to_owned()),
         ];
         for (setting, break_it) in cases {
@@ -933,6 +951,10 @@ mod tests {
             (
                 "kinesis_listen",
                 config.kinesis_listen.clone().unwrap_or_default(),
+            ),
+            (
+                "http_listen",
+                config.http_listen.clone().unwrap_or_default(),
             ),
             ("kinesis_region", config.kinesis.region.clone()),
             ("kinesis_account", config.kinesis.account.clone()),

@@ -80,6 +80,7 @@ pub(crate) mod consumer;
 pub(crate) mod fifo;
 pub mod fsio;
 pub mod grpc;
+pub mod http;
 pub mod kinesis;
 pub(crate) mod meta;
 pub mod proto;

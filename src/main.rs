@@ -94,6 +94,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let http = match &config.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?,
+        ),
+        None => None,
+    };
     let kinesis = match &config.kinesis_listen {
         Some(addr) => Some((
             TcpListener::bind(addr)
@@ -103,6 +111,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    // Health answers during recovery (alive, not ready); stopped once the rest has stopped.
+    let admin = shardlog::http::Admin::starting();
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = http.map(|listener| {
+        tokio::spawn(shardlog::http::serve(listener, admin.clone(), async {
+            let _ = http_stopped.await;
+        }))
+    });
     tracing::info!(
         data_dir = %config.broker.data_dir.display(),
         fsync = ?config.broker.commit.policy,
@@ -116,7 +132,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 config.broker.data_dir.display()
             )
         })?;
-    shardlog::grpc::serve_with_kinesis(broker, listener, kinesis, shutdown).await?;
+    admin.open(broker.clone());
+    let served = shardlog::grpc::serve_with_kinesis(broker, listener, kinesis, shutdown).await;
+    let _ = http_stop.send(());
+    if let Some(task) = http {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP admin server failed"),
+            Err(e) => tracing::error!(error = %e, "the HTTP admin task failed"),
+        }
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -21,6 +21,7 @@ mod read;
 mod reshard;
 mod retire;
 pub mod rules;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -176,6 +177,8 @@ pub(crate) struct ShardHandle {
     /// `Some(end)` once the shard is closed: it holds no record at or past `end`. Readers
     /// waiting at the end of the shard wake when it closes.
     pub(crate) closed: watch::Sender<Option<SequenceNumber>>,
+    /// What readers took from it, for metrics.
+    pub(crate) reads: stats::ShardReads,
 }
 
 impl ShardHandle {
@@ -190,6 +193,7 @@ impl ShardHandle {
             committer: Committer::spawn(Arc::clone(&log), commit),
             log,
             closed: watch::channel(ending).0,
+            reads: stats::ShardReads::default(),
         }
     }
 
@@ -208,6 +212,8 @@ pub(crate) struct StreamShared {
     pub(crate) resharding: std::sync::atomic::AtomicBool,
     /// Flips to true when the stream is deleted; subscribers end on it.
     pub(crate) deleted: watch::Sender<bool>,
+    /// Puts answered as duplicates of a stored record, for metrics.
+    pub(crate) dedup_hits: std::sync::atomic::AtomicU64,
 }
 
 /// One open stream.
@@ -254,6 +260,10 @@ pub(crate) struct Inner {
     pub(crate) queues: queues::Queues,
     pub(crate) scalings: reshard::ScalingLog,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Requests by API and operation, for metrics.
+    pub(crate) requests: stats::RequestStats,
+    /// Numbers subscriptions, for their metrics.
+    pub(crate) next_subscription: std::sync::atomic::AtomicU64,
 }
 
 /// The broker. Cheap to clone.
@@ -319,6 +329,8 @@ impl Broker {
                 queues,
                 scalings: reshard::ScalingLog::default(),
                 shutdown,
+                requests: stats::RequestStats::default(),
+                next_subscription: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         {
@@ -372,6 +384,7 @@ impl Broker {
             put_gate: Arc::new(tokio::sync::RwLock::new(())),
             resharding: std::sync::atomic::AtomicBool::new(false),
             deleted: watch::channel(false).0,
+            dedup_hits: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(StreamHandle {
             dedup_policy: DedupPolicy {

@@ -551,6 +551,24 @@ impl PendingPut {
             };
             out.push(r);
         }
+        let duplicates = out
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Ok(PutOutcome {
+                        duplicate: true,
+                        ..
+                    })
+                )
+            })
+            .count();
+        if duplicates > 0 {
+            handle
+                .shared
+                .dedup_hits
+                .fetch_add(duplicates as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         out
     }
 }

@@ -1,5 +1,6 @@
 //! The read path: shard iterators, GetRecords, and SubscribeToShard's push loop.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,6 +233,10 @@ impl Broker {
         .await??;
         // A closed shard ends at its ending sequence: the read that reaches it names the
         // children instead of a next iterator.
+        shard.reads.count(
+            batch.records.len(),
+            batch.records.iter().map(|r| r.data.len()).sum(),
+        );
         let ended = shard.ending().is_some_and(|end| batch.next_sequence >= end);
         let (next_shard_iterator, child_shards) = if ended {
             (None, handle.descriptor.children_of(shard.id))
@@ -287,8 +292,13 @@ impl Broker {
         let stream_name = handle.descriptor.name.clone();
         let shard_id = shard.id;
         let broker = self.clone();
+        let open = OpenSubscription::new(
+            Arc::clone(&shard),
+            self.inner.next_subscription.fetch_add(1, Ordering::Relaxed),
+        );
         drop((handle, shard));
         tokio::spawn(async move {
+            let open = open;
             loop {
                 durable.borrow_and_update();
                 if *deleted.borrow() {
@@ -329,6 +339,7 @@ impl Broker {
                         return;
                     }
                 };
+                open.read(&batch.records, behind_latest);
                 if !batch.records.is_empty() {
                     position = batch.next_sequence;
                     let event = SubscribeEvent {
@@ -389,6 +400,33 @@ impl Broker {
             }
         });
         Ok(rx)
+    }
+}
+
+/// A subscription as its shard's metrics see it: open until dropped (when the push loop ends).
+struct OpenSubscription {
+    shard: Arc<ShardHandle>,
+    id: u64,
+}
+
+impl OpenSubscription {
+    fn new(shard: Arc<ShardHandle>, id: u64) -> OpenSubscription {
+        shard.reads.subscription_at(id, Duration::ZERO);
+        OpenSubscription { shard, id }
+    }
+
+    /// Counts what a read hands out, and how far behind it left the subscription.
+    fn read(&self, records: &[StoredRecord], behind: Duration) {
+        self.shard
+            .reads
+            .count(records.len(), records.iter().map(|r| r.data.len()).sum());
+        self.shard.reads.subscription_at(self.id, behind);
+    }
+}
+
+impl Drop for OpenSubscription {
+    fn drop(&mut self) {
+        self.shard.reads.close(self.id);
     }
 }
 

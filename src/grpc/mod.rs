@@ -4,6 +4,7 @@
 
 mod convert;
 mod groups;
+pub mod metrics;
 mod put;
 pub mod queues;
 mod router;
@@ -62,6 +63,17 @@ pub enum ServerError {
     Shutdown(#[from] crate::broker::BrokerError),
 }
 
+/// The listeners one server serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC services.
+    pub grpc: TcpListener,
+    /// The Kinesis API, with its settings.
+    pub kinesis: Option<(TcpListener, KinesisConfig)>,
+    /// The HTTP admin endpoints (metrics, health), when not served by the caller.
+    pub http: Option<TcpListener>,
+}
+
 /// Serves the broker's gRPC services on `listener` until `shutdown` resolves, then stops
 /// accepting, finishes in-flight requests and syncs every shard.
 pub async fn serve(
@@ -80,6 +92,26 @@ pub async fn serve_with_kinesis(
     kinesis: Option<(TcpListener, KinesisConfig)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let listeners = Listeners {
+        grpc: listener,
+        kinesis,
+        http: None,
+    };
+    serve_listeners(broker, listeners, shutdown).await
+}
+
+/// Serves every listener given until `shutdown` resolves; then each stops, and the shards are
+/// synced once all have finished (or the grace is over).
+pub async fn serve_listeners(
+    broker: Broker,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let Listeners {
+        grpc: listener,
+        kinesis,
+        http,
+    } = listeners;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StreamLogServer<StreamLogService>>()
@@ -97,6 +129,11 @@ pub async fn serve_with_kinesis(
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // Older tools (grpcurl before 1.9, some IDEs) still ask the v1alpha service.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     let stream_log = StreamLogServer::new(StreamLogService::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -122,6 +159,17 @@ pub async fn serve_with_kinesis(
             stopped,
         ))
     });
+    let http = http.map(|listener| {
+        let mut stopping = broker.shutdown_signal();
+        let stopped = async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        };
+        tokio::spawn(crate::http::serve(
+            listener,
+            crate::http::Admin::of(broker.clone()),
+            stopped,
+        ))
+    });
     let signal = broker.clone();
     let (stopping, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
@@ -135,8 +183,10 @@ pub async fn serve_with_kinesis(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .layer(metrics::MetricsLayer::new(broker.clone()))
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(stream_log)
         .add_service(groups)
         .add_service(router)
@@ -175,6 +225,17 @@ pub async fn serve_with_kinesis(
             Err(_) => tracing::warn!(
                 ?grace,
                 "Kinesis requests still in flight after the shutdown grace"
+            ),
+        }
+    }
+    if let Some(task) = http {
+        match tokio::time::timeout(grace, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP admin server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP admin task failed"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "HTTP requests still in flight after the shutdown grace"
             ),
         }
     }

@@ -99,7 +99,30 @@ pub fn to_status(e: BrokerError) -> Status {
     if matches!(code, Code::Internal | Code::DataLoss) {
         tracing::error!(error = %e, "request failed");
     }
-    Status::new(code, e.to_string())
+    let mut status = Status::new(code, e.to_string());
+    if let Some(reason) = throttle_reason(&e) {
+        status.metadata_mut().insert(
+            THROTTLE_REASON_HEADER,
+            tonic::metadata::MetadataValue::from_static(reason),
+        );
+    }
+    status
+}
+
+/// The response header naming why a request was refused for a rate or capacity limit.
+pub const THROTTLE_REASON_HEADER: &str = "shardlog-throttle-reason";
+
+/// Why a request was refused for a rate or capacity limit, if it was: counted as a throttled
+/// request by that reason.
+pub fn throttle_reason(e: &BrokerError) -> Option<&'static str> {
+    Some(match e {
+        BrokerError::Storage(StorageError::Busy { .. }) => "commit_queue_full",
+        BrokerError::Storage(StorageError::DiskFull { .. }) => "disk_full",
+        BrokerError::Fifo(FifoError::WindowFull { .. }) => "dedup_window_full",
+        BrokerError::ReshardLimit { .. } => "scaling_limit",
+        _ if code_of(e) == Code::ResourceExhausted => "limit",
+        _ => return None,
+    })
 }
 
 /// The error code string for one failed PutRecords entry (the request itself succeeded).
@@ -622,7 +645,7 @@ pub(crate) mod tests {
         }
     }
 
-    const VARIANTS: usize = 30;
+    const VARIANTS: usize = 28;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {
@@ -641,6 +664,9 @@ pub(crate) mod tests {
             let status = to_status(error);
             assert_eq!(status.code(), expected, "{message}");
             assert_eq!(status.message(), message);
+            // A refusal for a limit names its reason for the request metrics.
+            let reason = status.metadata().get(THROTTLE_REASON_HEADER);
+            assert_eq!(reason.is_some(), expected == Code::ResourceExhausted, "{message}");
         }
         assert_eq!(seen.len(), VARIANTS, "the table misses a variant: {seen:?}");
     }

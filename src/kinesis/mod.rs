@@ -211,7 +211,27 @@ async fn handle(
             encoding,
         );
     };
-    match run(&kinesis, operation, &body, encoding).await {
+    let started = std::time::Instant::now();
+    let answer = run(&kinesis, operation, &body, encoding).await;
+    let name = if operation_of(operation).is_some() {
+        crate::broker::stats::intern(operation)
+    } else {
+        "unknown"
+    };
+    let stats = kinesis.broker.request_stats();
+    match &answer {
+        Ok(_) => stats.record("kinesis", name, crate::broker::stats::OK, started.elapsed()),
+        Err(e) => {
+            stats.record("kinesis", name, e.kind.type_name(), started.elapsed());
+            if matches!(
+                e.kind,
+                ErrorKind::ProvisionedThroughputExceeded | ErrorKind::LimitExceeded
+            ) {
+                stats.throttled("kinesis", "limit");
+            }
+        }
+    }
+    match answer {
         // An operation without output answers with an empty body, as Kinesis does.
         Ok(Reply::Body(Out::Struct(members))) if members.is_empty() => {
             respond(StatusCode::OK, encoding, Vec::new())

@@ -148,6 +148,11 @@ impl Committer {
         }
     }
 
+    /// Batches queued and not yet taken by the committer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Appends one batch and waits until it is acknowledged per the policy.
     pub async fn append(&self, batch: EncodedBatch) -> Result<AppendAck, StorageError> {
         self.submit(batch).await?.acked().await

@@ -158,6 +158,98 @@ pub struct RetentionOutcome {
     pub first_sequence: SequenceNumber,
 }
 
+/// Upper bounds of the sync duration histogram, in seconds: 100 µs doubling to about 3.3 s
+/// (a last bucket takes everything longer).
+pub const SYNC_SECONDS_BOUNDS: [f64; 16] = [
+    0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048,
+    0.4096, 0.8192, 1.6384, 3.2768,
+];
+/// Upper bounds of the bytes-per-sync histogram: 4 KiB, times four up to 1 GiB.
+pub const SYNC_BYTES_BOUNDS: [f64; 10] = [
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+];
+
+/// A histogram of fixed bounds kept in atomics: counts per bucket (the last one past every
+/// bound) and the sum of what was observed.
+#[derive(Debug)]
+pub struct BucketCounts<const N: usize> {
+    counts: [AtomicU64; N],
+    over: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Default for BucketCounts<N> {
+    fn default() -> Self {
+        BucketCounts {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            over: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> BucketCounts<N> {
+    /// Counts `value` (in the histogram's unit, scaled by `scale` into the integer sum).
+    pub fn observe(&self, bounds: &[f64; N], value: f64, scaled: u64) {
+        match bounds.iter().position(|&b| value <= b) {
+            Some(i) => self.counts[i].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        self.sum.fetch_add(scaled, Ordering::Relaxed);
+    }
+
+    /// The counts as they stand.
+    pub fn snapshot(&self) -> Buckets<N> {
+        Buckets {
+            counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
+            over: self.over.load(Ordering::Relaxed),
+            sum: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A histogram's counts at one moment: per bucket (not cumulative), past the last bound, and
+/// the sum (in the unit its producer names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets<const N: usize> {
+    /// Observations at or under each bound, and over the one before.
+    pub counts: [u64; N],
+    /// Observations over the last bound.
+    pub over: u64,
+    /// The sum of the observations.
+    pub sum: u64,
+}
+
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Buckets {
+            counts: [0; N],
+            over: 0,
+            sum: 0,
+        }
+    }
+}
+
+impl<const N: usize> Buckets<N> {
+    /// Adds another histogram's counts (of the same bounds).
+    pub fn add(&mut self, other: &Buckets<N>) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.over += other.over;
+        self.sum += other.sum;
+    }
+}
+
 /// Counters of one shard log, read without locks.
 #[derive(Debug, Default)]
 struct Counters {
@@ -168,6 +260,12 @@ struct Counters {
     syncs: AtomicU64,
     sync_nanos_total: AtomicU64,
     sync_nanos_max: AtomicU64,
+    /// Sync durations (sum in nanoseconds).
+    sync_seconds: BucketCounts<16>,
+    /// Bytes appended between one sync and the next (sum in bytes).
+    sync_bytes: BucketCounts<10>,
+    /// `bytes_appended` as the last sync counted it.
+    bytes_at_last_sync: AtomicU64,
 }
 
 /// A snapshot of a shard log's counters.
@@ -187,6 +285,10 @@ pub struct LogStats {
     pub sync_time_total: Duration,
     /// The longest single sync: the worst stall an `always` append saw from the disk.
     pub sync_time_max: Duration,
+    /// Sync durations by [`SYNC_SECONDS_BOUNDS`], their sum in nanoseconds.
+    pub sync_seconds: Buckets<16>,
+    /// Bytes each sync made durable by [`SYNC_BYTES_BOUNDS`], their sum in bytes.
+    pub sync_bytes: Buckets<10>,
     /// Segment files the log holds, the active one included.
     pub segments: usize,
     /// Bytes of whole batches in those segments: what retention by size counts.
@@ -569,7 +671,16 @@ impl ShardLog {
     }
 
     fn count_sync(&self, started: Instant) {
-        let nanos = started.elapsed().as_nanos() as u64;
+        let elapsed = started.elapsed();
+        let nanos = elapsed.as_nanos() as u64;
+        let c = &self.counters;
+        c.sync_seconds
+            .observe(&SYNC_SECONDS_BOUNDS, elapsed.as_secs_f64(), nanos);
+        let appended = c.bytes_appended.load(Ordering::Relaxed);
+        let before = c.bytes_at_last_sync.swap(appended, Ordering::Relaxed);
+        let bytes = appended.saturating_sub(before);
+        c.sync_bytes
+            .observe(&SYNC_BYTES_BOUNDS, bytes as f64, bytes);
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.counters
             .sync_nanos_total
@@ -835,6 +946,8 @@ impl ShardLog {
             syncs: c.syncs.load(Ordering::Relaxed),
             sync_time_total: Duration::from_nanos(c.sync_nanos_total.load(Ordering::Relaxed)),
             sync_time_max: Duration::from_nanos(c.sync_nanos_max.load(Ordering::Relaxed)),
+            sync_seconds: c.sync_seconds.snapshot(),
+            sync_bytes: c.sync_bytes.snapshot(),
             segments: segs.len(),
             size_bytes: segs.iter().map(|s| s.len()).sum(),
             first_sequence: self.first_sequence(),

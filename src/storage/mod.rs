@@ -33,7 +33,10 @@ pub mod time;
 pub use attributes::{Attribute, AttributeType, Attributes};
 pub use commit::{Committer, FsyncPolicy, PendingAppend};
 pub use error::StorageError;
-pub use log::{AppendAck, LogConfig, LogStats, Publish, ReadBatch, ShardLog};
+pub use log::{
+    AppendAck, BucketCounts, Buckets, LogConfig, LogStats, Publish, ReadBatch, ShardLog,
+    SYNC_BYTES_BOUNDS, SYNC_SECONDS_BOUNDS,
+};
 pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};
 pub use sequence::SequenceNumber;
 pub use time::Timestamp;

@@ -19,6 +19,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where the Kinesis API listens.
     pub kinesis_addr: SocketAddr,
+    /// Where the HTTP admin endpoints (metrics, health) listen.
+    pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -595,6 +597,8 @@ impl ChildServer {
             .arg(addr.to_string())
             .arg("--kinesis-listen")
             .arg("127.0.0.1:0")
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
             .arg("--fsync")
             .arg("always")
             .envs(env.iter().copied())
@@ -718,23 +722,28 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let kinesis_addr = kinesis_listener.local_addr().expect("local addr");
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let http_addr = http_listener.local_addr().expect("local addr");
         let broker = Broker::open(config, io).await.expect("open broker");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            shardlog::grpc::serve_with_kinesis(
-                broker,
-                listener,
-                Some((kinesis_listener, kinesis)),
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            let listeners = shardlog::grpc::Listeners {
+                grpc: listener,
+                kinesis: Some((kinesis_listener, kinesis)),
+                http: Some(http_listener),
+            };
+            shardlog::grpc::serve_listeners(broker, listeners, async {
+                let _ = stopped.await;
+            })
             .await
             .expect("server ran");
         });
         TestServer {
             addr,
             kinesis_addr,
+            http_addr,
             data_dir,
             stop: Some(stop),
             task: Some(task),
@@ -745,4 +754,5 @@ impl TestServer {
 
 pub mod fifo;
 pub mod groups;
+pub mod http;
 pub mod kinesis;

@@ -1,0 +1,127 @@
+//! The HTTP admin listener (`--http-listen`): `GET /metrics` in the Prometheus text format,
+//! `GET /healthz` (the process is alive) and `GET /readyz` (the data directory is recovered
+//! and the server is not stopping). It serves from the moment its port is bound, before
+//! recovery, so an orchestrator can tell a server that is starting from one that is gone.
+
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::broker::stats::OK;
+use crate::broker::Broker;
+
+/// The default address of the admin listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// What the listener serves from: the broker once the data directory is open.
+#[derive(Clone, Default)]
+pub struct Admin {
+    broker: Arc<OnceLock<Broker>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("open", &self.broker.get().is_some())
+            .finish()
+    }
+}
+
+impl Admin {
+    /// An admin listener whose broker is not open yet: not ready until [`Admin::open`].
+    pub fn starting() -> Admin {
+        Admin::default()
+    }
+
+    /// An admin listener over an open broker.
+    pub fn of(broker: Broker) -> Admin {
+        let admin = Admin::default();
+        admin.open(broker);
+        admin
+    }
+
+    /// Hands over the broker once recovery is done.
+    pub fn open(&self, broker: Broker) {
+        // Set once; a second broker for the same listener would be a caller's bug, and the
+        // first stays in force.
+        let _ = self.broker.set(broker);
+    }
+
+    fn ready(&self) -> Option<&Broker> {
+        self.broker.get().filter(|b| !*b.shutdown_signal().borrow())
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Admin,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(admin);
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving metrics and health over HTTP");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(admin): State<Admin>) -> Response {
+    match admin.ready() {
+        Some(_) => (StatusCode::OK, "ready\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: recovering the data directory, or stopping\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn scrape(State(admin): State<Admin>) -> Response {
+    let Some(broker) = admin.broker.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no metrics yet: recovering the data directory\n",
+        )
+            .into_response();
+    };
+    let started = Instant::now();
+    let snapshot = broker.stats_snapshot().await;
+    let (status, body) = match metrics::encode(snapshot) {
+        Ok(text) => (StatusCode::OK, text),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be encoded\n".to_owned(),
+        ),
+    };
+    let outcome = if status == StatusCode::OK {
+        OK
+    } else {
+        "Internal"
+    };
+    broker
+        .request_stats()
+        .record("http", "metrics", outcome, started.elapsed());
+    (
+        status,
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
+}
