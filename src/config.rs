@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::broker::quotas::ShardQuotas;
 use crate::broker::BrokerConfig;
 use crate::consumer::{MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT};
 use crate::fifo::MAX_DEDUP_WINDOW;
@@ -37,6 +38,16 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_LOG: &str = "info";
 /// Prefix of every environment variable that sets a setting.
 pub const ENV_PREFIX: &str = "SHARDLOG_";
+
+/// A set of per-shard limits by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardLimitsPreset {
+    /// Kinesis's limits.
+    Kinesis,
+    /// No limit.
+    Off,
+}
 
 /// Why the settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +220,23 @@ pub struct Settings {
     /// Most uniform scalings of one stream in 24 hours [default: 10]
     #[arg(long, env = "SHARDLOG_MAX_SCALINGS_PER_DAY", value_name = "N")]
     pub max_scalings_per_day: Option<u32>,
+    /// Per-shard throughput limits: `kinesis` (1,000 records or 1 MiB written, 2 MiB or 5
+    /// GetRecords calls read, per second) or `off`; each `--shard-*-per-sec` overrides one
+    /// [default: off]
+    #[arg(long, env = "SHARDLOG_SHARD_LIMITS", value_name = "kinesis|off")]
+    pub shard_limits: Option<ShardLimitsPreset>,
+    /// Records put per second per shard, 0 for no limit [default: none]
+    #[arg(long, env = "SHARDLOG_SHARD_PUT_RECORDS_PER_SEC", value_name = "N")]
+    pub shard_put_records_per_sec: Option<u32>,
+    /// Bytes put per second per shard, 0 for no limit [default: none]
+    #[arg(long, env = "SHARDLOG_SHARD_PUT_BYTES_PER_SEC", value_name = "BYTES")]
+    pub shard_put_bytes_per_sec: Option<u32>,
+    /// Bytes read per second per shard by GetRecords, 0 for no limit [default: none]
+    #[arg(long, env = "SHARDLOG_SHARD_READ_BYTES_PER_SEC", value_name = "BYTES")]
+    pub shard_read_bytes_per_sec: Option<u32>,
+    /// GetRecords calls per second per shard, 0 for no limit [default: none]
+    #[arg(long, env = "SHARDLOG_SHARD_GET_RECORDS_PER_SEC", value_name = "N")]
+    pub shard_get_records_per_sec: Option<u32>,
     /// Most tags one stream may carry [default: 50]
     #[arg(long, env = "SHARDLOG_MAX_STREAM_TAGS", value_name = "N")]
     pub max_stream_tags: Option<usize>,
@@ -399,6 +427,27 @@ impl Config {
         if let Some(addr) = layer!(http_listen) {
             config.http_listen = (addr != "off").then_some(addr);
         }
+        let quotas = &mut config.broker.shard_quotas;
+        if let Some(preset) = layer!(shard_limits) {
+            *quotas = match preset {
+                ShardLimitsPreset::Kinesis => ShardQuotas::kinesis(),
+                ShardLimitsPreset::Off => ShardQuotas::default(),
+            };
+        }
+        let rate = |v: Option<u32>, current: Option<std::num::NonZeroU32>| {
+            v.map_or(current, std::num::NonZeroU32::new)
+        };
+        quotas.put_records_per_sec = rate(
+            layer!(shard_put_records_per_sec),
+            quotas.put_records_per_sec,
+        );
+        quotas.put_bytes_per_sec = rate(layer!(shard_put_bytes_per_sec), quotas.put_bytes_per_sec);
+        quotas.read_bytes_per_sec =
+            rate(layer!(shard_read_bytes_per_sec), quotas.read_bytes_per_sec);
+        quotas.get_records_per_sec = rate(
+            layer!(shard_get_records_per_sec),
+            quotas.get_records_per_sec,
+        );
         set(&mut config.kinesis.region, layer!(kinesis_region));
         set(&mut config.kinesis.account, layer!(kinesis_account));
         set(
@@ -956,6 +1005,11 @@ mod tests {
                 "http_listen",
                 config.http_listen.clone().unwrap_or_default(),
             ),
+            ("shard_limits", "off".to_owned()),
+            ("shard_put_records_per_sec", "none".to_owned()),
+            ("shard_put_bytes_per_sec", "none".to_owned()),
+            ("shard_read_bytes_per_sec", "none".to_owned()),
+            ("shard_get_records_per_sec", "none".to_owned()),
             ("kinesis_region", config.kinesis.region.clone()),
             ("kinesis_account", config.kinesis.account.clone()),
             (

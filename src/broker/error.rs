@@ -35,6 +35,23 @@ pub enum BrokerError {
         /// The stream.
         stream: StreamName,
     },
+    /// A shard's throughput limit refused a put entry or a read.
+    #[error(
+        "rate exceeded for shard {shard} of stream {stream}: over its limit of {} per second; \
+         retry after {} ms",
+        limit.what(),
+        retry_after.as_millis().max(1)
+    )]
+    Throttled {
+        /// The stream.
+        stream: StreamName,
+        /// The shard.
+        shard: crate::stream::ShardId,
+        /// Which limit.
+        limit: super::quotas::Limit,
+        /// How long until it would pass.
+        retry_after: std::time::Duration,
+    },
     /// A reshard past one of Kinesis's scaling limits (open shards, the factor of one scaling,
     /// scalings per day).
     #[error("stream {stream}: {reason}")]

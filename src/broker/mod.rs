@@ -17,6 +17,7 @@ mod groups;
 pub mod iterator;
 mod put;
 pub mod queues;
+pub mod quotas;
 mod read;
 mod reshard;
 mod retire;
@@ -100,6 +101,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Shard count and dedup window caps for new streams.
     pub stream_limits: StreamLimits,
+    /// Per-shard throughput limits (off by default).
+    pub shard_quotas: quotas::ShardQuotas,
     /// Largest record data, in bytes.
     pub max_record_bytes: usize,
     /// Largest PutRecords request (data plus partition keys), in bytes.
@@ -146,6 +149,7 @@ impl BrokerConfig {
             commit: CommitConfig::default(),
             log: LogConfig::default(),
             stream_limits: StreamLimits::default(),
+            shard_quotas: quotas::ShardQuotas::default(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_put_request_bytes: DEFAULT_MAX_PUT_REQUEST_BYTES,
             max_put_entries: DEFAULT_MAX_PUT_ENTRIES,
@@ -179,21 +183,25 @@ pub(crate) struct ShardHandle {
     pub(crate) closed: watch::Sender<Option<SequenceNumber>>,
     /// What readers took from it, for metrics.
     pub(crate) reads: stats::ShardReads,
+    /// Its throughput limits.
+    pub(crate) limits: quotas::ShardLimiters,
 }
 
 impl ShardHandle {
     fn new(
         id: ShardId,
         log: Arc<ShardLog>,
-        commit: CommitConfig,
+        config: &BrokerConfig,
         ending: Option<SequenceNumber>,
     ) -> ShardHandle {
+        let commit = config.commit;
         ShardHandle {
             id,
             committer: Committer::spawn(Arc::clone(&log), commit),
             log,
             closed: watch::channel(ending).0,
             reads: stats::ShardReads::default(),
+            limits: quotas::ShardLimiters::new(config.shard_quotas),
         }
     }
 
@@ -368,7 +376,7 @@ impl Broker {
                     }
                     end.min(next)
                 });
-                Arc::new(ShardHandle::new(id, log, config.commit, ending))
+                Arc::new(ShardHandle::new(id, log, config, ending))
             });
         for shard in shards {
             if let Some(slot) = slots.get_mut(shard.id.index() as usize) {

@@ -222,10 +222,34 @@ impl Broker {
             ));
         }
 
+        // Each entry against its shard's limits (producers only: a rule's routing is bounded
+        // by its source). An entry over a limit fails alone and reserves no id.
+        let mut throttled: Vec<Option<BrokerError>> = Vec::new();
+        if origin == Origin::Producer && !cfg.shard_quotas.is_off() {
+            throttled = routed
+                .iter()
+                .map(|r| {
+                    let shard = handle.shard(r.shard)?;
+                    let bytes = r.entry.data.len()
+                        + r.entry.partition_key.len()
+                        + r.attributes.as_bytes().len();
+                    let (limit, retry_after) = shard.limits.put(bytes).err()?;
+                    self.inner.requests.throttled("any", limit.reason());
+                    Some(BrokerError::Throttled {
+                        stream: handle.descriptor.name.clone(),
+                        shard: r.shard,
+                        limit,
+                        retry_after,
+                    })
+                })
+                .collect();
+        }
+        let is_throttled = |i: usize| throttled.get(i).is_some_and(Option::is_some);
         let keys: Vec<_> = routed
             .iter()
-            .map(|r| {
-                if origin == Origin::Rule {
+            .enumerate()
+            .map(|(i, r)| {
+                if origin == Origin::Rule || is_throttled(i) {
                     return None;
                 }
                 handle.dedup_policy.key_for(
@@ -250,6 +274,10 @@ impl Broker {
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); shard_count];
         let mut results: Vec<Option<PutResult>> = (0..entries.len()).map(|_| None).collect();
         for (i, r) in routed.iter().enumerate() {
+            if let Some(e) = throttled.get_mut(i).and_then(Option::take) {
+                results[i] = Some(Err(e));
+                continue;
+            }
             if let Some(d) = &dedup {
                 match &d.entries[i] {
                     BatchEntry::Duplicate(first) => {

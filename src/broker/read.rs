@@ -213,12 +213,19 @@ impl Broker {
                 stream: pos.stream.clone(),
                 shard: ShardId(pos.shard).to_string(),
             })?;
+        let throttled = |(limit, retry_after)| BrokerError::Throttled {
+            stream: pos.stream.clone(),
+            shard: shard.id,
+            limit,
+            retry_after,
+        };
+        shard.limits.get_records().map_err(throttled)?;
         let log = Arc::clone(&shard.log);
         let matcher = match &pos.filter {
             Some(f) => Some(self.matcher(f, "shard_iterator")?),
             None => None,
         };
-        let max_bytes = self.config().max_read_bytes;
+        let max_bytes = shard.limits.read_budget(self.config().max_read_bytes);
         let l = Arc::clone(&log);
         let from = pos.sequence;
         let end = shard.ending();
@@ -233,10 +240,10 @@ impl Broker {
         .await??;
         // A closed shard ends at its ending sequence: the read that reaches it names the
         // children instead of a next iterator.
-        shard.reads.count(
-            batch.records.len(),
-            batch.records.iter().map(|r| r.data.len()).sum(),
-        );
+        let bytes_read: usize = batch.records.iter().map(|r| r.data.len()).sum();
+        // Over the read limit: the iterator stays where it was, so the retry reads them again.
+        shard.limits.read(bytes_read).map_err(throttled)?;
+        shard.reads.count(batch.records.len(), bytes_read);
         let ended = shard.ending().is_some_and(|end| batch.next_sequence >= end);
         let (next_shard_iterator, child_shards) = if ended {
             (None, handle.descriptor.children_of(shard.id))

@@ -267,12 +267,16 @@ impl Broker {
             .await?;
         failure_point("reshard:switched");
 
-        let commit = self.inner.config.commit;
         let mut slots = handle.slots.clone();
         for (id, log) in opened {
             let ending = ends.get(&id).copied();
             slots.resize(slots.len().max(id.index() as usize + 1), None);
-            slots[id.index() as usize] = Some(Arc::new(ShardHandle::new(id, log, commit, ending)));
+            slots[id.index() as usize] = Some(Arc::new(ShardHandle::new(
+                id,
+                log,
+                &self.inner.config,
+                ending,
+            )));
         }
         let replacement = Arc::new(StreamHandle {
             descriptor: next.clone(),

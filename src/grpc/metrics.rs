@@ -10,7 +10,7 @@ use std::time::Instant;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::Code;
 
-use super::status::THROTTLE_REASON_HEADER;
+use super::status::{THROTTLE_REASONS, THROTTLE_REASON_HEADER};
 use crate::broker::stats::{intern, OK};
 use crate::broker::Broker;
 
@@ -58,15 +58,6 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unauthenticated => "Unauthenticated",
     }
 }
-
-/// The reasons a throttled response may name, as `status` attaches them.
-const THROTTLE_REASONS: [&str; 5] = [
-    "commit_queue_full",
-    "disk_full",
-    "dedup_window_full",
-    "scaling_limit",
-    "limit",
-];
 
 /// Wraps every gRPC service to count its requests in the broker's request stats.
 #[derive(Clone)]

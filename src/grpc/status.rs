@@ -18,7 +18,9 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::ShardNotFound { .. }
         | BrokerError::GroupNotFound { .. } => Code::NotFound,
         BrokerError::StreamExists { .. } => Code::AlreadyExists,
-        BrokerError::TooMany { .. } | BrokerError::ReshardLimit { .. } => Code::ResourceExhausted,
+        BrokerError::TooMany { .. }
+        | BrokerError::ReshardLimit { .. }
+        | BrokerError::Throttled { .. } => Code::ResourceExhausted,
         BrokerError::InvalidArgument { .. }
         | BrokerError::InvalidAttribute { .. }
         | BrokerError::InvalidPattern { .. }
@@ -109,6 +111,19 @@ pub fn to_status(e: BrokerError) -> Status {
     status
 }
 
+/// Every reason [`throttle_reason`] gives.
+pub const THROTTLE_REASONS: [&str; 9] = [
+    "commit_queue_full",
+    "disk_full",
+    "dedup_window_full",
+    "scaling_limit",
+    "limit",
+    "shard_put_records",
+    "shard_put_bytes",
+    "shard_read_bytes",
+    "shard_get_records_calls",
+];
+
 /// The response header naming why a request was refused for a rate or capacity limit.
 pub const THROTTLE_REASON_HEADER: &str = "shardlog-throttle-reason";
 
@@ -120,6 +135,7 @@ pub fn throttle_reason(e: &BrokerError) -> Option<&'static str> {
         BrokerError::Storage(StorageError::DiskFull { .. }) => "disk_full",
         BrokerError::Fifo(FifoError::WindowFull { .. }) => "dedup_window_full",
         BrokerError::ReshardLimit { .. } => "scaling_limit",
+        BrokerError::Throttled { limit, .. } => limit.reason(),
         _ if code_of(e) == Code::ResourceExhausted => "limit",
         _ => return None,
     })
@@ -598,6 +614,15 @@ pub(crate) mod tests {
                 Code::Internal,
             ),
             (
+                BrokerError::Throttled {
+                    stream: stream(),
+                    shard: ShardId(0),
+                    limit: crate::broker::quotas::Limit::PutRecords,
+                    retry_after: Duration::from_millis(5),
+                },
+                Code::ResourceExhausted,
+            ),
+            (
                 BrokerError::Randomness {
                     purpose: "the iterator key",
                     source: getrandom::Error::UNSUPPORTED,
@@ -642,10 +667,11 @@ pub(crate) mod tests {
             BrokerError::QueueJournal { .. } => "QueueJournal",
             BrokerError::StreamUpdating { .. } => "StreamUpdating",
             BrokerError::ReshardLimit { .. } => "ReshardLimit",
+            BrokerError::Throttled { .. } => "Throttled",
         }
     }
 
-    const VARIANTS: usize = 28;
+    const VARIANTS: usize = 29;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {
@@ -666,7 +692,15 @@ pub(crate) mod tests {
             assert_eq!(status.message(), message);
             // A refusal for a limit names its reason for the request metrics.
             let reason = status.metadata().get(THROTTLE_REASON_HEADER);
-            assert_eq!(reason.is_some(), expected == Code::ResourceExhausted, "{message}");
+            if let Some(reason) = reason {
+                let reason = reason.to_str().unwrap();
+                assert!(THROTTLE_REASONS.contains(&reason), "{reason}");
+            }
+            assert_eq!(
+                reason.is_some(),
+                expected == Code::ResourceExhausted,
+                "{message}"
+            );
         }
         assert_eq!(seen.len(), VARIANTS, "the table misses a variant: {seen:?}");
     }

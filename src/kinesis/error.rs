@@ -197,6 +197,10 @@ impl Account<'_> {
             BrokerError::ReshardLimit { .. } => {
                 KinesisError::new(ErrorKind::LimitExceeded, e.to_string())
             }
+            BrokerError::Throttled { stream, shard, .. } => KinesisError::new(
+                ErrorKind::ProvisionedThroughputExceeded,
+                format!("Rate exceeded for shard {shard} in stream {stream} under account {account}."),
+            ),
             BrokerError::InvalidArgument { .. }
             | BrokerError::InvalidAttribute { .. }
             | BrokerError::Model(_) => KinesisError::invalid(e.to_string()),

@@ -183,10 +183,10 @@ pub(super) async fn put_records(k: &Kinesis, mut r: Value<'_>) -> Result<Out, Ki
         .put_records(&name, entries)
         .await
         .map_err(|e| k.broker_error(&e))?;
-    Ok(put_records_answer(results))
+    Ok(put_records_answer(k, results))
 }
 
-fn put_records_answer(results: Vec<PutResult>) -> Out {
+fn put_records_answer(k: &Kinesis, results: Vec<PutResult>) -> Out {
     let mut failed = 0;
     let records = results
         .into_iter()
@@ -200,6 +200,8 @@ fn put_records_answer(results: Vec<PutResult>) -> Out {
                 let code = entry_error_code(&e);
                 let message = if code == "InternalFailure" {
                     "Internal Service Failure".to_owned()
+                } else if matches!(e, crate::broker::BrokerError::Throttled { .. }) {
+                    k.broker_error(&e).message
                 } else {
                     e.to_string()
                 };
