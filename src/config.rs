@@ -247,6 +247,10 @@ pub struct Settings {
     /// [default: 127.0.0.1:4567]
     #[arg(long, env = "SHARDLOG_KINESIS_LISTEN", value_name = "ADDR|off")]
     pub kinesis_listen: Option<String>,
+    /// TOML file of principals, their credentials and grants; every request is then
+    /// authenticated and authorised (read again on SIGHUP) [default: none]
+    #[arg(long, env = "SHARDLOG_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
     /// Address the HTTP admin endpoints (/metrics, /healthz, /readyz) listen on, or `off`
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "SHARDLOG_HTTP_LISTEN", value_name = "ADDR|off")]
@@ -285,6 +289,8 @@ pub struct Config {
     pub kinesis: KinesisConfig,
     /// Address the HTTP admin endpoints listen on; `None` when off. Default `127.0.0.1:8080`.
     pub http_listen: Option<String>,
+    /// The auth file; `None`: every request is allowed.
+    pub auth_file: Option<PathBuf>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax. Default `info`.
     pub log: String,
     /// Everything the engine is opened with; `data_dir` defaults to `./data` here.
@@ -298,6 +304,7 @@ impl Default for Config {
             kinesis_listen: Some(crate::kinesis::DEFAULT_LISTEN.to_owned()),
             kinesis: KinesisConfig::default(),
             http_listen: Some(crate::http::DEFAULT_LISTEN.to_owned()),
+            auth_file: None,
             log: DEFAULT_LOG.to_owned(),
             broker: BrokerConfig::new(DEFAULT_DATA_DIR),
         }
@@ -427,6 +434,7 @@ impl Config {
         if let Some(addr) = layer!(http_listen) {
             config.http_listen = (addr != "off").then_some(addr);
         }
+        config.auth_file = layer!(auth_file);
         let quotas = &mut config.broker.shard_quotas;
         if let Some(preset) = layer!(shard_limits) {
             *quotas = match preset {
@@ -1006,6 +1014,7 @@ mod tests {
                 config.http_listen.clone().unwrap_or_default(),
             ),
             ("shard_limits", "off".to_owned()),
+            ("auth_file", "none".to_owned()),
             ("shard_put_records_per_sec", "none".to_owned()),
             ("shard_put_bytes_per_sec", "none".to_owned()),
             ("shard_read_bytes_per_sec", "none".to_owned()),

@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod config;

@@ -111,8 +111,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let auth = match &config.auth_file {
+        Some(path) => {
+            let auth = shardlog::auth::Auth::from_file(path)?;
+            tracing::info!(file = %path.display(), "requests are authenticated and authorised");
+            reload_on_sighup(auth.clone())?;
+            auth
+        }
+        None => {
+            tracing::warn!("no auth file: every request of every API is allowed (--auth-file)");
+            shardlog::auth::Auth::open()
+        }
+    };
     // Health answers during recovery (alive, not ready); stopped once the rest has stopped.
-    let admin = shardlog::http::Admin::starting();
+    let admin = shardlog::http::Admin::starting().with_auth(auth.clone());
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = http.map(|listener| {
         tokio::spawn(shardlog::http::serve(listener, admin.clone(), async {
@@ -133,7 +145,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             )
         })?;
     admin.open(broker.clone());
-    let served = shardlog::grpc::serve_with_kinesis(broker, listener, kinesis, shutdown).await;
+    let listeners = shardlog::grpc::Listeners {
+        grpc: listener,
+        kinesis,
+        http: None,
+        auth,
+    };
+    let served = shardlog::grpc::serve_listeners(broker, listeners, shutdown).await;
     let _ = http_stop.send(());
     if let Some(task) = http {
         match task.await {
@@ -144,6 +162,30 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     served?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reads the auth file again on every SIGHUP; a file that does not load leaves the principals
+/// in force, and says why.
+#[cfg(unix)]
+fn reload_on_sighup(auth: shardlog::auth::Auth) -> io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match auth.reload() {
+                Ok(()) => tracing::info!("auth file read again"),
+                Err(e) => {
+                    tracing::error!(error = %e, "auth file not reloaded; the one in force stays")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_auth: shardlog::auth::Auth) -> io::Result<()> {
     Ok(())
 }
 

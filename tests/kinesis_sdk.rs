@@ -131,3 +131,39 @@ async fn node_sdk_http2_suite_passes() {
         outcome.report("the Node (HTTP/2) suite")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_signatures_verify_against_the_auth_file_and_grants_decide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("auth.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[principal]]
+name = "admin"
+access_keys = [{ id = "AKIDADMIN", secret = "admin-secret" }]
+[[principal.allow]]
+streams = "*"
+actions = ["read", "write", "admin"]
+
+[[principal]]
+name = "reader"
+access_keys = [{ id = "AKIDREADER", secret = "reader-secret" }]
+[[principal.allow]]
+streams = "auth-*"
+actions = ["read"]
+"#,
+    )
+    .unwrap();
+    let auth = shardlog::auth::Auth::from_file(&file).unwrap();
+    let config = shardlog::BrokerConfig::new(tmp.path().join("data"));
+    let server = TestServer::start_with_auth(config, auth).await;
+    let script = manifest_dir().join("tests/kinesis/boto3_auth.py");
+    let outcome = run_suite("python3", script, &server).await;
+    server.stop().await;
+    assert!(
+        outcome.passed(),
+        "{}",
+        outcome.report("the boto3 auth checks (needs `pip install boto3`)")
+    );
+}

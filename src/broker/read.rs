@@ -178,6 +178,16 @@ impl Broker {
         }))
     }
 
+    /// The stream a shard iterator reads (for checking who may use it); fails as GetRecords
+    /// would for an iterator that is malformed, forged or expired.
+    pub fn iterator_stream(&self, shard_iterator: &str) -> Result<StreamName, BrokerError> {
+        Ok(self
+            .inner
+            .iterators
+            .decode(shard_iterator, Timestamp::now())?
+            .stream)
+    }
+
     /// Reads up to `limit` records (0 = the configured maximum) at the iterator's position.
     pub async fn get_records(
         &self,

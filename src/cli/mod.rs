@@ -62,11 +62,23 @@ pub(crate) struct ServerArg {
     /// URL of the shardlog server
     #[arg(long = "server", env = "SHARDLOG_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub(crate) url: String,
+    /// Bearer token for a server with an auth file
+    #[arg(
+        long,
+        env = "SHARDLOG_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
 }
 
 impl ServerArg {
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(self.url.clone()).await?)
+        let options = shardlog::client::ClientOptions {
+            token: self.token.clone(),
+            ..shardlog::client::ClientOptions::default()
+        };
+        Ok(Client::connect_with(self.url.clone(), options).await?)
     }
 }
 

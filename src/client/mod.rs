@@ -86,7 +86,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the connection is set up. Every field has a `DEFAULT_*` constant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
     /// HTTP/2 window of one request stream, in bytes (default 16 MiB).
     pub stream_window_bytes: u32,
@@ -96,6 +96,8 @@ pub struct ClientOptions {
     pub max_message_bytes: usize,
     /// Time allowed to open the connection (default 5 s).
     pub connect_timeout: Duration,
+    /// Bearer token sent with every call, for a server with an auth file (default none).
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -105,7 +107,42 @@ impl Default for ClientOptions {
             connection_window_bytes: DEFAULT_CONNECTION_WINDOW_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            token: None,
         }
+    }
+}
+
+/// The channel every typed client calls through: adds the bearer token, if any, to each call.
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    inner: Channel,
+    token: Option<tonic::codegen::http::HeaderValue>,
+}
+
+impl tower_service::Service<tonic::codegen::http::Request<tonic::body::Body>> for Authorized {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = <Channel as tower_service::Service<
+        tonic::codegen::http::Request<tonic::body::Body>,
+    >>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(
+        &mut self,
+        mut request: tonic::codegen::http::Request<tonic::body::Body>,
+    ) -> Self::Future {
+        if let Some(token) = &self.token {
+            request
+                .headers_mut()
+                .insert(tonic::codegen::http::header::AUTHORIZATION, token.clone());
+        }
+        tower_service::Service::call(&mut self.inner, request)
     }
 }
 
@@ -307,10 +344,10 @@ impl Membership {
 /// A connection to a shardlog server, with one typed method per RPC. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
-    streams: StreamLogClient<Channel>,
-    groups: ConsumerGroupsClient<Channel>,
-    router: RouterClient<Channel>,
-    queues: QueuesClient<Channel>,
+    streams: StreamLogClient<Authorized>,
+    groups: ConsumerGroupsClient<Authorized>,
+    router: RouterClient<Authorized>,
+    queues: QueuesClient<Authorized>,
 }
 
 impl Client {
@@ -346,6 +383,16 @@ impl Client {
     /// the channel itself).
     pub fn from_channel(channel: Channel, options: ClientOptions) -> Client {
         let limit = options.max_message_bytes;
+        // A token that is not a valid header value is sent as none: the server then answers
+        // UNAUTHENTICATED, which names the problem.
+        let token = options
+            .token
+            .as_deref()
+            .and_then(|t| tonic::codegen::http::HeaderValue::try_from(format!("Bearer {t}")).ok());
+        let channel = Authorized {
+            inner: channel,
+            token,
+        };
         Client {
             streams: StreamLogClient::new(channel.clone())
                 .max_decoding_message_size(limit)
@@ -364,19 +411,19 @@ impl Client {
 
     // A tonic client takes `&mut self` per call; cloning it is a cheap handle copy onto the
     // shared channel, which lets every method take `&self` and run concurrently.
-    fn streams(&self) -> StreamLogClient<Channel> {
+    fn streams(&self) -> StreamLogClient<Authorized> {
         self.streams.clone()
     }
 
-    fn groups(&self) -> ConsumerGroupsClient<Channel> {
+    fn groups(&self) -> ConsumerGroupsClient<Authorized> {
         self.groups.clone()
     }
 
-    fn router(&self) -> RouterClient<Channel> {
+    fn router(&self) -> RouterClient<Authorized> {
         self.router.clone()
     }
 
-    fn queues(&self) -> QueuesClient<Channel> {
+    fn queues(&self) -> QueuesClient<Authorized> {
         self.queues.clone()
     }
 

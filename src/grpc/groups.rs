@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{self, check};
 use super::convert;
 use super::status::to_status;
+use crate::auth::Action;
 use crate::broker::{Broker, GroupSpec, GroupType, MemberAssignments, QueueStart};
 use crate::meta::QueueKind;
 use crate::proto::v1 as pb;
@@ -55,7 +57,9 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::JoinGroupRequest>,
     ) -> Result<Response<pb::JoinGroupResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let timeout = (r.session_timeout_ms > 0)
             .then(|| Duration::from_millis(u64::from(r.session_timeout_ms)));
         let a = self
@@ -79,7 +83,9 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let a = self
             .broker
             .heartbeat(
@@ -100,7 +106,9 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::LeaveGroupRequest>,
     ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         self.broker
             .leave_group(
                 &convert::stream_name(&r.stream_name)?,
@@ -117,7 +125,9 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::CommitCheckpointRequest>,
     ) -> Result<Response<pb::CommitCheckpointResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         self.broker
             .commit_checkpoint(
                 &convert::stream_name(&r.stream_name)?,
@@ -137,7 +147,9 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let stream = convert::stream_name(&r.stream_name)?;
         if let Some(kind) = self.broker.queue_kind(&stream, &r.group_name) {
             let q = self
@@ -215,7 +227,11 @@ impl ConsumerGroups for ConsumerGroupsService {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let groups = self
             .broker
-            .list_groups(&convert::stream_name(&request.get_ref().stream_name)?)
+            .list_groups(&{
+                let stream = convert::stream_name(&request.get_ref().stream_name)?;
+                auth::allow(&request, Action::Read, stream.as_str())?;
+                stream
+            })
             .map_err(to_status)?;
         Ok(Response::new(pb::ListGroupsResponse {
             group_names: groups.iter().map(|(name, _)| name.clone()).collect(),
@@ -234,7 +250,10 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
+        check(&caller, Action::Write, &r.dead_letter_stream)?;
         let kind = match pb::GroupType::try_from(r.r#type) {
             Ok(pb::GroupType::ShardLeases) => GroupType::ShardLeases,
             Ok(pb::GroupType::QueueFifo) => GroupType::QueueFifo,
@@ -288,7 +307,9 @@ impl ConsumerGroups for ConsumerGroupsService {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
         self.broker
             .delete_group(&convert::stream_name(&r.stream_name)?, &r.group_name)
             .await

@@ -2,6 +2,7 @@
 //! and server reflection. Thin adapters: check, convert, call the broker, map errors (in
 //! `status`, the one place that does).
 
+mod auth;
 mod convert;
 mod groups;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct Listeners {
     pub kinesis: Option<(TcpListener, KinesisConfig)>,
     /// The HTTP admin endpoints (metrics, health), when not served by the caller.
     pub http: Option<TcpListener>,
+    /// Who may do what; open without an auth file.
+    pub auth: crate::auth::Auth,
 }
 
 /// Serves the broker's gRPC services on `listener` until `shutdown` resolves, then stops
@@ -96,6 +99,7 @@ pub async fn serve_with_kinesis(
         grpc: listener,
         kinesis,
         http: None,
+        auth: crate::auth::Auth::open(),
     };
     serve_listeners(broker, listeners, shutdown).await
 }
@@ -111,6 +115,7 @@ pub async fn serve_listeners(
         grpc: listener,
         kinesis,
         http,
+        auth,
     } = listeners;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -156,6 +161,7 @@ pub async fn serve_listeners(
             broker.clone(),
             listener,
             config,
+            auth.clone(),
             stopped,
         ))
     });
@@ -166,7 +172,7 @@ pub async fn serve_listeners(
         };
         tokio::spawn(crate::http::serve(
             listener,
-            crate::http::Admin::of(broker.clone()),
+            crate::http::Admin::of(broker.clone()).with_auth(auth.clone()),
             stopped,
         ))
     });
@@ -184,6 +190,9 @@ pub async fn serve_listeners(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .layer(metrics::MetricsLayer::new(broker.clone()))
+        .layer(tonic::service::InterceptorLayer::new(auth::interceptor(
+            auth.clone(),
+        )))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -24,6 +24,7 @@ use tonic::{Status, Streaming};
 
 use super::convert;
 use super::status::{entry_error_code, to_status};
+use crate::auth::{Action, Caller};
 use crate::broker::{Broker, BrokerError, PutEntry, PutResult};
 use crate::proto::v1 as pb;
 use crate::stream::{ShardId, StreamName};
@@ -95,7 +96,7 @@ pub fn stream_result(results: Vec<PutResult>) -> pb::PutRecordsStreamResult {
 
 type Answer = Result<pb::PutRecordsStreamResponse, Status>;
 /// A begun put of a call, by its request index: the task that finishes it.
-type InFlight = (u64, JoinHandle<Result<Vec<PutResult>, BrokerError>>);
+type InFlight = (u64, JoinHandle<Result<Vec<PutResult>, Status>>);
 
 /// Serves one PutRecordsStream call: reads its requests, begins each put in order, keeps at
 /// most the broker's `put_stream_window` unanswered, and answers them in request order. The
@@ -104,6 +105,7 @@ type InFlight = (u64, JoinHandle<Result<Vec<PutResult>, BrokerError>>);
 /// UNAVAILABLE once the server starts stopping (after answering what was begun).
 pub fn serve_stream(
     broker: Broker,
+    caller: Caller,
     mut inbound: Streaming<pb::PutRecordsRequest>,
 ) -> ReceiverStream<Answer> {
     let window = broker.config().put_stream_window.max(1);
@@ -128,11 +130,11 @@ pub fn serve_stream(
                         Ok(Ok(results)) => pb::put_records_stream_response::Outcome::Result(
                             stream_result(results),
                         ),
-                        Ok(Err(e)) => rejected(e),
-                        Err(source) => rejected(BrokerError::TaskFailed {
+                        Ok(Err(status)) => rejected(status),
+                        Err(source) => rejected(to_status(BrokerError::TaskFailed {
                             task: "put",
                             source,
-                        }),
+                        })),
                     };
                     let answer = pb::PutRecordsStreamResponse {
                         request_index,
@@ -151,8 +153,14 @@ pub fn serve_stream(
                     match message {
                         Ok(Some(request)) => {
                             let begun = match StreamName::new(request.stream_name) {
-                                Ok(stream) => broker.begin_put(&stream, entries(request.records)).await,
-                                Err(invalid) => Err(invalid.into()),
+                                Ok(stream) => match caller.check(Action::Write, stream.as_str()) {
+                                    Ok(()) => broker
+                                        .begin_put(&stream, entries(request.records))
+                                        .await
+                                        .map_err(to_status),
+                                    Err(denied) => Err(Status::permission_denied(denied)),
+                                },
+                                Err(invalid) => Err(to_status(invalid.into())),
                             };
                             let task = match begun {
                                 Ok(pending) => tokio::spawn(async move { Ok(pending.finish().await) }),
@@ -177,8 +185,7 @@ pub fn serve_stream(
 }
 
 /// The answer to a request rejected as a whole: the status PutRecords would have ended with.
-fn rejected(e: BrokerError) -> pb::put_records_stream_response::Outcome {
-    let status = to_status(e);
+fn rejected(status: Status) -> pb::put_records_stream_response::Outcome {
     pb::put_records_stream_response::Outcome::Error(pb::RequestError {
         code: status.code() as i32,
         message: status.message().to_owned(),

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{self, check};
 use super::convert;
 use super::status::to_status;
+use crate::auth::Action;
 use crate::broker::{Broker, DeleteFailure};
 use crate::meta::MoveStatus;
 use crate::proto::v1 as pb;
@@ -38,7 +40,9 @@ impl Queues for QueuesService {
         &self,
         request: Request<pb::ReceiveMessagesRequest>,
     ) -> Result<Response<pb::ReceiveMessagesResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let messages = self
             .broker
             .receive_messages(
@@ -70,7 +74,9 @@ impl Queues for QueuesService {
         &self,
         request: Request<pb::DeleteMessagesRequest>,
     ) -> Result<Response<pb::DeleteMessagesResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let results = self
             .broker
             .delete_messages(
@@ -106,7 +112,9 @@ impl Queues for QueuesService {
         &self,
         request: Request<pb::ChangeMessageVisibilityRequest>,
     ) -> Result<Response<pb::ChangeMessageVisibilityResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         self.broker
             .change_message_visibility(
                 &convert::stream_name(&r.stream_name)?,
@@ -124,7 +132,10 @@ impl Queues for QueuesService {
         &self,
         request: Request<pb::MoveMessagesRequest>,
     ) -> Result<Response<pb::MoveMessagesResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.source_stream)?;
+        check(&caller, Action::Write, &r.destination_stream)?;
         let source = convert::named_stream("source_stream", &r.source_stream)?;
         let destination = match r.destination_stream.as_str() {
             "" => None,
@@ -143,6 +154,7 @@ impl Queues for QueuesService {
         request: Request<pb::ListMoveTasksRequest>,
     ) -> Result<Response<pb::ListMoveTasksResponse>, Status> {
         let source = convert::named_stream("source_stream", &request.get_ref().source_stream)?;
+        auth::allow(&request, Action::Read, source.as_str())?;
         let tasks = self.broker.list_move_tasks(&source).map_err(to_status)?;
         Ok(Response::new(pb::ListMoveTasksResponse {
             tasks: tasks

@@ -2,8 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{self, check};
 use super::convert;
 use super::status::to_status;
+use crate::auth::Action;
 use crate::broker::{Broker, BrokerError, IteratorKind, RuleDescription, RuleSpec, RuleStatus};
 use crate::proto::v1 as pb;
 use crate::proto::v1::router_server::Router;
@@ -88,7 +90,10 @@ impl Router for RouterService {
         &self,
         request: Request<pb::PutRuleRequest>,
     ) -> Result<Response<pb::PutRuleResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.source_stream)?;
+        check(&caller, Action::Read, &r.source_stream)?;
         let name = rule_name(&r.rule_name)?;
         let source = convert::stream_name(&r.source_stream)?;
         let targets = r
@@ -106,6 +111,11 @@ impl Router for RouterService {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // The rule routes with its creator's rights: it must read the source and write every
+        // target.
+        for t in &targets {
+            check(&caller, Action::Write, t.as_str())?;
+        }
         let enabled = match pb::RuleState::try_from(r.state) {
             Ok(pb::RuleState::Unspecified | pb::RuleState::Enabled) => true,
             Ok(pb::RuleState::Disabled) => false,
@@ -151,6 +161,7 @@ impl Router for RouterService {
     ) -> Result<Response<pb::DescribeRuleResponse>, Status> {
         let name = rule_name(&request.get_ref().rule_name)?;
         let described = self.broker.describe_rule(&name).map_err(to_status)?;
+        auth::allow(&request, Action::Read, described.definition.source.as_str())?;
         Ok(Response::new(pb::DescribeRuleResponse {
             rule: Some(rule(described)),
         }))
@@ -164,10 +175,12 @@ impl Router for RouterService {
             "" => None,
             s => Some(convert::stream_name(s)?),
         };
+        let caller = auth::caller(&request);
         let rules = self
             .broker
             .list_rules(source.as_ref())
             .into_iter()
+            .filter(|r| caller.may(Action::Read, r.definition.source.as_str()))
             .map(rule)
             .collect();
         Ok(Response::new(pb::ListRulesResponse { rules }))
@@ -179,6 +192,9 @@ impl Router for RouterService {
         request: Request<pb::DeleteRuleRequest>,
     ) -> Result<Response<pb::DeleteRuleResponse>, Status> {
         let name = rule_name(&request.get_ref().rule_name)?;
+        if let Ok(existing) = self.broker.describe_rule(&name) {
+            auth::allow(&request, Action::Admin, existing.definition.source.as_str())?;
+        }
         self.broker.delete_rule(&name).await.map_err(to_status)?;
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }

@@ -6,9 +6,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{self, check};
 use super::convert::{self, PositionError};
 use super::put;
 use super::status::to_status;
+use crate::auth::{Action, Caller};
 use crate::broker::{Broker, BrokerError, ShardFilter};
 use crate::proto::v1 as pb;
 use crate::proto::v1::stream_log_server::StreamLog;
@@ -55,7 +57,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::CreateStreamRequest>,
     ) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
         let scope = match pb::DedupScope::try_from(r.dedup_scope) {
             Ok(pb::DedupScope::Stream) => DedupScope::Stream,
             Ok(pb::DedupScope::MessageGroup) => DedupScope::MessageGroup,
@@ -93,7 +97,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::DeleteStreamRequest>,
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
         self.broker
             .delete_stream(&convert::stream_name(&r.stream_name)?)
             .await
@@ -106,6 +112,7 @@ impl StreamLog for StreamLogService {
         request: Request<pb::DescribeStreamRequest>,
     ) -> Result<Response<pb::DescribeStreamResponse>, Status> {
         let name = convert::stream_name(&request.get_ref().stream_name)?;
+        auth::allow(&request, Action::Read, name.as_str())?;
         Ok(Response::new(pb::DescribeStreamResponse {
             stream: Some(self.description(&name)?),
         }))
@@ -113,10 +120,17 @@ impl StreamLog for StreamLogService {
 
     async fn list_streams(
         &self,
-        _request: Request<pb::ListStreamsRequest>,
+        request: Request<pb::ListStreamsRequest>,
     ) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        // A principal sees only the streams it may read.
+        let caller = auth::caller(&request);
         Ok(Response::new(pb::ListStreamsResponse {
-            stream_names: self.broker.list_streams(),
+            stream_names: self
+                .broker
+                .list_streams()
+                .into_iter()
+                .filter(|name| caller.may(Action::Read, name))
+                .collect(),
         }))
     }
 
@@ -124,7 +138,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::ListShardsRequest>,
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let name = convert::stream_name(&r.stream_name)?;
         let filter = match r.shard_filter {
             None => ShardFilter::All,
@@ -182,7 +198,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::SplitShardRequest>,
     ) -> Result<Response<pb::SplitShardResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
         let name = convert::stream_name(&r.stream_name)?;
         let d = self
             .broker
@@ -199,7 +217,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::MergeShardsRequest>,
     ) -> Result<Response<pb::MergeShardsResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
         let name = convert::stream_name(&r.stream_name)?;
         let d = self
             .broker
@@ -216,7 +236,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::UpdateShardCountRequest>,
     ) -> Result<Response<pb::UpdateShardCountResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Admin, &r.stream_name)?;
         let name = convert::stream_name(&r.stream_name)?;
         match pb::ScalingType::try_from(r.scaling_type) {
             Ok(pb::ScalingType::Unspecified | pb::ScalingType::UniformScaling) => {}
@@ -245,7 +267,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::PutRecordRequest>,
     ) -> Result<Response<pb::PutRecordResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Write, &r.stream_name)?;
         let entry = convert::put_entry(
             r.partition_key,
             r.data,
@@ -271,7 +295,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::PutRecordsRequest>,
     ) -> Result<Response<pb::PutRecordsResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Write, &r.stream_name)?;
         let results = self
             .broker
             .put_records(
@@ -291,6 +317,7 @@ impl StreamLog for StreamLogService {
     ) -> Result<Response<Self::PutRecordsStreamStream>, Status> {
         Ok(Response::new(Box::pin(put::serve_stream(
             self.broker.clone(),
+            auth::caller(&request),
             request.into_inner(),
         ))))
     }
@@ -299,7 +326,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::GetShardIteratorRequest>,
     ) -> Result<Response<pb::GetShardIteratorResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let kind = convert::iterator_kind(
             r.shard_iterator_type,
             r.starting_sequence_number,
@@ -326,7 +355,15 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::GetRecordsRequest>,
     ) -> Result<Response<pb::GetRecordsResponse>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        if let Caller::Principal(_) = caller {
+            let stream = self
+                .broker
+                .iterator_stream(&r.shard_iterator)
+                .map_err(to_status)?;
+            check(&caller, Action::Read, stream.as_str())?;
+        }
         let out = self
             .broker
             .get_records(&r.shard_iterator, r.limit)
@@ -348,7 +385,9 @@ impl StreamLog for StreamLogService {
         &self,
         request: Request<pb::SubscribeToShardRequest>,
     ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
+        let caller = auth::caller(&request);
         let r = request.into_inner();
+        check(&caller, Action::Read, &r.stream_name)?;
         let pos = r
             .starting_position
             .ok_or_else(|| to_status(BrokerError::invalid("starting_position", "is required")))?;

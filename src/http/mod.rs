@@ -10,12 +10,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::Auth;
 use crate::broker::stats::OK;
 use crate::broker::Broker;
 
@@ -26,6 +27,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 #[derive(Clone, Default)]
 pub struct Admin {
     broker: Arc<OnceLock<Broker>>,
+    auth: Auth,
 }
 
 impl std::fmt::Debug for Admin {
@@ -47,6 +49,13 @@ impl Admin {
         let admin = Admin::default();
         admin.open(broker);
         admin
+    }
+
+    /// Checks `/metrics` requests against `auth` (a bearer token, unless the auth file leaves
+    /// metrics open). Health answers anyone: probes carry no token.
+    pub fn with_auth(mut self, auth: Auth) -> Admin {
+        self.auth = auth;
+        self
     }
 
     /// Hands over the broker once recovery is done.
@@ -93,7 +102,21 @@ async fn readyz(State(admin): State<Admin>) -> Response {
     }
 }
 
-async fn scrape(State(admin): State<Admin>) -> Response {
+async fn scrape(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    let open = admin.auth.current().is_none_or(|a| a.open_metrics());
+    if !open {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(why) = admin.auth.bearer(presented) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                format!("{why}\n"),
+            )
+                .into_response();
+        }
+    }
     let Some(broker) = admin.broker.get() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

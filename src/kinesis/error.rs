@@ -35,6 +35,14 @@ pub enum ErrorKind {
     UnknownOperation,
     /// The request is not allowed.
     AccessDenied,
+    /// The request carries no signature (with an auth file).
+    MissingAuthenticationToken,
+    /// The `Authorization` header is not a whole SigV4 signature.
+    IncompleteSignature,
+    /// The access key id is not known.
+    UnrecognizedClient,
+    /// The signature does not match, or the request is too old or too new.
+    InvalidSignature,
     /// A KMS key was asked for; there is no KMS here.
     KmsNotFound,
     /// The server failed: retried by the SDKs.
@@ -58,6 +66,10 @@ impl ErrorKind {
             ErrorKind::Serialization => "SerializationException",
             ErrorKind::UnknownOperation => "UnknownOperationException",
             ErrorKind::AccessDenied => "AccessDeniedException",
+            ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorKind::IncompleteSignature => "IncompleteSignatureException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
             ErrorKind::KmsNotFound => "KMSNotFoundException",
             ErrorKind::InternalFailure => "InternalFailure",
             ErrorKind::ServiceUnavailable => "ServiceUnavailableException",
@@ -69,6 +81,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::MissingAuthenticationToken => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -16,6 +16,7 @@ mod records;
 mod reshard;
 pub use records::record_out;
 pub mod schema;
+pub mod sigv4;
 mod streams;
 pub mod token;
 pub mod value;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -35,6 +36,7 @@ use tokio::net::TcpListener;
 use self::error::{Account, ErrorKind, KinesisError};
 use self::schema::{check_types, validate, Member};
 use self::value::{Encoding, Out, Value};
+use crate::auth::{Action, Auth, Caller};
 use crate::broker::{Broker, BrokerError};
 use crate::stream::StreamName;
 
@@ -105,6 +107,8 @@ struct Subscription {
 pub(crate) struct Kinesis {
     broker: Broker,
     config: Arc<KinesisConfig>,
+    /// Who may do what; with an auth file every request is signed (SigV4).
+    auth: Auth,
     /// The live subscription of each consumer to each shard: (consumer ARN, shard) → it.
     subscriptions: Arc<Mutex<HashMap<(String, String), Subscription>>>,
 }
@@ -154,12 +158,14 @@ pub async fn serve(
     broker: Broker,
     listener: TcpListener,
     config: KinesisConfig,
+    auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max_body = config.max_request_bytes;
     let state = Kinesis {
         broker,
         config: Arc::new(config),
+        auth,
         subscriptions: Arc::default(),
     };
     let app = Router::new()
@@ -181,6 +187,7 @@ enum Reply {
 async fn handle(
     State(kinesis): State<Kinesis>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -212,7 +219,19 @@ async fn handle(
         );
     };
     let started = std::time::Instant::now();
-    let answer = run(&kinesis, operation, &body, encoding).await;
+    let answer = match kinesis.auth.current() {
+        None => Ok(Caller::Anyone),
+        Some(auth) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            sigv4::verify(&auth, &method, &uri, &headers, &body, now)
+        }
+    };
+    let answer = match answer {
+        Ok(caller) => run(&kinesis, operation, &body, encoding, &caller).await,
+        Err(e) => Err(e),
+    };
     let name = if operation_of(operation).is_some() {
         crate::broker::stats::intern(operation)
     } else {
@@ -255,6 +274,7 @@ async fn run(
     operation: &str,
     body: &[u8],
     encoding: Encoding,
+    caller: &Caller,
 ) -> Result<Reply, KinesisError> {
     let Some((shape, op)) = operation_of(operation) else {
         return Err(KinesisError::new(
@@ -266,6 +286,7 @@ async fn run(
         .map_err(|e| KinesisError::new(ErrorKind::Serialization, e.0))?;
     check_types(&mut request, shape, encoding)?;
     validate(&request, shape)?;
+    authorize(kinesis, caller, operation, op, &request)?;
     let k = kinesis;
     let r = request;
     let out = match op {
@@ -273,7 +294,7 @@ async fn run(
         Op::DeleteStream => streams::delete_stream(k, r).await,
         Op::DescribeStream => streams::describe_stream(k, r),
         Op::DescribeStreamSummary => streams::describe_stream_summary(k, r),
-        Op::ListStreams => streams::list_streams(k, r),
+        Op::ListStreams => streams::list_streams(k, r, caller),
         Op::ListShards => streams::list_shards(k, r),
         Op::IncreaseRetention => streams::change_retention(k, r, true).await,
         Op::DecreaseRetention => streams::change_retention(k, r, false).await,
@@ -305,6 +326,70 @@ async fn run(
         Op::SubscribeToShard => return consumers::subscribe(k, r, encoding).await,
     }?;
     Ok(Reply::Body(out))
+}
+
+/// Allows the operation for the caller: what it does (`read`, `write`, `admin`) to the stream
+/// it names, or `AccessDeniedException` as Kinesis words it. Listing streams and limits needs
+/// no grant (the list shows only readable streams).
+fn authorize(
+    k: &Kinesis,
+    caller: &Caller,
+    operation: &str,
+    op: Op,
+    r: &Value<'_>,
+) -> Result<(), KinesisError> {
+    let Caller::Principal(principal) = caller else {
+        return Ok(());
+    };
+    let action = match op {
+        Op::ListStreams | Op::DescribeLimits => return Ok(()),
+        Op::PutRecord | Op::PutRecords => Action::Write,
+        Op::DescribeStream
+        | Op::DescribeStreamSummary
+        | Op::ListShards
+        | Op::ListTagsForStream
+        | Op::ListTagsForResource
+        | Op::GetShardIterator
+        | Op::GetRecords
+        | Op::DescribeConsumer
+        | Op::ListConsumers
+        | Op::SubscribeToShard => Action::Read,
+        _ => Action::Admin,
+    };
+    let consumer_stream = |field: &str| {
+        r.str(field)
+            .and_then(|a| arn::parse_consumer(a).map(|(s, _, _)| s.to_owned()))
+    };
+    let stream = match op {
+        Op::GetRecords => k
+            .broker
+            .iterator_stream(r.str("ShardIterator").unwrap_or_default())
+            .map_err(|e| k.broker_error(&e))?
+            .to_string(),
+        Op::TagResource | Op::UntagResource | Op::ListTagsForResource => {
+            let arn = r.str("ResourceARN").unwrap_or_default();
+            arn::parse_stream(arn)
+                .map(str::to_owned)
+                .or_else(|| consumer_stream("ResourceARN"))
+                .unwrap_or_default()
+        }
+        _ => match consumer_stream("ConsumerARN") {
+            Some(stream) => stream,
+            None => k.stream_of(r)?.to_string(),
+        },
+    };
+    if principal.may(action, &stream) {
+        return Ok(());
+    }
+    Err(KinesisError::new(
+        ErrorKind::AccessDenied,
+        format!(
+            "User: arn:aws:iam::{}:user/{} is not authorized to perform: kinesis:{operation} on              resource: {} because no identity-based policy allows the kinesis:{operation} action              ({action} on stream {stream})",
+            k.config.account,
+            principal.name,
+            k.stream_arn(&stream),
+        ),
+    ))
 }
 
 /// The operations served.

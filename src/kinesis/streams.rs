@@ -498,7 +498,11 @@ pub(super) fn describe_stream_summary(k: &Kinesis, r: Value<'_>) -> Result<Out, 
     )]))
 }
 
-pub(super) fn list_streams(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisError> {
+pub(super) fn list_streams(
+    k: &Kinesis,
+    r: Value<'_>,
+    caller: &crate::auth::Caller,
+) -> Result<Out, KinesisError> {
     let (after, limit) = match r.str("NextToken") {
         Some(text) => {
             let t = PageToken::decode(text, "streams", Timestamp::now(), k.config.next_token_ttl)?;
@@ -512,7 +516,13 @@ pub(super) fn list_streams(k: &Kinesis, r: Value<'_>) -> Result<Out, KinesisErro
             r.int("Limit").map_or(LIST_STREAMS_PAGE, |n| n as usize),
         ),
     };
-    let names = k.broker.list_streams();
+    // A principal sees only the streams it may read.
+    let names: Vec<String> = k
+        .broker
+        .list_streams()
+        .into_iter()
+        .filter(|n| caller.may(crate::auth::Action::Read, n))
+        .collect();
     let mut rest = names
         .iter()
         .filter(|n| after.as_deref().is_none_or(|a| n.as_str() > a));

@@ -713,6 +713,21 @@ impl TestServer {
         io: std::sync::Arc<dyn shardlog::fsio::Io>,
         kinesis: shardlog::kinesis::KinesisConfig,
     ) -> TestServer {
+        Self::start_all(config, io, kinesis, shardlog::auth::Auth::open()).await
+    }
+
+    /// Starts a server that checks every request against `auth`.
+    pub async fn start_with_auth(config: BrokerConfig, auth: shardlog::auth::Auth) -> TestServer {
+        let io = RealIo::shared();
+        Self::start_all(config, io, Default::default(), auth).await
+    }
+
+    async fn start_all(
+        config: BrokerConfig,
+        io: std::sync::Arc<dyn shardlog::fsio::Io>,
+        kinesis: shardlog::kinesis::KinesisConfig,
+        auth: shardlog::auth::Auth,
+    ) -> TestServer {
         let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -733,6 +748,7 @@ impl TestServer {
                 grpc: listener,
                 kinesis: Some((kinesis_listener, kinesis)),
                 http: Some(http_listener),
+                auth,
             };
             shardlog::grpc::serve_listeners(broker, listeners, async {
                 let _ = stopped.await;

@@ -1,0 +1,296 @@
+//! Authentication and authorisation over real gRPC and HTTP: a request without a token or with
+//! an unknown one is `UNAUTHENTICATED`; one the principal's grants do not cover is
+//! `PERMISSION_DENIED` naming the stream and the action, and changes nothing; an allowed one
+//! passes. Listing shows only readable streams; `/metrics` takes a token; a reload changes the
+//! grants in force.
+
+mod common;
+
+use std::path::Path;
+
+use common::http::get;
+use common::TestServer;
+use hyper::StatusCode;
+use sha2::{Digest, Sha256};
+use shardlog::auth::Auth;
+use shardlog::client::{Client, ClientOptions};
+use shardlog::proto::v1 as pb;
+use shardlog::BrokerConfig;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request};
+
+const ADMIN: &str = "admin-token";
+const WRITER: &str = "writer-token";
+const READER: &str = "reader-token";
+
+fn sha(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An auth file: an admin of everything, a writer and a reader of `orders*`.
+fn auth_file(dir: &Path, reader_actions: &str) -> std::path::PathBuf {
+    let path = dir.join("auth.toml");
+    let text = format!(
+        r#"
+[[principal]]
+name = "admin"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "*"
+actions = ["read", "write", "admin"]
+
+[[principal]]
+name = "writer"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "orders*"
+actions = ["write"]
+
+[[principal]]
+name = "reader"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "orders*"
+actions = [{reader_actions}]
+"#,
+        sha(ADMIN),
+        sha(WRITER),
+        sha(READER)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn server() -> (TestServer, Auth, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let auth = Auth::from_file(&auth_file(tmp.path(), r#""read""#)).unwrap();
+    let config = BrokerConfig::new(tmp.path().join("data"));
+    let server = TestServer::start_with_auth(config, auth.clone()).await;
+    (server, auth, tmp)
+}
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    r
+}
+
+fn create(name: &str) -> pb::CreateStreamRequest {
+    pb::CreateStreamRequest {
+        stream_name: name.into(),
+        shard_count: 1,
+        ..Default::default()
+    }
+}
+
+fn put(stream: &str) -> pb::PutRecordRequest {
+    pb::PutRecordRequest {
+        stream_name: stream.into(),
+        partition_key: "k".into(),
+        data: b"x".to_vec().into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn every_call_needs_a_known_token_and_grants_decide_per_stream_and_action() {
+    let (server, _auth, _tmp) = server().await;
+    let mut c = server.streams().await;
+
+    // No token, a wrong one, another scheme: unauthenticated, nothing created.
+    let none = c.create_stream(create("orders")).await;
+    common::assert_rejected(none, Code::Unauthenticated, "credentials");
+    let wrong = c.create_stream(with_token(create("orders"), "guess")).await;
+    common::assert_rejected(wrong, Code::Unauthenticated, "not known");
+    let mut basic = Request::new(pb::ListStreamsRequest {});
+    basic
+        .metadata_mut()
+        .insert("authorization", MetadataValue::from_static("Basic YTpi"));
+    common::assert_rejected(c.list_streams(basic).await, Code::Unauthenticated, "bearer");
+
+    // The admin may do anything.
+    c.create_stream(with_token(create("orders"), ADMIN))
+        .await
+        .unwrap();
+    c.create_stream(with_token(create("billing"), ADMIN))
+        .await
+        .unwrap();
+
+    // The writer writes orders, not billing; it may neither read nor administer.
+    c.put_record(with_token(put("orders"), WRITER))
+        .await
+        .unwrap();
+    let denied = c.put_record(with_token(put("billing"), WRITER)).await;
+    common::assert_rejected(
+        denied,
+        Code::PermissionDenied,
+        "may not write stream billing",
+    );
+    let iterator = pb::GetShardIteratorRequest {
+        stream_name: "orders".into(),
+        shard_id: "shardId-000000000000".into(),
+        shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
+        ..Default::default()
+    };
+    let denied = c
+        .get_shard_iterator(with_token(iterator.clone(), WRITER))
+        .await;
+    common::assert_rejected(denied, Code::PermissionDenied, "may not read stream orders");
+    let denied = c
+        .create_stream(with_token(create("orders-2"), WRITER))
+        .await;
+    common::assert_rejected(
+        denied,
+        Code::PermissionDenied,
+        "may not admin stream orders-2",
+    );
+
+    // The reader reads orders, sees only it, and cannot use an iterator of billing.
+    let it = c
+        .get_shard_iterator(with_token(iterator.clone(), READER))
+        .await
+        .unwrap()
+        .into_inner()
+        .shard_iterator;
+    let read = c
+        .get_records(with_token(
+            pb::GetRecordsRequest {
+                shard_iterator: it,
+                limit: 0,
+            },
+            READER,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!read.next_shard_iterator.is_empty());
+    let listed = c
+        .list_streams(with_token(pb::ListStreamsRequest {}, READER))
+        .await
+        .unwrap()
+        .into_inner()
+        .stream_names;
+    assert_eq!(listed, ["orders"]);
+    let billing_iterator = c
+        .get_shard_iterator(with_token(
+            pb::GetShardIteratorRequest {
+                stream_name: "billing".into(),
+                ..iterator.clone()
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .shard_iterator;
+    let denied = c
+        .get_records(with_token(
+            pb::GetRecordsRequest {
+                shard_iterator: billing_iterator,
+                limit: 0,
+            },
+            READER,
+        ))
+        .await;
+    common::assert_rejected(
+        denied,
+        Code::PermissionDenied,
+        "may not read stream billing",
+    );
+
+    // Nothing refused was stored: billing holds nothing, orders-2 does not exist.
+    let all = c
+        .list_streams(with_token(pb::ListStreamsRequest {}, ADMIN))
+        .await
+        .unwrap()
+        .into_inner()
+        .stream_names;
+    assert_eq!(all, ["billing", "orders"]);
+
+    // Groups and rules: administering them takes admin; consuming takes read.
+    let mut g = shardlog::proto::v1::consumer_groups_client::ConsumerGroupsClient::new(
+        server.channel().await,
+    );
+    let group = pb::CreateGroupRequest {
+        stream_name: "orders".into(),
+        group_name: "work".into(),
+        r#type: pb::GroupType::QueueStandard as i32,
+        ..Default::default()
+    };
+    let denied = g.create_group(with_token(group.clone(), READER)).await;
+    common::assert_rejected(denied, Code::PermissionDenied, "admin");
+    g.create_group(with_token(group, ADMIN)).await.unwrap();
+    let mut q = pb::queues_client::QueuesClient::new(server.channel().await);
+    let received = q
+        .receive_messages(with_token(
+            pb::ReceiveMessagesRequest {
+                stream_name: "orders".into(),
+                group_name: "work".into(),
+                max_messages: 10,
+                ..Default::default()
+            },
+            READER,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(received.len(), 1);
+    let mut router = pb::router_client::RouterClient::new(server.channel().await);
+    let rule = pb::PutRuleRequest {
+        rule_name: "copy".into(),
+        source_stream: "orders".into(),
+        targets: vec![pb::RuleTarget {
+            stream_name: "billing".into(),
+        }],
+        ..Default::default()
+    };
+    let denied = router.put_rule(with_token(rule, READER)).await;
+    common::assert_rejected(denied, Code::PermissionDenied, "admin");
+}
+
+#[tokio::test]
+async fn metrics_take_a_token_health_does_not_and_a_reload_changes_the_grants() {
+    let (server, auth, tmp) = server().await;
+    assert_eq!(get(server.http_addr, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get(server.http_addr, "/readyz").await.0, StatusCode::OK);
+    let (status, _, body) = get(server.http_addr, "/metrics").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // The Rust client sends its token with every call.
+    let options = ClientOptions {
+        token: Some(ADMIN.to_owned()),
+        ..ClientOptions::default()
+    };
+    let admin = Client::connect_with(server.url(), options).await.unwrap();
+    admin.create_stream("orders", 1).await.unwrap();
+    let anonymous = Client::connect(server.url()).await.unwrap();
+    let refused = anonymous.create_stream("orders-9", 1).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated));
+
+    // The reader may read orders; after a reload that takes read away, it may not.
+    let reader = Client::connect_with(
+        server.url(),
+        ClientOptions {
+            token: Some(READER.to_owned()),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    reader.list_shards("orders").await.unwrap();
+    auth_file(tmp.path(), "");
+    auth.reload().unwrap();
+    let refused = reader.list_shards("orders").await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied));
+    // A broken file leaves the grants in force.
+    std::fs::write(tmp.path().join("auth.toml"), "not toml [").unwrap();
+    assert!(auth.reload().is_err());
+    admin.list_shards("orders").await.unwrap();
+}
