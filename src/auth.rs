@@ -22,9 +22,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use std::num::NonZeroU32;
+
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use crate::broker::quotas::{take, Limiter};
 
 /// What a request does to a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -84,6 +88,10 @@ struct FileShape {
 struct PrincipalShape {
     name: String,
     #[serde(default)]
+    requests_per_second: Option<NonZeroU32>,
+    #[serde(default)]
+    bytes_per_second: Option<NonZeroU32>,
+    #[serde(default)]
     tokens_sha256: Vec<String>,
     #[serde(default)]
     access_keys: Vec<AccessKeyShape>,
@@ -105,15 +113,57 @@ struct GrantShape {
     actions: Vec<Action>,
 }
 
-/// One principal: its name and what it may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One principal: its name, what it may do, and how fast.
+#[derive(Debug)]
 pub struct Principal {
     /// Its name, as errors and logs show it.
     pub name: String,
     grants: Vec<(String, Vec<Action>)>,
+    /// Requests per second, over every API.
+    requests: Option<Limiter>,
+    /// Bytes put per second (record data, keys and attributes), over every API.
+    bytes: Option<Limiter>,
+}
+
+/// Why a principal's request was refused for its rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverRate {
+    /// The reason it is counted under: `principal_requests` or `principal_bytes`.
+    pub reason: &'static str,
+    /// What the client is told: the principal, the limit and the wait.
+    pub message: String,
 }
 
 impl Principal {
+    /// Takes one request from its request rate.
+    pub fn admit_request(&self) -> Result<(), OverRate> {
+        self.admit(self.requests.as_ref(), 1, "principal_requests", "requests")
+    }
+
+    /// Takes `bytes` put from its byte rate.
+    pub fn admit_bytes(&self, bytes: usize) -> Result<(), OverRate> {
+        self.admit(self.bytes.as_ref(), bytes, "principal_bytes", "bytes put")
+    }
+
+    fn admit(
+        &self,
+        limiter: Option<&Limiter>,
+        n: usize,
+        reason: &'static str,
+        what: &str,
+    ) -> Result<(), OverRate> {
+        let Some(l) = limiter else { return Ok(()) };
+        take(l, n).map_err(|wait| OverRate {
+            reason,
+            message: format!(
+                "principal {} is over its limit of {} {what} per second; retry after {} ms",
+                self.name,
+                l.rate(),
+                wait.as_millis().max(1)
+            ),
+        })
+    }
+
     /// Whether it may do `action` to `stream`.
     pub fn may(&self, action: Action, stream: &str) -> bool {
         self.grants
@@ -226,6 +276,8 @@ impl Authenticator {
                     .into_iter()
                     .map(|g| (g.streams, g.actions))
                     .collect(),
+                requests: p.requests_per_second.map(Limiter::per_second),
+                bytes: p.bytes_per_second.map(Limiter::per_second),
             }));
         }
         Ok(out)
@@ -287,6 +339,22 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Takes one request from the principal's request rate (anyone is unlimited).
+    pub fn admit_request(&self) -> Result<(), OverRate> {
+        match self {
+            Caller::Anyone => Ok(()),
+            Caller::Principal(p) => p.admit_request(),
+        }
+    }
+
+    /// Takes `bytes` put from the principal's byte rate.
+    pub fn admit_bytes(&self, bytes: usize) -> Result<(), OverRate> {
+        match self {
+            Caller::Anyone => Ok(()),
+            Caller::Principal(p) => p.admit_bytes(bytes),
+        }
+    }
+
     /// Whether the caller may do `action` to `stream`.
     pub fn may(&self, action: Action, stream: &str) -> bool {
         match self {

@@ -294,3 +294,108 @@ async fn metrics_take_a_token_health_does_not_and_a_reload_changes_the_grants() 
     assert!(auth.reload().is_err());
     admin.list_shards("orders").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_principal_over_its_request_or_byte_rate_is_refused_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("auth.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+open_metrics = true
+
+[[principal]]
+name = "chatty"
+tokens_sha256 = ["{}"]
+requests_per_second = 5
+[[principal.allow]]
+streams = "*"
+actions = ["read"]
+
+[[principal]]
+name = "narrow"
+tokens_sha256 = ["{}"]
+bytes_per_second = 100
+[[principal.allow]]
+streams = "*"
+actions = ["read", "write", "admin"]
+"#,
+            sha("chatty"),
+            sha("narrow")
+        ),
+    )
+    .unwrap();
+    let auth = Auth::from_file(&path).unwrap();
+    let server =
+        TestServer::start_with_auth(BrokerConfig::new(tmp.path().join("data")), auth).await;
+    let mut c = server.streams().await;
+
+    let mut refused = 0;
+    for _ in 0..10 {
+        if let Err(s) = c
+            .list_streams(with_token(pb::ListStreamsRequest {}, "chatty"))
+            .await
+        {
+            assert_eq!(s.code(), Code::ResourceExhausted, "{s}");
+            assert!(
+                s.message().contains("requests per second"),
+                "{}",
+                s.message()
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 4,
+        "{refused} of 10 requests refused at 5 per second"
+    );
+
+    c.create_stream(with_token(create("s"), "narrow"))
+        .await
+        .unwrap();
+    let sixty = |tag: &str| pb::PutRecordRequest {
+        stream_name: "s".into(),
+        partition_key: tag.into(),
+        data: vec![b'x'; 59].into(),
+        ..Default::default()
+    };
+    c.put_record(with_token(sixty("a"), "narrow"))
+        .await
+        .unwrap();
+    let over = c.put_record(with_token(sixty("b"), "narrow")).await;
+    common::assert_rejected(over, Code::ResourceExhausted, "bytes put per second");
+    let narrow = Client::connect_with(
+        server.url(),
+        ClientOptions {
+            token: Some("narrow".to_owned()),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let it = narrow
+        .get_shard_iterator(
+            "s",
+            "shardId-000000000000",
+            shardlog::client::Position::TrimHorizon,
+        )
+        .await
+        .unwrap();
+    let stored = narrow.get_records(&it, 100).await.unwrap();
+    assert_eq!(stored.records.len(), 1, "the refused put stored nothing");
+
+    let scrape = common::http::Scrape::of(server.http_addr).await;
+    for reason in ["principal_requests", "principal_bytes"] {
+        assert!(
+            scrape
+                .get(
+                    "shardlog_throttled_requests_total",
+                    &[("api", "grpc"), ("reason", reason)],
+                )
+                .unwrap_or(0.0)
+                >= 1.0,
+            "{reason}"
+        );
+    }
+}

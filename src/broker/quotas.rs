@@ -105,16 +105,13 @@ impl std::fmt::Debug for ShardLimiters {
 }
 
 fn limiter(rate: Option<NonZeroU32>) -> Option<Limiter> {
-    rate.map(|r| Limiter {
-        limiter: DefaultDirectRateLimiter::direct(Quota::per_second(r)),
-        burst: r,
-    })
+    rate.map(Limiter::per_second)
 }
 
 /// Takes `n` cells; the wait before they would fit when they do not now. More cells than one
 /// second's burst never fit at once: such an item takes the whole burst, so it passes when the
 /// limiter is idle and is slowed by the limit rather than refused for ever.
-fn take(l: &Limiter, n: usize) -> Result<(), Duration> {
+pub fn take(l: &Limiter, n: usize) -> Result<(), Duration> {
     let n = u32::try_from(n).unwrap_or(u32::MAX).min(l.burst.get());
     let Some(n) = NonZeroU32::new(n) else {
         return Ok(());
@@ -128,9 +125,30 @@ fn take(l: &Limiter, n: usize) -> Result<(), Duration> {
 }
 
 /// A limiter and its burst (one second's worth).
-struct Limiter {
+pub struct Limiter {
     limiter: DefaultDirectRateLimiter,
     burst: NonZeroU32,
+}
+
+impl Limiter {
+    /// A limit of `rate` cells per second, with a burst of one second's worth.
+    pub fn per_second(rate: NonZeroU32) -> Limiter {
+        Limiter {
+            limiter: DefaultDirectRateLimiter::direct(Quota::per_second(rate)),
+            burst: rate,
+        }
+    }
+
+    /// The limit, per second.
+    pub fn rate(&self) -> NonZeroU32 {
+        self.burst
+    }
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Limiter({}/s)", self.burst)
+    }
 }
 
 impl ShardLimiters {

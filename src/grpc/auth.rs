@@ -4,7 +4,8 @@
 
 use tonic::{Request, Status};
 
-use crate::auth::{Action, Auth, Caller};
+use super::status::THROTTLE_REASON_HEADER;
+use crate::auth::{Action, Auth, Caller, OverRate};
 
 /// The interceptor every service sits behind.
 pub(crate) fn interceptor(
@@ -16,9 +17,25 @@ pub(crate) fn interceptor(
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         let caller = auth.bearer(header).map_err(Status::unauthenticated)?;
+        caller.admit_request().map_err(over_rate)?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
+}
+
+/// A principal over its rates: `RESOURCE_EXHAUSTED`, with the reason for the metrics.
+pub(crate) fn over_rate(over: OverRate) -> Status {
+    let mut status = Status::resource_exhausted(over.message);
+    status.metadata_mut().insert(
+        THROTTLE_REASON_HEADER,
+        tonic::metadata::MetadataValue::from_static(over.reason),
+    );
+    status
+}
+
+/// Takes `bytes` put from the caller's byte rate.
+pub(crate) fn admit_bytes(caller: &Caller, bytes: usize) -> Result<(), Status> {
+    caller.admit_bytes(bytes).map_err(over_rate)
 }
 
 /// Who sent `request`: anyone when no interceptor ran (an embedded server without auth).

@@ -153,12 +153,17 @@ pub fn serve_stream(
                     match message {
                         Ok(Some(request)) => {
                             let begun = match StreamName::new(request.stream_name) {
-                                Ok(stream) => match caller.check(Action::Write, stream.as_str()) {
+                                Ok(stream) => match caller
+                                    .check(Action::Write, stream.as_str())
+                                    .map_err(Status::permission_denied)
+                                    .and_then(|()| {
+                                        super::auth::admit_bytes(&caller, request_bytes(&request.records))
+                                    }) {
                                     Ok(()) => broker
                                         .begin_put(&stream, entries(request.records))
                                         .await
                                         .map_err(to_status),
-                                    Err(denied) => Err(Status::permission_denied(denied)),
+                                    Err(refused) => Err(refused),
                                 },
                                 Err(invalid) => Err(to_status(invalid.into())),
                             };
@@ -182,6 +187,14 @@ pub fn serve_stream(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Bytes of data and partition keys in a PutRecords: what a principal's byte rate counts.
+pub(super) fn request_bytes(records: &[pb::PutRecordsRequestEntry]) -> usize {
+    records
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum()
 }
 
 /// The answer to a request rejected as a whole: the status PutRecords would have ended with.

@@ -112,7 +112,7 @@ pub fn to_status(e: BrokerError) -> Status {
 }
 
 /// Every reason [`throttle_reason`] gives.
-pub const THROTTLE_REASONS: [&str; 9] = [
+pub const THROTTLE_REASONS: [&str; 11] = [
     "commit_queue_full",
     "disk_full",
     "dedup_window_full",
@@ -122,6 +122,8 @@ pub const THROTTLE_REASONS: [&str; 9] = [
     "shard_put_bytes",
     "shard_read_bytes",
     "shard_get_records_calls",
+    "principal_requests",
+    "principal_bytes",
 ];
 
 /// The response header naming why a request was refused for a rate or capacity limit.

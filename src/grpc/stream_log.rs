@@ -270,6 +270,7 @@ impl StreamLog for StreamLogService {
         let caller = auth::caller(&request);
         let r = request.into_inner();
         check(&caller, Action::Write, &r.stream_name)?;
+        auth::admit_bytes(&caller, r.data.len() + r.partition_key.len())?;
         let entry = convert::put_entry(
             r.partition_key,
             r.data,
@@ -298,6 +299,7 @@ impl StreamLog for StreamLogService {
         let caller = auth::caller(&request);
         let r = request.into_inner();
         check(&caller, Action::Write, &r.stream_name)?;
+        auth::admit_bytes(&caller, put::request_bytes(&r.records))?;
         let results = self
             .broker
             .put_records(

@@ -228,7 +228,12 @@ async fn handle(
             sigv4::verify(&auth, &method, &uri, &headers, &body, now)
         }
     };
-    let answer = match answer {
+    let answer = match answer.and_then(|caller| {
+        caller
+            .admit_request()
+            .map(|()| caller)
+            .map_err(|over| KinesisError::new(ErrorKind::LimitExceeded, over.message))
+    }) {
         Ok(caller) => run(&kinesis, operation, &body, encoding, &caller).await,
         Err(e) => Err(e),
     };
@@ -379,6 +384,15 @@ fn authorize(
         },
     };
     if principal.may(action, &stream) {
+        if action == Action::Write {
+            let bytes = match r.list("Records") {
+                Some(records) => records.iter().map(put_bytes).sum(),
+                None => put_bytes(r),
+            };
+            principal
+                .admit_bytes(bytes)
+                .map_err(|over| KinesisError::new(ErrorKind::LimitExceeded, over.message))?;
+        }
         return Ok(());
     }
     Err(KinesisError::new(
@@ -390,6 +404,12 @@ fn authorize(
             k.stream_arn(&stream),
         ),
     ))
+}
+
+/// Bytes of data and partition key of one put entry (a PutRecord request or a PutRecords
+/// entry), as a principal's byte rate counts them.
+fn put_bytes(entry: &Value<'_>) -> usize {
+    entry.bytes("Data").map_or(0, <[u8]>::len) + entry.str("PartitionKey").map_or(0, str::len)
 }
 
 /// The operations served.
