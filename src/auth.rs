@@ -296,6 +296,11 @@ impl Authenticator {
         found.map(|i| Arc::clone(&self.principals[i]))
     }
 
+    /// The principal of this name.
+    pub fn by_name(&self, name: &str) -> Option<Arc<Principal>> {
+        self.principals.iter().find(|p| p.name == name).cloned()
+    }
+
     /// The principal and secret of an access key id.
     pub fn by_access_key(&self, id: &str) -> Option<(Arc<Principal>, &str)> {
         self.access_keys

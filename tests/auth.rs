@@ -399,3 +399,115 @@ actions = ["read", "write", "admin"]
         );
     }
 }
+
+#[tokio::test]
+async fn a_rule_routes_with_its_makers_rights_as_they_stand_and_stops_when_they_are_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("auth.toml");
+    let file = |router_actions: &str| {
+        format!(
+            r#"
+[[principal]]
+name = "admin"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "*"
+actions = ["read", "write", "admin"]
+
+[[principal]]
+name = "router"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "src"
+actions = ["read", "admin"]
+[[principal.allow]]
+streams = "dst"
+actions = [{router_actions}]
+"#,
+            sha(ADMIN),
+            sha("router")
+        )
+    };
+    std::fs::write(&path, file(r#""write""#)).unwrap();
+    let auth = Auth::from_file(&path).unwrap();
+    let server =
+        TestServer::start_with_auth(BrokerConfig::new(tmp.path().join("data")), auth.clone()).await;
+    let mut c = server.streams().await;
+    c.create_stream(with_token(create("src"), ADMIN))
+        .await
+        .unwrap();
+    c.create_stream(with_token(create("dst"), ADMIN))
+        .await
+        .unwrap();
+    let mut router = pb::router_client::RouterClient::new(server.channel().await);
+    let rule = pb::PutRuleRequest {
+        rule_name: "copy".into(),
+        source_stream: "src".into(),
+        targets: vec![pb::RuleTarget {
+            stream_name: "dst".into(),
+        }],
+        start_position: pb::ShardIteratorType::TrimHorizon as i32,
+        ..Default::default()
+    };
+    router.put_rule(with_token(rule, "router")).await.unwrap();
+
+    let admin = Client::connect_with(
+        server.url(),
+        ClientOptions {
+            token: Some(ADMIN.to_owned()),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let count = |stream: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let it = admin
+                .get_shard_iterator(
+                    stream,
+                    "shardId-000000000000",
+                    shardlog::client::Position::TrimHorizon,
+                )
+                .await
+                .unwrap();
+            admin.get_records(&it, 100).await.unwrap().records.len()
+        }
+    };
+    c.put_record(with_token(put("src"), ADMIN)).await.unwrap();
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
+    while count("dst").await < 1 {
+        assert!(
+            deadline.tick().await,
+            "the rule did not route with its maker's rights"
+        );
+    }
+
+    // The maker loses write on the target: the rule stops with the refusal, routing nothing.
+    std::fs::write(&path, file("")).unwrap();
+    auth.reload().unwrap();
+    c.put_record(with_token(put("src"), ADMIN)).await.unwrap();
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
+    loop {
+        let described = router
+            .describe_rule(with_token(
+                pb::DescribeRuleRequest {
+                    rule_name: "copy".into(),
+                },
+                ADMIN,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .rule
+            .unwrap();
+        if described
+            .last_error
+            .contains("principal router may not write stream dst")
+        {
+            break;
+        }
+        assert!(deadline.tick().await, "no refusal: {described:?}");
+    }
+    assert_eq!(count("dst").await, 1, "the refused rule routed");
+}

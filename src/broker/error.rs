@@ -35,6 +35,16 @@ pub enum BrokerError {
         /// The stream.
         stream: StreamName,
     },
+    /// The principal a rule acts for may no longer do what the rule does.
+    #[error("principal {principal} may not {action} stream {stream}")]
+    NotPermitted {
+        /// The principal.
+        principal: String,
+        /// What it may not do.
+        action: crate::auth::Action,
+        /// To which stream.
+        stream: StreamName,
+    },
     /// A shard's throughput limit refused a put entry or a read.
     #[error(
         "rate exceeded for shard {shard} of stream {stream}: over its limit of {} per second; \

@@ -272,7 +272,13 @@ pub(crate) struct Inner {
     pub(crate) requests: stats::RequestStats,
     /// Numbers subscriptions, for their metrics.
     pub(crate) next_subscription: std::sync::atomic::AtomicU64,
+    /// Whether a principal may still do something (with an auth file): what the server's own
+    /// work done in a principal's name checks before it acts.
+    pub(crate) permissions: RwLock<Option<PermissionCheck>>,
 }
+
+/// Says whether principal (by name) may do an action to a stream (by name).
+pub type PermissionCheck = Arc<dyn Fn(&str, crate::auth::Action, &str) -> bool + Send + Sync>;
 
 /// The broker. Cheap to clone.
 #[derive(Clone)]
@@ -339,6 +345,7 @@ impl Broker {
                 shutdown,
                 requests: stats::RequestStats::default(),
                 next_subscription: std::sync::atomic::AtomicU64::new(0),
+                permissions: RwLock::new(None),
             }),
         };
         {
@@ -729,6 +736,40 @@ impl Broker {
             first_error.map_or(Ok(()), |e| Err(BrokerError::from(e)))
         })
         .await?
+    }
+
+    /// Sets how work done in a principal's name (rules) checks its rights as they stand.
+    pub fn set_permission_check(&self, check: PermissionCheck) {
+        *self
+            .inner
+            .permissions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(check);
+    }
+
+    /// Whether `principal` may do `action` to `stream`; always without a check set.
+    pub(crate) fn permitted(
+        &self,
+        principal: &str,
+        action: crate::auth::Action,
+        stream: &StreamName,
+    ) -> Result<(), BrokerError> {
+        let check = self
+            .inner
+            .permissions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match check {
+            Some(check) if !check(principal, action, stream.as_str()) => {
+                Err(BrokerError::NotPermitted {
+                    principal: principal.to_owned(),
+                    action,
+                    stream: stream.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A receiver that turns true when shutdown starts.

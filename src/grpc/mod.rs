@@ -151,6 +151,15 @@ pub async fn serve_listeners(
     let queues = QueuesServer::new(QueuesService::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    if auth.is_on() {
+        let rights = auth.clone();
+        broker.set_permission_check(std::sync::Arc::new(move |principal, action, stream| {
+            rights
+                .current()
+                .and_then(|a| a.by_name(principal))
+                .is_some_and(|p| p.may(action, stream))
+        }));
+    }
     let local = listener.local_addr().ok();
     let kinesis = kinesis.map(|(listener, config)| {
         let mut stopping = broker.shutdown_signal();

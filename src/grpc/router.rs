@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{self, check};
 use super::convert;
 use super::status::to_status;
-use crate::auth::Action;
+use crate::auth::{Action, Caller};
 use crate::broker::{Broker, BrokerError, IteratorKind, RuleDescription, RuleSpec, RuleStatus};
 use crate::proto::v1 as pb;
 use crate::proto::v1::router_server::Router;
@@ -141,6 +141,10 @@ impl Router for RouterService {
         let described = self
             .broker
             .put_rule(RuleSpec {
+                owner: match &caller {
+                    Caller::Principal(p) => Some(p.name.clone()),
+                    Caller::Anyone => None,
+                },
                 name,
                 source,
                 filter: convert::filter(r.filter),

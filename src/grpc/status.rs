@@ -21,6 +21,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         BrokerError::TooMany { .. }
         | BrokerError::ReshardLimit { .. }
         | BrokerError::Throttled { .. } => Code::ResourceExhausted,
+        BrokerError::NotPermitted { .. } => Code::PermissionDenied,
         BrokerError::InvalidArgument { .. }
         | BrokerError::InvalidAttribute { .. }
         | BrokerError::InvalidPattern { .. }
@@ -616,6 +617,14 @@ pub(crate) mod tests {
                 Code::Internal,
             ),
             (
+                BrokerError::NotPermitted {
+                    principal: "router".into(),
+                    action: crate::auth::Action::Write,
+                    stream: stream(),
+                },
+                Code::PermissionDenied,
+            ),
+            (
                 BrokerError::Throttled {
                     stream: stream(),
                     shard: ShardId(0),
@@ -670,10 +679,11 @@ pub(crate) mod tests {
             BrokerError::StreamUpdating { .. } => "StreamUpdating",
             BrokerError::ReshardLimit { .. } => "ReshardLimit",
             BrokerError::Throttled { .. } => "Throttled",
+            BrokerError::NotPermitted { .. } => "NotPermitted",
         }
     }
 
-    const VARIANTS: usize = 29;
+    const VARIANTS: usize = 30;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

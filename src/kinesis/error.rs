@@ -343,6 +343,7 @@ mod tests {
                 ],
                 Code::Unavailable => &[ErrorKind::ServiceUnavailable],
                 Code::Internal | Code::DataLoss => &[ErrorKind::InternalFailure],
+                Code::PermissionDenied => &[ErrorKind::AccessDenied],
                 other => panic!("a code the table should not hold: {other:?}"),
             };
             assert!(

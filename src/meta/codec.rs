@@ -536,6 +536,7 @@ fn definition_to_pb(d: &RuleDefinition) -> pb::RuleDefinition {
         filter: d.filter.as_ref().map(filter_to_pb),
         targets: d.targets.iter().map(ToString::to_string).collect(),
         enabled: d.enabled,
+        owner: d.owner.clone(),
     }
 }
 
@@ -549,6 +550,7 @@ fn definition_from_pb(d: pb::RuleDefinition) -> Result<RuleDefinition, CodecErro
             .map(StreamName::new)
             .collect::<Result<_, _>>()?,
         enabled: d.enabled,
+        owner: d.owner,
     })
 }
 
@@ -988,6 +990,7 @@ mod tests {
                 StreamName::new("audit").unwrap(),
             ],
             enabled: false,
+            owner: Some("router".into()),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct RuleDefinition {
     pub targets: Vec<StreamName>,
     /// False keeps the rule's position and routes nothing.
     pub enabled: bool,
+    /// The principal that made it (with an auth file): the rule routes with its rights, checked
+    /// again before every batch it puts.
+    pub owner: Option<String>,
 }
 
 /// One change to the metadata. Applying the same commands in the same order to the same state

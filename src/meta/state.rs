@@ -910,6 +910,7 @@ mod tests {
                 filter: None,
                 targets: targets.iter().map(|t| name(t)).collect(),
                 enabled: true,
+                owner: None,
             },
             created_at_ms: Timestamp::from_millis(at),
             start: [(ShardId(0), SequenceNumber::new(at))].into(),

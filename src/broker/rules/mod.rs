@@ -82,6 +82,8 @@ pub struct RuleSpec {
     pub enabled: bool,
     /// Where a new rule starts: `TrimHorizon` or `Latest`.
     pub start: IteratorKind,
+    /// The principal making it (with an auth file), whose rights it routes with.
+    pub owner: Option<String>,
 }
 
 /// How a rule is doing.
@@ -256,6 +258,7 @@ impl Broker {
                 filter: spec.filter,
                 targets: spec.targets,
                 enabled: spec.enabled,
+                owner: spec.owner,
             },
             created_at_ms: Timestamp::now(),
             start,

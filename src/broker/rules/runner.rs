@@ -403,6 +403,15 @@ impl Worker {
     /// Puts `records` (those the target does not hold yet) into `target`, in order, in one
     /// request; fails on the first entry that fails.
     async fn put(&self, target: &StreamName, records: &[StoredRecord]) -> Result<(), BrokerError> {
+        // The rule routes with its maker's rights as they stand now (an auth file may have
+        // been reloaded since): it stops, with the refusal as its error, when they are gone.
+        if let Some(owner) = &self.record.definition.owner {
+            let source = &self.record.definition.source;
+            self.broker
+                .permitted(owner, crate::auth::Action::Read, source)?;
+            self.broker
+                .permitted(owner, crate::auth::Action::Write, target)?;
+        }
         let batch: Vec<PutEntry> = records
             .iter()
             .filter(|r| !self.routed.contains(target, self.shard, r.sequence))
