@@ -225,6 +225,40 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any `Authorization` and `X-Amz-Date` text, cut or garbled, is refused with an
+        /// error and never panics; only the key's own signature passes.
+        #[test]
+        fn any_header_text_is_refused_without_a_panic(
+            auth_header in "\\PC{0,200}",
+            date in "[0-9TZ]{0,20}",
+            cut in 0usize..220,
+        ) {
+            let auth = Authenticator::parse(
+                "[[principal]]\nname = \"p\"\naccess_keys = [{ id = \"AKID\", secret = \"s\" }]\n",
+            )
+            .unwrap();
+            let real = format!(
+                "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/kinesis/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature={auth_header}"
+            );
+            for text in [auth_header.clone(), real.chars().take(cut).collect::<String>()] {
+                let mut headers = HeaderMap::new();
+                if let Ok(v) = text.parse() {
+                    headers.insert("authorization", v);
+                }
+                if let Ok(v) = date.parse() {
+                    headers.insert("x-amz-date", v);
+                }
+                headers.insert("host", "localhost".parse().unwrap());
+                let uri: Uri = "/".parse().unwrap();
+                proptest::prop_assert!(
+                    verify(&auth, &Method::POST, &uri, &headers, b"[]", 1_440_938_160).is_err()
+                );
+            }
+        }
+    }
+
     #[test]
     fn amz_dates_read_as_unix_seconds() {
         assert_eq!(amz_date_seconds("19700101T000000Z"), Some(0));

@@ -270,6 +270,17 @@ impl Queues {
             .cloned()
     }
 
+    /// The live groups of a stream.
+    fn of_stream(&self, stream: &StreamName) -> Vec<Arc<QueueGroup>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|g| &g.stream == stream)
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn remove_stream(&self, stream: &StreamName) {
         self.groups
             .write()
@@ -364,11 +375,7 @@ impl Broker {
         created_at_ms: Timestamp,
         queue: &crate::meta::QueueRecord,
     ) -> Result<QueueGroup, BrokerError> {
-        let cfg = &self.config().queues;
-        let limits = WindowLimits {
-            max_messages: cfg.window,
-            max_cached_bytes: cfg.window_bytes,
-        };
+        let limits = self.window_limits();
         let matcher = match &queue.definition.filter {
             Some(f) => Some(self.matcher(f, "filter")?),
             None => None,
@@ -398,25 +405,20 @@ impl Broker {
         })
     }
 
+    /// The bounds of a queue group's window of each shard, as configured.
+    fn window_limits(&self) -> WindowLimits {
+        let cfg = &self.config().queues;
+        WindowLimits {
+            max_messages: cfg.window,
+            max_cached_bytes: cfg.window_bytes,
+        }
+    }
+
     /// Gives every queue group of a stream the shards a reshard made; they start at their
     /// first record, and a FIFO group holds their messages back behind their parents'.
     pub(crate) fn queues_follow_reshard(&self, handle: &StreamHandle) {
-        let cfg = &self.config().queues;
-        let limits = WindowLimits {
-            max_messages: cfg.window,
-            max_cached_bytes: cfg.window_bytes,
-        };
-        let groups: Vec<Arc<QueueGroup>> = self
-            .inner
-            .queues
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|g| g.stream == handle.descriptor.name)
-            .cloned()
-            .collect();
-        for group in groups {
+        let limits = self.window_limits();
+        for group in self.inner.queues.of_stream(&handle.descriptor.name) {
             {
                 let mut shards = group.shards.write().unwrap_or_else(|p| p.into_inner());
                 let mut grown: Vec<Arc<LiveShard>> = shards.as_ref().clone();
@@ -439,17 +441,7 @@ impl Broker {
 
     /// Lets every queue group of a stream forget the shards retired since.
     pub(crate) fn queues_follow_retirement(&self, handle: &StreamHandle) {
-        let groups: Vec<Arc<QueueGroup>> = self
-            .inner
-            .queues
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|g| g.stream == handle.descriptor.name)
-            .cloned()
-            .collect();
-        for group in groups {
+        for group in self.inner.queues.of_stream(&handle.descriptor.name) {
             let mut shards = group.shards.write().unwrap_or_else(|p| p.into_inner());
             let kept: Vec<Arc<LiveShard>> = shards
                 .iter()
