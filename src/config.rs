@@ -251,6 +251,17 @@ pub struct Settings {
     /// authenticated and authorised (read again on SIGHUP) [default: none]
     #[arg(long, env = "SHARDLOG_AUTH_FILE", value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
+    /// PEM certificate chain: TLS on every listener (gRPC, Kinesis, HTTP), read again when the
+    /// file changes or on SIGHUP; needs --tls-key [default: none]
+    #[arg(long, env = "SHARDLOG_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [default: none]
+    #[arg(long, env = "SHARDLOG_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: every client must present a certificate they issued (mutual TLS);
+    /// needs --tls-cert [default: none]
+    #[arg(long, env = "SHARDLOG_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Address the HTTP admin endpoints (/metrics, /healthz, /readyz) listen on, or `off`
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "SHARDLOG_HTTP_LISTEN", value_name = "ADDR|off")]
@@ -291,6 +302,12 @@ pub struct Config {
     pub http_listen: Option<String>,
     /// The auth file; `None`: every request is allowed.
     pub auth_file: Option<PathBuf>,
+    /// TLS on every listener, with `tls_key`; `None`: plain TCP (see [`Config::tls`]).
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The CA client certificates must chain to; `None`: no client certificate asked.
+    pub tls_client_ca: Option<PathBuf>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax. Default `info`.
     pub log: String,
     /// Everything the engine is opened with; `data_dir` defaults to `./data` here.
@@ -305,6 +322,9 @@ impl Default for Config {
             kinesis: KinesisConfig::default(),
             http_listen: Some(crate::http::DEFAULT_LISTEN.to_owned()),
             auth_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             log: DEFAULT_LOG.to_owned(),
             broker: BrokerConfig::new(DEFAULT_DATA_DIR),
         }
@@ -435,6 +455,9 @@ impl Config {
             config.http_listen = (addr != "off").then_some(addr);
         }
         config.auth_file = layer!(auth_file);
+        config.tls_cert = layer!(tls_cert);
+        config.tls_key = layer!(tls_key);
+        config.tls_client_ca = layer!(tls_client_ca);
         let quotas = &mut config.broker.shard_quotas;
         if let Some(preset) = layer!(shard_limits) {
             *quotas = match preset {
@@ -467,6 +490,15 @@ impl Config {
         config
     }
 
+    /// The TLS files, when TLS is on (after [`Config::validate`]: both the certificate and key).
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// Checks every setting; the error names the first one out of range, as its flag does.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn check(
@@ -495,6 +527,16 @@ impl Config {
                 format!("{addr:?} is neither an address (HOST:PORT) nor `off`")
             })?;
         }
+        check(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_key",
+            || "--tls-cert and --tls-key go together: give both or neither".to_owned(),
+        )?;
+        check(
+            self.tls_client_ca.is_none() || self.tls_cert.is_some(),
+            "tls_client_ca",
+            || "--tls-client-ca needs --tls-cert and --tls-key".to_owned(),
+        )?;
         let account = &self.kinesis.account;
         check(
             account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
@@ -770,6 +812,37 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_go_together_and_the_file_form_is_the_flags() {
+        let both = Config::load(flags(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]))
+            .expect("cert and key");
+        let files = both.tls().expect("TLS on");
+        assert_eq!(
+            (files.cert.as_path(), files.key.as_path()),
+            (Path::new("c.pem"), Path::new("k.pem"))
+        );
+        assert_eq!(files.client_ca, None);
+        let from_file = Config::from_layers(
+            Settings::default(),
+            file("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_client_ca = \"ca.pem\"\n"),
+        );
+        assert_eq!(
+            from_file.tls().and_then(|t| t.client_ca),
+            Some("ca.pem".into())
+        );
+        assert_eq!(Config::default().tls(), None);
+        for (args, named) in [
+            (&["--tls-cert", "c.pem"][..], "tls_key"),
+            (&["--tls-key", "k.pem"][..], "tls_key"),
+            (&["--tls-client-ca", "ca.pem"][..], "tls_client_ca"),
+        ] {
+            match Config::load(flags(args)) {
+                Err(ConfigError::Invalid { setting, .. }) => assert_eq!(setting, named, "{args:?}"),
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_missing_config_file_is_reported_with_its_path() {
         let error = Config::load(flags(&["--config", "/nonexistent/shardlog.toml"]))
             .expect_err("no such file");
@@ -1015,6 +1088,9 @@ mod tests {
             ),
             ("shard_limits", "off".to_owned()),
             ("auth_file", "none".to_owned()),
+            ("tls_cert", "none".to_owned()),
+            ("tls_key", "none".to_owned()),
+            ("tls_client_ca", "none".to_owned()),
             ("shard_put_records_per_sec", "none".to_owned()),
             ("shard_put_bytes_per_sec", "none".to_owned()),
             ("shard_read_bytes_per_sec", "none".to_owned()),

@@ -88,6 +88,7 @@ pub mod proto;
 pub mod route;
 pub mod storage;
 pub mod stream;
+pub mod tls;
 
 // What a program embedding the engine or talking to a server reaches for first.
 pub use broker::{Broker, BrokerConfig, BrokerError};

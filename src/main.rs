@@ -90,7 +90,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .init();
     // Signal handlers first: a SIGTERM during recovery must stop the server, not kill it.
     let shutdown = shutdown_signal()?;
-    // Bind before opening the data directory, so a taken port fails fast.
+    // TLS files read and ports bound before opening the data directory, so a bad certificate
+    // or a taken port fails fast.
+    let tls = match config.tls() {
+        Some(files) => {
+            let tls = shardlog::tls::Tls::load(files)?;
+            tracing::info!(
+                cert = %tls.files().cert.display(),
+                client_certificates = tls.files().client_ca.is_some(),
+                "TLS on every listener"
+            );
+            tls.watch_files(shardlog::tls::TLS_FILE_POLL);
+            Some(tls)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -115,7 +129,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(path) => {
             let auth = shardlog::auth::Auth::from_file(path)?;
             tracing::info!(file = %path.display(), "requests are authenticated and authorised");
-            reload_on_sighup(auth.clone())?;
             auth
         }
         None => {
@@ -123,14 +136,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             shardlog::auth::Auth::open()
         }
     };
+    reload_on_sighup(
+        config.auth_file.is_some().then(|| auth.clone()),
+        tls.clone(),
+    )?;
     // Health answers during recovery (alive, not ready); stopped once the rest has stopped.
     let admin = shardlog::http::Admin::starting().with_auth(auth.clone());
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = http.map(|listener| {
-        tokio::spawn(shardlog::http::serve(listener, admin.clone(), async {
-            let _ = http_stopped.await;
-        }))
-    });
+    let http = match http {
+        Some(listener) => {
+            let incoming =
+                shardlog::tls::Incoming::new(listener, tls.as_ref(), shardlog::tls::Alpn::Http)?;
+            Some(tokio::spawn(shardlog::http::serve(
+                incoming,
+                admin.clone(),
+                async {
+                    let _ = http_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
         data_dir = %config.broker.data_dir.display(),
         fsync = ?config.broker.commit.policy,
@@ -150,6 +176,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         kinesis,
         http: None,
         auth,
+        tls,
     };
     let served = shardlog::grpc::serve_listeners(broker, listeners, shutdown).await;
     let _ = http_stop.send(());
@@ -165,18 +192,33 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the auth file again on every SIGHUP; a file that does not load leaves the principals
-/// in force, and says why.
+/// Reads the auth file and the TLS files again on every SIGHUP; a file that does not load
+/// leaves what is in force, and says why.
 #[cfg(unix)]
-fn reload_on_sighup(auth: shardlog::auth::Auth) -> io::Result<()> {
+fn reload_on_sighup(
+    auth: Option<shardlog::auth::Auth>,
+    tls: Option<shardlog::tls::Tls>,
+) -> io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match auth.reload() {
-                Ok(()) => tracing::info!("auth file read again"),
-                Err(e) => {
-                    tracing::error!(error = %e, "auth file not reloaded; the one in force stays")
+            if let Some(auth) = &auth {
+                match auth.reload() {
+                    Ok(()) => tracing::info!("auth file read again"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "auth file not reloaded; the one in force stays"
+                    ),
+                }
+            }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate files read again"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS certificate files not reloaded; the ones in force stay"
+                    ),
                 }
             }
         }
@@ -185,7 +227,10 @@ fn reload_on_sighup(auth: shardlog::auth::Auth) -> io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn reload_on_sighup(_auth: shardlog::auth::Auth) -> io::Result<()> {
+fn reload_on_sighup(
+    _auth: Option<shardlog::auth::Auth>,
+    _tls: Option<shardlog::tls::Tls>,
+) -> io::Result<()> {
     Ok(())
 }
 

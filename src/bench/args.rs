@@ -236,6 +236,34 @@ pub struct BenchArgs {
     /// http://127.0.0.1:4567; with --embedded, the embedded server's own]
     #[arg(long, value_name = "URL")]
     pub kinesis_endpoint: Option<String>,
+    /// Bearer token, for a server with an auth file
+    #[arg(
+        long,
+        env = "SHARDLOG_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// PEM CA certificate an https:// server's certificate must chain to [default: the
+    /// system's]
+    #[arg(long, value_name = "FILE", conflicts_with = "embedded")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a server that asks for one (mutual TLS)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client_key",
+        conflicts_with = "embedded"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of --client-cert
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client_cert",
+        conflicts_with = "embedded"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Start a server in this process on a temporary directory, removed at the end
     #[arg(long)]
     pub embedded: bool,
@@ -341,6 +369,10 @@ impl Default for BenchArgs {
             server: None,
             api: Api::Grpc,
             kinesis_endpoint: None,
+            token: None,
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
             embedded: true,
             data_dir: None,
             fsync: None,
@@ -421,6 +453,8 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: Target,
+    /// How the gRPC clients connect: token and TLS.
+    pub client: shardlog::client::ClientOptions,
     /// The API of the measured traffic (and, for Kinesis, of the setup).
     pub api: Api,
     pub workload: Workload,
@@ -604,8 +638,23 @@ impl Plan {
             Workload::Produce | Workload::E2e | Workload::Route | Workload::Reshard => args.records,
         };
         let reshard_steps = reshard_steps(args)?;
+        let tls = shardlog::client::ClientTls::from_files(
+            args.ca_cert.as_deref(),
+            args.client_cert.as_deref(),
+            args.client_key.as_deref(),
+        )
+        .map_err(|e| BenchError::InvalidArgument {
+            setting: "ca-cert",
+            reason: e.to_string(),
+        })?;
+        let client = shardlog::client::ClientOptions {
+            token: args.token.clone(),
+            tls,
+            ..Default::default()
+        };
         Ok(Plan {
             target,
+            client,
             api: args.api,
             workload: args.workload,
             consume_mode: args.consume_mode,

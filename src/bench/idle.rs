@@ -28,17 +28,20 @@ impl IdleSubscribers {
     /// LATEST, over [`IDLE_CONNECTIONS`] connections.
     pub async fn open(
         url: &str,
+        options: &shardlog::client::ClientOptions,
         stream: &str,
         count: usize,
     ) -> Result<IdleSubscribers, BenchError> {
         let mut clients = Vec::new();
         for _ in 0..count.min(IDLE_CONNECTIONS) {
-            clients.push(Client::connect(url.to_owned()).await.map_err(|source| {
-                BenchError::Client {
-                    step: "connecting the idle subscribers",
-                    source,
-                }
-            })?);
+            clients.push(
+                Client::connect_with(url.to_owned(), options.clone())
+                    .await
+                    .map_err(|source| BenchError::Client {
+                        step: "connecting the idle subscribers",
+                        source,
+                    })?,
+            );
         }
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -290,8 +290,8 @@ impl Measured {
     }
 }
 
-async fn connect(url: &str) -> Result<Client, BenchError> {
-    Client::connect(url.to_owned())
+async fn connect(plan: &Plan, url: &str) -> Result<Client, BenchError> {
+    Client::connect_with(url.to_owned(), plan.client.clone())
         .await
         .map_err(|source| BenchError::Client {
             step: "connecting to the server",
@@ -300,10 +300,10 @@ async fn connect(url: &str) -> Result<Client, BenchError> {
 }
 
 /// One connection per producer or consumer.
-async fn connections(url: &str, n: usize) -> Result<Vec<Client>, BenchError> {
+async fn connections(plan: &Plan, url: &str, n: usize) -> Result<Vec<Client>, BenchError> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
-        clients.push(connect(url).await?);
+        clients.push(connect(plan, url).await?);
     }
     Ok(clients)
 }
@@ -351,13 +351,19 @@ fn record_shape(plan: &Plan, run_id: &str, stamp_epoch: Option<Instant>) -> Reco
 }
 
 async fn measure(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
-    let admin = connect(url).await?;
+    let admin = connect(plan, url).await?;
     let shard_ids = ensure_stream(&admin, plan).await?;
     let idle = match plan.idle_subscribers {
         0 => None,
-        n => {
-            Some(idle::IdleSubscribers::open(url, &idle::idle_stream_name(&plan.stream), n).await?)
-        }
+        n => Some(
+            idle::IdleSubscribers::open(
+                url,
+                &plan.client,
+                &idle::idle_stream_name(&plan.stream),
+                n,
+            )
+            .await?,
+        ),
     };
     let measured = match plan.workload {
         Workload::Produce => measure_produce(plan, url, run_id).await,
@@ -400,7 +406,7 @@ fn planned_produce_phase(
 }
 
 async fn measure_produce(plan: &Plan, url: &str, run_id: &str) -> Result<Measured, BenchError> {
-    let clients = connections(url, plan.producers).await?;
+    let clients = connections(plan, url, plan.producers).await?;
     let meter = Arc::new(Meter::default());
     let phase = planned_produce_phase(plan, record_shape(plan, run_id, None), &meter, None, None);
     let progress = Progress::start("produce", Arc::clone(&meter), phase.start);
@@ -431,7 +437,7 @@ async fn measure_consume(
             elapsed: Duration::ZERO,
         }
     };
-    let clients = connections(url, plan.consumers).await?;
+    let clients = connections(plan, url, plan.consumers).await?;
     let meter = Arc::new(Meter::default());
     let start = Instant::now();
     let progress = Progress::start("consume", Arc::clone(&meter), start);
@@ -460,7 +466,7 @@ async fn fill(
     run_id: &str,
     records: u64,
 ) -> Result<FillReport, BenchError> {
-    let clients = connections(url, plan.producers).await?;
+    let clients = connections(plan, url, plan.producers).await?;
     let meter = Arc::new(Meter::default());
     let start = Instant::now();
     let phase = Arc::new(ProducePhase {
@@ -499,8 +505,8 @@ async fn measure_e2e(
     run_id: &str,
     shard_ids: &[String],
 ) -> Result<Measured, BenchError> {
-    let producers = connections(url, plan.producers).await?;
-    let consumers = connections(url, plan.consumers).await?;
+    let producers = connections(plan, url, plan.producers).await?;
+    let consumers = connections(plan, url, plan.consumers).await?;
     let meter = Arc::new(Meter::default());
     let acked = Arc::new(AckedTail::default());
     // The process-local epoch of the send times the records carry.
@@ -536,7 +542,7 @@ async fn measure_route(
     run_id: &str,
     admin: &Client,
 ) -> Result<Measured, BenchError> {
-    let clients = connections(url, plan.producers).await?;
+    let clients = connections(plan, url, plan.producers).await?;
     let shape = record_shape(plan, run_id, None);
     let rule = route::RouteRule::put(admin, plan, &shape).await?;
     let meter = Arc::new(Meter::default());
@@ -561,8 +567,8 @@ async fn measure_reshard(
     run_id: &str,
     admin: &Client,
 ) -> Result<Measured, BenchError> {
-    let clients = connections(url, plan.producers).await?;
-    let probe = connect(url).await?;
+    let clients = connections(plan, url, plan.producers).await?;
+    let probe = connect(plan, url).await?;
     let meter = Arc::new(Meter::default());
     let phase = planned_produce_phase(plan, record_shape(plan, run_id, None), &meter, None, None);
     let progress = Progress::start("reshard", Arc::clone(&meter), phase.start);
@@ -605,7 +611,7 @@ async fn measure_queue(
     .await?;
     let measured = async {
         let fill = fill(plan, url, run_id, wanted).await?;
-        let clients = connections(url, plan.consumers).await?;
+        let clients = connections(plan, url, plan.consumers).await?;
         let meter = Arc::new(Meter::default());
         let start = Instant::now();
         let progress = Progress::start("queue", Arc::clone(&meter), start);

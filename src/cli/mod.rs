@@ -70,12 +70,37 @@ pub(crate) struct ServerArg {
         hide_env_values = true
     )]
     pub(crate) token: Option<String>,
+    /// PEM CA certificate an https:// server's certificate must chain to [default: the
+    /// system's]
+    #[arg(long, env = "SHARDLOG_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate, for a server that asks for one (mutual TLS)
+    #[arg(
+        long,
+        env = "SHARDLOG_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub(crate) client_cert: Option<std::path::PathBuf>,
+    /// PEM key of --client-cert
+    #[arg(
+        long,
+        env = "SHARDLOG_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub(crate) client_key: Option<std::path::PathBuf>,
 }
 
 impl ServerArg {
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let options = shardlog::client::ClientOptions {
             token: self.token.clone(),
+            tls: shardlog::client::ClientTls::from_files(
+                self.ca_cert.as_deref(),
+                self.client_cert.as_deref(),
+                self.client_key.as_deref(),
+            )?,
             ..shardlog::client::ClientOptions::default()
         };
         Ok(Client::connect_with(self.url.clone(), options).await?)

@@ -98,6 +98,72 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Bearer token sent with every call, for a server with an auth file (default none).
     pub token: Option<String>,
+    /// How an `https://` server is trusted, and the certificate shown to one that asks
+    /// (default: the system's CA certificates, no client certificate).
+    pub tls: ClientTls,
+}
+
+/// TLS settings of a connection to an `https://` URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM CA certificates the server's certificate must chain to; `None`: the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate chain and private key shown to a server that asks for one (mutual TLS).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Name the server's certificate must carry; `None`: the URL's host.
+    pub domain: Option<String>,
+}
+
+impl ClientTls {
+    /// Reads the CA and the client certificate and key from PEM files (`--ca-cert`,
+    /// `--client-cert`, `--client-key`); a certificate needs its key.
+    pub fn from_files(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<ClientTls, ClientError> {
+        let read = |what: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| ClientError::TlsFile {
+                what,
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((read("certificate", cert)?, read("key", key)?)),
+            (None, None) => None,
+            _ => {
+                return Err(ClientError::Tls {
+                    reason: "a client certificate and its key go together: give both".into(),
+                })
+            }
+        };
+        Ok(ClientTls {
+            ca_pem: ca.map(|path| read("CA certificate", path)).transpose()?,
+            identity,
+            domain: None,
+        })
+    }
+
+    fn is_set(&self) -> bool {
+        self.ca_pem.is_some() || self.identity.is_some() || self.domain.is_some()
+    }
+
+    fn config(&self) -> tonic::transport::ClientTlsConfig {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_pem {
+            Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = &self.domain {
+            config = config.domain_name(domain.clone());
+        }
+        config
+    }
 }
 
 impl Default for ClientOptions {
@@ -108,6 +174,7 @@ impl Default for ClientOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             token: None,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -158,6 +225,23 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The TLS settings are not usable.
+    #[error("TLS: {reason}")]
+    Tls {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A certificate or key file could not be read.
+    #[error("cannot read the {what} {}: {source}", path.display())]
+    TlsFile {
+        /// Which file.
+        what: &'static str,
+        /// Where.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The connection could not be opened.
     #[error("cannot connect to {url}")]
     Connect {
@@ -197,6 +281,8 @@ impl ClientError {
             ClientError::Rpc { source, .. } => Some(source),
             ClientError::InvalidAddress { .. }
             | ClientError::Connect { .. }
+            | ClientError::Tls { .. }
+            | ClientError::TlsFile { .. }
             | ClientError::CallEnded { .. } => None,
         }
     }
@@ -362,10 +448,21 @@ impl Client {
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
         let url = url.into();
-        let endpoint = match Endpoint::from_shared(url.clone()) {
+        let mut endpoint = match Endpoint::from_shared(url.clone()) {
             Ok(endpoint) => endpoint,
             Err(source) => return Err(ClientError::InvalidAddress { url, source }),
         };
+        if endpoint.uri().scheme_str() == Some("https") {
+            endpoint = endpoint
+                .tls_config(options.tls.config())
+                .map_err(|e| ClientError::Tls {
+                    reason: format!("{url}: {e}"),
+                })?;
+        } else if options.tls.is_set() {
+            return Err(ClientError::Tls {
+                reason: format!("TLS settings are given but {url} is not an https:// URL"),
+            });
+        }
         let channel = endpoint
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true)

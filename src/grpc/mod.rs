@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::broker::Broker;
 use crate::kinesis::KinesisConfig;
@@ -59,6 +58,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// A listener given to serve on is not usable.
+    #[error("listener not usable: {0}")]
+    Listener(#[source] std::io::Error),
     /// The final sync of every shard failed on the way out.
     #[error("final sync failed: {0}")]
     Shutdown(#[from] crate::broker::BrokerError),
@@ -75,6 +77,8 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
     /// Who may do what; open without an auth file.
     pub auth: crate::auth::Auth,
+    /// TLS for every listener given here; `None`: plain TCP.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Serves the broker's gRPC services on `listener` until `shutdown` resolves, then stops
@@ -100,6 +104,7 @@ pub async fn serve_with_kinesis(
         kinesis,
         http: None,
         auth: crate::auth::Auth::open(),
+        tls: None,
     };
     serve_listeners(broker, listeners, shutdown).await
 }
@@ -116,7 +121,21 @@ pub async fn serve_listeners(
         kinesis,
         http,
         auth,
+        tls,
     } = listeners;
+    use crate::tls::{Alpn, Incoming};
+    let bind = |listener: TcpListener, alpn| -> Result<Incoming, ServerError> {
+        let addr = listener.local_addr().map_err(ServerError::Listener)?;
+        Incoming::new(listener, tls.as_ref(), alpn)
+            .map_err(|source| ServerError::Bind { addr, source })
+    };
+    let kinesis = match kinesis {
+        Some((listener, config)) => Some((bind(listener, Alpn::Http)?, config)),
+        None => None,
+    };
+    let http = http.map(|l| bind(l, Alpn::Http)).transpose()?;
+    let local = listener.local_addr().ok();
+    let incoming = bind(listener, Alpn::Grpc)?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StreamLogServer<StreamLogService>>()
@@ -160,7 +179,6 @@ pub async fn serve_listeners(
                 .is_some_and(|p| p.may(action, stream))
         }));
     }
-    let local = listener.local_addr().ok();
     let kinesis = kinesis.map(|(listener, config)| {
         let mut stopping = broker.shutdown_signal();
         let stopped = async move {
@@ -209,12 +227,9 @@ pub async fn serve_listeners(
         .add_service(groups)
         .add_service(router)
         .add_service(queues)
-        .serve_with_incoming_shutdown(
-            // `Server::tcp_nodelay` applies only to listeners tonic binds itself; without
-            // TCP_NODELAY every response waits on the peer's delayed ACK (~40 ms).
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        );
+        // `Incoming` sets TCP_NODELAY on every connection (`Server::tcp_nodelay` applies
+        // only to listeners tonic binds itself).
+        .serve_with_incoming_shutdown(incoming, shutdown);
     // tonic's graceful stop waits for every connection to finish its streams, and a response
     // to a client that stopped reading never finishes (HTTP/2 flow control holds it): past
     // the grace, stop without them.

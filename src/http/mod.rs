@@ -14,7 +14,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
 
 use crate::auth::Auth;
 use crate::broker::stats::OK;
@@ -72,7 +71,7 @@ impl Admin {
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn serve(
-    listener: TcpListener,
+    listener: crate::tls::Incoming,
     admin: Admin,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -81,7 +80,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(admin);
-    tracing::info!(addr = ?listener.local_addr().ok(), "serving metrics and health over HTTP");
+    tracing::info!(addr = %listener.local_addr(), "serving metrics and health over HTTP");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -31,7 +31,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
-use tokio::net::TcpListener;
 
 use self::error::{Account, ErrorKind, KinesisError};
 use self::schema::{check_types, validate, Member};
@@ -156,7 +155,7 @@ impl Kinesis {
 /// lets requests in flight finish.
 pub async fn serve(
     broker: Broker,
-    listener: TcpListener,
+    listener: crate::tls::Incoming,
     config: KinesisConfig,
     auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -172,7 +171,7 @@ pub async fn serve(
         .fallback(handle)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
-    tracing::info!(addr = ?listener.local_addr().ok(), "serving the Kinesis API");
+    tracing::info!(addr = %listener.local_addr(), "serving the Kinesis API");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

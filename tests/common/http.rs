@@ -13,16 +13,47 @@ use tokio::net::TcpStream;
 /// GETs `path`; returns the status, the content type and the body as text.
 pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String, String) {
     let stream = TcpStream::connect(addr).await.expect("connect");
+    get_on(stream, addr, path).await.expect("response")
+}
+
+/// GETs `path` over TLS, trusting what `config` trusts; an error when the connection or the
+/// handshake fails.
+pub async fn get_tls(
+    addr: SocketAddr,
+    path: &str,
+    config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+) -> Result<(StatusCode, String, String), String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::from(addr.ip());
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    get_on(stream, addr, path).await
+}
+
+/// GETs `path` over a connection already open.
+pub async fn get_on<S>(
+    stream: S,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(StatusCode, String, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("handshake");
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
     tokio::spawn(conn);
     let request = Request::builder()
         .uri(path)
         .header("host", addr.to_string())
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let response = sender.send_request(request).await.expect("response");
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
     let (parts, body) = response.into_parts();
     let content_type = parts
         .headers
@@ -30,12 +61,12 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String, String) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = body.collect().await.expect("body").to_bytes();
-    (
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((
         parts.status,
         content_type,
         String::from_utf8(body.to_vec()).expect("text"),
-    )
+    ))
 }
 
 /// One scrape: every sample by name and labels.

@@ -713,13 +713,23 @@ impl TestServer {
         io: std::sync::Arc<dyn shardlog::fsio::Io>,
         kinesis: shardlog::kinesis::KinesisConfig,
     ) -> TestServer {
-        Self::start_all(config, io, kinesis, shardlog::auth::Auth::open()).await
+        Self::start_all(config, io, kinesis, shardlog::auth::Auth::open(), None).await
     }
 
     /// Starts a server that checks every request against `auth`.
     pub async fn start_with_auth(config: BrokerConfig, auth: shardlog::auth::Auth) -> TestServer {
         let io = RealIo::shared();
-        Self::start_all(config, io, Default::default(), auth).await
+        Self::start_all(config, io, Default::default(), auth, None).await
+    }
+
+    /// Starts a server with TLS on every listener (and `auth`, open or not).
+    pub async fn start_with_tls(
+        config: BrokerConfig,
+        auth: shardlog::auth::Auth,
+        tls: shardlog::tls::Tls,
+    ) -> TestServer {
+        let io = RealIo::shared();
+        Self::start_all(config, io, Default::default(), auth, Some(tls)).await
     }
 
     async fn start_all(
@@ -727,6 +737,7 @@ impl TestServer {
         io: std::sync::Arc<dyn shardlog::fsio::Io>,
         kinesis: shardlog::kinesis::KinesisConfig,
         auth: shardlog::auth::Auth,
+        tls: Option<shardlog::tls::Tls>,
     ) -> TestServer {
         let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -749,6 +760,7 @@ impl TestServer {
                 kinesis: Some((kinesis_listener, kinesis)),
                 http: Some(http_listener),
                 auth,
+                tls,
             };
             shardlog::grpc::serve_listeners(broker, listeners, async {
                 let _ = stopped.await;
@@ -772,3 +784,4 @@ pub mod fifo;
 pub mod groups;
 pub mod http;
 pub mod kinesis;
+pub mod tls;
