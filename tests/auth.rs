@@ -511,3 +511,160 @@ actions = [{router_actions}]
     }
     assert_eq!(count("dst").await, 1, "the refused rule routed");
 }
+
+#[tokio::test]
+async fn dead_letters_move_with_the_group_makers_rights_as_they_stand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("auth.toml");
+    let file = |dead_actions: &str| {
+        format!(
+            r#"
+[[principal]]
+name = "admin"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "*"
+actions = ["read", "write", "admin"]
+
+[[principal]]
+name = "queuer"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "jobs"
+actions = ["read", "admin"]
+[[principal.allow]]
+streams = "jobs-dead"
+actions = [{dead_actions}]
+"#,
+            sha(ADMIN),
+            sha("queuer")
+        )
+    };
+    std::fs::write(&path, file(r#""write""#)).unwrap();
+    let auth = Auth::from_file(&path).unwrap();
+    let server =
+        TestServer::start_with_auth(BrokerConfig::new(tmp.path().join("data")), auth.clone()).await;
+    let as_ = |token: &str| {
+        Client::connect_with(
+            server.url(),
+            ClientOptions {
+                token: Some(token.to_owned()),
+                ..ClientOptions::default()
+            },
+        )
+    };
+    let admin = as_(ADMIN).await.unwrap();
+    let queuer = as_("queuer").await.unwrap();
+    admin.create_stream("jobs", 1).await.unwrap();
+    admin.create_stream("jobs-dead", 1).await.unwrap();
+    queuer
+        .create_group(pb::CreateGroupRequest {
+            stream_name: "jobs".into(),
+            group_name: "workers".into(),
+            r#type: pb::GroupType::QueueStandard as i32,
+            max_receive_count: 1,
+            dead_letter_stream: "jobs-dead".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the maker may write the dead-letter stream");
+    let status = || async {
+        admin
+            .describe_group("jobs", "workers")
+            .await
+            .unwrap()
+            .queue
+            .expect("a queue group")
+    };
+    let dead_count = || async {
+        let it = admin
+            .get_shard_iterator(
+                "jobs-dead",
+                "shardId-000000000000",
+                shardlog::client::Position::TrimHorizon,
+            )
+            .await
+            .unwrap();
+        admin.get_records(&it, 100).await.unwrap().records.len()
+    };
+    // Receives the one message once and lets it go: the next receive finds it over its count.
+    let fail_once = || async {
+        let got = admin
+            .receive_messages(
+                "jobs",
+                "workers",
+                10,
+                None,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        admin
+            .change_message_visibility(
+                "jobs",
+                "workers",
+                &got[0].receipt_handle,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let again = admin
+            .receive_messages("jobs", "workers", 10, None, Default::default())
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "received past its count: {again:?}");
+    };
+
+    admin.put_record("jobs", "k", "first").await.unwrap();
+    fail_once().await;
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
+    while status().await.messages_dead_lettered < 1 {
+        assert!(
+            deadline.tick().await,
+            "the first message was not dead-lettered"
+        );
+    }
+    assert_eq!(dead_count().await, 1);
+    assert_eq!(status().await.dead_letter_error, "");
+
+    // The maker loses write on the dead-letter stream: the next message stays in the queue.
+    std::fs::write(&path, file("")).unwrap();
+    auth.reload().unwrap();
+    admin.put_record("jobs", "k", "second").await.unwrap();
+    fail_once().await;
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
+    loop {
+        let s = status().await;
+        if s.dead_letter_error
+            .contains("principal queuer may not write stream jobs-dead")
+        {
+            assert_eq!(s.messages_dead_lettered, 1, "{s:?}");
+            break;
+        }
+        assert!(deadline.tick().await, "no refusal: {s:?}");
+    }
+    assert_eq!(dead_count().await, 1, "moved without the maker's rights");
+
+    // The rights come back: a later receive moves it, and the refusal is history.
+    std::fs::write(&path, file(r#""write""#)).unwrap();
+    auth.reload().unwrap();
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
+    loop {
+        let got = admin
+            .receive_messages("jobs", "workers", 10, None, Default::default())
+            .await
+            .unwrap();
+        assert!(
+            got.is_empty(),
+            "a message past its count was handed out: {got:?}"
+        );
+        let s = status().await;
+        if s.messages_dead_lettered == 2 {
+            assert_eq!(s.dead_letter_error, "", "{s:?}");
+            break;
+        }
+        assert!(deadline.tick().await, "not moved once allowed: {s:?}");
+    }
+    assert_eq!(dead_count().await, 2);
+}

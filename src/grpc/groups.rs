@@ -185,6 +185,7 @@ impl ConsumerGroups for ConsumerGroupsService {
                         .map(ToString::to_string)
                         .unwrap_or_default(),
                     filter: q.definition.filter.as_ref().map(convert::filter_to_pb),
+                    dead_letter_error: q.dead_letter_error.clone().unwrap_or_default(),
                 }),
             }));
         }
@@ -296,6 +297,10 @@ impl ConsumerGroups for ConsumerGroupsService {
                     dead_letter_stream,
                     start,
                     filter: convert::filter(r.filter),
+                    owner: match &caller {
+                        crate::auth::Caller::Principal(p) => Some(p.name.clone()),
+                        crate::auth::Caller::Anyone => None,
+                    },
                 },
             )
             .await

@@ -345,6 +345,7 @@ fn queue_definition_to_pb(d: &QueueDefinition) -> pb::QueueDefinition {
             .map(ToString::to_string)
             .unwrap_or_default(),
         filter: d.filter.as_ref().map(filter_to_pb),
+        owner: d.owner.clone(),
     }
 }
 
@@ -369,6 +370,7 @@ fn queue_definition_from_pb(d: pb::QueueDefinition) -> Result<QueueDefinition, C
             Some(StreamName::new(d.dead_letter_stream)?)
         },
         filter: d.filter.map(filter_from_pb),
+        owner: d.owner,
     })
 }
 
@@ -1021,6 +1023,7 @@ mod tests {
                 pattern: r#"{"a":[1]}"#.into(),
                 scope: FilterScope::Data,
             }),
+            owner: Some("orders-admin".into()),
         }
     }
 

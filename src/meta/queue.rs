@@ -40,6 +40,9 @@ pub struct QueueDefinition {
     pub dead_letter_stream: Option<StreamName>,
     /// Only matching records enter the queue; `None`: all.
     pub filter: Option<Filter>,
+    /// The principal that made the group (with an auth file): messages are moved to the
+    /// dead-letter stream with its rights, checked again at every move.
+    pub owner: Option<String>,
 }
 
 /// A received message not yet done.
@@ -230,6 +233,7 @@ mod tests {
                 max_receive_count: 3,
                 dead_letter_stream: None,
                 filter: None,
+                owner: None,
             },
             &[(ShardId(0), SequenceNumber::new(10))].into(),
         )

@@ -1022,6 +1022,7 @@ mod tests {
                     max_receive_count: 0,
                     dead_letter_stream: None,
                     filter: None,
+                    owner: None,
                 },
                 [(ShardId(0), SequenceNumber::new(0))].into(),
             )),

@@ -89,6 +89,15 @@ impl Broker {
         let Some(target) = q.definition.dead_letter_stream.clone() else {
             return self.finish_dead_letters(q, Vec::new(), all).await;
         };
+        // The group's maker's rights as they stand: a maker who may no longer write the
+        // dead-letter stream moves nothing there, and the messages stay in the queue.
+        if let Some(owner) = &q.definition.owner {
+            if let Err(e) = self.permitted(owner, crate::auth::Action::Write, &target) {
+                tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "dead letters not moved");
+                q.dead_letter_failed(e.to_string());
+                return self.finish_dead_letters(q, Vec::new(), all).await;
+            }
+        }
         let missing = taken
             .iter()
             .filter(|(_, t)| t.record.is_none())
@@ -125,6 +134,7 @@ impl Broker {
             Ok(pending) => pending.finish().await,
             Err(e) => {
                 tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "could not put into the dead-letter stream");
+                q.dead_letter_failed(e.to_string());
                 return self.finish_dead_letters(q, Vec::new(), all).await;
             }
         };
@@ -134,9 +144,13 @@ impl Broker {
                 Ok(_) => stored.push(source),
                 Err(e) => {
                     tracing::error!(stream = %q.stream, group = %q.group, dead_letter_stream = %target, error = %e, "a dead letter was not stored");
+                    q.dead_letter_failed(e.to_string());
                     failed.push(source);
                 }
             }
+        }
+        if failed.is_empty() {
+            q.dead_letter_failed_no_more();
         }
         self.finish_dead_letters(q, stored, failed).await;
     }

@@ -142,6 +142,9 @@ pub struct GroupSpec {
     pub start: QueueStart,
     /// Queue groups: only matching records enter the queue.
     pub filter: Option<Filter>,
+    /// Queue groups: the principal making it, whose rights move messages to the dead-letter
+    /// stream (checked at every move); `None` without an auth file.
+    pub owner: Option<String>,
 }
 
 /// One message a receive hands out.
@@ -179,6 +182,9 @@ pub struct QueueDescription {
     pub oldest_age: Duration,
     /// Durable counters.
     pub counters: QueueCounters,
+    /// Why the last move to the dead-letter stream failed, when it did (the messages stay in
+    /// the queue and are moved at a later receive); `None` once one succeeds.
+    pub dead_letter_error: Option<String>,
 }
 
 type GroupKey = (StreamName, GroupName);
@@ -225,6 +231,8 @@ pub(crate) struct QueueGroup {
     /// Woken when messages may have become ready without a put: a release, a delete that
     /// unblocks a FIFO group, a dead letter done.
     wake: Notify,
+    /// Why the last move to the dead-letter stream failed; cleared by one that succeeds.
+    dead_letter_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Every live queue group, and the journal their changes go through.
@@ -235,6 +243,29 @@ pub(crate) struct Queues {
 }
 
 impl QueueGroup {
+    /// Remembers why a move to the dead-letter stream failed, for DescribeGroup.
+    fn dead_letter_failed(&self, why: String) {
+        *self
+            .dead_letter_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    fn last_dead_letter_error(&self) -> Option<String> {
+        self.dead_letter_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A move succeeded whole: the last failure is history.
+    fn dead_letter_failed_no_more(&self) {
+        self.dead_letter_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
     /// Messages in flight over all shards, for the group's cap.
     fn in_flight(&self) -> usize {
         self.shards()
@@ -402,6 +433,7 @@ impl Broker {
             shards: RwLock::new(Arc::new(shards)),
             next_shard: AtomicUsize::new(0),
             wake: Notify::new(),
+            dead_letter_error: std::sync::Mutex::default(),
         })
     }
 
@@ -608,6 +640,7 @@ impl Broker {
             max_receive_count,
             dead_letter_stream: spec.dead_letter_stream.clone(),
             filter: spec.filter.clone(),
+            owner: spec.owner.clone(),
         })
     }
 
@@ -1152,6 +1185,7 @@ impl Broker {
             in_flight,
             oldest_age: oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
             counters,
+            dead_letter_error: q.last_dead_letter_error(),
         })
     }
 
