@@ -3,6 +3,8 @@
 //! and the server is not stopping). It serves from the moment its port is bound, before
 //! recovery, so an orchestrator can tell a server that is starting from one that is gone.
 
+mod console;
+pub mod history;
 pub mod metrics;
 
 use std::future::Future;
@@ -23,10 +25,25 @@ use crate::broker::Broker;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// What the listener serves from: the broker once the data directory is open.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Admin {
     broker: Arc<OnceLock<Broker>>,
     auth: Auth,
+    /// What the console plots, sampled from the broker once it is open.
+    history: Arc<history::History>,
+    /// When the listener started: the console's uptime.
+    started: Instant,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            broker: Arc::default(),
+            auth: Auth::default(),
+            history: Arc::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Admin {
@@ -61,7 +78,10 @@ impl Admin {
     pub fn open(&self, broker: Broker) {
         // Set once; a second broker for the same listener would be a caller's bug, and the
         // first stays in force.
-        let _ = self.broker.set(broker);
+        if self.broker.set(broker.clone()).is_ok() {
+            let history = Arc::clone(&self.history);
+            tokio::spawn(async move { history.sample(broker).await });
+        }
     }
 
     fn ready(&self) -> Option<&Broker> {
@@ -79,6 +99,17 @@ pub async fn serve(
         .route("/metrics", get(scrape))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", get(console::page))
+        .route("/api/overview", get(console::overview))
+        .route("/api/streams", axum::routing::post(console::create_stream))
+        .route(
+            "/api/streams/{name}",
+            get(console::stream).delete(console::delete_stream),
+        )
+        .route(
+            "/api/streams/{name}/records",
+            get(console::records).post(console::put_record),
+        )
         .with_state(admin);
     tracing::info!(addr = %listener.local_addr(), "serving metrics and health over HTTP");
     axum::serve(listener, app)

@@ -1,0 +1,474 @@
+//! The web console in a real headless browser (Chromium, run with `--dump-dom` after the
+//! page's scripts have run against the server), and its JSON API over real HTTP.
+//!
+//! Chromium comes from the distribution's packages (`.ci/run` installs it). Without one on the
+//! machine the browser checks say so and stop, unless `SHARDLOG_REQUIRE_BROWSER` is set (as CI
+//! sets it), which makes a missing browser a failure.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Deadline, TestServer};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use shardlog::client::{Client, Membership};
+use shardlog::proto::v1 as pb;
+
+/// The browser, if the machine has one.
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SHARDLOG_CHROMIUM") {
+        return Some(path.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+    .find(|candidate| candidate.is_file())
+}
+
+fn browser_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("SHARDLOG_REQUIRE_BROWSER").is_none(),
+            "SHARDLOG_REQUIRE_BROWSER is set but no Chromium was found (install the `chromium` \
+             package or set SHARDLOG_CHROMIUM)"
+        );
+        eprintln!("no Chromium on this machine: the browser checks are skipped");
+    }
+    found
+}
+
+/// The page at `url` as the browser has it once its scripts ran and their requests ended.
+async fn dom(browser: &std::path::Path, url: String) -> String {
+    let browser = browser.to_owned();
+    let profile = tempfile::tempdir().unwrap();
+    let profile_dir = profile.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+                "--virtual-time-budget=4000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile_dir.display()))
+            .arg(url)
+            .output()
+            .expect("run Chromium")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "Chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 DOM")
+}
+
+/// The numbers a plot's series carries: `data-max` and `data-last` of the polyline named
+/// `series` in the figure whose label is `label`.
+fn series(dom: &str, label: &str, series: &str) -> (f64, f64) {
+    let figure = dom
+        .split("<figure>")
+        .find(|f| f.contains(&format!("aria-label=\"{label}\"")))
+        .unwrap_or_else(|| panic!("no plot {label:?} in the page"));
+    let line = figure
+        .split("<polyline")
+        .find(|l| l.contains(&format!("data-name=\"{series}\"")))
+        .unwrap_or_else(|| panic!("no series {series:?} in plot {label:?}"));
+    let attr = |name: &str| -> f64 {
+        let start = line.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+        let end = start + line[start..].find('"').unwrap();
+        line[start..end].parse().unwrap()
+    };
+    (attr("data-max"), attr("data-last"))
+}
+
+/// One HTTP request to the admin listener; the status and the JSON body.
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let response = sender
+        .send_request(request.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, json)
+}
+
+/// Waits until the stream's plotted history satisfies `done`.
+async fn history_until(addr: SocketAddr, stream: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = Deadline::after(Duration::from_secs(30));
+    loop {
+        let (status, body) = call(addr, "GET", &format!("/api/streams/{stream}"), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if done(&body["history"]) {
+            return;
+        }
+        assert!(
+            deadline.tick().await,
+            "the history never got there: {}",
+            body["history"]
+        );
+    }
+}
+
+fn max_of(v: &Value) -> f64 {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).fold(0.0, f64::max))
+        .unwrap_or(0.0)
+}
+
+fn last_of(v: &Value) -> Option<f64> {
+    v.as_array()?.last()?.as_f64()
+}
+
+fn attribute(value: &str) -> pb::AttributeValue {
+    pb::AttributeValue {
+        data_type: "String".into(),
+        string_value: value.into(),
+        ..Default::default()
+    }
+}
+
+// Chromium runs as a child process while the test waits on it: the server needs threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_streams_throughput_lag_and_records() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let http = server.http_addr;
+    let client = Client::connect(server.url()).await.unwrap();
+    client.create_stream("orders", 2).await.unwrap();
+
+    // The overview lists a stream created over gRPC.
+    let page = dom(&browser, format!("http://{http}/#/")).await;
+    assert!(page.contains("href=\"#/stream/orders\""), "{page}");
+
+    // A producer runs: the stream's throughput plot rises.
+    let producing = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                let entries = (0..50)
+                    .map(|i| pb::PutRecordsRequestEntry {
+                        partition_key: format!("k{}", n * 50 + i),
+                        data: Bytes::from(format!("{{\"n\": {}}}", n * 50 + i)),
+                        ..Default::default()
+                    })
+                    .collect();
+                client.put_records("orders", entries).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    history_until(http, "orders", |h| max_of(&h["records_in"]) > 0.0).await;
+    let page = dom(&browser, format!("http://{http}/#/stream/orders")).await;
+    let (peak, _) = series(&page, "records/s", "in");
+    assert!(peak > 0.0, "the throughput plot stays flat");
+    producing.abort();
+    let _ = producing.await;
+
+    // A lease group behind the stream shows lag, then none once it checkpoints the end.
+    let member = Membership {
+        stream: "orders".into(),
+        group: "billing".into(),
+        member_id: "m1".into(),
+    };
+    let joined = client.join_group(&member, None).await.unwrap();
+    history_until(http, "orders", |h| max_of(&h["groups"]["billing"]) > 0.0).await;
+    for lease in &joined.assignments {
+        let described = client.describe_group("orders", "billing").await.unwrap();
+        let progress = described
+            .shards
+            .iter()
+            .find(|s| s.shard_id == lease.shard_id)
+            .unwrap();
+        let last = progress
+            .latest_sequence_number
+            .expect("records in the shard");
+        client
+            .commit_checkpoint(&member, &lease.shard_id, lease.lease_epoch, last)
+            .await
+            .unwrap();
+    }
+    history_until(http, "orders", |h| {
+        last_of(&h["groups"]["billing"]) == Some(0.0)
+    })
+    .await;
+    let page = dom(&browser, format!("http://{http}/#/stream/orders")).await;
+    let (lag_peak, lag_last) = series(&page, "billing lag (records)", "lag");
+    assert!(lag_peak > 0.0, "no lag was ever plotted");
+    assert_eq!(lag_last, 0.0, "the lag plot does not fall to zero");
+
+    // The record browser: a record with attributes, and a filter that keeps only matches.
+    client.create_stream("events", 1).await.unwrap();
+    for (kind, n) in [("order", 1), ("refund", 2), ("order", 3)] {
+        client
+            .put_record_with(pb::PutRecordRequest {
+                stream_name: "events".into(),
+                partition_key: format!("p{n}"),
+                data: Bytes::from(format!("{{\"type\": \"{kind}\", \"n\": {n}}}")),
+                attributes: [("channel".to_owned(), attribute(&format!("web-{n}")))].into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let page = dom(
+        &browser,
+        format!("http://{http}/#/stream/events?shard=shardId-000000000000&from=trim_horizon"),
+    )
+    .await;
+    assert!(page.contains("3 records"), "{page}");
+    assert!(page.contains("channel</code> (String) = web-2"), "{page}");
+    assert!(
+        page.contains("&quot;refund&quot;") || page.contains("\"refund\""),
+        "{page}"
+    );
+    let pattern = url_encode(r#"{"type": ["order"]}"#);
+    let page = dom(
+        &browser,
+        format!("http://{http}/#/stream/events?shard=shardId-000000000000&pattern={pattern}"),
+    )
+    .await;
+    assert!(page.contains("2 of 3 records match"), "{page}");
+    assert!(
+        !page.contains("web-2"),
+        "a record that does not match is shown"
+    );
+    assert!(page.contains("web-1") && page.contains("web-3"), "{page}");
+    server.stop().await;
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn admin_actions_are_allowed_as_over_grpc_and_refused_without_the_right() {
+    use sha2::{Digest, Sha256};
+    let sha = |t: &str| -> String {
+        Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("auth.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[principal]]
+name = "ops"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "*"
+actions = ["read", "write", "admin"]
+
+[[principal]]
+name = "viewer"
+tokens_sha256 = ["{}"]
+[[principal.allow]]
+streams = "*"
+actions = ["read"]
+"#,
+            sha("ops-token"),
+            sha("viewer-token")
+        ),
+    )
+    .unwrap();
+    let auth = shardlog::auth::Auth::from_file(&path).unwrap();
+    let server =
+        TestServer::start_with_auth(shardlog::BrokerConfig::new(tmp.path().join("data")), auth)
+            .await;
+    let http = server.http_addr;
+    let create = serde_json::json!({ "name": "made-here" });
+
+    let (status, body) = call(http, "GET", "/api/overview", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = call(
+        http,
+        "POST",
+        "/api/streams",
+        Some("viewer-token"),
+        Some(create.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("viewer may not admin stream made-here"),
+        "{body}"
+    );
+    let (status, body) = call(
+        http,
+        "POST",
+        "/api/streams",
+        Some("ops-token"),
+        Some(create),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(
+        http,
+        "GET",
+        "/api/streams/made-here",
+        Some("viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["shards"].as_array().unwrap().len(),
+        4,
+        "the default shard count"
+    );
+
+    let record = serde_json::json!({
+        "partition_key": "k",
+        "data": "{\"hello\": 1}",
+        "attributes": [{ "name": "source", "value": "console" }],
+    });
+    let put = "/api/streams/made-here/records";
+    let (status, _) = call(
+        http,
+        "POST",
+        put,
+        Some("viewer-token"),
+        Some(record.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = call(http, "POST", put, Some("ops-token"), Some(record)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let shard = body["shard"].as_str().unwrap().to_owned();
+    let read = format!(
+        "/api/streams/made-here/records?shard={shard}&from=at_sequence&at={}",
+        body["sequence"].as_str().unwrap()
+    );
+    let (status, body) = call(http, "GET", &read, Some("viewer-token"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["records"][0]["attributes"][0]["value"], "console");
+    assert_eq!(body["records"][0]["json"], "{\n  \"hello\": 1\n}");
+
+    // Bad input is named, and nothing is harmed by it.
+    let (status, body) = call(
+        http,
+        "GET",
+        &format!("/api/streams/made-here/records?shard={shard}&from=sideways"),
+        Some("ops-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid from"),
+        "{body}"
+    );
+    let (status, body) = call(
+        http,
+        "GET",
+        &format!("/api/streams/made-here/records?shard={shard}&pattern=%7Bnope"),
+        Some("ops-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("pattern"),
+        "{body}"
+    );
+
+    let (status, _) = call(
+        http,
+        "DELETE",
+        "/api/streams/made-here",
+        Some("viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        http,
+        "GET",
+        "/api/streams/made-here",
+        Some("viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a refused delete deleted");
+    let (status, _) = call(
+        http,
+        "DELETE",
+        "/api/streams/made-here",
+        Some("ops-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        http,
+        "GET",
+        "/api/streams/made-here",
+        Some("ops-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
