@@ -81,6 +81,42 @@ async fn dom(browser: &std::path::Path, url: String) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 DOM")
 }
 
+/// With `SHARDLOG_SCREENSHOTS=DIR`, saves what the browser shows of `url` as `DIR/NAME.png`
+/// (how the pictures in `docs/` are made).
+async fn screenshot(browser: &std::path::Path, url: String, name: &str) {
+    let Some(dir) = std::env::var_os("SHARDLOG_SCREENSHOTS") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+    let browser = browser.to_owned();
+    let profile = tempfile::tempdir().unwrap();
+    let profile_dir = profile.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=1280,1400",
+                "--virtual-time-budget=4000",
+            ])
+            .arg(format!("--user-data-dir={}", profile_dir.display()))
+            .arg(format!("--screenshot={}", path.display()))
+            .arg(url)
+            .output()
+            .expect("run Chromium")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The numbers a plot's series carries: `data-max` and `data-last` of the polyline named
 /// `series` in the figure whose label is `label`.
 fn series(dom: &str, label: &str, series: &str) -> (f64, f64) {
@@ -210,6 +246,7 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
     let page = dom(&browser, format!("http://{http}/#/stream/orders")).await;
     let (peak, _) = series(&page, "records/s", "in");
     assert!(peak > 0.0, "the throughput plot stays flat");
+    screenshot(&browser, format!("http://{http}/#/"), "console-overview").await;
     producing.abort();
     let _ = producing.await;
 
@@ -245,6 +282,19 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
     assert!(lag_peak > 0.0, "no lag was ever plotted");
     assert_eq!(lag_last, 0.0, "the lag plot does not fall to zero");
 
+    // After a reshard the page draws the closed shards and their children.
+    client.update_shard_count("orders", 4).await.unwrap();
+    let page = dom(&browser, format!("http://{http}/#/stream/orders")).await;
+    assert!(page.contains("aria-label=\"Shard lineage"), "{page}");
+    assert!(page.contains("shardId-000000000000 (closed)"), "{page}");
+    assert!(page.contains("shardId-000000000005 (open)"), "{page}");
+    screenshot(
+        &browser,
+        format!("http://{http}/#/stream/orders"),
+        "console-stream",
+    )
+    .await;
+
     // The record browser: a record with attributes, and a filter that keeps only matches.
     client.create_stream("events", 1).await.unwrap();
     for (kind, n) in [("order", 1), ("refund", 2), ("order", 3)] {
@@ -277,6 +327,12 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
     )
     .await;
     assert!(page.contains("2 of 3 records match"), "{page}");
+    screenshot(
+        &browser,
+        format!("http://{http}/#/stream/events?shard=shardId-000000000000&pattern={pattern}"),
+        "console-records",
+    )
+    .await;
     assert!(
         !page.contains("web-2"),
         "a record that does not match is shown"
