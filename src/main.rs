@@ -37,6 +37,12 @@ enum Command {
     Serve(Box<Settings>),
     #[command(flatten)]
     Client(cli::ClientCommand),
+    /// Print a shell completion script: `source <(shardlog completions bash)`, or save it
+    /// where your shell loads completions from.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
     /// Load generator: drive a server (--server URL, or --embedded in this process) with a
     /// produce, consume, e2e, route or queue workload and report throughput and latency percentiles.
     Bench(bench::BenchArgs),
@@ -51,6 +57,11 @@ async fn main() -> ExitCode {
         Command::Client(command) => {
             init_client_logging();
             cli::run(command).await
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "shardlog", &mut io::stdout());
+            Ok(())
         }
         Command::Bench(args) => {
             init_client_logging();

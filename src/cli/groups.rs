@@ -75,6 +75,12 @@ pub(crate) async fn describe(client: &Client, stream: &str, group: &str) -> anyh
             s.millis_behind_latest.to_string(),
         ]
     }));
+    if super::output::json_form() {
+        return super::output::print_json(&serde_json::json!({
+            "members": super::output::table_json(&members),
+            "shards": super::output::table_json(&shards),
+        }));
+    }
     let mut out = io::stdout().lock();
     write_table(&mut out, &members)?;
     writeln!(out)?;

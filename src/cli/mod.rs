@@ -16,10 +16,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use shardlog::client::{Client, Position};
 use shardlog::proto::v1::{CreateStreamRequest, DedupScope, StreamDescription};
 
-use output::{print_description, print_lines};
+use output::{print_description, print_done, print_names};
 
 /// Server a client command talks to when neither `--server` nor `SHARDLOG_SERVER` says.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// Shards of a stream `stream create` makes when `--shards` is not given.
+const DEFAULT_SHARDS: u32 = 4;
 /// Records `get` prints when `--limit` is not given.
 const DEFAULT_GET_LIMIT: usize = 1000;
 
@@ -90,10 +92,15 @@ pub(crate) struct ServerArg {
         requires = "client_cert"
     )]
     pub(crate) client_key: Option<std::path::PathBuf>,
+    /// How to print: table (lines and columns, ISO 8601 times) or json (one object per
+    /// record, one value per answer)
+    #[arg(long, env = "SHARDLOG_OUTPUT", value_enum, default_value_t = output::Output::Table)]
+    pub(crate) output: output::Output,
 }
 
 impl ServerArg {
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        output::choose(self.output);
         let options = shardlog::client::ClientOptions {
             token: self.token.clone(),
             tls: shardlog::client::ClientTls::from_files(
@@ -169,8 +176,8 @@ pub(crate) enum StreamCommand {
 pub(crate) struct CreateArgs {
     /// Name of the new stream: [a-zA-Z0-9_.-], 1 to 128 characters
     pub(crate) name: String,
-    /// Number of shards
-    #[arg(long, value_name = "N")]
+    /// Number of shards [default: 4, as an on-demand Kinesis stream starts]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SHARDS, hide_default_value = true)]
     pub(crate) shards: u32,
     /// How long records are kept, in hours [default: the server's, 24]
     #[arg(long, value_name = "H")]
@@ -316,7 +323,7 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Stream(StreamCommand::Create(args)) => create_stream(args).await,
         ClientCommand::Stream(StreamCommand::List { server }) => {
             let names = server.connect().await?.list_streams().await?;
-            print_lines(names)
+            print_names(names)
         }
         ClientCommand::Stream(StreamCommand::Describe { name, server }) => {
             let stream = server.connect().await?.describe_stream(&name).await?;
@@ -324,7 +331,7 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Stream(StreamCommand::Delete { name, server }) => {
             server.connect().await?.delete_stream(&name).await?;
-            print_lines([format!("deleted stream {name}")])
+            print_done(format!("deleted stream {name}"))
         }
         ClientCommand::Stream(StreamCommand::Split {
             name,
@@ -378,7 +385,7 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 .await?
                 .delete_group(&stream, &group)
                 .await?;
-            print_lines([format!("deleted group {group} of stream {stream}")])
+            print_done(format!("deleted group {group} of stream {stream}"))
         }
         ClientCommand::Consume(args) => groups::consume(args).await,
         ClientCommand::Receive(args) => queues::receive(args).await,

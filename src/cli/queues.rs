@@ -171,7 +171,7 @@ pub(crate) async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 .await?
                 .move_messages(&source, to.as_deref(), rate)
                 .await?;
-            println!("{task}");
+            super::output::print_either(serde_json::json!({ "task": task }), task.to_string())?;
         }
         DlqCommand::Tasks { source, server } => {
             let tasks = server.connect().await?.list_move_tasks(&source).await?;
@@ -271,6 +271,16 @@ pub(crate) async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     {
         let mut out = io::stdout().lock();
         for message in &messages {
+            if super::output::json_form() {
+                let mut m = message.record.as_ref().map_or_else(
+                    || serde_json::json!({ "shard_id": message.shard_id }),
+                    |r| super::output::record_json(&message.shard_id, r),
+                );
+                m["receive_count"] = message.receive_count.into();
+                m["receipt_handle"] = message.receipt_handle.clone().into();
+                writeln!(out, "{m}")?;
+                continue;
+            }
             if let Some(record) = &message.record {
                 write_record(&mut out, &message.shard_id, record)?;
             } else {
@@ -316,7 +326,19 @@ pub(crate) async fn delete_messages(args: DeleteMessagesArgs) -> anyhow::Result<
     let mut out = io::stdout().lock();
     let mut failed = 0usize;
     for r in &results {
-        if r.error_code.is_empty() {
+        if super::output::json_form() {
+            let ok = r.error_code.is_empty();
+            if !ok {
+                failed += 1;
+            }
+            let answer = serde_json::json!({
+                "receipt_handle": r.receipt_handle,
+                "deleted": ok,
+                "error_code": (!ok).then_some(&r.error_code),
+                "error_message": (!ok).then_some(&r.error_message),
+            });
+            writeln!(out, "{answer}")?;
+        } else if r.error_code.is_empty() {
             writeln!(out, "{}  ok", r.receipt_handle)?;
         } else {
             failed += 1;
@@ -369,6 +391,5 @@ pub(crate) async fn visibility(args: VisibilityArgs) -> anyhow::Result<()> {
     } else {
         format!("in {} s", args.secs)
     };
-    println!("the message is visible again {when}");
-    Ok(())
+    super::output::print_done(format!("the message is visible again {when}"))
 }

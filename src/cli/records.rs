@@ -9,7 +9,7 @@ use shardlog::client::{Client, Position};
 use shardlog::proto::v1::{PutRecordRequest, PutRecordsRequestEntry};
 
 use super::attributes;
-use super::output::{print_lines, write_record};
+use super::output::{print_either, write_record};
 use super::{GetArgs, PutArgs, TailArgs};
 
 pub(crate) async fn put(args: PutArgs) -> anyhow::Result<()> {
@@ -28,10 +28,14 @@ pub(crate) async fn put(args: PutArgs) -> anyhow::Result<()> {
             })
             .await?;
         let duplicate = if put.duplicate { " duplicate" } else { "" };
-        return print_lines([format!(
-            "{} {}{duplicate}",
-            put.shard_id, put.sequence_number
-        )]);
+        return print_either(
+            serde_json::json!({
+                "shard_id": put.shard_id,
+                "sequence_number": put.sequence_number.to_string(),
+                "duplicate": put.duplicate,
+            }),
+            format!("{} {}{duplicate}", put.shard_id, put.sequence_number),
+        );
     }
 
     // One record per line, sent in batches that fit the server's default request limits.
@@ -81,7 +85,17 @@ async fn put_batch(
     let response = client.put_records(stream, entries).await?;
     let mut out = io::stdout().lock();
     for result in &response.records {
-        if result.error_code.is_empty() {
+        if super::output::json_form() {
+            let ok = result.error_code.is_empty();
+            let answer = serde_json::json!({
+                "shard_id": (ok).then_some(&result.shard_id),
+                "sequence_number": (ok).then(|| result.sequence_number.to_string()),
+                "duplicate": result.duplicate,
+                "error_code": (!ok).then_some(&result.error_code),
+                "error_message": (!ok).then_some(&result.error_message),
+            });
+            writeln!(out, "{answer}")?;
+        } else if result.error_code.is_empty() {
             let duplicate = if result.duplicate { " duplicate" } else { "" };
             writeln!(
                 out,

@@ -148,8 +148,10 @@ pub(crate) async fn pattern(command: PatternCommand) -> anyhow::Result<()> {
             attributes: attributes::to_map(&attributes),
         })
         .await?;
-    println!("{}", if matches { "match" } else { "no match" });
-    Ok(())
+    super::output::print_either(
+        serde_json::json!({ "matches": matches }),
+        if matches { "match" } else { "no match" }.to_owned(),
+    )
 }
 
 pub(crate) async fn rule(command: RuleCommand) -> anyhow::Result<()> {
@@ -187,26 +189,29 @@ pub(crate) async fn rule(command: RuleCommand) -> anyhow::Result<()> {
                 .await?
                 .list_rules(source.as_deref())
                 .await?;
-            let mut out = io::stdout().lock();
-            for r in &rules {
-                let targets: Vec<_> = r.targets.iter().map(|t| t.stream_name.as_str()).collect();
-                writeln!(
-                    out,
-                    "{}  {} -> {}  {}",
-                    r.rule_name,
-                    r.source_stream,
-                    targets.join(","),
-                    status(r)
-                )?;
-            }
-            Ok(())
+            let values = rules.iter().map(rule_json).collect();
+            let lines = rules
+                .iter()
+                .map(|r| {
+                    let targets: Vec<_> =
+                        r.targets.iter().map(|t| t.stream_name.as_str()).collect();
+                    format!(
+                        "{}  {} -> {}  {}",
+                        r.rule_name,
+                        r.source_stream,
+                        targets.join(","),
+                        status(r)
+                    )
+                })
+                .collect();
+            super::output::print_rows(values, lines)
         }
         RuleCommand::Describe { name, server } => {
             print_rule(&server.connect().await?.describe_rule(&name).await?)
         }
         RuleCommand::Delete { name, server } => {
             server.connect().await?.delete_rule(&name).await?;
-            Ok(())
+            super::output::print_done(format!("deleted rule {name}"))
         }
     }
 }
@@ -220,7 +225,32 @@ fn status(r: &Rule) -> &'static str {
     }
 }
 
+fn rule_json(r: &Rule) -> serde_json::Value {
+    serde_json::json!({
+        "rule_name": r.rule_name,
+        "source_stream": r.source_stream,
+        "targets": r.targets.iter().map(|t| t.stream_name.as_str()).collect::<Vec<_>>(),
+        "filter": r.filter.as_ref().map(|f| serde_json::json!({
+            "pattern": f.pattern,
+            "scope": if f.scope == FilterScope::Attributes as i32 { "attributes" } else { "data" },
+        })),
+        "status": status(r),
+        "last_error": (!r.last_error.is_empty()).then_some(&r.last_error),
+        "matched_records": r.matched_records,
+        "routed_records": r.routed_records,
+        "shards": r.shards.iter().map(|s| serde_json::json!({
+            "shard_id": s.shard_id,
+            "next_sequence_number": s.next_sequence_number.to_string(),
+            "lag_records": s.lag_records,
+            "millis_behind_latest": s.millis_behind_latest,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn print_rule(r: &Rule) -> anyhow::Result<()> {
+    if super::output::json_form() {
+        return super::output::print_json(&rule_json(r));
+    }
     let mut out = io::stdout().lock();
     writeln!(out, "rule     {}", r.rule_name)?;
     writeln!(out, "source   {}", r.source_stream)?;

@@ -228,28 +228,13 @@ fn java_date(ms: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let of_day = secs % 86_400;
-    // The civil date of a day count since 1970-01-01 (Howard Hinnant's days_from_civil,
-    // inverted).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, hour, minute, second, _) =
+        crate::storage::Timestamp::from_millis(ms).civil();
+    let days = ms / 1000 / 86_400;
     format!(
-        "{} {} {:02} {:02}:{:02}:{:02} UTC {year}",
+        "{} {} {day:02} {hour:02}:{minute:02}:{second:02} UTC {year}",
         DAYS[(days % 7) as usize],
         MONTHS[(month - 1) as usize],
-        day,
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
     )
 }
 

@@ -61,6 +61,41 @@ impl Timestamp {
     pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
+
+    /// The calendar date and time of day in UTC: year, month (1–12), day (1–31), hour, minute,
+    /// second and millisecond.
+    pub fn civil(self) -> (i64, u32, u32, u32, u32, u32, u32) {
+        let secs = self.0 / 1000;
+        let days = (secs / 86_400) as i64;
+        let of_day = (secs % 86_400) as u32;
+        // Days since 1970-01-01 to a proleptic Gregorian date, counting in 400-year eras from
+        // 0000-03-01 so that the leap day ends each era's year.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let ms = (self.0 % 1000) as u32;
+        (
+            year,
+            month,
+            day,
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60,
+            ms,
+        )
+    }
+
+    /// ISO 8601 (RFC 3339) in UTC with milliseconds: `2026-12-07T17:30:05.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        let (y, mo, d, h, mi, s, ms) = self.civil();
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    }
 }
 
 /// Whole milliseconds of `d`, saturating: no span the engine handles comes near `u64::MAX` ms.
@@ -78,6 +113,28 @@ impl fmt::Display for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_is_the_calendar_date_in_utc() {
+        use super::Timestamp;
+        assert_eq!(
+            Timestamp::from_millis(0).to_rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        // A leap day, and the last millisecond of a leap year.
+        assert_eq!(
+            Timestamp::from_millis(951_782_400_000).to_rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(1_735_689_599_999).to_rfc3339(),
+            "2024-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(1_796_591_403_610).to_rfc3339(),
+            "2026-12-06T21:10:03.610Z"
+        );
+    }
+
     use super::*;
 
     #[test]
