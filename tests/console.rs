@@ -341,6 +341,16 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
     server.stop().await;
 }
 
+/// The newest sequence number of `shard` of made-here.
+async fn body_sequence(client: &Client, shard: &str) -> u64 {
+    let it = client
+        .get_shard_iterator("made-here", shard, shardlog::client::Position::TrimHorizon)
+        .await
+        .unwrap();
+    let read = client.get_records(&it, 100).await.unwrap();
+    read.records.last().expect("a record").sequence_number
+}
+
 fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -487,6 +497,105 @@ actions = ["read"]
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("pattern"),
+        "{body}"
+    );
+
+    // A lease group's checkpoint moves by hand only while it has no live member.
+    let ops = Client::connect_with(
+        server.url(),
+        shardlog::client::ClientOptions {
+            token: Some("ops-token".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let member = Membership {
+        stream: "made-here".into(),
+        group: "readers".into(),
+        member_id: "r1".into(),
+    };
+    let joined = ops.join_group(&member, None).await.unwrap();
+    let lease = joined
+        .assignments
+        .iter()
+        .find(|l| l.shard_id == shard)
+        .expect("the one member leases every shard");
+    let at = body_sequence(&ops, &shard).await;
+    ops.commit_checkpoint(&member, &shard, lease.lease_epoch, at)
+        .await
+        .unwrap();
+    let reset = "/api/streams/made-here/groups/readers/reset";
+    let to_start = serde_json::json!({ "shard": shard });
+    let (status, body) = call(
+        http,
+        "POST",
+        reset,
+        Some("ops-token"),
+        Some(to_start.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("1 live members"),
+        "{body}"
+    );
+    let (status, _) = call(
+        http,
+        "POST",
+        reset,
+        Some("viewer-token"),
+        Some(to_start.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    ops.leave_group(&member).await.unwrap();
+    let (status, body) = call(http, "POST", reset, Some("ops-token"), Some(to_start)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let described = ops.describe_group("made-here", "readers").await.unwrap();
+    let progress = described
+        .shards
+        .iter()
+        .find(|s| s.shard_id == shard)
+        .unwrap();
+    assert_eq!(
+        progress.checkpoint, None,
+        "the checkpoint was not moved back"
+    );
+
+    // Moving a dead-letter stream's messages: allowed as MoveMessages is.
+    let redrive = serde_json::json!({ "destination": "made-here" });
+    let (status, _) = call(
+        http,
+        "POST",
+        "/api/streams/made-here/redrive",
+        Some("viewer-token"),
+        Some(redrive.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    ops.create_stream("jobs", 1).await.unwrap();
+    ops.create_group(pb::CreateGroupRequest {
+        stream_name: "jobs".into(),
+        group_name: "workers".into(),
+        r#type: pb::GroupType::QueueStandard as i32,
+        max_receive_count: 3,
+        dead_letter_stream: "made-here".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (status, body) = call(
+        http,
+        "POST",
+        "/api/streams/made-here/redrive",
+        Some("ops-token"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["task"].as_str().is_some_and(|t| !t.is_empty()),
         "{body}"
     );
 

@@ -85,6 +85,16 @@ pub enum BrokerError {
         /// The group asked for.
         group: GroupName,
     },
+    /// A checkpoint is moved by hand while members hold the group's leases.
+    #[error("consumer group {group} of stream {stream} has {members} live members: stop them (or let their sessions expire) before moving its checkpoints")]
+    GroupHasMembers {
+        /// The stream.
+        stream: StreamName,
+        /// The group.
+        group: GroupName,
+        /// How many members are live.
+        members: usize,
+    },
     /// A queue call names a group that leases shards.
     #[error("group {group} of stream {stream} is a shard-lease group, not a queue group")]
     NotAQueueGroup {

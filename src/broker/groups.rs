@@ -544,6 +544,70 @@ impl Broker {
         Ok(())
     }
 
+    /// Moves a lease group's checkpoint of one shard by hand: to `sequence` (the group goes on
+    /// after it), or to none (the group starts the shard over). An operator's tool, with the
+    /// rule of Kafka's offset reset: refused while the group has live members, whose leases
+    /// would fight it.
+    pub async fn reset_checkpoint(
+        &self,
+        stream: &StreamName,
+        group: &str,
+        shard_id: &str,
+        sequence: Option<SequenceNumber>,
+    ) -> Result<(), BrokerError> {
+        let (handle, group) = self.group_names(stream, group)?;
+        let stream = handle.descriptor.name.clone();
+        self.refuse_queue_group(&stream, &group)?;
+        if self.checkpoints(&stream, &group).is_none() {
+            return Err(BrokerError::GroupNotFound { stream, group });
+        }
+        let not_found = || BrokerError::ShardNotFound {
+            stream: stream.clone(),
+            shard: shard_id.to_owned(),
+        };
+        let shard: ShardId = shard_id.parse().map_err(|_parse_error| not_found())?;
+        let log = handle
+            .shard(shard)
+            .map(|s| Arc::clone(&s.log))
+            .ok_or_else(not_found)?;
+        if let Some(sequence) = sequence {
+            let next = log.next_sequence();
+            if sequence >= next {
+                return Err(BrokerError::invalid(
+                    "sequence_number",
+                    format!(
+                        "{sequence} is not a stored sequence number of {shard} (next is {next})"
+                    ),
+                ));
+            }
+        }
+        let key = (stream.clone(), group.clone());
+        // Held across the change: no member joins meanwhile.
+        let mut coordinators = self.inner.groups.coordinators.lock().await;
+        if let Some(c) = coordinators.get_mut(&key) {
+            let outcome = c.expire(Instant::now());
+            self.persist_before_answer(&key, c, outcome.persist_epoch_floor)
+                .await?;
+            let members = c.members().len();
+            if members > 0 {
+                return Err(BrokerError::GroupHasMembers {
+                    stream,
+                    group,
+                    members,
+                });
+            }
+        }
+        self.execute_meta(MetaCommand::ResetCheckpoint {
+            stream,
+            group,
+            shard,
+            sequence,
+        })
+        .await?;
+        drop(coordinators);
+        Ok(())
+    }
+
     /// Members, owners, checkpoints and lag of a group.
     pub async fn describe_group(
         &self,

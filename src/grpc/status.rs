@@ -47,6 +47,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         },
         BrokerError::Fence(_)
         | BrokerError::NotAQueueGroup { .. }
+        | BrokerError::GroupHasMembers { .. }
         | BrokerError::IsAQueueGroup { .. }
         | BrokerError::ReceiptRefused { .. }
         | BrokerError::StreamUpdating { .. } => Code::FailedPrecondition,
@@ -441,6 +442,14 @@ pub(crate) mod tests {
                 Code::FailedPrecondition,
             ),
             (
+                BrokerError::GroupHasMembers {
+                    stream: stream(),
+                    group: group(),
+                    members: 2,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
                 BrokerError::IsAQueueGroup {
                     stream: stream(),
                     group: group(),
@@ -673,6 +682,7 @@ pub(crate) mod tests {
             BrokerError::EarlierEntryFailed { .. } => "EarlierEntryFailed",
             BrokerError::Randomness { .. } => "Randomness",
             BrokerError::NotAQueueGroup { .. } => "NotAQueueGroup",
+            BrokerError::GroupHasMembers { .. } => "GroupHasMembers",
             BrokerError::IsAQueueGroup { .. } => "IsAQueueGroup",
             BrokerError::ReceiptRefused { .. } => "ReceiptRefused",
             BrokerError::QueueJournal { .. } => "QueueJournal",
@@ -683,7 +693,7 @@ pub(crate) mod tests {
         }
     }
 
-    const VARIANTS: usize = 30;
+    const VARIANTS: usize = 31;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

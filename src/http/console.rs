@@ -481,6 +481,76 @@ pub(super) async fn delete_stream(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /api/streams/{name}/groups/{group}/reset`: moves a lease group's checkpoint.
+#[derive(Debug, Deserialize)]
+pub(super) struct ResetCheckpoint {
+    shard: String,
+    /// The sequence number to go on after (decimal text); absent: start the shard over.
+    sequence: Option<String>,
+}
+
+pub(super) async fn reset_checkpoint(
+    State(admin): State<Admin>,
+    Path((name, group)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<ResetCheckpoint>,
+) -> Result<Response, Refusal> {
+    let (broker, caller) = open(&admin, &headers)?;
+    allowed(&caller, Action::Admin, &name)?;
+    let stream = stream_name(&name)?;
+    let sequence = match body
+        .sequence
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(text) => Some(SequenceNumber::new(text.parse().map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                format!("invalid sequence: {text:?} is not a sequence number"),
+            )
+        })?)),
+    };
+    broker
+        .reset_checkpoint(&stream, &group, &body.shard, sequence)
+        .await
+        .map_err(broker_refusal)?;
+    Ok(Json(json!({ "group": group, "shard": body.shard })).into_response())
+}
+
+/// `POST /api/streams/{name}/redrive`: moves what a dead-letter stream holds back to where
+/// each message came from, or into `destination`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Redrive {
+    destination: Option<String>,
+    /// Messages moved per second at most; absent: the server's default.
+    max_per_second: Option<u32>,
+}
+
+pub(super) async fn redrive(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Redrive>,
+) -> Result<Response, Refusal> {
+    let (broker, caller) = open(&admin, &headers)?;
+    allowed(&caller, Action::Admin, &name)?;
+    let source = stream_name(&name)?;
+    let destination = match body.destination.as_deref().filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => {
+            allowed(&caller, Action::Write, d)?;
+            Some(stream_name(d)?)
+        }
+    };
+    let task = broker
+        .move_messages(&source, destination, body.max_per_second.unwrap_or(0))
+        .await
+        .map_err(broker_refusal)?;
+    Ok(Json(json!({ "task": task })).into_response())
+}
+
 /// `POST /api/streams/{name}/records`: a test record.
 #[derive(Debug, Deserialize)]
 pub(super) struct PutTestRecord {

@@ -110,6 +110,14 @@ pub async fn serve(
             "/api/streams/{name}/records",
             get(console::records).post(console::put_record),
         )
+        .route(
+            "/api/streams/{name}/groups/{group}/reset",
+            axum::routing::post(console::reset_checkpoint),
+        )
+        .route(
+            "/api/streams/{name}/redrive",
+            axum::routing::post(console::redrive),
+        )
         .with_state(admin);
     tracing::info!(addr = %listener.local_addr(), "serving metrics and health over HTTP");
     axum::serve(listener, app)
