@@ -1,5 +1,6 @@
-//! The web console in a real headless browser (Chromium, run with `--dump-dom` after the
-//! page's scripts have run against the server), and its JSON API over real HTTP.
+//! The web console in a real headless browser (Chromium: the page as its scripts leave it,
+//! with `--dump-dom`, and driven over the DevTools protocol to type a token and submit a form),
+//! and its JSON API over real HTTP.
 //!
 //! Chromium comes from the distribution's packages (`.ci/run` installs it). Without one on the
 //! machine the browser checks say so and stop, unless `SHARDLOG_REQUIRE_BROWSER` is set (as CI
@@ -80,6 +81,160 @@ async fn dom(browser: &std::path::Path, url: String) -> String {
     );
     String::from_utf8(out.stdout).expect("UTF-8 DOM")
 }
+
+/// A page open in a headless Chromium, driven over the DevTools protocol.
+struct Tab {
+    browser: std::process::Child,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Tab {
+    async fn open(browser: &std::path::Path, url: &str) -> Tab {
+        use std::io::BufRead;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start Chromium");
+        // It says where its DevTools endpoint listens on standard error.
+        let stderr = child.stderr.take().unwrap();
+        let endpoint = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            let found = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find_map(|l| l.split("DevTools listening on ").nth(1).map(str::to_owned));
+            // Keep draining, so that Chromium never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            found
+        })
+        .await
+        .unwrap()
+        .expect("Chromium's DevTools endpoint");
+        let port: u16 = endpoint
+            .trim_start_matches("ws://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("a port");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // The page's own endpoint, from the list of targets.
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let page = loop {
+            let (_, _, text) = common::http::get(addr, "/json/list").await;
+            let targets: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let page = targets.as_array().and_then(|ts| {
+                ts.iter()
+                    .find(|t| {
+                        t["type"] == "page"
+                            && t["url"].as_str().is_some_and(|u| u.starts_with("http"))
+                    })
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned))
+            });
+            if let Some(page) = page {
+                break page;
+            }
+            assert!(deadline.tick().await, "no page in {text}");
+        };
+        let (socket, _) = tokio_tungstenite::connect_async(page)
+            .await
+            .expect("DevTools socket");
+        Tab {
+            browser: child,
+            socket,
+            next_id: 1,
+            _profile: profile,
+        }
+    }
+
+    /// Evaluates `expression` in the page, awaiting a promise; returns its value. While the
+    /// page is still replacing the blank one Chromium starts with, the call is made again.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let deadline = Deadline::after(Duration::from_secs(10));
+        loop {
+            let answer = self.call(expression).await;
+            let replaced = answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("context was destroyed"));
+            if !replaced {
+                assert!(answer["error"].is_null(), "{answer}");
+                assert!(answer["result"]["exceptionDetails"].is_null(), "{answer}");
+                return answer["result"]["result"]["value"].clone();
+            }
+            assert!(deadline.tick().await, "the page never settled: {answer}");
+        }
+    }
+
+    async fn call(&mut self, expression: &str) -> Value {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = serde_json::json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "awaitPromise": true, "returnByValue": true },
+        });
+        self.socket
+            .send(Message::text(call.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), self.socket.next())
+                .await
+                .expect("an answer from the page")
+                .expect("the socket open")
+                .unwrap();
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            if answer["id"] == id {
+                return answer;
+            }
+        }
+    }
+}
+
+impl Drop for Tab {
+    fn drop(&mut self) {
+        let _ = self.browser.kill();
+        let _ = self.browser.wait();
+    }
+}
+
+/// Puts a test record from the stream page as the holder of `token` would: types the token,
+/// accepts the confirmation, submits the form; returns what the page then says.
+const PUT_FROM_THE_PAGE: &str = r#"(async (token) => {
+  const until = async (ok) => { for (let i = 0; i < 100 && !ok(); i++) await new Promise(r => setTimeout(r, 50)); };
+  await until(() => document.getElementById("token"));
+  const box = document.getElementById("token");
+  // A new token draws the page again: wait for the new form, not the old one.
+  const before = document.getElementById("put");
+  box.value = token;
+  box.dispatchEvent(new Event("change"));
+  await until(() => document.getElementById("put") && document.getElementById("put") !== before);
+  window.confirm = () => true;
+  const out = () => document.getElementById("admin-result");
+  out().textContent = "";
+  document.getElementById("put").requestSubmit();
+  await until(() => out().textContent);
+  return out().textContent;
+})"#;
 
 /// With `SHARDLOG_SCREENSHOTS=DIR`, saves what the browser shows of `url` as `DIR/NAME.png`
 /// (how the pictures in `docs/` are made).
@@ -362,7 +517,8 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
+// Chromium runs beside the test: the server needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_actions_are_allowed_as_over_grpc_and_refused_without_the_right() {
     use sha2::{Digest, Sha256};
     let sha = |t: &str| -> String {
@@ -405,6 +561,32 @@ actions = ["read"]
 
     let (status, body) = call(http, "GET", "/api/overview", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // In the browser: a reader's put from the page is refused, and nothing is stored; the
+    // operator's is stored.
+    let (status, _) = call(
+        http,
+        "POST",
+        "/api/streams",
+        Some("ops-token"),
+        Some(serde_json::json!({ "name": "clicked", "shards": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    if let Some(browser) = browser_or_skip() {
+        let mut tab = Tab::open(&browser, &format!("http://{http}/#/stream/clicked")).await;
+        let said = tab
+            .eval(&format!("{PUT_FROM_THE_PAGE}('viewer-token')"))
+            .await;
+        assert_eq!(said, "principal viewer may not write stream clicked");
+        let read = "/api/streams/clicked/records?shard=shardId-000000000000";
+        let (_, body) = call(http, "GET", read, Some("ops-token"), None).await;
+        assert_eq!(body["records"].as_array().map(Vec::len), Some(0), "{body}");
+        let said = tab.eval(&format!("{PUT_FROM_THE_PAGE}('ops-token')")).await;
+        assert_eq!(said, "stored in shardId-000000000000 at 0", "{said}");
+        let (_, body) = call(http, "GET", read, Some("ops-token"), None).await;
+        assert_eq!(body["records"].as_array().map(Vec::len), Some(1), "{body}");
+    }
     let (status, body) = call(
         http,
         "POST",
