@@ -401,6 +401,20 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
     let page = dom(&browser, format!("http://{http}/#/stream/orders")).await;
     let (peak, _) = series(&page, "records/s", "in");
     assert!(peak > 0.0, "the throughput plot stays flat");
+    assert!(page.contains("durable next"), "{page}");
+    // The durable high-water marks advance while the producer runs.
+    let durable = || async {
+        let (_, o) = call(http, "GET", "/api/overview", None, None).await;
+        o["streams"][0]["durable_records"].as_u64().unwrap()
+    };
+    let first = durable().await;
+    let deadline = Deadline::after(Duration::from_secs(30));
+    while durable().await <= first {
+        assert!(
+            deadline.tick().await,
+            "the durable high-water marks stand still"
+        );
+    }
     screenshot(&browser, format!("http://{http}/#/"), "console-overview").await;
     producing.abort();
     let _ = producing.await;

@@ -204,6 +204,9 @@ pub struct ShardSnapshot {
     pub shard: String,
     /// Records appended since the server started.
     pub records_put: u64,
+    /// The durable high-water mark: the sequence number the next record will get, every one
+    /// below it synced as the fsync policy says.
+    pub durable_next: u64,
     /// Bytes appended (stored frames: records with their headers) since the server started.
     pub bytes_put: u64,
     /// Records handed to readers (GetRecords and subscriptions).
@@ -332,6 +335,7 @@ impl super::Broker {
                     ShardSnapshot {
                         shard: sh.id.to_string(),
                         records_put: log.records_appended,
+                        durable_next: sh.log.next_sequence().get(),
                         bytes_put: log.bytes_appended,
                         records_read,
                         bytes_read,

@@ -156,6 +156,7 @@ pub(super) async fn overview(
         let listed: Vec<_> = d.shards().iter().filter(|s| !s.retired).collect();
         let ([records_in, bytes_in, records_out, bytes_out], lag) =
             latest.get(&name).copied().unwrap_or_default();
+        let durable: u64 = admin.history.durable(&name).values().sum();
         streams.push(json!({
             "name": name,
             "shards_open": listed.iter().filter(|s| s.is_open()).count(),
@@ -165,6 +166,7 @@ pub(super) async fn overview(
             "records_out_per_sec": records_out,
             "bytes_out_per_sec": bytes_out,
             "lag_records": lag,
+            "durable_records": durable,
         }));
     }
     let config = broker.config();
@@ -199,6 +201,7 @@ pub(super) async fn stream(
     allowed(&caller, Action::Read, &name)?;
     let stream = stream_name(&name)?;
     let d = broker.describe_stream(&stream).map_err(broker_refusal)?;
+    let durable = admin.history.durable(&name);
     let shards: Vec<Value> = d
         .shards()
         .iter()
@@ -216,6 +219,7 @@ pub(super) async fn stream(
                 "to": s.range.end.0 as f64 / u128::MAX as f64,
                 "starting_sequence": s.starting_sequence.get(),
                 "ending_sequence": s.ending_sequence.map(|e| e.get()),
+                "durable_next": durable.get(&s.id.to_string()),
             })
         })
         .collect();

@@ -32,6 +32,8 @@ pub struct History {
 struct State {
     /// The previous sample's counters, per stream and shard, and when it was taken.
     last: Option<(Instant, Sample)>,
+    /// Per stream and shard, the durable high-water mark at the last sample.
+    durable: BTreeMap<String, BTreeMap<String, u64>>,
     streams: BTreeMap<String, StreamSeries>,
 }
 
@@ -101,6 +103,18 @@ impl History {
                 .entry(q.group.as_str())
                 .or_default() += q.visible + q.in_flight;
         }
+        state.durable = snapshot
+            .streams
+            .iter()
+            .map(|s| {
+                let marks = s
+                    .shards
+                    .iter()
+                    .map(|sh| (sh.shard.clone(), sh.durable_next))
+                    .collect();
+                (s.stream.clone(), marks)
+            })
+            .collect();
         // A deleted stream takes its history with it.
         state.streams.retain(|name, _| counters.contains_key(name));
         if let Some((then, previous)) = &state.last {
@@ -149,6 +163,12 @@ impl History {
             }
         }
         state.last = Some((at, counters));
+    }
+
+    /// Per shard of `stream`, the durable high-water mark at the last sample.
+    pub fn durable(&self, stream: &str) -> BTreeMap<String, u64> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.durable.get(stream).cloned().unwrap_or_default()
     }
 
     /// One stream's series, if it has any yet.
