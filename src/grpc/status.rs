@@ -145,8 +145,15 @@ pub fn throttle_reason(e: &BrokerError) -> Option<&'static str> {
     })
 }
 
+/// The code of a PutRecords entry that failed because the server's disk is full.
+pub const DISK_FULL_ENTRY_CODE: &str = "DiskFullException";
+
 /// The error code string for one failed PutRecords entry (the request itself succeeded).
 pub fn entry_error_code(e: &BrokerError) -> &'static str {
+    // A full disk is not a rate to slow down to: it has a code of its own.
+    if matches!(e, BrokerError::Storage(StorageError::DiskFull { .. })) {
+        return DISK_FULL_ENTRY_CODE;
+    }
     match code_of(e) {
         Code::ResourceExhausted => "ProvisionedThroughputExceededException",
         Code::InvalidArgument => "InvalidArgumentException",
@@ -730,7 +737,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_failed_entry_gets_the_kinesis_error_code_of_its_status() {
         for (error, code) in broker().await {
+            let full = matches!(error, BrokerError::Storage(StorageError::DiskFull { .. }));
             let expected = match code {
+                Code::ResourceExhausted if full => "DiskFullException",
                 Code::ResourceExhausted => "ProvisionedThroughputExceededException",
                 Code::InvalidArgument => "InvalidArgumentException",
                 Code::NotFound => "ResourceNotFoundException",

@@ -9,6 +9,7 @@ use crate::broker::iterator::IteratorError;
 use crate::broker::BrokerError;
 use crate::grpc::status::code_of;
 use crate::meta::MetaError;
+use crate::storage::StorageError;
 
 /// The exceptions Kinesis answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +211,11 @@ impl Account<'_> {
             BrokerError::ReshardLimit { .. } => {
                 KinesisError::new(ErrorKind::LimitExceeded, e.to_string())
             }
+            // Not a rate to slow down to: an internal failure (SDKs retry it, with backoff)
+            // whose message says the disk is full.
+            BrokerError::Storage(StorageError::DiskFull { .. }) => {
+                KinesisError::new(ErrorKind::InternalFailure, e.to_string())
+            }
             BrokerError::Throttled { stream, shard, .. } => KinesisError::new(
                 ErrorKind::ProvisionedThroughputExceeded,
                 format!("Rate exceeded for shard {shard} in stream {stream} under account {account}."),
@@ -263,7 +269,6 @@ fn by_code(e: &BrokerError) -> KinesisError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::StorageError;
     use crate::stream::StreamName;
 
     fn account() -> Account<'static> {
@@ -292,9 +297,13 @@ mod tests {
             path: "x".into(),
             source: std::io::Error::from(std::io::ErrorKind::StorageFull),
         });
-        assert_eq!(
-            account().error(&full).kind,
-            ErrorKind::ProvisionedThroughputExceeded
+        let said = account().error(&full);
+        assert_eq!(said.kind, ErrorKind::InternalFailure);
+        assert_eq!(said.kind.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            said.message.contains("no space left on device"),
+            "{}",
+            said.message
         );
         assert_eq!(
             account().error(&BrokerError::ShuttingDown).kind.status(),
@@ -321,6 +330,12 @@ mod tests {
                 Code::AlreadyExists => &[ErrorKind::ResourceInUse],
                 Code::FailedPrecondition => &[ErrorKind::ResourceInUse, ErrorKind::ExpiredIterator],
                 Code::InvalidArgument => &[ErrorKind::InvalidArgument],
+                // A full disk is an internal failure that says so (retried, never "slow down").
+                Code::ResourceExhausted
+                    if matches!(error, BrokerError::Storage(StorageError::DiskFull { .. })) =>
+                {
+                    &[ErrorKind::InternalFailure]
+                }
                 Code::ResourceExhausted => &[
                     ErrorKind::ProvisionedThroughputExceeded,
                     ErrorKind::LimitExceeded,

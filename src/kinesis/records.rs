@@ -198,12 +198,16 @@ fn put_records_answer(k: &Kinesis, results: Vec<PutResult>) -> Out {
             Err(e) => {
                 failed += 1;
                 let code = entry_error_code(&e);
-                let message = if code == "InternalFailure" {
-                    "Internal Service Failure".to_owned()
+                // Kinesis knows two entry codes; a full disk is an internal failure whose
+                // message says so (SDKs retry it; nothing tells them to slow down).
+                let (code, message) = if code == crate::grpc::status::DISK_FULL_ENTRY_CODE {
+                    ("InternalFailure", e.to_string())
+                } else if code == "InternalFailure" {
+                    (code, "Internal Service Failure".to_owned())
                 } else if matches!(e, crate::broker::BrokerError::Throttled { .. }) {
-                    k.broker_error(&e).message
+                    (code, k.broker_error(&e).message)
                 } else {
-                    e.to_string()
+                    (code, e.to_string())
                 };
                 Out::Struct(vec![
                     ("ErrorCode", Out::str(code)),
