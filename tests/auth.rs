@@ -11,7 +11,6 @@ use std::path::Path;
 use common::http::get;
 use common::TestServer;
 use hyper::StatusCode;
-use sha2::{Digest, Sha256};
 use shardlog::auth::Auth;
 use shardlog::client::{Client, ClientOptions};
 use shardlog::proto::v1 as pb;
@@ -20,15 +19,11 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Request};
 
 const ADMIN: &str = "admin-token";
+const ADMIN_NAME: &str = "admin";
 const WRITER: &str = "writer-token";
 const READER: &str = "reader-token";
 
-fn sha(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use common::auth::{principal, sha, ALL};
 
 /// An auth file: an admin of everything, a writer and a reader of `orders*`.
 fn auth_file(dir: &Path, reader_actions: &str) -> std::path::PathBuf {
@@ -404,31 +399,15 @@ actions = ["read", "write", "admin"]
 async fn a_rule_routes_with_its_makers_rights_as_they_stand_and_stops_when_they_are_gone() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("auth.toml");
-    let file = |router_actions: &str| {
-        format!(
-            r#"
-[[principal]]
-name = "admin"
-tokens_sha256 = ["{}"]
-[[principal.allow]]
-streams = "*"
-actions = ["read", "write", "admin"]
-
-[[principal]]
-name = "router"
-tokens_sha256 = ["{}"]
-[[principal.allow]]
-streams = "src"
-actions = ["read", "admin"]
-[[principal.allow]]
-streams = "dst"
-actions = [{router_actions}]
-"#,
-            sha(ADMIN),
-            sha("router")
-        )
+    let file = |router_actions: &[&str]| {
+        principal(ADMIN_NAME, ADMIN, &[ALL])
+            + &principal(
+                "router",
+                "router",
+                &[("src", &["read", "admin"]), ("dst", router_actions)],
+            )
     };
-    std::fs::write(&path, file(r#""write""#)).unwrap();
+    std::fs::write(&path, file(&["write"])).unwrap();
     let auth = Auth::from_file(&path).unwrap();
     let server =
         TestServer::start_with_auth(BrokerConfig::new(tmp.path().join("data")), auth.clone()).await;
@@ -484,7 +463,7 @@ actions = [{router_actions}]
     }
 
     // The maker loses write on the target: the rule stops with the refusal, routing nothing.
-    std::fs::write(&path, file("")).unwrap();
+    std::fs::write(&path, file(&[])).unwrap();
     auth.reload().unwrap();
     c.put_record(with_token(put("src"), ADMIN)).await.unwrap();
     let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
@@ -516,31 +495,15 @@ actions = [{router_actions}]
 async fn dead_letters_move_with_the_group_makers_rights_as_they_stand() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("auth.toml");
-    let file = |dead_actions: &str| {
-        format!(
-            r#"
-[[principal]]
-name = "admin"
-tokens_sha256 = ["{}"]
-[[principal.allow]]
-streams = "*"
-actions = ["read", "write", "admin"]
-
-[[principal]]
-name = "queuer"
-tokens_sha256 = ["{}"]
-[[principal.allow]]
-streams = "jobs"
-actions = ["read", "admin"]
-[[principal.allow]]
-streams = "jobs-dead"
-actions = [{dead_actions}]
-"#,
-            sha(ADMIN),
-            sha("queuer")
-        )
+    let file = |dead_actions: &[&str]| {
+        principal(ADMIN_NAME, ADMIN, &[ALL])
+            + &principal(
+                "queuer",
+                "queuer",
+                &[("jobs", &["read", "admin"]), ("jobs-dead", dead_actions)],
+            )
     };
-    std::fs::write(&path, file(r#""write""#)).unwrap();
+    std::fs::write(&path, file(&["write"])).unwrap();
     let auth = Auth::from_file(&path).unwrap();
     let server =
         TestServer::start_with_auth(BrokerConfig::new(tmp.path().join("data")), auth.clone()).await;
@@ -629,7 +592,7 @@ actions = [{dead_actions}]
     assert_eq!(status().await.dead_letter_error, "");
 
     // The maker loses write on the dead-letter stream: the next message stays in the queue.
-    std::fs::write(&path, file("")).unwrap();
+    std::fs::write(&path, file(&[])).unwrap();
     auth.reload().unwrap();
     admin.put_record("jobs", "k", "second").await.unwrap();
     fail_once().await;
@@ -647,7 +610,7 @@ actions = [{dead_actions}]
     assert_eq!(dead_count().await, 1, "moved without the maker's rights");
 
     // The rights come back: a later receive moves it, and the refusal is history.
-    std::fs::write(&path, file(r#""write""#)).unwrap();
+    std::fs::write(&path, file(&["write"])).unwrap();
     auth.reload().unwrap();
     let deadline = common::Deadline::after(std::time::Duration::from_secs(30));
     loop {

@@ -534,38 +534,12 @@ fn url_encode(text: &str) -> String {
 // Chromium runs beside the test: the server needs threads of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_actions_are_allowed_as_over_grpc_and_refused_without_the_right() {
-    use sha2::{Digest, Sha256};
-    let sha = |t: &str| -> String {
-        Sha256::digest(t.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    use common::auth::{principal, ALL};
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("auth.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[[principal]]
-name = "ops"
-tokens_sha256 = ["{}"]
-[[principal.allow]]
-streams = "*"
-actions = ["read", "write", "admin"]
-
-[[principal]]
-name = "viewer"
-tokens_sha256 = ["{}"]
-[[principal.allow]]
-streams = "*"
-actions = ["read"]
-"#,
-            sha("ops-token"),
-            sha("viewer-token")
-        ),
-    )
-    .unwrap();
+    let file = principal("ops", "ops-token", &[ALL])
+        + &principal("viewer", "viewer-token", &[("*", &["read"])]);
+    std::fs::write(&path, file).unwrap();
     let auth = shardlog::auth::Auth::from_file(&path).unwrap();
     let server =
         TestServer::start_with_auth(shardlog::BrokerConfig::new(tmp.path().join("data")), auth)

@@ -780,6 +780,7 @@ impl TestServer {
     }
 }
 
+pub mod auth;
 pub mod fifo;
 pub mod groups;
 pub mod http;
