@@ -156,8 +156,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match http {
         Some(listener) => {
-            let incoming =
-                shardlog::tls::Incoming::new(listener, tls.as_ref(), shardlog::tls::Alpn::Http)?;
+            let incoming = shardlog::tls::Incoming::new(
+                listener,
+                tls.as_ref(),
+                shardlog::tls::Listener::Http,
+            )?;
             Some(tokio::spawn(shardlog::http::serve(
                 incoming,
                 admin.clone(),

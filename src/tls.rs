@@ -15,6 +15,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -84,13 +85,54 @@ pub enum TlsError {
     },
 }
 
-/// The protocols a listener offers in the handshake (ALPN).
+/// Which listener connections come in on: it decides the protocols offered in the handshake
+/// (ALPN) and where its open connections are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alpn {
+pub enum Listener {
     /// gRPC: HTTP/2 only.
     Grpc,
-    /// The Kinesis API and the admin endpoints: HTTP/2 or HTTP/1.1.
+    /// The Kinesis API: HTTP/2 or HTTP/1.1.
+    Kinesis,
+    /// The admin endpoints: HTTP/2 or HTTP/1.1.
     Http,
+}
+
+impl Listener {
+    const ALL: [Listener; 3] = [Listener::Grpc, Listener::Kinesis, Listener::Http];
+
+    /// Its name, as the metrics label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Grpc => "grpc",
+            Listener::Kinesis => "kinesis",
+            Listener::Http => "http",
+        }
+    }
+}
+
+/// Connections open now, per listener kind, over every server of the process.
+static OPEN: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Connections open now (accepted, past their handshake, not yet closed), per listener.
+pub fn open_connections() -> [(&'static str, u64); 3] {
+    Listener::ALL.map(|l| (l.name(), OPEN[l as usize].load(Ordering::Relaxed)))
+}
+
+/// Counts one open connection of a listener for as long as it lives.
+#[derive(Debug)]
+struct Counted(Listener);
+
+impl Counted {
+    fn new(listener: Listener) -> Counted {
+        OPEN[listener as usize].fetch_add(1, Ordering::Relaxed);
+        Counted(listener)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        OPEN[self.0 as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The server side of TLS, shared by every listener; cheap to clone.
@@ -204,11 +246,11 @@ impl Tls {
         self.inner.reloaded.subscribe()
     }
 
-    fn acceptor(&self, alpn: Alpn) -> TlsAcceptor {
+    fn acceptor(&self, listener: Listener) -> TlsAcceptor {
         let current = self.inner.current.read().unwrap_or_else(|e| e.into_inner());
-        TlsAcceptor::from(match alpn {
-            Alpn::Grpc => current.grpc.clone(),
-            Alpn::Http => current.http.clone(),
+        TlsAcceptor::from(match listener {
+            Listener::Grpc => current.grpc.clone(),
+            Listener::Kinesis | Listener::Http => current.http.clone(),
         })
     }
 }
@@ -309,9 +351,15 @@ fn configure(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>),
     Ok((Arc::new(grpc), Arc::new(http)))
 }
 
-/// An accepted connection, plain or past its TLS handshake.
+/// An accepted connection, plain or past its TLS handshake, counted while it is open.
 #[derive(Debug)]
-pub enum Conn {
+pub struct Conn {
+    io: Io,
+    _open: Counted,
+}
+
+#[derive(Debug)]
+enum Io {
     /// No TLS on this listener.
     Plain(TcpStream),
     /// The handshake is done.
@@ -319,10 +367,17 @@ pub enum Conn {
 }
 
 impl Conn {
+    fn new(io: Io, listener: Listener) -> Conn {
+        Conn {
+            io,
+            _open: Counted::new(listener),
+        }
+    }
+
     fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => s.get_ref().0,
+        match &self.io {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
         }
     }
 }
@@ -333,9 +388,9 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -346,9 +401,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -357,30 +412,30 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -411,11 +466,11 @@ impl Drop for Incoming {
 impl Incoming {
     /// Serves `listener`'s connections, with TLS when `tls` is given. Every connection has
     /// TCP_NODELAY: without it each response waits on the peer's delayed ACK (~40 ms).
-    pub fn new(listener: TcpListener, tls: Option<&Tls>, alpn: Alpn) -> io::Result<Incoming> {
+    pub fn new(listener: TcpListener, tls: Option<&Tls>, kind: Listener) -> io::Result<Incoming> {
         let local = listener.local_addr()?;
         let (ready, taken) = mpsc::channel(ACCEPT_QUEUE);
         let tls = tls.cloned();
-        let accepting = tokio::spawn(accept(listener, tls, alpn, ready));
+        let accepting = tokio::spawn(accept(listener, tls, kind, ready));
         Ok(Incoming {
             ready: taken,
             local,
@@ -432,7 +487,7 @@ impl Incoming {
 async fn accept(
     listener: TcpListener,
     tls: Option<Tls>,
-    alpn: Alpn,
+    kind: Listener,
     ready: mpsc::Sender<(Conn, SocketAddr)>,
 ) {
     loop {
@@ -452,18 +507,24 @@ async fn accept(
         let _ = stream.set_nodelay(true);
         match &tls {
             None => {
-                if ready.send((Conn::Plain(stream), peer)).await.is_err() {
+                if ready
+                    .send((Conn::new(Io::Plain(stream), kind), peer))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
             Some(tls) => {
-                let acceptor = tls.acceptor(alpn);
+                let acceptor = tls.acceptor(kind);
                 let ready = ready.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            let _ = ready.send((Conn::Tls(Box::new(stream)), peer)).await;
+                            let _ = ready
+                                .send((Conn::new(Io::Tls(Box::new(stream)), kind), peer))
+                                .await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -123,19 +123,19 @@ pub async fn serve_listeners(
         auth,
         tls,
     } = listeners;
-    use crate::tls::{Alpn, Incoming};
+    use crate::tls::{Incoming, Listener};
     let bind = |listener: TcpListener, alpn| -> Result<Incoming, ServerError> {
         let addr = listener.local_addr().map_err(ServerError::Listener)?;
         Incoming::new(listener, tls.as_ref(), alpn)
             .map_err(|source| ServerError::Bind { addr, source })
     };
     let kinesis = match kinesis {
-        Some((listener, config)) => Some((bind(listener, Alpn::Http)?, config)),
+        Some((listener, config)) => Some((bind(listener, Listener::Kinesis)?, config)),
         None => None,
     };
-    let http = http.map(|l| bind(l, Alpn::Http)).transpose()?;
+    let http = http.map(|l| bind(l, Listener::Http)).transpose()?;
     let local = listener.local_addr().ok();
-    let incoming = bind(listener, Alpn::Grpc)?;
+    let incoming = bind(listener, Listener::Grpc)?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StreamLogServer<StreamLogService>>()

@@ -171,6 +171,16 @@ impl Collector for Scrape {
         )?;
         family(
             &mut e,
+            "shardlog_open_connections",
+            "Client connections open now, per listener (grpc, kinesis, http).",
+            None,
+            Gauge,
+            crate::tls::open_connections()
+                .into_iter()
+                .map(|(listener, n)| (labels([("listener", listener)]), Level(n))),
+        )?;
+        family(
+            &mut e,
             "shardlog_subscriptions",
             "Open SubscribeToShard subscriptions, per shard.",
             None,
