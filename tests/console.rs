@@ -397,10 +397,26 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
             }
         })
     };
-    history_until(http, "orders", |h| max_of(&h["records_in"]) > 0.0).await;
+    const SHARDS: [&str; 2] = ["shardId-000000000000", "shardId-000000000001"];
+    history_until(http, "orders", |h| {
+        SHARDS
+            .iter()
+            .all(|id| max_of(&h["shards"][id]["bytes_in"]) > 0.0)
+    })
+    .await;
     let page = dom(&browser, format!("http://{http}/#/stream/orders")).await;
     let (peak, _) = series(&page, "records/s", "in");
     assert!(peak > 0.0, "the throughput plot stays flat");
+    // Each shard has its own plots, in records/s and in bytes/s.
+    for id in SHARDS {
+        let (records, _) = series(&page, &format!("{id} records/s"), "in");
+        let (bytes, _) = series(&page, &format!("{id} bytes/s"), "in");
+        assert!(records > 0.0, "{id}: the records/s plot stays flat");
+        assert!(
+            bytes >= records * 8.0,
+            "{id}: {bytes} bytes/s for {records} records/s of at least 8 bytes each"
+        );
+    }
     assert!(page.contains("durable next"), "{page}");
     // The durable high-water marks advance while the producer runs.
     let durable = || async {
@@ -450,6 +466,12 @@ async fn the_console_shows_streams_throughput_lag_and_records() {
     let (lag_peak, lag_last) = series(&page, "billing lag (records)", "lag");
     assert!(lag_peak > 0.0, "no lag was ever plotted");
     assert_eq!(lag_last, 0.0, "the lag plot does not fall to zero");
+    // The same lag, shard by shard: each shard was behind, and each falls to zero.
+    for id in SHARDS {
+        let (peak, last) = series(&page, "billing lag per shard (records)", id);
+        assert!(peak > 0.0, "{id}: no lag was ever plotted");
+        assert_eq!(last, 0.0, "{id}: the lag plot does not fall to zero");
+    }
 
     // After a reshard the page draws the closed shards and their children.
     client.update_shard_count("orders", 4).await.unwrap();

@@ -198,7 +198,7 @@ impl RequestStats {
 }
 
 /// One shard's counters at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardSnapshot {
     /// The shard.
     pub shard: String,
@@ -226,7 +226,7 @@ pub struct ShardSnapshot {
 }
 
 /// One stream's counters at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamSnapshot {
     /// The stream.
     pub stream: String,
@@ -239,7 +239,7 @@ pub struct StreamSnapshot {
 }
 
 /// One shard of a lease group at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupShardSnapshot {
     /// The stream.
     pub stream: String,
@@ -290,7 +290,7 @@ pub struct RuleSnapshot {
 }
 
 /// Everything the broker counts, at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Streams, by name.
     pub streams: Vec<StreamSnapshot>,

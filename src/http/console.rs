@@ -290,10 +290,14 @@ pub(super) async fn stream(
             "bytes_in": series(&history.bytes_in),
             "records_out": series(&history.records_out),
             "bytes_out": series(&history.bytes_out),
-            "shards": history.shards.iter().map(|(id, (i, o))| (id.clone(), json!({
-                "records_in": series(i), "records_out": series(o),
+            "shards": history.shards.iter().map(|(id, s)| (id.clone(), json!({
+                "records_in": series(&s.records_in), "bytes_in": series(&s.bytes_in),
+                "records_out": series(&s.records_out), "bytes_out": series(&s.bytes_out),
             }))).collect::<BTreeMap<_, _>>(),
             "groups": history.groups.iter().map(|(g, lag)| (g.clone(), series(lag))).collect::<BTreeMap<_, _>>(),
+            "group_shards": history.group_shards.iter().map(|(g, shards)| (g.clone(),
+                shards.iter().map(|(id, lag)| (id.clone(), series(lag))).collect::<BTreeMap<_, _>>(),
+            )).collect::<BTreeMap<_, _>>(),
         },
     }))
     .into_response())

@@ -50,11 +50,26 @@ pub struct StreamSeries {
     pub records_out: VecDeque<f32>,
     /// Bytes read per second.
     pub bytes_out: VecDeque<f32>,
-    /// Per shard: records put and read per second.
-    pub shards: BTreeMap<String, (VecDeque<f32>, VecDeque<f32>)>,
+    /// Per shard: records and bytes put and read per second.
+    pub shards: BTreeMap<String, ShardSeries>,
     /// Per lease group: its lag in records, over every shard; per queue group: its visible
     /// and in-flight messages.
     pub groups: BTreeMap<String, VecDeque<f32>>,
+    /// Per lease group and shard: its lag in records on that shard.
+    pub group_shards: BTreeMap<String, BTreeMap<String, VecDeque<f32>>>,
+}
+
+/// One shard's rates, aligned on its stream's times.
+#[derive(Debug, Default, Clone)]
+pub struct ShardSeries {
+    /// Records put per second.
+    pub records_in: VecDeque<f32>,
+    /// Bytes put per second.
+    pub bytes_in: VecDeque<f32>,
+    /// Records read per second.
+    pub records_out: VecDeque<f32>,
+    /// Bytes read per second.
+    pub bytes_out: VecDeque<f32>,
 }
 
 /// Appends `value`, dropping the oldest past the bound; a series that starts late is padded
@@ -89,12 +104,19 @@ impl History {
             })
             .collect();
         let mut lags: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        let mut shard_lags: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();
         for g in &snapshot.groups {
             *lags
                 .entry(g.stream.as_str())
                 .or_default()
                 .entry(g.group.as_str())
                 .or_default() += g.lag_records;
+            shard_lags
+                .entry(g.stream.as_str())
+                .or_default()
+                .entry(g.group.as_str())
+                .or_default()
+                .insert(g.shard.as_str(), g.lag_records);
         }
         for q in &snapshot.queues {
             *lags
@@ -132,7 +154,7 @@ impl History {
                     for (t, r) in total.iter_mut().zip(&rate) {
                         *t += r;
                     }
-                    per_shard.push((shard.clone(), rate[0] as f32, rate[2] as f32));
+                    per_shard.push((shard.clone(), rate));
                 }
                 updates.push((stream.clone(), total, per_shard));
             }
@@ -147,10 +169,16 @@ impl History {
                 push(&mut series.bytes_in, n, total[1] as f32);
                 push(&mut series.records_out, n, total[2] as f32);
                 push(&mut series.bytes_out, n, total[3] as f32);
-                for (shard, put, read) in per_shard {
-                    let (ins, outs) = series.shards.entry(shard).or_default();
-                    push(ins, n, put);
-                    push(outs, n, read);
+                // A shard retired by retention leaves the stream's snapshot; its series go too.
+                series
+                    .shards
+                    .retain(|id, _| per_shard.iter().any(|(s, _)| s == id));
+                for (shard, rate) in per_shard {
+                    let s = series.shards.entry(shard).or_default();
+                    push(&mut s.records_in, n, rate[0] as f32);
+                    push(&mut s.bytes_in, n, rate[1] as f32);
+                    push(&mut s.records_out, n, rate[2] as f32);
+                    push(&mut s.bytes_out, n, rate[3] as f32);
                 }
                 let groups = lags.get(stream.as_str());
                 series
@@ -159,6 +187,17 @@ impl History {
                 for (group, lag) in groups.into_iter().flatten() {
                     let s = series.groups.entry((*group).to_owned()).or_default();
                     push(s, n, *lag as f32);
+                }
+                let by_shard = shard_lags.get(stream.as_str());
+                series
+                    .group_shards
+                    .retain(|g, _| by_shard.is_some_and(|gs| gs.contains_key(g.as_str())));
+                for (group, shards) in by_shard.into_iter().flatten() {
+                    let per = series.group_shards.entry((*group).to_owned()).or_default();
+                    per.retain(|id, _| shards.contains_key(id.as_str()));
+                    for (shard, lag) in shards {
+                        push(per.entry((*shard).to_owned()).or_default(), n, *lag as f32);
+                    }
                 }
             }
         }
@@ -218,5 +257,93 @@ impl History {
                 i64::try_from(crate::storage::Timestamp::now().as_millis()).unwrap_or(i64::MAX);
             self.record(Instant::now(), now_ms, &snapshot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::stats::{GroupShardSnapshot, ShardSnapshot, StreamSnapshot};
+
+    fn shard(id: &str, records: u64, bytes: u64) -> ShardSnapshot {
+        ShardSnapshot {
+            shard: id.into(),
+            records_put: records,
+            bytes_put: bytes,
+            ..Default::default()
+        }
+    }
+
+    fn lag(group: &str, id: &str, records: u64) -> GroupShardSnapshot {
+        GroupShardSnapshot {
+            stream: "s".into(),
+            group: group.into(),
+            shard: id.into(),
+            lag_records: records,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(shards: Vec<ShardSnapshot>, groups: Vec<GroupShardSnapshot>) -> Snapshot {
+        Snapshot {
+            streams: vec![StreamSnapshot {
+                stream: "s".into(),
+                shards,
+                ..Default::default()
+            }],
+            groups,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rates_and_lags_are_kept_per_shard_and_dropped_with_their_shard_or_group() {
+        let history = History::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        history.record(at(0), 0, &snapshot(vec![shard("a", 0, 0)], vec![]));
+        history.record(
+            at(2),
+            2000,
+            &snapshot(
+                vec![shard("a", 10, 1000), shard("b", 4, 40)],
+                vec![lag("g", "a", 7), lag("g", "b", 3)],
+            ),
+        );
+        let s = history.stream("s").unwrap();
+        assert_eq!(s.records_in, [5.0]);
+        assert_eq!(s.shards["a"].records_in, [5.0]);
+        assert_eq!(s.shards["a"].bytes_in, [500.0]);
+        // A shard first seen at this sample has no rate yet.
+        assert_eq!(s.shards["b"].bytes_in, [0.0]);
+        assert_eq!(s.groups["g"], [10.0]);
+        assert_eq!(s.group_shards["g"]["a"], [7.0]);
+        assert_eq!(s.group_shards["g"]["b"], [3.0]);
+
+        // Shard b goes (retired), and so does group g.
+        history.record(at(3), 3000, &snapshot(vec![shard("a", 12, 1100)], vec![]));
+        let s = history.stream("s").unwrap();
+        assert_eq!(s.times, [2000, 3000]);
+        assert_eq!(s.shards["a"].bytes_in, [500.0, 100.0]);
+        assert!(!s.shards.contains_key("b"));
+        assert!(s.groups.is_empty() && s.group_shards.is_empty());
+    }
+
+    #[test]
+    fn every_series_is_bounded() {
+        let history = History::default();
+        let t0 = Instant::now();
+        for i in 0..(HISTORY_POINTS as u64 + 10) {
+            let snap = snapshot(vec![shard("a", i, i)], vec![lag("g", "a", i)]);
+            history.record(t0 + Duration::from_secs(i), i as i64, &snap);
+        }
+        let s = history.stream("s").unwrap();
+        assert_eq!(s.times.len(), HISTORY_POINTS);
+        assert_eq!(s.shards["a"].bytes_out.len(), HISTORY_POINTS);
+        assert_eq!(s.group_shards["g"]["a"].len(), HISTORY_POINTS);
+        assert_eq!(
+            s.group_shards["g"]["a"].back(),
+            Some(&(HISTORY_POINTS as f32 + 9.0))
+        );
     }
 }
