@@ -80,6 +80,11 @@ pub mod config;
 pub(crate) mod consumer;
 pub(crate) mod fifo;
 pub mod fsio;
+// The checks of the fuzz targets in `fuzz/`, with the tests that replay their corpora: built
+// only for tests and fuzzing, and not part of the API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod kinesis;

@@ -45,11 +45,11 @@
 //! crash; it is cut off (and the cut synced) with a `warn!(truncated_bytes = …)`. A bad frame
 //! with valid frames after it is corruption, reported as [`MetaError::Corrupt`], never skipped.
 
-mod codec;
+pub(crate) mod codec;
 mod command;
-mod journal;
+pub(crate) mod journal;
 mod queue;
-mod snapshot;
+pub(crate) mod snapshot;
 mod state;
 mod store;
 #[cfg(test)]
