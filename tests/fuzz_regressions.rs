@@ -5,12 +5,21 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use shardlog::fuzzing::TARGETS;
+use shardlog::fuzzing::{self, TARGETS};
+use shardlog::storage::record::{BatchHeader, FrameError};
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target)
+}
+
+/// An input that once crashed a target, from `tests/fuzz_regressions/`.
+fn finding(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions")
+        .join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Feeds every file of `target`'s committed corpus to its check; returns how many there were.
@@ -70,6 +79,23 @@ fn the_kinesis_json_corpus_passes_its_checks() {
 #[test]
 fn the_kinesis_cbor_corpus_passes_its_checks() {
     assert!(replay("kinesis_cbor") > 0);
+}
+
+/// Found by `frame`: a header with base sequence `u64::MAX` and one record passed both CRCs
+/// and decoded, so one past its last record (`next_sequence`, which every reader computes)
+/// overflowed; with two records the decoder's own numbering did.
+#[test]
+fn a_frame_whose_sequence_range_passes_the_largest_number_is_malformed() {
+    let frame = finding("frame-sequence-range-past-max");
+    assert!(matches!(
+        BatchHeader::decode(&frame),
+        Err(FrameError::Malformed {
+            count: 1,
+            reason: "the batch's sequence range passes the largest sequence number",
+        })
+    ));
+    assert!(fuzzing::decode_frame(&frame).is_err());
+    fuzzing::frame(&[&[0][..], &frame].concat());
 }
 
 #[test]

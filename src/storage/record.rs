@@ -265,6 +265,18 @@ impl BatchHeader {
                 reason: "a batch holds at least one record",
             });
         }
+        // One past the last record must be a sequence number too: every reader computes it
+        // (`next_sequence`), and the records' own numbers are `base_sequence + i`.
+        if header
+            .base_sequence
+            .checked_add(u64::from(header.record_count))
+            .is_none()
+        {
+            return Err(FrameError::Malformed {
+                count: header.record_count,
+                reason: "the batch's sequence range passes the largest sequence number",
+            });
+        }
         Ok(header)
     }
 
