@@ -32,6 +32,8 @@ struct State {
     fail_syncs: bool,
     space_left: Option<u64>,
     short_write_once: Option<usize>,
+    /// Set by [`FaultyIo::cut_power`]: nothing reaches the disk any more.
+    power_cut: bool,
 }
 
 /// How much of the unsynced tail of each file survives a [`FaultyIo::power_loss`].
@@ -81,10 +83,19 @@ impl FaultyIo {
         self.state().short_write_once = Some(keep);
     }
 
+    /// The power goes, at this instant: from now on every write, sync, truncation, rename,
+    /// removal and file creation fails with `EIO` and changes nothing on disk, while the
+    /// server still runs and is then stopped. [`FaultyIo::power_loss`] decides afterwards what
+    /// of the unsynced bytes the disk kept.
+    pub fn cut_power(&self) {
+        self.state().power_cut = true;
+    }
+
     /// Simulates a power cut, then forgets all tracking: what is left is what a reboot finds.
-    /// Handles to files opened before it must not be used afterwards.
+    /// Handles to files opened before it must not be used afterwards. The power is on again.
     pub fn power_loss(&self, loss: Loss) {
         let mut st = self.state();
+        st.power_cut = false;
         let mut rng = match loss {
             Loss::UnsyncedGone => 0,
             Loss::Torn { seed } => seed | 1,
@@ -157,9 +168,17 @@ fn enospc() -> io::Error {
     io::Error::from_raw_os_error(28)
 }
 
+/// What every change to the disk meets once the power is cut.
+fn no_power() -> io::Error {
+    io::Error::from_raw_os_error(5)
+}
+
 impl IoFile for FaultyFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.power_cut {
+            return Err(no_power());
+        }
         let len = self.inner.len()?;
         let synced = st.files.get(&self.tracked.path).map_or(0, |t| t.synced_len);
         assert!(
@@ -197,7 +216,7 @@ impl IoFile for FaultyFile {
 
     fn sync(&self) -> io::Result<()> {
         let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.fail_syncs {
+        if st.fail_syncs || st.power_cut {
             return Err(io::Error::from_raw_os_error(5));
         }
         self.inner.sync()?;
@@ -214,6 +233,9 @@ impl IoFile for FaultyFile {
 
     fn truncate(&self, len: u64) -> io::Result<()> {
         let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.power_cut {
+            return Err(no_power());
+        }
         let old = self.inner.len()?;
         self.inner.truncate(len)?;
         if let Some(space) = st.space_left.as_mut() {
@@ -235,6 +257,9 @@ impl IoFile for FaultyFile {
 impl Io for FaultyIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
         let existed = path.exists();
+        if create && !existed && self.state().power_cut {
+            return Err(no_power());
+        }
         let inner = RealIo.open(path, create)?;
         let mut st = self.state();
         let len = inner.len()?;
@@ -257,12 +282,18 @@ impl Io for FaultyIo {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        if self.state().power_cut {
+            return Err(no_power());
+        }
         RealIo.remove_file(path)?;
         self.state().files.remove(path);
         Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.state().power_cut {
+            return Err(no_power());
+        }
         RealIo.rename(from, to)?;
         let mut st = self.state();
         let mut track = st.files.remove(from).unwrap_or_default();
@@ -273,10 +304,16 @@ impl Io for FaultyIo {
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if self.state().power_cut {
+            return Err(no_power());
+        }
         RealIo.create_dir_all(dir)
     }
 
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if self.state().power_cut {
+            return Err(no_power());
+        }
         RealIo.remove_dir_all(dir)?;
         self.state().files.retain(|p, _| !p.starts_with(dir));
         Ok(())
@@ -284,7 +321,7 @@ impl Io for FaultyIo {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state();
-        if st.fail_syncs {
+        if st.fail_syncs || st.power_cut {
             return Err(io::Error::from_raw_os_error(5));
         }
         RealIo.sync_dir(dir)?;
@@ -326,6 +363,33 @@ mod tests {
         io.power_loss(Loss::UnsyncedGone);
         assert_eq!(std::fs::read(&a).unwrap(), b"durable");
         assert!(!b.exists());
+    }
+
+    #[test]
+    fn after_the_power_is_cut_nothing_changes_on_disk_until_the_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new();
+        let path = dir.path().join("f");
+        let f = io.open(&path, true).unwrap();
+        io.sync_dir(dir.path()).unwrap();
+        f.write_all_at(b"synced", 0).unwrap();
+        f.sync().unwrap();
+        f.write_all_at(b" unsynced", 6).unwrap();
+        io.cut_power();
+        assert_eq!(
+            f.write_all_at(b" late", 15).unwrap_err().raw_os_error(),
+            Some(5)
+        );
+        assert!(f.sync().is_err() && f.truncate(0).is_err());
+        assert!(io.open(&dir.path().join("new"), true).is_err());
+        assert!(io.rename(&path, &dir.path().join("moved")).is_err());
+        assert!(io.remove_file(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"synced unsynced");
+        io.power_loss(Loss::UnsyncedGone);
+        assert_eq!(std::fs::read(&path).unwrap(), b"synced");
+        // The power is back.
+        let f = io.open(&path, false).unwrap();
+        f.write_all_at(b" again", 6).unwrap();
     }
 
     #[test]

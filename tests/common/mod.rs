@@ -23,7 +23,8 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// The server's run; its error when it ended in one.
+    task: Option<JoinHandle<Result<(), String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -45,13 +46,22 @@ impl TestServer {
     /// Stops the server gracefully and waits until every shard is synced and closed. The data
     /// directory is kept (when the server owns a temporary one, it is handed back).
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Err(e) = self.stop_as_it_may().await {
+            panic!("server ran: {e}");
+        }
+        self._tmp.take()
+    }
+
+    /// Stops the server and waits for it; how its run ended. A server whose disk failed ends
+    /// with that error (its last syncs fail).
+    pub async fn stop_as_it_may(&mut self) -> Result<(), String> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task");
+        match self.task.take() {
+            Some(task) => task.await.expect("server task"),
+            None => Ok(()),
         }
-        self._tmp.take()
     }
 
     /// Stops this server and starts a new one on the same data directory.
@@ -766,7 +776,7 @@ impl TestServer {
                 let _ = stopped.await;
             })
             .await
-            .expect("server ran");
+            .map_err(|e| format!("{e:?}"))
         });
         TestServer {
             addr,
@@ -781,6 +791,7 @@ impl TestServer {
 }
 
 pub mod auth;
+pub mod campaign;
 pub mod fifo;
 pub mod groups;
 pub mod http;
