@@ -30,6 +30,8 @@ struct Track {
 struct State {
     files: HashMap<PathBuf, Track>,
     fail_syncs: bool,
+    /// Syncs of files under this directory fail (one shard's disk going bad).
+    fail_syncs_under: Option<PathBuf>,
     space_left: Option<u64>,
     short_write_once: Option<usize>,
     /// Set by [`FaultyIo::cut_power`]: nothing reaches the disk any more.
@@ -70,6 +72,11 @@ impl FaultyIo {
     /// Makes every sync fail with `EIO` (or succeed again).
     pub fn fail_syncs(&self, fail: bool) {
         self.state().fail_syncs = fail;
+    }
+
+    /// Makes syncs of every file under `dir` fail with `EIO`, and only those (`None`: none).
+    pub fn fail_syncs_under(&self, dir: Option<&Path>) {
+        self.state().fail_syncs_under = dir.map(Path::to_owned);
     }
 
     /// Limits the bytes files may still grow by (`None`: unlimited). A write past it writes
@@ -216,7 +223,11 @@ impl IoFile for FaultyFile {
 
     fn sync(&self) -> io::Result<()> {
         let mut st = self.tracked.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.fail_syncs || st.power_cut {
+        let failing = st
+            .fail_syncs_under
+            .as_ref()
+            .is_some_and(|dir| self.tracked.path.starts_with(dir));
+        if st.fail_syncs || st.power_cut || failing {
             return Err(io::Error::from_raw_os_error(5));
         }
         self.inner.sync()?;
@@ -321,7 +332,11 @@ impl Io for FaultyIo {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state();
-        if st.fail_syncs || st.power_cut {
+        let failing = st
+            .fail_syncs_under
+            .as_ref()
+            .is_some_and(|d| dir.starts_with(d));
+        if st.fail_syncs || st.power_cut || failing {
             return Err(io::Error::from_raw_os_error(5));
         }
         RealIo.sync_dir(dir)?;
