@@ -275,6 +275,10 @@ pub struct Settings {
     /// How long one Kinesis SubscribeToShard call streams, in seconds [default: 300]
     #[arg(long, env = "SHARDLOG_KINESIS_SUBSCRIPTION_SECS", value_name = "SECS")]
     pub kinesis_subscription_secs: Option<u64>,
+    /// Seconds a client of the HTTP listeners (Kinesis API, admin) has to send a request's
+    /// headers before its connection is closed [default: 10]
+    #[arg(long, env = "SHARDLOG_HTTP_HEADER_TIMEOUT_SECS", value_name = "SECS")]
+    pub http_header_timeout_secs: Option<u64>,
     /// Log filter, e.g. `info` or `warn,shardlog=debug` [default: info]
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -485,6 +489,10 @@ impl Config {
             &mut config.kinesis.subscription_lifetime,
             layer!(kinesis_subscription_secs).map(secs),
         );
+        set(
+            &mut config.kinesis.header_read_timeout,
+            layer!(http_header_timeout_secs).map(secs),
+        );
         set(&mut config.listen, layer!(listen));
         set(&mut config.log, layer!(log));
         config
@@ -555,6 +563,11 @@ impl Config {
         check(
             self.kinesis.subscription_lifetime >= Duration::from_secs(1),
             "kinesis_subscription_secs",
+            positive,
+        )?;
+        check(
+            self.kinesis.header_read_timeout >= Duration::from_secs(1),
+            "http_header_timeout_secs",
             positive,
         )?;
         check(
@@ -1100,6 +1113,10 @@ mod tests {
             (
                 "kinesis_subscription_secs",
                 config.kinesis.subscription_lifetime.as_secs().to_string(),
+            ),
+            (
+                "http_header_timeout_secs",
+                config.kinesis.header_read_timeout.as_secs().to_string(),
             ),
             ("log", config.log.clone()),
         ];

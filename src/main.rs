@@ -164,6 +164,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             Some(tokio::spawn(shardlog::http::serve(
                 incoming,
                 admin.clone(),
+                config.kinesis.header_read_timeout,
                 async {
                     let _ = http_stopped.await;
                 },

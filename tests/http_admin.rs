@@ -251,9 +251,14 @@ async fn health_answers_while_recovering_and_ready_only_once_the_broker_is_open(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let incoming =
         shardlog::tls::Incoming::new(listener, None, shardlog::tls::Listener::Http).unwrap();
-    let serving = tokio::spawn(shardlog::http::serve(incoming, admin.clone(), async {
-        let _ = stopped.await;
-    }));
+    let serving = tokio::spawn(shardlog::http::serve(
+        incoming,
+        admin.clone(),
+        shardlog::http::DEFAULT_HEADER_READ_TIMEOUT,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     assert_eq!(get(addr, "/healthz").await.0, StatusCode::OK);
     assert_eq!(
         get(addr, "/readyz").await.0,

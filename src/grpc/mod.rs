@@ -179,6 +179,12 @@ pub async fn serve_listeners(
                 .is_some_and(|p| p.may(action, stream))
         }));
     }
+    // The admin listener shares the Kinesis listener's HTTP limits.
+    let header_timeout = kinesis
+        .as_ref()
+        .map_or(crate::http::DEFAULT_HEADER_READ_TIMEOUT, |(_, config)| {
+            config.header_read_timeout
+        });
     let kinesis = kinesis.map(|(listener, config)| {
         let mut stopping = broker.shutdown_signal();
         let stopped = async move {
@@ -200,6 +206,7 @@ pub async fn serve_listeners(
         tokio::spawn(crate::http::serve(
             listener,
             crate::http::Admin::of(broker.clone()).with_auth(auth.clone()),
+            header_timeout,
             stopped,
         ))
     });

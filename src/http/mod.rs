@@ -89,10 +89,57 @@ impl Admin {
     }
 }
 
+/// How long a client of an HTTP listener (the admin endpoints, the Kinesis API) may take to
+/// send a request's headers before its connection is closed, so that slow clients cannot
+/// hold connections open for ever.
+pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `app` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` resolves, then lets the
+/// connections finish their requests. A connection that does not send a request's headers
+/// within `header_timeout` is closed.
+pub(crate) async fn serve_router(
+    mut listener: crate::tls::Incoming,
+    app: Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::Listener as _;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (conn, _peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let service = TowerToHyperService::new(app.clone());
+        let serving = builder
+            .serve_connection_with_upgrades(TokioIo::new(conn), service)
+            .into_owned();
+        let serving = graceful.watch(serving);
+        tokio::spawn(async move {
+            // A client that goes away or breaks the protocol ends its own connection only.
+            let _ = serving.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: crate::tls::Incoming,
     admin: Admin,
+    header_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -120,9 +167,7 @@ pub async fn serve(
         )
         .with_state(admin);
     tracing::info!(addr = %listener.local_addr(), "serving metrics and health over HTTP");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_router(listener, app, header_timeout, shutdown).await
 }
 
 async fn healthz() -> &'static str {

@@ -77,6 +77,9 @@ pub struct KinesisConfig {
     /// How long after a SubscribeToShard call another for the same consumer and shard is
     /// refused; after it, a new call takes the subscription over.
     pub resubscribe_interval: Duration,
+    /// How long a client of this listener, and of the admin listener, may take to send a
+    /// request's headers before its connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for KinesisConfig {
@@ -89,6 +92,7 @@ impl Default for KinesisConfig {
             next_token_ttl: token::DEFAULT_NEXT_TOKEN_TTL,
             min_retention_hours: DEFAULT_MIN_RETENTION_HOURS,
             resubscribe_interval: RESUBSCRIBE_INTERVAL,
+            header_read_timeout: crate::http::DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -161,6 +165,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max_body = config.max_request_bytes;
+    let header_timeout = config.header_read_timeout;
     let state = Kinesis {
         broker,
         config: Arc::new(config),
@@ -172,9 +177,7 @@ pub async fn serve(
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
     tracing::info!(addr = %listener.local_addr(), "serving the Kinesis API");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve_router(listener, app, header_timeout, shutdown).await
 }
 
 /// An answer: a body in the request's encoding, or an event stream.
