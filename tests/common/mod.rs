@@ -654,6 +654,11 @@ impl ChildServer {
         }
     }
 
+    /// The server's process id, to read its memory and open files from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the process wrote so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
