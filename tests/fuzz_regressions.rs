@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use shardlog::fuzzing::{self, TARGETS};
+use shardlog::kinesis::value::{self, Encoding};
 use shardlog::storage::record::{BatchHeader, FrameError};
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -96,6 +97,17 @@ fn a_frame_whose_sequence_range_passes_the_largest_number_is_malformed() {
     ));
     assert!(fuzzing::decode_frame(&frame).is_err());
     fuzzing::frame(&[&[0][..], &frame].concat());
+}
+
+/// Found by `kinesis_json`: an object keyed by `serde_json::Value`'s raw-value marker
+/// (`$serde_json::private::RawValue`) is valid JSON, and the decoder reads the key as any other.
+/// The check's reference, `serde_json::Value`, refuses it: the check was wrong, not the decoder.
+#[test]
+fn a_json_body_keyed_by_a_serde_json_marker_decodes_as_any_other_key() {
+    let input = finding("kinesis-json-serde-json-marker-key");
+    let body = value::decode(&input[1..], Encoding::Json).expect("valid JSON decodes");
+    assert!(body.get("$serde_json::private::RawValue").is_some());
+    fuzzing::kinesis_json(&input);
 }
 
 #[test]

@@ -67,11 +67,17 @@ fn kinesis_body(input: &[u8], encoding: Encoding) {
     let decoded = value::decode(body, encoding);
     if !body.iter().all(u8::is_ascii_whitespace) {
         match encoding {
-            Encoding::Json => assert_eq!(
-                decoded.is_ok(),
-                serde_json::from_slice::<serde_json::Value>(body).is_ok(),
-                "a body decodes exactly when it is JSON"
-            ),
+            Encoding::Json => {
+                let reference = serde_json::from_slice::<serde_json::Value>(body).is_ok();
+                // `serde_json::Value` refuses objects whose key is one of its own markers
+                // (`$serde_json::private::RawValue`, with the `raw_value` feature a dependency
+                // turns on): valid JSON all the same, which the decoder rightly reads.
+                let marker = decoded.as_ref().is_ok_and(has_serde_json_marker);
+                assert!(
+                    decoded.is_ok() == reference || marker && !reference,
+                    "a body decodes exactly when it is JSON"
+                );
+            }
             Encoding::Cbor => assert!(
                 decoded.is_err() || ciborium::from_reader::<ciborium::Value, _>(body).is_ok(),
                 "a body that decodes is CBOR"
@@ -83,6 +89,17 @@ fn kinesis_body(input: &[u8], encoding: Encoding) {
     };
     if check_types(&mut request, shape, encoding).is_ok() {
         let _ = validate(&request, shape);
+    }
+}
+
+/// True when a map anywhere in `value` has a key that `serde_json::Value` reserves.
+fn has_serde_json_marker(value: &value::Value<'_>) -> bool {
+    match value {
+        value::Value::List(items) => items.iter().any(has_serde_json_marker),
+        value::Value::Map(members) => members
+            .iter()
+            .any(|(k, v)| k.starts_with("$serde_json::private::") || has_serde_json_marker(v)),
+        _ => false,
     }
 }
 

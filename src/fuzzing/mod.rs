@@ -13,16 +13,16 @@
 //! stopping at it. The other bits vary what is checked (which part of a batch is read, which
 //! byte is damaged).
 //!
-//! | check            | decoder                                                        |
-//! |------------------|----------------------------------------------------------------|
+//! | check              | decoder                                                           |
+//! |--------------------|-------------------------------------------------------------------|
 //! | [`frame`]          | `storage::record`: batch header, payload CRC, records, attributes |
-//! | [`meta_journal`]   | `meta`: the journal scan and its command bodies, then replay     |
-//! | [`meta_snapshot`]  | `meta`: the snapshot file and its state                          |
-//! | [`iterator_token`] | `broker::iterator` shard iterators, `kinesis::token` page tokens |
-//! | [`proto_decode`]   | `proto::wire`: the read answers' hand-written decoding           |
-//! | [`filter_pattern`] | `route`: pattern parsing and compiling, event JSON, matching     |
-//! | [`kinesis_json`]   | `kinesis::value` JSON bodies, then the schema's checks           |
-//! | [`kinesis_cbor`]   | `kinesis::value` CBOR bodies, then the schema's checks           |
+//! | [`meta_journal`]   | `meta`: the journal scan and its command bodies, then replay      |
+//! | [`meta_snapshot`]  | `meta`: the snapshot file and its state                           |
+//! | [`iterator_token`] | `broker::iterator` shard iterators, `kinesis::token` page tokens  |
+//! | [`proto_decode`]   | `proto::wire`: the read answers' hand-written decoding            |
+//! | [`filter_pattern`] | `route`: pattern parsing and compiling, event JSON, matching      |
+//! | [`kinesis_json`]   | `kinesis::value` JSON bodies, then the schema's checks            |
+//! | [`kinesis_cbor`]   | `kinesis::value` CBOR bodies, then the schema's checks            |
 
 mod frame;
 mod kinesis;
