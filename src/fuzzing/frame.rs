@@ -3,35 +3,12 @@
 use bytes::Bytes;
 
 use super::SEAL;
-use crate::storage::record::{decode_records, verify_payload, BatchHeader, FrameError, HEADER_LEN};
+pub use crate::storage::record::decode_whole_frame as decode_frame;
+use crate::storage::record::{decode_records, FrameError, HEADER_LEN};
 use crate::storage::{
     Attribute, AttributeType, Attributes, BatchBuilder, RecordRef, SequenceNumber, StoredRecord,
     Timestamp,
 };
-
-/// Decodes a whole frame as a reader does: header, declared length, payload CRC, every record.
-pub fn decode_frame(bytes: &[u8]) -> Result<(BatchHeader, Vec<StoredRecord>), FrameError> {
-    let header = BatchHeader::decode(bytes)?;
-    let frame_len = header.frame_len();
-    if bytes.len() < frame_len {
-        return Err(FrameError::Torn {
-            needed: frame_len,
-            available: bytes.len(),
-        });
-    }
-    let payload = Bytes::copy_from_slice(&bytes[HEADER_LEN..frame_len]);
-    verify_payload(&header, &payload)?;
-    let mut records = Vec::new();
-    decode_records(
-        &header,
-        &payload,
-        SequenceNumber::ZERO,
-        usize::MAX,
-        usize::MAX,
-        &mut records,
-    )?;
-    Ok((header, records))
-}
 
 /// Frames `records` again with the crate's encoder: one batch from `base`, arrived at `at`.
 fn encode_frame(records: &[StoredRecord], base: SequenceNumber, at: Timestamp) -> Vec<u8> {

@@ -498,6 +498,32 @@ pub struct Decoded {
     pub budget_reached: bool,
 }
 
+/// Decodes a whole frame as a reader does: header, declared length, payload CRC, every record.
+/// For tests and the fuzz checks; the log reads through its segments instead.
+#[cfg(any(test, feature = "testing"))]
+pub fn decode_whole_frame(bytes: &[u8]) -> Result<(BatchHeader, Vec<StoredRecord>), FrameError> {
+    let header = BatchHeader::decode(bytes)?;
+    let frame_len = header.frame_len();
+    if bytes.len() < frame_len {
+        return Err(FrameError::Torn {
+            needed: frame_len,
+            available: bytes.len(),
+        });
+    }
+    let payload = Bytes::copy_from_slice(&bytes[HEADER_LEN..frame_len]);
+    verify_payload(&header, &payload)?;
+    let mut records = Vec::new();
+    decode_records(
+        &header,
+        &payload,
+        SequenceNumber::ZERO,
+        usize::MAX,
+        usize::MAX,
+        &mut records,
+    )?;
+    Ok((header, records))
+}
+
 /// Decodes the records of a CRC-checked payload. `payload` is shared, and the records' byte
 /// fields are slices of it. Records before `from_sequence` are skipped; at most `max_records`
 /// records and `max_bytes` bytes are pushed to `out` — but the first record always fits an
@@ -653,19 +679,7 @@ mod tests {
     }
 
     fn decode_all(frame: &[u8]) -> Result<Vec<StoredRecord>, FrameError> {
-        let header = BatchHeader::decode(frame)?;
-        let payload = Bytes::copy_from_slice(&frame[HEADER_LEN..header.frame_len()]);
-        verify_payload(&header, &payload)?;
-        let mut out = Vec::new();
-        decode_records(
-            &header,
-            &payload,
-            SequenceNumber::ZERO,
-            usize::MAX,
-            usize::MAX,
-            &mut out,
-        )?;
-        Ok(out)
+        decode_whole_frame(frame).map(|(_, records)| records)
     }
 
     fn some_attributes() -> Attributes {
