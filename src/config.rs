@@ -152,6 +152,10 @@ pub struct Settings {
     /// Events a subscription buffers ahead of a slow reader [default: 4]
     #[arg(long, env = "SHARDLOG_SUBSCRIBE_BUFFER", value_name = "N")]
     pub subscribe_buffer: Option<usize>,
+    /// Bytes of records a subscription holds for its reader, read and not yet sent; an event
+    /// never carries more [default: 2097152]
+    #[arg(long, env = "SHARDLOG_SUBSCRIBE_BUFFER_BYTES", value_name = "BYTES")]
+    pub subscribe_buffer_bytes: Option<usize>,
     /// Most unanswered requests of one PutRecordsStream call [default: 8]
     #[arg(long, env = "SHARDLOG_PUT_STREAM_WINDOW", value_name = "N")]
     pub put_stream_window: Option<usize>,
@@ -243,6 +247,16 @@ pub struct Settings {
     /// Most consumers registered on one stream (Kinesis enhanced fan-out) [default: 20]
     #[arg(long, env = "SHARDLOG_MAX_STREAM_CONSUMERS", value_name = "N")]
     pub max_stream_consumers: Option<usize>,
+    /// Most consumer groups (lease and queue groups) on one stream [default: 1000]
+    #[arg(long, env = "SHARDLOG_MAX_STREAM_GROUPS", value_name = "N")]
+    pub max_stream_groups: Option<usize>,
+    /// Most streams the server holds [default: 1000]
+    #[arg(long, env = "SHARDLOG_MAX_STREAMS", value_name = "N")]
+    pub max_streams: Option<usize>,
+    /// Most connections each listener (gRPC, Kinesis, admin) holds open at once; past it, a
+    /// connection is answered with an error naming the limit, then closed [default: 10000]
+    #[arg(long, env = "SHARDLOG_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Address the Kinesis Data Streams API (HTTP, JSON and CBOR) listens on, or `off`
     /// [default: 127.0.0.1:4567]
     #[arg(long, env = "SHARDLOG_KINESIS_LISTEN", value_name = "ADDR|off")]
@@ -314,6 +328,8 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax. Default `info`.
     pub log: String,
+    /// Most connections each listener holds open at once.
+    pub max_connections: usize,
     /// Everything the engine is opened with; `data_dir` defaults to `./data` here.
     pub broker: BrokerConfig,
 }
@@ -330,6 +346,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             log: DEFAULT_LOG.to_owned(),
+            max_connections: crate::tls::DEFAULT_MAX_CONNECTIONS,
             broker: BrokerConfig::new(DEFAULT_DATA_DIR),
         }
     }
@@ -390,6 +407,10 @@ impl Config {
         set(&mut c.max_read_bytes, layer!(max_read_bytes));
         set(&mut c.iterator_ttl, layer!(iterator_ttl_secs).map(secs));
         set(&mut c.subscribe_buffer, layer!(subscribe_buffer));
+        set(
+            &mut c.subscribe_buffer_bytes,
+            layer!(subscribe_buffer_bytes),
+        );
         set(&mut c.put_stream_window, layer!(put_stream_window));
         set(&mut c.subscribe_event_bytes, layer!(subscribe_event_bytes));
         set(
@@ -452,6 +473,8 @@ impl Config {
             &mut c.stream_limits.max_consumers,
             layer!(max_stream_consumers),
         );
+        set(&mut c.stream_limits.max_groups, layer!(max_stream_groups));
+        set(&mut c.max_streams, layer!(max_streams));
         if let Some(addr) = layer!(kinesis_listen) {
             config.kinesis_listen = (addr != "off").then_some(addr);
         }
@@ -495,6 +518,7 @@ impl Config {
         );
         set(&mut config.listen, layer!(listen));
         set(&mut config.log, layer!(log));
+        set(&mut config.max_connections, layer!(max_connections));
         config
     }
 
@@ -625,6 +649,11 @@ impl Config {
         )?;
         check(!c.iterator_ttl.is_zero(), "iterator_ttl_secs", positive)?;
         check(c.subscribe_buffer >= 1, "subscribe_buffer", positive)?;
+        check(
+            c.subscribe_buffer_bytes >= 1 && c.subscribe_buffer_bytes <= u32::MAX as usize,
+            "subscribe_buffer_bytes",
+            || format!("must be between 1 and {} bytes", u32::MAX),
+        )?;
         check(c.put_stream_window >= 1, "put_stream_window", positive)?;
         check(
             c.log.retention_bytes != Some(0),
@@ -936,6 +965,9 @@ mod tests {
                 c.broker.iterator_ttl = Duration::ZERO
             }),
             ("subscribe_buffer", |c| c.broker.subscribe_buffer = 0),
+            ("subscribe_buffer_bytes", |c| {
+                c.broker.subscribe_buffer_bytes = 0
+            }),
             ("put_stream_window", |c| c.broker.put_stream_window = 0),
             ("shard_retention_bytes", |c| {
                 c.broker.log.retention_bytes = Some(0)
@@ -1025,6 +1057,10 @@ mod tests {
             ("max_read_bytes", d.max_read_bytes.to_string()),
             ("iterator_ttl_secs", d.iterator_ttl.as_secs().to_string()),
             ("subscribe_buffer", d.subscribe_buffer.to_string()),
+            (
+                "subscribe_buffer_bytes",
+                d.subscribe_buffer_bytes.to_string(),
+            ),
             ("put_stream_window", d.put_stream_window.to_string()),
             ("shard_retention_bytes", "none".to_owned()),
             ("subscribe_event_bytes", d.subscribe_event_bytes.to_string()),
@@ -1091,6 +1127,9 @@ mod tests {
                 "max_stream_consumers",
                 d.stream_limits.max_consumers.to_string(),
             ),
+            ("max_stream_groups", d.stream_limits.max_groups.to_string()),
+            ("max_streams", d.max_streams.to_string()),
+            ("max_connections", config.max_connections.to_string()),
             (
                 "kinesis_listen",
                 config.kinesis_listen.clone().unwrap_or_default(),

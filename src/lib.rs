@@ -90,6 +90,7 @@ pub mod http;
 pub mod kinesis;
 pub(crate) mod meta;
 pub mod proto;
+mod refusal;
 pub mod route;
 pub mod storage;
 pub mod stream;

@@ -160,6 +160,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 listener,
                 tls.as_ref(),
                 shardlog::tls::Listener::Http,
+                config.max_connections,
             )?;
             Some(tokio::spawn(shardlog::http::serve(
                 incoming,
@@ -192,6 +193,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         http: None,
         auth,
         tls,
+        max_connections: config.max_connections,
     };
     let served = shardlog::grpc::serve_listeners(broker, listeners, shutdown).await;
     let _ = http_stop.send(());

@@ -10,12 +10,18 @@
 //! handshake on its own task (a slow or silent peer holds up nobody, and is dropped after
 //! [`TLS_HANDSHAKE_TIMEOUT`]) and hands the ready connections over. The same type feeds tonic
 //! (as a stream of connections) and axum (as a listener), plain or with TLS.
+//!
+//! A listener holds at most `max_connections` open at once (`--max-connections`). A connection
+//! past it is not served: it is answered, for as long as [`REFUSAL_TIME`], with an error that
+//! says why (`RESOURCE_EXHAUSTED` to a gRPC call, 503 and a JSON `LimitExceededException` to
+//! HTTP), then closed. At most [`REFUSALS_AT_ONCE`] such answers run at a time; past that, a
+//! connection is closed as soon as it is accepted.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -38,6 +44,15 @@ pub const TLS_FILE_POLL: Duration = Duration::from_secs(2);
 
 /// Connections accepted (and past their handshake) but not yet taken by the server.
 pub const ACCEPT_QUEUE: usize = 256;
+
+/// Default most connections one listener holds open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// How long a connection past the limit is answered before it is closed.
+pub const REFUSAL_TIME: Duration = Duration::from_secs(5);
+
+/// Most connections past the limit that are answered at once; the rest are closed unanswered.
+pub const REFUSALS_AT_ONCE: usize = 64;
 
 /// How long accepting pauses after an error of the listener itself (out of file descriptors):
 /// retrying at once would spin.
@@ -118,20 +133,29 @@ pub fn open_connections() -> [(&'static str, u64); 3] {
     Listener::ALL.map(|l| (l.name(), OPEN[l as usize].load(Ordering::Relaxed)))
 }
 
-/// Counts one open connection of a listener for as long as it lives.
+/// Counts one open connection of a listener for as long as it lives: in the process's count of
+/// its kind, and in its own listener's, which its limit is checked against.
 #[derive(Debug)]
-struct Counted(Listener);
+struct Counted {
+    kind: Listener,
+    open: Arc<AtomicUsize>,
+}
 
 impl Counted {
-    fn new(listener: Listener) -> Counted {
-        OPEN[listener as usize].fetch_add(1, Ordering::Relaxed);
-        Counted(listener)
+    fn new(kind: Listener, open: &Arc<AtomicUsize>) -> Counted {
+        OPEN[kind as usize].fetch_add(1, Ordering::Relaxed);
+        open.fetch_add(1, Ordering::AcqRel);
+        Counted {
+            kind,
+            open: Arc::clone(open),
+        }
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        OPEN[self.0 as usize].fetch_sub(1, Ordering::Relaxed);
+        OPEN[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -367,11 +391,8 @@ enum Io {
 }
 
 impl Conn {
-    fn new(io: Io, listener: Listener) -> Conn {
-        Conn {
-            io,
-            _open: Counted::new(listener),
-        }
+    fn new(io: Io, open: Counted) -> Conn {
+        Conn { io, _open: open }
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -464,13 +485,24 @@ impl Drop for Incoming {
 }
 
 impl Incoming {
-    /// Serves `listener`'s connections, with TLS when `tls` is given. Every connection has
-    /// TCP_NODELAY: without it each response waits on the peer's delayed ACK (~40 ms).
-    pub fn new(listener: TcpListener, tls: Option<&Tls>, kind: Listener) -> io::Result<Incoming> {
+    /// Serves `listener`'s connections, with TLS when `tls` is given, at most
+    /// `max_connections` at once. Every connection has TCP_NODELAY: without it each response
+    /// waits on the peer's delayed ACK (~40 ms).
+    pub fn new(
+        listener: TcpListener,
+        tls: Option<&Tls>,
+        kind: Listener,
+        max_connections: usize,
+    ) -> io::Result<Incoming> {
         let local = listener.local_addr()?;
         let (ready, taken) = mpsc::channel(ACCEPT_QUEUE);
         let tls = tls.cloned();
-        let accepting = tokio::spawn(accept(listener, tls, kind, ready));
+        let limit = Limit {
+            max: max_connections,
+            open: Arc::new(AtomicUsize::new(0)),
+            refusing: Arc::new(tokio::sync::Semaphore::new(REFUSALS_AT_ONCE)),
+        };
+        let accepting = tokio::spawn(accept(listener, tls, kind, limit, ready));
         Ok(Incoming {
             ready: taken,
             local,
@@ -484,10 +516,20 @@ impl Incoming {
     }
 }
 
+/// A listener's connection limit and what it holds now.
+struct Limit {
+    max: usize,
+    /// Connections open now, counted from their acceptance (handshakes included).
+    open: Arc<AtomicUsize>,
+    /// Room for refusals being answered.
+    refusing: Arc<tokio::sync::Semaphore>,
+}
+
 async fn accept(
     listener: TcpListener,
     tls: Option<Tls>,
     kind: Listener,
+    limit: Limit,
     ready: mpsc::Sender<(Conn, SocketAddr)>,
 ) {
     loop {
@@ -505,10 +547,31 @@ async fn accept(
             }
         };
         let _ = stream.set_nodelay(true);
+        if limit.open.load(Ordering::Acquire) >= limit.max {
+            // Answered on a task of its own, if there is room for one; else closed now.
+            if let Ok(room) = Arc::clone(&limit.refusing).try_acquire_owned() {
+                let acceptor = tls.as_ref().map(|tls| tls.acceptor(kind));
+                let why = format!(
+                    "the server holds the most connections this listener accepts ({}, \
+                     --max-connections); try again later",
+                    limit.max
+                );
+                tokio::spawn(async move {
+                    let _room = room;
+                    let _ = tokio::time::timeout(
+                        REFUSAL_TIME,
+                        crate::refusal::answer(stream, acceptor, why),
+                    )
+                    .await;
+                });
+            }
+            continue;
+        }
+        let open = Counted::new(kind, &limit.open);
         match &tls {
             None => {
                 if ready
-                    .send((Conn::new(Io::Plain(stream), kind), peer))
+                    .send((Conn::new(Io::Plain(stream), open), peer))
                     .await
                     .is_err()
                 {
@@ -523,7 +586,7 @@ async fn accept(
                     {
                         Ok(Ok(stream)) => {
                             let _ = ready
-                                .send((Conn::new(Io::Tls(Box::new(stream)), kind), peer))
+                                .send((Conn::new(Io::Tls(Box::new(stream)), open), peer))
                                 .await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

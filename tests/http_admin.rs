@@ -249,8 +249,13 @@ async fn health_answers_while_recovering_and_ready_only_once_the_broker_is_open(
     let addr = listener.local_addr().unwrap();
     let admin = shardlog::http::Admin::starting();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let incoming =
-        shardlog::tls::Incoming::new(listener, None, shardlog::tls::Listener::Http).unwrap();
+    let incoming = shardlog::tls::Incoming::new(
+        listener,
+        None,
+        shardlog::tls::Listener::Http,
+        shardlog::tls::DEFAULT_MAX_CONNECTIONS,
+    )
+    .unwrap();
     let serving = tokio::spawn(shardlog::http::serve(
         incoming,
         admin.clone(),

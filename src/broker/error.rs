@@ -126,6 +126,16 @@ pub enum BrokerError {
         #[source]
         source: std::sync::Arc<MetaError>,
     },
+    /// The server would hold more of something than a server-wide setting allows.
+    #[error("the server cannot hold more than {limit} {what} (setting {setting})")]
+    ServerLimit {
+        /// What: `streams`.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+        /// The setting that sets it, as the command line names it.
+        setting: &'static str,
+    },
     /// A stream would have more of something than its limits allow.
     #[error("stream {stream} cannot have more than {limit} {what}")]
     TooMany {

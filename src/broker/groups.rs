@@ -343,6 +343,30 @@ impl Broker {
         Ok(((handle.descriptor.name.clone(), group), member))
     }
 
+    /// Refuses a group that does not exist yet once its stream holds `max_groups`. Called
+    /// under the admin lock, before the group is made durable.
+    pub(crate) fn check_group_room(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<(), BrokerError> {
+        let limit = self.inner.config.stream_limits.max_groups;
+        let meta = self.inner.meta.lock().unwrap_or_else(|p| p.into_inner());
+        let groups = &meta.state().groups;
+        if groups.contains_key(&(stream.clone(), group.clone())) {
+            return Ok(());
+        }
+        let held = groups.keys().filter(|(s, _)| s == stream).count();
+        if held >= limit {
+            return Err(BrokerError::TooMany {
+                what: "groups",
+                stream: stream.clone(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn group_names(
         &self,
         stream: &StreamName,
@@ -369,6 +393,10 @@ impl Broker {
         let stream = handle.descriptor.name.clone();
         self.refuse_queue_group(&stream, &group)?;
         if self.checkpoints(&stream, &group).is_none() {
+            // Counted and made under the admin lock: concurrent first joins of many groups
+            // cannot pass the limit together.
+            let _admin = self.inner.admin.lock().await;
+            self.check_group_room(&stream, &group)?;
             let created = self
                 .execute_meta(MetaCommand::CreateGroup {
                     stream: stream.clone(),

@@ -46,7 +46,7 @@ pub use put::{PendingPut, PutEntry, PutOutcome, PutResult, SYSTEM_ATTRIBUTES};
 pub use queues::{
     DeleteFailure, GroupSpec, GroupType, QueueConfig, QueueDescription, QueueStart, ReceivedMessage,
 };
-pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent};
+pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent, Subscription};
 pub use reshard::{ShardFilter, CRASH_AT_ENV, SCALING_PERIOD};
 pub use rules::{RuleConfig, RuleDescription, RuleShardProgress, RuleSpec, RuleStatus};
 
@@ -75,8 +75,15 @@ pub const DEFAULT_MAX_READ_BYTES: usize = 10 * 1024 * 1024;
 /// Default most bytes of records one subscription event carries. Smaller than a GetRecords
 /// answer: a subscription pushes continuously, and its buffered events are server memory.
 pub const DEFAULT_SUBSCRIBE_EVENT_BYTES: usize = 1024 * 1024;
+/// Default most streams the server holds. Each shard of each stream keeps files open and a
+/// committer running.
+pub const DEFAULT_MAX_STREAMS: usize = 1_000;
 /// Default events a subscription may buffer ahead of a slow reader.
 pub const DEFAULT_SUBSCRIBE_BUFFER: usize = 4;
+/// Default bytes of records a subscription may hold for its reader: read and not yet taken,
+/// plus the event being sent. A subscriber that stops reading costs the server this much
+/// (and what the connection has in flight), however far behind it falls.
+pub const DEFAULT_SUBSCRIBE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 /// Default most requests of one PutRecordsStream call the server works on at once; past it,
 /// it reads no more of the call until the oldest is answered.
 pub const DEFAULT_PUT_STREAM_WINDOW: usize = 8;
@@ -101,6 +108,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Shard count and dedup window caps for new streams.
     pub stream_limits: StreamLimits,
+    /// Most streams the server holds.
+    pub max_streams: usize,
     /// Per-shard throughput limits (off by default).
     pub shard_quotas: quotas::ShardQuotas,
     /// Largest record data, in bytes.
@@ -117,6 +126,8 @@ pub struct BrokerConfig {
     pub iterator_ttl: Duration,
     /// Events a subscription buffers ahead of a slow reader.
     pub subscribe_buffer: usize,
+    /// Bytes of records a subscription holds for its reader (an event never carries more).
+    pub subscribe_buffer_bytes: usize,
     /// Most bytes of records in one subscription event (at least one record is always sent).
     pub subscribe_event_bytes: usize,
     /// Period of the empty events that keep an idle subscription alive.
@@ -149,6 +160,7 @@ impl BrokerConfig {
             commit: CommitConfig::default(),
             log: LogConfig::default(),
             stream_limits: StreamLimits::default(),
+            max_streams: DEFAULT_MAX_STREAMS,
             shard_quotas: quotas::ShardQuotas::default(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_put_request_bytes: DEFAULT_MAX_PUT_REQUEST_BYTES,
@@ -157,6 +169,7 @@ impl BrokerConfig {
             max_read_bytes: DEFAULT_MAX_READ_BYTES,
             iterator_ttl: DEFAULT_ITERATOR_TTL,
             subscribe_buffer: DEFAULT_SUBSCRIBE_BUFFER,
+            subscribe_buffer_bytes: DEFAULT_SUBSCRIBE_BUFFER_BYTES,
             subscribe_event_bytes: DEFAULT_SUBSCRIBE_EVENT_BYTES,
             subscribe_keepalive: DEFAULT_SUBSCRIBE_KEEPALIVE,
             put_stream_window: DEFAULT_PUT_STREAM_WINDOW,
@@ -575,6 +588,14 @@ impl Broker {
         let _admin = self.inner.admin.lock().await;
         if self.stream(&name).is_ok() {
             return Err(BrokerError::StreamExists { stream: name });
+        }
+        let max_streams = self.inner.config.max_streams;
+        if self.stream_handles().len() >= max_streams {
+            return Err(BrokerError::ServerLimit {
+                what: "streams",
+                limit: max_streams,
+                setting: "--max-streams",
+            });
         }
         let cfg = self.inner.config.clone();
         let io = Arc::clone(&self.inner.io);

@@ -4,7 +4,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::iterator::IteratorPosition;
 use super::{blocking, filter, Broker, BrokerError, ShardHandle, StreamHandle};
@@ -44,6 +47,62 @@ pub struct GetRecordsOutput {
     /// How far the last record returned is behind the newest record of the shard, in whole ms
     /// (zero when the reader is at the end).
     pub behind_latest: Duration,
+}
+
+/// An event on its way to a subscriber, with the share of the subscription's buffer budget
+/// its records hold.
+type Pushed = (
+    Result<SubscribeEvent, BrokerError>,
+    Option<OwnedSemaphorePermit>,
+);
+
+/// The receiving end of a subscription: its events, in order. The records of an event count
+/// against the subscription's buffer (`subscribe_buffer_bytes`) until the next event is asked
+/// for, so what a subscriber has not taken yet, and the event it is still sending on, are
+/// bounded together; the push loop reads no further ahead than that. Dropping it ends the
+/// push loop.
+#[derive(Debug)]
+pub struct Subscription {
+    events: mpsc::Receiver<Pushed>,
+    /// The budget of the event handed out last.
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Subscription {
+    /// The next event; `None` once the push loop has ended (after its last event or error).
+    pub async fn recv(&mut self) -> Option<Result<SubscribeEvent, BrokerError>> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<SubscribeEvent, BrokerError>>> {
+        // Asking for the next event means the last one is done with.
+        self.held = None;
+        self.events.poll_recv(cx).map(|pushed| {
+            pushed.map(|(event, budget)| {
+                self.held = budget;
+                event
+            })
+        })
+    }
+}
+
+impl tokio_stream::Stream for Subscription {
+    type Item = Result<SubscribeEvent, BrokerError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+/// Bytes of a record as a subscription's buffer budget counts them: its data and key.
+fn budget_bytes(records: &[StoredRecord]) -> usize {
+    records
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum()
 }
 
 /// One push of a subscription.
@@ -274,8 +333,10 @@ impl Broker {
     }
 
     /// Starts pushing the shard's records from `start`: first what is stored, then each record
-    /// as it becomes durable. The receiver is bounded, so a slow reader slows the push loop
-    /// instead of growing the server's memory; dropping it ends the loop. With a filter, only
+    /// as it becomes durable. What the push loop has read and the subscriber has not taken is
+    /// bounded, in events (`subscribe_buffer`) and in bytes (`subscribe_buffer_bytes`), so a
+    /// slow reader slows the push loop instead of growing the server's memory; dropping the
+    /// [`Subscription`] ends the loop. With a filter, only
     /// matching records are pushed; a read whose records all fail it pushes nothing, and the
     /// next push (or keep-alive) carries the continuation past them.
     pub async fn subscribe(
@@ -284,7 +345,7 @@ impl Broker {
         shard_id: &str,
         start: StartPosition,
         filter: Option<Filter>,
-    ) -> Result<mpsc::Receiver<Result<SubscribeEvent, BrokerError>>, BrokerError> {
+    ) -> Result<Subscription, BrokerError> {
         let matcher = match &filter {
             Some(f) => Some(self.matcher(f, "filter.pattern")?),
             None => None,
@@ -298,11 +359,13 @@ impl Broker {
             .await?;
         let cfg = self.config();
         let (tx, rx) = mpsc::channel(cfg.subscribe_buffer.max(1));
-        let (limit, max_bytes, keepalive) = (
-            cfg.get_records_limit as usize,
-            cfg.subscribe_event_bytes,
-            cfg.subscribe_keepalive,
-        );
+        let (limit, keepalive) = (cfg.get_records_limit as usize, cfg.subscribe_keepalive);
+        let budget = Arc::new(Semaphore::new(cfg.subscribe_buffer_bytes));
+        // An event never takes more than the whole buffer.
+        let event_bytes = cfg
+            .subscribe_event_bytes
+            .min(cfg.subscribe_buffer_bytes)
+            .clamp(1, u32::MAX as usize);
         let mut durable = log.subscribe();
         let mut deleted = handle.shared.deleted.subscribe();
         let mut shutdown = self.shutdown_signal();
@@ -322,18 +385,30 @@ impl Broker {
                     let gone = Err(BrokerError::StreamNotFound {
                         stream: stream_name,
                     });
-                    push(&tx, gone, &mut shutdown).await;
+                    push(&tx, (gone, None), &mut shutdown).await;
                     return;
                 }
                 if *shutdown.borrow() {
-                    let _ = tx.try_send(Err(BrokerError::ShuttingDown));
+                    let _ = tx.try_send((Err(BrokerError::ShuttingDown), None));
                     return;
                 }
+                // Room in the buffer first: nothing is read ahead of a subscriber that has not
+                // taken what it was sent.
+                let mut room = tokio::select! {
+                    room = Arc::clone(&budget).acquire_many_owned(event_bytes as u32) => {
+                        room.expect("a subscription's budget is never closed")
+                    }
+                    _ = tx.closed() => return,
+                    _ = shutdown.wait_for(|stopping| *stopping) => {
+                        let _ = tx.try_send((Err(BrokerError::ShuttingDown), None));
+                        return;
+                    }
+                };
                 let l = Arc::clone(&log);
                 let m = matcher.clone();
                 let end = *closed.borrow();
                 let read = tokio::task::spawn_blocking(move || {
-                    let mut batch = l.read(position, limit, max_bytes)?;
+                    let mut batch = l.read(position, limit, event_bytes)?;
                     clamp_to_end(&mut batch, end);
                     let behind = lag(&l, &batch);
                     let read_any = !batch.records.is_empty();
@@ -344,7 +419,7 @@ impl Broker {
                 let (batch, behind_latest, read_any) = match read {
                     Ok(Ok(read)) => read,
                     Ok(Err(e)) => {
-                        push(&tx, Err(e.into()), &mut shutdown).await;
+                        push(&tx, (Err(e.into()), None), &mut shutdown).await;
                         return;
                     }
                     Err(source) => {
@@ -352,11 +427,15 @@ impl Broker {
                             task: "subscription read",
                             source,
                         });
-                        push(&tx, failed, &mut shutdown).await;
+                        push(&tx, (failed, None), &mut shutdown).await;
                         return;
                     }
                 };
                 open.read(&batch.records, behind_latest);
+                // The event keeps what its records take (a record larger than an event is
+                // still sent whole, within one event's share); the rest goes back.
+                let held = room.split(budget_bytes(&batch.records).min(event_bytes));
+                drop(room);
                 if !batch.records.is_empty() {
                     position = batch.next_sequence;
                     let event = SubscribeEvent {
@@ -366,7 +445,7 @@ impl Broker {
                         behind_latest,
                         child_shards: Vec::new(),
                     };
-                    if !push(&tx, Ok(event), &mut shutdown).await {
+                    if !push(&tx, (Ok(event), held), &mut shutdown).await {
                         return;
                     }
                     continue;
@@ -389,7 +468,7 @@ impl Broker {
                         behind_latest: Duration::ZERO,
                         child_shards,
                     };
-                    push(&tx, Ok(event), &mut shutdown).await;
+                    push(&tx, (Ok(event), None), &mut shutdown).await;
                     return;
                 }
                 tokio::select! {
@@ -397,7 +476,7 @@ impl Broker {
                     _ = closed.changed() => {}
                     _ = deleted.changed() => {}
                     _ = shutdown.changed() => {
-                        let _ = tx.try_send(Err(BrokerError::ShuttingDown));
+                        let _ = tx.try_send((Err(BrokerError::ShuttingDown), None));
                         return;
                     }
                     _ = tx.closed() => return,
@@ -409,14 +488,17 @@ impl Broker {
                             behind_latest: Duration::ZERO,
                             child_shards: Vec::new(),
                         };
-                        if !push(&tx, Ok(event), &mut shutdown).await {
+                        if !push(&tx, (Ok(event), None), &mut shutdown).await {
                             return;
                         }
                     }
                 }
             }
         });
-        Ok(rx)
+        Ok(Subscription {
+            events: rx,
+            held: None,
+        })
     }
 }
 
@@ -452,15 +534,101 @@ impl Drop for OpenSubscription {
 /// subscriber that stopped reading must not hold up a graceful stop). On shutdown the
 /// subscriber is told `ShuttingDown` if its buffer has room.
 async fn push(
-    tx: &mpsc::Sender<Result<SubscribeEvent, BrokerError>>,
-    item: Result<SubscribeEvent, BrokerError>,
+    tx: &mpsc::Sender<Pushed>,
+    item: Pushed,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     tokio::select! {
         sent = tx.send(item) => sent.is_ok(),
         _ = shutdown.wait_for(|stopping| *stopping) => {
-            let _ = tx.try_send(Err(BrokerError::ShuttingDown));
+            let _ = tx.try_send((Err(BrokerError::ShuttingDown), None));
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::broker::{BrokerConfig, PutEntry};
+    use crate::fsio::RealIo;
+    use crate::stream::StreamSettings;
+
+    const RECORD: usize = 1000;
+    /// A record's data and its one-byte key, as the budget counts them.
+    const COUNTED: usize = RECORD + 1;
+
+    fn read_so_far(broker: &Broker) -> u64 {
+        let handles = broker.stream_handles();
+        handles
+            .iter()
+            .flat_map(|h| h.shards().map(|s| s.reads.totals().0))
+            .sum()
+    }
+
+    // Paused time: the runtime moves the clock only once every task waits (blocking reads
+    // included), so each `settle` returns when the push loop can go no further.
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_takes_nothing_costs_no_more_than_the_buffer_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.subscribe_buffer = 64;
+        config.subscribe_buffer_bytes = 4 * 2 * COUNTED;
+        config.subscribe_event_bytes = 2 * COUNTED;
+        let broker = Broker::open(config, RealIo::shared()).await.unwrap();
+        let name = StreamName::new("s").unwrap();
+        broker
+            .create_stream(name.clone(), 1, StreamSettings::default())
+            .await
+            .unwrap();
+        let entries = (0..100)
+            .map(|_| PutEntry {
+                partition_key: "k".to_owned(),
+                data: Bytes::from(vec![7; RECORD]),
+                ..Default::default()
+            })
+            .collect();
+        broker.put_records(&name, entries).await.unwrap();
+        let settle = || tokio::time::sleep(Duration::from_millis(100));
+
+        let mut sub = broker
+            .subscribe(
+                &name,
+                "shardId-000000000000",
+                IteratorKind::TrimHorizon,
+                None,
+            )
+            .await
+            .unwrap();
+        settle().await;
+        let ahead = read_so_far(&broker);
+        assert!(
+            (1..=8).contains(&ahead),
+            "{ahead} records read ahead of a subscriber that took none; the budget holds 8"
+        );
+        // Taking an event keeps its budget until the next is asked for.
+        let first = sub.recv().await.unwrap().unwrap();
+        assert!(budget_bytes(&first.records) <= 2 * COUNTED);
+        settle().await;
+        assert_eq!(
+            read_so_far(&broker),
+            ahead,
+            "the taken event still holds its share"
+        );
+        let mut got = first.records.len();
+        while got < 100 {
+            let event = sub.recv().await.unwrap().unwrap();
+            assert!(budget_bytes(&event.records) <= 2 * COUNTED);
+            got += event.records.len();
+            settle().await;
+            let read = read_so_far(&broker) as usize;
+            assert!(
+                read - got <= 8,
+                "{read} records read, {got} taken: more than the budget ahead"
+            );
+        }
+        assert_eq!(got, 100);
     }
 }

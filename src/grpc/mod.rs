@@ -79,6 +79,8 @@ pub struct Listeners {
     pub auth: crate::auth::Auth,
     /// TLS for every listener given here; `None`: plain TCP.
     pub tls: Option<crate::tls::Tls>,
+    /// Most connections each listener holds open at once.
+    pub max_connections: usize,
 }
 
 /// Serves the broker's gRPC services on `listener` until `shutdown` resolves, then stops
@@ -105,6 +107,7 @@ pub async fn serve_with_kinesis(
         http: None,
         auth: crate::auth::Auth::open(),
         tls: None,
+        max_connections: crate::tls::DEFAULT_MAX_CONNECTIONS,
     };
     serve_listeners(broker, listeners, shutdown).await
 }
@@ -122,11 +125,12 @@ pub async fn serve_listeners(
         http,
         auth,
         tls,
+        max_connections,
     } = listeners;
     use crate::tls::{Incoming, Listener};
     let bind = |listener: TcpListener, alpn| -> Result<Incoming, ServerError> {
         let addr = listener.local_addr().map_err(ServerError::Listener)?;
-        Incoming::new(listener, tls.as_ref(), alpn)
+        Incoming::new(listener, tls.as_ref(), alpn, max_connections)
             .map_err(|source| ServerError::Bind { addr, source })
     };
     let kinesis = match kinesis {

@@ -19,6 +19,7 @@ pub fn code_of(e: &BrokerError) -> Code {
         | BrokerError::GroupNotFound { .. } => Code::NotFound,
         BrokerError::StreamExists { .. } => Code::AlreadyExists,
         BrokerError::TooMany { .. }
+        | BrokerError::ServerLimit { .. }
         | BrokerError::ReshardLimit { .. }
         | BrokerError::Throttled { .. } => Code::ResourceExhausted,
         BrokerError::NotPermitted { .. } => Code::PermissionDenied,
@@ -431,6 +432,14 @@ pub(crate) mod tests {
                 Code::ResourceExhausted,
             ),
             (
+                BrokerError::ServerLimit {
+                    what: "streams",
+                    limit: 1_000,
+                    setting: "--max-streams",
+                },
+                Code::ResourceExhausted,
+            ),
+            (
                 BrokerError::GroupNotFound {
                     stream: stream(),
                     group: group(),
@@ -670,6 +679,7 @@ pub(crate) mod tests {
             BrokerError::ShardNotFound { .. } => "ShardNotFound",
             BrokerError::StreamExists { .. } => "StreamExists",
             BrokerError::TooMany { .. } => "TooMany",
+            BrokerError::ServerLimit { .. } => "ServerLimit",
             BrokerError::GroupNotFound { .. } => "GroupNotFound",
             BrokerError::InvalidArgument { .. } => "InvalidArgument",
             BrokerError::InvalidAttribute { .. } => "InvalidAttribute",
@@ -700,7 +710,7 @@ pub(crate) mod tests {
         }
     }
 
-    const VARIANTS: usize = 31;
+    const VARIANTS: usize = 32;
 
     #[tokio::test]
     async fn every_error_variant_maps_to_its_grpc_code() {

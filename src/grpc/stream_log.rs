@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -400,7 +399,7 @@ impl StreamLog for StreamLogService {
             "starting_position",
         )
         .map_err(invalid)?;
-        let rx = self
+        let events = self
             .broker
             .subscribe(
                 &convert::stream_name(&r.stream_name)?,
@@ -410,7 +409,8 @@ impl StreamLog for StreamLogService {
             )
             .await
             .map_err(to_status)?;
-        let events = ReceiverStream::new(rx).map(|item| match item {
+        // The next event is asked for once the last one is encoded: its budget goes back then.
+        let events = events.map(|item| match item {
             Ok(ev) => Ok(pb::SubscribeToShardEvent {
                 records: Vec::new(),
                 continuation_sequence_number: ev.continuation_sequence.map(SequenceNumber::get),

@@ -18,14 +18,14 @@ use super::schema::{is_consumer_arn, is_name, member, Member, Rule, Ty, SHARD_ID
 use super::token::PageToken;
 use super::value::{Encoding, Out, Value};
 use super::{arn, Kinesis, Reply, Subscription};
-use crate::broker::SubscribeEvent;
+use crate::broker::{self, SubscribeEvent};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{StreamChange, StreamConsumer, StreamName};
 
 /// Consumers one ListStreamConsumers page holds by default (Kinesis: 100).
 pub const LIST_CONSUMERS_PAGE: usize = 100;
 /// Events a subscription may have encoded ahead of a slow reader.
-const SUBSCRIPTION_BUFFER: usize = 4;
+const SUBSCRIPTION_BUFFER: usize = 1;
 
 const CONSUMER_NAME: Member = member(
     "ConsumerName",
@@ -432,7 +432,7 @@ pub(super) async fn subscribe(
 async fn forward(
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
     initial: Message,
-    events: &mut mpsc::Receiver<Result<SubscribeEvent, crate::broker::BrokerError>>,
+    events: &mut broker::Subscription,
     lifetime: std::time::Duration,
     taken_over: &Notify,
     encoding: Encoding,

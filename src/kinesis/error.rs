@@ -208,7 +208,7 @@ impl Account<'_> {
                     "Stream {stream} under account {account} not ACTIVE, instead in state UPDATING"
                 ),
             ),
-            BrokerError::ReshardLimit { .. } => {
+            BrokerError::ReshardLimit { .. } | BrokerError::ServerLimit { .. } => {
                 KinesisError::new(ErrorKind::LimitExceeded, e.to_string())
             }
             // Not a rate to slow down to: an internal failure (SDKs retry it, with backoff)

@@ -8,8 +8,9 @@ use crate::storage::{SequenceNumber, Timestamp};
 use super::{
     options::StreamOptions, split_evenly, HashKey, ModelError, ShardDescriptor, ShardId,
     StreamName, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_CONSUMERS, DEFAULT_MAX_DEDUP_WINDOW,
-    DEFAULT_MAX_SCALINGS_PER_DAY, DEFAULT_MAX_SCALING_FACTOR, DEFAULT_MAX_SHARD_COUNT,
-    DEFAULT_MAX_TAGS, DEFAULT_RETENTION, MAX_RETENTION_HOURS, MIN_RETENTION_HOURS,
+    DEFAULT_MAX_GROUPS, DEFAULT_MAX_SCALINGS_PER_DAY, DEFAULT_MAX_SCALING_FACTOR,
+    DEFAULT_MAX_SHARD_COUNT, DEFAULT_MAX_TAGS, DEFAULT_RETENTION, MAX_RETENTION_HOURS,
+    MIN_RETENTION_HOURS,
 };
 
 const SECS_PER_HOUR: u64 = 3600;
@@ -38,6 +39,8 @@ pub struct StreamLimits {
     pub max_tags: usize,
     /// Most consumers registered on one stream.
     pub max_consumers: usize,
+    /// Most consumer groups (lease and queue) on one stream.
+    pub max_groups: usize,
     /// A uniform scaling may multiply or divide the open shard count by at most this.
     pub max_scaling_factor: u32,
     /// Most uniform scalings of one stream in 24 hours.
@@ -51,6 +54,7 @@ impl Default for StreamLimits {
             max_dedup_window: DEFAULT_MAX_DEDUP_WINDOW,
             max_tags: DEFAULT_MAX_TAGS,
             max_consumers: DEFAULT_MAX_CONSUMERS,
+            max_groups: DEFAULT_MAX_GROUPS,
             max_scaling_factor: DEFAULT_MAX_SCALING_FACTOR,
             max_scalings_per_day: DEFAULT_MAX_SCALINGS_PER_DAY,
         }

@@ -23,7 +23,7 @@ pub use hash::{split_evenly, HashKey, HashKeyRange};
 pub use name::{GroupName, RuleName, StreamName};
 pub use options::{
     StreamChange, StreamConsumer, StreamMode, StreamOptions, DEFAULT_MAX_CONSUMERS,
-    DEFAULT_MAX_TAGS,
+    DEFAULT_MAX_GROUPS, DEFAULT_MAX_TAGS,
 };
 pub use reshard::{ChildShard, Reshard};
 pub use shard::{ShardDescriptor, ShardId};

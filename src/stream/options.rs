@@ -11,6 +11,9 @@ use crate::storage::Timestamp;
 pub const DEFAULT_MAX_TAGS: usize = 50;
 /// Most consumers registered on one stream (Kinesis enhanced fan-out: 20).
 pub const DEFAULT_MAX_CONSUMERS: usize = 20;
+/// Most consumer groups (lease and queue groups) on one stream. Each holds checkpoints in the
+/// metadata, and a queue group its in-flight state in memory.
+pub const DEFAULT_MAX_GROUPS: usize = 1_000;
 
 /// How a stream's capacity is managed, as Kinesis's `StreamMode` says. Recorded and reported:
 /// a shardlog stream's capacity is the machine's either way.

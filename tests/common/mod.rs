@@ -728,13 +728,30 @@ impl TestServer {
         io: std::sync::Arc<dyn shardlog::fsio::Io>,
         kinesis: shardlog::kinesis::KinesisConfig,
     ) -> TestServer {
-        Self::start_all(config, io, kinesis, shardlog::auth::Auth::open(), None).await
+        let auth = shardlog::auth::Auth::open();
+        Self::start_all(
+            config,
+            io,
+            kinesis,
+            auth,
+            None,
+            shardlog::tls::DEFAULT_MAX_CONNECTIONS,
+        )
+        .await
     }
 
     /// Starts a server that checks every request against `auth`.
     pub async fn start_with_auth(config: BrokerConfig, auth: shardlog::auth::Auth) -> TestServer {
         let io = RealIo::shared();
-        Self::start_all(config, io, Default::default(), auth, None).await
+        Self::start_all(
+            config,
+            io,
+            Default::default(),
+            auth,
+            None,
+            shardlog::tls::DEFAULT_MAX_CONNECTIONS,
+        )
+        .await
     }
 
     /// Starts a server with TLS on every listener (and `auth`, open or not).
@@ -744,7 +761,25 @@ impl TestServer {
         tls: shardlog::tls::Tls,
     ) -> TestServer {
         let io = RealIo::shared();
-        Self::start_all(config, io, Default::default(), auth, Some(tls)).await
+        Self::start_all(
+            config,
+            io,
+            Default::default(),
+            auth,
+            Some(tls),
+            shardlog::tls::DEFAULT_MAX_CONNECTIONS,
+        )
+        .await
+    }
+
+    /// Starts a server whose every listener holds at most `max_connections` at once.
+    pub async fn start_with_connection_limit(
+        config: BrokerConfig,
+        max_connections: usize,
+    ) -> TestServer {
+        let io = RealIo::shared();
+        let auth = shardlog::auth::Auth::open();
+        Self::start_all(config, io, Default::default(), auth, None, max_connections).await
     }
 
     async fn start_all(
@@ -753,6 +788,7 @@ impl TestServer {
         kinesis: shardlog::kinesis::KinesisConfig,
         auth: shardlog::auth::Auth,
         tls: Option<shardlog::tls::Tls>,
+        max_connections: usize,
     ) -> TestServer {
         let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -776,6 +812,7 @@ impl TestServer {
                 http: Some(http_listener),
                 auth,
                 tls,
+                max_connections,
             };
             shardlog::grpc::serve_listeners(broker, listeners, async {
                 let _ = stopped.await;

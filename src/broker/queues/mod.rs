@@ -533,11 +533,9 @@ impl Broker {
             Some(kind) => Some(self.queue_definition(&stream, kind, &spec)?),
         };
         // A queue reads shard by shard: held under the admin lock, so that no reshard runs
-        // between reading the shards and making the group.
-        let _admin = match queue {
-            Some(_) => Some(self.inner.admin.lock().await),
-            None => None,
-        };
+        // between reading the shards and making the group; and groups are counted under it.
+        let _admin = self.inner.admin.lock().await;
+        self.check_group_room(&stream, &group)?;
         let handle = match queue {
             Some(_) => self.stream(&stream)?,
             None => handle,
