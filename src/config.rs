@@ -125,6 +125,13 @@ pub struct Settings {
     /// top of each stream's retention period [default: none]
     #[arg(long, env = "SHARDLOG_SHARD_RETENTION_BYTES", value_name = "BYTES")]
     pub shard_retention_bytes: Option<u64>,
+    /// Period of the pass that deletes segments past retention, in seconds [default: 60]
+    #[arg(
+        long,
+        env = "SHARDLOG_RETENTION_CHECK_INTERVAL_SECS",
+        value_name = "SECS"
+    )]
+    pub retention_check_interval_secs: Option<u64>,
     /// Bytes of log between two entries of the sparse index [default: 4096]
     #[arg(long, env = "SHARDLOG_INDEX_INTERVAL_BYTES", value_name = "BYTES")]
     pub index_interval_bytes: Option<u64>,
@@ -393,6 +400,10 @@ impl Config {
         );
         c.log.retention_bytes = layer!(shard_retention_bytes).or(c.log.retention_bytes);
         set(
+            &mut c.retention_check_interval,
+            layer!(retention_check_interval_secs).map(secs),
+        );
+        set(
             &mut c.log.index_interval_bytes,
             layer!(index_interval_bytes),
         );
@@ -658,6 +669,11 @@ impl Config {
         check(
             c.log.retention_bytes != Some(0),
             "shard_retention_bytes",
+            positive,
+        )?;
+        check(
+            !c.retention_check_interval.is_zero(),
+            "retention_check_interval_secs",
             positive,
         )?;
         check(
@@ -969,6 +985,9 @@ mod tests {
                 c.broker.subscribe_buffer_bytes = 0
             }),
             ("put_stream_window", |c| c.broker.put_stream_window = 0),
+            ("retention_check_interval_secs", |c| {
+                c.broker.retention_check_interval = Duration::ZERO
+            }),
             ("shard_retention_bytes", |c| {
                 c.broker.log.retention_bytes = Some(0)
             }),
@@ -1063,6 +1082,10 @@ mod tests {
             ),
             ("put_stream_window", d.put_stream_window.to_string()),
             ("shard_retention_bytes", "none".to_owned()),
+            (
+                "retention_check_interval_secs",
+                d.retention_check_interval.as_secs().to_string(),
+            ),
             ("subscribe_event_bytes", d.subscribe_event_bytes.to_string()),
             (
                 "max_dedup_window_secs",

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,16 +27,31 @@ const SHARDS: u32 = 4;
 /// Records per put and bytes per record.
 const BATCH: usize = 50;
 const RECORD_BYTES: usize = 1024;
-/// Subscriptions per connection.
+/// Never-reading subscriptions per connection.
 const SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
-/// How often a slow subscriber takes one event.
-const SLOW_READ_EVERY: Duration = Duration::from_secs(1);
+/// How fast a slow subscriber takes what it is sent: after each event, it waits as long as
+/// taking its bytes at this rate would.
+const SLOW_READ_BYTES_PER_SEC: u64 = 64 * 1024;
+/// Longest a slow subscriber waits for its next event before the test calls it stalled.
+const STALLED: Duration = Duration::from_secs(30);
 /// Resident memory may grow by this much over the second half of the loaded run beyond its
 /// first half's peak, and by this fraction.
 const RSS_SLACK_BYTES: u64 = 32 << 20;
 const RSS_SLACK_FRACTION: f64 = 0.25;
+/// What one subscription may cost the server at most: its buffer (`subscribe_buffer_bytes`),
+/// one event's encoding waiting for the HTTP/2 connection, the encoder's buffer it was made
+/// in, and room for the allocator.
+const SUBSCRIPTION_BYTES: u64 = (shardlog::broker::DEFAULT_SUBSCRIBE_BUFFER_BYTES
+    + 2 * shardlog::broker::DEFAULT_SUBSCRIBE_EVENT_BYTES
+    + 512 * 1024) as u64;
 /// Descriptors the server may open beyond those it held once everything was connected.
 const FD_SLACK: usize = 16;
+/// Each shard keeps this much log (the producers write far more): the segments, and the
+/// descriptors open on them, are bounded by retention, not by the run's length.
+const SHARD_RETENTION: &str = "134217728";
+const SEGMENT_BYTES: &str = "33554432";
+/// Segments a retention pass may find over the limit at once (written since the last pass).
+const SEGMENTS_BETWEEN_PASSES: usize = 8;
 /// Timer noise allowed on top of twice the unloaded p99.
 const P99_ALLOWANCE: Duration = Duration::from_millis(5);
 
@@ -64,10 +78,34 @@ fn rss(pid: u32) -> u64 {
     status(pid, "RssAnon:")
 }
 
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
+/// The server's open descriptors, by what they are open on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Descriptors {
+    /// Files in the data directory: segments, their indexes, the metadata journal.
+    data: usize,
+    /// Files of the data directory already deleted (retention): held open, they would leak.
+    deleted: usize,
+    /// Everything else: sockets, pipes, the runtime's own.
+    other: usize,
+}
+
+fn descriptors(pid: u32, data_dir: &std::path::Path) -> Descriptors {
+    let mut d = Descriptors::default();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        // A descriptor closed since the listing has no target any more.
+        let Ok(target) = std::fs::read_link(fd.unwrap().path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if !target.starts_with(&*data_dir.to_string_lossy()) {
+            d.other += 1;
+        } else if target.ends_with(" (deleted)") {
+            d.deleted += 1;
+        } else {
+            d.data += 1;
+        }
+    }
+    d
 }
 
 fn p99(latencies: &mut [Duration]) -> Duration {
@@ -110,9 +148,25 @@ async fn produce(url: &str, producers: u64, run: Duration) -> Vec<Duration> {
     latencies
 }
 
+/// Runs `work`, sampling the server's resident memory and descriptors every second meanwhile.
+async fn sampled<T>(
+    pid: u32,
+    data_dir: &std::path::Path,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Vec<(u64, Descriptors)>) {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return (done, samples),
+            _ = tick.tick() => samples.push((rss(pid), descriptors(pid, data_dir))),
+        }
+    }
+}
+
 // A child process and many clients: the runtime needs its threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the overload campaign does not pass yet: see RELIABILITY.md, \"Overload\""]
 async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency() {
     let secs = setting("SHARDLOG_OVERLOAD_SECS", 16);
     let subscriptions = setting("SHARDLOG_OVERLOAD_SUBSCRIPTIONS", 200) as usize;
@@ -120,7 +174,13 @@ async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency
     let idle = setting("SHARDLOG_OVERLOAD_IDLE", 20) as usize;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
-    let server = ChildServer::spawn(&dir.path().join("data"), &log).await;
+    let data_dir = dir.path().join("data");
+    let settings = [
+        ("SHARDLOG_SHARD_RETENTION_BYTES", SHARD_RETENTION),
+        ("SHARDLOG_SEGMENT_MAX_BYTES", SEGMENT_BYTES),
+        ("SHARDLOG_RETENTION_CHECK_INTERVAL_SECS", "1"),
+    ];
+    let server = ChildServer::spawn_with_env(&data_dir, &log, &settings).await;
     let url = server.url();
     let pid = server.pid();
     let client = Client::connect(url.clone()).await.unwrap();
@@ -135,8 +195,11 @@ async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency
 
     // The same producers alone, first.
     let baseline_run = Duration::from_secs((secs / 4).max(4));
-    let mut alone = produce(&url, producers, baseline_run).await;
+    let (mut alone, alone_samples) =
+        sampled(pid, &data_dir, produce(&url, producers, baseline_run)).await;
     let p99_alone = p99(&mut alone);
+    // What the producers alone make the server hold (its commit rounds, their requests).
+    let rss_alone = alone_samples.iter().map(|s| s.0).max().unwrap();
 
     // Idle connections, and subscriptions that never read or read one event a second.
     let mut idle_connections = Vec::new();
@@ -149,24 +212,23 @@ async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency
                 .unwrap(),
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, _) = tokio::sync::watch::channel(false);
     let mut never_reading = Vec::new();
     let mut slow = JoinSet::new();
-    // Never-reading and slow subscriptions on connections of their own: a stream nobody reads
-    // holds its connection's flow-control window on the client side, which would stall the
-    // slow readers sharing it (a client's matter, not the server's).
-    let (mut never_client, mut slow_client) = (client.clone(), client.clone());
+    // Never-reading subscriptions share connections; each slow one has its own, as a slow
+    // consumer process would. On a shared connection, what one subscriber leaves unread holds
+    // the connection's flow-control window on the client side and starves the others (a
+    // client's matter, not the server's).
+    let mut never_client = client.clone();
     for i in 0..subscriptions {
-        if i % (2 * SUBSCRIPTIONS_PER_CONNECTION) < 2 {
-            if i % 2 == 0 {
-                never_client = Client::connect(url.clone()).await.unwrap();
-            } else {
-                slow_client = Client::connect(url.clone()).await.unwrap();
-            }
+        if i % (2 * SUBSCRIPTIONS_PER_CONNECTION) == 0 {
+            never_client = Client::connect(url.clone()).await.unwrap();
         }
+        let slow_client;
         let client = if i % 2 == 0 {
             &never_client
         } else {
+            slow_client = Client::connect(url.clone()).await.unwrap();
             &slow_client
         };
         let shard = &shards[i % shards.len()];
@@ -177,49 +239,68 @@ async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency
         if i % 2 == 0 {
             never_reading.push(events);
         } else {
-            let stop = stop.clone();
+            let mut stop = stop.subscribe();
             slow.spawn(async move {
                 let mut events = events;
-                let mut got = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(SLOW_READ_EVERY * 10, events.message()).await {
-                        Ok(Ok(Some(event))) => got += event.records.len() as u64,
+                let (mut records, mut bytes) = (0u64, 0u64);
+                loop {
+                    let event = tokio::select! {
+                        event = tokio::time::timeout(STALLED, events.message()) => event,
+                        _ = stop.changed() => break,
+                    };
+                    let taken = match event {
+                        Ok(Ok(Some(event))) => event
+                            .records
+                            .iter()
+                            .map(|r| r.data.len() as u64)
+                            .sum::<u64>(),
                         other => panic!("a slow subscription ended or stalled: {other:?}"),
+                    };
+                    bytes += taken;
+                    records += taken / RECORD_BYTES as u64;
+                    let pace =
+                        Duration::from_secs_f64(taken as f64 / SLOW_READ_BYTES_PER_SEC as f64);
+                    tokio::select! {
+                        () = tokio::time::sleep(pace) => {}
+                        _ = stop.changed() => break,
                     }
-                    tokio::time::sleep(SLOW_READ_EVERY).await;
                 }
-                got
+                (records, bytes)
             });
         }
     }
-    let fds_connected = fds(pid);
+    let fds_connected = descriptors(pid, &data_dir).other;
 
     // The loaded run, with the server's memory sampled every second.
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = {
-        let samples = samples.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                samples.lock().unwrap().push((rss(pid), fds(pid)));
-            }
-        })
-    };
-    let mut loaded = produce(&url, producers, Duration::from_secs(secs)).await;
+    let (mut loaded, samples) = sampled(
+        pid,
+        &data_dir,
+        produce(&url, producers, Duration::from_secs(secs)),
+    )
+    .await;
     let p99_loaded = p99(&mut loaded);
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let mut delivered = 0;
+    stop.send_replace(true);
+    let (mut delivered, mut delivered_bytes) = (0, 0);
     while let Some(got) = slow.join_next().await {
-        delivered += got.unwrap();
+        let (records, bytes) = got.unwrap();
+        delivered += records;
+        delivered_bytes += bytes;
     }
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    if std::env::var_os("SHARDLOG_OVERLOAD_SAMPLES").is_some() {
+        for (i, (rss, d)) in samples.iter().enumerate() {
+            println!("overload: {i:>4} s  resident {:>5} MiB  {d:?}", rss >> 20);
+        }
+    }
     let half = samples.len() / 2;
     let first_peak = samples[..half].iter().map(|s| s.0).max().unwrap();
     let second_peak = samples[half..].iter().map(|s| s.0).max().unwrap();
-    let most_fds = samples.iter().map(|s| s.1).max().unwrap();
+    let most_fds = samples.iter().map(|s| s.1.other).max().unwrap();
+    let most_deleted = samples.iter().map(|s| s.1.deleted).max().unwrap();
+    let data_fds = |samples: &[(u64, Descriptors)]| samples.iter().map(|s| s.1.data).max().unwrap();
+    let (first_data_fds, second_data_fds) =
+        (data_fds(&samples[..half]), data_fds(&samples[half..]));
+    let per_subscription =
+        first_peak.max(second_peak).saturating_sub(rss_alone) / subscriptions.max(1) as u64;
     println!(
         "overload: at the end, resident {} MiB of which mapped files {} MiB",
         status(pid, "VmRSS:") >> 20,
@@ -227,13 +308,20 @@ async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency
     );
     println!(
         "overload: {producers} producers, {subscriptions} subscriptions (half never reading, \
-         half one event a second: {delivered} records), {idle} idle connections, {secs} s; \
-         put p99 {p99_alone:?} alone, {p99_loaded:?} loaded; resident memory peak {} MiB in \
-         the first half, {} MiB in the second; descriptors {fds_connected} connected, at most \
-         {most_fds}; {} puts",
+         half taking {} KiB/s: {delivered} records, {} KiB/s together), {idle} idle \
+         connections, {secs} s; put p99 {p99_alone:?} alone ({} puts), {p99_loaded:?} loaded \
+         ({} puts); resident memory {} MiB alone, peak {} MiB in the first half, {} MiB in the \
+         second ({} KiB a subscription); descriptors other than data files {fds_connected} \
+         connected, at most {most_fds}; on data files at most {first_data_fds} in the first \
+         half, {second_data_fds} in the second, at most {most_deleted} on deleted files",
+        SLOW_READ_BYTES_PER_SEC >> 10,
+        (delivered_bytes / secs) >> 10,
+        alone.len(),
+        loaded.len(),
+        rss_alone >> 20,
         first_peak >> 20,
         second_peak >> 20,
-        loaded.len(),
+        per_subscription >> 10,
     );
     assert!(
         second_peak as f64
@@ -243,8 +331,23 @@ async fn slow_and_idle_peers_grow_neither_memory_nor_descriptors_nor_put_latency
         second_peak >> 20
     );
     assert!(
+        per_subscription <= SUBSCRIPTION_BYTES,
+        "each subscription costs the server {} KiB, more than what its buffer and one event in \
+         flight hold ({} KiB)",
+        per_subscription >> 10,
+        SUBSCRIPTION_BYTES >> 10
+    );
+    assert!(
         most_fds <= fds_connected + FD_SLACK,
         "descriptors grew from {fds_connected} to {most_fds}"
+    );
+    assert!(
+        second_data_fds <= first_data_fds + 3 * SHARDS as usize * SEGMENTS_BETWEEN_PASSES,
+        "descriptors on data files kept growing: {first_data_fds}, then {second_data_fds}"
+    );
+    assert!(
+        most_deleted <= 3 * SHARDS as usize * SEGMENTS_BETWEEN_PASSES,
+        "{most_deleted} descriptors held on deleted segments"
     );
     assert!(
         p99_loaded <= p99_alone * 2 + P99_ALLOWANCE,
