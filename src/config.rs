@@ -160,7 +160,7 @@ pub struct Settings {
     #[arg(long, env = "SHARDLOG_SUBSCRIBE_BUFFER", value_name = "N")]
     pub subscribe_buffer: Option<usize>,
     /// Bytes of records a subscription holds for its reader, read and not yet sent; an event
-    /// never carries more [default: 2097152]
+    /// never carries more [default: 1048576]
     #[arg(long, env = "SHARDLOG_SUBSCRIBE_BUFFER_BYTES", value_name = "BYTES")]
     pub subscribe_buffer_bytes: Option<usize>,
     /// Most unanswered requests of one PutRecordsStream call [default: 8]

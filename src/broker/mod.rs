@@ -83,7 +83,7 @@ pub const DEFAULT_SUBSCRIBE_BUFFER: usize = 4;
 /// Default bytes of records a subscription may hold for its reader: read and not yet taken,
 /// plus the event being sent. A subscriber that stops reading costs the server this much
 /// (and what the connection has in flight), however far behind it falls.
-pub const DEFAULT_SUBSCRIBE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_SUBSCRIBE_BUFFER_BYTES: usize = 1024 * 1024;
 /// Default most requests of one PutRecordsStream call the server works on at once; past it,
 /// it reads no more of the call until the oldest is answered.
 pub const DEFAULT_PUT_STREAM_WINDOW: usize = 8;
