@@ -158,6 +158,7 @@ async fn every_call_needs_a_known_token_and_grants_decide_per_stream_and_action(
             pb::GetRecordsRequest {
                 shard_iterator: it,
                 limit: 0,
+                as_frames: false,
             },
             READER,
         ))
@@ -189,6 +190,7 @@ async fn every_call_needs_a_known_token_and_grants_decide_per_stream_and_action(
             pb::GetRecordsRequest {
                 shard_iterator: billing_iterator,
                 limit: 0,
+                as_frames: false,
             },
             READER,
         ))

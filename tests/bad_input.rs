@@ -262,6 +262,7 @@ async fn a_limit_above_ten_thousand_is_rejected_naming_limit() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: it.clone(),
             limit: 10_001,
+            as_frames: false,
         })
         .await;
     assert_rejected(r, Code::InvalidArgument, "limit");
@@ -302,6 +303,7 @@ async fn a_malformed_or_tampered_iterator_is_rejected_naming_shard_iterator() {
             .get_records(pb::GetRecordsRequest {
                 shard_iterator: bad.clone(),
                 limit: 0,
+                as_frames: false,
             })
             .await;
         assert_rejected(r, Code::InvalidArgument, "shard_iterator");
@@ -325,6 +327,7 @@ async fn an_iterator_from_another_server_is_rejected() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: from_a,
             limit: 0,
+            as_frames: false,
         })
         .await;
     assert_rejected(r, Code::InvalidArgument, "shard_iterator");
@@ -351,6 +354,7 @@ async fn an_expired_iterator_is_a_failed_precondition_naming_shard_iterator() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: it,
             limit: 0,
+            as_frames: false,
         })
         .await;
     assert_rejected(r, Code::FailedPrecondition, "shard_iterator");
@@ -360,6 +364,7 @@ async fn an_expired_iterator_is_a_failed_precondition_naming_shard_iterator() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: fresh.next_shard_iterator,
             limit: 0,
+            as_frames: false,
         })
         .await;
     assert_rejected(r, Code::FailedPrecondition, "shard_iterator");

@@ -243,6 +243,7 @@ async fn limit_zero_means_the_configured_default() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: got.next_shard_iterator,
             limit: 5,
+            as_frames: false,
         })
         .await;
     common::assert_rejected(too_many, Code::InvalidArgument, "limit");

@@ -138,6 +138,7 @@ async fn get_records_over_its_call_or_byte_rate_fails_whole_and_the_retry_loses_
         .get_records(pb::GetRecordsRequest {
             shard_iterator: next.clone(),
             limit: 0,
+            as_frames: false,
         })
         .await;
     common::assert_rejected(refused, Code::ResourceExhausted, "bytes read");
@@ -151,6 +152,7 @@ async fn get_records_over_its_call_or_byte_rate_fails_whole_and_the_retry_loses_
             .get_records(pb::GetRecordsRequest {
                 shard_iterator: at.clone(),
                 limit: 0,
+                as_frames: false,
             })
             .await
         {
@@ -174,6 +176,7 @@ async fn get_records_over_its_call_or_byte_rate_fails_whole_and_the_retry_loses_
             .get_records(pb::GetRecordsRequest {
                 shard_iterator: empty.clone(),
                 limit: 1,
+                as_frames: false,
             })
             .await;
         if let Err(s) = r {

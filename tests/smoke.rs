@@ -42,6 +42,7 @@ async fn a_put_record_can_be_read_back_from_the_trim_horizon() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: it,
             limit: 0,
+            as_frames: false,
         })
         .await
         .unwrap()

@@ -212,6 +212,7 @@ async fn deleting_a_stream_removes_it_and_its_readers_get_not_found() {
         .get_records(pb::GetRecordsRequest {
             shard_iterator: it,
             limit: 0,
+            as_frames: false,
         })
         .await;
     common::assert_rejected(read, Code::NotFound, "doomed");
@@ -272,6 +273,7 @@ async fn a_stream_created_again_after_deletion_starts_empty_and_old_iterators_st
         .get_records(pb::GetRecordsRequest {
             shard_iterator: old,
             limit: 0,
+            as_frames: false,
         })
         .await;
     common::assert_rejected(stale, Code::NotFound, "again");

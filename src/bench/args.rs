@@ -167,6 +167,9 @@ pub struct QueueSettings {
 pub enum ConsumeMode {
     /// GetShardIterator at TRIM_HORIZON, then GetRecords until the shard's end.
     GetRecords,
+    /// As `get-records`, in GetRecords' frame form: the server sends the stored frames and
+    /// the bench checks and decodes them.
+    GetRecordsFrames,
     /// SubscribeToShard from TRIM_HORIZON until the shard's last record arrives.
     Subscribe,
 }
@@ -176,6 +179,7 @@ impl ConsumeMode {
     pub fn name(self) -> &'static str {
         match self {
             ConsumeMode::GetRecords => "get-records",
+            ConsumeMode::GetRecordsFrames => "get-records-frames",
             ConsumeMode::Subscribe => "subscribe",
         }
     }
@@ -746,9 +750,9 @@ fn kinesis_target(args: &BenchArgs, target: Target) -> Result<Target, BenchError
         ),
         (
             "consume-mode",
-            args.consume_mode == ConsumeMode::Subscribe,
-            "a Kinesis consume run reads with GetRecords (SubscribeToShard needs HTTP/2 event \
-             streams, which the bench does not drive)",
+            args.consume_mode != ConsumeMode::GetRecords,
+            "a Kinesis consume run reads with GetRecords as records (SubscribeToShard needs \
+             HTTP/2 event streams, which the bench does not drive; frames are gRPC's)",
         ),
     ];
     if let Some((setting, _, reason)) = refused.into_iter().find(|(_, given, _)| *given) {

@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 use super::args::ConsumeMode;
 use super::stats::Meter;
 use super::{BenchError, DEFAULT_RPC_TIMEOUT};
-use shardlog::client::{Client, ClientError, Membership, Position};
-use shardlog::proto::v1::Record;
+use shardlog::client::{Client, ClientError, Membership, Position, StoredRecords};
+use shardlog::proto::v1::{GetRecordsResponse, Record};
 
 /// Failed calls in a row after which a reader gives its shard up.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;
@@ -91,7 +91,10 @@ pub async fn read_all(
         };
         match mode {
             ConsumeMode::GetRecords => {
-                readers.spawn(poll_shard(shard));
+                readers.spawn(poll_shard(shard, false));
+            }
+            ConsumeMode::GetRecordsFrames => {
+                readers.spawn(poll_shard(shard, true));
             }
             ConsumeMode::Subscribe => {
                 readers.spawn(subscribe_shard(shard));
@@ -141,7 +144,40 @@ struct ShardRead {
     meter: Arc<Meter>,
 }
 
-async fn poll_shard(shard: ShardRead) {
+/// What the catch-up loop takes from one GetRecords answer, in either form.
+struct Answer {
+    records: u64,
+    bytes: u64,
+    last: Option<u64>,
+    caught_up: bool,
+    next_shard_iterator: String,
+}
+
+impl Answer {
+    fn of_records(r: GetRecordsResponse) -> Answer {
+        Answer {
+            records: r.records.len() as u64,
+            bytes: data_bytes(&r.records),
+            last: r.records.last().map(|r| r.sequence_number),
+            caught_up: r.millis_behind_latest == 0,
+            next_shard_iterator: r.next_shard_iterator,
+        }
+    }
+
+    fn of_frames(r: StoredRecords) -> Answer {
+        Answer {
+            records: r.records.len() as u64,
+            bytes: r.records.iter().map(|r| r.data.len() as u64).sum(),
+            last: r.records.last().map(|r| r.sequence.get()),
+            caught_up: r.millis_behind_latest == 0,
+            next_shard_iterator: r.next_shard_iterator,
+        }
+    }
+}
+
+/// GetShardIterator at TRIM_HORIZON, then GetRecords (in the frame form with `frames`) until
+/// the shard's last record.
+async fn poll_shard(shard: ShardRead, frames: bool) {
     let ShardRead {
         client,
         stream,
@@ -158,18 +194,30 @@ async fn poll_shard(shard: ShardRead) {
     while Instant::now() < deadline && failures < MAX_CONSECUTIVE_ERRORS {
         let asked = Instant::now();
         // 0: the server's own limit, the largest read it allows.
-        match within_timeout(&meter, "GetRecords", client.get_records(&iterator, 0)).await {
-            Some(response) => {
+        let read = async {
+            if frames {
+                client
+                    .get_stored_records(&iterator, 0)
+                    .await
+                    .map(Answer::of_frames)
+            } else {
+                client
+                    .get_records(&iterator, 0)
+                    .await
+                    .map(Answer::of_records)
+            }
+        };
+        match within_timeout(&meter, "GetRecords", read).await {
+            Some(answer) => {
                 failures = 0;
                 meter.record_latency(asked.elapsed());
-                let records = &response.records;
-                meter.add_records(records.len() as u64, data_bytes(records));
-                let reached = records.last().is_some_and(|r| r.sequence_number >= last);
-                let at_end = records.is_empty() && response.millis_behind_latest == 0;
-                if reached || at_end || response.next_shard_iterator.is_empty() {
+                meter.add_records(answer.records, answer.bytes);
+                let reached = answer.last.is_some_and(|seq| seq >= last);
+                let at_end = answer.records == 0 && answer.caught_up;
+                if reached || at_end || answer.next_shard_iterator.is_empty() {
                     return;
                 }
-                iterator = response.next_shard_iterator;
+                iterator = answer.next_shard_iterator;
             }
             None => failures += 1,
         }

@@ -46,7 +46,9 @@ pub use put::{PendingPut, PutEntry, PutOutcome, PutResult, SYSTEM_ATTRIBUTES};
 pub use queues::{
     DeleteFailure, GroupSpec, GroupType, QueueConfig, QueueDescription, QueueStart, ReceivedMessage,
 };
-pub use read::{GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent, Subscription};
+pub use read::{
+    GetFramesOutput, GetRecordsOutput, IteratorKind, StartPosition, SubscribeEvent, Subscription,
+};
 pub use reshard::{ShardFilter, CRASH_AT_ENV, SCALING_PERIOD};
 pub use rules::{RuleConfig, RuleDescription, RuleShardProgress, RuleSpec, RuleStatus};
 

@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -12,7 +14,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use super::iterator::IteratorPosition;
 use super::{blocking, filter, Broker, BrokerError, ShardHandle, StreamHandle};
 use crate::route::Filter;
-use crate::storage::{ReadBatch, ShardLog, StoredRecord};
+use crate::storage::{FrameRead, ReadBatch, ShardLog, StoredRecord};
 use crate::storage::{SequenceNumber, Timestamp};
 use crate::stream::{ChildShard, ShardId, StreamName};
 
@@ -135,6 +137,55 @@ fn lag(log: &ShardLog, batch: &ReadBatch) -> Duration {
     }
 }
 
+/// How far a frame read leaves its reader behind the shard's newest record.
+fn frames_lag(log: &ShardLog, read: &FrameRead) -> Duration {
+    if read.records == 0 || read.next >= log.next_sequence() {
+        return Duration::ZERO;
+    }
+    log.last_timestamp_ms()
+        .saturating_duration_since(read.last_timestamp_ms)
+}
+
+/// A read at an iterator, checked: see [`Broker::iterator_read`].
+struct IteratorRead {
+    pos: IteratorPosition,
+    handle: Arc<StreamHandle>,
+    shard: Arc<ShardHandle>,
+    limit: u32,
+}
+
+/// The error of a read over one of its shard's quotas.
+fn throttled(
+    pos: &IteratorPosition,
+    shard: &ShardHandle,
+    (limit, retry_after): (super::quotas::Limit, Duration),
+) -> BrokerError {
+    BrokerError::Throttled {
+        stream: pos.stream.clone(),
+        shard: shard.id,
+        limit,
+        retry_after,
+    }
+}
+
+/// What GetRecords returns in its frame form.
+#[derive(Debug, Clone)]
+pub struct GetFramesOutput {
+    /// The stored frames, whole and CRC-checked, holding every record of `[first, end)`;
+    /// the first may begin before `first` and the last may end past `end`.
+    pub frames: Vec<Bytes>,
+    /// The first sequence number the frames are read for.
+    pub first: SequenceNumber,
+    /// One past the last: the records of the answer are exactly `[first, end)`.
+    pub end: SequenceNumber,
+    /// As in [`GetRecordsOutput`].
+    pub next_shard_iterator: Option<String>,
+    /// As in [`GetRecordsOutput`].
+    pub child_shards: Vec<ChildShard>,
+    /// As in [`GetRecordsOutput`].
+    pub behind_latest: Duration,
+}
+
 /// A closed shard holds nothing at or past its end: a batch written but never acknowledged
 /// (its sync failed) that recovery kept there is not served as the parent's.
 fn clamp_to_end(batch: &mut ReadBatch, end: Option<SequenceNumber>) {
@@ -247,12 +298,9 @@ impl Broker {
             .stream)
     }
 
-    /// Reads up to `limit` records (0 = the configured maximum) at the iterator's position.
-    pub async fn get_records(
-        &self,
-        shard_iterator: &str,
-        limit: u32,
-    ) -> Result<GetRecordsOutput, BrokerError> {
+    /// What a read at an iterator reads: its position, stream and shard, and the record limit
+    /// (0 = the configured maximum), checked, with the shard's call rate counted.
+    fn iterator_read(&self, shard_iterator: &str, limit: u32) -> Result<IteratorRead, BrokerError> {
         let max = self.config().get_records_limit;
         let limit = match limit {
             0 => max,
@@ -282,13 +330,95 @@ impl Broker {
                 stream: pos.stream.clone(),
                 shard: ShardId(pos.shard).to_string(),
             })?;
-        let throttled = |(limit, retry_after)| BrokerError::Throttled {
-            stream: pos.stream.clone(),
-            shard: shard.id,
+        shard
+            .limits
+            .get_records()
+            .map_err(|quota| throttled(&pos, &shard, quota))?;
+        Ok(IteratorRead {
+            pos,
+            handle,
+            shard,
             limit,
-            retry_after,
-        };
-        shard.limits.get_records().map_err(throttled)?;
+        })
+    }
+
+    /// Where a read that stopped before `next` continues: a new iterator, or, once it has
+    /// reached the end of a closed shard, the shards that continue it.
+    fn continuation(
+        &self,
+        read: &IteratorRead,
+        next: SequenceNumber,
+    ) -> (Option<String>, Vec<ChildShard>) {
+        let ended = read.shard.ending().is_some_and(|end| next >= end);
+        if ended {
+            (None, read.handle.descriptor.children_of(read.shard.id))
+        } else {
+            let next = self.inner.iterators.encode(&IteratorPosition {
+                sequence: next,
+                issued_at_ms: Timestamp::now(),
+                ..read.pos.clone()
+            });
+            (Some(next), Vec::new())
+        }
+    }
+
+    /// GetRecords in its frame form: the same read as [`Broker::get_records`], answered with
+    /// the stored frames that hold the records instead of the records, for a client that
+    /// checks and decodes frames itself. A filtered iterator reads records only.
+    pub async fn get_records_frames(
+        &self,
+        shard_iterator: &str,
+        limit: u32,
+    ) -> Result<GetFramesOutput, BrokerError> {
+        let read = self.iterator_read(shard_iterator, limit)?;
+        if read.pos.filter.is_some() {
+            return Err(BrokerError::invalid(
+                "as_frames",
+                "a filtered iterator returns the matching records, not frames",
+            ));
+        }
+        let shard = Arc::clone(&read.shard);
+        let max_bytes = shard.limits.read_budget(self.config().max_read_bytes);
+        let (log, from, end, limit) = (
+            Arc::clone(&shard.log),
+            read.pos.sequence,
+            shard.ending(),
+            read.limit as usize,
+        );
+        let (first, frames, behind_latest) = blocking("read", move || {
+            let (first, frames) = log.read_frames(from, end, limit, max_bytes)?;
+            let behind = frames_lag(&log, &frames);
+            Ok::<_, crate::storage::StorageError>((first, frames, behind))
+        })
+        .await??;
+        // Over the read limit: the iterator stays where it was, so the retry reads them again.
+        shard
+            .limits
+            .read(frames.bytes)
+            .map_err(|quota| throttled(&read.pos, &shard, quota))?;
+        shard.reads.count(frames.records, frames.bytes);
+        let (next_shard_iterator, child_shards) = self.continuation(&read, frames.next);
+        Ok(GetFramesOutput {
+            frames: frames.frames,
+            first,
+            end: frames.next,
+            next_shard_iterator,
+            child_shards,
+            behind_latest,
+        })
+    }
+
+    /// Reads up to `limit` records (0 = the configured maximum) at the iterator's position.
+    pub async fn get_records(
+        &self,
+        shard_iterator: &str,
+        limit: u32,
+    ) -> Result<GetRecordsOutput, BrokerError> {
+        let read = self.iterator_read(shard_iterator, limit)?;
+        let IteratorRead {
+            pos, shard, limit, ..
+        } = &read;
+        let (shard, limit) = (Arc::clone(shard), *limit);
         let log = Arc::clone(&shard.log);
         let matcher = match &pos.filter {
             Some(f) => Some(self.matcher(f, "shard_iterator")?),
@@ -311,19 +441,12 @@ impl Broker {
         // children instead of a next iterator.
         let bytes_read: usize = batch.records.iter().map(|r| r.data.len()).sum();
         // Over the read limit: the iterator stays where it was, so the retry reads them again.
-        shard.limits.read(bytes_read).map_err(throttled)?;
+        shard
+            .limits
+            .read(bytes_read)
+            .map_err(|quota| throttled(pos, &shard, quota))?;
         shard.reads.count(batch.records.len(), bytes_read);
-        let ended = shard.ending().is_some_and(|end| batch.next_sequence >= end);
-        let (next_shard_iterator, child_shards) = if ended {
-            (None, handle.descriptor.children_of(shard.id))
-        } else {
-            let next = self.inner.iterators.encode(&IteratorPosition {
-                sequence: batch.next_sequence,
-                issued_at_ms: Timestamp::now(),
-                ..pos
-            });
-            (Some(next), Vec::new())
-        };
+        let (next_shard_iterator, child_shards) = self.continuation(&read, batch.next_sequence);
         Ok(GetRecordsOutput {
             records: batch.records,
             next_shard_iterator,

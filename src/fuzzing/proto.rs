@@ -19,6 +19,12 @@ struct PlainGetRecords {
     millis_behind_latest: i64,
     #[prost(message, repeated, tag = "4")]
     child_shards: Vec<pb::ChildShard>,
+    #[prost(bytes = "vec", tag = "5")]
+    frames: Vec<u8>,
+    #[prost(uint64, tag = "6")]
+    frames_first_sequence: u64,
+    #[prost(uint64, tag = "7")]
+    frames_end_sequence: u64,
 }
 
 /// `SubscribeToShardEvent` as prost would generate it.
@@ -72,6 +78,9 @@ pub fn proto_decode(input: &[u8]) {
                         assert_eq!(d.next_shard_iterator, p.next_shard_iterator);
                         assert_eq!(d.millis_behind_latest, p.millis_behind_latest);
                         assert_eq!(d.child_shards, p.child_shards);
+                        assert_eq!(d.frames.concat(), p.frames);
+                        assert_eq!(d.frames_first_sequence, p.frames_first_sequence);
+                        assert_eq!(d.frames_end_sequence, p.frames_end_sequence);
                         assert!(d.outgoing.is_empty());
                         let again = wire::GetRecordsResponse::decode(&d.encode_to_vec()[..])
                             .expect("an encoded answer decodes");

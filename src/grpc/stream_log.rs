@@ -365,17 +365,33 @@ impl StreamLog for StreamLogService {
                 .map_err(to_status)?;
             check(&caller, Action::Read, stream.as_str())?;
         }
+        if r.as_frames {
+            let out = self
+                .broker
+                .get_records_frames(&r.shard_iterator, r.limit)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(pb::GetRecordsResponse {
+                next_shard_iterator: out.next_shard_iterator.unwrap_or_default(),
+                millis_behind_latest: convert::millis_i64(out.behind_latest),
+                child_shards: out.child_shards.iter().map(convert::child_shard).collect(),
+                frames: out.frames,
+                frames_first_sequence: out.first.get(),
+                frames_end_sequence: out.end.get(),
+                ..Default::default()
+            }));
+        }
         let out = self
             .broker
             .get_records(&r.shard_iterator, r.limit)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetRecordsResponse {
-            records: Vec::new(),
             next_shard_iterator: out.next_shard_iterator.unwrap_or_default(),
             millis_behind_latest: convert::millis_i64(out.behind_latest),
             child_shards: out.child_shards.iter().map(convert::child_shard).collect(),
             outgoing: out.records.into(),
+            ..Default::default()
         }))
     }
 

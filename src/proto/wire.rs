@@ -28,7 +28,7 @@
 //! A map entry is a message of its own: `1` the name, `2` an `AttributeValue` of `1` the data
 //! type's name, then `2` the text or `3` the bytes of the value.
 
-use bytes::{Buf, BufMut};
+use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::{DecodeError, Message};
 
@@ -397,6 +397,24 @@ pub struct GetRecordsResponse {
     /// Records a server sends as read from storage, on the wire after those of `records` (as
     /// more `records` entries). Decoding never fills it.
     pub outgoing: OutgoingRecords,
+    /// In the frame form: the stored frames, sent back to back as the one `frames` field. A
+    /// decoded answer holds them in one piece.
+    pub frames: Vec<Bytes>,
+    /// In the frame form: the first sequence number of the answer.
+    pub frames_first_sequence: u64,
+    /// In the frame form: one past the last sequence number of the answer.
+    pub frames_end_sequence: u64,
+}
+
+const FRAMES_TAG: u32 = 5;
+
+fn frames_len(frames: &[Bytes]) -> usize {
+    let len: usize = frames.iter().map(Bytes::len).sum();
+    if len == 0 {
+        0
+    } else {
+        encoding::key_len(FRAMES_TAG) + encoded_len_varint(len as u64) + len
+    }
 }
 
 impl Message for GetRecordsResponse {
@@ -407,6 +425,20 @@ impl Message for GetRecordsResponse {
         }
         encode_lag(self.millis_behind_latest, buf);
         encoding::message::encode_repeated(CHILD_SHARDS_TAG, &self.child_shards, buf);
+        let len: usize = self.frames.iter().map(Bytes::len).sum();
+        if len > 0 {
+            encode_key(FRAMES_TAG, WireType::LengthDelimited, buf);
+            encode_varint(len as u64, buf);
+            for chunk in &self.frames {
+                buf.put_slice(chunk);
+            }
+        }
+        if self.frames_first_sequence != 0 {
+            encoding::uint64::encode(6, &self.frames_first_sequence, buf);
+        }
+        if self.frames_end_sequence != 0 {
+            encoding::uint64::encode(7, &self.frames_end_sequence, buf);
+        }
     }
 
     fn merge_field(
@@ -423,6 +455,20 @@ impl Message for GetRecordsResponse {
             CHILD_SHARDS_TAG => {
                 encoding::message::merge_repeated(wire_type, &mut self.child_shards, buf, ctx)
             }
+            FRAMES_TAG => {
+                // A singular field: the last occurrence is the value. Taken from the receive
+                // buffer without a copy when it is one (tonic's is).
+                let mut frames = Bytes::new();
+                encoding::bytes::merge(wire_type, &mut frames, buf, ctx)?;
+                self.frames = if frames.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![frames]
+                };
+                Ok(())
+            }
+            6 => encoding::uint64::merge(wire_type, &mut self.frames_first_sequence, buf, ctx),
+            7 => encoding::uint64::merge(wire_type, &mut self.frames_end_sequence, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -436,6 +482,9 @@ impl Message for GetRecordsResponse {
             }
             + lag_len(self.millis_behind_latest)
             + encoding::message::encoded_len_repeated(CHILD_SHARDS_TAG, &self.child_shards)
+            + frames_len(&self.frames)
+            + varint_field_len(6, self.frames_first_sequence)
+            + varint_field_len(7, self.frames_end_sequence)
     }
 
     fn clear(&mut self) {
@@ -765,6 +814,31 @@ mod tests {
     }
 
     #[test]
+    fn frames_sent_in_pieces_decode_as_one_field_and_leave_the_rest_alone() {
+        let answer = GetRecordsResponse {
+            next_shard_iterator: "next".into(),
+            millis_behind_latest: 3,
+            frames: vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")],
+            frames_first_sequence: 7,
+            frames_end_sequence: 12,
+            ..Default::default()
+        };
+        let bytes = answer.encode_to_vec();
+        assert_eq!(bytes.len(), answer.encoded_len());
+        let decoded = GetRecordsResponse::decode(Bytes::from(bytes)).expect("decodes");
+        assert_eq!(decoded.frames, [Bytes::from_static(b"abcdefg")]);
+        assert_eq!(
+            (decoded.frames_first_sequence, decoded.frames_end_sequence),
+            (7, 12)
+        );
+        assert_eq!(decoded.next_shard_iterator, "next");
+        assert!(decoded.records.is_empty());
+        // No frames: none of the three fields is on the wire.
+        let plain = GetRecordsResponse::default();
+        assert!(plain.encode_to_vec().is_empty());
+    }
+
+    #[test]
     fn outgoing_records_decode_as_the_records_the_conversion_makes() {
         let records = varied();
         let answer = GetRecordsResponse {
@@ -773,6 +847,7 @@ mod tests {
             millis_behind_latest: 17,
             child_shards: vec![child()],
             outgoing: records.clone().into(),
+            ..Default::default()
         };
         let bytes = answer.encode_to_vec();
         assert_eq!(bytes.len(), answer.encoded_len());

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use super::error::{copy_io_error, StorageError};
 use super::record::{EncodedBatch, StoredRecord};
 use super::recovery::{self, clear_recovery_point, write_recovery_point, RECOVERY_POINT_FILE};
-use super::segment::Segment;
+use super::segment::{FrameRead, Segment};
 use super::sequence::SequenceNumber;
 use super::time::Timestamp;
 use crate::fsio::Io;
@@ -804,6 +804,52 @@ impl ShardLog {
             out.next_sequence = last.sequence.next();
         }
         Ok(out)
+    }
+
+    /// As [`ShardLog::read`], for a reader that decodes the stored frames itself: the whole
+    /// frames holding the records from `from` on (clamped to the trim horizon, and stopping
+    /// at `end` when given), CRC-checked, as they are stored. Covers at most `max_records`
+    /// records and about `max_bytes` of frames (at least one frame when there is a record).
+    /// Returns the frames and the range `[first, next)` of sequence numbers they are read for.
+    pub fn read_frames(
+        &self,
+        from: SequenceNumber,
+        end: Option<SequenceNumber>,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<(SequenceNumber, FrameRead), StorageError> {
+        let durable = self.next_sequence();
+        let end = end.map_or(durable, |e| e.min(durable));
+        let from = from.max(self.first_sequence());
+        let mut out = FrameRead {
+            next: from,
+            ..FrameRead::default()
+        };
+        if from >= end || max_records == 0 {
+            return Ok((from, out));
+        }
+        let segments: Vec<Arc<Segment>> = {
+            let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            let i = segs.partition_point(|s| s.base() <= from).saturating_sub(1);
+            segs[i..].to_vec()
+        };
+        for (i, seg) in segments.iter().enumerate() {
+            if seg.base() >= end || out.records >= max_records || out.bytes >= max_bytes {
+                break;
+            }
+            let seg_end = segments.get(i + 1).map_or(end, |next| next.base().min(end));
+            // Only a segment read to its end is continued by the next one.
+            if out.records > 0 && out.next != seg.base() {
+                break;
+            }
+            match seg.read_frames_into(out.next, seg_end, max_records, max_bytes, &mut out) {
+                Ok(()) => {}
+                // Serve what precedes a damaged frame; the next read, starting at it, reports it.
+                Err(StorageError::Corrupt { .. }) if out.records > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((from, out))
     }
 
     /// The first durable sequence whose arrival time is at or after `timestamp_ms`; the

@@ -38,5 +38,6 @@ pub use log::{
     SYNC_BYTES_BOUNDS, SYNC_SECONDS_BOUNDS,
 };
 pub use record::{BatchBuilder, EncodedBatch, RecordRef, StoredRecord};
+pub use segment::FrameRead;
 pub use sequence::SequenceNumber;
 pub use time::Timestamp;

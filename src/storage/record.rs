@@ -498,6 +498,68 @@ pub struct Decoded {
     pub budget_reached: bool,
 }
 
+/// Decodes frames as a log read sent them (see `ShardLog::read_frames`): whole frames back
+/// to back, each CRC-checked here, each continuing the one before, covering every sequence
+/// number in `[first, end)`. The records of that range are pushed to `out`, their byte fields
+/// slices of `frames`; records of the first and last frame outside it are skipped. Anything
+/// else — a torn or damaged frame, a gap, a frame past the end, a record missing — is an
+/// error, and nothing of the call is left in `out`.
+pub fn decode_frames(
+    frames: &Bytes,
+    first: SequenceNumber,
+    end: SequenceNumber,
+    out: &mut Vec<StoredRecord>,
+) -> Result<(), FrameError> {
+    let kept = out.len();
+    let decoded = decode_frames_into(frames, first, end, out);
+    if decoded.is_err() {
+        out.truncate(kept);
+    }
+    decoded
+}
+
+fn decode_frames_into(
+    frames: &Bytes,
+    first: SequenceNumber,
+    end: SequenceNumber,
+    out: &mut Vec<StoredRecord>,
+) -> Result<(), FrameError> {
+    let broken = |reason| FrameError::Malformed { count: 0, reason };
+    let mut pos = 0usize;
+    let mut next = first;
+    while pos < frames.len() {
+        let header = BatchHeader::decode(&frames[pos..])?;
+        let frame_end = pos + header.frame_len();
+        if frame_end > frames.len() {
+            return Err(FrameError::Torn {
+                needed: header.frame_len(),
+                available: frames.len() - pos,
+            });
+        }
+        // Each frame holds `next`: the first may start before `first`, the others continue.
+        if header.base_sequence > next || header.next_sequence() <= next {
+            return Err(broken("frames do not continue one another"));
+        }
+        if next >= end {
+            return Err(broken("a frame past the end of the range"));
+        }
+        let payload = frames.slice(pos + HEADER_LEN..frame_end);
+        verify_payload(&header, &payload)?;
+        let want =
+            usize::try_from((end - next).min(header.next_sequence() - next)).unwrap_or(usize::MAX);
+        let decoded = decode_records(&header, &payload, next, want, usize::MAX, out)?;
+        if decoded.pushed != want {
+            return Err(broken("a frame holds fewer records than its header says"));
+        }
+        next += want as u64;
+        pos = frame_end;
+    }
+    if next != end {
+        return Err(broken("the frames end before the range does"));
+    }
+    Ok(())
+}
+
 /// Decodes a whole frame as a reader does: header, declared length, payload CRC, every record.
 /// For tests and the fuzz checks; the log reads through its segments instead.
 #[cfg(any(test, feature = "testing"))]
@@ -705,6 +767,101 @@ mod tests {
         let crc = crc32fast::hash(&frame[..44]);
         frame[44..48].copy_from_slice(&crc.to_le_bytes());
         frame
+    }
+
+    /// Three frames back to back: sequences 10..13, 13..15 and 15..19.
+    fn three_frames() -> Vec<u8> {
+        let record = |k: &'static str| RecordRef {
+            partition_key: k,
+            data: k.as_bytes(),
+            ..Default::default()
+        };
+        let mut frames = frame_of(&[record("a"), record("b"), record("c")], 10, 1);
+        frames.extend(frame_of(&[record("d"), record("e")], 13, 2));
+        frames.extend(frame_of(
+            &[record("f"), record("g"), record("h"), record("i")],
+            15,
+            3,
+        ));
+        frames
+    }
+
+    fn frames_decoded(frames: &[u8], first: u64, end: u64) -> Result<Vec<String>, FrameError> {
+        let mut out = Vec::new();
+        let decoded = decode_frames(
+            &Bytes::copy_from_slice(frames),
+            SequenceNumber::new(first),
+            SequenceNumber::new(end),
+            &mut out,
+        );
+        match decoded {
+            Ok(()) => Ok(out
+                .iter()
+                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+                .collect()),
+            Err(e) => {
+                assert!(out.is_empty(), "a failed decode leaves nothing: {out:?}");
+                Err(e)
+            }
+        }
+    }
+
+    #[test]
+    fn frames_decode_to_exactly_the_records_of_their_range() {
+        let frames = three_frames();
+        assert_eq!(
+            frames_decoded(&frames, 10, 19).unwrap(),
+            ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+        );
+        // The first frame begins before the range and the last ends after it.
+        assert_eq!(
+            frames_decoded(&frames, 11, 17).unwrap(),
+            ["b", "c", "d", "e", "f", "g"]
+        );
+        let second_only = &frames[BatchHeader::decode(&frames).unwrap().frame_len()..];
+        assert_eq!(frames_decoded(second_only, 14, 16).unwrap(), ["e", "f"]);
+        assert_eq!(frames_decoded(&[], 5, 5).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn frames_that_do_not_hold_their_range_or_are_damaged_give_nothing() {
+        let frames = three_frames();
+        let first_len = BatchHeader::decode(&frames).unwrap().frame_len();
+        // A range past what the frames hold, or starting after the first frame.
+        assert!(matches!(
+            frames_decoded(&frames, 10, 20),
+            Err(FrameError::Malformed { .. })
+        ));
+        assert!(matches!(
+            frames_decoded(&frames, 13, 19),
+            Err(FrameError::Malformed { .. })
+        ));
+        // A frame missing in the middle.
+        let mut gap = frames[..first_len].to_vec();
+        gap.extend_from_slice(&frames[first_len + (frames.len() - first_len) / 2..]);
+        assert!(frames_decoded(&gap, 10, 19).is_err());
+        // A frame past the range.
+        assert!(matches!(
+            frames_decoded(&frames, 10, 13),
+            Err(FrameError::Malformed { .. })
+        ));
+        // Cut short.
+        assert!(matches!(
+            frames_decoded(&frames[..frames.len() - 1], 10, 19),
+            Err(FrameError::Torn { .. })
+        ));
+        // A flipped bit in a record, anywhere: its frame's CRC says so.
+        for at in [HEADER_LEN + 2, first_len + HEADER_LEN + 3, frames.len() - 1] {
+            let mut damaged = frames.clone();
+            damaged[at] ^= 0x10;
+            assert!(
+                matches!(
+                    frames_decoded(&damaged, 10, 19),
+                    Err(FrameError::PayloadCrc { .. })
+                ),
+                "byte {at}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,23 @@ const MIN_READ_CHUNK: usize = 64 * 1024;
 /// Largest read issued at once when scanning forward.
 const MAX_READ_CHUNK: usize = 8 * 1024 * 1024;
 
+/// Stored frames read for a reader that decodes them itself (see
+/// [`Segment::read_frames_into`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameRead {
+    /// Whole frames, in order, each slice holding frames back to back. The first frame may
+    /// begin before the reader's position and the last may end after `next`.
+    pub frames: Vec<Bytes>,
+    /// Records of the reader's range the frames cover.
+    pub records: usize,
+    /// Bytes of the frames.
+    pub bytes: usize,
+    /// One past the last record covered: where the next read starts.
+    pub next: SequenceNumber,
+    /// Arrival time of the last frame's newest record.
+    pub last_timestamp_ms: Timestamp,
+}
+
 /// File name of the segment starting at `base` with extension `ext`.
 pub fn file_name(base: SequenceNumber, ext: &str) -> String {
     format!("{:0width$}.{ext}", base.get(), width = NAME_DIGITS)
@@ -562,6 +579,117 @@ impl Segment {
             }
             pos = next_pos;
         }
+        Ok(())
+    }
+
+    /// As [`Segment::read_into`], but hands out the stored frames themselves instead of
+    /// decoding their records: whole frames, CRC-checked, from the one holding `from`, added
+    /// to `out` as slices of what was read (contiguous frames in one slice). Stops after
+    /// `max_records` wanted records or once `max_bytes` of frames are in `out` (at least one
+    /// frame), or at `end`; `out.next` is then one past the last wanted record covered.
+    pub fn read_frames_into(
+        &self,
+        from: SequenceNumber,
+        end: SequenceNumber,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut FrameRead,
+    ) -> Result<(), StorageError> {
+        let readable = self.readable_len.load(Ordering::Acquire);
+        let relative = from.saturating_distance_from(self.base);
+        let mut pos = match self.index.read() {
+            Ok(idx) => idx.lookup(relative).map_or(0, |e| u64::from(e.position)),
+            Err(_) => 0,
+        };
+        let mut buf = Bytes::new();
+        let mut buf_pos = pos;
+        // Where the frames being gathered start in `buf`.
+        let mut run: Option<usize> = None;
+        let flush = |run: &mut Option<usize>, buf: &Bytes, to: usize, out: &mut FrameRead| {
+            if let Some(start) = run.take() {
+                out.frames.push(buf.slice(start..to));
+            }
+        };
+        while pos < readable && out.records < max_records && out.bytes < max_bytes {
+            let off = (pos - buf_pos) as usize;
+            let decoded = BatchHeader::decode(buf.get(off..).unwrap_or(&[]));
+            let header = match decoded {
+                Ok(h) if off + h.frame_len() <= buf.len() => h,
+                Ok(_) | Err(FrameError::Torn { .. }) => {
+                    let need = match decoded {
+                        Ok(h) => h.frame_len(),
+                        Err(_) => HEADER_LEN,
+                    };
+                    if need as u64 > readable - pos {
+                        flush(&mut run, &buf, off, out);
+                        return Err(self.corrupt(
+                            pos,
+                            FrameError::Torn {
+                                needed: need,
+                                available: (readable - pos) as usize,
+                            },
+                        ));
+                    }
+                    flush(&mut run, &buf, off, out);
+                    let want = (max_bytes - out.bytes)
+                        .saturating_add(HEADER_LEN)
+                        .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
+                        .max(need)
+                        .min((readable - pos) as usize);
+                    buf = self.read_chunk(pos, want)?;
+                    buf_pos = pos;
+                    if buf.len() < need {
+                        return Err(self.corrupt(
+                            pos,
+                            FrameError::Torn {
+                                needed: need,
+                                available: buf.len(),
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    flush(&mut run, &buf, off, out);
+                    match self.resync(pos + 1, readable)? {
+                        Some((next_pos, next)) if next.base_sequence <= from => {
+                            pos = next_pos;
+                            buf = Bytes::new();
+                            buf_pos = pos;
+                            continue;
+                        }
+                        _ => return Err(self.corrupt(pos, e)),
+                    }
+                }
+            };
+            if header.base_sequence >= end {
+                break;
+            }
+            let next_pos = pos + header.frame_len() as u64;
+            if header.next_sequence() <= from {
+                pos = next_pos;
+                continue;
+            }
+            let payload = &buf[off + HEADER_LEN..off + header.frame_len()];
+            if let Err(e) = record::verify_payload(&header, payload) {
+                flush(&mut run, &buf, off, out);
+                return Err(self.corrupt(pos, e));
+            }
+            run.get_or_insert(off);
+            let first = header.base_sequence.max(from).max(out.next);
+            let in_frame = header.next_sequence().min(end) - first;
+            let taken = in_frame.min((max_records - out.records) as u64);
+            out.records += taken as usize;
+            out.bytes += header.frame_len();
+            out.next = first + taken;
+            out.last_timestamp_ms = header.last_timestamp_ms;
+            pos = next_pos;
+            if taken < in_frame {
+                break;
+            }
+        }
+        let to = (pos - buf_pos) as usize;
+        flush(&mut run, &buf, to, out);
         Ok(())
     }
 

@@ -221,6 +221,7 @@ pub async fn get_records(
     c.get_records(shardlog::proto::v1::GetRecordsRequest {
         shard_iterator: shard_iterator.into(),
         limit,
+        as_frames: false,
     })
     .await
     .unwrap_or_else(|s| panic!("get records: {s}"))
