@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use shardlog::proto::v1 as pb;
-use shardlog::storage::record::{decode_frames, decode_records, verify_payload, BatchHeader};
+use shardlog::storage::record::decode_frames;
 use shardlog::storage::{BatchBuilder, RecordRef, SequenceNumber, StoredRecord, Timestamp};
 
 const RECORD_BYTES: usize = 1024;
@@ -42,23 +42,13 @@ fn stored() -> (Bytes, Vec<StoredRecord>) {
     }
     let frames = Bytes::from(frames);
     let mut records = Vec::new();
-    let mut pos = 0;
-    while pos < frames.len() {
-        let header = BatchHeader::decode(&frames[pos..]).expect("header");
-        let payload =
-            frames.slice(pos + shardlog::storage::record::HEADER_LEN..pos + header.frame_len());
-        verify_payload(&header, &payload).expect("crc");
-        decode_records(
-            &header,
-            &payload,
-            SequenceNumber::ZERO,
-            usize::MAX,
-            usize::MAX,
-            &mut records,
-        )
-        .expect("records");
-        pos += header.frame_len();
-    }
+    decode_frames(
+        &frames,
+        SequenceNumber::ZERO,
+        SequenceNumber::new(RECORDS),
+        &mut records,
+    )
+    .expect("the bench frames check");
     (frames, records)
 }
 

@@ -80,6 +80,19 @@ async fn fill(client: &Client) -> u64 {
     n
 }
 
+/// A server whose segments hold 8 KiB (in the directory returned first), with the stream
+/// filled: many segments.
+async fn filled_in_small_segments() -> (tempfile::TempDir, TestServer, Client, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.log.segment_max_bytes = 8 * 1024;
+    let server = TestServer::start_with(config).await;
+    let client = Client::connect(server.url()).await.unwrap();
+    client.create_stream(STREAM, 1).await.unwrap();
+    let total = fill(&client).await;
+    (dir, server, client, total)
+}
+
 /// Every record from `at` on, `limit` at a time, in one form or the other, and the sizes of
 /// the answers.
 async fn read_all(
@@ -114,13 +127,7 @@ async fn read_all(
 
 #[tokio::test]
 async fn the_frame_form_returns_exactly_what_the_record_form_does_from_anywhere_at_any_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::new(dir.path());
-    config.log.segment_max_bytes = 8 * 1024;
-    let server = TestServer::start_with(config).await;
-    let client = Client::connect(server.url()).await.unwrap();
-    client.create_stream(STREAM, 1).await.unwrap();
-    let total = fill(&client).await;
+    let (_dir, _server, client, total) = filled_in_small_segments().await;
     assert!(total > 300, "{total}");
 
     let starts = [
@@ -150,6 +157,71 @@ async fn the_frame_form_returns_exactly_what_the_record_form_does_from_anywhere_
             assert_eq!(frame_answers.len(), record_answers.len(), "{at:?} {limit}");
         }
     }
+}
+
+/// Every record from the trim horizon until a read fails, and its code.
+async fn read_until_failure(client: &Client, frames: bool) -> (Vec<Seen>, Option<Code>) {
+    let mut iterator = client
+        .get_shard_iterator(STREAM, SHARD, Position::TrimHorizon)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let (got, next) = if frames {
+            match client.get_stored_records(&iterator, 0).await {
+                Ok(r) => (
+                    r.records.iter().map(seen_stored).collect(),
+                    r.next_shard_iterator,
+                ),
+                Err(e) => return (seen, e.code()),
+            }
+        } else {
+            match client.get_records(&iterator, 0).await {
+                Ok(r) => (
+                    r.records.iter().map(seen_pb).collect::<Vec<_>>(),
+                    r.next_shard_iterator,
+                ),
+                Err(e) => return (seen, e.code()),
+            }
+        };
+        if got.is_empty() {
+            return (seen, None);
+        }
+        seen.extend(got);
+        iterator = next;
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_frame_is_reported_as_in_the_record_form_and_never_served() {
+    let (_dir, server, client, total) = filled_in_small_segments().await;
+    // Flip a byte in the middle of the second segment (sealed, and so read from its mapping).
+    let shard_dir = server.data_dir().join("streams").join(STREAM).join(SHARD);
+    let mut logs: Vec<_> = std::fs::read_dir(&shard_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let damaged = &logs[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(damaged, &bytes).unwrap();
+
+    let (records, record_failure) = read_until_failure(&client, false).await;
+    let (frames, frame_failure) = read_until_failure(&client, true).await;
+    assert_eq!(
+        record_failure,
+        Some(Code::DataLoss),
+        "the record form reports it"
+    );
+    assert_eq!(
+        frame_failure, record_failure,
+        "the frame form reports it alike"
+    );
+    assert_eq!(frames, records, "the same records precede it");
+    assert!((records.len() as u64) < total);
 }
 
 #[tokio::test]

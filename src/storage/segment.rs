@@ -50,6 +50,120 @@ pub struct FrameRead {
     pub last_timestamp_ms: Timestamp,
 }
 
+/// A forward walk over a segment's frames from the one holding a sequence number: reads the
+/// file a chunk at a time, checks each header, and steps over a damaged header that lies
+/// wholly before the wanted records. The two readers of a segment share it.
+struct FrameWalk<'a> {
+    segment: &'a Segment,
+    /// Bytes of the segment that may be read.
+    readable: u64,
+    /// Where the next frame starts in the segment.
+    pos: u64,
+    /// The chunk read last, and where it starts in the segment.
+    buf: Bytes,
+    buf_pos: u64,
+    /// About how many bytes the records wanted take, from the index entry on: a small read
+    /// (one queue message) then reads about its frames, not a chunk sized for the whole
+    /// byte budget.
+    hint: usize,
+}
+
+impl<'a> FrameWalk<'a> {
+    fn new(segment: &'a Segment, from: SequenceNumber, max_records: usize) -> FrameWalk<'a> {
+        let readable = segment.readable_len.load(Ordering::Acquire);
+        let relative = from.saturating_distance_from(segment.base);
+        let (pos, indexed) = match segment.index.read() {
+            Ok(idx) => idx.lookup(relative).map_or((0, 0), |e| {
+                (u64::from(e.position), u64::from(e.relative_sequence))
+            }),
+            Err(_) => (0, 0),
+        };
+        let stored = segment
+            .next_sequence
+            .load(Ordering::Acquire)
+            .saturating_sub(segment.base.get())
+            .max(1);
+        let per_record = (readable / stored).max(1) as usize;
+        let records_wanted =
+            (relative.saturating_sub(indexed) as usize).saturating_add(max_records);
+        FrameWalk {
+            segment,
+            readable,
+            pos,
+            buf: Bytes::new(),
+            buf_pos: pos,
+            hint: per_record.saturating_mul(records_wanted),
+        }
+    }
+
+    /// The header of the next frame and where it starts in `buf`, which holds it whole, or
+    /// `None` at the readable end. Frames wholly before `from` are passed over. A read takes
+    /// about `budget` bytes ahead when the chunk runs out.
+    fn next(
+        &mut self,
+        from: SequenceNumber,
+        budget: usize,
+    ) -> Result<Option<(BatchHeader, usize)>, StorageError> {
+        let seg = self.segment;
+        while self.pos < self.readable {
+            let off = (self.pos - self.buf_pos) as usize;
+            let decoded = BatchHeader::decode(self.buf.get(off..).unwrap_or(&[]));
+            match decoded {
+                Ok(h) if off + h.frame_len() <= self.buf.len() => {
+                    if h.next_sequence() <= from {
+                        self.step(&h);
+                        continue;
+                    }
+                    return Ok(Some((h, off)));
+                }
+                Ok(_) | Err(FrameError::Torn { .. }) => {
+                    let need = match decoded {
+                        Ok(h) => h.frame_len(),
+                        Err(_) => HEADER_LEN,
+                    };
+                    let left = self.readable - self.pos;
+                    let torn = |available| FrameError::Torn {
+                        needed: need,
+                        available,
+                    };
+                    if need as u64 > left {
+                        return Err(seg.corrupt(self.pos, torn(left as usize)));
+                    }
+                    let want = budget
+                        .saturating_add(HEADER_LEN)
+                        .min(self.hint)
+                        .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
+                        .max(need)
+                        .min(left as usize);
+                    self.buf = seg.read_chunk(self.pos, want)?;
+                    self.buf_pos = self.pos;
+                    if self.buf.len() < need {
+                        return Err(seg.corrupt(self.pos, torn(self.buf.len())));
+                    }
+                }
+                Err(e) => {
+                    // The header itself is damaged, so its length cannot be trusted: find the
+                    // next intact header and tell whether `from` fell into the damaged span.
+                    match seg.resync(self.pos + 1, self.readable)? {
+                        Some((next_pos, next)) if next.base_sequence <= from => {
+                            self.pos = next_pos;
+                            self.buf = Bytes::new();
+                            self.buf_pos = next_pos;
+                        }
+                        _ => return Err(seg.corrupt(self.pos, e)),
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves past the frame `next` returned.
+    fn step(&mut self, header: &BatchHeader) {
+        self.pos += header.frame_len() as u64;
+    }
+}
+
 /// File name of the segment starting at `base` with extension `ext`.
 pub fn file_name(base: SequenceNumber, ext: &str) -> String {
     format!("{:0width$}.{ext}", base.get(), width = NAME_DIGITS)
@@ -475,91 +589,16 @@ impl Segment {
         out: &mut Vec<StoredRecord>,
         out_bytes: &mut usize,
     ) -> Result<(), StorageError> {
-        let readable = self.readable_len.load(Ordering::Acquire);
-        let relative = from.saturating_distance_from(self.base);
-        let (mut pos, indexed) = match self.index.read() {
-            Ok(idx) => idx.lookup(relative).map_or((0, 0), |e| {
-                (u64::from(e.position), u64::from(e.relative_sequence))
-            }),
-            Err(_) => (0, 0),
-        };
-        // What a read of `max_records` needs at this segment's average bytes per record, from
-        // the index entry on: a small read (one queue message) then reads about its frames,
-        // not a chunk sized for the whole byte budget.
-        let stored = self
-            .next_sequence
-            .load(Ordering::Acquire)
-            .saturating_sub(self.base.get())
-            .max(1);
-        let per_record = (readable / stored).max(1) as usize;
-        let records_wanted =
-            (relative.saturating_sub(indexed) as usize).saturating_add(max_records);
-        let hint = per_record.saturating_mul(records_wanted);
-        let mut buf = Bytes::new();
-        let mut buf_pos = pos;
-        while pos < readable && out.len() < max_records && *out_bytes < max_bytes {
-            let off = (pos - buf_pos) as usize;
-            let decoded = BatchHeader::decode(buf.get(off..).unwrap_or(&[]));
-            let header = match decoded {
-                Ok(h) if off + h.frame_len() <= buf.len() => h,
-                Ok(_) | Err(FrameError::Torn { .. }) => {
-                    let need = match decoded {
-                        Ok(h) => h.frame_len(),
-                        Err(_) => HEADER_LEN,
-                    };
-                    if need as u64 > readable - pos {
-                        return Err(self.corrupt(
-                            pos,
-                            FrameError::Torn {
-                                needed: need,
-                                available: (readable - pos) as usize,
-                            },
-                        ));
-                    }
-                    let budget = (max_bytes - *out_bytes)
-                        .saturating_add(HEADER_LEN)
-                        .min(hint);
-                    let want = budget
-                        .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
-                        .max(need)
-                        .min((readable - pos) as usize);
-                    buf = self.read_chunk(pos, want)?;
-                    buf_pos = pos;
-                    if buf.len() < need {
-                        return Err(self.corrupt(
-                            pos,
-                            FrameError::Torn {
-                                needed: need,
-                                available: buf.len(),
-                            },
-                        ));
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    // The header itself is damaged, so its length cannot be trusted: find the
-                    // next intact header and tell whether `from` fell into the damaged span.
-                    match self.resync(pos + 1, readable)? {
-                        Some((next_pos, next)) if next.base_sequence <= from => {
-                            pos = next_pos;
-                            buf = Bytes::new();
-                            buf_pos = pos;
-                            continue;
-                        }
-                        _ => return Err(self.corrupt(pos, e)),
-                    }
-                }
+        let mut walk = FrameWalk::new(self, from, max_records);
+        while out.len() < max_records && *out_bytes < max_bytes {
+            let Some((header, off)) = walk.next(from, max_bytes - *out_bytes)? else {
+                break;
             };
             if header.base_sequence >= end {
                 break;
             }
-            let next_pos = pos + header.frame_len() as u64;
-            if header.next_sequence() <= from {
-                pos = next_pos;
-                continue;
-            }
-            let payload = buf.slice(off + HEADER_LEN..off + header.frame_len());
-            record::verify_payload(&header, &payload).map_err(|e| self.corrupt(pos, e))?;
+            let payload = walk.buf.slice(off + HEADER_LEN..off + header.frame_len());
+            record::verify_payload(&header, &payload).map_err(|e| self.corrupt(walk.pos, e))?;
             let want = (max_records - out.len())
                 .min(usize::try_from(end - header.base_sequence.max(from)).unwrap_or(usize::MAX));
             let budget = max_bytes - *out_bytes;
@@ -569,7 +608,7 @@ impl Segment {
                 Err(e) => {
                     // No record of a batch that fails to decode is served, not even its first.
                     out.truncate(kept);
-                    return Err(self.corrupt(pos, e));
+                    return Err(self.corrupt(walk.pos, e));
                 }
             };
             *out_bytes += decoded.bytes;
@@ -577,7 +616,7 @@ impl Segment {
                 // Past `end` nothing is wanted: bytes there are not even looked at.
                 break;
             }
-            pos = next_pos;
+            walk.step(&header);
         }
         Ok(())
     }
@@ -586,7 +625,8 @@ impl Segment {
     /// decoding their records: whole frames, CRC-checked, from the one holding `from`, added
     /// to `out` as slices of what was read (contiguous frames in one slice). Stops after
     /// `max_records` wanted records or once `max_bytes` of frames are in `out` (at least one
-    /// frame), or at `end`; `out.next` is then one past the last wanted record covered.
+    /// frame), or at `end`; `out.next` is then one past the last wanted record covered. The
+    /// frames before a damaged one are in `out` when it is reported.
     pub fn read_frames_into(
         &self,
         from: SequenceNumber,
@@ -595,87 +635,43 @@ impl Segment {
         max_bytes: usize,
         out: &mut FrameRead,
     ) -> Result<(), StorageError> {
-        let readable = self.readable_len.load(Ordering::Acquire);
-        let relative = from.saturating_distance_from(self.base);
-        let mut pos = match self.index.read() {
-            Ok(idx) => idx.lookup(relative).map_or(0, |e| u64::from(e.position)),
-            Err(_) => 0,
-        };
-        let mut buf = Bytes::new();
-        let mut buf_pos = pos;
-        // Where the frames being gathered start in `buf`.
-        let mut run: Option<usize> = None;
-        let flush = |run: &mut Option<usize>, buf: &Bytes, to: usize, out: &mut FrameRead| {
-            if let Some(start) = run.take() {
-                out.frames.push(buf.slice(start..to));
+        let mut walk = FrameWalk::new(self, from, max_records);
+        // The frames gathered and not yet in `out`: a range of one read buffer.
+        let mut run: Option<(Bytes, std::ops::Range<usize>)> = None;
+        let flush = |run: &mut Option<(Bytes, std::ops::Range<usize>)>, out: &mut FrameRead| {
+            if let Some((buf, range)) = run.take() {
+                out.frames.push(buf.slice(range));
             }
         };
-        while pos < readable && out.records < max_records && out.bytes < max_bytes {
-            let off = (pos - buf_pos) as usize;
-            let decoded = BatchHeader::decode(buf.get(off..).unwrap_or(&[]));
-            let header = match decoded {
-                Ok(h) if off + h.frame_len() <= buf.len() => h,
-                Ok(_) | Err(FrameError::Torn { .. }) => {
-                    let need = match decoded {
-                        Ok(h) => h.frame_len(),
-                        Err(_) => HEADER_LEN,
-                    };
-                    if need as u64 > readable - pos {
-                        flush(&mut run, &buf, off, out);
-                        return Err(self.corrupt(
-                            pos,
-                            FrameError::Torn {
-                                needed: need,
-                                available: (readable - pos) as usize,
-                            },
-                        ));
-                    }
-                    flush(&mut run, &buf, off, out);
-                    let want = (max_bytes - out.bytes)
-                        .saturating_add(HEADER_LEN)
-                        .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
-                        .max(need)
-                        .min((readable - pos) as usize);
-                    buf = self.read_chunk(pos, want)?;
-                    buf_pos = pos;
-                    if buf.len() < need {
-                        return Err(self.corrupt(
-                            pos,
-                            FrameError::Torn {
-                                needed: need,
-                                available: buf.len(),
-                            },
-                        ));
-                    }
-                    continue;
-                }
+        while out.records < max_records && out.bytes < max_bytes {
+            let next = match walk.next(from, max_bytes - out.bytes) {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
                 Err(e) => {
-                    flush(&mut run, &buf, off, out);
-                    match self.resync(pos + 1, readable)? {
-                        Some((next_pos, next)) if next.base_sequence <= from => {
-                            pos = next_pos;
-                            buf = Bytes::new();
-                            buf_pos = pos;
-                            continue;
-                        }
-                        _ => return Err(self.corrupt(pos, e)),
-                    }
+                    flush(&mut run, out);
+                    return Err(e);
                 }
             };
+            let (header, off) = next;
             if header.base_sequence >= end {
                 break;
             }
-            let next_pos = pos + header.frame_len() as u64;
-            if header.next_sequence() <= from {
-                pos = next_pos;
-                continue;
+            let frame = off..off + header.frame_len();
+            if let Err(e) =
+                record::verify_payload(&header, &walk.buf[frame.start + HEADER_LEN..frame.end])
+            {
+                flush(&mut run, out);
+                return Err(self.corrupt(walk.pos, e));
             }
-            let payload = &buf[off + HEADER_LEN..off + header.frame_len()];
-            if let Err(e) = record::verify_payload(&header, payload) {
-                flush(&mut run, &buf, off, out);
-                return Err(self.corrupt(pos, e));
+            match &mut run {
+                Some((buf, range)) if buf.as_ptr() == walk.buf.as_ptr() && range.end == off => {
+                    range.end = frame.end;
+                }
+                _ => {
+                    flush(&mut run, out);
+                    run = Some((walk.buf.clone(), frame));
+                }
             }
-            run.get_or_insert(off);
             let first = header.base_sequence.max(from).max(out.next);
             let in_frame = header.next_sequence().min(end) - first;
             let taken = in_frame.min((max_records - out.records) as u64);
@@ -683,13 +679,12 @@ impl Segment {
             out.bytes += header.frame_len();
             out.next = first + taken;
             out.last_timestamp_ms = header.last_timestamp_ms;
-            pos = next_pos;
             if taken < in_frame {
                 break;
             }
+            walk.step(&header);
         }
-        let to = (pos - buf_pos) as usize;
-        flush(&mut run, &buf, to, out);
+        flush(&mut run, out);
         Ok(())
     }
 
