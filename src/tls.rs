@@ -133,6 +133,16 @@ pub fn open_connections() -> [(&'static str, u64); 3] {
     Listener::ALL.map(|l| (l.name(), OPEN[l as usize].load(Ordering::Relaxed)))
 }
 
+/// Connections refused past the connection limit, per listener kind, over every server of the
+/// process.
+static REFUSED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Connections refused so far past `--max-connections` (answered with an error or closed
+/// unanswered), per listener.
+pub fn refused_connections() -> [(&'static str, u64); 3] {
+    Listener::ALL.map(|l| (l.name(), REFUSED[l as usize].load(Ordering::Relaxed)))
+}
+
 /// Counts one open connection of a listener for as long as it lives: in the process's count of
 /// its kind, and in its own listener's, which its limit is checked against.
 #[derive(Debug)]
@@ -548,6 +558,7 @@ async fn accept(
         };
         let _ = stream.set_nodelay(true);
         if limit.open.load(Ordering::Acquire) >= limit.max {
+            REFUSED[kind as usize].fetch_add(1, Ordering::Relaxed);
             // Answered on a task of its own, if there is room for one; else closed now.
             if let Ok(room) = Arc::clone(&limit.refusing).try_acquire_owned() {
                 let acceptor = tls.as_ref().map(|tls| tls.acceptor(kind));

@@ -60,6 +60,11 @@ async fn past_each_limit_a_clear_error_and_room_made_again_is_usable() {
     until_open(CONNECTIONS as u64).await;
     let extra = Client::connect(url.clone()).await.unwrap();
     refused(extra.list_streams().await, "--max-connections");
+    let counted = shardlog::tls::refused_connections()
+        .into_iter()
+        .find(|(name, _)| *name == "grpc")
+        .map(|(_, n)| n);
+    assert!(counted >= Some(1), "refusals are counted: {counted:?}");
     refused(extra.create_stream("never", 1).await, "--max-connections");
     drop(extra);
     let client = held.pop().unwrap();

@@ -841,6 +841,10 @@ impl Client {
     /// Subscribes to a shard from `position`: the server pushes batches as records become
     /// durable. Read with `stream.message().await`; after a reconnect, resume with
     /// `Position::AfterSequence` of the last record received.
+    ///
+    /// Subscriptions made through one `Client` share its connection and its HTTP/2
+    /// flow-control window: what one of them leaves unread holds room the others need. Give a
+    /// subscription that may be read slowly (or not at all for a while) a `Client` of its own.
     pub async fn subscribe_to_shard(
         &self,
         stream: &str,

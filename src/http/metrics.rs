@@ -181,6 +181,16 @@ impl Collector for Scrape {
         )?;
         family(
             &mut e,
+            "shardlog_refused_connections",
+            "Client connections refused past --max-connections, per listener.",
+            None,
+            Counter,
+            crate::tls::refused_connections()
+                .into_iter()
+                .map(|(listener, n)| (labels([("listener", listener)]), Count(n))),
+        )?;
+        family(
+            &mut e,
             "shardlog_subscriptions",
             "Open SubscribeToShard subscriptions, per shard.",
             None,
