@@ -1,14 +1,12 @@
 //! The read path: shard iterators, GetRecords, and SubscribeToShard's push loop.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::iterator::IteratorPosition;

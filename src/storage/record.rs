@@ -1118,6 +1118,41 @@ mod tests {
     }
 
     proptest! {
+        // Frames come from the network to the client: whatever arrives, decoding never panics,
+        // and either yields exactly the asked range or nothing at all.
+        #[test]
+        fn damaged_or_random_frames_decode_to_the_whole_range_or_nothing(
+            flips in proptest::collection::vec((any::<usize>(), 1u8..=255), 0..4),
+            cut in any::<usize>(),
+            first in 8u64..21,
+            len in 0u64..12,
+            noise in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut frames = three_frames();
+            for (at, bits) in flips {
+                let at = at % frames.len();
+                frames[at] ^= bits;
+            }
+            frames.truncate(cut % (frames.len() + 1));
+            for bytes in [frames, noise] {
+                let mut out = Vec::new();
+                let end = first + len;
+                let decoded = decode_frames(
+                    &Bytes::from(bytes),
+                    SequenceNumber::new(first),
+                    SequenceNumber::new(end),
+                    &mut out,
+                );
+                match decoded {
+                    Ok(()) => {
+                        let seqs: Vec<u64> = out.iter().map(|r| r.sequence.get()).collect();
+                        prop_assert_eq!(seqs, (first..end).collect::<Vec<_>>());
+                    }
+                    Err(_) => prop_assert!(out.is_empty()),
+                }
+            }
+        }
+
         #[test]
         fn random_batches_round_trip(
             records in proptest::collection::vec(
